@@ -1,0 +1,326 @@
+//! The element catalog.
+//!
+//! Each element is one YAML file under `elements/` at the repository root, embedded in the
+//! binary at build time. Shared configuration entries (the OAuth 2.0 and event keys every
+//! element carries) live in `elements/common/` and are merged in by name through an
+//! element's `uses:` list. Loading validates the whole catalog (unique keys and ids,
+//! required OAuth URLs, references between entries), so a bad file fails the build's
+//! tests and Junction's start, never a customer's request.
+
+use include_dir::{Dir, include_dir};
+use junction_core::element::{AuthenticationType, ConfigEntry, ElementDefinition};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+static ELEMENTS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../elements");
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> CatalogError {
+    CatalogError::Invalid {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// A validated, immutable set of elements, addressable by key or numeric id.
+#[derive(Debug)]
+pub struct Catalog {
+    elements: Vec<Arc<ElementDefinition>>,
+    by_key: HashMap<String, usize>,
+    by_id: HashMap<i64, usize>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fragment {
+    configuration: Vec<ConfigEntry>,
+}
+
+impl Catalog {
+    /// The catalog compiled into this binary.
+    pub fn embedded() -> Result<Self, CatalogError> {
+        let mut fragments = BTreeMap::new();
+        if let Some(common) = ELEMENTS.get_dir("common") {
+            for file in common.files() {
+                let path = file.path().display().to_string();
+                let name = file_stem(&path);
+                let text = file
+                    .contents_utf8()
+                    .ok_or_else(|| invalid(&path, "is not UTF-8"))?;
+                let fragment: Fragment =
+                    serde_norway::from_str(text).map_err(|e| invalid(&path, e.to_string()))?;
+                fragments.insert(name, fragment.configuration);
+            }
+        }
+        let mut files = Vec::new();
+        for file in ELEMENTS.files() {
+            let path = file.path().display().to_string();
+            if !path.ends_with(".yaml") {
+                continue;
+            }
+            let text = file
+                .contents_utf8()
+                .ok_or_else(|| invalid(&path, "is not UTF-8"))?;
+            files.push((path, text.to_owned()));
+        }
+        Self::from_sources(&fragments, files)
+    }
+
+    fn from_sources(
+        fragments: &BTreeMap<String, Vec<ConfigEntry>>,
+        files: Vec<(String, String)>,
+    ) -> Result<Self, CatalogError> {
+        let mut elements = Vec::new();
+        let mut by_key = HashMap::new();
+        let mut by_id = HashMap::new();
+        for (path, text) in files {
+            let mut element: ElementDefinition =
+                serde_norway::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+            if file_stem(&path) != element.key {
+                return Err(invalid(
+                    &path,
+                    format!("file name must be the element key '{}.yaml'", element.key),
+                ));
+            }
+            merge_fragments(&path, &mut element, fragments)?;
+            validate(&path, &element)?;
+            let index = elements.len();
+            if by_key.insert(element.key.clone(), index).is_some() {
+                return Err(invalid(&path, format!("duplicate key '{}'", element.key)));
+            }
+            if by_id.insert(element.id, index).is_some() {
+                return Err(invalid(&path, format!("duplicate id {}", element.id)));
+            }
+            elements.push(Arc::new(element));
+        }
+        Ok(Self {
+            elements,
+            by_key,
+            by_id,
+        })
+    }
+
+    /// Finds an element by key (`sfdc`) or numeric id (`23`), as `{keyOrId}` routes do.
+    pub fn get(&self, key_or_id: &str) -> Option<&Arc<ElementDefinition>> {
+        let index = match self.by_key.get(key_or_id) {
+            Some(i) => Some(*i),
+            None => key_or_id
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| self.by_id.get(&id).copied()),
+        };
+        index.and_then(|i| self.elements.get(i))
+    }
+
+    pub fn get_by_id(&self, id: i64) -> Option<&Arc<ElementDefinition>> {
+        self.by_id.get(&id).and_then(|i| self.elements.get(*i))
+    }
+
+    /// Every element, ordered by id.
+    pub fn list(&self) -> Vec<&Arc<ElementDefinition>> {
+        let mut all: Vec<_> = self.elements.iter().collect();
+        all.sort_by_key(|e| e.id);
+        all
+    }
+}
+
+fn file_stem(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.trim_end_matches(".yaml").to_owned()
+}
+
+fn merge_fragments(
+    path: &str,
+    element: &mut ElementDefinition,
+    fragments: &BTreeMap<String, Vec<ConfigEntry>>,
+) -> Result<(), CatalogError> {
+    // Later layers win: fragments in `uses:` order, then the element's own entries.
+    let mut layers = Vec::new();
+    for name in &element.uses {
+        let fragment = fragments
+            .get(name)
+            .ok_or_else(|| invalid(path, format!("uses unknown fragment '{name}'")))?;
+        layers.push(fragment.clone());
+    }
+    layers.push(std::mem::take(&mut element.configuration));
+    let mut merged: Vec<ConfigEntry> = Vec::new();
+    for entry in layers.into_iter().flatten() {
+        match merged.iter_mut().find(|e| e.key == entry.key) {
+            Some(slot) => *slot = entry,
+            None => merged.push(entry),
+        }
+    }
+    element.configuration = merged;
+    Ok(())
+}
+
+fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
+    if e.key.is_empty()
+        || !e
+            .key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(invalid(path, "key must be lowercase letters and digits"));
+    }
+    if e.id <= 0 {
+        return Err(invalid(path, "id must be a positive number"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for entry in &e.configuration {
+        if !seen.insert(entry.key.as_str()) {
+            return Err(invalid(
+                path,
+                format!("configuration key '{}' appears twice", entry.key),
+            ));
+        }
+        if entry.required && entry.internal {
+            return Err(invalid(
+                path,
+                format!("'{}' cannot be both required and internal", entry.key),
+            ));
+        }
+    }
+    let default_of = |key: &str| e.config_entry(key).and_then(|c| c.default.as_deref());
+    for key in ["base.url"] {
+        if let Some(value) = default_of(key) {
+            check_url(path, key, value)?;
+        }
+    }
+    if e.authentication.kind == AuthenticationType::Oauth2 {
+        let oauth = e
+            .oauth
+            .as_ref()
+            .ok_or_else(|| invalid(path, "oauth2 elements need an 'oauth' section"))?;
+        for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
+            let value = default_of(key)
+                .ok_or_else(|| invalid(path, format!("oauth2 elements need a default for '{key}'")))?;
+            check_url(path, key, value)?;
+        }
+        for key in ["oauth.api.key", "oauth.api.secret", "oauth.callback.url"] {
+            if !e.config_entry(key).is_some_and(|c| c.required) {
+                return Err(invalid(path, format!("'{key}' must be a required entry")));
+            }
+        }
+        for target in oauth
+            .token_response
+            .values()
+            .chain(oauth.provision.iter().map(|s| &s.into))
+        {
+            if e.config_entry(target).is_none() {
+                return Err(invalid(
+                    path,
+                    format!("'{target}' is written at provisioning but not declared in configuration"),
+                ));
+            }
+        }
+        if oauth.scope_separator.is_empty() {
+            return Err(invalid(path, "scopeSeparator cannot be empty"));
+        }
+    }
+    Ok(())
+}
+
+fn check_url(path: &str, key: &str, value: &str) -> Result<(), CatalogError> {
+    match url::Url::parse(value) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
+        _ => Err(invalid(
+            path,
+            format!("default of '{key}' must be an http(s) URL, got '{value}'"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_ELEMENTS: &[&str] = &[
+        "facebookleadads",
+        "facebooksocial",
+        "instagram",
+        "acton",
+        "sfdc",
+        "sfdcdocuments",
+        "sfdcmarketingcloud",
+        "sfdcservicecloud",
+    ];
+
+    #[test]
+    fn embedded_catalog_loads_and_holds_every_seed_element() {
+        let catalog = Catalog::embedded().unwrap();
+        for key in SEED_ELEMENTS {
+            let e = catalog.get(key).unwrap_or_else(|| panic!("{key} missing"));
+            assert_eq!(catalog.get(&e.id.to_string()).unwrap().key, *key);
+            assert!(e.oauth.is_some(), "{key} is an OAuth element");
+        }
+    }
+
+    #[test]
+    fn seed_defaults_match_the_cloud_elements_pages() {
+        let catalog = Catalog::embedded().unwrap();
+        let default = |key: &str, entry: &str| {
+            catalog
+                .get(key)
+                .and_then(|e| e.config_entry(entry))
+                .and_then(|c| c.default.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(default("facebookleadads", "base.url"), "https://graph.facebook.com/v2.8");
+        assert_eq!(
+            default("facebookleadads", "oauth.scope"),
+            "manage_pages,ads_management,pages_messaging"
+        );
+        assert_eq!(default("facebookleadads", "oauth.user.refresh_interval"), "5183992");
+        assert_eq!(default("facebookleadads", "pagination.max"), "200");
+        assert_eq!(default("instagram", "base.url"), "https://api.instagram.com/v1");
+        assert_eq!(
+            default("sfdc", "oauth.authorization.url"),
+            "https://login.salesforce.com/services/oauth2/authorize"
+        );
+        assert_eq!(default("acton", "oauth.scope"), "PRODUCTION");
+    }
+
+    fn load(files: &[(&str, &str)]) -> Result<Catalog, CatalogError> {
+        Catalog::from_sources(
+            &BTreeMap::new(),
+            files
+                .iter()
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .collect(),
+        )
+    }
+
+    const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\n";
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let other = MINIMAL.replace("key: demo", "key: other");
+        let err = load(&[("demo.yaml", MINIMAL), ("other.yaml", &other)]).unwrap_err();
+        assert!(err.to_string().contains("duplicate id 1"), "{err}");
+    }
+
+    #[test]
+    fn file_name_must_match_the_key() {
+        let err = load(&[("wrong.yaml", MINIMAL)]).unwrap_err();
+        assert!(err.to_string().contains("demo.yaml"), "{err}");
+    }
+
+    #[test]
+    fn oauth_elements_without_token_url_are_refused() {
+        let text = MINIMAL.replace("{type: basic}", "{type: oauth2}") + "oauth: {}\n";
+        let err = load(&[("demo.yaml", &text)]).unwrap_err();
+        assert!(err.to_string().contains("oauth.authorization.url"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let text = format!("{MINIMAL}colour: blue\n");
+        assert!(load(&[("demo.yaml", &text)]).is_err());
+    }
+}

@@ -1,0 +1,312 @@
+//! The element definition: what one catalog data file says about a connector.
+//!
+//! Everything that differs between providers is described here as data (URLs, scope
+//! separators, how the token request is sent, which token-response fields land in which
+//! configuration key, what to fetch right after provisioning), so the OAuth and
+//! provisioning code has no per-provider branches.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One element as loaded from its data file (after shared fragments were merged in).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ElementDefinition {
+    pub id: i64,
+    pub key: String,
+    pub name: String,
+    pub hook_name: String,
+    pub hub: String,
+    pub description: String,
+    pub image: String,
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub beta: bool,
+    #[serde(default)]
+    pub type_oauth: bool,
+    #[serde(default)]
+    pub config_description: Option<String>,
+    #[serde(default, rename = "signupURL")]
+    pub signup_url: Option<String>,
+    pub authentication: Authentication,
+    /// Names of shared fragments (`elements/common/<name>.yaml`) whose configuration
+    /// entries this element starts from; its own entries override them by key.
+    #[serde(default)]
+    pub uses: Vec<String>,
+    #[serde(default)]
+    pub configuration: Vec<ConfigEntry>,
+    #[serde(default)]
+    pub oauth: Option<OAuthSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authentication {
+    #[serde(rename = "type")]
+    pub kind: AuthenticationType,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthenticationType {
+    Oauth2,
+    Basic,
+    Custom,
+}
+
+/// One configuration entry of an element (Cloud Elements' configuration object).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigEntry {
+    pub key: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(rename = "type", default)]
+    pub kind: ConfigType,
+    /// The caller must supply it when creating an instance.
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub hide_from_console: bool,
+    /// Filled by Junction itself (tokens, refresh times), never asked of the caller.
+    #[serde(default)]
+    pub internal: bool,
+    /// Encrypted at rest and masked in every response. `PASSWORD` entries always are.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+impl ConfigEntry {
+    pub fn is_secret(&self) -> bool {
+        self.secret || self.kind == ConfigType::Password
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConfigType {
+    #[default]
+    #[serde(rename = "TEXTFIELD_128")]
+    Textfield128,
+    #[serde(rename = "TEXTFIELD_32")]
+    Textfield32,
+    #[serde(rename = "TEXTFIELD_64")]
+    Textfield64,
+    #[serde(rename = "TEXTFIELD_1000")]
+    Textfield1000,
+    Textarea,
+    Boolean,
+    Password,
+}
+
+/// How this element's provider speaks OAuth 2.0.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuthSpec {
+    /// Joins scopes in the authorization URL and in `oauth.scope`.
+    #[serde(default = "space")]
+    pub scope_separator: String,
+    /// Query parameter that carries the callback URL in the authorization URL. Almost
+    /// always `redirect_uri`; Act-On documents `callbackUrl`.
+    #[serde(default = "redirect_uri")]
+    pub callback_parameter: String,
+    /// `siteAddress` on the OAuth URL call moves the authorization host (Salesforce
+    /// sandboxes and My Domain hosts).
+    #[serde(default)]
+    pub site_address: bool,
+    #[serde(default)]
+    pub token_request: TokenRequestSpec,
+    /// Extra token-response fields copied into configuration keys, e.g.
+    /// `instance_url: base.url` for Salesforce.
+    #[serde(default)]
+    pub token_response: BTreeMap<String, String>,
+    /// Provider calls Junction makes right after the code exchange, whose results are
+    /// stored in the new instance's configuration.
+    #[serde(default)]
+    pub provision: Vec<ProvisionStep>,
+    /// Where the access token goes on calls to the provider.
+    #[serde(default)]
+    pub credential: CredentialPlacement,
+}
+
+fn space() -> String {
+    " ".into()
+}
+
+fn redirect_uri() -> String {
+    "redirect_uri".into()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequestSpec {
+    #[serde(default)]
+    pub method: TokenMethod,
+    #[serde(default)]
+    pub client_authentication: ClientAuthentication,
+}
+
+/// Facebook's Graph API documents the code exchange as a GET with query parameters;
+/// everyone else uses a form POST (RFC 6749 §4.1.3).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TokenMethod {
+    #[default]
+    Post,
+    Get,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientAuthentication {
+    /// `client_id` and `client_secret` as request parameters.
+    #[default]
+    Body,
+    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1).
+    Basic,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialPlacement {
+    #[serde(rename = "in")]
+    pub location: CredentialLocation,
+    pub name: String,
+    #[serde(default)]
+    pub prefix: String,
+}
+
+impl Default for CredentialPlacement {
+    fn default() -> Self {
+        Self {
+            location: CredentialLocation::Header,
+            name: "Authorization".into(),
+            prefix: "Bearer ".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialLocation {
+    Header,
+    Query,
+}
+
+/// A provider call made during provisioning whose answer fills one configuration key:
+/// Facebook Lead Ads records the customer's page ids as `id1|id2`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProvisionStep {
+    /// Configuration key that receives the result.
+    pub into: String,
+    /// Path appended to `base.url`.
+    pub path: String,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Dotted path of the array in the response body (`data`).
+    pub items: String,
+    /// Field of each array item to collect (`id`).
+    pub field: String,
+    pub join: String,
+    /// Dotted path of the absolute URL of the next page (`paging.next`), if the provider
+    /// pages this listing.
+    #[serde(default)]
+    pub next_page: Option<String>,
+}
+
+/// The element object embedded in instance responses and listed by `GET /elements`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ElementSummary {
+    pub id: i64,
+    pub name: String,
+    pub hook_name: String,
+    pub key: String,
+    pub description: String,
+    pub image: String,
+    pub active: bool,
+    pub deleted: bool,
+    pub type_oauth: bool,
+    pub trial_account: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_description: Option<String>,
+    #[serde(rename = "signupURL", skip_serializing_if = "Option::is_none")]
+    pub signup_url: Option<String>,
+    pub transformations_enabled: bool,
+    pub bulk_download_enabled: bool,
+    pub bulk_upload_enabled: bool,
+    pub cloneable: bool,
+    pub extendable: bool,
+    pub beta: bool,
+    pub authentication: Authentication,
+    pub extended: bool,
+    pub hub: String,
+    pub protocol_type: &'static str,
+    pub parameters: Vec<serde_json::Value>,
+    pub private: bool,
+}
+
+impl ElementDefinition {
+    pub fn summary(&self) -> ElementSummary {
+        ElementSummary {
+            id: self.id,
+            name: self.name.clone(),
+            hook_name: self.hook_name.clone(),
+            key: self.key.clone(),
+            description: self.description.clone(),
+            image: self.image.clone(),
+            active: self.active,
+            deleted: false,
+            type_oauth: self.type_oauth,
+            trial_account: false,
+            config_description: self.config_description.clone(),
+            signup_url: self.signup_url.clone(),
+            transformations_enabled: false,
+            bulk_download_enabled: false,
+            bulk_upload_enabled: false,
+            cloneable: false,
+            extendable: false,
+            beta: self.beta,
+            authentication: self.authentication.clone(),
+            extended: false,
+            hub: self.hub.clone(),
+            protocol_type: "http",
+            parameters: Vec::new(),
+            private: false,
+        }
+    }
+
+    pub fn config_entry(&self, key: &str) -> Option<&ConfigEntry> {
+        self.configuration.iter().find(|e| e.key == key)
+    }
+
+    /// Whether a configuration key holds a secret: encrypted at rest, masked on output.
+    /// Keys the element does not declare fall back to the platform's reserved secrets.
+    pub fn is_secret_key(&self, key: &str) -> bool {
+        match self.config_entry(key) {
+            Some(entry) => entry.is_secret(),
+            None => RESERVED_SECRET_KEYS.contains(&key),
+        }
+    }
+}
+
+/// Configuration keys Cloud Elements reserves for credentials; masked even when an
+/// element forgets to declare them.
+pub const RESERVED_SECRET_KEYS: &[&str] = &[
+    "oauth.api.key",
+    "oauth.api.secret",
+    "oauth.user.token",
+    "oauth.user.refresh_token",
+    "oauth.user.token.secret",
+    "oauth.app.token",
+    "password",
+];
