@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what the test suite's OAuth2 peers need (idempotent):
+#   tests/peers/oidc     npm ci (oidc-provider, express) from package-lock.json
+#   tests/peers/authlib  a virtualenv in .venv with requirements.txt (authlib, flask)
+# Each step is skipped when what is installed still matches its lock file.
+# Env: PYTHON (default python3) to create the virtualenv with.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PEERS="$REPO/tests/peers"
+PYTHON=${PYTHON:-python3}
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+
+fingerprint() { cat "$@" | sha256sum | cut -d' ' -f1; }
+run_quiet() {  # run a command, show its output only when it fails
+  if ! "$@" >"$LOG" 2>&1; then
+    cat "$LOG" >&2
+    echo "setup-test-deps: failed: $*" >&2
+    exit 1
+  fi
+}
+
+# --- oidc-provider peer (node) ---
+OIDC="$PEERS/oidc"
+command -v node >/dev/null || { echo "setup-test-deps: node is not installed" >&2; exit 1; }
+want=$(fingerprint "$OIDC/package.json" "$OIDC/package-lock.json"; node --version)
+stamp="$OIDC/node_modules/.junction-stamp"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "oidc peer: node_modules up to date"
+else
+  echo "oidc peer: npm ci"
+  (cd "$OIDC" && run_quiet npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
+fi
+
+# --- authlib peer (python) ---
+AUTHLIB="$PEERS/authlib"
+VENV="$AUTHLIB/.venv"
+want=$(fingerprint "$AUTHLIB/requirements.txt"; "$PYTHON" -c 'import sys; print(sys.version)')
+stamp="$VENV/.junction-stamp"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
+   && "$VENV/bin/python" -c 'import authlib, flask' >/dev/null 2>&1; then
+  echo "authlib peer: virtualenv up to date"
+else
+  if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1 \
+     || [[ "$("$VENV/bin/python" -c 'import sys; print(sys.version)')" != "$("$PYTHON" -c 'import sys; print(sys.version)')" ]]; then
+    echo "authlib peer: creating virtualenv"
+    rm -rf "$VENV"
+    run_quiet "$PYTHON" -m venv "$VENV"
+  fi
+  echo "authlib peer: pip install -r requirements.txt"
+  run_quiet "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$AUTHLIB/requirements.txt"
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine:
+#   1. installs the OAuth2 test peers' dependencies (scripts/setup-test-deps.sh);
+#   2. starts a throwaway PostgreSQL (scripts/pg-test.sh), stopped again on exit
+#      unless it was already running (set JUNCTION_TEST_DATABASE_URL to use another one);
+#   3. cargo test --workspace --locked "$@"   (its exit status is the script's).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+echo "--- test dependencies"
+bash scripts/setup-test-deps.sh
+
+if [[ -z ${JUNCTION_TEST_DATABASE_URL:-} ]]; then
+  echo "--- postgresql"
+  if ! bash scripts/pg-test.sh status >/dev/null 2>&1; then
+    trap 'bash "$REPO/scripts/pg-test.sh" stop || true' EXIT
+  fi
+  JUNCTION_TEST_DATABASE_URL=$(bash scripts/pg-test.sh start)
+  echo "postgresql: $JUNCTION_TEST_DATABASE_URL"
+fi
+export JUNCTION_TEST_DATABASE_URL
+export JUNCTION_TEST_PEERS_DIR="$REPO/tests/peers"
+
+echo "--- cargo test --workspace --locked $*"
+status=0
+cargo test --workspace --locked "$@" || status=$?
+exit "$status"
