@@ -1,0 +1,118 @@
+//! Step 1 of provisioning: the provider URL the customer is sent to.
+
+use crate::OAuthError;
+use junction_core::element::OAuthSpec;
+use url::Url;
+
+pub struct AuthorizationRequest<'a> {
+    pub authorization_url: &'a str,
+    pub client_id: &'a str,
+    pub callback_url: &'a str,
+    pub state: &'a str,
+    /// Already joined with the element's separator (see [`join_scopes`]).
+    pub scope: Option<&'a str>,
+    /// Moves the authorization host when the element allows it (sandbox, My Domain).
+    pub site_address: Option<&'a str>,
+}
+
+/// Normalises a scope list however the caller wrote it (`a,b`, `a b`, `a+b`) into the
+/// element's separator.
+pub fn join_scopes(spec: &OAuthSpec, raw: &str) -> String {
+    raw.split(|c: char| c == ',' || c == '+' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(&spec.scope_separator)
+}
+
+/// Builds the authorization URL. The client secret is never part of it: a URL ends up in
+/// browser history, proxy logs and referrers.
+pub fn authorization_url(
+    spec: &OAuthSpec,
+    request: &AuthorizationRequest<'_>,
+) -> Result<String, OAuthError> {
+    let bad = |what: &str| OAuthError::BadUrl { what: what.into() };
+    let mut url = Url::parse(request.authorization_url).map_err(|_| bad("oauth.authorization.url"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("oauth.authorization.url"));
+    }
+    if let (true, Some(site)) = (spec.site_address, request.site_address) {
+        let site = site.trim().trim_end_matches('/');
+        let with_scheme = if site.contains("://") {
+            site.to_owned()
+        } else {
+            format!("https://{site}")
+        };
+        let site = Url::parse(&with_scheme).map_err(|_| bad("siteAddress"))?;
+        if !matches!(site.scheme(), "http" | "https") || site.host_str().is_none() {
+            return Err(bad("siteAddress"));
+        }
+        url.set_scheme(site.scheme()).map_err(|_| bad("siteAddress"))?;
+        url.set_host(site.host_str()).map_err(|_| bad("siteAddress"))?;
+        url.set_port(site.port()).map_err(|_| bad("siteAddress"))?;
+    }
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("response_type", "code");
+        query.append_pair("client_id", request.client_id);
+        query.append_pair(&spec.callback_parameter, request.callback_url);
+        if let Some(scope) = request.scope.filter(|s| !s.is_empty()) {
+            query.append_pair("scope", scope);
+        }
+        query.append_pair("state", request.state);
+    }
+    Ok(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> OAuthSpec {
+        serde_json::from_str(yaml).unwrap()
+    }
+
+    fn request<'a>(scope: Option<&'a str>, site: Option<&'a str>) -> AuthorizationRequest<'a> {
+        AuthorizationRequest {
+            authorization_url: "https://login.salesforce.com/services/oauth2/authorize",
+            client_id: "client id",
+            callback_url: "https://app.example.com/auth?x=1",
+            state: "sfdc",
+            scope,
+            site_address: site,
+        }
+    }
+
+    #[test]
+    fn url_carries_the_standard_parameters_and_no_secret() {
+        let url = authorization_url(&spec("{}"), &request(Some("full refresh_token"), None)).unwrap();
+        assert_eq!(
+            url,
+            "https://login.salesforce.com/services/oauth2/authorize?response_type=code&client_id=client+id\
+             &redirect_uri=https%3A%2F%2Fapp.example.com%2Fauth%3Fx%3D1&scope=full+refresh_token&state=sfdc"
+        );
+        assert!(!url.contains("secret"));
+    }
+
+    #[test]
+    fn callback_parameter_name_comes_from_the_element() {
+        let url = authorization_url(&spec(r#"{"callbackParameter":"callbackUrl"}"#), &request(None, None)).unwrap();
+        assert!(url.contains("&callbackUrl=https"), "{url}");
+        assert!(!url.contains("redirect_uri"));
+    }
+
+    #[test]
+    fn site_address_moves_the_host_only_where_the_element_allows_it() {
+        let allowed = spec(r#"{"siteAddress":true}"#);
+        let url = authorization_url(&allowed, &request(None, Some("test.salesforce.com"))).unwrap();
+        assert!(url.starts_with("https://test.salesforce.com/services/oauth2/authorize?"), "{url}");
+        let url = authorization_url(&spec("{}"), &request(None, Some("test.salesforce.com"))).unwrap();
+        assert!(url.starts_with("https://login.salesforce.com/"), "{url}");
+    }
+
+    #[test]
+    fn scopes_are_rejoined_with_the_element_separator() {
+        let comma = spec(r#"{"scopeSeparator":","}"#);
+        assert_eq!(join_scopes(&comma, "a b+c,d"), "a,b,c,d");
+        assert_eq!(join_scopes(&spec("{}"), "full,refresh_token"), "full refresh_token");
+    }
+}

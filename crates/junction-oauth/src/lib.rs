@@ -1,0 +1,18 @@
+//! The client side of OAuth 2.0, and every call Junction makes to a provider.
+//!
+//! [`OutboundClient`] is the only way out: it has timeouts, never follows redirects, and
+//! resolves names through the outbound address policy, so a configuration value pointing
+//! at a metadata service or an internal port is refused before a byte is sent.
+//! [`authorization_url`], [`exchange_code`] and [`run_provision_step`] are driven entirely
+//! by the element definition (`junction_core::element::OAuthSpec`): no provider is named
+//! in this crate. No database, no HTTP server.
+
+mod authorize;
+mod client;
+mod error;
+mod token;
+
+pub use authorize::{AuthorizationRequest, authorization_url, join_scopes};
+pub use client::{OutboundClient, OutboundSettings};
+pub use error::OAuthError;
+pub use token::{CodeExchange, TokenResponse, apply_credential, exchange_code, run_provision_step};

@@ -1,0 +1,235 @@
+//! Settings: environment variables (`JUNCTION_…`), mirrored by command-line flags,
+//! validated before anything starts.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use junction_core::Secret;
+use junction_crypto::Keyring;
+use junction_store::{DatabaseUrl, Dialect};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Every setting, with its default. `junction config example` prints this table.
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    ("JUNCTION_LISTEN", "127.0.0.1:8080", "Address and port the API listens on."),
+    (
+        "JUNCTION_DATABASE_URL",
+        "./junction.db",
+        "SQLite file (created if missing) or postgres://user:password@host/db to share one PostgreSQL between replicas.",
+    ),
+    (
+        "JUNCTION_ENCRYPTION_KEY",
+        "",
+        "Base64 of 32 random bytes (`junction config generate-key`), or `id:base64,id:base64` to rotate (first is primary). Unset with SQLite: a key file is created beside the database. Required with PostgreSQL.",
+    ),
+    (
+        "JUNCTION_BOOTSTRAP_USER_SECRET",
+        "",
+        "User secret of the first user, created on a database without organizations. Unset: generated and printed once.",
+    ),
+    (
+        "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET",
+        "",
+        "Organization secret of the first organization. Unset: generated and printed once.",
+    ),
+    (
+        "JUNCTION_OUTBOUND_ALLOW_PRIVATE",
+        "false",
+        "Allow calls to loopback and private addresses (local providers, tests). Link-local and metadata addresses are always refused.",
+    ),
+    (
+        "JUNCTION_LOG",
+        "info",
+        "Log filter, e.g. `info` or `junction_service=debug,info`.",
+    ),
+    ("JUNCTION_LOG_FORMAT", "text", "`text` or `json`."),
+];
+
+/// The raw settings as flags and environment variables give them.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address and port to listen on.
+    #[arg(long, env = "JUNCTION_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// SQLite file path or postgres:// URL.
+    #[arg(long, env = "JUNCTION_DATABASE_URL", default_value = "./junction.db", hide_env_values = true)]
+    pub database_url: String,
+    /// Base64 32-byte key, or `id:base64,…` for rotation.
+    #[arg(long, env = "JUNCTION_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// First user's secret on an empty database.
+    #[arg(long, env = "JUNCTION_BOOTSTRAP_USER_SECRET", hide_env_values = true)]
+    pub bootstrap_user_secret: Option<String>,
+    /// First organization's secret on an empty database.
+    #[arg(long, env = "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET", hide_env_values = true)]
+    pub bootstrap_organization_secret: Option<String>,
+    /// Allow outbound calls to loopback and private addresses.
+    #[arg(long, env = "JUNCTION_OUTBOUND_ALLOW_PRIVATE", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub outbound_allow_private: bool,
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        other => Err(format!("expected true or false, got '{other}'")),
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: DatabaseUrl,
+    pub encryption_key: Option<Secret>,
+    pub bootstrap_user_secret: Option<Secret>,
+    pub bootstrap_organization_secret: Option<Secret>,
+    pub outbound_allow_private: bool,
+}
+
+impl Config {
+    pub fn from_settings(s: Settings) -> anyhow::Result<Self> {
+        let listen: SocketAddr = s.listen.parse().with_context(|| {
+            format!("JUNCTION_LISTEN: '{}' is not an address like 127.0.0.1:8080", s.listen)
+        })?;
+        let database_url = DatabaseUrl::parse(&s.database_url)
+            .map_err(|e| anyhow::anyhow!("JUNCTION_DATABASE_URL: {e}"))?;
+        let encryption_key = s.encryption_key.filter(|k| !k.trim().is_empty()).map(Secret::new);
+        if let Some(key) = &encryption_key {
+            Keyring::parse(key).map_err(|e| anyhow::anyhow!("JUNCTION_ENCRYPTION_KEY: {e}"))?;
+        } else if database_url.dialect() == Dialect::Postgres {
+            bail!(
+                "JUNCTION_ENCRYPTION_KEY is required with PostgreSQL (every replica must share it); \
+                 create one with `junction config generate-key`"
+            );
+        }
+        let secret = |name: &str, v: Option<String>| -> anyhow::Result<Option<Secret>> {
+            match v.filter(|v| !v.is_empty()) {
+                Some(v) if v.len() < 16 => bail!("{name} must be at least 16 characters"),
+                Some(v) => Ok(Some(Secret::new(v))),
+                None => Ok(None),
+            }
+        };
+        Ok(Self {
+            listen,
+            database_url,
+            encryption_key,
+            bootstrap_user_secret: secret("JUNCTION_BOOTSTRAP_USER_SECRET", s.bootstrap_user_secret)?,
+            bootstrap_organization_secret: secret(
+                "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET",
+                s.bootstrap_organization_secret,
+            )?,
+            outbound_allow_private: s.outbound_allow_private,
+        })
+    }
+
+    /// The keyring: the configured key, or (SQLite only) the key file beside the database,
+    /// created with mode 0600 on first start.
+    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+        if let Some(key) = &self.encryption_key {
+            return Keyring::parse(key).map_err(|e| anyhow::anyhow!("JUNCTION_ENCRYPTION_KEY: {e}"));
+        }
+        let Some(db_path) = self.database_url.sqlite_path() else {
+            bail!("JUNCTION_ENCRYPTION_KEY is required unless the database is a SQLite file");
+        };
+        let key_path = {
+            let mut p = db_path.into_os_string();
+            p.push(".key");
+            std::path::PathBuf::from(p)
+        };
+        let key = if key_path.exists() {
+            let text = std::fs::read_to_string(&key_path)
+                .with_context(|| format!("reading the key file {}", key_path.display()))?;
+            Secret::new(text.trim().to_owned())
+        } else {
+            let key = junction_crypto::generate_key().map_err(|e| anyhow::anyhow!("{e}"))?;
+            write_private(&key_path, key.expose())?;
+            tracing::warn!(
+                path = %key_path.display(),
+                "JUNCTION_ENCRYPTION_KEY is not set: created a key file beside the database. \
+                 Back it up with the database; without it stored credentials cannot be read"
+            );
+            key
+        };
+        Keyring::parse(&key).map_err(|e| anyhow::anyhow!("key file {}: {e}", key_path.display()))
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating the key file {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    Ok(())
+}
+
+/// The commented example printed by `junction config example`.
+pub fn example() -> String {
+    let mut out = String::from("# Junction settings (environment variables; each has a --flag twin).\n");
+    for (name, default, help) in SETTINGS {
+        out.push_str(&format!("\n# {help}\n"));
+        if default.is_empty() {
+            out.push_str(&format!("# {name}=\n"));
+        } else {
+            out.push_str(&format!("{name}={default}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".into(),
+            database_url: "./x.db".into(),
+            encryption_key: None,
+            bootstrap_user_secret: None,
+            bootstrap_organization_secret: None,
+            outbound_allow_private: false,
+        }
+    }
+
+    #[test]
+    fn postgres_without_a_key_is_refused_at_start() {
+        let mut s = settings();
+        s.database_url = "postgres://u:p@localhost/db".into();
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.contains("JUNCTION_ENCRYPTION_KEY is required"), "{err}");
+    }
+
+    #[test]
+    fn bad_listen_address_names_the_setting() {
+        let mut s = settings();
+        s.listen = "localhost".into();
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.starts_with("JUNCTION_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_key_is_reported_without_its_value() {
+        let mut s = settings();
+        s.encryption_key = Some("dG9vLXNob3J0".into());
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.contains("32 bytes") && !err.contains("dG9vLXNob3J0"), "{err}");
+    }
+
+    #[test]
+    fn example_lists_every_setting() {
+        let text = example();
+        for (name, _, _) in SETTINGS {
+            assert!(text.contains(name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The catalog: `/elements`, `/elements/keys`, `/elements/{keyOrId}` and step 1 of
+//! provisioning, `/elements/{keyOrId}/oauth/url`.
+
+use super::error::ApiError;
+use super::extract::ApiJson;
+use super::{AppState, json_bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use junction_catalog::Catalog;
+use junction_core::element::ConfigEntry;
+use junction_core::ElementSummary;
+use junction_service::{OAuthUrlParams, OAuthUrlResponse};
+use serde::Serialize;
+use std::collections::HashMap;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/elements", get(list))
+        .route("/elements/keys", get(keys))
+        .route("/elements/{key_or_id}", get(show))
+        .route("/elements/{key_or_id}/oauth/url", get(oauth_url_get).post(oauth_url_post))
+}
+
+/// The catalog's JSON, serialized once at start.
+pub struct CatalogJson {
+    list: Bytes,
+    keys: Bytes,
+    by_key: HashMap<String, Bytes>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ElementDetail<'a> {
+    #[serde(flatten)]
+    summary: ElementSummary,
+    configuration: Vec<ConfigView<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigView<'a> {
+    key: &'a str,
+    name: &'a str,
+    description: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: junction_core::element::ConfigType,
+    required: bool,
+    default_value: Option<&'a str>,
+    hide_from_console: bool,
+    internal: bool,
+    active: bool,
+}
+
+impl CatalogJson {
+    pub fn build(catalog: &Catalog) -> anyhow::Result<Self> {
+        let elements = catalog.list();
+        let summaries: Vec<ElementSummary> = elements.iter().map(|e| e.summary()).collect();
+        let keys: Vec<&str> = elements.iter().map(|e| e.key.as_str()).collect();
+        let mut by_key = HashMap::new();
+        for e in &elements {
+            let detail = ElementDetail {
+                summary: e.summary(),
+                configuration: e.configuration.iter().map(config_view).collect(),
+            };
+            by_key.insert(e.key.clone(), Bytes::from(serde_json::to_vec(&detail)?));
+        }
+        Ok(Self {
+            list: Bytes::from(serde_json::to_vec(&summaries)?),
+            keys: Bytes::from(serde_json::to_vec(&keys)?),
+            by_key,
+        })
+    }
+}
+
+fn config_view(e: &ConfigEntry) -> ConfigView<'_> {
+    ConfigView {
+        key: &e.key,
+        name: &e.name,
+        description: e.description.as_deref(),
+        kind: e.kind,
+        required: e.required,
+        default_value: e.default.as_deref(),
+        hide_from_console: e.hide_from_console,
+        internal: e.internal,
+        active: true,
+    }
+}
+
+async fn list(State(state): State<AppState>) -> Response {
+    json_bytes(state.catalog_json.list.clone())
+}
+
+async fn keys(State(state): State<AppState>) -> Response {
+    json_bytes(state.catalog_json.keys.clone())
+}
+
+async fn show(State(state): State<AppState>, Path(key_or_id): Path<String>) -> Result<Response, ApiError> {
+    let element = state
+        .services
+        .catalog
+        .get(&key_or_id)
+        .ok_or_else(|| ApiError::from(junction_service::ServiceError::ElementNotFound(key_or_id.clone())))?;
+    let bytes = state
+        .catalog_json
+        .by_key
+        .get(&element.key)
+        .cloned()
+        .unwrap_or_default();
+    Ok(json_bytes(bytes))
+}
+
+async fn oauth_url_get(
+    State(state): State<AppState>,
+    Path(key_or_id): Path<String>,
+    query: Result<Query<OAuthUrlParams>, QueryRejection>,
+) -> Result<Json<OAuthUrlResponse>, ApiError> {
+    let Query(params) = query.map_err(|r| {
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+    })?;
+    Ok(Json(state.services.oauth_url(&key_or_id, &params)?))
+}
+
+async fn oauth_url_post(
+    State(state): State<AppState>,
+    Path(key_or_id): Path<String>,
+    ApiJson(params): ApiJson<OAuthUrlParams>,
+) -> Result<Json<OAuthUrlResponse>, ApiError> {
+    Ok(Json(state.services.oauth_url(&key_or_id, &params)?))
+}

@@ -1,0 +1,137 @@
+//! The one place errors become HTTP responses.
+//!
+//! The wire shape is Cloud Elements' `{"requestId", "message", "providerMessage"?}` plus a
+//! stable `code`. A 5xx says only that something failed and carries the request id; its
+//! cause goes to the log, never to the caller.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use junction_oauth::OAuthError;
+use junction_service::ServiceError;
+use serde::Serialize;
+
+tokio::task_local! {
+    /// The current request's id, set by the request-id middleware for the whole handler.
+    pub static REQUEST_ID: String;
+}
+
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub provider_message: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    request_id: String,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_message: Option<&'a str>,
+    code: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            provider_message: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn internal(cause: &dyn std::error::Error) -> Self {
+        let mut chain = cause.to_string();
+        let mut source = cause.source();
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Junction failed to complete the request; the request id identifies it in the server log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            request_id: current_request_id(),
+            message: &self.message,
+            provider_message: self.provider_message.as_deref(),
+            code: self.code,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn provider_error(e: OAuthError) -> ApiError {
+    let provider_message = e.provider_message();
+    let (status, code, message) = match &e {
+        OAuthError::Provider { status, .. } if *status >= 500 => (
+            StatusCode::BAD_GATEWAY,
+            "provider_unavailable",
+            format!("the provider failed (HTTP {status})"),
+        ),
+        OAuthError::Provider { .. } => (
+            StatusCode::BAD_REQUEST,
+            "provider_refused",
+            format!("{e}; check the authorization code, client id, client secret and callback URL"),
+        ),
+        OAuthError::BadResponse { status, .. } if *status >= 500 => (
+            StatusCode::BAD_GATEWAY,
+            "provider_unavailable",
+            e.to_string(),
+        ),
+        OAuthError::BadResponse { .. } => (StatusCode::BAD_REQUEST, "provider_bad_response", e.to_string()),
+        OAuthError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "provider_timeout", e.to_string()),
+        OAuthError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "provider_unreachable", e.to_string()),
+        OAuthError::Policy(_) | OAuthError::BadUrl { .. } => {
+            (StatusCode::BAD_REQUEST, "invalid_configuration", e.to_string())
+        }
+        OAuthError::Client(_) => return ApiError::internal(&e),
+    };
+    ApiError {
+        status,
+        code,
+        message,
+        provider_message,
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            ServiceError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+            ServiceError::ElementNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "element_not_found", e.to_string())
+            }
+            ServiceError::InstanceNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "instance_not_found", e.to_string())
+            }
+            ServiceError::BadRequest { code, message } => Self::new(StatusCode::BAD_REQUEST, code, message),
+            ServiceError::MissingConfiguration(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "missing_configuration", e.to_string())
+            }
+            ServiceError::Provider(inner) => provider_error(inner),
+            ServiceError::Store(_) | ServiceError::Internal(_) => Self::internal(&e),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Building and running the server: store, migrations, first organization, listener.
+
+use crate::Config;
+use anyhow::Context;
+use junction_catalog::Catalog;
+use junction_core::Secret;
+use junction_core::net::OutboundPolicy;
+use junction_oauth::{OutboundClient, OutboundSettings};
+use junction_service::{Services, now_ms};
+use junction_store::{NewOrganization, OrganizationCreated, Store};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// The first organization, created on an empty database.
+#[derive(Debug)]
+pub struct Bootstrapped {
+    pub ids: OrganizationCreated,
+    pub organization_secret: Secret,
+    pub user_secret: Secret,
+    /// The secrets were generated (not taken from settings) and must be shown once.
+    pub generated: bool,
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    services: Services,
+    pub bootstrapped: Option<Bootstrapped>,
+}
+
+/// Connects and migrates the configured database.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let keyring = Arc::new(config.keyring()?);
+    let store = Store::connect(&config.database_url, keyring)
+        .await
+        .with_context(|| format!("connecting to {}", config.database_url))?;
+    let applied = store.migrate().await.context("applying database migrations")?;
+    if applied > 0 {
+        tracing::info!(applied, dialect = ?store.dialect(), "database migrations applied");
+    }
+    Ok(store)
+}
+
+/// Creates the first organization, account and user when the database has none.
+pub async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Bootstrapped>> {
+    if store.organization_count().await? > 0 {
+        return Ok(None);
+    }
+    let generate = || junction_crypto::generate_secret(32).map_err(|e| anyhow::anyhow!("{e}"));
+    let generated = config.bootstrap_user_secret.is_none() || config.bootstrap_organization_secret.is_none();
+    let user_secret = match &config.bootstrap_user_secret {
+        Some(s) => s.clone(),
+        None => generate()?,
+    };
+    let organization_secret = match &config.bootstrap_organization_secret {
+        Some(s) => s.clone(),
+        None => generate()?,
+    };
+    let ids = store
+        .create_organization(NewOrganization {
+            name: "Default organization",
+            account_name: "Default account",
+            email: "admin@localhost",
+            first_name: "Junction",
+            last_name: "Admin",
+            organization_secret: &organization_secret,
+            user_secret: &user_secret,
+            now: now_ms(),
+        })
+        .await?;
+    tracing::info!(organization_id = %ids.organization_id, "created the first organization");
+    Ok(Some(Bootstrapped {
+        ids,
+        organization_secret,
+        user_secret,
+        generated,
+    }))
+}
+
+pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
+    let catalog = Catalog::embedded().context("loading the element catalog")?;
+    let outbound = OutboundClient::new(OutboundSettings {
+        policy: OutboundPolicy {
+            allow_private: config.outbound_allow_private,
+        },
+        ..OutboundSettings::default()
+    })?;
+    Ok(Services {
+        store,
+        catalog: Arc::new(catalog),
+        outbound,
+    })
+}
+
+impl App {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let store = open_store(config).await?;
+        let bootstrapped = bootstrap(&store, config).await?;
+        let services = services(store, config)?;
+        let router = crate::http::router(services.clone())?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Self {
+            listener,
+            router,
+            services,
+            bootstrapped,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the
+    /// database pool.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let store = self.services.store.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        store.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! The `Authorization` header: `User <secret>, Organization <secret>[, Element <token>]`.
+
+use crate::{ServiceError, Services};
+use junction_core::{AccountId, InstanceId, Secret, UserId};
+use junction_store::{Principal, TokenPrincipal};
+
+/// The secrets a header presented, in whatever order it listed them.
+#[derive(Debug, Default)]
+pub struct PresentedSecrets {
+    pub user: Option<Secret>,
+    pub organization: Option<Secret>,
+    pub element: Option<Secret>,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller {
+    /// A user of an organization: platform calls, any instance of their account.
+    User(Principal),
+    /// Only an Element token: that one instance.
+    Instance(TokenPrincipal),
+}
+
+impl Caller {
+    pub fn account_id(&self) -> AccountId {
+        match self {
+            Self::User(p) => p.account_id,
+            Self::Instance(t) => t.account_id,
+        }
+    }
+
+    pub fn user_id(&self) -> UserId {
+        match self {
+            Self::User(p) => p.user_id,
+            Self::Instance(t) => t.user_id,
+        }
+    }
+
+    /// Element-token callers see only their own instance.
+    pub fn only_instance(&self) -> Option<InstanceId> {
+        match self {
+            Self::User(_) => None,
+            Self::Instance(t) => Some(t.instance_id),
+        }
+    }
+}
+
+/// Splits the header into its `Scheme value` pairs; schemes are case-insensitive and the
+/// order is free.
+pub fn parse_authorization(header: &str) -> Result<PresentedSecrets, ServiceError> {
+    let mut out = PresentedSecrets::default();
+    for part in header.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (scheme, value) = part
+            .split_once(char::is_whitespace)
+            .map(|(s, v)| (s, v.trim()))
+            .ok_or_else(|| unauthorized("each part of the Authorization header must be '<Scheme> <value>'"))?;
+        if value.is_empty() {
+            return Err(unauthorized(&format!("the {scheme} value is empty")));
+        }
+        let slot = match scheme.to_ascii_lowercase().as_str() {
+            "user" => &mut out.user,
+            "organization" => &mut out.organization,
+            "element" => &mut out.element,
+            _ => {
+                return Err(unauthorized(
+                    "unknown Authorization scheme: expected User, Organization and Element",
+                ));
+            }
+        };
+        *slot = Some(Secret::new(value));
+    }
+    Ok(out)
+}
+
+fn unauthorized(message: &str) -> ServiceError {
+    ServiceError::Unauthorized(message.to_owned())
+}
+
+impl Services {
+    /// Proves the header. User and Organization secrets together authenticate a user (an
+    /// Element token alongside them is ignored on platform calls); an Element token alone
+    /// authenticates its instance.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ServiceError> {
+        let header = header.ok_or_else(|| {
+            unauthorized("missing Authorization header: send 'User <secret>, Organization <secret>'")
+        })?;
+        let presented = parse_authorization(header)?;
+        match (&presented.user, &presented.organization, &presented.element) {
+            (Some(user), Some(org), _) => self
+                .store
+                .authenticate_user(user, org)
+                .await?
+                .map(Caller::User)
+                .ok_or_else(|| unauthorized("the User and Organization secrets do not match")),
+            (_, _, Some(token)) => {
+                let principal = self
+                    .store
+                    .authenticate_element_token(token)
+                    .await?
+                    .ok_or_else(|| unauthorized("the Element token is not valid"))?;
+                if principal.disabled {
+                    return Err(ServiceError::Forbidden(
+                        "this instance is disabled".to_owned(),
+                    ));
+                }
+                Ok(Caller::Instance(principal))
+            }
+            (Some(_), None, None) => Err(unauthorized(
+                "the Organization secret is missing: send 'User <secret>, Organization <secret>'",
+            )),
+            _ => Err(unauthorized(
+                "the User secret is missing: send 'User <secret>, Organization <secret>'",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_found_in_any_order_and_case() {
+        let p = parse_authorization("Element tok, organization o-sec,User u-sec").unwrap();
+        assert_eq!(p.user.unwrap().expose(), "u-sec");
+        assert_eq!(p.organization.unwrap().expose(), "o-sec");
+        assert_eq!(p.element.unwrap().expose(), "tok");
+    }
+
+    #[test]
+    fn malformed_headers_are_refused() {
+        assert!(parse_authorization("Bearer abc").is_err());
+        assert!(parse_authorization("User").is_err());
+    }
+}

@@ -1,0 +1,54 @@
+use junction_oauth::OAuthError;
+use junction_store::StoreError;
+
+/// Everything a use case can refuse or fail with. The HTTP layer turns each variant into a
+/// status and a stable code; the messages here are written for API callers.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no element with key or id '{0}'")]
+    ElementNotFound(String),
+    #[error("no instance with id {0}")]
+    InstanceNotFound(i64),
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("missing required configuration: {}", .0.join(", "))]
+    MissingConfiguration(Vec<String>),
+    #[error("{0}")]
+    Provider(#[source] OAuthError),
+    #[error("storage failure")]
+    Store(#[source] StoreError),
+    #[error("internal failure: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<OAuthError> for ServiceError {
+    fn from(e: OAuthError) -> Self {
+        match e {
+            OAuthError::Policy(v) => Self::bad_request("outbound_address_refused", v.to_string()),
+            OAuthError::BadUrl { what } => Self::bad_request(
+                "invalid_configuration",
+                format!("{what} is not a valid http(s) URL"),
+            ),
+            other => Self::Provider(other),
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Junction's use cases, independent of HTTP.
+//!
+//! Each public function is one thing an API caller can do: prove who they are, get an
+//! element's OAuth URL, provision an instance from an authorization code, read, list and
+//! delete instances. They combine the catalog (what an element is), the OAuth client
+//! (talking to providers) and the store (what is kept), and return wire-ready views plus
+//! typed errors that the HTTP layer maps to status codes in one place.
+
+mod auth;
+mod error;
+mod instances;
+mod oauth_url;
+mod view;
+
+pub use auth::{Caller, parse_authorization};
+pub use error::ServiceError;
+pub use instances::{CreateInstance, ElementRef, ListInstances, ProviderData};
+pub use oauth_url::{OAuthUrlParams, OAuthUrlResponse};
+pub use view::{InstanceView, UserView};
+
+use junction_catalog::Catalog;
+use junction_oauth::OutboundClient;
+use junction_store::Store;
+use std::sync::Arc;
+
+/// Everything the use cases need, cheap to clone into each request.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub outbound: OutboundClient,
+}
+
+/// Milliseconds since the Unix epoch: the unit every stored time uses.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

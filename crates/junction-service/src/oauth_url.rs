@@ -1,0 +1,88 @@
+//! Step 1: `GET|POST /elements/{keyOrId}/oauth/url`.
+
+use crate::{ServiceError, Services};
+use junction_core::config::keys;
+use junction_oauth::{AuthorizationRequest, authorization_url, join_scopes};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthUrlParams {
+    pub api_key: Option<String>,
+    pub api_secret: Option<String>,
+    pub callback_url: Option<String>,
+    pub state: Option<String>,
+    pub scope: Option<String>,
+    pub site_address: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthUrlResponse {
+    pub oauth_url: String,
+    pub element: String,
+}
+
+fn present(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl Services {
+    pub fn oauth_url(
+        &self,
+        key_or_id: &str,
+        params: &OAuthUrlParams,
+    ) -> Result<OAuthUrlResponse, ServiceError> {
+        let element = self
+            .catalog
+            .get(key_or_id)
+            .ok_or_else(|| ServiceError::ElementNotFound(key_or_id.to_owned()))?;
+        let spec = element.oauth.as_ref().ok_or_else(|| {
+            ServiceError::bad_request(
+                "not_oauth_element",
+                format!("element '{}' does not use OAuth 2.0", element.key),
+            )
+        })?;
+        let missing: Vec<&str> = [
+            ("apiKey", &params.api_key),
+            ("apiSecret", &params.api_secret),
+            ("callbackUrl", &params.callback_url),
+        ]
+        .into_iter()
+        .filter(|(_, v)| present(v).is_none())
+        .map(|(name, _)| name)
+        .collect();
+        if !missing.is_empty() {
+            return Err(ServiceError::bad_request(
+                "missing_parameter",
+                format!("missing required parameter(s): {}", missing.join(", ")),
+            ));
+        }
+        let default_of = |key: &str| {
+            element
+                .config_entry(key)
+                .and_then(|c| c.default.clone())
+                .unwrap_or_default()
+        };
+        let scope = match present(&params.scope) {
+            Some(given) => join_scopes(spec, given),
+            None => join_scopes(spec, &default_of(keys::SCOPE)),
+        };
+        let authorization = default_of(keys::AUTHORIZATION_URL);
+        let url = authorization_url(
+            spec,
+            &AuthorizationRequest {
+                authorization_url: &authorization,
+                client_id: present(&params.api_key).unwrap_or_default(),
+                callback_url: present(&params.callback_url).unwrap_or_default(),
+                state: present(&params.state).unwrap_or(&element.key),
+                scope: Some(&scope),
+                site_address: present(&params.site_address),
+            },
+        )?;
+        Ok(OAuthUrlResponse {
+            oauth_url: url,
+            element: element.key.clone(),
+        })
+    }
+}

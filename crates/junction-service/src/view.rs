@@ -1,0 +1,107 @@
+//! The instance JSON of the Cloud Elements pages, with every secret masked.
+
+use junction_core::config::keys;
+use junction_core::{ConfigMap, ElementDefinition, ElementSummary, MASK};
+use junction_store::{InstanceRecord, UserRecord};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: i64,
+    pub email_address: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceView {
+    pub id: i64,
+    pub name: String,
+    pub created_date: String,
+    /// The Element token: the credential the instance's owner calls the hub with.
+    pub token: String,
+    pub element: ElementSummary,
+    pub element_id: i64,
+    pub tags: Vec<String>,
+    pub provision_interactions: Vec<serde_json::Value>,
+    pub valid: bool,
+    pub disabled: bool,
+    pub max_cache_size: i64,
+    pub cache_time_to_live: i64,
+    pub configuration: ConfigMap,
+    pub events_enabled: bool,
+    pub trace_logging_enabled: bool,
+    pub caching_enabled: bool,
+    pub external_authentication: String,
+    pub user: UserView,
+}
+
+/// Cloud Elements shows dates as ISO-8601 UTC to the second.
+pub(crate) fn iso8601(epoch_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(epoch_ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Replaces every secret value with the mask; nulls stay null so callers can see what is
+/// unset.
+pub(crate) fn masked(element: &ElementDefinition, config: &ConfigMap) -> ConfigMap {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let shown = match v {
+                Some(_) if element.is_secret_key(k) => Some(MASK.to_owned()),
+                other => other.clone(),
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
+impl InstanceView {
+    pub(crate) fn new(element: &ElementDefinition, record: InstanceRecord, user: UserRecord) -> Self {
+        let events_enabled = record
+            .config
+            .get(keys::EVENTS_ENABLED)
+            .and_then(|v| v.as_deref())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Self {
+            id: record.id.0,
+            name: record.name,
+            created_date: iso8601(record.created_at),
+            token: record.token.expose().to_owned(),
+            element: element.summary(),
+            element_id: element.id,
+            tags: record.tags,
+            provision_interactions: Vec::new(),
+            valid: record.valid,
+            disabled: record.disabled,
+            max_cache_size: 0,
+            cache_time_to_live: 0,
+            configuration: masked(element, &record.config),
+            events_enabled,
+            trace_logging_enabled: record.trace_logging,
+            caching_enabled: false,
+            external_authentication: record.external_authentication,
+            user: UserView {
+                id: user.id.0,
+                email_address: user.email,
+                first_name: user.first_name,
+                last_name: user.last_name,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_iso8601_utc_seconds() {
+        assert_eq!(iso8601(1_488_842_276_000), "2017-03-06T23:17:56Z");
+    }
+}

@@ -1,0 +1,231 @@
+//! Junction's persistence.
+//!
+//! One `Store` over `sqlx::Any` runs the same SQL on SQLite (embedded, the default) and
+//! PostgreSQL (several replicas sharing one database). Migrations are kept per dialect
+//! under `migrations/{sqlite,postgres}` with the same numbers. The store owns encryption at
+//! rest: secret configuration goes in as plaintext and is sealed here, so no caller can
+//! forget to. Every instance query is scoped by account; the store never answers with
+//! another tenant's row.
+
+mod instances;
+mod tenancy;
+
+pub use instances::{InstanceQuery, InstanceRecord, NewInstance};
+pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
+
+use junction_crypto::{CryptoError, Keyring};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data could not be decrypted: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A database URL whose `Debug` and `Display` hide the password.
+#[derive(Clone)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Accepts `postgres://…`, `sqlite:…`, or a plain file path (SQLite, created if missing).
+    pub fn parse(input: &str) -> Result<Self, StoreError> {
+        let input = input.trim();
+        if input.starts_with("postgres://") || input.starts_with("postgresql://") {
+            url::Url::parse(input).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+            Ok(Self(input.to_owned()))
+        } else if input.starts_with("sqlite:") {
+            Ok(Self(input.to_owned()))
+        } else if input.is_empty() || input.contains("://") {
+            Err(StoreError::BadUrl(
+                "expected postgres://…, sqlite:… or a file path".into(),
+            ))
+        } else {
+            Ok(Self(format!("sqlite://{input}?mode=rwc")))
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        if self.0.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else {
+            Dialect::Postgres
+        }
+    }
+
+    /// The SQLite file this URL points at, if any (the default key file lives beside it).
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        let rest = self.0.strip_prefix("sqlite:")?;
+        let rest = rest.trim_start_matches("//");
+        let path = rest.split('?').next().unwrap_or(rest);
+        if path.is_empty() || path == ":memory:" || self.0.contains("mode=memory") {
+            None
+        } else {
+            Some(std::path::PathBuf::from(path))
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("********"));
+                f.write_str(u.as_str())
+            }
+            _ => f.write_str(&self.0),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+    keyring: Arc<Keyring>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("dialect", &self.dialect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    pub async fn connect(url: &DatabaseUrl, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let dialect = url.dialect();
+        let options = match dialect {
+            // WAL lets readers proceed during a write; the busy timeout makes writers wait
+            // for each other instead of failing.
+            Dialect::Sqlite => AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "pragma journal_mode = wal; pragma busy_timeout = 5000; \
+                             pragma foreign_keys = on; pragma synchronous = normal;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                }),
+            Dialect::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
+        let pool = options
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url.expose())
+            .await?;
+        Ok(Self {
+            pool,
+            dialect,
+            keyring,
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies pending migrations for this dialect; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        let before = self.applied_migrations().await.unwrap_or(0);
+        migrator.run(&self.pool).await?;
+        let after = self.applied_migrations().await.unwrap_or(before);
+        Ok(after.saturating_sub(before))
+    }
+
+    async fn applied_migrations(&self) -> Result<usize, sqlx::Error> {
+        let count: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    /// Cheap liveness check for `/health`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// `$n, $n+1, …` for an `IN (…)` list starting at placeholder `start`.
+pub(crate) fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_hides_the_password() {
+        let url = DatabaseUrl::parse("postgres://junction:s3cret@db:5432/junction").unwrap();
+        assert!(!format!("{url}").contains("s3cret"));
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.dialect(), Dialect::Postgres);
+    }
+
+    #[test]
+    fn a_plain_path_is_a_sqlite_file() {
+        let url = DatabaseUrl::parse("./junction.db").unwrap();
+        assert_eq!(url.dialect(), Dialect::Sqlite);
+        assert_eq!(
+            url.sqlite_path().unwrap(),
+            std::path::PathBuf::from("./junction.db")
+        );
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+}
