@@ -198,8 +198,9 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             .as_ref()
             .ok_or_else(|| invalid(path, "oauth2 elements need an 'oauth' section"))?;
         for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
-            let value = default_of(key)
-                .ok_or_else(|| invalid(path, format!("oauth2 elements need a default for '{key}'")))?;
+            let value = default_of(key).ok_or_else(|| {
+                invalid(path, format!("oauth2 elements need a default for '{key}'"))
+            })?;
             check_url(path, key, value)?;
         }
         for key in ["oauth.api.key", "oauth.api.secret", "oauth.callback.url"] {
@@ -215,7 +216,9 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             if e.config_entry(target).is_none() {
                 return Err(invalid(
                     path,
-                    format!("'{target}' is written at provisioning but not declared in configuration"),
+                    format!(
+                        "'{target}' is written at provisioning but not declared in configuration"
+                    ),
                 ));
             }
         }
@@ -271,14 +274,23 @@ mod tests {
                 .and_then(|c| c.default.clone())
                 .unwrap_or_default()
         };
-        assert_eq!(default("facebookleadads", "base.url"), "https://graph.facebook.com/v2.8");
+        assert_eq!(
+            default("facebookleadads", "base.url"),
+            "https://graph.facebook.com/v2.8"
+        );
         assert_eq!(
             default("facebookleadads", "oauth.scope"),
             "manage_pages,ads_management,pages_messaging"
         );
-        assert_eq!(default("facebookleadads", "oauth.user.refresh_interval"), "5183992");
+        assert_eq!(
+            default("facebookleadads", "oauth.user.refresh_interval"),
+            "5183992"
+        );
         assert_eq!(default("facebookleadads", "pagination.max"), "200");
-        assert_eq!(default("instagram", "base.url"), "https://api.instagram.com/v1");
+        assert_eq!(
+            default("instagram", "base.url"),
+            "https://api.instagram.com/v1"
+        );
         assert_eq!(
             default("sfdc", "oauth.authorization.url"),
             "https://login.salesforce.com/services/oauth2/authorize"

@@ -159,9 +159,20 @@ mod tests {
         let open = OutboundPolicy {
             allow_private: true,
         };
-        for a in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.4", "100.64.0.1", "::1", "fd12::1"] {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.4",
+            "100.64.0.1",
+            "::1",
+            "fd12::1",
+        ] {
             let err = strict.check(ip(a)).unwrap_err();
-            assert!(err.to_string().contains("JUNCTION_OUTBOUND_ALLOW_PRIVATE"), "{a}");
+            assert!(
+                err.to_string().contains("JUNCTION_OUTBOUND_ALLOW_PRIVATE"),
+                "{a}"
+            );
             assert!(open.check(ip(a)).is_ok(), "{a}");
         }
     }
@@ -171,7 +182,15 @@ mod tests {
         let open = OutboundPolicy {
             allow_private: true,
         };
-        for a in ["169.254.169.254", "169.254.1.1", "fe80::1", "fd00:ec2::254", "0.0.0.0", "::ffff:169.254.169.254", "224.0.0.1"] {
+        for a in [
+            "169.254.169.254",
+            "169.254.1.1",
+            "fe80::1",
+            "fd00:ec2::254",
+            "0.0.0.0",
+            "::ffff:169.254.169.254",
+            "224.0.0.1",
+        ] {
             let err = open.check(ip(a)).unwrap_err();
             assert!(err.to_string().contains("never called"), "{a}: {err}");
         }

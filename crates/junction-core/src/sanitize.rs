@@ -33,10 +33,7 @@ mod tests {
             strip_html("<a href=\"http://x\">churros-xss</a>"),
             "churros-xss"
         );
-        assert_eq!(
-            strip_html("<script>alert(1)</script>Name"),
-            "alert(1)Name"
-        );
+        assert_eq!(strip_html("<script>alert(1)</script>Name"), "alert(1)Name");
         assert_eq!(strip_html("  plain name "), "plain name");
     }
 

@@ -78,9 +78,11 @@ impl Keyring {
                 }
                 None => (1, part),
             };
-            let bytes = Zeroizing::new(STANDARD.decode(encoded).map_err(|_| {
-                CryptoError::BadKey(id.to_string(), "is not valid base64")
-            })?);
+            let bytes = Zeroizing::new(
+                STANDARD
+                    .decode(encoded)
+                    .map_err(|_| CryptoError::BadKey(id.to_string(), "is not valid base64"))?,
+            );
             let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
                 CryptoError::BadKey(id.to_string(), "must decode to exactly 32 bytes")
             })?;
@@ -212,7 +214,10 @@ mod tests {
         let k = ring(K1);
         let blob = k.seal(b"instance:1", b"refresh-token").unwrap();
         assert!(!blob.windows(13).any(|w| w == b"refresh-token"));
-        assert_eq!(k.open(b"instance:1", &blob).unwrap().as_slice(), b"refresh-token");
+        assert_eq!(
+            k.open(b"instance:1", &blob).unwrap().as_slice(),
+            b"refresh-token"
+        );
         assert_eq!(k.open(b"instance:2", &blob), Err(CryptoError::Tampered));
     }
 
@@ -238,13 +243,19 @@ mod tests {
         assert!(rotated.lookup_hashes("token").contains(&old_hash));
 
         let only_new = ring(&format!("2:{K2}"));
-        assert_eq!(only_new.open(b"c", &blob), Err(CryptoError::UnknownKeyId(1)));
+        assert_eq!(
+            only_new.open(b"c", &blob),
+            Err(CryptoError::UnknownKeyId(1))
+        );
     }
 
     #[test]
     fn bad_keys_are_reported_without_their_value() {
         let err = Keyring::parse(&Secret::new("c2hvcnQ=")).unwrap_err();
-        assert_eq!(err.to_string(), "encryption key 1: must decode to exactly 32 bytes");
+        assert_eq!(
+            err.to_string(),
+            "encryption key 1: must decode to exactly 32 bytes"
+        );
         assert!(Keyring::parse(&Secret::new("not base64!")).is_err());
         assert_eq!(
             Keyring::parse(&Secret::new(format!("1:{K1},1:{K2}"))).unwrap_err(),

@@ -31,7 +31,8 @@ pub fn authorization_url(
     request: &AuthorizationRequest<'_>,
 ) -> Result<String, OAuthError> {
     let bad = |what: &str| OAuthError::BadUrl { what: what.into() };
-    let mut url = Url::parse(request.authorization_url).map_err(|_| bad("oauth.authorization.url"))?;
+    let mut url =
+        Url::parse(request.authorization_url).map_err(|_| bad("oauth.authorization.url"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("oauth.authorization.url"));
     }
@@ -46,8 +47,10 @@ pub fn authorization_url(
         if !matches!(site.scheme(), "http" | "https") || site.host_str().is_none() {
             return Err(bad("siteAddress"));
         }
-        url.set_scheme(site.scheme()).map_err(|_| bad("siteAddress"))?;
-        url.set_host(site.host_str()).map_err(|_| bad("siteAddress"))?;
+        url.set_scheme(site.scheme())
+            .map_err(|_| bad("siteAddress"))?;
+        url.set_host(site.host_str())
+            .map_err(|_| bad("siteAddress"))?;
         url.set_port(site.port()).map_err(|_| bad("siteAddress"))?;
     }
     {
@@ -84,7 +87,8 @@ mod tests {
 
     #[test]
     fn url_carries_the_standard_parameters_and_no_secret() {
-        let url = authorization_url(&spec("{}"), &request(Some("full refresh_token"), None)).unwrap();
+        let url =
+            authorization_url(&spec("{}"), &request(Some("full refresh_token"), None)).unwrap();
         assert_eq!(
             url,
             "https://login.salesforce.com/services/oauth2/authorize?response_type=code&client_id=client+id\
@@ -95,7 +99,11 @@ mod tests {
 
     #[test]
     fn callback_parameter_name_comes_from_the_element() {
-        let url = authorization_url(&spec(r#"{"callbackParameter":"callbackUrl"}"#), &request(None, None)).unwrap();
+        let url = authorization_url(
+            &spec(r#"{"callbackParameter":"callbackUrl"}"#),
+            &request(None, None),
+        )
+        .unwrap();
         assert!(url.contains("&callbackUrl=https"), "{url}");
         assert!(!url.contains("redirect_uri"));
     }
@@ -104,8 +112,12 @@ mod tests {
     fn site_address_moves_the_host_only_where_the_element_allows_it() {
         let allowed = spec(r#"{"siteAddress":true}"#);
         let url = authorization_url(&allowed, &request(None, Some("test.salesforce.com"))).unwrap();
-        assert!(url.starts_with("https://test.salesforce.com/services/oauth2/authorize?"), "{url}");
-        let url = authorization_url(&spec("{}"), &request(None, Some("test.salesforce.com"))).unwrap();
+        assert!(
+            url.starts_with("https://test.salesforce.com/services/oauth2/authorize?"),
+            "{url}"
+        );
+        let url =
+            authorization_url(&spec("{}"), &request(None, Some("test.salesforce.com"))).unwrap();
         assert!(url.starts_with("https://login.salesforce.com/"), "{url}");
     }
 
@@ -113,6 +125,9 @@ mod tests {
     fn scopes_are_rejoined_with_the_element_separator() {
         let comma = spec(r#"{"scopeSeparator":","}"#);
         assert_eq!(join_scopes(&comma, "a b+c,d"), "a,b,c,d");
-        assert_eq!(join_scopes(&spec("{}"), "full,refresh_token"), "full refresh_token");
+        assert_eq!(
+            join_scopes(&spec("{}"), "full,refresh_token"),
+            "full refresh_token"
+        );
     }
 }

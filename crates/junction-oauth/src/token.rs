@@ -75,7 +75,11 @@ fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenResponse, OAuth
         return Err(provider_error(status, parsed.as_ref(), body));
     }
     let Some(mut fields) = parsed else {
-        return Err(bad_response(status, "it is neither JSON nor form-encoded", body));
+        return Err(bad_response(
+            status,
+            "it is neither JSON nor form-encoded",
+            body,
+        ));
     };
     if fields.contains_key("error") {
         return Err(provider_error(status, Some(&fields), body));
@@ -195,7 +199,10 @@ pub fn apply_credential(
             url.query_pairs_mut()
                 .clear()
                 .extend_pairs(kept)
-                .append_pair(&placement.name, &format!("{}{}", placement.prefix, token.expose()));
+                .append_pair(
+                    &placement.name,
+                    &format!("{}{}", placement.prefix, token.expose()),
+                );
             client.request(method, url)
         }
         CredentialLocation::Header => client.request(method, url).header(
@@ -243,7 +250,11 @@ pub async fn run_provision_step(
                 &body,
             ));
         };
-        values.extend(items.iter().filter_map(|item| text_of(item.get(&step.field))));
+        values.extend(
+            items
+                .iter()
+                .filter_map(|item| text_of(item.get(&step.field))),
+        );
         let next = step
             .next_page
             .as_deref()
@@ -287,8 +298,15 @@ mod tests {
 
     #[test]
     fn rfc6749_error_keeps_error_and_description() {
-        let err = parse_token_response(400, br#"{"error":"invalid_grant","error_description":"code expired"}"#).unwrap_err();
-        assert_eq!(err.provider_message().unwrap(), "invalid_grant: code expired");
+        let err = parse_token_response(
+            400,
+            br#"{"error":"invalid_grant","error_description":"code expired"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.provider_message().unwrap(),
+            "invalid_grant: code expired"
+        );
     }
 
     #[test]
@@ -317,7 +335,11 @@ mod tests {
 
     #[test]
     fn debug_of_a_token_response_hides_the_tokens() {
-        let t = parse_token_response(200, br#"{"access_token":"sekrit-at","refresh_token":"sekrit-rt"}"#).unwrap();
+        let t = parse_token_response(
+            200,
+            br#"{"access_token":"sekrit-at","refresh_token":"sekrit-rt"}"#,
+        )
+        .unwrap();
         let shown = format!("{t:?}");
         assert!(!shown.contains("sekrit"), "{shown}");
     }

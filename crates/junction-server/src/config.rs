@@ -11,7 +11,11 @@ use std::path::Path;
 
 /// Every setting, with its default. `junction config example` prints this table.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
-    ("JUNCTION_LISTEN", "127.0.0.1:8080", "Address and port the API listens on."),
+    (
+        "JUNCTION_LISTEN",
+        "127.0.0.1:8080",
+        "Address and port the API listens on.",
+    ),
     (
         "JUNCTION_DATABASE_URL",
         "./junction.db",
@@ -38,6 +42,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Allow calls to loopback and private addresses (local providers, tests). Link-local and metadata addresses are always refused.",
     ),
     (
+        "JUNCTION_OUTBOUND_TIMEOUT",
+        "30",
+        "Seconds a call to a provider may take in all (connecting takes at most 5 of them).",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
@@ -52,7 +61,12 @@ pub struct Settings {
     #[arg(long, env = "JUNCTION_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// SQLite file path or postgres:// URL.
-    #[arg(long, env = "JUNCTION_DATABASE_URL", default_value = "./junction.db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "JUNCTION_DATABASE_URL",
+        default_value = "./junction.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// Base64 32-byte key, or `id:base64,…` for rotation.
     #[arg(long, env = "JUNCTION_ENCRYPTION_KEY", hide_env_values = true)]
@@ -61,11 +75,18 @@ pub struct Settings {
     #[arg(long, env = "JUNCTION_BOOTSTRAP_USER_SECRET", hide_env_values = true)]
     pub bootstrap_user_secret: Option<String>,
     /// First organization's secret on an empty database.
-    #[arg(long, env = "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET",
+        hide_env_values = true
+    )]
     pub bootstrap_organization_secret: Option<String>,
     /// Allow outbound calls to loopback and private addresses.
     #[arg(long, env = "JUNCTION_OUTBOUND_ALLOW_PRIVATE", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub outbound_allow_private: bool,
+    /// Seconds a provider call may take.
+    #[arg(long, env = "JUNCTION_OUTBOUND_TIMEOUT", default_value = "30")]
+    pub outbound_timeout: u64,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -85,16 +106,23 @@ pub struct Config {
     pub bootstrap_user_secret: Option<Secret>,
     pub bootstrap_organization_secret: Option<Secret>,
     pub outbound_allow_private: bool,
+    pub outbound_timeout: std::time::Duration,
 }
 
 impl Config {
     pub fn from_settings(s: Settings) -> anyhow::Result<Self> {
         let listen: SocketAddr = s.listen.parse().with_context(|| {
-            format!("JUNCTION_LISTEN: '{}' is not an address like 127.0.0.1:8080", s.listen)
+            format!(
+                "JUNCTION_LISTEN: '{}' is not an address like 127.0.0.1:8080",
+                s.listen
+            )
         })?;
         let database_url = DatabaseUrl::parse(&s.database_url)
             .map_err(|e| anyhow::anyhow!("JUNCTION_DATABASE_URL: {e}"))?;
-        let encryption_key = s.encryption_key.filter(|k| !k.trim().is_empty()).map(Secret::new);
+        let encryption_key = s
+            .encryption_key
+            .filter(|k| !k.trim().is_empty())
+            .map(Secret::new);
         if let Some(key) = &encryption_key {
             Keyring::parse(key).map_err(|e| anyhow::anyhow!("JUNCTION_ENCRYPTION_KEY: {e}"))?;
         } else if database_url.dialect() == Dialect::Postgres {
@@ -114,12 +142,19 @@ impl Config {
             listen,
             database_url,
             encryption_key,
-            bootstrap_user_secret: secret("JUNCTION_BOOTSTRAP_USER_SECRET", s.bootstrap_user_secret)?,
+            bootstrap_user_secret: secret(
+                "JUNCTION_BOOTSTRAP_USER_SECRET",
+                s.bootstrap_user_secret,
+            )?,
             bootstrap_organization_secret: secret(
                 "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET",
                 s.bootstrap_organization_secret,
             )?,
             outbound_allow_private: s.outbound_allow_private,
+            outbound_timeout: match s.outbound_timeout {
+                0 => bail!("JUNCTION_OUTBOUND_TIMEOUT must be at least 1 second"),
+                secs => std::time::Duration::from_secs(secs),
+            },
         })
     }
 
@@ -127,7 +162,8 @@ impl Config {
     /// created with mode 0600 on first start.
     pub fn keyring(&self) -> anyhow::Result<Keyring> {
         if let Some(key) = &self.encryption_key {
-            return Keyring::parse(key).map_err(|e| anyhow::anyhow!("JUNCTION_ENCRYPTION_KEY: {e}"));
+            return Keyring::parse(key)
+                .map_err(|e| anyhow::anyhow!("JUNCTION_ENCRYPTION_KEY: {e}"));
         }
         let Some(db_path) = self.database_url.sqlite_path() else {
             bail!("JUNCTION_ENCRYPTION_KEY is required unless the database is a SQLite file");
@@ -174,7 +210,8 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// The commented example printed by `junction config example`.
 pub fn example() -> String {
-    let mut out = String::from("# Junction settings (environment variables; each has a --flag twin).\n");
+    let mut out =
+        String::from("# Junction settings (environment variables; each has a --flag twin).\n");
     for (name, default, help) in SETTINGS {
         out.push_str(&format!("\n# {help}\n"));
         if default.is_empty() {
@@ -198,6 +235,7 @@ mod tests {
             bootstrap_user_secret: None,
             bootstrap_organization_secret: None,
             outbound_allow_private: false,
+            outbound_timeout: 30,
         }
     }
 
@@ -222,7 +260,10 @@ mod tests {
         let mut s = settings();
         s.encryption_key = Some("dG9vLXNob3J0".into());
         let err = Config::from_settings(s).unwrap_err().to_string();
-        assert!(err.contains("32 bytes") && !err.contains("dG9vLXNob3J0"), "{err}");
+        assert!(
+            err.contains("32 bytes") && !err.contains("dG9vLXNob3J0"),
+            "{err}"
+        );
     }
 
     #[test]

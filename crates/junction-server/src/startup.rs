@@ -36,7 +36,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(&config.database_url, keyring)
         .await
         .with_context(|| format!("connecting to {}", config.database_url))?;
-    let applied = store.migrate().await.context("applying database migrations")?;
+    let applied = store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
     if applied > 0 {
         tracing::info!(applied, dialect = ?store.dialect(), "database migrations applied");
     }
@@ -49,7 +52,8 @@ pub async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<
         return Ok(None);
     }
     let generate = || junction_crypto::generate_secret(32).map_err(|e| anyhow::anyhow!("{e}"));
-    let generated = config.bootstrap_user_secret.is_none() || config.bootstrap_organization_secret.is_none();
+    let generated =
+        config.bootstrap_user_secret.is_none() || config.bootstrap_organization_secret.is_none();
     let user_secret = match &config.bootstrap_user_secret {
         Some(s) => s.clone(),
         None => generate()?,
@@ -85,7 +89,10 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
         policy: OutboundPolicy {
             allow_private: config.outbound_allow_private,
         },
-        ..OutboundSettings::default()
+        request_timeout: config.outbound_timeout,
+        connect_timeout: config
+            .outbound_timeout
+            .min(std::time::Duration::from_secs(5)),
     })?;
     Ok(Services {
         store,
@@ -121,7 +128,10 @@ impl App {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the
     /// database pool.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let store = self.services.store.clone();
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)

@@ -53,7 +53,9 @@ pub fn parse_authorization(header: &str) -> Result<PresentedSecrets, ServiceErro
         let (scheme, value) = part
             .split_once(char::is_whitespace)
             .map(|(s, v)| (s, v.trim()))
-            .ok_or_else(|| unauthorized("each part of the Authorization header must be '<Scheme> <value>'"))?;
+            .ok_or_else(|| {
+                unauthorized("each part of the Authorization header must be '<Scheme> <value>'")
+            })?;
         if value.is_empty() {
             return Err(unauthorized(&format!("the {scheme} value is empty")));
         }
@@ -82,7 +84,9 @@ impl Services {
     /// authenticates its instance.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ServiceError> {
         let header = header.ok_or_else(|| {
-            unauthorized("missing Authorization header: send 'User <secret>, Organization <secret>'")
+            unauthorized(
+                "missing Authorization header: send 'User <secret>, Organization <secret>'",
+            )
         })?;
         let presented = parse_authorization(header)?;
         match (&presented.user, &presented.organization, &presented.element) {

@@ -57,7 +57,10 @@ fn platform_user(caller: &Caller) -> Result<UserId, ServiceError> {
 }
 
 impl Services {
-    fn element(&self, key_or_id: &str) -> Result<Arc<junction_core::ElementDefinition>, ServiceError> {
+    fn element(
+        &self,
+        key_or_id: &str,
+    ) -> Result<Arc<junction_core::ElementDefinition>, ServiceError> {
         self.catalog
             .get(key_or_id)
             .cloned()
@@ -79,7 +82,10 @@ impl Services {
         match (from_path.map(|p| self.element(p)).transpose()?, from_body) {
             (Some(a), Some(b)) if a.key != b.key => Err(ServiceError::bad_request(
                 "element_mismatch",
-                format!("the URL names element '{}' but the body names '{}'", a.key, b.key),
+                format!(
+                    "the URL names element '{}' but the body names '{}'",
+                    a.key, b.key
+                ),
             )),
             (Some(a), _) => Ok(a),
             (None, Some(b)) => Ok(b),
@@ -132,7 +138,12 @@ impl Services {
             .configuration
             .iter()
             .filter(|e| e.required)
-            .filter(|e| config.get(&e.key).and_then(|v| v.as_deref()).is_none_or(|v| v.trim().is_empty()))
+            .filter(|e| {
+                config
+                    .get(&e.key)
+                    .and_then(|v| v.as_deref())
+                    .is_none_or(|v| v.trim().is_empty())
+            })
             .map(|e| e.key.clone())
             .collect();
         if !missing.is_empty() {
@@ -148,9 +159,8 @@ impl Services {
                 ServiceError::bad_request("missing_parameter", "providerData.code is required")
             })?;
 
-        let value = |config: &ConfigMap, key: &str| {
-            config.get(key).cloned().flatten().unwrap_or_default()
-        };
+        let value =
+            |config: &ConfigMap, key: &str| config.get(key).cloned().flatten().unwrap_or_default();
         let client_secret = Secret::new(value(&config, keys::API_SECRET));
         let tokens = exchange_code(
             &self.outbound,
@@ -164,10 +174,15 @@ impl Services {
             },
         )
         .await
-        .inspect_err(|e| tracing::info!(element = %element.key, error = %e, "code exchange failed"))?;
+        .inspect_err(
+            |e| tracing::info!(element = %element.key, error = %e, "code exchange failed"),
+        )?;
 
         let now = now_ms();
-        config.insert(keys::USER_TOKEN.into(), Some(tokens.access_token.expose().to_owned()));
+        config.insert(
+            keys::USER_TOKEN.into(),
+            Some(tokens.access_token.expose().to_owned()),
+        );
         config.insert(
             keys::REFRESH_TOKEN.into(),
             tokens.refresh_token.as_ref().map(|t| t.expose().to_owned()),
@@ -225,7 +240,11 @@ impl Services {
         Ok(InstanceView::new(&element, record, user))
     }
 
-    pub async fn get_instance(&self, caller: &Caller, id: i64) -> Result<InstanceView, ServiceError> {
+    pub async fn get_instance(
+        &self,
+        caller: &Caller,
+        id: i64,
+    ) -> Result<InstanceView, ServiceError> {
         let record = self.owned_instance(caller, id).await?;
         let element = self.element_of(&record)?;
         let user = self.store.get_user(record.user_id).await?;
@@ -280,7 +299,11 @@ impl Services {
         Ok(())
     }
 
-    async fn owned_instance(&self, caller: &Caller, id: i64) -> Result<InstanceRecord, ServiceError> {
+    async fn owned_instance(
+        &self,
+        caller: &Caller,
+        id: i64,
+    ) -> Result<InstanceRecord, ServiceError> {
         self.check_instance_scope(caller, id)?;
         self.store
             .get_instance(caller.account_id(), InstanceId(id))
@@ -382,6 +405,9 @@ mod tests {
             clean_tags(vec!["<b>a</b>".into(), "a".into(), " ".into()], "n").unwrap(),
             vec!["a".to_owned()]
         );
-        assert_eq!(clean_tags(vec![], "My name").unwrap(), vec!["My name".to_owned()]);
+        assert_eq!(
+            clean_tags(vec![], "My name").unwrap(),
+            vec!["My name".to_owned()]
+        );
     }
 }

@@ -62,7 +62,11 @@ pub(crate) fn masked(element: &ElementDefinition, config: &ConfigMap) -> ConfigM
 }
 
 impl InstanceView {
-    pub(crate) fn new(element: &ElementDefinition, record: InstanceRecord, user: UserRecord) -> Self {
+    pub(crate) fn new(
+        element: &ElementDefinition,
+        record: InstanceRecord,
+        user: UserRecord,
+    ) -> Self {
         let events_enabled = record
             .config
             .get(keys::EVENTS_ENABLED)

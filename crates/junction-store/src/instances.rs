@@ -2,8 +2,8 @@
 
 use crate::{Store, StoreError, placeholders};
 use junction_core::{AccountId, ConfigMap, InstanceId, Secret, UserId};
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 use std::collections::BTreeMap;
 
 pub struct NewInstance<'a> {
@@ -59,6 +59,11 @@ const COLUMNS: &str = "id, account_id, user_id, element_id, element_key, name, t
     created_at, updated_at";
 
 /// Binds a sealed blob to its row: a ciphertext moved to another instance fails to open.
+/// Reads a 0/1 flag column.
+pub(crate) fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
 fn secrets_context(token_hash: &[u8]) -> Vec<u8> {
     let mut context = b"junction:instance-secrets:".to_vec();
     context.extend_from_slice(token_hash);
@@ -78,10 +83,10 @@ impl Store {
         new: NewInstance<'_>,
     ) -> Result<InstanceRecord, StoreError> {
         let token_hash = self.keyring().lookup_hash(new.token.expose());
-        let config_json = serde_json::to_string(new.config)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let secrets_json = serde_json::to_vec(new.secrets)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let config_json =
+            serde_json::to_string(new.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let secrets_json =
+            serde_json::to_vec(new.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sealed = self
             .keyring()
             .seal(&secrets_context(&token_hash), &secrets_json)?;
@@ -104,9 +109,9 @@ impl Store {
         .bind(token_sealed)
         .bind(config_json)
         .bind(sealed)
-        .bind(true)
-        .bind(false)
-        .bind(false)
+        .bind(1i64)
+        .bind(0i64)
+        .bind(0i64)
         .bind(new.external_authentication)
         .bind(new.token_expires_at)
         .bind(new.now)
@@ -258,12 +263,16 @@ impl Store {
         let sealed: Vec<u8> = row.try_get("secrets")?;
         let mut config: ConfigMap = serde_json::from_str(&config_json)
             .map_err(|e| StoreError::Corrupt(format!("instance config: {e}")))?;
-        let opened = self.keyring().open(&secrets_context(&token_hash), &sealed)?;
+        let opened = self
+            .keyring()
+            .open(&secrets_context(&token_hash), &sealed)?;
         let secrets: ConfigMap = serde_json::from_slice(&opened)
             .map_err(|e| StoreError::Corrupt(format!("instance secrets: {e}")))?;
         config.extend(secrets);
         let token_sealed: Vec<u8> = row.try_get("token_sealed")?;
-        let token = self.keyring().open(&token_context(&token_hash), &token_sealed)?;
+        let token = self
+            .keyring()
+            .open(&token_context(&token_hash), &token_sealed)?;
         let token = String::from_utf8(token.to_vec())
             .map_err(|_| StoreError::Corrupt("element token is not UTF-8".into()))?;
         Ok(InstanceRecord {
@@ -276,9 +285,9 @@ impl Store {
             token: Secret::new(token),
             config,
             tags,
-            valid: row.try_get("valid")?,
-            disabled: row.try_get("disabled")?,
-            trace_logging: row.try_get("trace_logging")?,
+            valid: flag(row, "valid")?,
+            disabled: flag(row, "disabled")?,
+            trace_logging: flag(row, "trace_logging")?,
             external_authentication: row.try_get("external_authentication")?,
             token_expires_at: row.try_get("token_expires_at")?,
             created_at: row.try_get("created_at")?,

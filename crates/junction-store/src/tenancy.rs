@@ -150,7 +150,7 @@ impl Store {
                 instance_id: InstanceId(r.try_get("id")?),
                 account_id: AccountId(r.try_get("account_id")?),
                 user_id: UserId(r.try_get("user_id")?),
-                disabled: r.try_get("disabled")?,
+                disabled: crate::instances::flag(&r, "disabled")?,
             })
         })
         .transpose()

@@ -87,7 +87,9 @@ enum ElementsCommand {
 
 fn init_logging() {
     let filter = EnvFilter::try_from_env("JUNCTION_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("JUNCTION_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().init();
     } else {
@@ -137,7 +139,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }) => {
             let config = Config::from_settings(settings)?;
             let store = open_store(&config).await?;
-            let generate = || junction_crypto::generate_secret(32).map_err(|e| anyhow::anyhow!("{e}"));
+            let generate =
+                || junction_crypto::generate_secret(32).map_err(|e| anyhow::anyhow!("{e}"));
             let (organization_secret, user_secret) = (generate()?, generate()?);
             let ids = store
                 .create_organization(NewOrganization {
@@ -179,8 +182,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(&config).await?;
-    if let Some(first) = &app.bootstrapped {
-        if first.generated {
+    if let Some(first) = app.bootstrapped.as_ref().filter(|b| b.generated) {
+        {
             tracing::warn!(
                 "created the first organization with generated secrets; they are printed once on \
                  standard output and cannot be shown again"

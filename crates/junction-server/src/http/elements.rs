@@ -11,8 +11,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use junction_catalog::Catalog;
-use junction_core::element::ConfigEntry;
 use junction_core::ElementSummary;
+use junction_core::element::ConfigEntry;
 use junction_service::{OAuthUrlParams, OAuthUrlResponse};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -22,7 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/elements", get(list))
         .route("/elements/keys", get(keys))
         .route("/elements/{key_or_id}", get(show))
-        .route("/elements/{key_or_id}/oauth/url", get(oauth_url_get).post(oauth_url_post))
+        .route(
+            "/elements/{key_or_id}/oauth/url",
+            get(oauth_url_get).post(oauth_url_post),
+        )
 }
 
 /// The catalog's JSON, serialized once at start.
@@ -98,12 +101,15 @@ async fn keys(State(state): State<AppState>) -> Response {
     json_bytes(state.catalog_json.keys.clone())
 }
 
-async fn show(State(state): State<AppState>, Path(key_or_id): Path<String>) -> Result<Response, ApiError> {
-    let element = state
-        .services
-        .catalog
-        .get(&key_or_id)
-        .ok_or_else(|| ApiError::from(junction_service::ServiceError::ElementNotFound(key_or_id.clone())))?;
+async fn show(
+    State(state): State<AppState>,
+    Path(key_or_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let element = state.services.catalog.get(&key_or_id).ok_or_else(|| {
+        ApiError::from(junction_service::ServiceError::ElementNotFound(
+            key_or_id.clone(),
+        ))
+    })?;
     let bytes = state
         .catalog_json
         .by_key
@@ -119,7 +125,11 @@ async fn oauth_url_get(
     query: Result<Query<OAuthUrlParams>, QueryRejection>,
 ) -> Result<Json<OAuthUrlResponse>, ApiError> {
     let Query(params) = query.map_err(|r| {
-        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            r.body_text(),
+        )
     })?;
     Ok(Json(state.services.oauth_url(&key_or_id, &params)?))
 }

@@ -99,12 +99,26 @@ fn provider_error(e: OAuthError) -> ApiError {
             "provider_unavailable",
             e.to_string(),
         ),
-        OAuthError::BadResponse { .. } => (StatusCode::BAD_REQUEST, "provider_bad_response", e.to_string()),
-        OAuthError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "provider_timeout", e.to_string()),
-        OAuthError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "provider_unreachable", e.to_string()),
-        OAuthError::Policy(_) | OAuthError::BadUrl { .. } => {
-            (StatusCode::BAD_REQUEST, "invalid_configuration", e.to_string())
-        }
+        OAuthError::BadResponse { .. } => (
+            StatusCode::BAD_REQUEST,
+            "provider_bad_response",
+            e.to_string(),
+        ),
+        OAuthError::Timeout { .. } => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "provider_timeout",
+            e.to_string(),
+        ),
+        OAuthError::Unreachable { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "provider_unreachable",
+            e.to_string(),
+        ),
+        OAuthError::Policy(_) | OAuthError::BadUrl { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_configuration",
+            e.to_string(),
+        ),
         OAuthError::Client(_) => return ApiError::internal(&e),
     };
     ApiError {
@@ -126,10 +140,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::InstanceNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "instance_not_found", e.to_string())
             }
-            ServiceError::BadRequest { code, message } => Self::new(StatusCode::BAD_REQUEST, code, message),
-            ServiceError::MissingConfiguration(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "missing_configuration", e.to_string())
+            ServiceError::BadRequest { code, message } => {
+                Self::new(StatusCode::BAD_REQUEST, code, message)
             }
+            ServiceError::MissingConfiguration(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "missing_configuration",
+                e.to_string(),
+            ),
             ServiceError::Provider(inner) => provider_error(inner),
             ServiceError::Store(_) | ServiceError::Internal(_) => Self::internal(&e),
         }

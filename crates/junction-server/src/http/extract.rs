@@ -33,7 +33,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         _ => "invalid_body",
     };
     let message = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the 1 MiB limit".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than the 1 MiB limit".to_owned()
+        }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             "the request body must be JSON with 'Content-Type: application/json'".to_owned()
         }
@@ -53,7 +55,10 @@ pub struct Auth(pub Caller);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = match parts.headers.get(AUTHORIZATION) {
             Some(v) => Some(v.to_str().map_err(|_| {
                 ApiError::new(

@@ -48,7 +48,9 @@ async fn create(
     Auth(caller): Auth,
     ApiJson(body): ApiJson<CreateInstance>,
 ) -> Result<Json<InstanceView>, ApiError> {
-    Ok(Json(state.services.create_instance(&caller, None, body).await?))
+    Ok(Json(
+        state.services.create_instance(&caller, None, body).await?,
+    ))
 }
 
 async fn create_for_element(
@@ -70,7 +72,12 @@ async fn list(
     Auth(caller): Auth,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<InstanceView>>, ApiError> {
-    Ok(Json(state.services.list_instances(&caller, list_query(query)).await?))
+    Ok(Json(
+        state
+            .services
+            .list_instances(&caller, list_query(query))
+            .await?,
+    ))
 }
 
 async fn list_for_element(
@@ -84,9 +91,18 @@ async fn list_for_element(
         .catalog
         .get(&key_or_id)
         .cloned()
-        .ok_or_else(|| ApiError::from(junction_service::ServiceError::ElementNotFound(key_or_id)))?;
-    let all = state.services.list_instances(&caller, list_query(query)).await?;
-    Ok(Json(all.into_iter().filter(|i| i.element.key == element.key).collect()))
+        .ok_or_else(|| {
+            ApiError::from(junction_service::ServiceError::ElementNotFound(key_or_id))
+        })?;
+    let all = state
+        .services
+        .list_instances(&caller, list_query(query))
+        .await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|i| i.element.key == element.key)
+            .collect(),
+    ))
 }
 
 async fn show(
@@ -94,7 +110,12 @@ async fn show(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<InstanceView>, ApiError> {
-    Ok(Json(state.services.get_instance(&caller, instance_id(&id)?).await?))
+    Ok(Json(
+        state
+            .services
+            .get_instance(&caller, instance_id(&id)?)
+            .await?,
+    ))
 }
 
 async fn remove(
@@ -102,6 +123,9 @@ async fn remove(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.services.delete_instance(&caller, instance_id(&id)?).await?;
+    state
+        .services
+        .delete_instance(&caller, instance_id(&id)?)
+        .await?;
     Ok(Json(json!({})))
 }

@@ -1,9 +1,9 @@
 //! The HTTP surface. Every API route lives under `/elements/api-v2`, as in Cloud
 //! Elements; `/health` sits at the root for load balancers.
 
+mod elements;
 pub mod error;
 pub mod extract;
-mod elements;
 mod health;
 mod instances;
 
@@ -41,7 +41,9 @@ pub fn router(services: Services) -> anyhow::Result<Router> {
     Ok(Router::new()
         .nest(API_PREFIX, api)
         .merge(health::router())
-        .fallback(|| async { ApiError::not_found("no such route; the API lives under /elements/api-v2") })
+        .fallback(|| async {
+            ApiError::not_found("no such route; the API lives under /elements/api-v2")
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -51,7 +53,9 @@ pub fn router(services: Services) -> anyhow::Result<Router> {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors())
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn(request_id))
         .with_state(state))
@@ -63,7 +67,10 @@ async fn request_id(req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let span = tracing::info_span!("request", request_id = %id);
     let mut response = REQUEST_ID
-        .scope(id.clone(), tracing::Instrument::instrument(next.run(req), span))
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span),
+        )
         .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("elements-request-id", value);

@@ -44,9 +44,10 @@ create table instances (
     token_sealed bytea not null,
     config text not null,
     secrets bytea not null,
-    valid boolean not null,
-    disabled boolean not null,
-    trace_logging boolean not null,
+    -- Flags are 0/1 integers: sqlx's Any driver cannot carry SQLite booleans.
+    valid bigint not null check (valid in (0, 1)),
+    disabled bigint not null check (disabled in (0, 1)),
+    trace_logging bigint not null check (trace_logging in (0, 1)),
     external_authentication text not null,
     token_expires_at bigint,
     created_at bigint not null,

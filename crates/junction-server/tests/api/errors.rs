@@ -1,0 +1,248 @@
+//! Bad input, bad credentials and failing providers: each a clear 4xx (or a 502/504 for
+//! the provider's own failures), never a 5xx of Junction's, and nothing half-written.
+
+use crate::helpers::{Options, TestApp, assert_error};
+use crate::on_both_backends;
+use junction_testkit::db::Backend;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn body_with_token_url(token_url: &str) -> Value {
+    json!({
+        "element": {"key": "sfdc"},
+        "providerData": {"code": "abc"},
+        "configuration": {
+            "oauth.api.key": "k",
+            "oauth.api.secret": "s",
+            "oauth.callback.url": "https://app.example.test/cb",
+            "oauth.token.url": token_url,
+        },
+        "name": "x",
+    })
+}
+
+on_both_backends!(bad_requests_are_4xx_and_store_nothing);
+
+async fn bad_requests_are_4xx_and_store_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let raw = |body: &'static str, content_type: &'static str| {
+        let request = app
+            .http
+            .post(app.url("/instances"))
+            .header("Authorization", app.platform_auth())
+            .header("Content-Type", content_type)
+            .body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, body) = raw("{\"element\": ", "application/json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "invalid_body");
+
+    let (status, body) = raw(
+        "{\"element\": {\"key\": \"sfdc\"}, \"name\": 5}",
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = assert_error(&body, "invalid_body");
+    assert!(
+        message.contains("name"),
+        "the message names the field: {message}"
+    );
+
+    let (status, body) = raw("{}", "text/plain").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error(&body, "unsupported_media_type");
+
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let response = app
+        .http
+        .post(app.url("/instances"))
+        .header("Authorization", app.platform_auth())
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&response.json().await.unwrap(), "body_too_large");
+
+    let (status, body) = app
+        .post("/instances", &json!({"element": {"key": "nope"}}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "element_not_found");
+
+    let (status, body) = app
+        .post(
+            "/instances",
+            &json!({"element": {"key": "sfdc"}, "providerData": {"code": "c"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = assert_error(&body, "missing_configuration");
+    for key in ["oauth.api.key", "oauth.api.secret", "oauth.callback.url"] {
+        assert!(message.contains(key), "{message}");
+    }
+
+    let mut no_code = body_with_token_url("https://login.salesforce.com/services/oauth2/token");
+    no_code.as_object_mut().unwrap().remove("providerData");
+    let (status, body) = app.post("/instances", &no_code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(assert_error(&body, "missing_parameter").contains("providerData.code"));
+
+    let mut array_value = body_with_token_url("https://x.example/token");
+    array_value["configuration"]["event.objects"] = json!(["Contact"]);
+    let (status, body) = app.post("/instances", &array_value).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(assert_error(&body, "invalid_configuration").contains("event.objects"));
+
+    let (status, body) = app
+        .post("/instances", &body_with_token_url("not a url"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(assert_error(&body, "invalid_configuration").contains("oauth.token.url"));
+
+    let (status, body) = app.get("/instances/abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "invalid_instance_id");
+
+    assert!(app.instance_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn missing_or_wrong_credentials_are_401() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let response = app.http.get(app.url("/instances")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_error(&response.json().await.unwrap(), "unauthorized");
+
+    for header in [
+        "User nope, Organization nope",
+        "Bearer something",
+        "User only-user-no-org-secret",
+        "Element not-a-token",
+    ] {
+        let (status, body) = app.call_as(header, Method::GET, "/instances", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header}");
+        assert_error(&body, "unauthorized");
+    }
+    let reversed = format!(
+        "Organization {}, User {}",
+        crate::helpers::ORG_SECRET,
+        crate::helpers::USER_SECRET
+    );
+    let (status, _) = app
+        .call_as(&reversed, Method::GET, "/instances", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "order does not matter");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_the_error_format() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (status, body) = app.get("/no/such/route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+    let (status, body) = app.call(Method::PUT, "/elements", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&body, "method_not_allowed");
+    let health = app.http.get(app.root_url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_provider_that_never_answers_is_a_504() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Options {
+            outbound_timeout: 1,
+            ..Options::default()
+        },
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let (status, body) = app
+        .post(
+            "/instances",
+            &body_with_token_url(&format!("http://{addr}/token")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_error(&body, "provider_timeout");
+    held.abort();
+    assert!(app.instance_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_a_502() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (status, body) = app
+        .post(
+            "/instances",
+            &body_with_token_url(&format!("http://127.0.0.1:{port}/token")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_error(&body, "provider_unreachable");
+}
+
+#[tokio::test]
+async fn a_provider_answering_garbage_is_a_4xx_with_its_words() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let provider = axum::Router::new().route(
+        "/token",
+        axum::routing::post(|| async { "<html>Service moved</html>" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, provider).await });
+    let (status, body) = app
+        .post(
+            "/instances",
+            &body_with_token_url(&format!("http://{addr}/token")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "provider_bad_response");
+    assert_eq!(body["providerMessage"], "<html>Service moved</html>");
+    assert!(app.instance_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_outbound_policy_refuses_loopback_unless_allowed() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Options {
+            allow_private: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    for target in [
+        "http://127.0.0.1:9/token",
+        "http://localhost:9/token",
+        "http://169.254.169.254/latest",
+    ] {
+        let (status, body) = app.post("/instances", &body_with_token_url(target)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{target}: {body}");
+        let message = assert_error(&body, "outbound_address_refused");
+        assert!(message.contains("outbound address policy"), "{message}");
+    }
+}

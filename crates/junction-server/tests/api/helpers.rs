@@ -1,0 +1,174 @@
+use junction_server::config::Settings;
+use junction_server::{App, Config};
+use junction_testkit::db::{Backend, TestDatabase};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::net::SocketAddr;
+
+pub const USER_SECRET: &str = "test-user-secret-0123456789";
+pub const ORG_SECRET: &str = "test-organization-secret-0123456789";
+pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Generates `<name>::sqlite` and `<name>::postgres` tests from one async fn taking a
+/// [`Backend`].
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(junction_testkit::db::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(junction_testkit::db::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub db: TestDatabase,
+    pub services: junction_service::Services,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct Options {
+    pub allow_private: bool,
+    pub outbound_timeout: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            allow_private: true,
+            outbound_timeout: 5,
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, options: Options) -> Self {
+        // TEST_LOG=1 shows the server's log, for a failing test's 5xx.
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        }
+        let db = TestDatabase::create(backend).await;
+        let config = Config::from_settings(Settings {
+            listen: "127.0.0.1:0".into(),
+            database_url: db.url.clone(),
+            encryption_key: Some(KEY.into()),
+            bootstrap_user_secret: Some(USER_SECRET.into()),
+            bootstrap_organization_secret: Some(ORG_SECRET.into()),
+            outbound_allow_private: options.allow_private,
+            outbound_timeout: options.outbound_timeout,
+        })
+        .expect("test config is valid");
+        let app = App::build(&config).await.expect("app builds");
+        let addr = app.local_addr().unwrap();
+        let services = app.services().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run(async {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            addr,
+            http,
+            db,
+            services,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/elements/api-v2{path}", self.addr)
+    }
+
+    pub fn root_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn platform_auth(&self) -> String {
+        format!("User {USER_SECRET}, Organization {ORG_SECRET}")
+    }
+
+    /// Sends a request with the bootstrap user's credentials and returns status and JSON.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        self.call_as(&self.platform_auth(), method, path, body)
+            .await
+    }
+
+    pub async fn call_as(
+        &self,
+        authorization: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("Authorization", authorization);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        assert!(response.headers().contains_key("elements-request-id"));
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// Instance ids in the account, in order.
+    pub async fn instance_ids(&self) -> Vec<i64> {
+        let (status, body) = self.get("/instances").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_i64().unwrap())
+            .collect()
+    }
+}
+
+/// Asserts the Cloud Elements error shape and returns the message.
+pub fn assert_error(body: &Value, code: &str) -> String {
+    assert!(
+        body["requestId"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["code"], code, "{body}");
+    body["message"].as_str().unwrap().to_owned()
+}

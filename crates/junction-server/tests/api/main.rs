@@ -1,0 +1,10 @@
+//! API tests: a real Junction server on a loopback port, a fresh database per test (each
+//! test runs on SQLite and on PostgreSQL), and real OAuth2 servers as providers.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod catalog;
+mod errors;
+mod provisioning;
