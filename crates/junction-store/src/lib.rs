@@ -219,6 +219,21 @@ mod tests {
     }
 
     #[test]
+    fn both_dialects_have_the_same_migrations() {
+        let names = |dir: &str| {
+            let mut v: Vec<String> =
+                std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names("sqlite"), names("postgres"));
+        assert!(!names("sqlite").is_empty());
+    }
+
+    #[test]
     fn a_plain_path_is_a_sqlite_file() {
         let url = DatabaseUrl::parse("./junction.db").unwrap();
         assert_eq!(url.dialect(), Dialect::Sqlite);
