@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use error::{ApiError, REQUEST_ID};
 use junction_service::Services;
 use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -52,6 +53,7 @@ pub fn router(services: Services) -> anyhow::Result<Router> {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors())
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
@@ -76,6 +78,23 @@ async fn request_id(req: Request, next: Next) -> Response {
         response.headers_mut().insert("elements-request-id", value);
     }
     response
+}
+
+/// A bug must not take the connection down or leak a backtrace: log it, answer a plain
+/// 500 in the API's error format.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Junction failed to complete the request; the request id identifies it in the server log",
+    )
+    .into_response()
 }
 
 fn cors() -> CorsLayer {
