@@ -45,13 +45,104 @@ pub struct InstanceRecord {
     pub updated_at: i64,
 }
 
-/// Filters for listing an account's instances.
+/// Filters and paging for listing an account's instances.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceQuery {
     /// Only instances carrying every one of these tags.
     pub tags: Vec<String>,
     /// Only this instance (callers authenticated by an Element token see just their own).
     pub only: Option<InstanceId>,
+    /// Only instances whose name contains this text, ignoring case.
+    pub search_text: Option<String>,
+    /// Only this element's instances.
+    pub element_key: Option<String>,
+    /// Keyset cursor: only instances with a larger id. Ids only grow, so a walk neither
+    /// repeats nor skips an instance while others are inserted or deleted.
+    pub after: Option<i64>,
+    /// Page size; `None` returns everything.
+    pub limit: Option<i64>,
+}
+
+/// One page of instances.
+#[derive(Debug)]
+pub struct InstancePage {
+    pub items: Vec<InstanceRecord>,
+    /// Instances matching the filters, over all pages.
+    pub total: i64,
+    /// Cursor of the next page, when there is one.
+    pub next_after: Option<i64>,
+}
+
+/// Everything a full update writes; the id and Element token never change.
+pub struct InstanceUpdate<'a> {
+    pub account_id: AccountId,
+    pub id: InstanceId,
+    pub name: &'a str,
+    pub config: &'a ConfigMap,
+    pub secrets: &'a ConfigMap,
+    pub tags: &'a [String],
+    pub valid: bool,
+    pub disabled: bool,
+    pub trace_logging: bool,
+    pub external_authentication: &'a str,
+    pub token_expires_at: Option<i64>,
+    pub now: i64,
+}
+
+enum Param<'a> {
+    Int(i64),
+    Text(&'a str),
+    Owned(String),
+}
+
+impl InstanceQuery {
+    /// The `where` clause after `account_id = $1`, and its parameters from `$2` on.
+    fn filters(&self) -> (String, Vec<Param<'_>>) {
+        let mut sql = String::new();
+        let mut params = Vec::new();
+        if let Some(only) = self.only {
+            params.push(Param::Int(only.0));
+            sql.push_str(&format!(" and i.id = ${}", params.len() + 1));
+        }
+        if let Some(key) = &self.element_key {
+            params.push(Param::Text(key));
+            sql.push_str(&format!(" and i.element_key = ${}", params.len() + 1));
+        }
+        if let Some(text) = self.search_text.as_deref().filter(|t| !t.is_empty()) {
+            let escaped = text
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            params.push(Param::Owned(format!("%{escaped}%")));
+            sql.push_str(&format!(
+                " and lower(i.name) like ${} escape '\\'",
+                params.len() + 1
+            ));
+        }
+        for tag in &self.tags {
+            params.push(Param::Text(tag));
+            sql.push_str(&format!(
+                " and exists (select 1 from instance_tags t where t.instance_id = i.id and t.tag = ${})",
+                params.len() + 1
+            ));
+        }
+        (sql, params)
+    }
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    params: &'q [Param<'q>],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for p in params {
+        q = match p {
+            Param::Int(v) => q.bind(*v),
+            Param::Text(v) => q.bind(*v),
+            Param::Owned(v) => q.bind(v.as_str()),
+        };
+    }
+    q
 }
 
 const COLUMNS: &str = "id, account_id, user_id, element_id, element_key, name, token_hash, token_sealed, \
@@ -93,7 +184,7 @@ impl Store {
         let token_sealed = self
             .keyring()
             .seal(&token_context(&token_hash), new.token.expose().as_bytes())?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let id: i64 = sqlx::query_scalar(
             "insert into instances (account_id, user_id, element_id, element_key, name, token_hash, \
              token_sealed, config, secrets, valid, disabled, trace_logging, external_authentication, \
@@ -169,42 +260,111 @@ impl Store {
         self.decode(&row, tags.remove(&id.0).unwrap_or_default())
     }
 
-    /// The account's instances, oldest first.
+    /// The account's instances matching `query`, oldest first, one page at a time.
     pub async fn list_instances(
         &self,
         account: AccountId,
         query: &InstanceQuery,
-    ) -> Result<Vec<InstanceRecord>, StoreError> {
-        let mut sql = format!("select {COLUMNS} from instances i where account_id = $1");
-        let mut next = 2;
-        if query.only.is_some() {
-            sql.push_str(&format!(" and id = ${next}"));
-            next += 1;
+    ) -> Result<InstancePage, StoreError> {
+        let (filters, params) = query.filters();
+        let count_sql =
+            format!("select count(*) from instances i where i.account_id = $1{filters}");
+        let total: i64 = bind_all(
+            sqlx::query(AssertSqlSafe(count_sql)).bind(account.0),
+            &params,
+        )
+        .fetch_one(self.pool())
+        .await?
+        .try_get(0)?;
+        let mut sql = format!("select {COLUMNS} from instances i where i.account_id = $1{filters}");
+        let mut tail: Vec<Param<'_>> = Vec::new();
+        if let Some(after) = query.after {
+            tail.push(Param::Int(after));
+            sql.push_str(&format!(" and i.id > ${}", params.len() + tail.len() + 1));
         }
-        for _ in &query.tags {
-            sql.push_str(&format!(
-                " and exists (select 1 from instance_tags t where t.instance_id = i.id and t.tag = ${next})"
-            ));
-            next += 1;
+        sql.push_str(" order by i.id");
+        if let Some(limit) = query.limit {
+            // One extra row tells whether another page follows.
+            tail.push(Param::Int(limit + 1));
+            sql.push_str(&format!(" limit ${}", params.len() + tail.len() + 1));
         }
-        sql.push_str(" order by id");
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(account.0);
-        if let Some(only) = query.only {
-            q = q.bind(only.0);
+        let q = bind_all(sqlx::query(AssertSqlSafe(sql)).bind(account.0), &params);
+        let mut rows = bind_all(q, &tail).fetch_all(self.pool()).await?;
+        let has_more = query.limit.is_some_and(|l| rows.len() as i64 > l);
+        if has_more {
+            rows.pop();
         }
-        for tag in &query.tags {
-            q = q.bind(tag.as_str());
-        }
-        let rows = q.fetch_all(self.pool()).await?;
         let ids: Vec<i64> = rows
             .iter()
             .map(|r| r.try_get::<i64, _>("id"))
             .collect::<Result<_, _>>()?;
         let mut tags = self.tags_of(&ids).await?;
-        rows.iter()
-            .zip(ids)
-            .map(|(row, id)| self.decode(row, tags.remove(&id).unwrap_or_default()))
-            .collect()
+        let items = rows
+            .iter()
+            .zip(ids.iter())
+            .map(|(row, id)| self.decode(row, tags.remove(id).unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(InstancePage {
+            items,
+            total,
+            next_after: if has_more { ids.last().copied() } else { None },
+        })
+    }
+
+    /// Writes a full update: name, configuration (secrets re-sealed), flags and tags (the
+    /// list is replaced), in one transaction. The id and the Element token stay.
+    pub async fn update_instance(&self, update: InstanceUpdate<'_>) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let token_hash: Vec<u8> = sqlx::query_scalar(
+            "select token_hash from instances where account_id = $1 and id = $2",
+        )
+        .bind(update.account_id.0)
+        .bind(update.id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let config_json =
+            serde_json::to_string(update.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let secrets_json =
+            serde_json::to_vec(update.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed = self
+            .keyring()
+            .seal(&secrets_context(&token_hash), &secrets_json)?;
+        sqlx::query(
+            "update instances set name = $1, config = $2, secrets = $3, valid = $4, disabled = $5, \
+             trace_logging = $6, external_authentication = $7, token_expires_at = $8, updated_at = $9 \
+             where account_id = $10 and id = $11",
+        )
+        .bind(update.name)
+        .bind(config_json)
+        .bind(sealed)
+        .bind(i64::from(update.valid))
+        .bind(i64::from(update.disabled))
+        .bind(i64::from(update.trace_logging))
+        .bind(update.external_authentication)
+        .bind(update.token_expires_at)
+        .bind(update.now)
+        .bind(update.account_id.0)
+        .bind(update.id.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("delete from instance_tags where instance_id = $1")
+            .bind(update.id.0)
+            .execute(&mut *tx)
+            .await?;
+        let mut seen: Vec<&str> = Vec::new();
+        for tag in update.tags {
+            if !seen.contains(&tag.as_str()) {
+                sqlx::query("insert into instance_tags (instance_id, tag) values ($1, $2)")
+                    .bind(update.id.0)
+                    .bind(tag.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                seen.push(tag);
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Deletes the instance (its tags go with it); afterwards its Element token is unknown.
@@ -213,7 +373,7 @@ impl Store {
         account: AccountId,
         id: InstanceId,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         // SQLite enforces the cascade only with foreign keys on; deleting tags first keeps
         // both dialects identical regardless.
         sqlx::query(

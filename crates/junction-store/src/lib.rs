@@ -10,7 +10,7 @@
 mod instances;
 mod tenancy;
 
-pub use instances::{InstanceQuery, InstanceRecord, NewInstance};
+pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
 
 use junction_crypto::{CryptoError, Keyring};
@@ -112,6 +112,10 @@ impl fmt::Debug for DatabaseUrl {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite admits one writer at a time, and a writer that finds the database locked
+    /// sleeps in its busy handler. Sending every write through one connection makes
+    /// writers queue in the pool instead. On PostgreSQL this is the main pool.
+    writer: AnyPool,
     dialect: Dialect,
     keyring: Arc<Keyring>,
 }
@@ -128,29 +132,41 @@ impl Store {
     pub async fn connect(url: &DatabaseUrl, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
         install_default_drivers();
         let dialect = url.dialect();
-        let options = match dialect {
-            // WAL lets readers proceed during a write; the busy timeout makes writers wait
-            // for each other instead of failing.
-            Dialect::Sqlite => AnyPoolOptions::new()
-                .max_connections(8)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute(
-                            "pragma journal_mode = wal; pragma busy_timeout = 5000; \
-                             pragma foreign_keys = on; pragma synchronous = normal;",
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                }),
-            Dialect::Postgres => AnyPoolOptions::new().max_connections(16),
+        let (pool, writer) = match dialect {
+            Dialect::Sqlite => {
+                // WAL lets readers proceed during a write; the busy timeout covers other
+                // processes (a `junction migrate` next to a running server).
+                let sqlite = |max: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute(
+                                    "pragma journal_mode = wal; pragma busy_timeout = 5000; \
+                                     pragma foreign_keys = on; pragma synchronous = normal;",
+                                )
+                                .await?;
+                                Ok(())
+                            })
+                        })
+                };
+                let writer = sqlite(1).connect(url.expose()).await?;
+                let pool = sqlite(8).connect(url.expose()).await?;
+                (pool, writer)
+            }
+            Dialect::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url.expose())
+                    .await?;
+                (pool.clone(), pool)
+            }
         };
-        let pool = options
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url.expose())
-            .await?;
         Ok(Self {
             pool,
+            writer,
             dialect,
             keyring,
         })
@@ -167,7 +183,7 @@ impl Store {
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         let before = self.applied_migrations().await.unwrap_or(0);
-        migrator.run(&self.pool).await?;
+        migrator.run(&self.writer).await?;
         let after = self.applied_migrations().await.unwrap_or(before);
         Ok(after.saturating_sub(before))
     }
@@ -187,6 +203,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     pub(crate) fn keyring(&self) -> &Keyring {
@@ -195,6 +212,11 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool every write goes through.
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 }
 

@@ -62,7 +62,7 @@ impl Store {
         new: NewOrganization<'_>,
     ) -> Result<OrganizationCreated, StoreError> {
         let keyring = self.keyring();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let organization_id: i64 = sqlx::query_scalar(
             "insert into organizations (name, secret_hash, created_at) values ($1, $2, $3) returning id",
         )
