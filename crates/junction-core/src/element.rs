@@ -82,11 +82,79 @@ pub struct ConfigEntry {
     /// Encrypted at rest and masked in every response. `PASSWORD` entries always are.
     #[serde(default)]
     pub secret: bool,
+    /// What a value must look like beyond its type (URLs, numbers, JSON).
+    #[serde(default)]
+    pub format: Option<ConfigFormat>,
+    /// The only values accepted, when the entry is an enumeration.
+    #[serde(default)]
+    pub allowed: Vec<String>,
+}
+
+/// Checks applied to a configuration value when an instance is created or updated.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ConfigFormat {
+    /// An absolute http(s) URL.
+    HttpUrl,
+    /// A whole number of zero or more.
+    Integer,
+    /// A JSON object (sent as an object or as its JSON text).
+    JsonObject,
 }
 
 impl ConfigEntry {
     pub fn is_secret(&self) -> bool {
         self.secret || self.kind == ConfigType::Password
+    }
+
+    /// Checks a value against the entry's type, format and allowed values, and returns
+    /// its stored form: booleans become `"true"`/`"false"` however they were written.
+    /// The error names the key and says what is expected, never echoing a secret.
+    pub fn normalize(&self, value: &str) -> Result<String, String> {
+        let key = &self.key;
+        let shown = if self.is_secret() { "(hidden)" } else { value };
+        if self.kind == ConfigType::Boolean {
+            return match value.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok("true".into()),
+                "false" => Ok("false".into()),
+                _ => Err(format!("'{key}' must be true or false, got '{shown}'")),
+            };
+        }
+        if !self.allowed.is_empty() && !self.allowed.iter().any(|a| a == value) {
+            return Err(format!(
+                "'{key}' must be one of {}, got '{shown}'",
+                self.allowed.join(", ")
+            ));
+        }
+        match self.format {
+            Some(ConfigFormat::HttpUrl) => {
+                let ok = value.split_once("://").is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https")
+                        && !rest.is_empty()
+                        && !rest.starts_with('/')
+                        && !value.contains(char::is_whitespace)
+                });
+                if !ok {
+                    return Err(format!("'{key}' must be an http(s) URL, got '{shown}'"));
+                }
+            }
+            Some(ConfigFormat::Integer) => {
+                if value.trim().parse::<u64>().is_err() {
+                    return Err(format!("'{key}' must be a whole number, got '{shown}'"));
+                }
+                return Ok(value.trim().to_owned());
+            }
+            Some(ConfigFormat::JsonObject) => {
+                if !matches!(
+                    serde_json::from_str::<serde_json::Value>(value),
+                    Ok(serde_json::Value::Object(_))
+                ) {
+                    return Err(format!("'{key}' must be a JSON object"));
+                }
+            }
+            None => {}
+        }
+        Ok(value.to_owned())
     }
 }
 
@@ -301,6 +369,54 @@ impl ElementDefinition {
 
 /// Configuration keys Cloud Elements reserves for credentials; masked even when an
 /// element forgets to declare them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(yaml: &str) -> ConfigEntry {
+        serde_json::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn booleans_are_normalised_and_nonsense_refused() {
+        let e = entry(r#"{"key":"event.notification.enabled","name":"n","type":"BOOLEAN"}"#);
+        assert_eq!(e.normalize("TRUE").unwrap(), "true");
+        assert_eq!(e.normalize("false").unwrap(), "false");
+        assert!(
+            e.normalize("yes please")
+                .unwrap_err()
+                .contains("true or false")
+        );
+    }
+
+    #[test]
+    fn formats_and_enumerations_are_enforced() {
+        let url = entry(r#"{"key":"cb","name":"n","format":"httpUrl"}"#);
+        assert!(url.normalize("https://app.example.com/events").is_ok());
+        assert!(url.normalize("ftp://x").is_err());
+        assert!(url.normalize("javascript:alert(1)").is_err());
+        let num = entry(r#"{"key":"i","name":"n","format":"integer"}"#);
+        assert_eq!(num.normalize(" 15 ").unwrap(), "15");
+        assert!(num.normalize("-1").is_err());
+        let json = entry(r#"{"key":"j","name":"n","format":"jsonObject"}"#);
+        assert!(json.normalize(r#"{"contacts":{}}"#).is_ok());
+        assert!(json.normalize("[1]").is_err());
+        let kind = entry(r#"{"key":"k","name":"n","allowed":["webhook","polling"]}"#);
+        assert!(kind.normalize("polling").is_ok());
+        assert!(
+            kind.normalize("carrier-pigeon")
+                .unwrap_err()
+                .contains("webhook, polling")
+        );
+    }
+
+    #[test]
+    fn secret_values_are_never_echoed_in_errors() {
+        let e = entry(r#"{"key":"s","name":"n","type":"PASSWORD","allowed":["a"]}"#);
+        assert!(!e.normalize("hunter2").unwrap_err().contains("hunter2"));
+    }
+}
+
 pub const RESERVED_SECRET_KEYS: &[&str] = &[
     "oauth.api.key",
     "oauth.api.secret",
