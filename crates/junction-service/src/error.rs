@@ -13,6 +13,8 @@ pub enum ServiceError {
     ElementNotFound(String),
     #[error("no instance with id {0}")]
     InstanceNotFound(i64),
+    #[error("no configuration entry with id {0}")]
+    ConfigurationNotFound(i64),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     #[error("missing required configuration: {}", .0.join(", "))]

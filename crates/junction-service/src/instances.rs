@@ -1,13 +1,17 @@
-//! Step 2 and after: provisioning an instance from an authorization code, reading,
-//! listing and deleting instances.
+//! Instances: provisioning, reading, listing, updating, re-provisioning, enabling and
+//! deleting.
 
+use crate::configuration::{defaults, missing_required, overlay};
+use crate::credentials::Authorization;
 use crate::view::InstanceView;
 use crate::{Caller, ServiceError, Services, now_ms};
-use junction_core::config::{config_value_from_json, keys};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use junction_core::sanitize::strip_html;
-use junction_core::{ConfigMap, ElementDefinition, InstanceId, Secret, UserId};
-use junction_oauth::{CodeExchange, exchange_code, run_provision_step};
-use junction_store::{InstanceQuery, InstanceRecord, NewInstance, StoreError, UserRecord};
+use junction_core::{ConfigMap, ElementDefinition, InstanceId, UserId};
+use junction_store::{
+    InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance, StoreError, UserRecord,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -15,13 +19,13 @@ use std::sync::Arc;
 
 const MAX_NAME: usize = 255;
 const MAX_TAGS: usize = 100;
-const MAX_KEY: usize = 255;
-const MAX_VALUE: usize = 64 * 1024;
+pub const DEFAULT_PAGE_SIZE: i64 = 200;
+pub const MAX_PAGE_SIZE: i64 = 500;
 
-/// The body of `POST /instances`, as the Cloud Elements pages show it.
+/// The body of `POST`, `PUT` and `PATCH /instances`, as the Cloud Elements pages show it.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct CreateInstance {
+pub struct InstanceBody {
     pub element: Option<ElementRef>,
     pub provider_data: Option<ProviderData>,
     pub configuration: Option<Map<String, Value>>,
@@ -41,9 +45,38 @@ pub struct ProviderData {
     pub code: Option<String>,
 }
 
+impl InstanceBody {
+    fn code(&self) -> Option<&str> {
+        self.provider_data
+            .as_ref()
+            .and_then(|p| p.code.as_deref())
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+    }
+}
+
+/// `PUT` replaces what the body describes; `PATCH` changes only what it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    Replace,
+    Merge,
+}
+
 #[derive(Debug, Default)]
 pub struct ListInstances {
     pub tags: Vec<String>,
+    pub search_text: Option<String>,
+    pub page_size: Option<String>,
+    pub next_page: Option<String>,
+    pub element: Option<String>,
+}
+
+/// One page of instances and what the paging headers say.
+#[derive(Debug)]
+pub struct InstanceList {
+    pub items: Vec<InstanceView>,
+    pub total: i64,
+    pub next_page: Option<String>,
 }
 
 fn platform_user(caller: &Caller) -> Result<UserId, ServiceError> {
@@ -56,11 +89,91 @@ fn platform_user(caller: &Caller) -> Result<UserId, ServiceError> {
     }
 }
 
+fn external_authentication(raw: Option<&str>) -> Result<&'static str, ServiceError> {
+    match raw {
+        None | Some("none") => Ok("none"),
+        Some("initial") => Ok("initial"),
+        Some(other) => Err(ServiceError::bad_request(
+            "invalid_external_authentication",
+            format!("externalAuthentication must be 'none' or 'initial', got '{other}'"),
+        )),
+    }
+}
+
+fn clean_name(raw: Option<&str>, fallback: &str) -> Result<String, ServiceError> {
+    let name = match raw.map(strip_html) {
+        Some(n) if !n.is_empty() => n,
+        _ => fallback.to_owned(),
+    };
+    if name.chars().count() > MAX_NAME {
+        return Err(ServiceError::bad_request(
+            "invalid_name",
+            format!("name is longer than {MAX_NAME} characters"),
+        ));
+    }
+    Ok(name)
+}
+
+/// HTML-stripped, de-duplicated tags; an instance without tags is tagged with its name.
+fn clean_tags(raw: Vec<String>, name: &str) -> Result<Vec<String>, ServiceError> {
+    if raw.len() > MAX_TAGS {
+        return Err(ServiceError::bad_request(
+            "invalid_tags",
+            format!("at most {MAX_TAGS} tags are allowed"),
+        ));
+    }
+    let mut tags: Vec<String> = Vec::new();
+    for tag in raw {
+        let tag = strip_html(&tag);
+        if tag.chars().count() > MAX_NAME {
+            return Err(ServiceError::bad_request(
+                "invalid_tags",
+                format!("tags are limited to {MAX_NAME} characters"),
+            ));
+        }
+        if !tag.is_empty() && !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if tags.is_empty() {
+        tags.push(name.to_owned());
+    }
+    Ok(tags)
+}
+
+fn encode_cursor(after: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("after:{after}"))
+}
+
+fn decode_cursor(token: &str) -> Result<i64, ServiceError> {
+    URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("after:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            ServiceError::bad_request(
+                "invalid_page_token",
+                "nextPage is not a page token Junction issued",
+            )
+        })
+}
+
+fn page_size(raw: Option<&str>) -> Result<i64, ServiceError> {
+    match raw {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(s) => match s.trim().parse::<i64>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            _ => Err(ServiceError::bad_request(
+                "invalid_page_size",
+                format!("pageSize must be a number from 1 to {MAX_PAGE_SIZE}"),
+            )),
+        },
+    }
+}
+
 impl Services {
-    fn element(
-        &self,
-        key_or_id: &str,
-    ) -> Result<Arc<junction_core::ElementDefinition>, ServiceError> {
+    pub(crate) fn element(&self, key_or_id: &str) -> Result<Arc<ElementDefinition>, ServiceError> {
         self.catalog
             .get(key_or_id)
             .cloned()
@@ -96,126 +209,52 @@ impl Services {
         }
     }
 
-    /// Provisions an instance: validates everything, exchanges the code with the
+    /// The instance a `/instances/{id}/…` route or its Element-token twin `/instances/…`
+    /// addresses.
+    pub fn target_instance(&self, caller: &Caller, id: Option<i64>) -> Result<i64, ServiceError> {
+        match (id, caller.only_instance()) {
+            (Some(id), _) => Ok(id),
+            (None, Some(own)) => Ok(own.0),
+            (None, None) => Err(ServiceError::bad_request(
+                "missing_instance",
+                "this route addresses the instance of the Element token in the Authorization header; \
+                 send 'Element <token>' or use /instances/{id}/…",
+            )),
+        }
+    }
+
+    /// Provisions an instance: validates everything, obtains credentials from the
     /// provider, runs the element's provisioning calls, then stores the instance in one
     /// transaction. Any failure leaves nothing behind.
     pub async fn create_instance(
         &self,
         caller: &Caller,
         element_from_path: Option<&str>,
-        body: CreateInstance,
+        body: InstanceBody,
     ) -> Result<InstanceView, ServiceError> {
         let user_id = platform_user(caller)?;
         let element = self.requested_element(element_from_path, body.element.as_ref())?;
-        let spec = element.oauth.as_ref().ok_or_else(|| {
-            ServiceError::bad_request(
-                "not_oauth_element",
-                format!("element '{}' does not use OAuth 2.0", element.key),
-            )
-        })?;
-        match body.external_authentication.as_deref() {
-            None | Some("none") => {}
-            Some(other) => {
+        let spec = oauth_spec(&element)?;
+        let external = external_authentication(body.external_authentication.as_deref())?;
+        let name = clean_name(body.name.as_deref(), &element.name)?;
+        let tags = clean_tags(body.tags.clone().unwrap_or_default(), &name)?;
+        let mut config = defaults(&element);
+        overlay(&element, &mut config, body.configuration.as_ref())?;
+        missing_required(&element, &config)?;
+        let authorization = match (external, body.code()) {
+            ("initial", _) => Authorization::External,
+            (_, Some(code)) => Authorization::Code(code),
+            (_, None) => {
                 return Err(ServiceError::bad_request(
-                    "unsupported_external_authentication",
-                    format!("externalAuthentication '{other}' is not supported; use 'none'"),
+                    "missing_parameter",
+                    "providerData.code is required",
                 ));
             }
-        }
-        let name = match body.name.as_deref().map(strip_html) {
-            Some(n) if !n.is_empty() => n,
-            _ => element.name.clone(),
         };
-        if name.chars().count() > MAX_NAME {
-            return Err(ServiceError::bad_request(
-                "invalid_name",
-                format!("name is longer than {MAX_NAME} characters"),
-            ));
-        }
-        let tags = clean_tags(body.tags.unwrap_or_default(), &name)?;
-        let mut config = merged_configuration(&element, body.configuration.as_ref())?;
-        let missing: Vec<String> = element
-            .configuration
-            .iter()
-            .filter(|e| e.required)
-            .filter(|e| {
-                config
-                    .get(&e.key)
-                    .and_then(|v| v.as_deref())
-                    .is_none_or(|v| v.trim().is_empty())
-            })
-            .map(|e| e.key.clone())
-            .collect();
-        if !missing.is_empty() {
-            return Err(ServiceError::MissingConfiguration(missing));
-        }
-        let code = body
-            .provider_data
-            .as_ref()
-            .and_then(|p| p.code.as_deref())
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                ServiceError::bad_request("missing_parameter", "providerData.code is required")
-            })?;
-
-        let value =
-            |config: &ConfigMap, key: &str| config.get(key).cloned().flatten().unwrap_or_default();
-        let client_secret = Secret::new(value(&config, keys::API_SECRET));
-        let tokens = exchange_code(
-            &self.outbound,
-            spec,
-            &CodeExchange {
-                token_url: &value(&config, keys::TOKEN_URL),
-                client_id: &value(&config, keys::API_KEY),
-                client_secret: &client_secret,
-                redirect_uri: &value(&config, keys::CALLBACK_URL),
-                code,
-            },
-        )
-        .await
-        .inspect_err(
-            |e| tracing::info!(element = %element.key, error = %e, "code exchange failed"),
-        )?;
-
-        let now = now_ms();
-        config.insert(
-            keys::USER_TOKEN.into(),
-            Some(tokens.access_token.expose().to_owned()),
-        );
-        config.insert(
-            keys::REFRESH_TOKEN.into(),
-            tokens.refresh_token.as_ref().map(|t| t.expose().to_owned()),
-        );
-        config.insert(keys::REFRESH_TIME.into(), Some(now.to_string()));
-        if let Some(expires_in) = tokens.expires_in {
-            config.insert(keys::REFRESH_INTERVAL.into(), Some(expires_in.to_string()));
-        }
-        for (field, key) in &spec.token_response {
-            if let Some(v) = tokens.fields.get(field) {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                config.insert(key.clone(), Some(text));
-            }
-        }
-        for step in &spec.provision {
-            let result = run_provision_step(
-                &self.outbound,
-                spec,
-                &value(&config, keys::BASE_URL),
-                step,
-                &tokens.access_token,
-            )
-            .await
-            .inspect_err(|e| tracing::info!(element = %element.key, step = %step.into, error = %e, "provisioning call failed"))?;
-            config.insert(step.into.clone(), Some(result));
-        }
-
-        let (public, secrets): (ConfigMap, ConfigMap) = config
-            .into_iter()
-            .partition(|(k, _)| !element.is_secret_key(k));
+        let expires_at = self
+            .obtain_credentials(&element, spec, &mut config, authorization)
+            .await?;
+        let (public, secrets) = split(&element, config);
         let token = junction_crypto::generate_secret(30)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let record = self
@@ -230,14 +269,125 @@ impl Services {
                 config: &public,
                 secrets: &secrets,
                 tags: &tags,
-                external_authentication: "none",
-                token_expires_at: tokens.expires_in.map(|s| now + s * 1000),
-                now,
+                external_authentication: external,
+                token_expires_at: expires_at,
+                now: now_ms(),
             })
             .await?;
         tracing::info!(instance_id = %record.id, element = %element.key, "instance provisioned");
         let user = self.store.get_user(user_id).await?;
         Ok(InstanceView::new(&element, record, user))
+    }
+
+    /// `PUT` and `PATCH`. With `providerData.code` the instance is re-provisioned: a new
+    /// code exchange replaces its credentials, keeping its id and Element token; if the
+    /// provider refuses, nothing changes and the old credentials keep working.
+    pub async fn update_instance(
+        &self,
+        caller: &Caller,
+        id: i64,
+        body: InstanceBody,
+        mode: UpdateMode,
+    ) -> Result<InstanceView, ServiceError> {
+        let record = self.owned_instance(caller, id).await?;
+        let element = self.element_of(&record)?;
+        let spec = oauth_spec(&element)?;
+        if let Some(requested) = body.element.as_ref() {
+            let named = self.requested_element(None, Some(requested))?;
+            if named.key != element.key {
+                return Err(ServiceError::bad_request(
+                    "element_mismatch",
+                    format!(
+                        "instance {id} belongs to element '{}', not '{}'",
+                        element.key, named.key
+                    ),
+                ));
+            }
+        }
+        let external = match body.external_authentication.as_deref() {
+            Some(raw) => external_authentication(Some(raw))?,
+            None if record.external_authentication == "initial" => "initial",
+            None => "none",
+        };
+        let name = match mode {
+            UpdateMode::Replace | UpdateMode::Merge => {
+                clean_name(body.name.as_deref(), &record.name)?
+            }
+        };
+        let tags = match body.tags.clone() {
+            Some(tags) => clean_tags(tags, &name)?,
+            None => record.tags.clone(),
+        };
+        let mut config = match mode {
+            // A full update starts over from the element's defaults, keeping only what
+            // Junction itself manages (credentials, provisioning results).
+            UpdateMode::Replace => {
+                let mut fresh = defaults(&element);
+                for (key, value) in &record.config {
+                    if element.config_entry(key).is_some_and(|e| e.internal) {
+                        fresh.insert(key.clone(), value.clone());
+                    }
+                }
+                fresh
+            }
+            UpdateMode::Merge => record.config.clone(),
+        };
+        overlay(&element, &mut config, body.configuration.as_ref())?;
+        missing_required(&element, &config)?;
+        let mut expires_at = record.token_expires_at;
+        let mut valid = record.valid;
+        let reauthorize = match (
+            body.code(),
+            external,
+            body.external_authentication.is_some(),
+        ) {
+            (Some(code), _, _) => Some(Authorization::Code(code)),
+            (None, "initial", true) => Some(Authorization::External),
+            _ => None,
+        };
+        if let Some(authorization) = reauthorize {
+            expires_at = self
+                .obtain_credentials(&element, spec, &mut config, authorization)
+                .await?;
+            valid = true;
+            tracing::info!(instance_id = id, element = %element.key, "instance re-provisioned");
+        }
+        let record = self
+            .save(record, |r| {
+                r.name = name;
+                r.tags = tags;
+                r.config = config;
+                r.token_expires_at = expires_at;
+                r.valid = valid;
+                r.external_authentication = external.to_owned();
+            })
+            .await?;
+        let user = self.store.get_user(record.user_id).await?;
+        Ok(InstanceView::new(&element, record, user))
+    }
+
+    /// Enables or disables an instance; a disabled instance's Element token answers 403.
+    pub async fn set_enabled(
+        &self,
+        caller: &Caller,
+        id: i64,
+        enabled: bool,
+    ) -> Result<InstanceView, ServiceError> {
+        let record = self.owned_instance(caller, id).await?;
+        let record = self.save(record, |r| r.disabled = !enabled).await?;
+        tracing::info!(instance_id = id, enabled, "instance enablement changed");
+        self.view(record).await
+    }
+
+    pub async fn set_trace_logging(
+        &self,
+        caller: &Caller,
+        id: i64,
+        enabled: bool,
+    ) -> Result<InstanceView, ServiceError> {
+        let record = self.owned_instance(caller, id).await?;
+        let record = self.save(record, |r| r.trace_logging = enabled).await?;
+        self.view(record).await
     }
 
     pub async fn get_instance(
@@ -246,35 +396,50 @@ impl Services {
         id: i64,
     ) -> Result<InstanceView, ServiceError> {
         let record = self.owned_instance(caller, id).await?;
-        let element = self.element_of(&record)?;
-        let user = self.store.get_user(record.user_id).await?;
-        Ok(InstanceView::new(&element, record, user))
+        self.view(record).await
     }
 
     pub async fn list_instances(
         &self,
         caller: &Caller,
         query: ListInstances,
-    ) -> Result<Vec<InstanceView>, ServiceError> {
+    ) -> Result<InstanceList, ServiceError> {
         let tags = query
             .tags
             .iter()
             .map(|t| strip_html(t))
             .filter(|t| !t.is_empty())
             .collect();
-        let records = self
+        let limit = page_size(query.page_size.as_deref())?;
+        let after = query
+            .next_page
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(decode_cursor)
+            .transpose()?;
+        let element_key = query
+            .element
+            .as_deref()
+            .map(|k| self.element(k))
+            .transpose()?
+            .map(|e| e.key.clone());
+        let page = self
             .store
             .list_instances(
                 caller.account_id(),
                 &InstanceQuery {
                     tags,
                     only: caller.only_instance(),
+                    search_text: query.search_text.filter(|s| !s.trim().is_empty()),
+                    element_key,
+                    after,
+                    limit: Some(limit),
                 },
             )
             .await?;
         let mut users: HashMap<UserId, UserRecord> = HashMap::new();
-        let mut out = Vec::with_capacity(records.len());
-        for record in records {
+        let mut items = Vec::with_capacity(page.items.len());
+        for record in page.items {
             let element = self.element_of(&record)?;
             let user = match users.get(&record.user_id) {
                 Some(u) => u.clone(),
@@ -284,9 +449,13 @@ impl Services {
                     u
                 }
             };
-            out.push(InstanceView::new(&element, record, user));
+            items.push(InstanceView::new(&element, record, user));
         }
-        Ok(out)
+        Ok(InstanceList {
+            items,
+            total: page.total,
+            next_page: page.next_after.map(encode_cursor),
+        })
     }
 
     pub async fn delete_instance(&self, caller: &Caller, id: i64) -> Result<(), ServiceError> {
@@ -299,7 +468,44 @@ impl Services {
         Ok(())
     }
 
-    async fn owned_instance(
+    async fn view(&self, record: InstanceRecord) -> Result<InstanceView, ServiceError> {
+        let element = self.element_of(&record)?;
+        let user = self.store.get_user(record.user_id).await?;
+        Ok(InstanceView::new(&element, record, user))
+    }
+
+    /// Applies `change` to the record and writes the result.
+    pub(crate) async fn save(
+        &self,
+        mut record: InstanceRecord,
+        change: impl FnOnce(&mut InstanceRecord),
+    ) -> Result<InstanceRecord, ServiceError> {
+        change(&mut record);
+        let element = self.element_of(&record)?;
+        let (public, secrets) = split(&element, record.config.clone());
+        let now = now_ms();
+        self.store
+            .update_instance(InstanceUpdate {
+                account_id: record.account_id,
+                id: record.id,
+                name: &record.name,
+                config: &public,
+                secrets: &secrets,
+                tags: &record.tags,
+                valid: record.valid,
+                disabled: record.disabled,
+                trace_logging: record.trace_logging,
+                external_authentication: &record.external_authentication,
+                token_expires_at: record.token_expires_at,
+                now,
+            })
+            .await
+            .map_err(|e| not_found_as(e, record.id.0))?;
+        record.updated_at = now;
+        Ok(record)
+    }
+
+    pub(crate) async fn owned_instance(
         &self,
         caller: &Caller,
         id: i64,
@@ -318,7 +524,10 @@ impl Services {
         }
     }
 
-    fn element_of(&self, record: &InstanceRecord) -> Result<Arc<ElementDefinition>, ServiceError> {
+    pub(crate) fn element_of(
+        &self,
+        record: &InstanceRecord,
+    ) -> Result<Arc<ElementDefinition>, ServiceError> {
         self.catalog
             .get(&record.element_key)
             .cloned()
@@ -331,68 +540,29 @@ impl Services {
     }
 }
 
+fn oauth_spec(
+    element: &ElementDefinition,
+) -> Result<&junction_core::element::OAuthSpec, ServiceError> {
+    element.oauth.as_ref().ok_or_else(|| {
+        ServiceError::bad_request(
+            "not_oauth_element",
+            format!("element '{}' does not use OAuth 2.0", element.key),
+        )
+    })
+}
+
+/// Splits configuration into what is stored as JSON and what is sealed.
+fn split(element: &ElementDefinition, config: ConfigMap) -> (ConfigMap, ConfigMap) {
+    config
+        .into_iter()
+        .partition(|(k, _)| !element.is_secret_key(k))
+}
+
 fn not_found_as(e: StoreError, id: i64) -> ServiceError {
     match e {
         StoreError::NotFound => ServiceError::InstanceNotFound(id),
         other => other.into(),
     }
-}
-
-/// HTML-stripped, de-duplicated tags; an instance without tags is tagged with its name.
-fn clean_tags(raw: Vec<String>, name: &str) -> Result<Vec<String>, ServiceError> {
-    if raw.len() > MAX_TAGS {
-        return Err(ServiceError::bad_request(
-            "invalid_tags",
-            format!("at most {MAX_TAGS} tags are allowed"),
-        ));
-    }
-    let mut tags: Vec<String> = Vec::new();
-    for tag in raw {
-        let tag = strip_html(&tag);
-        if tag.chars().count() > MAX_NAME {
-            return Err(ServiceError::bad_request(
-                "invalid_tags",
-                format!("tags are limited to {MAX_NAME} characters"),
-            ));
-        }
-        if !tag.is_empty() && !tags.contains(&tag) {
-            tags.push(tag);
-        }
-    }
-    if tags.is_empty() {
-        tags.push(name.to_owned());
-    }
-    Ok(tags)
-}
-
-/// Every declared entry with its default (or null), overlaid with the request's values.
-fn merged_configuration(
-    element: &ElementDefinition,
-    given: Option<&Map<String, Value>>,
-) -> Result<ConfigMap, ServiceError> {
-    let mut config: ConfigMap = element
-        .configuration
-        .iter()
-        .map(|e| (e.key.clone(), e.default.clone()))
-        .collect();
-    for (key, value) in given.into_iter().flatten() {
-        if key.is_empty() || key.len() > MAX_KEY {
-            return Err(ServiceError::bad_request(
-                "invalid_configuration",
-                format!("configuration keys must be 1 to {MAX_KEY} characters"),
-            ));
-        }
-        let value = config_value_from_json(key, value)
-            .map_err(|e| ServiceError::bad_request("invalid_configuration", e.to_string()))?;
-        if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE) {
-            return Err(ServiceError::bad_request(
-                "invalid_configuration",
-                format!("configuration value for '{key}' is larger than {MAX_VALUE} bytes"),
-            ));
-        }
-        config.insert(key.clone(), value);
-    }
-    Ok(config)
 }
 
 #[cfg(test)]
@@ -409,5 +579,14 @@ mod tests {
             clean_tags(vec![], "My name").unwrap(),
             vec!["My name".to_owned()]
         );
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_forgeries_are_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        assert!(decode_cursor("not-a-token").is_err());
+        assert!(page_size(Some("0")).is_err());
+        assert!(page_size(Some("501")).is_err());
+        assert_eq!(page_size(None).unwrap(), DEFAULT_PAGE_SIZE);
     }
 }

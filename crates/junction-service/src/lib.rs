@@ -7,14 +7,20 @@
 //! typed errors that the HTTP layer maps to status codes in one place.
 
 mod auth;
+mod configuration;
+mod credentials;
 mod error;
 mod instances;
 mod oauth_url;
 mod view;
 
 pub use auth::{Caller, parse_authorization};
+pub use configuration::{ConfigEntryView, config_id};
 pub use error::ServiceError;
-pub use instances::{CreateInstance, ElementRef, ListInstances, ProviderData};
+pub use instances::{
+    DEFAULT_PAGE_SIZE, ElementRef, InstanceBody, InstanceList, ListInstances, MAX_PAGE_SIZE,
+    ProviderData, UpdateMode,
+};
 pub use oauth_url::{OAuthUrlParams, OAuthUrlResponse};
 pub use view::{InstanceView, UserView};
 

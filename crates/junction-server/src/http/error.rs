@@ -140,6 +140,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::InstanceNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "instance_not_found", e.to_string())
             }
+            ServiceError::ConfigurationNotFound(_) => Self::new(
+                StatusCode::NOT_FOUND,
+                "configuration_not_found",
+                e.to_string(),
+            ),
             ServiceError::BadRequest { code, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, message)
             }

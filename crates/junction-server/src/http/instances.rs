@@ -1,52 +1,135 @@
-//! `/instances`: step 2 of provisioning, and reading, listing and deleting instances.
+//! `/instances`: step 2 of provisioning and the instance lifecycle. Every
+//! `/instances/{id}/…` route has an Element-token twin `/instances/…` that addresses the
+//! token's own instance.
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Auth};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::routing::{get, put};
 use axum::{Json, Router};
-use junction_service::{CreateInstance, InstanceView, ListInstances};
+use junction_service::{
+    ConfigEntryView, InstanceBody, InstanceView, ListInstances, ServiceError, UpdateMode,
+};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/instances", post(create).get(list))
-        .route("/instances/{id}", get(show).delete(remove))
+        .route(
+            "/instances",
+            get(list)
+                .post(create)
+                .put(replace_own)
+                .patch(merge_own)
+                .delete(remove_own),
+        )
+        .route(
+            "/instances/{id}",
+            get(show).put(replace).patch(merge).delete(remove),
+        )
+        .route("/instances/configuration", get(configuration_own))
+        .route("/instances/{id}/configuration", get(configuration))
+        .route(
+            "/instances/configuration/{config_id}",
+            get(configuration_entry_own).patch(patch_configuration_entry_own),
+        )
+        .route(
+            "/instances/{id}/configuration/{config_id}",
+            get(configuration_entry).patch(patch_configuration_entry),
+        )
+        .route("/instances/enabled", put(enable_own).delete(disable_own))
+        .route("/instances/{id}/enabled", put(enable).delete(disable))
+        .route(
+            "/instances/trace-logging",
+            put(trace_on_own).delete(trace_off_own),
+        )
+        .route(
+            "/instances/{id}/trace-logging",
+            put(trace_on).delete(trace_off),
+        )
         .route(
             "/elements/{key_or_id}/instances",
-            post(create_for_element).get(list_for_element),
+            get(list_for_element).post(create_for_element),
         )
 }
 
-fn instance_id(raw: &str) -> Result<i64, ApiError> {
+fn number(raw: &str, what: &'static str, code: &'static str) -> Result<i64, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_instance_id",
-            format!("instance id must be a number, got '{raw}'"),
+            code,
+            format!("{what} must be a number, got '{raw}'"),
         )
     })
 }
 
-/// `tags[]=a&tags[]=b` (Cloud Elements' spelling) or `tags=a`.
-fn list_query(raw: Option<String>) -> ListInstances {
-    let tags = raw
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .filter(|(k, _)| k == "tags[]" || k == "tags")
-                .map(|(_, v)| v.into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    ListInstances { tags }
+fn instance_id(raw: &str) -> Result<i64, ApiError> {
+    number(raw, "instance id", "invalid_instance_id")
+}
+
+/// `tags[]=a&tags[]=b` (Cloud Elements' spelling) or `tags=a`, `searchText`, `pageSize`,
+/// `nextPage`.
+fn list_query(raw: Option<String>, element: Option<String>) -> ListInstances {
+    let mut query = ListInstances {
+        element,
+        ..ListInstances::default()
+    };
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let value = value.into_owned();
+        match key.as_ref() {
+            "tags[]" | "tags" => query.tags.push(value),
+            "searchText" => query.search_text = Some(value),
+            "pageSize" => query.page_size = Some(value),
+            "nextPage" => query.next_page = Some(value),
+            _ => {}
+        }
+    }
+    query
+}
+
+async fn list_response(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    query: ListInstances,
+) -> Result<(HeaderMap, Json<Vec<InstanceView>>), ApiError> {
+    let page = state.services.list_instances(caller, query).await?;
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("elements-returned-count", page.items.len().to_string());
+    set("elements-total-count", page.total.to_string());
+    if let Some(token) = page.next_page {
+        set("elements-next-page-token", token);
+    }
+    Ok((headers, Json(page.items)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    RawQuery(query): RawQuery,
+) -> Result<(HeaderMap, Json<Vec<InstanceView>>), ApiError> {
+    list_response(&state, &caller, list_query(query, None)).await
+}
+
+async fn list_for_element(
+    State(state): State<AppState>,
+    Path(key_or_id): Path<String>,
+    Auth(caller): Auth,
+    RawQuery(query): RawQuery,
+) -> Result<(HeaderMap, Json<Vec<InstanceView>>), ApiError> {
+    list_response(&state, &caller, list_query(query, Some(key_or_id))).await
 }
 
 async fn create(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    ApiJson(body): ApiJson<CreateInstance>,
+    ApiJson(body): ApiJson<InstanceBody>,
 ) -> Result<Json<InstanceView>, ApiError> {
     Ok(Json(
         state.services.create_instance(&caller, None, body).await?,
@@ -57,51 +140,13 @@ async fn create_for_element(
     State(state): State<AppState>,
     Path(key_or_id): Path<String>,
     Auth(caller): Auth,
-    ApiJson(body): ApiJson<CreateInstance>,
+    ApiJson(body): ApiJson<InstanceBody>,
 ) -> Result<Json<InstanceView>, ApiError> {
     Ok(Json(
         state
             .services
             .create_instance(&caller, Some(&key_or_id), body)
             .await?,
-    ))
-}
-
-async fn list(
-    State(state): State<AppState>,
-    Auth(caller): Auth,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Vec<InstanceView>>, ApiError> {
-    Ok(Json(
-        state
-            .services
-            .list_instances(&caller, list_query(query))
-            .await?,
-    ))
-}
-
-async fn list_for_element(
-    State(state): State<AppState>,
-    Path(key_or_id): Path<String>,
-    Auth(caller): Auth,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Vec<InstanceView>>, ApiError> {
-    let element = state
-        .services
-        .catalog
-        .get(&key_or_id)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::from(junction_service::ServiceError::ElementNotFound(key_or_id))
-        })?;
-    let all = state
-        .services
-        .list_instances(&caller, list_query(query))
-        .await?;
-    Ok(Json(
-        all.into_iter()
-            .filter(|i| i.element.key == element.key)
-            .collect(),
     ))
 }
 
@@ -118,14 +163,281 @@ async fn show(
     ))
 }
 
+async fn update(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    id: Option<i64>,
+    body: InstanceBody,
+    mode: UpdateMode,
+) -> Result<Json<InstanceView>, ApiError> {
+    let id = state.services.target_instance(caller, id)?;
+    Ok(Json(
+        state
+            .services
+            .update_instance(caller, id, body, mode)
+            .await?,
+    ))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<InstanceBody>,
+) -> Result<Json<InstanceView>, ApiError> {
+    update(
+        &state,
+        &caller,
+        Some(instance_id(&id)?),
+        body,
+        UpdateMode::Replace,
+    )
+    .await
+}
+
+async fn merge(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<InstanceBody>,
+) -> Result<Json<InstanceView>, ApiError> {
+    update(
+        &state,
+        &caller,
+        Some(instance_id(&id)?),
+        body,
+        UpdateMode::Merge,
+    )
+    .await
+}
+
+async fn replace_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiJson(body): ApiJson<InstanceBody>,
+) -> Result<Json<InstanceView>, ApiError> {
+    update(&state, &caller, None, body, UpdateMode::Replace).await
+}
+
+async fn merge_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiJson(body): ApiJson<InstanceBody>,
+) -> Result<Json<InstanceView>, ApiError> {
+    update(&state, &caller, None, body, UpdateMode::Merge).await
+}
+
+/// Cloud Elements clients send `DELETE` with `Content-Type: application/json` and the
+/// body `null`; the body is never read, so that and an empty body are both fine.
+async fn delete(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    id: Option<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let id = state.services.target_instance(caller, id)?;
+    state.services.delete_instance(caller, id).await?;
+    Ok(Json(json!({})))
+}
+
 async fn remove(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state
-        .services
-        .delete_instance(&caller, instance_id(&id)?)
-        .await?;
-    Ok(Json(json!({})))
+    delete(&state, &caller, Some(instance_id(&id)?)).await
+}
+
+async fn remove_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<Value>, ApiError> {
+    delete(&state, &caller, None).await
+}
+
+async fn config_list(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    id: Option<i64>,
+) -> Result<Json<Vec<ConfigEntryView>>, ApiError> {
+    let id = state.services.target_instance(caller, id)?;
+    Ok(Json(state.services.list_configuration(caller, id).await?))
+}
+
+async fn configuration(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ConfigEntryView>>, ApiError> {
+    config_list(&state, &caller, Some(instance_id(&id)?)).await
+}
+
+async fn configuration_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<Vec<ConfigEntryView>>, ApiError> {
+    config_list(&state, &caller, None).await
+}
+
+fn config_entry_id(raw: &str) -> Result<i64, ApiError> {
+    number(raw, "configuration id", "invalid_configuration_id")
+}
+
+async fn config_entry(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    id: Option<i64>,
+    config_id: &str,
+) -> Result<Json<ConfigEntryView>, ApiError> {
+    let id = state.services.target_instance(caller, id)?;
+    Ok(Json(
+        state
+            .services
+            .get_configuration(caller, id, config_entry_id(config_id)?)
+            .await?,
+    ))
+}
+
+async fn configuration_entry(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((id, config_id)): Path<(String, String)>,
+) -> Result<Json<ConfigEntryView>, ApiError> {
+    config_entry(&state, &caller, Some(instance_id(&id)?), &config_id).await
+}
+
+async fn configuration_entry_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(config_id): Path<String>,
+) -> Result<Json<ConfigEntryView>, ApiError> {
+    config_entry(&state, &caller, None, &config_id).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigPatch {
+    property_value: Option<Value>,
+}
+
+async fn config_patch(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    id: Option<i64>,
+    config_id: &str,
+    body: ConfigPatch,
+) -> Result<Json<ConfigEntryView>, ApiError> {
+    let id = state.services.target_instance(caller, id)?;
+    let value = body.property_value.ok_or_else(|| {
+        ApiError::from(ServiceError::bad_request(
+            "missing_parameter",
+            "propertyValue is required",
+        ))
+    })?;
+    Ok(Json(
+        state
+            .services
+            .patch_configuration(caller, id, config_entry_id(config_id)?, &value)
+            .await?,
+    ))
+}
+
+async fn patch_configuration_entry(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((id, config_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ConfigPatch>,
+) -> Result<Json<ConfigEntryView>, ApiError> {
+    config_patch(&state, &caller, Some(instance_id(&id)?), &config_id, body).await
+}
+
+async fn patch_configuration_entry_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(config_id): Path<String>,
+    ApiJson(body): ApiJson<ConfigPatch>,
+) -> Result<Json<ConfigEntryView>, ApiError> {
+    config_patch(&state, &caller, None, &config_id, body).await
+}
+
+/// `PUT …/enabled` may come with no body at all; none is read.
+async fn enabled(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    id: Option<i64>,
+    on: bool,
+) -> Result<Json<InstanceView>, ApiError> {
+    let id = state.services.target_instance(caller, id)?;
+    Ok(Json(state.services.set_enabled(caller, id, on).await?))
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<InstanceView>, ApiError> {
+    enabled(&state, &caller, Some(instance_id(&id)?), true).await
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<InstanceView>, ApiError> {
+    enabled(&state, &caller, Some(instance_id(&id)?), false).await
+}
+
+async fn enable_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<InstanceView>, ApiError> {
+    enabled(&state, &caller, None, true).await
+}
+
+async fn disable_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<InstanceView>, ApiError> {
+    enabled(&state, &caller, None, false).await
+}
+
+async fn trace(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    id: Option<i64>,
+    on: bool,
+) -> Result<Json<InstanceView>, ApiError> {
+    let id = state.services.target_instance(caller, id)?;
+    Ok(Json(
+        state.services.set_trace_logging(caller, id, on).await?,
+    ))
+}
+
+async fn trace_on(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<InstanceView>, ApiError> {
+    trace(&state, &caller, Some(instance_id(&id)?), true).await
+}
+
+async fn trace_off(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<InstanceView>, ApiError> {
+    trace(&state, &caller, Some(instance_id(&id)?), false).await
+}
+
+async fn trace_on_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<InstanceView>, ApiError> {
+    trace(&state, &caller, None, true).await
+}
+
+async fn trace_off_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<InstanceView>, ApiError> {
+    trace(&state, &caller, None, false).await
 }

@@ -1,0 +1,226 @@
+//! Instance configuration: merging, validating, and the per-entry configuration API.
+
+use crate::{ServiceError, Services};
+use junction_core::config::config_value_from_json;
+use junction_core::element::ConfigType;
+use junction_core::{ConfigMap, ElementDefinition, MASK};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+const MAX_KEY: usize = 255;
+const MAX_VALUE: usize = 64 * 1024;
+
+/// One entry of `GET /instances/{id}/configuration`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigEntryView {
+    pub id: i64,
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub property_value: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: ConfigType,
+    pub required: bool,
+    pub hide_from_console: bool,
+    pub active: bool,
+}
+
+/// A configuration entry's id: stable for its key across instances, restarts and catalog
+/// changes (FNV-1a of the key), since clients store it between calls.
+pub fn config_id(key: &str) -> i64 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in key.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    i64::from(hash)
+}
+
+/// Overlays the request's values on `base`, validating each against the element's entry.
+pub(crate) fn overlay(
+    element: &ElementDefinition,
+    base: &mut ConfigMap,
+    given: Option<&Map<String, Value>>,
+) -> Result<(), ServiceError> {
+    for (key, raw) in given.into_iter().flatten() {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return Err(ServiceError::bad_request(
+                "invalid_configuration",
+                format!("configuration keys must be 1 to {MAX_KEY} characters"),
+            ));
+        }
+        let value = config_value_from_json(key, raw)
+            .map_err(|e| ServiceError::bad_request("invalid_configuration", e.to_string()))?;
+        base.insert(key.clone(), normalized(element, key, value)?);
+    }
+    Ok(())
+}
+
+pub(crate) fn normalized(
+    element: &ElementDefinition,
+    key: &str,
+    value: Option<String>,
+) -> Result<Option<String>, ServiceError> {
+    let Some(value) = value else { return Ok(None) };
+    if value.len() > MAX_VALUE {
+        return Err(ServiceError::bad_request(
+            "invalid_configuration",
+            format!("configuration value for '{key}' is larger than {MAX_VALUE} bytes"),
+        ));
+    }
+    // An empty string means "unset" for optional entries, as Cloud Elements consoles send it.
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match element.config_entry(key) {
+        Some(entry) => entry
+            .normalize(&value)
+            .map(Some)
+            .map_err(|m| ServiceError::bad_request("invalid_configuration", m)),
+        None => Ok(Some(value)),
+    }
+}
+
+/// Every declared entry at its default (or null).
+pub(crate) fn defaults(element: &ElementDefinition) -> ConfigMap {
+    element
+        .configuration
+        .iter()
+        .map(|e| (e.key.clone(), e.default.clone()))
+        .collect()
+}
+
+/// Required entries without a value, in declaration order.
+pub(crate) fn missing_required(
+    element: &ElementDefinition,
+    config: &ConfigMap,
+) -> Result<(), ServiceError> {
+    let missing: Vec<String> = element
+        .configuration
+        .iter()
+        .filter(|e| e.required)
+        .filter(|e| {
+            config
+                .get(&e.key)
+                .and_then(|v| v.as_deref())
+                .is_none_or(|v| v.trim().is_empty())
+        })
+        .map(|e| e.key.clone())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::MissingConfiguration(missing))
+    }
+}
+
+pub(crate) fn entry_views(element: &ElementDefinition, config: &ConfigMap) -> Vec<ConfigEntryView> {
+    let mut out: Vec<ConfigEntryView> = config
+        .iter()
+        .map(|(key, value)| {
+            let entry = element.config_entry(key);
+            let shown = match value {
+                Some(_) if element.is_secret_key(key) => Some(MASK.to_owned()),
+                other => other.clone(),
+            };
+            ConfigEntryView {
+                id: config_id(key),
+                key: key.clone(),
+                name: entry.map_or_else(|| key.clone(), |e| e.name.clone()),
+                description: entry.and_then(|e| e.description.clone()),
+                property_value: shown,
+                kind: entry.map_or(ConfigType::Textfield1000, |e| e.kind),
+                required: entry.is_some_and(|e| e.required),
+                hide_from_console: entry.is_some_and(|e| e.hide_from_console),
+                active: true,
+            }
+        })
+        .collect();
+    // Declared entries first, in the element's order, then any extra keys by name.
+    let position = |key: &str| {
+        element
+            .configuration
+            .iter()
+            .position(|e| e.key == key)
+            .unwrap_or(usize::MAX)
+    };
+    out.sort_by(|a, b| {
+        position(&a.key)
+            .cmp(&position(&b.key))
+            .then(a.key.cmp(&b.key))
+    });
+    out
+}
+
+impl Services {
+    pub async fn list_configuration(
+        &self,
+        caller: &crate::Caller,
+        id: i64,
+    ) -> Result<Vec<ConfigEntryView>, ServiceError> {
+        let record = self.owned_instance(caller, id).await?;
+        let element = self.element_of(&record)?;
+        Ok(entry_views(&element, &record.config))
+    }
+
+    pub async fn get_configuration(
+        &self,
+        caller: &crate::Caller,
+        id: i64,
+        entry_id: i64,
+    ) -> Result<ConfigEntryView, ServiceError> {
+        self.list_configuration(caller, id)
+            .await?
+            .into_iter()
+            .find(|e| e.id == entry_id)
+            .ok_or(ServiceError::ConfigurationNotFound(entry_id))
+    }
+
+    /// Changes one entry's value (`propertyValue`). Entries Junction manages itself
+    /// (tokens, refresh times) cannot be set this way.
+    pub async fn patch_configuration(
+        &self,
+        caller: &crate::Caller,
+        id: i64,
+        entry_id: i64,
+        property_value: &Value,
+    ) -> Result<ConfigEntryView, ServiceError> {
+        let record = self.owned_instance(caller, id).await?;
+        let element = self.element_of(&record)?;
+        let key = record
+            .config
+            .keys()
+            .find(|k| config_id(k) == entry_id)
+            .cloned()
+            .ok_or(ServiceError::ConfigurationNotFound(entry_id))?;
+        if element.config_entry(&key).is_some_and(|e| e.internal) {
+            return Err(ServiceError::bad_request(
+                "read_only_configuration",
+                format!("'{key}' is managed by Junction and cannot be set"),
+            ));
+        }
+        let mut map = Map::new();
+        map.insert(key.clone(), property_value.clone());
+        let mut config = record.config.clone();
+        overlay(&element, &mut config, Some(&map))?;
+        missing_required(&element, &config)?;
+        let record = self.save(record, |r| r.config = config).await?;
+        entry_views(&element, &record.config)
+            .into_iter()
+            .find(|e| e.key == key)
+            .ok_or(ServiceError::ConfigurationNotFound(entry_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_id;
+
+    #[test]
+    fn config_ids_are_stable_and_distinct() {
+        assert_eq!(config_id("base.url"), config_id("base.url"));
+        assert_ne!(config_id("base.url"), config_id("oauth.scope"));
+        assert!(config_id("event.notification.enabled") > 0);
+    }
+}

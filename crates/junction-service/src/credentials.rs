@@ -1,0 +1,107 @@
+//! Getting an instance its provider credentials: exchanging an authorization code, or
+//! taking tokens the caller obtained itself (`externalAuthentication: "initial"`), then
+//! running the element's provisioning calls.
+
+use crate::{ServiceError, Services, now_ms};
+use junction_core::config::keys;
+use junction_core::element::OAuthSpec;
+use junction_core::{ConfigMap, ElementDefinition, Secret};
+use junction_oauth::{CodeExchange, exchange_code, run_provision_step};
+use serde_json::Value;
+
+/// How the caller wants the instance authenticated.
+pub(crate) enum Authorization<'a> {
+    /// Exchange this authorization code.
+    Code(&'a str),
+    /// Use the tokens already in the configuration.
+    External,
+}
+
+fn value(config: &ConfigMap, key: &str) -> String {
+    config.get(key).cloned().flatten().unwrap_or_default()
+}
+
+impl Services {
+    /// Fills `config` with fresh credentials and provisioning results; returns when the
+    /// access token expires (epoch ms), if the provider said. Nothing is stored here, so
+    /// a failure leaves the instance as it was.
+    pub(crate) async fn obtain_credentials(
+        &self,
+        element: &ElementDefinition,
+        spec: &OAuthSpec,
+        config: &mut ConfigMap,
+        authorization: Authorization<'_>,
+    ) -> Result<Option<i64>, ServiceError> {
+        let now = now_ms();
+        let (access_token, expires_in) = match authorization {
+            Authorization::Code(code) => {
+                let client_secret = Secret::new(value(config, keys::API_SECRET));
+                let tokens = exchange_code(
+                    &self.outbound,
+                    spec,
+                    &CodeExchange {
+                        token_url: &value(config, keys::TOKEN_URL),
+                        client_id: &value(config, keys::API_KEY),
+                        client_secret: &client_secret,
+                        redirect_uri: &value(config, keys::CALLBACK_URL),
+                        code,
+                    },
+                )
+                .await
+                .inspect_err(
+                    |e| tracing::info!(element = %element.key, error = %e, "code exchange failed"),
+                )?;
+                config.insert(
+                    keys::USER_TOKEN.into(),
+                    Some(tokens.access_token.expose().to_owned()),
+                );
+                config.insert(
+                    keys::REFRESH_TOKEN.into(),
+                    tokens.refresh_token.as_ref().map(|t| t.expose().to_owned()),
+                );
+                if let Some(expires_in) = tokens.expires_in {
+                    config.insert(keys::REFRESH_INTERVAL.into(), Some(expires_in.to_string()));
+                }
+                for (field, key) in &spec.token_response {
+                    if let Some(v) = tokens.fields.get(field) {
+                        let text = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        config.insert(key.clone(), Some(text));
+                    }
+                }
+                (tokens.access_token, tokens.expires_in)
+            }
+            Authorization::External => {
+                let token = value(config, keys::USER_TOKEN);
+                if token.trim().is_empty() {
+                    return Err(ServiceError::bad_request(
+                        "missing_configuration",
+                        "externalAuthentication 'initial' needs the access token in oauth.user.token",
+                    ));
+                }
+                let expires_in = match config.get(keys::REFRESH_INTERVAL).cloned().flatten() {
+                    Some(v) => Some(v.trim().parse::<i64>().map_err(|_| {
+                        ServiceError::bad_request(
+                            "invalid_configuration",
+                            "'oauth.user.refresh_interval' must be a whole number of seconds",
+                        )
+                    })?),
+                    None => None,
+                };
+                (Secret::new(token), expires_in)
+            }
+        };
+        config.insert(keys::REFRESH_TIME.into(), Some(now.to_string()));
+        for step in &spec.provision {
+            let result = run_provision_step(&self.outbound, spec, &value(config, keys::BASE_URL), step, &access_token)
+                .await
+                .inspect_err(|e| {
+                    tracing::info!(element = %element.key, step = %step.into, error = %e, "provisioning call failed")
+                })?;
+            config.insert(step.into.clone(), Some(result));
+        }
+        Ok(expires_in.map(|s| now + s * 1000))
+    }
+}
