@@ -8,7 +8,7 @@
 //! tests and Junction's start, never a customer's request.
 
 use include_dir::{Dir, include_dir};
-use junction_core::element::{AuthenticationType, ConfigEntry, ElementDefinition};
+use junction_core::element::{AuthenticationType, ElementDefinition};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -35,10 +35,14 @@ pub struct Catalog {
     by_id: HashMap<i64, usize>,
 }
 
+/// Configuration entries as raw YAML mappings, so that a later layer can override some
+/// fields of an entry and inherit the rest.
+type Entries = Vec<serde_norway::Mapping>;
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Fragment {
-    configuration: Vec<ConfigEntry>,
+    configuration: Entries,
 }
 
 impl Catalog {
@@ -72,22 +76,24 @@ impl Catalog {
     }
 
     fn from_sources(
-        fragments: &BTreeMap<String, Vec<ConfigEntry>>,
+        fragments: &BTreeMap<String, Entries>,
         files: Vec<(String, String)>,
     ) -> Result<Self, CatalogError> {
         let mut elements = Vec::new();
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for (path, text) in files {
-            let mut element: ElementDefinition =
+            let mut document: serde_norway::Value =
                 serde_norway::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
+            merge_fragments(&path, &mut document, fragments)?;
+            let element: ElementDefinition =
+                serde_norway::from_value(document).map_err(|e| invalid(&path, e.to_string()))?;
             if file_stem(&path) != element.key {
                 return Err(invalid(
                     &path,
                     format!("file name must be the element key '{}.yaml'", element.key),
                 ));
             }
-            merge_fragments(&path, &mut element, fragments)?;
             validate(&path, &element)?;
             let index = elements.len();
             if by_key.insert(element.key.clone(), index).is_some() {
@@ -134,28 +140,62 @@ fn file_stem(path: &str) -> String {
     name.trim_end_matches(".yaml").to_owned()
 }
 
+/// Builds the element's configuration from its `uses:` fragments and its own entries.
+/// Later layers win field by field: an element that overrides only an entry's `default`
+/// keeps the fragment's name, type and validation.
 fn merge_fragments(
     path: &str,
-    element: &mut ElementDefinition,
-    fragments: &BTreeMap<String, Vec<ConfigEntry>>,
+    document: &mut serde_norway::Value,
+    fragments: &BTreeMap<String, Entries>,
 ) -> Result<(), CatalogError> {
-    // Later layers win: fragments in `uses:` order, then the element's own entries.
-    let mut layers = Vec::new();
-    for name in &element.uses {
-        let fragment = fragments
-            .get(name)
-            .ok_or_else(|| invalid(path, format!("uses unknown fragment '{name}'")))?;
-        layers.push(fragment.clone());
+    let uses: Vec<String> = match document.get("uses") {
+        Some(v) => {
+            serde_norway::from_value(v.clone()).map_err(|e| invalid(path, format!("uses: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    let own: Entries = match document.get("configuration") {
+        Some(v) => serde_norway::from_value(v.clone())
+            .map_err(|e| invalid(path, format!("configuration: {e}")))?,
+        None => Vec::new(),
+    };
+    let mut layers: Vec<&Entries> = Vec::new();
+    for name in &uses {
+        layers.push(
+            fragments
+                .get(name)
+                .ok_or_else(|| invalid(path, format!("uses unknown fragment '{name}'")))?,
+        );
     }
-    layers.push(std::mem::take(&mut element.configuration));
-    let mut merged: Vec<ConfigEntry> = Vec::new();
+    layers.push(&own);
+    let key_of =
+        |m: &serde_norway::Mapping| m.get("key").and_then(|k| k.as_str()).map(str::to_owned);
+    let mut merged: Entries = Vec::new();
     for entry in layers.into_iter().flatten() {
-        match merged.iter_mut().find(|e| e.key == entry.key) {
-            Some(slot) => *slot = entry,
-            None => merged.push(entry),
+        let key = key_of(entry).ok_or_else(|| invalid(path, "a configuration entry has no key"))?;
+        match merged
+            .iter_mut()
+            .find(|m| key_of(m).as_deref() == Some(key.as_str()))
+        {
+            Some(slot) => {
+                for (field, value) in entry {
+                    slot.insert(field.clone(), value.clone());
+                }
+            }
+            None => merged.push(entry.clone()),
         }
     }
-    element.configuration = merged;
+    if let Some(map) = document.as_mapping_mut() {
+        map.insert(
+            "configuration".into(),
+            serde_norway::Value::Sequence(
+                merged
+                    .into_iter()
+                    .map(serde_norway::Value::Mapping)
+                    .collect(),
+            ),
+        );
+    }
     Ok(())
 }
 
@@ -309,6 +349,28 @@ mod tests {
     }
 
     const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\n";
+
+    #[test]
+    fn an_override_keeps_the_fields_it_does_not_name() {
+        let fragment: Entries = serde_norway::from_str(
+            "- {key: event.vendor.type, name: Event Type, allowed: [webhook, polling]}",
+        )
+        .unwrap();
+        let fragments = BTreeMap::from([("events".to_owned(), fragment)]);
+        let text = format!(
+            "{MINIMAL}uses: [events]\nconfiguration:\n  - {{key: event.vendor.type, default: polling}}\n"
+        );
+        let catalog = Catalog::from_sources(&fragments, vec![("demo.yaml".into(), text)]).unwrap();
+        let entry = catalog
+            .get("demo")
+            .unwrap()
+            .config_entry("event.vendor.type")
+            .unwrap()
+            .clone();
+        assert_eq!(entry.default.as_deref(), Some("polling"));
+        assert_eq!(entry.name, "Event Type");
+        assert_eq!(entry.allowed, vec!["webhook", "polling"]);
+    }
 
     #[test]
     fn duplicate_ids_are_refused() {
