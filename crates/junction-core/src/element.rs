@@ -44,14 +44,14 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Authentication {
     #[serde(rename = "type")]
     pub kind: AuthenticationType,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthenticationType {
     Oauth2,
@@ -144,21 +144,22 @@ impl ConfigEntry {
                 }
                 return Ok(value.trim().to_owned());
             }
-            Some(ConfigFormat::JsonObject) => {
+            Some(ConfigFormat::JsonObject)
                 if !matches!(
                     serde_json::from_str::<serde_json::Value>(value),
                     Ok(serde_json::Value::Object(_))
-                ) {
-                    return Err(format!("'{key}' must be a JSON object"));
-                }
+                ) =>
+            {
+                return Err(format!("'{key}' must be a JSON object"));
             }
+            Some(ConfigFormat::JsonObject) => {}
             None => {}
         }
         Ok(value.to_owned())
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConfigType {
     #[default]
@@ -292,7 +293,7 @@ pub struct ProvisionStep {
 }
 
 /// The element object embedded in instance responses and listed by `GET /elements`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ElementSummary {
     pub id: i64,
@@ -318,7 +319,9 @@ pub struct ElementSummary {
     pub authentication: Authentication,
     pub extended: bool,
     pub hub: String,
+    #[schema(value_type = String)]
     pub protocol_type: &'static str,
+    #[schema(value_type = Vec<Object>)]
     pub parameters: Vec<serde_json::Value>,
     pub private: bool,
 }
@@ -369,6 +372,16 @@ impl ElementDefinition {
 
 /// Configuration keys Cloud Elements reserves for credentials; masked even when an
 /// element forgets to declare them.
+pub const RESERVED_SECRET_KEYS: &[&str] = &[
+    "oauth.api.key",
+    "oauth.api.secret",
+    "oauth.user.token",
+    "oauth.user.refresh_token",
+    "oauth.user.token.secret",
+    "oauth.app.token",
+    "password",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,13 +429,3 @@ mod tests {
         assert!(!e.normalize("hunter2").unwrap_err().contains("hunter2"));
     }
 }
-
-pub const RESERVED_SECRET_KEYS: &[&str] = &[
-    "oauth.api.key",
-    "oauth.api.secret",
-    "oauth.user.token",
-    "oauth.user.refresh_token",
-    "oauth.user.token.secret",
-    "oauth.app.token",
-    "password",
-];

@@ -11,7 +11,7 @@ const MAX_KEY: usize = 255;
 const MAX_VALUE: usize = 64 * 1024;
 
 /// One entry of `GET /instances/{id}/configuration`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigEntryView {
     pub id: i64,

@@ -15,6 +15,14 @@ pub enum ServiceError {
     InstanceNotFound(i64),
     #[error("no configuration entry with id {0}")]
     ConfigurationNotFound(i64),
+    #[error("no account with id {0}")]
+    AccountNotFound(i64),
+    #[error("no user with id {0}")]
+    UserNotFound(i64),
+    /// The request contradicts what is stored (a duplicate, or a deletion that would
+    /// leave something behind).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     #[error("missing required configuration: {}", .0.join(", "))]

@@ -23,24 +23,30 @@ pub const DEFAULT_PAGE_SIZE: i64 = 200;
 pub const MAX_PAGE_SIZE: i64 = 500;
 
 /// The body of `POST`, `PUT` and `PATCH /instances`, as the Cloud Elements pages show it.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceBody {
     pub element: Option<ElementRef>,
     pub provider_data: Option<ProviderData>,
+    /// Configuration values: strings, numbers, booleans, objects or null.
+    #[schema(value_type = Option<Object>)]
     pub configuration: Option<Map<String, Value>>,
     pub tags: Option<Vec<String>>,
     pub name: Option<String>,
+    /// `none` (default: exchange `providerData.code`) or `initial` (tokens given in
+    /// `configuration`).
     pub external_authentication: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+/// The element an instance is for, by key or id.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct ElementRef {
     pub key: Option<String>,
     pub id: Option<i64>,
 }
 
-#[derive(Deserialize, Default)]
+/// What the provider's callback returned.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct ProviderData {
     pub code: Option<String>,
 }

@@ -6,6 +6,7 @@
 //! (talking to providers) and the store (what is kept), and return wire-ready views plus
 //! typed errors that the HTTP layer maps to status codes in one place.
 
+mod accounts;
 mod auth;
 mod configuration;
 mod credentials;
@@ -14,6 +15,7 @@ mod instances;
 mod oauth_url;
 mod view;
 
+pub use accounts::{AccountBody, AccountUserView, AccountView, NewUserView, UserBody};
 pub use auth::{Caller, parse_authorization};
 pub use configuration::{ConfigEntryView, config_id};
 pub use error::ServiceError;

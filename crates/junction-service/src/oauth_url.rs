@@ -5,8 +5,10 @@ use junction_core::config::keys;
 use junction_oauth::{AuthorizationRequest, authorization_url, join_scopes};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Deserialize)]
+/// Parameters of step 1, as query parameters (`GET`) or a JSON body (`POST`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct OAuthUrlParams {
     pub api_key: Option<String>,
     pub api_secret: Option<String>,
@@ -16,7 +18,8 @@ pub struct OAuthUrlParams {
     pub site_address: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Where to send the customer, and for which element.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthUrlResponse {
     pub oauth_url: String,

@@ -5,7 +5,8 @@ use junction_core::{ConfigMap, ElementDefinition, ElementSummary, MASK};
 use junction_store::{InstanceRecord, UserRecord};
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+/// The user who created an instance.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     pub id: i64,
@@ -14,7 +15,8 @@ pub struct UserView {
     pub last_name: String,
 }
 
-#[derive(Debug, Serialize)]
+/// An instance as every `/instances` route returns it; secrets are masked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceView {
     pub id: i64,
@@ -25,11 +27,14 @@ pub struct InstanceView {
     pub element: ElementSummary,
     pub element_id: i64,
     pub tags: Vec<String>,
+    #[schema(value_type = Vec<Object>)]
     pub provision_interactions: Vec<serde_json::Value>,
     pub valid: bool,
     pub disabled: bool,
     pub max_cache_size: i64,
     pub cache_time_to_live: i64,
+    /// Every configuration value as a string or null; secrets are `********`.
+    #[schema(value_type = std::collections::HashMap<String, Option<String>>)]
     pub configuration: ConfigMap,
     pub events_enabled: bool,
     pub trace_logging_enabled: bool,

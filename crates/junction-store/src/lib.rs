@@ -7,9 +7,14 @@
 //! forget to. Every instance query is scoped by account; the store never answers with
 //! another tenant's row.
 
+mod accounts;
 mod instances;
 mod tenancy;
 
+pub use accounts::{
+    AccountRecord, AccountRemoval, AccountUpdate, NewAccount, NewUser, Role, UserDetails,
+    UserRemoval,
+};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
 

@@ -28,6 +28,8 @@ pub struct Principal {
     pub organization_id: OrganizationId,
     pub account_id: AccountId,
     pub user_id: UserId,
+    /// An organization administrator: may manage the organization's accounts and users.
+    pub is_admin: bool,
 }
 
 /// What an `Element …` token proved: one instance of one account.
@@ -55,8 +57,8 @@ impl Store {
             .await?)
     }
 
-    /// Creates an organization, its first account and that account's first user, all or
-    /// nothing.
+    /// Creates an organization, its first account and that account's first user (the
+    /// organization's administrator), all or nothing.
     pub async fn create_organization(
         &self,
         new: NewOrganization<'_>,
@@ -80,8 +82,8 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let user_id: i64 = sqlx::query_scalar(
-            "insert into users (account_id, email, first_name, last_name, secret_hash, created_at) \
-             values ($1, $2, $3, $4, $5, $6) returning id",
+            "insert into users (account_id, email, first_name, last_name, secret_hash, created_at, role) \
+             values ($1, $2, $3, $4, $5, $6, 'admin') returning id",
         )
         .bind(account_id)
         .bind(new.email)
@@ -108,7 +110,7 @@ impl Store {
         let users = self.keyring().lookup_hashes(user_secret.expose());
         let orgs = self.keyring().lookup_hashes(organization_secret.expose());
         let sql = format!(
-            "select o.id as organization_id, a.id as account_id, u.id as user_id \
+            "select o.id as organization_id, a.id as account_id, u.id as user_id, u.role \
              from users u join accounts a on a.id = u.account_id \
              join organizations o on o.id = a.organization_id \
              where u.secret_hash in ({}) and o.secret_hash in ({})",
@@ -125,6 +127,7 @@ impl Store {
                 organization_id: OrganizationId(r.try_get("organization_id")?),
                 account_id: AccountId(r.try_get("account_id")?),
                 user_id: UserId(r.try_get("user_id")?),
+                is_admin: r.try_get::<String, _>("role")? == "admin",
             })
         })
         .transpose()

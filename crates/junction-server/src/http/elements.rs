@@ -1,7 +1,7 @@
 //! The catalog: `/elements`, `/elements/keys`, `/elements/{keyOrId}` and step 1 of
 //! provisioning, `/elements/{keyOrId}/oauth/url`.
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorBody};
 use super::extract::ApiJson;
 use super::{AppState, json_bytes};
 use axum::extract::rejection::QueryRejection;
@@ -93,14 +93,36 @@ fn config_view(e: &ConfigEntry) -> ConfigView<'_> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/elements",
+    tag = "elements",
+    summary = "List the element catalog",
+    responses((status = 200, body = [ElementSummary]), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn list(State(state): State<AppState>) -> Response {
     json_bytes(state.catalog_json.list.clone())
 }
 
+#[utoipa::path(
+    get,
+    path = "/elements/keys",
+    tag = "elements",
+    summary = "List element keys",
+    responses((status = 200, body = [String]), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn keys(State(state): State<AppState>) -> Response {
     json_bytes(state.catalog_json.keys.clone())
 }
 
+#[utoipa::path(
+    get,
+    path = "/elements/{key_or_id}",
+    tag = "elements",
+    summary = "Get an element with its configuration entries",
+    params(("key_or_id" = String, Path, description = "Element key or id")),
+    responses((status = 200, body = Object), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn show(
     State(state): State<AppState>,
     Path(key_or_id): Path<String>,
@@ -119,6 +141,14 @@ async fn show(
     Ok(json_bytes(bytes))
 }
 
+#[utoipa::path(
+    get,
+    path = "/elements/{key_or_id}/oauth/url",
+    tag = "elements",
+    summary = "Step 1: the OAuth URL to send the customer to",
+    params(("key_or_id" = String, Path, description = "Element key or id"), OAuthUrlParams),
+    responses((status = 200, body = OAuthUrlResponse), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn oauth_url_get(
     State(state): State<AppState>,
     Path(key_or_id): Path<String>,
@@ -134,6 +164,15 @@ async fn oauth_url_get(
     Ok(Json(state.services.oauth_url(&key_or_id, &params)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/elements/{key_or_id}/oauth/url",
+    tag = "elements",
+    summary = "Step 1, with the parameters as JSON",
+    params(("key_or_id" = String, Path, description = "Element key or id")),
+    request_body = OAuthUrlParams,
+    responses((status = 200, body = OAuthUrlResponse), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn oauth_url_post(
     State(state): State<AppState>,
     Path(key_or_id): Path<String>,

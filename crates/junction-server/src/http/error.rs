@@ -28,14 +28,18 @@ pub struct ApiError {
     pub provider_message: Option<String>,
 }
 
-#[derive(Serialize)]
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Body<'a> {
-    request_id: String,
-    message: &'a str,
+pub struct ApiErrorBody {
+    /// Also in the `Elements-Request-Id` header and the server log.
+    pub request_id: String,
+    pub message: String,
+    /// The provider's own error, when a provider refused or failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    provider_message: Option<&'a str>,
-    code: &'a str,
+    pub provider_message: Option<String>,
+    /// Stable and machine-readable, e.g. `missing_configuration`.
+    pub code: String,
 }
 
 impl ApiError {
@@ -71,11 +75,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ApiErrorBody {
             request_id: current_request_id(),
-            message: &self.message,
-            provider_message: self.provider_message.as_deref(),
-            code: self.code,
+            message: self.message,
+            provider_message: self.provider_message,
+            code: self.code.to_owned(),
         };
         (self.status, Json(body)).into_response()
     }
@@ -145,6 +149,13 @@ impl From<ServiceError> for ApiError {
                 "configuration_not_found",
                 e.to_string(),
             ),
+            ServiceError::AccountNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "account_not_found", e.to_string())
+            }
+            ServiceError::UserNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "user_not_found", e.to_string())
+            }
+            ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::BadRequest { code, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, message)
             }

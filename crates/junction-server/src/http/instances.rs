@@ -3,7 +3,7 @@
 //! token's own instance.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorBody};
 use super::extract::{ApiJson, Auth};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -109,6 +109,15 @@ async fn list_response(
     Ok((headers, Json(page.items)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/instances",
+    tag = "instances",
+    summary = "List instances, one page at a time",
+    params(("tags[]" = Option<Vec<String>>, Query, description = "Only instances with every one of these tags"), ("searchText" = Option<String>, Query, description = "Only names containing this text"), ("pageSize" = Option<i64>, Query, description = "1 to 500, default 200"), ("nextPage" = Option<String>, Query, description = "Elements-Next-Page-Token of the previous page")),
+    security(("authorization" = [])),
+    responses((status = 200, body = [InstanceView]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn list(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -117,6 +126,15 @@ async fn list(
     list_response(&state, &caller, list_query(query, None)).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/elements/{key_or_id}/instances",
+    tag = "instances",
+    summary = "List an element's instances",
+    params(("key_or_id" = String, Path, description = "Element key or id"), ("tags[]" = Option<Vec<String>>, Query, description = "Only instances with every one of these tags"), ("searchText" = Option<String>, Query, description = "Only names containing this text"), ("pageSize" = Option<i64>, Query, description = "1 to 500, default 200"), ("nextPage" = Option<String>, Query, description = "Elements-Next-Page-Token of the previous page")),
+    security(("authorization" = [])),
+    responses((status = 200, body = [InstanceView]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn list_for_element(
     State(state): State<AppState>,
     Path(key_or_id): Path<String>,
@@ -126,6 +144,15 @@ async fn list_for_element(
     list_response(&state, &caller, list_query(query, Some(key_or_id))).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/instances",
+    tag = "instances",
+    summary = "Create (provision) an instance",
+    request_body = InstanceBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn create(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -136,6 +163,16 @@ async fn create(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/elements/{key_or_id}/instances",
+    tag = "instances",
+    summary = "Create an instance of this element",
+    params(("key_or_id" = String, Path, description = "Element key or id")),
+    request_body = InstanceBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn create_for_element(
     State(state): State<AppState>,
     Path(key_or_id): Path<String>,
@@ -150,6 +187,15 @@ async fn create_for_element(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/instances/{id}",
+    tag = "instances",
+    summary = "Get an instance",
+    params(("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn show(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -179,6 +225,16 @@ async fn update(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/instances/{id}",
+    tag = "instances",
+    summary = "Replace an instance (re-provision with providerData.code)",
+    params(("id" = i64, Path, description = "Instance id")),
+    request_body = InstanceBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn replace(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -195,6 +251,16 @@ async fn replace(
     .await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/instances/{id}",
+    tag = "instances",
+    summary = "Change part of an instance",
+    params(("id" = i64, Path, description = "Instance id")),
+    request_body = InstanceBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn merge(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -211,6 +277,15 @@ async fn merge(
     .await
 }
 
+#[utoipa::path(
+    put,
+    path = "/instances",
+    tag = "instances",
+    summary = "Replace the Element token's instance",
+    request_body = InstanceBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn replace_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -219,6 +294,15 @@ async fn replace_own(
     update(&state, &caller, None, body, UpdateMode::Replace).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/instances",
+    tag = "instances",
+    summary = "Change part of the Element token's instance",
+    request_body = InstanceBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn merge_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -239,6 +323,15 @@ async fn delete(
     Ok(Json(json!({})))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/instances/{id}",
+    tag = "instances",
+    summary = "Delete an instance",
+    params(("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = Object), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn remove(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -247,6 +340,14 @@ async fn remove(
     delete(&state, &caller, Some(instance_id(&id)?)).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/instances",
+    tag = "instances",
+    summary = "Delete the Element token's instance",
+    security(("authorization" = [])),
+    responses((status = 200, body = Object), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn remove_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -263,6 +364,15 @@ async fn config_list(
     Ok(Json(state.services.list_configuration(caller, id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/instances/{id}/configuration",
+    tag = "instances",
+    summary = "List an instance's configuration entries",
+    params(("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = [ConfigEntryView]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn configuration(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -271,6 +381,14 @@ async fn configuration(
     config_list(&state, &caller, Some(instance_id(&id)?)).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/instances/configuration",
+    tag = "instances",
+    summary = "List the Element token's instance configuration",
+    security(("authorization" = [])),
+    responses((status = 200, body = [ConfigEntryView]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn configuration_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -297,6 +415,15 @@ async fn config_entry(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/instances/{id}/configuration/{config_id}",
+    tag = "instances",
+    summary = "Get one configuration entry",
+    params(("id" = i64, Path, description = "Instance id"), ("config_id" = i64, Path, description = "Configuration entry id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = ConfigEntryView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn configuration_entry(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -305,6 +432,15 @@ async fn configuration_entry(
     config_entry(&state, &caller, Some(instance_id(&id)?), &config_id).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/instances/configuration/{config_id}",
+    tag = "instances",
+    summary = "Get one of the Element token's instance configuration entries",
+    params(("config_id" = i64, Path, description = "Configuration entry id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = ConfigEntryView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn configuration_entry_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -313,9 +449,12 @@ async fn configuration_entry_own(
     config_entry(&state, &caller, None, &config_id).await
 }
 
-#[derive(Deserialize)]
+/// The body of a configuration entry `PATCH`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ConfigPatch {
+pub struct ConfigPatch {
+    /// The new value: a string, number, boolean, object or null.
+    #[schema(value_type = Object)]
     property_value: Option<Value>,
 }
 
@@ -341,6 +480,16 @@ async fn config_patch(
     ))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/instances/{id}/configuration/{config_id}",
+    tag = "instances",
+    summary = "Set one configuration entry's propertyValue",
+    params(("id" = i64, Path, description = "Instance id"), ("config_id" = i64, Path, description = "Configuration entry id")),
+    request_body = ConfigPatch,
+    security(("authorization" = [])),
+    responses((status = 200, body = ConfigEntryView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn patch_configuration_entry(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -350,6 +499,16 @@ async fn patch_configuration_entry(
     config_patch(&state, &caller, Some(instance_id(&id)?), &config_id, body).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/instances/configuration/{config_id}",
+    tag = "instances",
+    summary = "Set one of the Element token's instance configuration entries",
+    params(("config_id" = i64, Path, description = "Configuration entry id")),
+    request_body = ConfigPatch,
+    security(("authorization" = [])),
+    responses((status = 200, body = ConfigEntryView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn patch_configuration_entry_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -370,6 +529,15 @@ async fn enabled(
     Ok(Json(state.services.set_enabled(caller, id, on).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/instances/{id}/enabled",
+    tag = "instances",
+    summary = "Enable an instance",
+    params(("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn enable(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -378,6 +546,15 @@ async fn enable(
     enabled(&state, &caller, Some(instance_id(&id)?), true).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/instances/{id}/enabled",
+    tag = "instances",
+    summary = "Disable an instance (its Element token then gets 403)",
+    params(("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn disable(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -386,6 +563,14 @@ async fn disable(
     enabled(&state, &caller, Some(instance_id(&id)?), false).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/instances/enabled",
+    tag = "instances",
+    summary = "Enable the Element token's instance",
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn enable_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -393,6 +578,14 @@ async fn enable_own(
     enabled(&state, &caller, None, true).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/instances/enabled",
+    tag = "instances",
+    summary = "Disable the Element token's instance",
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn disable_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -412,6 +605,15 @@ async fn trace(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/instances/{id}/trace-logging",
+    tag = "instances",
+    summary = "Turn trace logging on",
+    params(("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn trace_on(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -420,6 +622,15 @@ async fn trace_on(
     trace(&state, &caller, Some(instance_id(&id)?), true).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/instances/{id}/trace-logging",
+    tag = "instances",
+    summary = "Turn trace logging off",
+    params(("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn trace_off(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -428,6 +639,14 @@ async fn trace_off(
     trace(&state, &caller, Some(instance_id(&id)?), false).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/instances/trace-logging",
+    tag = "instances",
+    summary = "Turn trace logging on for the Element token's instance",
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn trace_on_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -435,6 +654,14 @@ async fn trace_on_own(
     trace(&state, &caller, None, true).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/instances/trace-logging",
+    tag = "instances",
+    summary = "Turn trace logging off for the Element token's instance",
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
 async fn trace_off_own(
     State(state): State<AppState>,
     Auth(caller): Auth,

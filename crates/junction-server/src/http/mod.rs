@@ -1,11 +1,13 @@
 //! The HTTP surface. Every API route lives under `/elements/api-v2`, as in Cloud
 //! Elements; `/health` sits at the root for load balancers.
 
+mod accounts;
 mod elements;
 pub mod error;
 pub mod extract;
 mod health;
 mod instances;
+pub mod openapi;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -38,10 +40,16 @@ pub fn router(services: Services) -> anyhow::Result<Router> {
     let api = Router::new()
         .merge(elements::router())
         .merge(instances::router())
+        .merge(accounts::router())
         .fallback(|| async { ApiError::not_found("no such API route") });
     Ok(Router::new()
         .nest(API_PREFIX, api)
         .merge(health::router())
+        // Swagger UI's assets are compiled in (`vendored`), so /docs works offline.
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .url(format!("{API_PREFIX}/openapi.json"), openapi::document()),
+        )
         .fallback(|| async {
             ApiError::not_found("no such route; the API lives under /elements/api-v2")
         })

@@ -5,6 +5,9 @@
 
 mod helpers;
 
+mod accounts;
 mod catalog;
 mod errors;
+mod lifecycle;
+mod paging;
 mod provisioning;

@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 /// Where a test provider lives.
-struct Provider {
-    authorize: String,
-    token: String,
-    api: String,
+pub(crate) struct Provider {
+    pub authorize: String,
+    pub token: String,
+    pub api: String,
 }
 
 impl Provider {
-    fn peer(peer: &Peer) -> Self {
+    pub fn peer(peer: &Peer) -> Self {
         Self {
             authorize: peer.authorize_url(),
             token: peer.token_url(),
@@ -39,7 +39,12 @@ impl Provider {
 /// Runs step 1 on Junction, sends the browser to the provider with exactly the query
 /// Junction built (the element's real provider host cannot be reached from tests), and
 /// returns the code the provider hands to the callback.
-async fn authorize(app: &TestApp, element: &str, provider: &Provider, extra: &str) -> String {
+pub(crate) async fn authorize(
+    app: &TestApp,
+    element: &str,
+    provider: &Provider,
+    extra: &str,
+) -> String {
     let (status, body) = app
         .get(&format!(
             "/elements/{element}/oauth/url?apiKey={CLIENT_ID}&apiSecret={CLIENT_SECRET}&callbackUrl={REDIRECT_URI}{extra}"
@@ -62,7 +67,7 @@ async fn authorize(app: &TestApp, element: &str, provider: &Provider, extra: &st
         .unwrap_or_else(|| panic!("no code for {element}: {}", callback.url))
 }
 
-fn instance_body(element: &str, code: &str, provider: &Provider) -> Value {
+pub(crate) fn instance_body(element: &str, code: &str, provider: &Provider) -> Value {
     json!({
         "element": {"key": element},
         "providerData": {"code": code},
@@ -78,7 +83,12 @@ fn instance_body(element: &str, code: &str, provider: &Provider) -> Value {
     })
 }
 
-async fn provision(app: &TestApp, element: &str, provider: &Provider, extra: &str) -> Value {
+pub(crate) async fn provision(
+    app: &TestApp,
+    element: &str,
+    provider: &Provider,
+    extra: &str,
+) -> Value {
     let code = authorize(app, element, provider, extra).await;
     let (status, instance) = app
         .post("/instances", &instance_body(element, &code, provider))

@@ -1,0 +1,100 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the wire types,
+//! served at `/elements/api-v2/openapi.json` with an offline Swagger UI at `/docs`.
+
+use super::error::ApiErrorBody;
+use super::{elements, instances};
+use junction_core::ElementSummary;
+use junction_core::element::{Authentication, AuthenticationType, ConfigType};
+use junction_service::{
+    ConfigEntryView, ElementRef, InstanceBody, InstanceView, OAuthUrlParams, OAuthUrlResponse,
+    ProviderData, UserView,
+};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Junction",
+        description = "A self-hosted integration hub speaking the Cloud Elements API v2: an element \
+            catalog, two-step OAuth provisioning of instances, and the instance lifecycle. \
+            Authenticate platform calls with `Authorization: User <secret>, Organization <secret>`; \
+            calls about one instance may use `Authorization: Element <token>`."
+    ),
+    servers((url = "/elements/api-v2", description = "This server")),
+    paths(
+        elements::list,
+        elements::keys,
+        elements::show,
+        elements::oauth_url_get,
+        elements::oauth_url_post,
+        instances::list,
+        instances::create,
+        instances::replace_own,
+        instances::merge_own,
+        instances::remove_own,
+        instances::show,
+        instances::replace,
+        instances::merge,
+        instances::remove,
+        instances::configuration_own,
+        instances::configuration,
+        instances::configuration_entry_own,
+        instances::patch_configuration_entry_own,
+        instances::configuration_entry,
+        instances::patch_configuration_entry,
+        instances::enable_own,
+        instances::disable_own,
+        instances::enable,
+        instances::disable,
+        instances::trace_on_own,
+        instances::trace_off_own,
+        instances::trace_on,
+        instances::trace_off,
+        instances::list_for_element,
+        instances::create_for_element,
+    ),
+    components(schemas(
+        ApiErrorBody,
+        ElementSummary,
+        Authentication,
+        AuthenticationType,
+        ConfigType,
+        OAuthUrlParams,
+        OAuthUrlResponse,
+        InstanceBody,
+        ElementRef,
+        ProviderData,
+        InstanceView,
+        UserView,
+        ConfigEntryView,
+        instances::ConfigPatch,
+    )),
+    modifiers(&Security),
+    tags(
+        (name = "elements", description = "The element catalog and step 1 of provisioning"),
+        (name = "instances", description = "Step 2 of provisioning and the instance lifecycle"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "authorization",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "Authorization",
+                    "`User <user secret>, Organization <organization secret>`, or `Element <token>`",
+                ))),
+            );
+        }
+    }
+}
+
+/// The document as served. `/health` lives outside the API prefix and is not part of it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
