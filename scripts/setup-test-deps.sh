@@ -53,3 +53,18 @@ else
   run_quiet "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$AUTHLIB/requirements.txt"
   echo "$want" > "$stamp"
 fi
+
+# --- schemathesis (generated requests against the OpenAPI document) ---
+ST="$REPO/tests/schemathesis"
+VENV="$ST/.venv"
+want=$(fingerprint "$ST/requirements.txt"; "$PYTHON" -c 'import sys; print(sys.version)')
+stamp="$VENV/.junction-stamp"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && [[ -x "$VENV/bin/schemathesis" ]]; then
+  echo "schemathesis: virtualenv up to date"
+else
+  rm -rf "$VENV"
+  echo "schemathesis: creating virtualenv and installing"
+  run_quiet "$PYTHON" -m venv "$VENV"
+  run_quiet "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ST/requirements.txt"
+  echo "$want" > "$stamp"
+fi

@@ -3,7 +3,10 @@
 #   1. installs the OAuth2 test peers' dependencies (scripts/setup-test-deps.sh);
 #   2. starts a throwaway PostgreSQL (scripts/pg-test.sh), stopped again on exit
 #      unless it was already running (set JUNCTION_TEST_DATABASE_URL to use another one);
-#   3. cargo test --workspace --locked "$@"   (its exit status is the script's).
+#   3. cargo test --workspace --locked "$@";
+#   4. scripts/api-fuzz.sh: schemathesis-generated requests against the OpenAPI document
+#      (skipped when arguments select a subset of the cargo tests).
+# The script fails when either step fails.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,4 +29,8 @@ export JUNCTION_TEST_PEERS_DIR="$REPO/tests/peers"
 echo "--- cargo test --workspace --locked $*"
 status=0
 cargo test --workspace --locked "$@" || status=$?
+if [[ $# -eq 0 ]]; then
+  echo "--- schemathesis against the OpenAPI document"
+  bash scripts/api-fuzz.sh || status=1
+fi
 exit "$status"

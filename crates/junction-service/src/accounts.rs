@@ -20,7 +20,7 @@ const MAX_EMAIL: usize = 320;
 const USER_SECRET_BYTES: usize = 32;
 
 /// The body of `POST /accounts` and `PATCH /accounts/{id}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountBody {
     pub name: Option<String>,
@@ -29,7 +29,7 @@ pub struct AccountBody {
 }
 
 /// The body of `POST /accounts/{id}/users`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserBody {
     pub email_address: Option<String>,
@@ -38,7 +38,8 @@ pub struct UserBody {
     pub role: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// An account of the caller's organization.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountView {
     pub id: i64,
@@ -50,7 +51,8 @@ pub struct AccountView {
     pub organization_id: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// A user of an account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountUserView {
     pub id: i64,
@@ -58,12 +60,14 @@ pub struct AccountUserView {
     pub first_name: String,
     pub last_name: String,
     pub account_id: i64,
+    #[schema(value_type = String)]
     pub role: &'static str,
     pub created_date: String,
 }
 
-/// A user just created: the only time their secret is shown.
-#[derive(Debug, Serialize)]
+/// A user just created: the only time their secret is shown. No `Debug`, so the secret
+/// cannot reach a log line.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct NewUserView {
     #[serde(flatten)]
     pub user: AccountUserView,

@@ -3,7 +3,7 @@
 //! administrator get through; that is checked before any body is read.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorBody};
 use super::extract::{ApiJson, Auth};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
@@ -55,6 +55,14 @@ fn user_id(raw: &str) -> Result<i64, ApiError> {
     id(raw, "user id", "invalid_user_id")
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts",
+    tag = "accounts",
+    summary = "List the organization's accounts",
+    security(("authorization" = [])),
+    responses((status = 200, body = [AccountView]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+)]
 async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -62,6 +70,15 @@ async fn list(
     Ok(Json(state.services.list_accounts(&caller).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts",
+    tag = "accounts",
+    summary = "Create an account",
+    request_body = AccountBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = AccountView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+)]
 async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -70,6 +87,15 @@ async fn create(
     Ok(Json(state.services.create_account(&caller, body).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    summary = "Get an account",
+    params(("id" = i64, Path, description = "Account id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = AccountView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+)]
 async fn show(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -83,6 +109,16 @@ async fn show(
     ))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    summary = "Change an account",
+    params(("id" = i64, Path, description = "Account id")),
+    request_body = AccountBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = AccountView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+)]
 async fn update(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -97,6 +133,15 @@ async fn update(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    summary = "Delete an account with its users and instances",
+    params(("id" = i64, Path, description = "Account id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = Object), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+)]
 /// Like `DELETE /instances/{id}`, any body is ignored.
 async fn remove(
     State(state): State<AppState>,
@@ -110,6 +155,15 @@ async fn remove(
     Ok(Json(json!({})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}/users",
+    tag = "accounts",
+    summary = "List an account's users",
+    params(("id" = i64, Path, description = "Account id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = [AccountUserView]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+)]
 async fn list_users(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -123,6 +177,16 @@ async fn list_users(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/users",
+    tag = "accounts",
+    summary = "Create a user; the response shows its secret once",
+    params(("id" = i64, Path, description = "Account id")),
+    request_body = UserBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = NewUserView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+)]
 async fn create_user(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -137,6 +201,15 @@ async fn create_user(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "accounts",
+    summary = "Get a user",
+    params(("id" = i64, Path, description = "User id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = AccountUserView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+)]
 async fn show_user(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -150,6 +223,15 @@ async fn show_user(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    tag = "accounts",
+    summary = "Delete a user",
+    params(("id" = i64, Path, description = "User id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = Object), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody)),
+)]
 async fn remove_user(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -2,12 +2,12 @@
 //! served at `/elements/api-v2/openapi.json` with an offline Swagger UI at `/docs`.
 
 use super::error::ApiErrorBody;
-use super::{elements, instances};
+use super::{accounts, elements, instances};
 use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
-    ConfigEntryView, ElementRef, InstanceBody, InstanceView, OAuthUrlParams, OAuthUrlResponse,
-    ProviderData, UserView,
+    AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementRef, InstanceBody,
+    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, ProviderData, UserBody, UserView,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -53,6 +53,15 @@ use utoipa::{Modify, OpenApi};
         instances::trace_off,
         instances::list_for_element,
         instances::create_for_element,
+        accounts::list,
+        accounts::create,
+        accounts::show,
+        accounts::update,
+        accounts::remove,
+        accounts::list_users,
+        accounts::create_user,
+        accounts::show_user,
+        accounts::remove_user,
     ),
     components(schemas(
         ApiErrorBody,
@@ -69,11 +78,17 @@ use utoipa::{Modify, OpenApi};
         UserView,
         ConfigEntryView,
         instances::ConfigPatch,
+        AccountBody,
+        AccountView,
+        UserBody,
+        AccountUserView,
+        NewUserView,
     )),
     modifiers(&Security),
     tags(
         (name = "elements", description = "The element catalog and step 1 of provisioning"),
         (name = "instances", description = "Step 2 of provisioning and the instance lifecycle"),
+        (name = "accounts", description = "Accounts and users, for organization administrators"),
     )
 )]
 pub struct ApiDoc;

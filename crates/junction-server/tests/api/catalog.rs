@@ -202,3 +202,35 @@ async fn oauth_url_names_every_missing_parameter() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "element_not_found");
 }
+
+#[tokio::test]
+async fn the_openapi_document_and_an_offline_swagger_ui_are_served() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (status, doc) = app.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/elements/{key_or_id}/oauth/url",
+        "/instances",
+        "/instances/{id}",
+        "/instances/{id}/configuration/{config_id}",
+        "/instances/enabled",
+        "/accounts/{id}/users",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    let page = app.http.get(app.root_url("/docs/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    // The UI's script is served by Junction itself, not fetched from a CDN.
+    assert!(!html.contains("cdn.") && !html.contains("unpkg"), "{html}");
+    let script = app
+        .http
+        .get(app.root_url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+}
