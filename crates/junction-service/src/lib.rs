@@ -13,6 +13,7 @@ mod credentials;
 mod error;
 mod instances;
 mod oauth_url;
+mod refresh;
 mod view;
 
 pub use accounts::{AccountBody, AccountUserView, AccountView, NewUserView, UserBody};
