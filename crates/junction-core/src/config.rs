@@ -50,6 +50,11 @@ pub mod keys {
     pub const REFRESH_TIME: &str = "oauth.user.refresh_time";
     pub const BASE_URL: &str = "base.url";
     pub const EVENTS_ENABLED: &str = "event.notification.enabled";
+
+    /// What a refresh rewrites. An update that is not a re-authorization must leave
+    /// these as they are in the database, or it could put back a refresh token the
+    /// provider has already rotated away.
+    pub const CREDENTIALS: &[&str] = &[USER_TOKEN, REFRESH_TOKEN, REFRESH_TIME, REFRESH_INTERVAL];
 }
 
 #[cfg(test)]

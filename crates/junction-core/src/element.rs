@@ -38,6 +38,10 @@ pub struct ElementDefinition {
     pub configuration: Vec<ConfigEntry>,
     #[serde(default)]
     pub oauth: Option<OAuthSpec>,
+    /// Path, appended to `base.url`, of a cheap authenticated `GET` that shows the
+    /// instance's credentials work: what `GET /hubs/{hub}/ping` calls.
+    #[serde(default)]
+    pub ping: Option<String>,
 }
 
 fn yes() -> bool {
@@ -204,6 +208,33 @@ pub struct OAuthSpec {
     /// Where the access token goes on calls to the provider.
     #[serde(default)]
     pub credential: CredentialPlacement,
+    /// How the provider renews an access token; absent: it cannot be renewed, and the
+    /// customer re-authorizes when it stops working.
+    #[serde(default)]
+    pub refresh: Option<RefreshSpec>,
+}
+
+/// How an element's access tokens are kept alive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshSpec {
+    pub grant: RefreshGrant,
+    /// Exchange the code's token for a renewed one right after the code exchange
+    /// (Graph's short-lived tokens become long-lived ones).
+    #[serde(default)]
+    pub after_code_exchange: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum RefreshGrant {
+    /// RFC 6749 §6: a form POST of `grant_type=refresh_token` to the token URL, with the
+    /// client authenticated as `tokenRequest` says. A rotated refresh token replaces the
+    /// stored one.
+    RefreshToken,
+    /// Graph's token extension: GET the token URL with `grant_type=fb_exchange_token`, the
+    /// client credentials and the current token as `fb_exchange_token`.
+    FbExchangeToken,
 }
 
 fn space() -> String {

@@ -36,8 +36,8 @@ pub struct OutboundClient {
     settings: OutboundSettings,
 }
 
-struct PolicyResolver {
-    policy: OutboundPolicy,
+pub(crate) struct PolicyResolver {
+    pub(crate) policy: OutboundPolicy,
 }
 
 impl Resolve for PolicyResolver {

@@ -69,7 +69,7 @@ pub async fn exchange_code(
     parse_token_response(status.as_u16(), &body)
 }
 
-fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenResponse, OAuthError> {
+pub(crate) fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenResponse, OAuthError> {
     let parsed = parse_body(body);
     if !(200..300).contains(&status) {
         return Err(provider_error(status, parsed.as_ref(), body));

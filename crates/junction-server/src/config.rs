@@ -47,6 +47,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Seconds a call to a provider may take in all (connecting takes at most 5 of them).",
     ),
     (
+        "JUNCTION_REFRESH_INTERVAL",
+        "60",
+        "Seconds between sweeps that renew provider tokens about to expire; 0 turns the sweep off (tokens are still renewed when a call needs them).",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
@@ -87,6 +92,9 @@ pub struct Settings {
     /// Seconds a provider call may take.
     #[arg(long, env = "JUNCTION_OUTBOUND_TIMEOUT", default_value = "30")]
     pub outbound_timeout: u64,
+    /// Seconds between token refresh sweeps; 0 disables them.
+    #[arg(long, env = "JUNCTION_REFRESH_INTERVAL", default_value = "60")]
+    pub refresh_interval: u64,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -107,6 +115,8 @@ pub struct Config {
     pub bootstrap_organization_secret: Option<Secret>,
     pub outbound_allow_private: bool,
     pub outbound_timeout: std::time::Duration,
+    /// Time between token refresh sweeps; `None`: no sweeps.
+    pub refresh_interval: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -154,6 +164,10 @@ impl Config {
             outbound_timeout: match s.outbound_timeout {
                 0 => bail!("JUNCTION_OUTBOUND_TIMEOUT must be at least 1 second"),
                 secs => std::time::Duration::from_secs(secs),
+            },
+            refresh_interval: match s.refresh_interval {
+                0 => None,
+                secs => Some(std::time::Duration::from_secs(secs)),
             },
         })
     }
@@ -236,6 +250,7 @@ mod tests {
             bootstrap_organization_secret: None,
             outbound_allow_private: false,
             outbound_timeout: 30,
+            refresh_interval: 60,
         }
     }
 

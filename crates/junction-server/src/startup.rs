@@ -5,8 +5,8 @@ use anyhow::Context;
 use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
-use junction_oauth::{OutboundClient, OutboundSettings};
-use junction_service::{Services, now_ms};
+use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
+use junction_service::{RefreshCoordinator, Services, now_ms};
 use junction_store::{NewOrganization, OrganizationCreated, Store};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +27,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     services: Services,
+    refresh_interval: Option<std::time::Duration>,
     pub bootstrapped: Option<Bootstrapped>,
 }
 
@@ -85,7 +86,7 @@ pub async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<
 
 pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
     let catalog = Catalog::embedded().context("loading the element catalog")?;
-    let outbound = OutboundClient::new(OutboundSettings {
+    let settings = OutboundSettings {
         policy: OutboundPolicy {
             allow_private: config.outbound_allow_private,
         },
@@ -93,11 +94,17 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
         connect_timeout: config
             .outbound_timeout
             .min(std::time::Duration::from_secs(5)),
-    })?;
+    };
+    let outbound = OutboundClient::new(settings)?;
+    // Same policy and timeouts, but the timeout bounds each wait for the provider rather
+    // than the whole call, so large bodies can stream.
+    let proxy = ProxyClient::new(settings)?;
     Ok(Services {
         store,
         catalog: Arc::new(catalog),
         outbound,
+        proxy,
+        refresh: Arc::new(RefreshCoordinator::new()),
     })
 }
 
@@ -114,6 +121,7 @@ impl App {
             listener,
             router,
             services,
+            refresh_interval: config.refresh_interval,
             bootstrapped,
         })
     }
@@ -126,18 +134,31 @@ impl App {
         &self.services
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the
-    /// database pool.
+    /// Serves (and runs the token refresh sweeps) until `shutdown` completes, then
+    /// finishes in-flight requests and the sweep in progress, and closes the database pool.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.services.store.clone();
-        axum::serve(self.listener, self.router)
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let job = self.refresh_interval.map(|interval| {
+            crate::jobs::spawn_refresh_job(self.services.clone(), interval, stop_rx)
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("serving HTTP")?;
+            .context("serving HTTP");
+        if let Some(job) = job
+            && let Err(e) = job.await
+        {
+            tracing::error!(error = %e, "the token refresh job failed");
+        }
         store.close().await;
-        Ok(())
+        served
     }
 }

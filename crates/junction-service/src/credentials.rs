@@ -2,12 +2,12 @@
 //! taking tokens the caller obtained itself (`externalAuthentication: "initial"`), then
 //! running the element's provisioning calls.
 
+use crate::refresh::apply_tokens;
 use crate::{ServiceError, Services, now_ms};
 use junction_core::config::keys;
 use junction_core::element::OAuthSpec;
 use junction_core::{ConfigMap, ElementDefinition, Secret};
 use junction_oauth::{CodeExchange, exchange_code, run_provision_step};
-use serde_json::Value;
 
 /// How the caller wants the instance authenticated.
 pub(crate) enum Authorization<'a> {
@@ -17,7 +17,7 @@ pub(crate) enum Authorization<'a> {
     External,
 }
 
-fn value(config: &ConfigMap, key: &str) -> String {
+pub(crate) fn value(config: &ConfigMap, key: &str) -> String {
     config.get(key).cloned().flatten().unwrap_or_default()
 }
 
@@ -51,26 +51,27 @@ impl Services {
                 .inspect_err(
                     |e| tracing::info!(element = %element.key, error = %e, "code exchange failed"),
                 )?;
-                config.insert(
-                    keys::USER_TOKEN.into(),
-                    Some(tokens.access_token.expose().to_owned()),
-                );
-                config.insert(
-                    keys::REFRESH_TOKEN.into(),
-                    tokens.refresh_token.as_ref().map(|t| t.expose().to_owned()),
-                );
-                if let Some(expires_in) = tokens.expires_in {
-                    config.insert(keys::REFRESH_INTERVAL.into(), Some(expires_in.to_string()));
-                }
-                for (field, key) in &spec.token_response {
-                    if let Some(v) = tokens.fields.get(field) {
-                        let text = match v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        config.insert(key.clone(), Some(text));
+                apply_tokens(spec, config, &tokens, now, false);
+                let tokens = match spec.refresh.as_ref() {
+                    // Graph's code gives a short-lived token: trade it for a long-lived one
+                    // before anything uses it, so the instance starts with ~60 days.
+                    Some(refresh) if refresh.after_code_exchange => {
+                        let renewed = self
+                            .renew(spec, refresh.grant, config)
+                            .await
+                            .inspect_err(|e| {
+                                tracing::info!(element = %element.key, error = %e, "long-lived token exchange failed")
+                            })?;
+                        match renewed {
+                            Some(renewed) => {
+                                apply_tokens(spec, config, &renewed, now, true);
+                                renewed
+                            }
+                            None => tokens,
+                        }
                     }
-                }
+                    _ => tokens,
+                };
                 (tokens.access_token, tokens.expires_in)
             }
             Authorization::External => {

@@ -29,6 +29,24 @@ pub enum ServiceError {
     MissingConfiguration(Vec<String>),
     #[error("{0}")]
     Provider(#[source] OAuthError),
+    /// The provider answered a call made on the caller's behalf with an error status,
+    /// which the caller gets as it is.
+    #[error("the provider answered HTTP {status}")]
+    ProviderStatus {
+        status: u16,
+        provider_message: Option<String>,
+    },
+    /// The instance's credentials are dead (the provider refused to renew them): the
+    /// customer must authorize again, and the instance is re-provisioned with the new code.
+    #[error(
+        "instance {instance_id} must be re-authorized: the provider no longer accepts its credentials; \
+         send the customer through the OAuth flow again and PATCH /instances/{instance_id} with the new providerData.code"
+    )]
+    ReauthorizationRequired {
+        instance_id: i64,
+        /// The provider's reason, as stored on the instance.
+        reason: Option<String>,
+    },
     #[error("storage failure")]
     Store(#[source] StoreError),
     #[error("internal failure: {0}")]

@@ -351,6 +351,7 @@ impl Services {
             (None, "initial", true) => Some(Authorization::External),
             _ => None,
         };
+        let reauthorized = reauthorize.is_some();
         if let Some(authorization) = reauthorize {
             expires_at = self
                 .obtain_credentials(&element, spec, &mut config, authorization)
@@ -358,8 +359,8 @@ impl Services {
             valid = true;
             tracing::info!(instance_id = id, element = %element.key, "instance re-provisioned");
         }
-        let record = self
-            .save(record, |r| {
+        let mut record = self
+            .save_with(record, !reauthorized, |r| {
                 r.name = name;
                 r.tags = tags;
                 r.config = config;
@@ -368,6 +369,15 @@ impl Services {
                 r.external_authentication = external.to_owned();
             })
             .await?;
+        if reauthorized {
+            // New credentials: earlier refresh failures no longer say anything.
+            self.store
+                .clear_refresh_failures(record.account_id, record.id)
+                .await?;
+            record.invalid_reason = None;
+            record.refresh_retry_at = None;
+            record.refresh_failures = 0;
+        }
         let user = self.store.get_user(record.user_id).await?;
         Ok(InstanceView::new(&element, record, user))
     }
@@ -480,10 +490,22 @@ impl Services {
         Ok(InstanceView::new(&element, record, user))
     }
 
-    /// Applies `change` to the record and writes the result.
+    /// Applies `change` to the record and writes the result, leaving the stored
+    /// credentials as they are (a refresh may have replaced them since `record` was read).
     pub(crate) async fn save(
         &self,
+        record: InstanceRecord,
+        change: impl FnOnce(&mut InstanceRecord),
+    ) -> Result<InstanceRecord, ServiceError> {
+        self.save_with(record, true, change).await
+    }
+
+    /// [`Services::save`], or with `keep_credentials: false` the write of a
+    /// re-authorization's new credentials.
+    async fn save_with(
+        &self,
         mut record: InstanceRecord,
+        keep_credentials: bool,
         change: impl FnOnce(&mut InstanceRecord),
     ) -> Result<InstanceRecord, ServiceError> {
         change(&mut record);
@@ -503,11 +525,20 @@ impl Services {
                 trace_logging: record.trace_logging,
                 external_authentication: &record.external_authentication,
                 token_expires_at: record.token_expires_at,
+                keep_credentials,
                 now,
             })
             .await
             .map_err(|e| not_found_as(e, record.id.0))?;
         record.updated_at = now;
+        if keep_credentials {
+            // Show what is stored, not the possibly stale credentials read earlier.
+            return self
+                .store
+                .get_instance(record.account_id, record.id)
+                .await
+                .map_err(|e| not_found_as(e, record.id.0));
+        }
         Ok(record)
     }
 
@@ -558,7 +589,7 @@ fn oauth_spec(
 }
 
 /// Splits configuration into what is stored as JSON and what is sealed.
-fn split(element: &ElementDefinition, config: ConfigMap) -> (ConfigMap, ConfigMap) {
+pub(crate) fn split(element: &ElementDefinition, config: ConfigMap) -> (ConfigMap, ConfigMap) {
     config
         .into_iter()
         .partition(|(k, _)| !element.is_secret_key(k))

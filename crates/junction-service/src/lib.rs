@@ -13,6 +13,7 @@ mod credentials;
 mod error;
 mod instances;
 mod oauth_url;
+mod proxy;
 mod refresh;
 mod view;
 
@@ -25,10 +26,12 @@ pub use instances::{
     ProviderData, UpdateMode,
 };
 pub use oauth_url::{OAuthUrlParams, OAuthUrlResponse};
+pub use proxy::{PingView, ProxyRequest};
+pub use refresh::{RefreshCoordinator, SweepReport};
 pub use view::{InstanceView, UserView};
 
 use junction_catalog::Catalog;
-use junction_oauth::OutboundClient;
+use junction_oauth::{OutboundClient, ProxyClient};
 use junction_store::Store;
 use std::sync::Arc;
 
@@ -38,6 +41,10 @@ pub struct Services {
     pub store: Store,
     pub catalog: Arc<Catalog>,
     pub outbound: OutboundClient,
+    /// Passthrough calls to providers, whose bodies stream.
+    pub proxy: ProxyClient,
+    /// Single-flight of credential refreshes; one per process (per replica).
+    pub refresh: Arc<RefreshCoordinator>,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

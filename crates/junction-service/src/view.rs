@@ -30,6 +30,10 @@ pub struct InstanceView {
     #[schema(value_type = Vec<Object>)]
     pub provision_interactions: Vec<serde_json::Value>,
     pub valid: bool,
+    /// Why the instance is not valid: the provider's answer to a refresh that failed for
+    /// good. Re-provisioning with a new code clears it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<String>,
     pub disabled: bool,
     pub max_cache_size: i64,
     pub cache_time_to_live: i64,
@@ -87,6 +91,7 @@ impl InstanceView {
             tags: record.tags,
             provision_interactions: Vec::new(),
             valid: record.valid,
+            invalid_reason: record.invalid_reason,
             disabled: record.disabled,
             max_cache_size: 0,
             cache_time_to_live: 0,

@@ -41,6 +41,12 @@ pub struct InstanceRecord {
     pub trace_logging: bool,
     pub external_authentication: String,
     pub token_expires_at: Option<i64>,
+    /// Why the instance stopped being valid, when a refresh failed for good.
+    pub invalid_reason: Option<String>,
+    /// After a transient refresh failure: no new attempt before this time (epoch ms).
+    pub refresh_retry_at: Option<i64>,
+    /// Transient refresh failures in a row, for the backoff.
+    pub refresh_failures: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -86,6 +92,10 @@ pub struct InstanceUpdate<'a> {
     pub trace_logging: bool,
     pub external_authentication: &'a str,
     pub token_expires_at: Option<i64>,
+    /// Keep the stored credentials (tokens, refresh times, expiry, validity) instead of
+    /// the ones in this update, which may be older than a refresh that happened since
+    /// they were read. Only a re-authorization writes new credentials.
+    pub keep_credentials: bool,
     pub now: i64,
 }
 
@@ -147,7 +157,7 @@ fn bind_all<'q>(
 
 const COLUMNS: &str = "id, account_id, user_id, element_id, element_key, name, token_hash, token_sealed, \
     config, secrets, valid, disabled, trace_logging, external_authentication, token_expires_at, \
-    created_at, updated_at";
+    invalid_reason, refresh_retry_at, refresh_failures, created_at, updated_at";
 
 /// Binds a sealed blob to its row: a ciphertext moved to another instance fails to open.
 /// Reads a 0/1 flag column.
@@ -155,7 +165,7 @@ pub(crate) fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
     Ok(row.try_get::<i64, _>(column)? != 0)
 }
 
-fn secrets_context(token_hash: &[u8]) -> Vec<u8> {
+pub(crate) fn secrets_context(token_hash: &[u8]) -> Vec<u8> {
     let mut context = b"junction:instance-secrets:".to_vec();
     context.extend_from_slice(token_hash);
     context
@@ -237,6 +247,9 @@ impl Store {
             trace_logging: false,
             external_authentication: new.external_authentication.to_owned(),
             token_expires_at: new.token_expires_at,
+            invalid_reason: None,
+            refresh_retry_at: None,
+            refresh_failures: 0,
             created_at: new.now,
             updated_at: new.now,
         })
@@ -315,39 +328,81 @@ impl Store {
     /// list is replaced), in one transaction. The id and the Element token stay.
     pub async fn update_instance(&self, update: InstanceUpdate<'_>) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await?;
-        let token_hash: Vec<u8> = sqlx::query_scalar(
-            "select token_hash from instances where account_id = $1 and id = $2",
-        )
+        // PostgreSQL: lock the row so a refresh on another replica cannot commit between
+        // this read and the write. SQLite has one writer at a time anyway.
+        let lock = match self.dialect() {
+            crate::Dialect::Postgres => " for update",
+            crate::Dialect::Sqlite => "",
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "select token_hash, config, secrets from instances where account_id = $1 and id = $2{lock}"
+        )))
         .bind(update.account_id.0)
         .bind(update.id.0)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
+        let token_hash: Vec<u8> = row.try_get("token_hash")?;
+        let mut config = update.config.clone();
+        let mut secrets = update.secrets.clone();
+        if update.keep_credentials {
+            let stored_config: ConfigMap =
+                serde_json::from_str(&row.try_get::<String, _>("config")?)
+                    .map_err(|e| StoreError::Corrupt(format!("instance config: {e}")))?;
+            let opened = self.keyring().open(
+                &secrets_context(&token_hash),
+                &row.try_get::<Vec<u8>, _>("secrets")?,
+            )?;
+            let stored_secrets: ConfigMap = serde_json::from_slice(&opened)
+                .map_err(|e| StoreError::Corrupt(format!("instance secrets: {e}")))?;
+            for key in junction_core::config::keys::CREDENTIALS {
+                let (key, in_secrets) = (key.to_string(), secrets.contains_key(*key));
+                config.remove(&key);
+                secrets.remove(&key);
+                if let Some(v) = stored_secrets.get(&key) {
+                    secrets.insert(key, v.clone());
+                } else if let Some(v) = stored_config.get(&key) {
+                    if in_secrets {
+                        secrets.insert(key, v.clone());
+                    } else {
+                        config.insert(key, v.clone());
+                    }
+                }
+            }
+        }
         let config_json =
-            serde_json::to_string(update.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            serde_json::to_string(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let secrets_json =
-            serde_json::to_vec(update.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            serde_json::to_vec(&secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sealed = self
             .keyring()
             .seal(&secrets_context(&token_hash), &secrets_json)?;
-        sqlx::query(
-            "update instances set name = $1, config = $2, secrets = $3, valid = $4, disabled = $5, \
-             trace_logging = $6, external_authentication = $7, token_expires_at = $8, updated_at = $9 \
-             where account_id = $10 and id = $11",
-        )
+        let (credentials, next) = if update.keep_credentials {
+            ("", 8)
+        } else {
+            (", valid = $8, token_expires_at = $9", 10)
+        };
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "update instances set name = $1, config = $2, secrets = $3, disabled = $4, \
+             trace_logging = $5, external_authentication = $6, updated_at = $7{credentials} \
+             where account_id = ${} and id = ${}",
+            next,
+            next + 1
+        )))
         .bind(update.name)
         .bind(config_json)
         .bind(sealed)
-        .bind(i64::from(update.valid))
         .bind(i64::from(update.disabled))
         .bind(i64::from(update.trace_logging))
         .bind(update.external_authentication)
-        .bind(update.token_expires_at)
-        .bind(update.now)
-        .bind(update.account_id.0)
-        .bind(update.id.0)
-        .execute(&mut *tx)
-        .await?;
+        .bind(update.now);
+        if !update.keep_credentials {
+            query = query
+                .bind(i64::from(update.valid))
+                .bind(update.token_expires_at);
+        }
+        query = query.bind(update.account_id.0).bind(update.id.0);
+        query.execute(&mut *tx).await?;
         sqlx::query("delete from instance_tags where instance_id = $1")
             .bind(update.id.0)
             .execute(&mut *tx)
@@ -450,6 +505,9 @@ impl Store {
             trace_logging: flag(row, "trace_logging")?,
             external_authentication: row.try_get("external_authentication")?,
             token_expires_at: row.try_get("token_expires_at")?,
+            invalid_reason: row.try_get("invalid_reason")?,
+            refresh_retry_at: row.try_get("refresh_retry_at")?,
+            refresh_failures: row.try_get("refresh_failures")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })

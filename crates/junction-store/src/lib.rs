@@ -9,6 +9,7 @@
 
 mod accounts;
 mod instances;
+mod refresh;
 mod tenancy;
 
 pub use accounts::{
@@ -16,6 +17,7 @@ pub use accounts::{
     UserRemoval,
 };
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
+pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
 
 use junction_crypto::{CryptoError, Keyring};

@@ -109,6 +109,7 @@ struct GraphState {
     // Graph hands out the same page token for a page each time a user token lists it.
     page_tokens: HashMap<(String, usize), String>,
     token_exchanges: usize,
+    long_lived_exchanges: usize,
 }
 
 #[derive(Debug)]
@@ -177,6 +178,11 @@ impl GraphServer {
     /// How many authorization codes have been exchanged for a token successfully.
     pub fn token_exchanges(&self) -> usize {
         self.shared.lock().token_exchanges
+    }
+
+    /// How many `fb_exchange_token` requests were answered with a new token.
+    pub fn long_lived_exchanges(&self) -> usize {
+        self.shared.lock().long_lived_exchanges
     }
 
     /// Invalidates every user and page token issued so far, as when the user removes the app.
@@ -458,6 +464,7 @@ fn exchange_token(shared: &Shared, params: &Params) -> Response {
     let mut state = shared.lock();
     match state.tokens.get(old) {
         Some(Principal::User) => {
+            state.long_lived_exchanges += 1;
             let token = state.issue(Principal::User);
             token_response(&token)
         }

@@ -23,6 +23,9 @@
 // /me (userinfo), /jwks, plus /interaction/:uid (automatic login + consent) and the
 // bearer-protected "REST API": GET /api/me, POST /api/echo.
 // `login_hint=deny` on /auth makes the user refuse: redirect with error=access_denied.
+// GET /__stats counts refresh_token grants: {"refreshGrants": <succeeded>,
+// "refreshFailures": <refused>, "refreshErrors": {"invalid_grant": n, ...}}, so tests can
+// prove a refresh token was spent exactly once.
 // Successful /token responses carry a non-standard `instance_url` = `<issuer>/api`.
 
 import express from 'express';
@@ -94,6 +97,9 @@ let provider; // constructed once the real port (and so the issuer URL) is known
 
 const app = express();
 
+const stats = { refreshGrants: 0, refreshFailures: 0, refreshErrors: {} };
+app.get('/__stats', (req, res) => res.json(stats));
+
 // Automatic login + consent. login_hint=deny: the user refuses.
 app.get('/interaction/:uid', async (req, res, next) => {
   try {
@@ -159,6 +165,15 @@ server.on('listening', () => {
   // Non-standard token response field, as Salesforce sends it.
   provider.use(async (ctx, next) => {
     await next();
+    if (ctx.path === '/token' && ctx.oidc?.params?.grant_type === 'refresh_token') {
+      if (ctx.status === 200) {
+        stats.refreshGrants += 1;
+      } else {
+        stats.refreshFailures += 1;
+        const error = (ctx.body && ctx.body.error) || String(ctx.status);
+        stats.refreshErrors[error] = (stats.refreshErrors[error] || 0) + 1;
+      }
+    }
     if (ctx.path === '/token' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
       ctx.body.instance_url = `${ISSUER}/api`;
     }

@@ -165,6 +165,29 @@ impl From<ServiceError> for ApiError {
                 e.to_string(),
             ),
             ServiceError::Provider(inner) => provider_error(inner),
+            // A call made for the caller: the provider's own status is the answer.
+            ServiceError::ProviderStatus {
+                status,
+                ref provider_message,
+            } => Self {
+                provider_message: provider_message.clone(),
+                ..Self::new(
+                    StatusCode::from_u16(status)
+                        .ok()
+                        .filter(|s| s.is_client_error() || s.is_server_error())
+                        .unwrap_or(StatusCode::BAD_GATEWAY),
+                    "provider_error",
+                    e.to_string(),
+                )
+            },
+            ServiceError::ReauthorizationRequired { ref reason, .. } => Self {
+                provider_message: reason.clone(),
+                ..Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "reauthorization_required",
+                    e.to_string(),
+                )
+            },
             ServiceError::Store(_) | ServiceError::Internal(_) => Self::internal(&e),
         }
     }

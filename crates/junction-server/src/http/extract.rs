@@ -9,6 +9,21 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use junction_service::Caller;
 use serde::de::DeserializeOwned;
+use std::sync::{Arc, OnceLock};
+
+/// Where an extractor records the instance whose Element token authenticated the call,
+/// so that the response can name it in `Elements-Element-Instance-Id`.
+#[derive(Clone, Default)]
+pub struct ElementInstance(pub Arc<OnceLock<i64>>);
+
+pub(crate) fn note_instance(parts: &Parts, caller: &Caller) {
+    if let (Some(slot), Some(id)) = (
+        parts.extensions.get::<ElementInstance>(),
+        caller.only_instance(),
+    ) {
+        let _ = slot.0.set(id.0);
+    }
+}
 
 /// A JSON body; malformed JSON, wrong types, a missing content type and oversized bodies
 /// each get a 4xx that says which.
@@ -70,6 +85,7 @@ impl FromRequestParts<AppState> for Auth {
             None => None,
         };
         let caller = state.services.authenticate(header).await?;
+        note_instance(parts, &caller);
         Ok(Self(caller))
     }
 }

@@ -8,6 +8,7 @@ pub mod extract;
 mod health;
 mod instances;
 pub mod openapi;
+mod proxy;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -41,6 +42,7 @@ pub fn router(services: Services) -> anyhow::Result<Router> {
         .merge(elements::router())
         .merge(instances::router())
         .merge(accounts::router())
+        .merge(proxy::router())
         .fallback(|| async { ApiError::not_found("no such API route") });
     Ok(Router::new()
         .nest(API_PREFIX, api)
@@ -67,6 +69,7 @@ pub fn router(services: Services) -> anyhow::Result<Router> {
             header::AUTHORIZATION,
         ]))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(element_instance_id))
         .layer(middleware::from_fn(request_id))
         .with_state(state))
 }
@@ -84,6 +87,20 @@ async fn request_id(req: Request, next: Next) -> Response {
         .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("elements-request-id", value);
+    }
+    response
+}
+
+/// Every response to a call an Element token authenticated names the token's instance,
+/// as Cloud Elements does, so a caller juggling many tokens can tell answers apart.
+async fn element_instance_id(mut req: Request, next: Next) -> Response {
+    let slot = extract::ElementInstance::default();
+    req.extensions_mut().insert(slot.clone());
+    let mut response = next.run(req).await;
+    if let Some(id) = slot.0.get() {
+        response
+            .headers_mut()
+            .insert("elements-element-instance-id", HeaderValue::from(*id));
     }
     response
 }
@@ -113,6 +130,7 @@ fn cors() -> CorsLayer {
         "elements-next-page-token",
         "elements-trace-id",
         "elements-error",
+        "elements-element-instance-id",
         "content-disposition",
     ]
     .map(HeaderName::from_static);

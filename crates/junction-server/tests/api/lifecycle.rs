@@ -497,3 +497,85 @@ async fn external_authentication_keeps_the_given_tokens(backend: Backend) {
     assert_error(&body, "invalid_external_authentication");
     assert_eq!(app.instance_ids().await.len(), 1);
 }
+
+on_both_backends!(an_update_read_before_a_refresh_keeps_the_refreshed_tokens);
+
+/// A PATCH reads the instance, a refresh rotates its tokens, then the PATCH writes: the
+/// write must not put back the refresh token the provider has rotated away.
+async fn an_update_read_before_a_refresh_keeps_the_refreshed_tokens(backend: Backend) {
+    use junction_store::{InstanceUpdate, RefreshedCredentials};
+    let app = TestApp::spawn(backend).await;
+    let instance = external_instance(&app, "racing").await;
+    let id = InstanceId(instance["id"].as_i64().unwrap());
+    let store = &app.services.store;
+    let stale = store.get_instance(AccountId(1), id).await.unwrap();
+
+    let mut rotated = stale.config.clone();
+    rotated.insert(keys::USER_TOKEN.into(), Some("rotated-access".into()));
+    rotated.insert(keys::REFRESH_TOKEN.into(), Some("rotated-refresh".into()));
+    let secret = |k: &String| {
+        [
+            "oauth.api.key",
+            "oauth.api.secret",
+            keys::USER_TOKEN,
+            keys::REFRESH_TOKEN,
+        ]
+        .contains(&k.as_str())
+    };
+    let (secrets, public): (junction_core::ConfigMap, junction_core::ConfigMap) =
+        rotated.into_iter().partition(|(k, _)| secret(k));
+    assert!(
+        store
+            .acquire_refresh_lease(id, "replica-a", 1, i64::MAX)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .save_refreshed_credentials(RefreshedCredentials {
+                id,
+                owner: "replica-a",
+                config: &public,
+                secrets: &secrets,
+                token_expires_at: Some(i64::MAX),
+                now: 2,
+            })
+            .await
+            .unwrap()
+    );
+
+    let (stale_secrets, stale_public): (junction_core::ConfigMap, junction_core::ConfigMap) = stale
+        .config
+        .clone()
+        .into_iter()
+        .partition(|(k, _)| secret(k));
+    store
+        .update_instance(InstanceUpdate {
+            account_id: AccountId(1),
+            id,
+            name: "renamed from a stale read",
+            config: &stale_public,
+            secrets: &stale_secrets,
+            tags: &stale.tags,
+            valid: stale.valid,
+            disabled: stale.disabled,
+            trace_logging: stale.trace_logging,
+            external_authentication: &stale.external_authentication,
+            token_expires_at: stale.token_expires_at,
+            keep_credentials: true,
+            now: 3,
+        })
+        .await
+        .unwrap();
+    let stored = store.get_instance(AccountId(1), id).await.unwrap();
+    assert_eq!(stored.name, "renamed from a stale read");
+    assert_eq!(
+        stored.config[keys::REFRESH_TOKEN].as_deref(),
+        Some("rotated-refresh")
+    );
+    assert_eq!(
+        stored.config[keys::USER_TOKEN].as_deref(),
+        Some("rotated-access")
+    );
+    assert_eq!(stored.token_expires_at, Some(i64::MAX));
+}

@@ -11,3 +11,5 @@ mod errors;
 mod lifecycle;
 mod paging;
 mod provisioning;
+mod proxy;
+mod refresh;

@@ -27,7 +27,7 @@ impl Provider {
         }
     }
 
-    fn graph(graph: &GraphServer) -> Self {
+    pub fn graph(graph: &GraphServer) -> Self {
         Self {
             authorize: graph.authorize_url(),
             token: graph.token_url(),

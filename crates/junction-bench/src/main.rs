@@ -1,0 +1,228 @@
+//! Load drivers for `bench/instances.sh`: seed an account with N instances straight
+//! through the store (the same code and encryption Junction uses), then walk
+//! `GET /instances?pageSize=…` page by page over HTTP and time every page, and time
+//! `GET /instances/{id}` for random ids.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use junction_core::{AccountId, ConfigMap, Secret, UserId};
+use junction_crypto::Keyring;
+use junction_store::{DatabaseUrl, NewInstance, Store};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Load drivers for Junction's instance benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Insert COUNT instances for the first account of a migrated database.
+    Seed {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        encryption_key: String,
+        #[arg(long)]
+        count: usize,
+    },
+    /// Walk every page of GET /instances and print latency percentiles as JSON.
+    Walk {
+        /// The API base, e.g. http://127.0.0.1:8080/elements/api-v2
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        authorization: String,
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+        /// Also time this many GET /instances/{id} for ids spread over the walk.
+        #[arg(long, default_value_t = 2000)]
+        gets: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Seed {
+            database_url,
+            encryption_key,
+            count,
+        } => seed(&database_url, &encryption_key, count).await,
+        Command::Walk {
+            api,
+            authorization,
+            page_size,
+            gets,
+        } => walk(&api, &authorization, page_size, gets).await,
+    }
+}
+
+async fn seed(database_url: &str, key: &str, count: usize) -> anyhow::Result<()> {
+    let url = DatabaseUrl::parse(database_url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let keyring = Keyring::parse(&Secret::new(key)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::connect(&url, Arc::new(keyring)).await?;
+    store.migrate().await?;
+    let public: ConfigMap = [
+        (
+            "base.url".to_owned(),
+            Some("https://login.salesforce.com".to_owned()),
+        ),
+        (
+            "oauth.callback.url".to_owned(),
+            Some("https://app.example.com/cb".to_owned()),
+        ),
+        (
+            "event.notification.enabled".to_owned(),
+            Some("false".to_owned()),
+        ),
+    ]
+    .into();
+    let secrets: ConfigMap = [
+        ("oauth.api.key".to_owned(), Some("client".to_owned())),
+        (
+            "oauth.api.secret".to_owned(),
+            Some("client-secret".to_owned()),
+        ),
+        (
+            "oauth.user.token".to_owned(),
+            Some("access-token".to_owned()),
+        ),
+    ]
+    .into();
+    let started = Instant::now();
+    // A few concurrent writers, as several API callers would be.
+    let mut tasks = Vec::new();
+    let per_task = count.div_ceil(4);
+    for t in 0..4 {
+        let (store, public, secrets) = (store.clone(), public.clone(), secrets.clone());
+        let n = per_task.min(count.saturating_sub(t * per_task));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..n {
+                let token =
+                    junction_crypto::generate_secret(30).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let name = format!("bench {t}-{i}");
+                let tags = vec![format!("customer-{}", i % 1000)];
+                store
+                    .insert_instance(NewInstance {
+                        account_id: AccountId(1),
+                        user_id: UserId(1),
+                        element_id: 23,
+                        element_key: "sfdc",
+                        name: &name,
+                        token: &token,
+                        config: &public,
+                        secrets: &secrets,
+                        tags: &tags,
+                        external_authentication: "initial",
+                        token_expires_at: None,
+                        now: 0,
+                    })
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    eprintln!(
+        "seeded {count} instances in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    store.close().await;
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+async fn walk(api: &str, authorization: &str, page_size: usize, gets: usize) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut latencies = Vec::new();
+    let mut ids: Vec<i64> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let started = Instant::now();
+    loop {
+        let mut url = format!("{api}/instances?pageSize={page_size}");
+        if let Some(c) = &cursor {
+            url.push_str("&nextPage=");
+            url.push_str(c);
+        }
+        let t = Instant::now();
+        let response = http
+            .get(&url)
+            .header("Authorization", authorization)
+            .send()
+            .await?;
+        let status = response.status();
+        let next = response
+            .headers()
+            .get("elements-next-page-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await?;
+        latencies.push(t.elapsed());
+        if !status.is_success() {
+            bail!("page {} answered {status}", latencies.len());
+        }
+        let page: serde_json::Value = serde_json::from_slice(&body).context("page is not JSON")?;
+        ids.extend(
+            page.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["id"].as_i64()),
+        );
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    let walk_seconds = started.elapsed().as_secs_f64();
+    let mut get_latencies = Vec::new();
+    if !ids.is_empty() {
+        let step = (ids.len() / gets.max(1)).max(1);
+        for id in ids.iter().step_by(step).take(gets) {
+            let t = Instant::now();
+            let response = http
+                .get(format!("{api}/instances/{id}"))
+                .header("Authorization", authorization)
+                .send()
+                .await?;
+            let status = response.status();
+            response.bytes().await?;
+            get_latencies.push(t.elapsed());
+            if !status.is_success() {
+                bail!("GET /instances/{id} answered {status}");
+            }
+        }
+    }
+    latencies.sort();
+    get_latencies.sort();
+    println!(
+        "{}",
+        serde_json::json!({
+            "instances": ids.len(),
+            "pages": latencies.len(),
+            "walk_seconds": walk_seconds,
+            "page_p50_ms": percentile(&latencies, 50.0),
+            "page_p99_ms": percentile(&latencies, 99.0),
+            "page_max_ms": percentile(&latencies, 100.0),
+            "get_count": get_latencies.len(),
+            "get_p50_ms": percentile(&get_latencies, 50.0),
+            "get_p99_ms": percentile(&get_latencies, 99.0),
+        })
+    );
+    Ok(())
+}

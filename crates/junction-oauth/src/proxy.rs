@@ -1,0 +1,441 @@
+//! Passthrough calls to a provider's API: bodies stream both ways, so a download or an
+//! upload of any size goes through in constant memory.
+//!
+//! [`ProxyClient`] resolves names through the same outbound address policy as
+//! [`crate::OutboundClient`] and follows no redirects, but has no total timeout (a large
+//! body may take minutes); a connect timeout and an idle timeout between reads bound a
+//! provider that stops answering instead.
+
+use crate::OAuthError;
+use crate::client::{OutboundSettings, PolicyResolver};
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use junction_core::Secret;
+use junction_core::element::{CredentialLocation, CredentialPlacement};
+use junction_core::net::PolicyViolation;
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use std::collections::VecDeque;
+use std::error::Error as StdError;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use url::Url;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Request bodies up to this size are held in memory so that a call the provider refused
+/// can be sent again; larger ones stream through once.
+pub const REPLAY_LIMIT: usize = 1024 * 1024;
+
+/// The body of a passthrough request.
+pub enum ProxyBody {
+    /// Small enough to keep: the call can be replayed.
+    Buffered(Bytes),
+    /// Streams from the caller to the provider once; the call cannot be replayed.
+    Streaming(reqwest::Body),
+}
+
+impl std::fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Buffered(b) => write!(f, "Buffered({} bytes)", b.len()),
+            Self::Streaming(_) => f.write_str("Streaming"),
+        }
+    }
+}
+
+impl ProxyBody {
+    /// Reads `body` until it ends or passes `limit` bytes. A body that ends in time is
+    /// kept; a longer one streams on from where reading stopped, nothing read is lost.
+    pub async fn read<B>(mut body: B, limit: usize) -> Result<Self, BoxError>
+    where
+        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // A declared length over the limit need not be read first.
+        if body.size_hint().lower() > limit as u64 {
+            return Ok(Self::streaming(VecDeque::new(), body));
+        }
+        let mut read: VecDeque<Bytes> = VecDeque::new();
+        let mut length = 0usize;
+        loop {
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+            match frame {
+                None => {
+                    let mut all = BytesMut::with_capacity(length);
+                    for chunk in read {
+                        all.extend_from_slice(&chunk);
+                    }
+                    return Ok(Self::Buffered(all.freeze()));
+                }
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(frame)) => {
+                    // Trailers have no place in a request forwarded as HTTP/1.1.
+                    if let Ok(data) = frame.into_data() {
+                        length += data.len();
+                        read.push_back(data);
+                        if length > limit {
+                            return Ok(Self::streaming(read, body));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn streaming<B>(read: VecDeque<Bytes>, rest: B) -> Self
+    where
+        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self::Streaming(reqwest::Body::wrap(Resumed {
+            read,
+            rest: Mutex::new(rest),
+        }))
+    }
+
+    pub fn is_replayable(&self) -> bool {
+        matches!(self, Self::Buffered(_))
+    }
+}
+
+/// The chunks already read, then the rest of the body. The `Mutex` only makes a
+/// `Send`-but-not-`Sync` server body `Sync`, as the client requires; it is never
+/// contended, since a body is polled through `&mut`.
+struct Resumed<B> {
+    read: VecDeque<Bytes>,
+    rest: Mutex<B>,
+}
+
+impl<B> HttpBody for Resumed<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        if let Some(chunk) = this.read.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        let rest = this.rest.get_mut().unwrap_or_else(PoisonError::into_inner);
+        Pin::new(rest).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let already: u64 = self.read.iter().map(|c| c.len() as u64).sum();
+        let rest = self
+            .rest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + already);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + already);
+        }
+        hint
+    }
+}
+
+/// One passthrough call, credential included.
+pub struct ProxyCall<'a> {
+    pub method: Method,
+    pub url: Url,
+    /// Already filtered with [`forwardable_request_headers`].
+    pub headers: HeaderMap,
+    pub body: ProxyBody,
+    pub credential: &'a CredentialPlacement,
+    pub token: &'a Secret,
+}
+
+/// The provider's answer, its body not yet read.
+#[derive(Debug)]
+pub struct ProxyResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: reqwest::Body,
+}
+
+impl ProxyResponse {
+    /// Reads the body, refusing more than `max` bytes.
+    pub async fn read_body(mut self, max: usize) -> Result<Bytes, OAuthError> {
+        let mut all = BytesMut::new();
+        loop {
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await;
+            match frame {
+                None => return Ok(all.freeze()),
+                Some(Err(_)) => {
+                    return Err(OAuthError::Unreachable {
+                        reason: "the connection broke".to_owned(),
+                    });
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if all.len() + data.len() > max {
+                            return Err(OAuthError::BadResponse {
+                                status: self.status.as_u16(),
+                                reason: format!("the body is larger than {max} bytes"),
+                                snippet: String::new(),
+                            });
+                        }
+                        all.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyClient {
+    http: reqwest::Client,
+    settings: OutboundSettings,
+}
+
+impl ProxyClient {
+    /// `settings.request_timeout` bounds each wait for the provider (for the answer to
+    /// start, and between chunks of its body), not the whole call.
+    pub fn new(settings: OutboundSettings) -> Result<Self, OAuthError> {
+        #[allow(clippy::disallowed_methods)]
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.request_timeout)
+            .dns_resolver(Arc::new(PolicyResolver {
+                policy: settings.policy,
+            }))
+            .user_agent(concat!("Junction/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(OAuthError::Client)?;
+        Ok(Self { http, settings })
+    }
+
+    /// Parses `raw` as an http(s) URL and checks a literal IP host against the policy
+    /// (names are checked when they resolve).
+    pub fn check_url(&self, what: &str, raw: &str) -> Result<Url, OAuthError> {
+        let url = Url::parse(raw).map_err(|_| OAuthError::BadUrl { what: what.into() })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(OAuthError::BadUrl { what: what.into() });
+        }
+        let literal: Option<IpAddr> = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        if let Some(ip) = literal {
+            self.settings.policy.check(ip)?;
+        }
+        Ok(url)
+    }
+
+    /// Sends the call and returns as soon as the provider's status and headers arrive.
+    pub async fn send(&self, call: ProxyCall<'_>) -> Result<ProxyResponse, OAuthError> {
+        let ProxyCall {
+            method,
+            mut url,
+            mut headers,
+            body,
+            credential,
+            token,
+        } = call;
+        let value = format!("{}{}", credential.prefix, token.expose());
+        match credential.location {
+            CredentialLocation::Query => {
+                let kept: Vec<(String, String)> = url
+                    .query_pairs()
+                    .filter(|(k, _)| k != credential.name.as_str())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                url.query_pairs_mut()
+                    .clear()
+                    .extend_pairs(kept)
+                    .append_pair(&credential.name, &value);
+            }
+            CredentialLocation::Header => {
+                let name = HeaderName::from_bytes(credential.name.as_bytes()).map_err(|_| {
+                    OAuthError::BadUrl {
+                        what: format!("credential header '{}'", credential.name),
+                    }
+                })?;
+                let mut value =
+                    HeaderValue::from_str(&value).map_err(|_| OAuthError::BadResponse {
+                        status: 0,
+                        reason: "the stored access token is not a valid header value".into(),
+                        snippet: String::new(),
+                    })?;
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+        }
+        let mut request = self.http.request(method, url).headers(headers);
+        match body {
+            ProxyBody::Buffered(bytes) if bytes.is_empty() => {}
+            ProxyBody::Buffered(bytes) => request = request.body(bytes),
+            ProxyBody::Streaming(stream) => request = request.body(stream),
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        Ok(ProxyResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> OAuthError {
+        let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
+        while let Some(e) = source {
+            if let Some(v) = e.downcast_ref::<PolicyViolation>() {
+                return OAuthError::Policy(v.clone());
+            }
+            source = e.source();
+        }
+        if error.is_timeout() {
+            return OAuthError::Timeout {
+                seconds: self.settings.request_timeout.as_secs(),
+            };
+        }
+        let reason = if error.is_connect() {
+            "connection failed".to_owned()
+        } else {
+            "the connection broke".to_owned()
+        };
+        OAuthError::Unreachable { reason }
+    }
+}
+
+/// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), plus
+/// those a proxy must not pass on.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
+    HOP_BY_HOP.contains(name)
+        || name.as_str() == "proxy-connection"
+        // A `Connection` header names further headers that are for this hop only.
+        || headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
+/// The caller's headers that may reach the provider. Junction's own credentials
+/// (`Authorization`), the caller's cookies and the connection's headers stay behind;
+/// the client sets `Host` and the body's length itself; `Expect` would wait for an
+/// interim answer the client does not relay.
+pub fn forwardable_request_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let dropped = is_hop_by_hop(name, headers)
+            || [
+                header::HOST,
+                header::AUTHORIZATION,
+                header::COOKIE,
+                header::CONTENT_LENGTH,
+                header::EXPECT,
+            ]
+            .contains(name);
+        if !dropped {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The provider's headers that go back to the caller: all but the connection's own.
+pub fn forwardable_response_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !is_hop_by_hop(name, headers) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The provider's own words from an error body, in whichever common shape it uses
+/// (RFC 6749's `error_description`, Graph's `error.message`, a bare `message`), else the
+/// start of the body. A body that mentions a token is not echoed.
+pub fn provider_message(body: &[u8]) -> Option<String> {
+    let text = |v: Option<&serde_json::Value>| -> Option<String> {
+        match v? {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) {
+        let found = match map.get("error") {
+            Some(serde_json::Value::Object(inner)) => {
+                text(inner.get("message")).or_else(|| text(inner.get("type")))
+            }
+            error => text(map.get("error_description"))
+                .or_else(|| text(map.get("message")))
+                .or_else(|| text(map.get("error_message")))
+                .or_else(|| text(error)),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    let body = String::from_utf8_lossy(body);
+    let trimmed = body.trim();
+    if trimmed.is_empty() || trimmed.to_ascii_lowercase().contains("token") {
+        return None;
+    }
+    Some(trimmed.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_headers_and_junction_credentials_are_not_forwarded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Element t"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=b"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-hop"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("text/csv"));
+        let out = forwardable_request_headers(&headers);
+        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type", "accept"]);
+    }
+
+    #[test]
+    fn provider_messages_are_found_in_the_common_shapes() {
+        let graph =
+            br#"{"error":{"message":"Invalid OAuth access token.","type":"OAuthException"}}"#;
+        assert_eq!(
+            provider_message(graph).as_deref(),
+            Some("Invalid OAuth access token.")
+        );
+        let rfc = br#"{"error":"invalid_request","error_description":"bad"}"#;
+        assert_eq!(provider_message(rfc).as_deref(), Some("bad"));
+        assert_eq!(
+            provider_message(b"Service down").as_deref(),
+            Some("Service down")
+        );
+        assert_eq!(provider_message(b"your token is abc"), None);
+    }
+}

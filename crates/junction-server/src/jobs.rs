@@ -1,0 +1,62 @@
+//! Background work: the sweep that renews provider tokens before they expire, so a
+//! customer's call rarely waits for a refresh and a long-lived Graph token never lapses.
+
+use junction_service::{Services, SweepReport};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Refreshes running at once in one sweep; bounded so a sweep cannot flood providers or
+/// exhaust the database pool.
+pub const SWEEP_CONCURRENCY: usize = 4;
+
+/// One sweep: renews every instance whose token expires before the next sweep (plus its
+/// margin). Failures are logged per instance and never end the job.
+pub async fn run_once(services: &Services, interval: Duration) -> SweepReport {
+    match services.refresh_expiring(interval, SWEEP_CONCURRENCY).await {
+        Ok(report) => {
+            if report.due > 0 {
+                tracing::info!(
+                    due = report.due,
+                    refreshed = report.refreshed,
+                    failed = report.failed,
+                    "token refresh sweep done"
+                );
+            }
+            report
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "token refresh sweep failed");
+            SweepReport::default()
+        }
+    }
+}
+
+/// Runs a sweep every `interval` until `stop` turns true. A sweep in progress is finished
+/// rather than cut short: cancelling one between the provider's answer and the write
+/// that stores it would lose a rotated refresh token.
+pub fn spawn_refresh_job(
+    services: Services,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        tracing::info!(
+            interval_s = interval.as_secs(),
+            "token refresh sweeps started"
+        );
+        loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(interval) => {
+                    run_once(&services, interval).await;
+                }
+            }
+        }
+        tracing::info!("token refresh sweeps stopped");
+    })
+}

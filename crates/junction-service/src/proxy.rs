@@ -1,0 +1,348 @@
+//! Calls made to an instance's provider on the caller's behalf: the passthrough proxy
+//! (`/proxy/{*vendorPath}`) and the hub ping.
+//!
+//! Both send the instance's current access token the way its element says, replay a call
+//! the provider refused with 401 once after a refresh, and wait out a provider's rate
+//! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
+
+use crate::auth::parse_authorization;
+use crate::{Caller, ServiceError, Services};
+use bytes::Bytes;
+use http::header::{ACCEPT, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, Method, StatusCode};
+use junction_core::config::keys;
+use junction_core::element::CredentialPlacement;
+use junction_core::{ElementDefinition, Secret};
+use junction_oauth::{
+    ProxyBody, ProxyCall, ProxyResponse, forwardable_request_headers, forwardable_response_headers,
+    provider_message,
+};
+use junction_store::InstanceRecord;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Calls per request, counting the first, when the provider asks to retry later.
+const MAX_TRIES: u32 = 3;
+/// The most a caller is kept waiting for a provider's rate limit in one request.
+const MAX_WAIT: Duration = Duration::from_secs(10);
+/// Largest ping error body read for its `providerMessage`.
+const PING_ERROR_BODY: usize = 64 * 1024;
+
+/// A passthrough request as the caller sent it.
+#[derive(Debug)]
+pub struct ProxyRequest {
+    pub method: Method,
+    /// The provider path, starting with `/`, percent-encoding as the caller wrote it.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: ProxyBody,
+}
+
+/// `GET /hubs/{hub}/ping`: the provider accepted the instance's credentials.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PingView {
+    /// When the provider answered, ISO 8601 in UTC.
+    pub date_time: String,
+    /// The instance's element key.
+    pub endpoint: String,
+}
+
+/// The instance a provider call is made for.
+struct Target {
+    record: InstanceRecord,
+    element: Arc<ElementDefinition>,
+    base_url: String,
+}
+
+fn unauthorized(message: &str) -> ServiceError {
+    ServiceError::Unauthorized(message.to_owned())
+}
+
+impl Services {
+    /// Authenticates a call that acts as one instance: its Element token, alone or next to
+    /// the User and Organization secrets of the account it belongs to.
+    pub async fn authenticate_instance(
+        &self,
+        header: Option<&str>,
+    ) -> Result<Caller, ServiceError> {
+        let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
+        let presented = parse_authorization(header.ok_or_else(|| unauthorized(needs_token))?)?;
+        let token = presented
+            .element
+            .as_ref()
+            .ok_or_else(|| unauthorized(needs_token))?;
+        let principal = self
+            .store
+            .authenticate_element_token(token)
+            .await?
+            .ok_or_else(|| unauthorized("the Element token is not valid"))?;
+        match (&presented.user, &presented.organization) {
+            (None, None) => {}
+            (Some(user), Some(organization)) => {
+                let user = self
+                    .store
+                    .authenticate_user(user, organization)
+                    .await?
+                    .ok_or_else(|| {
+                        unauthorized("the User and Organization secrets do not match")
+                    })?;
+                if user.account_id != principal.account_id {
+                    return Err(unauthorized(
+                        "the Element token belongs to another account than the User secret",
+                    ));
+                }
+            }
+            _ => {
+                return Err(unauthorized(
+                    "send both the User and the Organization secrets with the Element token, or neither",
+                ));
+            }
+        }
+        if principal.disabled {
+            return Err(ServiceError::Forbidden(
+                "this instance is disabled".to_owned(),
+            ));
+        }
+        Ok(Caller::Instance(principal))
+    }
+
+    /// Forwards a request to the instance's provider and returns its answer, body
+    /// unread, for the caller to stream.
+    pub async fn proxy(
+        &self,
+        caller: &Caller,
+        request: ProxyRequest,
+    ) -> Result<ProxyResponse, ServiceError> {
+        let target = self.provider_target(caller).await?;
+        check_vendor_path(&request.path)?;
+        let mut raw = format!("{}{}", target.base_url.trim_end_matches('/'), request.path);
+        if let Some(query) = request.query.as_deref().filter(|q| !q.is_empty()) {
+            raw.push('?');
+            raw.push_str(query);
+        }
+        let url = self.proxy.check_url("base.url", &raw)?;
+        let headers = forwardable_request_headers(&request.headers);
+        let response = self
+            .call_provider(&target, request.method, url, headers, request.body)
+            .await?;
+        Ok(ProxyResponse {
+            headers: forwardable_response_headers(&response.headers),
+            ..response
+        })
+    }
+
+    /// Calls the element's ping path with the instance's credentials.
+    pub async fn ping(&self, caller: &Caller) -> Result<PingView, ServiceError> {
+        let target = self.provider_target(caller).await?;
+        let path = target.element.ping.as_deref().ok_or_else(|| {
+            ServiceError::bad_request(
+                "ping_not_supported",
+                format!("element '{}' defines no ping call", target.element.key),
+            )
+        })?;
+        let url = self.proxy.check_url(
+            "base.url",
+            &format!("{}{path}", target.base_url.trim_end_matches('/')),
+        )?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let response = self
+            .call_provider(
+                &target,
+                Method::GET,
+                url,
+                headers,
+                ProxyBody::Buffered(Bytes::new()),
+            )
+            .await?;
+        let status = response.status;
+        if status.is_success() {
+            return Ok(PingView {
+                date_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                endpoint: target.element.key.clone(),
+            });
+        }
+        let body = response
+            .read_body(PING_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        Err(ServiceError::ProviderStatus {
+            status: status.as_u16(),
+            provider_message: provider_message(&body),
+        })
+    }
+
+    async fn provider_target(&self, caller: &Caller) -> Result<Target, ServiceError> {
+        let id = caller.only_instance().ok_or_else(|| {
+            unauthorized("this call acts as an instance: send 'Authorization: Element <token>'")
+        })?;
+        let record = self.owned_instance(caller, id.0).await?;
+        if record.disabled {
+            return Err(ServiceError::Forbidden(
+                "this instance is disabled".to_owned(),
+            ));
+        }
+        let element = self.element_of(&record)?;
+        let base_url = record
+            .config
+            .get(keys::BASE_URL)
+            .cloned()
+            .flatten()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| ServiceError::MissingConfiguration(vec![keys::BASE_URL.to_owned()]))?;
+        Ok(Target {
+            record,
+            element,
+            base_url,
+        })
+    }
+
+    /// Sends one provider call, replaying it (only when the body was kept) once with a
+    /// refreshed token after a 401, and after the provider's `Retry-After` for 429 and 503
+    /// answers to idempotent methods, within [`MAX_TRIES`] and [`MAX_WAIT`].
+    async fn call_provider(
+        &self,
+        target: &Target,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: ProxyBody,
+    ) -> Result<ProxyResponse, ServiceError> {
+        let credential: CredentialPlacement = target
+            .element
+            .oauth
+            .as_ref()
+            .map(|o| o.credential.clone())
+            .unwrap_or_default();
+        let replay: Option<Bytes> = match &body {
+            ProxyBody::Buffered(bytes) => Some(bytes.clone()),
+            ProxyBody::Streaming(_) => None,
+        };
+        let mut body = body;
+        let mut token: Secret = self.current_access_token(&target.record).await?;
+        let mut refreshed = false;
+        let mut tries = 1;
+        let mut waited = Duration::ZERO;
+        loop {
+            let response = self
+                .proxy
+                .send(ProxyCall {
+                    method: method.clone(),
+                    url: url.clone(),
+                    headers: headers.clone(),
+                    body,
+                    credential: &credential,
+                    token: &token,
+                })
+                .await?;
+            let Some(again) = replay.clone() else {
+                return Ok(response);
+            };
+            let status = response.status;
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                drop(response);
+                tracing::info!(instance_id = %target.record.id, "the provider refused the access token; refreshing and replaying");
+                token = self.refresh_after_rejection(&target.record, &token).await?;
+                refreshed = true;
+                body = ProxyBody::Buffered(again);
+                continue;
+            }
+            let rate_limited = matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            );
+            if rate_limited && is_idempotent(&method) && tries < MAX_TRIES {
+                let delay = retry_after(&response.headers, chrono::Utc::now());
+                if let Some(delay) = delay.filter(|d| waited + *d <= MAX_WAIT) {
+                    drop(response);
+                    tracing::info!(instance_id = %target.record.id, status = status.as_u16(), delay_ms = delay.as_millis() as u64, "the provider asked to retry later; waiting");
+                    tokio::time::sleep(delay).await;
+                    waited += delay;
+                    tries += 1;
+                    body = ProxyBody::Buffered(again);
+                    continue;
+                }
+            }
+            return Ok(response);
+        }
+    }
+}
+
+/// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+    ]
+    .contains(method)
+}
+
+/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delay = at.with_timezone(&chrono::Utc) - now;
+    Some(delay.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The vendor path is appended to `base.url`; a `.` or `..` segment would be resolved by
+/// URL parsing and could climb out of the base path (past an API version, for one).
+fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
+    let climbs = path.split(['/', '\\']).any(|segment| {
+        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    });
+    if climbs || !path.starts_with('/') {
+        return Err(ServiceError::bad_request(
+            "invalid_path",
+            "the provider path may not contain '.' or '..' segments",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(3)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:05 GMT"),
+        );
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(5)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:27:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn dot_segments_cannot_climb_out_of_the_base_path() {
+        assert!(check_vendor_path("/me/accounts").is_ok());
+        assert!(check_vendor_path("/files/a..b").is_ok());
+        for bad in ["/../v3/me", "/a/./b", "/%2E%2e/x", "/a\\..\\b"] {
+            assert!(check_vendor_path(bad).is_err(), "{bad}");
+        }
+    }
+}

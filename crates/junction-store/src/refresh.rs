@@ -1,0 +1,219 @@
+//! The refresh lease and what a refresh writes.
+//!
+//! Spending a refresh token twice gets the whole grant revoked by providers that rotate
+//! them, so one replica at a time may refresh an instance. A replica claims the instance
+//! with a compare-and-set on `refresh_lease_until`; every write of a refresh's outcome is
+//! fenced by `refresh_lease_owner = <me>` and releases the lease in the same statement.
+//! A replica that dies mid-refresh leaves a lease that frees itself when it expires.
+
+use crate::instances::secrets_context;
+use crate::{Store, StoreError};
+use junction_core::{AccountId, ConfigMap, InstanceId};
+use sqlx::Row;
+
+/// New credentials from a successful refresh, written while holding the lease.
+pub struct RefreshedCredentials<'a> {
+    pub id: InstanceId,
+    /// The lease owner that spent the refresh token.
+    pub owner: &'a str,
+    /// Configuration stored as plain JSON.
+    pub config: &'a ConfigMap,
+    /// Configuration sealed with the keyring (the tokens).
+    pub secrets: &'a ConfigMap,
+    pub token_expires_at: Option<i64>,
+    pub now: i64,
+}
+
+/// An instance whose token expires soon, for the background sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshCandidate {
+    pub account_id: AccountId,
+    pub id: InstanceId,
+}
+
+impl Store {
+    /// Claims the refresh lease of an instance until `until` (epoch ms), unless another
+    /// owner holds an unexpired one. `false` means someone else is refreshing.
+    pub async fn acquire_refresh_lease(
+        &self,
+        id: InstanceId,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "update instances set refresh_lease_owner = $1, refresh_lease_until = $2 \
+             where id = $3 and (refresh_lease_until is null or refresh_lease_until < $4)",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(id.0)
+        .bind(now)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lease back without writing anything else (nothing needed refreshing).
+    pub async fn release_refresh_lease(
+        &self,
+        id: InstanceId,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "update instances set refresh_lease_owner = null, refresh_lease_until = null \
+             where id = $1 and refresh_lease_owner = $2",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Whether an unexpired lease is held on the instance (by anyone).
+    pub async fn refresh_lease_held(&self, id: InstanceId, now: i64) -> Result<bool, StoreError> {
+        let until: Option<Option<i64>> =
+            sqlx::query_scalar("select refresh_lease_until from instances where id = $1")
+                .bind(id.0)
+                .fetch_optional(self.pool())
+                .await?;
+        match until {
+            None => Err(StoreError::NotFound),
+            Some(until) => Ok(until.is_some_and(|u| u >= now)),
+        }
+    }
+
+    /// Writes a refresh's new credentials, clears any backoff and releases the lease, in
+    /// one statement fenced by the lease owner. `false` means the lease was lost (it
+    /// expired and another owner claimed it), and nothing was written.
+    pub async fn save_refreshed_credentials(
+        &self,
+        new: RefreshedCredentials<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let token_hash: Vec<u8> =
+            sqlx::query_scalar("select token_hash from instances where id = $1")
+                .bind(new.id.0)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        let config_json =
+            serde_json::to_string(new.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let secrets_json =
+            serde_json::to_vec(new.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed = self
+            .keyring()
+            .seal(&secrets_context(&token_hash), &secrets_json)?;
+        let done = sqlx::query(
+            "update instances set config = $1, secrets = $2, token_expires_at = $3, \
+             refresh_retry_at = null, refresh_failures = 0, \
+             refresh_lease_owner = null, refresh_lease_until = null, updated_at = $4 \
+             where id = $5 and refresh_lease_owner = $6",
+        )
+        .bind(config_json)
+        .bind(sealed)
+        .bind(new.token_expires_at)
+        .bind(new.now)
+        .bind(new.id.0)
+        .bind(new.owner)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The provider refused the refresh for good: the instance turns invalid with the
+    /// provider's reason, and the lease is released.
+    pub async fn invalidate_after_refresh(
+        &self,
+        id: InstanceId,
+        owner: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "update instances set valid = 0, invalid_reason = $1, refresh_retry_at = null, \
+             refresh_lease_owner = null, refresh_lease_until = null, updated_at = $2 \
+             where id = $3 and refresh_lease_owner = $4",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(id.0)
+        .bind(owner)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A transient failure (network, 5xx, 429): no new attempt before `retry_at`; the
+    /// lease is released.
+    pub async fn defer_refresh(
+        &self,
+        id: InstanceId,
+        owner: &str,
+        retry_at: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "update instances set refresh_retry_at = $1, refresh_failures = refresh_failures + 1, \
+             refresh_lease_owner = null, refresh_lease_until = null \
+             where id = $2 and refresh_lease_owner = $3",
+        )
+        .bind(retry_at)
+        .bind(id.0)
+        .bind(owner)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Re-provisioning gave the instance new credentials: forget earlier refresh failures.
+    pub async fn clear_refresh_failures(
+        &self,
+        account: AccountId,
+        id: InstanceId,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "update instances set invalid_reason = null, refresh_retry_at = null, \
+             refresh_failures = 0 where account_id = $1 and id = $2",
+        )
+        .bind(account.0)
+        .bind(id.0)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Valid instances whose token expires before `before`, that are neither backing off
+    /// nor leased, soonest first.
+    pub async fn instances_due_for_refresh(
+        &self,
+        now: i64,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<RefreshCandidate>, StoreError> {
+        let rows = sqlx::query(
+            "select account_id, id from instances \
+             where valid = 1 and token_expires_at is not null and token_expires_at < $1 \
+             and (refresh_retry_at is null or refresh_retry_at <= $2) \
+             and (refresh_lease_until is null or refresh_lease_until < $2) \
+             order by token_expires_at limit $3",
+        )
+        .bind(before)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RefreshCandidate {
+                    account_id: AccountId(row.try_get("account_id")?),
+                    id: InstanceId(row.try_get("id")?),
+                })
+            })
+            .collect()
+    }
+}
