@@ -81,7 +81,8 @@ pub struct ListInstances {
 #[derive(Debug)]
 pub struct InstanceList {
     pub items: Vec<InstanceView>,
-    pub total: i64,
+    /// Counted on the first page of a walk only.
+    pub total: Option<i64>,
     pub next_page: Option<String>,
 }
 

@@ -73,8 +73,10 @@ pub struct InstanceQuery {
 #[derive(Debug)]
 pub struct InstancePage {
     pub items: Vec<InstanceRecord>,
-    /// Instances matching the filters, over all pages.
-    pub total: i64,
+    /// Instances matching the filters, over all pages; counted only on a walk's first
+    /// page, because counting is a scan and repeating it on every page would make a full
+    /// walk quadratic in the number of instances.
+    pub total: Option<i64>,
     /// Cursor of the next page, when there is one.
     pub next_after: Option<i64>,
 }
@@ -282,13 +284,19 @@ impl Store {
         let (filters, params) = query.filters();
         let count_sql =
             format!("select count(*) from instances i where i.account_id = $1{filters}");
-        let total: i64 = bind_all(
-            sqlx::query(AssertSqlSafe(count_sql)).bind(account.0),
-            &params,
-        )
-        .fetch_one(self.pool())
-        .await?
-        .try_get(0)?;
+        let total: Option<i64> = if query.after.is_none() {
+            Some(
+                bind_all(
+                    sqlx::query(AssertSqlSafe(count_sql)).bind(account.0),
+                    &params,
+                )
+                .fetch_one(self.pool())
+                .await?
+                .try_get(0)?,
+            )
+        } else {
+            None
+        };
         let mut sql = format!("select {COLUMNS} from instances i where i.account_id = $1{filters}");
         let mut tail: Vec<Param<'_>> = Vec::new();
         if let Some(after) = query.after {

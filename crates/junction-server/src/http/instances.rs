@@ -102,7 +102,9 @@ async fn list_response(
         }
     };
     set("elements-returned-count", page.items.len().to_string());
-    set("elements-total-count", page.total.to_string());
+    if let Some(total) = page.total {
+        set("elements-total-count", total.to_string());
+    }
     if let Some(token) = page.next_page {
         set("elements-next-page-token", token);
     }

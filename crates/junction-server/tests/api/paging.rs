@@ -43,7 +43,7 @@ async fn insert(app: &TestApp, name: &str, tags: &[&str]) -> i64 {
 struct Page {
     ids: Vec<i64>,
     returned: usize,
-    total: i64,
+    total: Option<i64>,
     next: Option<String>,
 }
 
@@ -63,7 +63,7 @@ async fn page(app: &TestApp, query: &str) -> Page {
             .map(|v| v.to_str().unwrap().to_owned())
     };
     let returned = header("elements-returned-count").unwrap().parse().unwrap();
-    let total = header("elements-total-count").unwrap().parse().unwrap();
+    let total = header("elements-total-count").map(|t| t.parse().unwrap());
     let next = header("elements-next-page-token");
     let body: serde_json::Value = response.json().await.unwrap();
     let ids = body
@@ -93,7 +93,7 @@ async fn pages_carry_counts_and_a_cursor(backend: Backend) {
         all.push(insert(&app, &format!("Customer {i} Account"), tags).await);
     }
     let first = page(&app, "pageSize=3").await;
-    assert_eq!((first.returned, first.total), (3, 7));
+    assert_eq!((first.returned, first.total), (3, Some(7)));
     assert_eq!(first.ids, all[..3]);
     let second = page(
         &app,
@@ -101,6 +101,7 @@ async fn pages_carry_counts_and_a_cursor(backend: Backend) {
     )
     .await;
     assert_eq!(second.ids, all[3..6]);
+    assert_eq!(second.total, None, "only a walk's first page is counted");
     let last = page(
         &app,
         &format!("pageSize=3&nextPage={}", second.next.unwrap()),
@@ -110,13 +111,13 @@ async fn pages_carry_counts_and_a_cursor(backend: Backend) {
     assert!(last.next.is_none(), "the last page has no cursor");
 
     let even = page(&app, "tags%5B%5D=even&pageSize=2").await;
-    assert_eq!(even.total, 4);
+    assert_eq!(even.total, Some(4));
     assert_eq!(even.ids, vec![all[0], all[2]]);
     let search = page(&app, "searchText=customer%205").await;
     assert_eq!(search.ids, vec![all[5]]);
     let literal = page(&app, "searchText=%25").await;
     assert_eq!(
-        literal.total, 0,
+        literal.total, Some(0),
         "% is matched literally, not as a wildcard"
     );
 
