@@ -117,7 +117,8 @@ async fn pages_carry_counts_and_a_cursor(backend: Backend) {
     assert_eq!(search.ids, vec![all[5]]);
     let literal = page(&app, "searchText=%25").await;
     assert_eq!(
-        literal.total, Some(0),
+        literal.total,
+        Some(0),
         "% is matched literally, not as a wildcard"
     );
 
