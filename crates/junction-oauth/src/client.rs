@@ -140,23 +140,29 @@ impl OutboundClient {
     }
 
     fn transport_error(&self, error: reqwest::Error) -> OAuthError {
-        let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
-        while let Some(e) = source {
-            if let Some(v) = e.downcast_ref::<PolicyViolation>() {
-                return OAuthError::Policy(v.clone());
-            }
-            source = e.source();
-        }
-        if error.is_timeout() {
-            return OAuthError::Timeout {
-                seconds: self.settings.request_timeout.as_secs(),
-            };
-        }
-        let reason = if error.is_connect() {
-            "connection failed".to_owned()
-        } else {
-            "the connection broke".to_owned()
-        };
-        OAuthError::Unreachable { reason }
+        transport_error(error, self.settings.request_timeout)
     }
+}
+
+/// Maps a failed call to [`OAuthError`]: a refusal by the address policy (found in the
+/// error's source chain, where the resolver put it), a timeout, or an unreachable peer.
+pub(crate) fn transport_error(error: reqwest::Error, timeout: Duration) -> OAuthError {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if let Some(v) = e.downcast_ref::<PolicyViolation>() {
+            return OAuthError::Policy(v.clone());
+        }
+        source = e.source();
+    }
+    if error.is_timeout() {
+        return OAuthError::Timeout {
+            seconds: timeout.as_secs(),
+        };
+    }
+    let reason = if error.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "the connection broke".to_owned()
+    };
+    OAuthError::Unreachable { reason }
 }

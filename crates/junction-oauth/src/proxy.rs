@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use junction_core::Secret;
 use junction_core::element::{CredentialLocation, CredentialPlacement};
-use junction_core::net::PolicyViolation;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::collections::VecDeque;
@@ -290,24 +289,7 @@ impl ProxyClient {
     }
 
     fn transport_error(&self, error: reqwest::Error) -> OAuthError {
-        let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
-        while let Some(e) = source {
-            if let Some(v) = e.downcast_ref::<PolicyViolation>() {
-                return OAuthError::Policy(v.clone());
-            }
-            source = e.source();
-        }
-        if error.is_timeout() {
-            return OAuthError::Timeout {
-                seconds: self.settings.request_timeout.as_secs(),
-            };
-        }
-        let reason = if error.is_connect() {
-            "connection failed".to_owned()
-        } else {
-            "the connection broke".to_owned()
-        };
-        OAuthError::Unreachable { reason }
+        crate::client::transport_error(error, self.settings.request_timeout)
     }
 }
 

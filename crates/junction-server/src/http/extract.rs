@@ -64,6 +64,23 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::new(status, code, message)
 }
 
+/// The `Authorization` header's text, if any.
+pub fn authorization_header(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the Authorization header is not valid text",
+                )
+            })
+        })
+        .transpose()
+}
+
 /// The authenticated caller, from the `Authorization` header.
 pub struct Auth(pub Caller);
 
@@ -74,17 +91,10 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = match parts.headers.get(AUTHORIZATION) {
-            Some(v) => Some(v.to_str().map_err(|_| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "the Authorization header is not valid text",
-                )
-            })?),
-            None => None,
-        };
-        let caller = state.services.authenticate(header).await?;
+        let caller = state
+            .services
+            .authenticate(authorization_header(parts)?)
+            .await?;
         note_instance(parts, &caller);
         Ok(Self(caller))
     }

@@ -7,7 +7,6 @@ use super::extract::note_instance;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{any, get};
@@ -33,17 +32,10 @@ impl FromRequestParts<AppState> for InstanceAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = match parts.headers.get(AUTHORIZATION) {
-            Some(v) => Some(v.to_str().map_err(|_| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "the Authorization header is not valid text",
-                )
-            })?),
-            None => None,
-        };
-        let caller = state.services.authenticate_instance(header).await?;
+        let caller = state
+            .services
+            .authenticate_instance(super::extract::authorization_header(parts)?)
+            .await?;
         note_instance(parts, &caller);
         Ok(Self(caller))
     }
