@@ -444,6 +444,8 @@ if [[ $COMMIT != unknown ]] &&
     [[ -n $(git -C "$ROOT" status --porcelain -- crates elements Cargo.toml Cargo.lock 2>/dev/null) ]]; then
     COMMIT="$COMMIT (with uncommitted changes under crates/ or elements/)"
 fi
+OS_NAME=$(awk -F= '$1 == "PRETTY_NAME" { gsub(/"/, "", $2); print $2 }' /etc/os-release 2>/dev/null || true)
+[[ -n $OS_NAME ]] || OS_NAME=$(uname -s)
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 [[ -n $CPU_MODEL ]] || CPU_MODEL=$(uname -m)
 WRK_VERSION=$(wrk -v 2>&1 | head -n1 | awk '{ print $1, $2 }' || true)
@@ -488,7 +490,7 @@ $(row provision-junction "Junction \`POST /instances\` (each makes one \`POST /t
 
 Junction memory (1 MB = 10^6 bytes): idle VmRSS $IDLE_MB MB (VmHWM $(mb "$IDLE_HWM_KB") MB); after all load VmRSS $(mb "$LOADED_RSS_KB") MB, peak VmHWM $(mb "$PEAK_HWM_KB") MB.
 
-Machine: $(nproc) CPUs ($CPU_MODEL), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, Linux $(uname -r); $WRK_VERSION, nginx $NGINX_VERSION, $RUSTC_VERSION; Junction commit $COMMIT.
+Machine: $(nproc) CPUs ($CPU_MODEL), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, $OS_NAME, Linux $(uname -r); $WRK_VERSION, nginx $NGINX_VERSION, $RUSTC_VERSION; Junction commit $COMMIT.
 EOF
     if ((BUSY_WARNING)); then
         echo
