@@ -73,15 +73,8 @@ impl Resolve for PolicyResolver {
 
 impl OutboundClient {
     pub fn new(settings: OutboundSettings) -> Result<Self, OAuthError> {
-        #[allow(clippy::disallowed_methods)]
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(settings.connect_timeout)
+        let http = builder(&settings)
             .timeout(settings.request_timeout)
-            .dns_resolver(Arc::new(PolicyResolver {
-                policy: settings.policy,
-            }))
-            .user_agent(concat!("Junction/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(OAuthError::Client)?;
         Ok(Self { http, settings })
@@ -94,19 +87,7 @@ impl OutboundClient {
     /// Parses `raw` as an http(s) URL and checks a literal IP host against the policy
     /// (names are checked when they resolve).
     pub fn check_url(&self, what: &str, raw: &str) -> Result<Url, OAuthError> {
-        let url = Url::parse(raw).map_err(|_| OAuthError::BadUrl { what: what.into() })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(OAuthError::BadUrl { what: what.into() });
-        }
-        let literal: Option<IpAddr> = match url.host() {
-            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-            _ => None,
-        };
-        if let Some(ip) = literal {
-            self.settings.policy.check(ip)?;
-        }
-        Ok(url)
+        check_url(self.settings.policy, what, raw)
     }
 
     pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
@@ -165,4 +146,35 @@ pub(crate) fn transport_error(error: reqwest::Error, timeout: Duration) -> OAuth
         "the connection broke".to_owned()
     };
     OAuthError::Unreachable { reason }
+}
+
+/// What every outbound client shares: no redirects, a connect timeout, names resolved
+/// through the address policy, Junction's user agent.
+pub(crate) fn builder(settings: &OutboundSettings) -> reqwest::ClientBuilder {
+    #[allow(clippy::disallowed_methods)]
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(settings.connect_timeout)
+        .dns_resolver(Arc::new(PolicyResolver {
+            policy: settings.policy,
+        }))
+        .user_agent(concat!("Junction/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Parses `raw` as an http(s) URL and checks a literal IP host against the policy
+/// (names are checked when they resolve).
+pub(crate) fn check_url(policy: OutboundPolicy, what: &str, raw: &str) -> Result<Url, OAuthError> {
+    let url = Url::parse(raw).map_err(|_| OAuthError::BadUrl { what: what.into() })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(OAuthError::BadUrl { what: what.into() });
+    }
+    let literal: Option<IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+        _ => None,
+    };
+    if let Some(ip) = literal {
+        policy.check(ip)?;
+    }
+    Ok(url)
 }

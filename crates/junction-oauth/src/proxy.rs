@@ -7,7 +7,7 @@
 //! provider that stops answering instead.
 
 use crate::OAuthError;
-use crate::client::{OutboundSettings, PolicyResolver};
+use crate::client::OutboundSettings;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use junction_core::Secret;
@@ -16,9 +16,8 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::collections::VecDeque;
 use std::error::Error as StdError;
-use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 use url::Url;
 
@@ -202,15 +201,8 @@ impl ProxyClient {
     /// `settings.request_timeout` bounds each wait for the provider (for the answer to
     /// start, and between chunks of its body), not the whole call.
     pub fn new(settings: OutboundSettings) -> Result<Self, OAuthError> {
-        #[allow(clippy::disallowed_methods)]
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(settings.connect_timeout)
+        let http = crate::client::builder(&settings)
             .read_timeout(settings.request_timeout)
-            .dns_resolver(Arc::new(PolicyResolver {
-                policy: settings.policy,
-            }))
-            .user_agent(concat!("Junction/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(OAuthError::Client)?;
         Ok(Self { http, settings })
@@ -219,19 +211,7 @@ impl ProxyClient {
     /// Parses `raw` as an http(s) URL and checks a literal IP host against the policy
     /// (names are checked when they resolve).
     pub fn check_url(&self, what: &str, raw: &str) -> Result<Url, OAuthError> {
-        let url = Url::parse(raw).map_err(|_| OAuthError::BadUrl { what: what.into() })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(OAuthError::BadUrl { what: what.into() });
-        }
-        let literal: Option<IpAddr> = match url.host() {
-            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-            _ => None,
-        };
-        if let Some(ip) = literal {
-            self.settings.policy.check(ip)?;
-        }
-        Ok(url)
+        crate::client::check_url(self.settings.policy, what, raw)
     }
 
     /// Sends the call and returns as soon as the provider's status and headers arrive.
