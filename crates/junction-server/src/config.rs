@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use junction_core::Secret;
 use junction_crypto::Keyring;
-use junction_store::{DatabaseUrl, Dialect};
+use junction_store::{CacheSettings, DatabaseUrl, Dialect};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -52,6 +52,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Seconds between sweeps that renew provider tokens about to expire; 0 turns the sweep off (tokens are still renewed when a call needs them).",
     ),
     (
+        "JUNCTION_CACHE_TTL",
+        "30",
+        "Seconds an in-process copy of an instance or user may serve calls. Copies are dropped on every write, by every replica (PostgreSQL LISTEN/NOTIFY); this bounds only what a silently lost notification could leave. 0 turns the copies off.",
+    ),
+    (
+        "JUNCTION_CACHE_CAPACITY",
+        "10000",
+        "Most instances (and, separately, users) kept in memory; about 2 KB each.",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
@@ -95,6 +105,12 @@ pub struct Settings {
     /// Seconds between token refresh sweeps; 0 disables them.
     #[arg(long, env = "JUNCTION_REFRESH_INTERVAL", default_value = "60")]
     pub refresh_interval: u64,
+    /// Seconds an in-process copy of an instance or user may serve calls; 0 disables.
+    #[arg(long, env = "JUNCTION_CACHE_TTL", default_value = "30")]
+    pub cache_ttl: u64,
+    /// Most instances (and users) kept in memory.
+    #[arg(long, env = "JUNCTION_CACHE_CAPACITY", default_value = "10000")]
+    pub cache_capacity: u64,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -117,6 +133,7 @@ pub struct Config {
     pub outbound_timeout: std::time::Duration,
     /// Time between token refresh sweeps; `None`: no sweeps.
     pub refresh_interval: Option<std::time::Duration>,
+    pub cache: CacheSettings,
 }
 
 impl Config {
@@ -168,6 +185,10 @@ impl Config {
             refresh_interval: match s.refresh_interval {
                 0 => None,
                 secs => Some(std::time::Duration::from_secs(secs)),
+            },
+            cache: CacheSettings {
+                ttl: std::time::Duration::from_secs(s.cache_ttl),
+                capacity: s.cache_capacity,
             },
         })
     }
@@ -251,6 +272,8 @@ mod tests {
             outbound_allow_private: false,
             outbound_timeout: 30,
             refresh_interval: 60,
+            cache_ttl: 30,
+            cache_capacity: 10_000,
         }
     }
 

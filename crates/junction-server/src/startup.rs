@@ -34,7 +34,7 @@ pub struct App {
 /// Connects and migrates the configured database.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let keyring = Arc::new(config.keyring()?);
-    let store = Store::connect(&config.database_url, keyring)
+    let store = Store::connect_with(&config.database_url, keyring, config.cache)
         .await
         .with_context(|| format!("connecting to {}", config.database_url))?;
     let applied = store

@@ -308,13 +308,15 @@ impl Services {
         i64::try_from(timeout).unwrap_or(i64::MAX / 4) + LEASE_SLACK_MS
     }
 
+    /// The record as last committed, never an in-process copy: whether to spend a
+    /// refresh token is decided on what another replica may have written a moment ago.
     async fn load(
         &self,
         account: AccountId,
         id: InstanceId,
     ) -> Result<InstanceRecord, ServiceError> {
         self.store
-            .get_instance(account, id)
+            .get_instance_fresh(account, id)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::InstanceNotFound(id.0),
@@ -418,7 +420,13 @@ impl Services {
                 // Persisted before anything else: a rotated refresh token exists nowhere
                 // but in this response.
                 let expires_at = apply_tokens(spec, &mut config, &tokens, now, true);
-                let (public, secrets) = split(element, config);
+                // Only what the refresh changed is written, so an update of other entries
+                // that lands meanwhile is kept.
+                let changed: ConfigMap = config
+                    .into_iter()
+                    .filter(|(key, value)| record.config.get(key) != Some(value))
+                    .collect();
+                let (public, secrets) = split(element, changed);
                 let saved = self
                     .store
                     .save_refreshed_credentials(RefreshedCredentials {

@@ -2,6 +2,7 @@
 //! query is scoped by organization: another organization's account or user is `NotFound`,
 //! exactly like a missing one.
 
+use crate::cache::Change;
 use crate::{Store, StoreError};
 use junction_core::{AccountId, OrganizationId, Secret, UserId};
 use sqlx::any::AnyRow;
@@ -292,7 +293,9 @@ impl Store {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
+        self.announce(&mut *tx, Change::Account(id.0)).await?;
         tx.commit().await?;
+        self.forget(Change::Account(id.0));
         Ok(AccountRemoval::Removed { instances, users })
     }
 
@@ -413,7 +416,9 @@ impl Store {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
+        self.announce(&mut *tx, Change::Users).await?;
         tx.commit().await?;
+        self.forget(Change::Users);
         Ok(UserRemoval::Removed)
     }
 }

@@ -1,10 +1,12 @@
 //! Instances: provisioned, authenticated connections of an account to one element.
 
+use crate::cache::Change;
 use crate::{Store, StoreError, placeholders};
 use junction_core::{AccountId, ConfigMap, InstanceId, Secret, UserId};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub struct NewInstance<'a> {
     pub account_id: AccountId,
@@ -258,8 +260,32 @@ impl Store {
     }
 
     /// One instance of the account; another account's instance is `NotFound`, exactly
-    /// like a missing one.
+    /// like a missing one. Served from the in-process copy when there is one.
     pub async fn get_instance(
+        &self,
+        account: AccountId,
+        id: InstanceId,
+    ) -> Result<InstanceRecord, StoreError> {
+        if let Some(record) = self.cache().instance(id.0) {
+            return if record.account_id == account {
+                Ok((*record).clone())
+            } else {
+                Err(StoreError::NotFound)
+            };
+        }
+        let ticket = self.cache().ticket();
+        let record = self.get_instance_fresh(account, id).await?;
+        if let Some(ticket) = ticket {
+            let hash = self.keyring().lookup_hash(record.token.expose());
+            self.cache()
+                .keep_instance(ticket, Arc::new(record.clone()), hash);
+        }
+        Ok(record)
+    }
+
+    /// Like `get_instance`, but always the row as last committed: for decisions that
+    /// must not act on a copy a moment old, such as spending a refresh token.
+    pub async fn get_instance_fresh(
         &self,
         account: AccountId,
         id: InstanceId,
@@ -426,7 +452,10 @@ impl Store {
                 seen.push(tag);
             }
         }
+        self.announce(&mut *tx, Change::Instance(update.id.0))
+            .await?;
         tx.commit().await?;
+        self.forget(Change::Instance(update.id.0));
         Ok(())
     }
 
@@ -455,8 +484,32 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        self.announce(&mut *tx, Change::Instance(id.0)).await?;
         tx.commit().await?;
+        self.forget(Change::Instance(id.0));
         Ok(())
+    }
+
+    /// The instance stored under any of an Element token's lookup hashes.
+    pub(crate) async fn instance_by_token_hashes(
+        &self,
+        hashes: &[Vec<u8>],
+    ) -> Result<Option<InstanceRecord>, StoreError> {
+        let sql = format!(
+            "select {COLUMNS} from instances where token_hash in ({})",
+            placeholders(1, hashes.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for hash in hashes {
+            query = query.bind(hash.as_slice());
+        }
+        let Some(row) = query.fetch_optional(self.pool()).await? else {
+            return Ok(None);
+        };
+        let id: i64 = row.try_get("id")?;
+        let mut tags = self.tags_of(&[id]).await?;
+        self.decode(&row, tags.remove(&id).unwrap_or_default())
+            .map(Some)
     }
 
     async fn tags_of(&self, ids: &[i64]) -> Result<BTreeMap<i64, Vec<String>>, StoreError> {

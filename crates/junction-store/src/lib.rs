@@ -8,6 +8,7 @@
 //! another tenant's row.
 
 mod accounts;
+mod cache;
 mod instances;
 mod refresh;
 mod tenancy;
@@ -16,15 +17,17 @@ pub use accounts::{
     AccountRecord, AccountRemoval, AccountUpdate, NewAccount, NewUser, Role, UserDetails,
     UserRemoval,
 };
+pub use cache::CacheSettings;
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
 
+use cache::{Cache, Change};
 use junction_crypto::{CryptoError, Keyring};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +128,10 @@ pub struct Store {
     writer: AnyPool,
     dialect: Dialect,
     keyring: Arc<Keyring>,
+    cache: Arc<Cache>,
+    /// Stops the PostgreSQL listener that keeps `cache` in step with other replicas;
+    /// dropping the last clone of the store stops it too.
+    stop_follower: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
 }
 
 impl fmt::Debug for Store {
@@ -137,6 +144,17 @@ impl fmt::Debug for Store {
 
 impl Store {
     pub async fn connect(url: &DatabaseUrl, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
+        Self::connect_with(url, keyring, CacheSettings::default()).await
+    }
+
+    /// Connects with explicit settings for the in-process copies of instances and users
+    /// (see `cache.rs`). On PostgreSQL this also starts listening for other replicas'
+    /// writes; until that listener is connected every read goes to the database.
+    pub async fn connect_with(
+        url: &DatabaseUrl,
+        keyring: Arc<Keyring>,
+        cache: CacheSettings,
+    ) -> Result<Self, StoreError> {
         install_default_drivers();
         let dialect = url.dialect();
         let (pool, writer) = match dialect {
@@ -171,11 +189,23 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
+        // SQLite is one process's database: its own writes are all there is to hear.
+        let cache = Arc::new(Cache::new(cache, dialect == Dialect::Sqlite));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        if dialect == Dialect::Postgres && cache.enabled() {
+            tokio::spawn(cache::follow(
+                url.expose().to_owned(),
+                Arc::clone(&cache),
+                stopped,
+            ));
+        }
         Ok(Self {
             pool,
             writer,
             dialect,
             keyring,
+            cache,
+            stop_follower: Arc::new(Mutex::new(Some(stop))),
         })
     }
 
@@ -209,6 +239,14 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        let stop = self
+            .stop_follower
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
         self.pool.close().await;
         self.writer.close().await;
     }
@@ -224,6 +262,33 @@ impl Store {
     /// The pool every write goes through.
     pub(crate) fn writer(&self) -> &AnyPool {
         &self.writer
+    }
+
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Tells other replicas what a write changed. Run inside the write's transaction, so
+    /// PostgreSQL delivers it exactly when (and only if) the write commits.
+    pub(crate) async fn announce<'e, E>(
+        &self,
+        executor: E,
+        change: Change,
+    ) -> Result<(), StoreError>
+    where
+        E: Executor<'e, Database = sqlx::Any>,
+    {
+        if self.dialect == Dialect::Postgres {
+            // The payload is built from numbers and fixed words (`Change::payload`).
+            let sql = format!("notify {}, '{}'", cache::CHANNEL, change.payload());
+            executor.execute(sqlx::AssertSqlSafe(sql)).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops this process's copies a committed write made stale.
+    pub(crate) fn forget(&self, change: Change) {
+        self.cache.forget(change);
     }
 }
 

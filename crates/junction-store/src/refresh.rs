@@ -6,19 +6,22 @@
 //! fenced by `refresh_lease_owner = <me>` and releases the lease in the same statement.
 //! A replica that dies mid-refresh leaves a lease that frees itself when it expires.
 
+use crate::cache::Change;
 use crate::instances::secrets_context;
 use crate::{Store, StoreError};
 use junction_core::{AccountId, ConfigMap, InstanceId};
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 /// New credentials from a successful refresh, written while holding the lease.
 pub struct RefreshedCredentials<'a> {
     pub id: InstanceId,
     /// The lease owner that spent the refresh token.
     pub owner: &'a str,
-    /// Configuration stored as plain JSON.
+    /// Entries the refresh set that are stored as plain JSON (`base.url` from a token
+    /// response, refresh times). Entries not named here keep their stored value, so an
+    /// update that landed during the refresh is not undone.
     pub config: &'a ConfigMap,
-    /// Configuration sealed with the keyring (the tokens).
+    /// Entries the refresh set that are sealed with the keyring (the tokens).
     pub secrets: &'a ConfigMap,
     pub token_expires_at: Option<i64>,
     pub now: i64,
@@ -84,27 +87,57 @@ impl Store {
         }
     }
 
-    /// Writes a refresh's new credentials, clears any backoff and releases the lease, in
-    /// one statement fenced by the lease owner. `false` means the lease was lost (it
-    /// expired and another owner claimed it), and nothing was written.
+    /// Writes a refresh's new credentials over the stored configuration, clears any
+    /// backoff and releases the lease, in one transaction fenced by the lease owner.
+    /// `false` means the lease was lost (it expired and another owner claimed it), and
+    /// nothing was written.
     pub async fn save_refreshed_credentials(
         &self,
         new: RefreshedCredentials<'_>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer().begin().await?;
-        let token_hash: Vec<u8> =
-            sqlx::query_scalar("select token_hash from instances where id = $1")
-                .bind(new.id.0)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-        let config_json =
-            serde_json::to_string(new.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let secrets_json =
-            serde_json::to_vec(new.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sealed = self
+        // PostgreSQL: lock the row so an update on another replica cannot commit between
+        // this read and the write. SQLite has one writer at a time anyway.
+        let lock = match self.dialect() {
+            crate::Dialect::Postgres => " for update",
+            crate::Dialect::Sqlite => "",
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "select token_hash, config, secrets, refresh_lease_owner from instances where id = $1{lock}"
+        )))
+        .bind(new.id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        if row
+            .try_get::<Option<String>, _>("refresh_lease_owner")?
+            .as_deref()
+            != Some(new.owner)
+        {
+            return Ok(false);
+        }
+        let token_hash: Vec<u8> = row.try_get("token_hash")?;
+        let context = secrets_context(&token_hash);
+        let mut config: ConfigMap = serde_json::from_str(&row.try_get::<String, _>("config")?)
+            .map_err(|e| StoreError::Corrupt(format!("instance config: {e}")))?;
+        let opened = self
             .keyring()
-            .seal(&secrets_context(&token_hash), &secrets_json)?;
+            .open(&context, &row.try_get::<Vec<u8>, _>("secrets")?)?;
+        let mut secrets: ConfigMap = serde_json::from_slice(&opened)
+            .map_err(|e| StoreError::Corrupt(format!("instance secrets: {e}")))?;
+        for (key, value) in new.config {
+            secrets.remove(key);
+            config.insert(key.clone(), value.clone());
+        }
+        for (key, value) in new.secrets {
+            config.remove(key);
+            secrets.insert(key.clone(), value.clone());
+        }
+        let config_json =
+            serde_json::to_string(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let secrets_json =
+            serde_json::to_vec(&secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed = self.keyring().seal(&context, &secrets_json)?;
         let done = sqlx::query(
             "update instances set config = $1, secrets = $2, token_expires_at = $3, \
              refresh_retry_at = null, refresh_failures = 0, \
@@ -122,7 +155,9 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
+        self.announce(&mut *tx, Change::Instance(new.id.0)).await?;
         tx.commit().await?;
+        self.forget(Change::Instance(new.id.0));
         Ok(true)
     }
 
@@ -146,7 +181,11 @@ impl Store {
         .bind(owner)
         .execute(self.writer())
         .await?;
-        Ok(done.rows_affected() == 1)
+        let written = done.rows_affected() == 1;
+        if written {
+            self.changed(id).await;
+        }
+        Ok(written)
     }
 
     /// A transient failure (network, 5xx, 429): no new attempt before `retry_at`; the
@@ -167,7 +206,11 @@ impl Store {
         .bind(owner)
         .execute(self.writer())
         .await?;
-        Ok(done.rows_affected() == 1)
+        let written = done.rows_affected() == 1;
+        if written {
+            self.changed(id).await;
+        }
+        Ok(written)
     }
 
     /// Re-provisioning gave the instance new credentials: forget earlier refresh failures.
@@ -184,7 +227,18 @@ impl Store {
         .bind(id.0)
         .execute(self.writer())
         .await?;
+        self.changed(id).await;
         Ok(())
+    }
+
+    /// After a single-statement write: drops this process's copy and tells the other
+    /// replicas. Their copies also expire with the cache's time to live, which bounds a
+    /// notification lost here.
+    async fn changed(&self, id: InstanceId) {
+        self.forget(Change::Instance(id.0));
+        if let Err(e) = self.announce(self.writer(), Change::Instance(id.0)).await {
+            tracing::warn!(instance_id = %id, error = %e, "could not tell other replicas about an instance change");
+        }
     }
 
     /// Valid instances whose token expires before `before`, that are neither backing off

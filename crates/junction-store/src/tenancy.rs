@@ -41,6 +41,17 @@ pub struct TokenPrincipal {
     pub disabled: bool,
 }
 
+impl TokenPrincipal {
+    fn of(record: &crate::InstanceRecord) -> Self {
+        Self {
+            instance_id: record.id,
+            account_id: record.account_id,
+            user_id: record.user_id,
+            disabled: record.disabled,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub id: UserId,
@@ -109,6 +120,11 @@ impl Store {
     ) -> Result<Option<Principal>, StoreError> {
         let users = self.keyring().lookup_hashes(user_secret.expose());
         let orgs = self.keyring().lookup_hashes(organization_secret.expose());
+        let key = (users[0].clone(), orgs[0].clone());
+        if let Some(principal) = self.cache().user(&key) {
+            return Ok(Some(principal));
+        }
+        let ticket = self.cache().ticket();
         let sql = format!(
             "select o.id as organization_id, a.id as account_id, u.id as user_id, u.role \
              from users u join accounts a on a.id = u.account_id \
@@ -122,15 +138,20 @@ impl Store {
             query = query.bind(hash);
         }
         let row = query.fetch_optional(self.pool()).await?;
-        row.map(|r| {
-            Ok(Principal {
-                organization_id: OrganizationId(r.try_get("organization_id")?),
-                account_id: AccountId(r.try_get("account_id")?),
-                user_id: UserId(r.try_get("user_id")?),
-                is_admin: r.try_get::<String, _>("role")? == "admin",
+        let principal = row
+            .map(|r| {
+                Ok::<_, StoreError>(Principal {
+                    organization_id: OrganizationId(r.try_get("organization_id")?),
+                    account_id: AccountId(r.try_get("account_id")?),
+                    user_id: UserId(r.try_get("user_id")?),
+                    is_admin: r.try_get::<String, _>("role")? == "admin",
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        if let (Some(ticket), Some(principal)) = (ticket, principal) {
+            self.cache().keep_user(ticket, key, principal);
+        }
+        Ok(principal)
     }
 
     /// The instance an Element token belongs to, if it still exists.
@@ -139,6 +160,21 @@ impl Store {
         token: &Secret,
     ) -> Result<Option<TokenPrincipal>, StoreError> {
         let hashes = self.keyring().lookup_hashes(token.expose());
+        if let Some(record) = self.cache().instance_by_token(&hashes[0], token.expose()) {
+            return Ok(Some(TokenPrincipal::of(&record)));
+        }
+        if let Some(ticket) = self.cache().ticket() {
+            // The whole record, not just the principal: the call being authenticated
+            // reads it next, and then finds it kept.
+            let Some(record) = self.instance_by_token_hashes(&hashes).await? else {
+                return Ok(None);
+            };
+            let principal = TokenPrincipal::of(&record);
+            let primary = hashes.into_iter().next().unwrap_or_default();
+            self.cache()
+                .keep_instance(ticket, std::sync::Arc::new(record), primary);
+            return Ok(Some(principal));
+        }
         let sql = format!(
             "select id, account_id, user_id, disabled from instances where token_hash in ({})",
             placeholders(1, hashes.len())

@@ -4,6 +4,7 @@ use junction_testkit::db::{Backend, TestDatabase};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub const USER_SECRET: &str = "test-user-secret-0123456789";
 pub const ORG_SECRET: &str = "test-organization-secret-0123456789";
@@ -30,8 +31,10 @@ macro_rules! on_both_backends {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
-    pub db: TestDatabase,
+    /// Shared by the replicas of one test (`TestApp::replica`).
+    pub db: Arc<TestDatabase>,
     pub services: junction_service::Services,
+    options: Options,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -43,9 +46,12 @@ impl Drop for TestApp {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct Options {
     pub allow_private: bool,
     pub outbound_timeout: u64,
+    /// `JUNCTION_CACHE_TTL`; 0 for tests that change rows behind Junction's back.
+    pub cache_ttl: u64,
 }
 
 impl Default for Options {
@@ -53,6 +59,7 @@ impl Default for Options {
         Self {
             allow_private: true,
             outbound_timeout: 5,
+            cache_ttl: 30,
         }
     }
 }
@@ -67,7 +74,17 @@ impl TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         }
-        let db = TestDatabase::create(backend).await;
+        let db = Arc::new(TestDatabase::create(backend).await);
+        Self::start(db, options).await
+    }
+
+    /// Another Junction process on this app's database, with its own pools, caches and
+    /// refresh single-flight: what a second replica sharing PostgreSQL is.
+    pub async fn replica(&self) -> Self {
+        Self::start(Arc::clone(&self.db), self.options.clone()).await
+    }
+
+    async fn start(db: Arc<TestDatabase>, options: Options) -> Self {
         let config = Config::from_settings(Settings {
             listen: "127.0.0.1:0".into(),
             database_url: db.url.clone(),
@@ -78,6 +95,8 @@ impl TestApp {
             outbound_timeout: options.outbound_timeout,
             // Tests drive sweeps themselves (see refresh.rs), so counts stay exact.
             refresh_interval: 0,
+            cache_ttl: options.cache_ttl,
+            cache_capacity: 10_000,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");
@@ -96,6 +115,7 @@ impl TestApp {
             http,
             db,
             services,
+            options,
             shutdown: Some(tx),
         }
     }

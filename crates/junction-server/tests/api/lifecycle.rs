@@ -579,3 +579,65 @@ async fn an_update_read_before_a_refresh_keeps_the_refreshed_tokens(backend: Bac
     );
     assert_eq!(stored.token_expires_at, Some(i64::MAX));
 }
+
+on_both_backends!(a_refresh_written_after_an_update_keeps_the_update);
+
+/// The reverse race: a refresh reads the instance, a PATCH changes its configuration,
+/// then the refresh writes its tokens. Only the entries the refresh set are written, so
+/// the PATCH stays.
+async fn a_refresh_written_after_an_update_keeps_the_update(backend: Backend) {
+    use junction_store::RefreshedCredentials;
+    let app = TestApp::spawn(backend).await;
+    let instance = external_instance(&app, "racing").await;
+    let id = InstanceId(instance["id"].as_i64().unwrap());
+    let store = &app.services.store;
+    assert!(
+        store
+            .acquire_refresh_lease(id, "replica-a", 1, i64::MAX)
+            .await
+            .unwrap()
+    );
+
+    let (status, patched) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{}", id.0),
+            Some(&json!({"configuration": {"custom.setting": "set during the refresh"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+
+    let mut public = junction_core::ConfigMap::new();
+    public.insert(keys::REFRESH_TIME.into(), Some("2".into()));
+    let mut secrets = junction_core::ConfigMap::new();
+    secrets.insert(keys::USER_TOKEN.into(), Some("rotated-access".into()));
+    secrets.insert(keys::REFRESH_TOKEN.into(), Some("rotated-refresh".into()));
+    assert!(
+        store
+            .save_refreshed_credentials(RefreshedCredentials {
+                id,
+                owner: "replica-a",
+                config: &public,
+                secrets: &secrets,
+                token_expires_at: Some(i64::MAX),
+                now: 2,
+            })
+            .await
+            .unwrap()
+    );
+    let stored = store.get_instance_fresh(AccountId(1), id).await.unwrap();
+    assert_eq!(
+        stored.config["custom.setting"].as_deref(),
+        Some("set during the refresh")
+    );
+    assert_eq!(
+        stored.config[keys::REFRESH_TOKEN].as_deref(),
+        Some("rotated-refresh")
+    );
+    assert_eq!(stored.config[keys::REFRESH_TIME].as_deref(), Some("2"));
+    assert_eq!(
+        stored.config["oauth.callback.url"].as_deref(),
+        Some("https://app.example.test/cb"),
+        "entries neither side touched stay"
+    );
+}

@@ -13,3 +13,4 @@ mod paging;
 mod provisioning;
 mod proxy;
 mod refresh;
+mod replicas;

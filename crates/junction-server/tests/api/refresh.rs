@@ -2,14 +2,12 @@
 //! process and across replicas), failures that need re-authorization, Graph's long-lived
 //! tokens, and the background sweep.
 
-use crate::helpers::{KEY, ORG_SECRET, TestApp, USER_SECRET};
+use crate::helpers::{Options, TestApp};
 use crate::on_both_backends;
 use crate::provisioning::{Provider, authorize, provision};
 use junction_core::config::keys;
 use junction_core::{AccountId, InstanceId, Secret};
-use junction_server::config::Settings;
 use junction_server::http::error::ApiError;
-use junction_server::{App, Config};
 use junction_service::{ServiceError, Services};
 use junction_store::InstanceRecord;
 use junction_testkit::db::Backend;
@@ -73,6 +71,15 @@ async fn graph_accepts(graph: &GraphServer, token: &str) -> bool {
         .is_success()
 }
 
+/// Settings for tests that move a token's expiry with `set_token_expiry`: that write
+/// goes around Junction, so no in-process copy would hear of it.
+fn time_travel() -> Options {
+    Options {
+        cache_ttl: 0,
+        ..Options::default()
+    }
+}
+
 /// Moves the stored expiry of an instance's token, as time passing would.
 async fn set_token_expiry(app: &TestApp, id: i64, expires_at: i64) {
     sqlx::any::install_default_drivers();
@@ -94,29 +101,6 @@ async fn sleep_until_expired(record: &InstanceRecord) {
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
-}
-
-/// A second Junction process on the test's database: its own pools, its own refresh
-/// single-flight, so only the database lease keeps the two from refreshing twice.
-async fn second_replica(app: &TestApp) -> (Services, tokio::sync::oneshot::Sender<()>) {
-    let config = Config::from_settings(Settings {
-        listen: "127.0.0.1:0".into(),
-        database_url: app.db.url.clone(),
-        encryption_key: Some(KEY.into()),
-        bootstrap_user_secret: Some(USER_SECRET.into()),
-        bootstrap_organization_secret: Some(ORG_SECRET.into()),
-        outbound_allow_private: true,
-        outbound_timeout: 5,
-        refresh_interval: 0,
-    })
-    .unwrap();
-    let replica = App::build(&config).await.unwrap();
-    let services = replica.services().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(replica.run(async {
-        let _ = rx.await;
-    }));
-    (services, tx)
 }
 
 /// Rounds of `CALLS` concurrent calls, each right after the token expired, spread over
@@ -200,11 +184,11 @@ async fn two_replicas_on_one_database_spend_each_refresh_token_once(backend: Bac
         return;
     }
     let app = TestApp::spawn(backend).await;
-    let (replica, _stop) = second_replica(&app).await;
+    let replica = app.replica().await;
     let peer = Peer::start(PeerKind::Oidc, &[("ROTATE", "1"), ("AT_TTL", "2")]).await;
     let instance = provision(&app, "sfdc", &Provider::peer(&peer), "").await;
     let id = instance["id"].as_i64().unwrap();
-    refresh_once_per_expiry(&[app.services.clone(), replica], &peer, id).await;
+    refresh_once_per_expiry(&[app.services.clone(), replica.services.clone()], &peer, id).await;
 }
 
 async fn a_refused_refresh_needs_reauthorization_until_reprovisioned(backend: Backend) {
@@ -305,7 +289,7 @@ async fn a_refused_refresh_needs_reauthorization_until_reprovisioned(backend: Ba
 }
 
 async fn graph_tokens_become_long_lived_and_are_extended(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, time_travel()).await;
     let graph = GraphServer::start(GraphConfig::default()).await;
     for element in ["facebookleadads", "facebooksocial"] {
         let before = graph.long_lived_exchanges();
@@ -349,7 +333,7 @@ async fn graph_tokens_become_long_lived_and_are_extended(backend: Backend) {
 }
 
 async fn the_sweep_refreshes_a_token_nearing_expiry_without_any_call(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, time_travel()).await;
     let peer = Peer::start(PeerKind::Oidc, &[("ROTATE", "1"), ("AT_TTL", "120")]).await;
     let instance = provision(&app, "sfdc", &Provider::peer(&peer), "").await;
     let id = instance["id"].as_i64().unwrap();

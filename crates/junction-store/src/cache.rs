@@ -1,0 +1,369 @@
+//! In-process copies of what every call made with an Element token reads: the instance
+//! behind the token, and the principal behind a `User …, Organization …` pair.
+//!
+//! A proxied call would otherwise spend two or three database round trips before it
+//! reaches the provider. The copies stay exact rather than "fresh enough":
+//!
+//! - every write of an instance, user or account drops the affected copies in this
+//!   process after it commits, and on PostgreSQL also sends a `NOTIFY` inside its
+//!   transaction, which every other replica's listener turns into the same drop;
+//! - a copy read before a write committed is never kept after the write dropped it: each
+//!   fill takes the invalidation epoch before reading and checks it again after storing,
+//!   and every invalidation moves the epoch before it removes anything;
+//! - while a replica's listener is not connected it may have missed notifications, so it
+//!   reads from the database until the listener is back, and empties its copies then;
+//! - a time to live bounds what a notification lost without a visible disconnect (a
+//!   silent network partition) could leave behind.
+//!
+//! Reads that must see the latest committed row, such as a refresh deciding whether to
+//! spend a refresh token, bypass the copies (`Store::get_instance_fresh`).
+
+use crate::{InstanceRecord, Principal};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The PostgreSQL channel replicas announce their writes on.
+pub(crate) const CHANNEL: &str = "junction_cache";
+
+/// What a write changed, as far as the copies are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// One instance's row (its configuration, flags, credentials) or its existence.
+    Instance(i64),
+    /// Every instance and user of an account (the account was deleted).
+    Account(i64),
+    /// A user was removed, so some `User …, Organization …` pair no longer proves anyone.
+    Users,
+}
+
+impl Change {
+    /// The `NOTIFY` payload: only numbers and fixed words, so it is safe to put in SQL.
+    pub(crate) fn payload(self) -> String {
+        match self {
+            Self::Instance(id) => format!("instance:{id}"),
+            Self::Account(id) => format!("account:{id}"),
+            Self::Users => "users".to_owned(),
+        }
+    }
+
+    /// Reads a payload back; anything unknown means "drop everything", which is always safe.
+    pub(crate) fn parse(payload: &str) -> Option<Self> {
+        let (kind, id) = payload.split_once(':').unwrap_or((payload, ""));
+        match (kind, id.parse::<i64>()) {
+            ("instance", Ok(id)) => Some(Self::Instance(id)),
+            ("account", Ok(id)) => Some(Self::Account(id)),
+            ("users", _) => Some(Self::Users),
+            _ => None,
+        }
+    }
+}
+
+/// How much to keep, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Longest a copy is used; zero turns the copies off.
+    pub ttl: Duration,
+    /// Most instances kept (users are bounded by the same number).
+    pub capacity: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(30),
+            capacity: 10_000,
+        }
+    }
+}
+
+/// A permission to keep what is read next, valid while no invalidation happens meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket(u64);
+
+type UserKey = (Vec<u8>, Vec<u8>);
+
+pub(crate) struct Cache {
+    instances: moka::sync::Cache<i64, Arc<InstanceRecord>>,
+    /// Element token lookup hash → instance id. A token never moves to another instance
+    /// and ids are never reused, so only the instance copy needs invalidating.
+    tokens: moka::sync::Cache<Vec<u8>, i64>,
+    users: moka::sync::Cache<UserKey, Principal>,
+    enabled: bool,
+    /// False while a replica may have missed another replica's writes.
+    coherent: AtomicBool,
+    epoch: AtomicU64,
+}
+
+impl Cache {
+    pub(crate) fn new(settings: CacheSettings, coherent: bool) -> Self {
+        let ttl = settings.ttl.max(Duration::from_millis(1));
+        Self {
+            instances: moka::sync::Cache::builder()
+                .max_capacity(settings.capacity)
+                .time_to_live(ttl)
+                .build(),
+            tokens: moka::sync::Cache::builder()
+                .max_capacity(settings.capacity)
+                .time_to_live(ttl)
+                .build(),
+            users: moka::sync::Cache::builder()
+                .max_capacity(settings.capacity)
+                .time_to_live(ttl)
+                .build(),
+            enabled: !settings.ttl.is_zero() && settings.capacity > 0,
+            coherent: AtomicBool::new(coherent),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether copies are kept at all (a zero TTL turns them off).
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn usable(&self) -> bool {
+        self.enabled && self.coherent.load(Ordering::Acquire)
+    }
+
+    /// Taken before reading what may be kept.
+    pub(crate) fn ticket(&self) -> Option<Ticket> {
+        self.usable()
+            .then(|| Ticket(self.epoch.load(Ordering::SeqCst)))
+    }
+
+    pub(crate) fn instance(&self, id: i64) -> Option<Arc<InstanceRecord>> {
+        if !self.usable() {
+            return None;
+        }
+        self.instances.get(&id)
+    }
+
+    /// The instance `token` belongs to. The record's own token is compared too: ids are
+    /// never reused, but a copy must not be what decides who a caller is.
+    pub(crate) fn instance_by_token(
+        &self,
+        token_hash: &[u8],
+        token: &str,
+    ) -> Option<Arc<InstanceRecord>> {
+        if !self.usable() {
+            return None;
+        }
+        let id = self.tokens.get(token_hash)?;
+        self.instances
+            .get(&id)
+            .filter(|record| record.token.expose() == token)
+    }
+
+    /// Keeps a record read after `ticket` was taken, unless something was invalidated since.
+    pub(crate) fn keep_instance(
+        &self,
+        ticket: Ticket,
+        record: Arc<InstanceRecord>,
+        token_hash: Vec<u8>,
+    ) {
+        let id = record.id.0;
+        self.tokens.insert(token_hash, id);
+        self.instances.insert(id, record);
+        // An invalidation moves the epoch before it removes; one that raced this insert
+        // either removed it already or shows here.
+        if self.epoch.load(Ordering::SeqCst) != ticket.0 {
+            self.instances.invalidate(&id);
+        }
+    }
+
+    pub(crate) fn user(&self, key: &UserKey) -> Option<Principal> {
+        if !self.usable() {
+            return None;
+        }
+        self.users.get(key)
+    }
+
+    pub(crate) fn keep_user(&self, ticket: Ticket, key: UserKey, principal: Principal) {
+        self.users.insert(key.clone(), principal);
+        if self.epoch.load(Ordering::SeqCst) != ticket.0 {
+            self.users.invalidate(&key);
+        }
+    }
+
+    /// Drops the copies a committed write made stale.
+    pub(crate) fn forget(&self, change: Change) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        match change {
+            Change::Instance(id) => self.instances.invalidate(&id),
+            Change::Account(_) => {
+                self.instances.invalidate_all();
+                self.users.invalidate_all();
+            }
+            Change::Users => self.users.invalidate_all(),
+        }
+    }
+
+    pub(crate) fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.instances.invalidate_all();
+        self.tokens.invalidate_all();
+        self.users.invalidate_all();
+    }
+
+    /// Whether this replica currently hears every other replica's writes.
+    pub(crate) fn set_coherent(&self, coherent: bool) {
+        if coherent {
+            // Whatever was kept before may predate writes that were not heard.
+            self.forget_all();
+            self.coherent.store(true, Ordering::Release);
+        } else {
+            self.coherent.store(false, Ordering::Release);
+            self.forget_all();
+        }
+    }
+
+    #[cfg(test)]
+    fn is_coherent(&self) -> bool {
+        self.coherent.load(Ordering::Acquire)
+    }
+}
+
+/// Follows the other replicas' writes on PostgreSQL until `stop` fires or is dropped.
+pub(crate) async fn follow(
+    url: String,
+    cache: Arc<Cache>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use sqlx::postgres::PgListener;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            _ = &mut stop => return,
+            result = connected => match result {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen for other replicas' writes; reading instances from the database meanwhile");
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(250);
+        cache.set_coherent(true);
+        tracing::debug!("listening for other replicas' writes");
+        loop {
+            let next = tokio::select! {
+                _ = &mut stop => return,
+                next = listener.try_recv() => next,
+            };
+            match next {
+                Ok(Some(notification)) => match Change::parse(notification.payload()) {
+                    Some(change) => cache.forget(change),
+                    None => cache.forget_all(),
+                },
+                // The connection dropped and was made again: whatever was announced in
+                // between is lost, so nothing kept before can be trusted.
+                Ok(None) => {
+                    tracing::info!(
+                        "the database connection for other replicas' writes was re-established"
+                    );
+                    cache.forget_all();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the database connection for other replicas' writes; reading instances from the database until it is back");
+                    cache.set_coherent(false);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use junction_core::{AccountId, ConfigMap, InstanceId, Secret, UserId};
+
+    fn record(id: i64) -> Arc<InstanceRecord> {
+        Arc::new(InstanceRecord {
+            id: InstanceId(id),
+            account_id: AccountId(1),
+            user_id: UserId(1),
+            element_id: 1,
+            element_key: "sfdc".into(),
+            name: "x".into(),
+            token: Secret::new("t".to_owned()),
+            config: ConfigMap::new(),
+            tags: vec![],
+            valid: true,
+            disabled: false,
+            trace_logging: false,
+            external_authentication: "none".into(),
+            token_expires_at: None,
+            invalid_reason: None,
+            refresh_retry_at: None,
+            refresh_failures: 0,
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_not_kept() {
+        let cache = Cache::new(CacheSettings::default(), true);
+        let ticket = cache.ticket().unwrap();
+        // A write commits and invalidates while the fill is reading the old row.
+        cache.forget(Change::Instance(7));
+        cache.keep_instance(ticket, record(7), b"hash".to_vec());
+        assert!(cache.instance(7).is_none());
+        assert!(cache.instance_by_token(b"hash", "t").is_none());
+
+        let ticket = cache.ticket().unwrap();
+        cache.keep_instance(ticket, record(7), b"hash".to_vec());
+        assert_eq!(
+            cache.instance_by_token(b"hash", "t").unwrap().id,
+            InstanceId(7)
+        );
+        assert!(cache.instance_by_token(b"hash", "other").is_none());
+    }
+
+    #[test]
+    fn nothing_is_served_while_other_replicas_writes_may_be_missed() {
+        let cache = Cache::new(CacheSettings::default(), true);
+        let ticket = cache.ticket().unwrap();
+        cache.keep_instance(ticket, record(3), b"h".to_vec());
+        cache.set_coherent(false);
+        assert!(!cache.is_coherent());
+        assert!(cache.ticket().is_none());
+        assert!(cache.instance(3).is_none());
+        cache.set_coherent(true);
+        // What was kept before the gap is gone, not merely hidden.
+        assert!(cache.instance(3).is_none());
+    }
+
+    #[test]
+    fn a_zero_ttl_turns_the_copies_off() {
+        let cache = Cache::new(
+            CacheSettings {
+                ttl: Duration::ZERO,
+                capacity: 10,
+            },
+            true,
+        );
+        assert!(cache.ticket().is_none());
+    }
+
+    #[test]
+    fn payloads_round_trip_and_unknown_ones_are_refused() {
+        for change in [Change::Instance(42), Change::Account(9), Change::Users] {
+            assert_eq!(Change::parse(&change.payload()), Some(change));
+        }
+        assert_eq!(Change::parse("instance:x"), None);
+        assert_eq!(Change::parse("something"), None);
+    }
+}
