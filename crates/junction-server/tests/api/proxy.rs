@@ -11,6 +11,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode as AxumStatus};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use junction_core::config::keys;
+use junction_core::{AccountId, InstanceId};
 use junction_testkit::db::Backend;
 use junction_testkit::graph::{GraphConfig, GraphServer};
 use junction_testkit::peers::{Peer, PeerKind};
@@ -29,6 +31,7 @@ on_both_backends!(
     a_large_upload_streams_through_intact,
     rate_limited_idempotent_calls_wait_and_retry,
     a_provider_401_is_never_replayed_with_the_refused_token,
+    an_expired_token_the_provider_refuses_is_refreshed_and_the_call_replayed,
     ping_answers_for_any_hub_name_and_passes_provider_errors_on,
     disabled_deleted_and_missing_tokens_are_refused,
 );
@@ -527,16 +530,74 @@ async fn a_provider_401_is_never_replayed_with_the_refused_token(backend: Backen
         .filter(|(h, _)| h["authorization"] == "Bearer stale-token")
         .count();
     assert_eq!(refused, 1, "the refused token was sent again");
-    if status == StatusCode::OK {
-        // The refresh succeeded: one replay, with the new token.
-        assert_eq!(body["ok"], "replayed");
-        assert_eq!(calls.len(), 2);
-    } else {
-        // The refresh failed: its error, not the provider's 401, and no replay.
-        assert_ne!(status, StatusCode::UNAUTHORIZED, "{body}");
-        assert!(body["code"].as_str().is_some(), "{body}");
-        assert_eq!(calls.len(), 1);
-    }
+    // The upstream's token endpoint renews it: one replay, with the new token.
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ok"], "replayed");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].0["authorization"], "Bearer fresh-token");
+    assert_eq!(upstream.calls("/api/token").len(), 1);
+}
+
+/// Against the real OAuth server, as with Salesforce: Junction does not know when the
+/// access token expires, so only the provider's 401 can tell. The call is answered by
+/// one refresh and one replay, with its body, and the rotated tokens are kept.
+async fn an_expired_token_the_provider_refuses_is_refreshed_and_the_call_replayed(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, crate::refresh::time_travel()).await;
+    let peer = Peer::start(PeerKind::Oidc, &[("ROTATE", "1"), ("AT_TTL", "2")]).await;
+    let instance = provision(&app, "sfdc", &Provider::peer(&peer), "").await;
+    let id = instance["id"].as_i64().unwrap();
+    let token = instance["token"].as_str().unwrap();
+    let (status, _, me) = proxy_call(&app, token, Method::GET, "/me", None).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    crate::refresh::set_token_expiry(&app, id, None).await;
+    let before = app
+        .services
+        .store
+        .get_instance_fresh(AccountId(1), InstanceId(id))
+        .await
+        .unwrap();
+    assert_eq!(before.token_expires_at, None);
+    // The provider's clock moves on; Junction's has nothing to go by.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let (status, _, echoed) = proxy_call(
+        &app,
+        token,
+        Method::POST,
+        "/echo",
+        Some(&json!({"note": "sent twice, seen once"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{echoed}");
+    assert_eq!(echoed["got"]["note"], "sent twice, seen once");
+    assert_eq!(echoed["by"], me["id"]);
+    let stats: Value = reqwest::get(format!("{}/__stats", peer.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["refreshGrants"], 1, "{stats}");
+    assert_eq!(stats["refreshFailures"], 0, "{stats}");
+    let after = app
+        .services
+        .store
+        .get_instance_fresh(AccountId(1), InstanceId(id))
+        .await
+        .unwrap();
+    assert_ne!(
+        after.config[keys::USER_TOKEN],
+        before.config[keys::USER_TOKEN]
+    );
+    assert_ne!(
+        after.config[keys::REFRESH_TOKEN],
+        before.config[keys::REFRESH_TOKEN],
+        "the rotated refresh token is stored"
+    );
+    let (status, _, _) = proxy_call(&app, token, Method::GET, "/me", None).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 async fn proxy_call_ping(

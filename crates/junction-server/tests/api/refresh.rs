@@ -73,15 +73,17 @@ async fn graph_accepts(graph: &GraphServer, token: &str) -> bool {
 
 /// Settings for tests that move a token's expiry with `set_token_expiry`: that write
 /// goes around Junction, so no in-process copy would hear of it.
-fn time_travel() -> Options {
+pub(crate) fn time_travel() -> Options {
     Options {
         cache_ttl: 0,
         ..Options::default()
     }
 }
 
-/// Moves the stored expiry of an instance's token, as time passing would.
-async fn set_token_expiry(app: &TestApp, id: i64, expires_at: i64) {
+/// Moves the stored expiry of an instance's token, as time passing would; `None` is a
+/// provider that never said when its tokens expire (Salesforce).
+pub(crate) async fn set_token_expiry(app: &TestApp, id: i64, expires_at: impl Into<Option<i64>>) {
+    let expires_at: Option<i64> = expires_at.into();
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
     sqlx::query("update instances set token_expires_at = $1 where id = $2")
