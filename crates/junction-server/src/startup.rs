@@ -1,7 +1,7 @@
 //! Building and running the server: store, migrations, first organization, listener.
 
 use crate::Config;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
@@ -29,6 +29,8 @@ pub struct App {
     services: Services,
     refresh_interval: Option<std::time::Duration>,
     pub bootstrapped: Option<Bootstrapped>,
+    /// Held while serving: see `claim_sqlite`.
+    sqlite_lock: Option<std::fs::File>,
 }
 
 /// Connects and migrates the configured database.
@@ -108,9 +110,52 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
     })
 }
 
+/// Claims a SQLite database for this process. SQLite is one server's database: a second
+/// `junction serve` on the same file would share neither its in-process copies nor its
+/// refresh single-flight, so it is refused with a pointer to PostgreSQL. The lock is
+/// the operating system's, so a killed process holds it no longer.
+fn claim_sqlite(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(db) = config.database_url.sqlite_path() else {
+        return Ok(None);
+    };
+    let mut path = db.into_os_string();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another Junction server is using {}: a SQLite database serves one process; \
+             to run several, point them all at one PostgreSQL (JUNCTION_DATABASE_URL=postgres://…)",
+            config.database_url
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let sqlite_lock = claim_sqlite(config)?;
         let store = open_store(config).await?;
+        if sqlite_lock.is_some() {
+            // This process owns the database, so a refresh lease found now was left by one
+            // that stopped mid-refresh (killed, or the machine went down). Waiting for it
+            // to expire would only delay the instance's next call.
+            let released = store.release_all_refresh_leases().await?;
+            if released > 0 {
+                tracing::warn!(
+                    released,
+                    "released refresh leases left by a Junction process that stopped mid-refresh"
+                );
+            }
+        }
         let bootstrapped = bootstrap(&store, config).await?;
         let services = services(store, config)?;
         let router = crate::http::router(services.clone())?;
@@ -123,6 +168,7 @@ impl App {
             services,
             refresh_interval: config.refresh_interval,
             bootstrapped,
+            sqlite_lock,
         })
     }
 
@@ -159,6 +205,7 @@ impl App {
             tracing::error!(error = %e, "the token refresh job failed");
         }
         store.close().await;
+        drop(self.sqlite_lock);
         served
     }
 }

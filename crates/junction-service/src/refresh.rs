@@ -34,8 +34,10 @@ const MAX_MARGIN_MS: i64 = 5 * 60 * 1000;
 const MARGIN_DIVISOR: i64 = 10;
 /// Lifetime assumed when neither the provider nor the configuration said.
 const DEFAULT_LIFETIME_MS: i64 = 3600 * 1000;
-/// A lease outlives the token request by this much, so a live holder never loses it.
-const LEASE_SLACK_MS: i64 = 30_000;
+/// A lease outlives the token request by this much, so a live holder never loses it (the
+/// database write after the answer is all that is left); a dead holder's lease frees
+/// itself this long after its request would have timed out.
+const LEASE_SLACK_MS: i64 = 10_000;
 /// How often a caller waiting for another replica's refresh looks again.
 const LEASE_POLL: Duration = Duration::from_millis(50);
 /// Backoff after the first transient failure, doubled for each further one…

@@ -74,6 +74,19 @@ impl Store {
         Ok(())
     }
 
+    /// Releases every refresh lease, whoever holds it. Only for a process that knows it
+    /// is the database's sole user (SQLite, at start): anyone else's lease is a dead
+    /// process's.
+    pub async fn release_all_refresh_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "update instances set refresh_lease_owner = null, refresh_lease_until = null \
+             where refresh_lease_owner is not null",
+        )
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Whether an unexpired lease is held on the instance (by anyone).
     pub async fn refresh_lease_held(&self, id: InstanceId, now: i64) -> Result<bool, StoreError> {
         let until: Option<Option<i64>> =

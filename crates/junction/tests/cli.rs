@@ -273,3 +273,21 @@ fn config_example_and_elements_list_explain_themselves() {
     let key = String::from_utf8(output.stdout).unwrap();
     assert_eq!(key.trim().len(), 44, "base64 of 32 bytes");
 }
+
+#[test]
+fn a_second_server_on_the_same_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve(junction(dir.path()));
+    let refused = junction(dir.path()).arg("serve").output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("another Junction server is using") && stderr.contains("PostgreSQL"),
+        "{stderr}"
+    );
+    assert_eq!(
+        get_instances(&first.addr, "User x, Organization y"),
+        401,
+        "the first server is unaffected"
+    );
+}
