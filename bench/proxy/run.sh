@@ -10,6 +10,9 @@
 #   direct   the provider itself
 #   nginx    nginx proxy_pass + Authorization header
 #   junction Junction's proxy with `Authorization: Element <token>`
+#   stack    `junction-bench bare-proxy`: axum in, reqwest out, bodies streamed, as
+#            Junction's proxy does, with none of Junction's work (no authentication, no
+#            instance, no header filtering): what the HTTP stack alone costs
 # twice: throughput with BENCH_CONNECTIONS connections, then unloaded latency with one
 # connection. Last, a BENCH_DOWNLOAD_MB download streams through Junction while its
 # resident memory is sampled. Every process started here is stopped on exit; nothing
@@ -32,6 +35,7 @@ DOWNLOAD_MB=${BENCH_DOWNLOAD_MB:-1024}
 NO_BUILD=${BENCH_NO_BUILD:-0}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
 BIN=$ROOT/target/release/junction
+BENCH_BIN=$ROOT/target/release/junction-bench
 
 for n in "$DURATION" "$CONNS" "$WARMUP" "$DOWNLOAD_MB"; do
     [[ $n =~ ^[0-9]+$ ]] || {
@@ -73,10 +77,10 @@ NGINX_BIN=$(find_nginx)
 [[ -n $NGINX_BIN ]] || die "nginx not found after installing it"
 
 if [[ $NO_BUILD == 1 ]]; then
-    [[ -x $BIN ]] || die "BENCH_NO_BUILD=1 but $BIN does not exist"
+    [[ -x $BIN && -x $BENCH_BIN ]] || die "BENCH_NO_BUILD=1 but $BIN or $BENCH_BIN does not exist"
 else
-    log "cargo build --release -p junction (a no-op when the binary is fresh)"
-    (cd "$ROOT" && cargo build --release -p junction)
+    log "cargo build --release -p junction -p junction-bench (a no-op when the binaries are fresh)"
+    (cd "$ROOT" && cargo build --release -p junction -p junction-bench)
 fi
 
 # --- temporary directory and cleanup ----------------------------------------------------
@@ -154,9 +158,11 @@ wait_ok() {
 UPORT=$(pick_port)
 PPORT=$(pick_port "$UPORT")
 JPORT=$(pick_port "$UPORT" "$PPORT")
+SPORT=$(pick_port "$UPORT" "$PPORT" "$JPORT")
 UPSTREAM=http://127.0.0.1:$UPORT
 NGINX_PROXY=http://127.0.0.1:$PPORT
 J=http://127.0.0.1:$JPORT
+STACK=http://127.0.0.1:$SPORT
 BASE_PATH=/services/data/v59.0
 VENDOR_PATH=/sobjects/Account/001
 PROVIDER_TOKEN=bench-access-$(random_hex 16)
@@ -220,6 +226,13 @@ log "starting nginx: provider on $UPORT, reference proxy on $PPORT"
 STARTED+=("$!")
 wait_ok "$UPSTREAM$BASE_PATH$VENDOR_PATH" 20 || die "nginx did not answer within 20 s"
 
+# --- the bare stack ---------------------------------------------------------------------
+
+log "starting the bare axum + reqwest proxy on $SPORT"
+"$BENCH_BIN" bare-proxy --listen "127.0.0.1:$SPORT" --upstream "$UPSTREAM" >"$TMP/stack.log" 2>&1 &
+STARTED+=("$!")
+wait_ok "$STACK$BASE_PATH$VENDOR_PATH" 20 || die "the bare proxy did not answer within 20 s"
+
 # --- Junction ---------------------------------------------------------------------------
 
 USER_SECRET=bench-user-$(random_hex 16)
@@ -275,15 +288,17 @@ run() {
 
 read -r D_RPS D_P50 D_P99 D_ERR _ < <(run "direct, throughput" "$CONNS" "$UPSTREAM$BASE_PATH$VENDOR_PATH")
 read -r N_RPS N_P50 N_P99 N_ERR _ < <(run "nginx, throughput" "$CONNS" "$NGINX_PROXY$BASE_PATH$VENDOR_PATH")
+read -r S_RPS S_P50 S_P99 S_ERR _ < <(run "bare stack, throughput" "$CONNS" "$STACK$BASE_PATH$VENDOR_PATH")
 read -r J_RPS J_P50 J_P99 J_ERR _ < <(run "junction, throughput" "$CONNS" "$JUNCTION_URL" "Authorization: Element $ELEMENT_TOKEN")
 read -r _ D1_P50 D1_P99 D1_ERR _ < <(run "direct, one connection" 1 "$UPSTREAM$BASE_PATH$VENDOR_PATH")
 read -r _ N1_P50 N1_P99 N1_ERR _ < <(run "nginx, one connection" 1 "$NGINX_PROXY$BASE_PATH$VENDOR_PATH")
+read -r _ S1_P50 S1_P99 S1_ERR _ < <(run "bare stack, one connection" 1 "$STACK$BASE_PATH$VENDOR_PATH")
 read -r _ J1_P50 J1_P99 J1_ERR _ < <(run "junction, one connection" 1 "$JUNCTION_URL" "Authorization: Element $ELEMENT_TOKEN")
 
-for v in D_RPS N_RPS J_RPS D1_P50 N1_P50 J1_P50; do
+for v in D_RPS N_RPS S_RPS J_RPS D1_P50 N1_P50 S1_P50 J1_P50; do
     [[ -n ${!v:-} ]] || die "a wrk run reported nothing ($v)"
 done
-ERRORS=$((D_ERR + N_ERR + J_ERR + D1_ERR + N1_ERR + J1_ERR))
+ERRORS=$((D_ERR + N_ERR + S_ERR + J_ERR + D1_ERR + N1_ERR + S1_ERR + J1_ERR))
 
 # --- a large download, with Junction's memory sampled -----------------------------------
 
@@ -321,6 +336,9 @@ fi
 # --- verdict ----------------------------------------------------------------------------
 
 RATIO=$(awk -v j="$J_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", j / n }')
+STACK_RATIO=$(awk -v s="$S_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", s / n }')
+J_OF_STACK=$(awk -v j="$J_RPS" -v s="$S_RPS" 'BEGIN { printf "%.2f", j / s }')
+STACK_ADDED_US=$((S1_P50 - D1_P50))
 ADDED_US=$((J1_P50 - D1_P50))
 NGINX_ADDED_US=$((N1_P50 - D1_P50))
 THROUGHPUT_VERDICT=$(awk -v r="$RATIO" 'BEGIN { print (r >= 0.8 ? "PASS" : "MISS") }')
@@ -336,10 +354,12 @@ cat <<EOF
 |---|---:|---:|---:|---:|---:|
 | direct (provider) | $D_RPS | $D_P50 | $D_P99 | $D1_P50 | $D1_P99 |
 | nginx proxy_pass + Authorization | $N_RPS | $N_P50 | $N_P99 | $N1_P50 | $N1_P99 |
+| bare axum + reqwest proxy (the stack, no Junction work) | $S_RPS | $S_P50 | $S_P99 | $S1_P50 | $S1_P99 |
 | Junction /proxy | $J_RPS | $J_P50 | $J_P99 | $J1_P50 | $J1_P99 |
 
 - Throughput: Junction / nginx = $RATIO (goal ≥ 0.80): **$THROUGHPUT_VERDICT**
-- Added median latency over direct, one connection: Junction $ADDED_US µs (goal ≤ 100 µs): **$LATENCY_VERDICT**; nginx $NGINX_ADDED_US µs
+- Added median latency over direct, one connection: Junction $ADDED_US µs (goal ≤ 100 µs): **$LATENCY_VERDICT**; nginx $NGINX_ADDED_US µs; the bare stack $STACK_ADDED_US µs
+- The bare stack / nginx = $STACK_RATIO; Junction / the bare stack = $J_OF_STACK (what Junction's own work costs)
 - wrk errors (connect, read, write, timeout, non-2xx): $ERRORS
 - Download: $DOWNLOAD_LINE${MEMORY_VERDICT:+ (goal ≤ 64 MiB growth): **$MEMORY_VERDICT**}
 EOF

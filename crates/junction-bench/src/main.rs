@@ -1,7 +1,9 @@
 //! Load drivers for `bench/instances.sh`: seed an account with N instances straight
 //! through the store (the same code and encryption Junction uses), then walk
 //! `GET /instances?pageSize=…` page by page over HTTP and time every page, and time
-//! `GET /instances/{id}` for random ids.
+//! `GET /instances/{id}` for random ids. For `bench/proxy/run.sh`, `bare-proxy` is the
+//! HTTP stack Junction's proxy is built on (axum in, reqwest out, bodies streamed) with
+//! none of Junction's own work, to tell the stack's cost from Junction's.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -42,6 +44,15 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         gets: usize,
     },
+    /// Forward every request to UPSTREAM with a fixed Authorization header, streaming
+    /// both ways: axum and reqwest as Junction uses them, and nothing else.
+    BareProxy {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// e.g. http://127.0.0.1:8081
+        #[arg(long)]
+        upstream: String,
+    },
 }
 
 #[tokio::main]
@@ -58,7 +69,59 @@ async fn main() -> anyhow::Result<()> {
             page_size,
             gets,
         } => walk(&api, &authorization, page_size, gets).await,
+        Command::BareProxy { listen, upstream } => bare_proxy(listen, upstream).await,
     }
+}
+
+async fn bare_proxy(listen: std::net::SocketAddr, upstream: String) -> anyhow::Result<()> {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::response::Response;
+    #[derive(Clone)]
+    struct Upstream {
+        client: reqwest::Client,
+        base: Arc<str>,
+    }
+    async fn forward(State(up): State<Upstream>, request: Request) -> Response {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        // Held in memory as Junction holds small bodies (so a call can be replayed).
+        let Ok(body) = axum::body::to_bytes(body, 1024 * 1024).await else {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+            return response;
+        };
+        let sent = up
+            .client
+            .request(parts.method, format!("{}{path}", up.base))
+            .header("authorization", "Bearer bench-provider-token")
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(answer) => {
+                let (head, body) = axum::http::Response::<reqwest::Body>::from(answer).into_parts();
+                Response::from_parts(head, Body::new(body))
+            }
+            Err(_) => {
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = axum::http::StatusCode::BAD_GATEWAY;
+                response
+            }
+        }
+    }
+    let state = Upstream {
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?,
+        base: upstream.trim_end_matches('/').into(),
+    };
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
 }
 
 async fn seed(database_url: &str, key: &str, count: usize) -> anyhow::Result<()> {
