@@ -23,6 +23,7 @@
 #   BENCH_CONNECTIONS   wrk connections for the throughput runs (default 16)
 #   BENCH_WARMUP        seconds of unrecorded warm-up before each run (default 2)
 #   BENCH_DOWNLOAD_MB   size of the streamed download, MiB (default 1024, 0 = skip)
+#   BENCH_STACK_ARGS    extra arguments for `junction-bench bare-proxy` (e.g. --read-timeout 30)
 #   BENCH_NO_BUILD      1 = use the existing target/release/junction without cargo
 #   BENCH_KEEP_TMP      1 = keep the temporary directory (logs, database, configs)
 set -euo pipefail
@@ -229,7 +230,8 @@ wait_ok "$UPSTREAM$BASE_PATH$VENDOR_PATH" 20 || die "nginx did not answer within
 # --- the bare stack ---------------------------------------------------------------------
 
 log "starting the bare axum + reqwest proxy on $SPORT"
-"$BENCH_BIN" bare-proxy --listen "127.0.0.1:$SPORT" --upstream "$UPSTREAM" >"$TMP/stack.log" 2>&1 &
+# shellcheck disable=SC2086 # the extra arguments are words on purpose
+"$BENCH_BIN" bare-proxy --listen "127.0.0.1:$SPORT" --upstream "$UPSTREAM" ${BENCH_STACK_ARGS:-} >"$TMP/stack.log" 2>&1 &
 STARTED+=("$!")
 wait_ok "$STACK$BASE_PATH$VENDOR_PATH" 20 || die "the bare proxy did not answer within 20 s"
 

@@ -52,6 +52,9 @@ enum Command {
         /// e.g. http://127.0.0.1:8081
         #[arg(long)]
         upstream: String,
+        /// Give the client Junction's read timeout (seconds), to measure what it costs.
+        #[arg(long)]
+        read_timeout: Option<u64>,
     },
 }
 
@@ -69,11 +72,19 @@ async fn main() -> anyhow::Result<()> {
             page_size,
             gets,
         } => walk(&api, &authorization, page_size, gets).await,
-        Command::BareProxy { listen, upstream } => bare_proxy(listen, upstream).await,
+        Command::BareProxy {
+            listen,
+            upstream,
+            read_timeout,
+        } => bare_proxy(listen, upstream, read_timeout).await,
     }
 }
 
-async fn bare_proxy(listen: std::net::SocketAddr, upstream: String) -> anyhow::Result<()> {
+async fn bare_proxy(
+    listen: std::net::SocketAddr,
+    upstream: String,
+    read_timeout: Option<u64>,
+) -> anyhow::Result<()> {
     use axum::body::Body;
     use axum::extract::{Request, State};
     use axum::response::Response;
@@ -110,10 +121,12 @@ async fn bare_proxy(listen: std::net::SocketAddr, upstream: String) -> anyhow::R
             }
         }
     }
+    let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(seconds) = read_timeout {
+        client = client.read_timeout(Duration::from_secs(seconds));
+    }
     let state = Upstream {
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?,
+        client: client.build()?,
         base: upstream.trim_end_matches('/').into(),
     };
     let app = axum::Router::new()

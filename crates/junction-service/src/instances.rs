@@ -548,9 +548,19 @@ impl Services {
         caller: &Caller,
         id: i64,
     ) -> Result<InstanceRecord, ServiceError> {
+        self.owned_instance_shared(caller, id)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    pub(crate) async fn owned_instance_shared(
+        &self,
+        caller: &Caller,
+        id: i64,
+    ) -> Result<Arc<InstanceRecord>, ServiceError> {
         self.check_instance_scope(caller, id)?;
         self.store
-            .get_instance(caller.account_id(), InstanceId(id))
+            .get_instance_shared(caller.account_id(), InstanceId(id))
             .await
             .map_err(|e| not_found_as(e, id))
     }

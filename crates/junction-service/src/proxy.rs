@@ -53,7 +53,7 @@ pub struct PingView {
 
 /// The instance a provider call is made for.
 struct Target {
-    record: InstanceRecord,
+    record: Arc<InstanceRecord>,
     element: Arc<ElementDefinition>,
     base_url: String,
 }
@@ -180,7 +180,7 @@ impl Services {
         let id = caller.only_instance().ok_or_else(|| {
             unauthorized("this call acts as an instance: send 'Authorization: Element <token>'")
         })?;
-        let record = self.owned_instance(caller, id.0).await?;
+        let record = self.owned_instance_shared(caller, id.0).await?;
         if record.disabled {
             return Err(ServiceError::Forbidden(
                 "this instance is disabled".to_owned(),

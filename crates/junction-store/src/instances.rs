@@ -266,19 +266,30 @@ impl Store {
         account: AccountId,
         id: InstanceId,
     ) -> Result<InstanceRecord, StoreError> {
+        self.get_instance_shared(account, id)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// `get_instance` without copying the record, for the paths every proxied call takes.
+    pub async fn get_instance_shared(
+        &self,
+        account: AccountId,
+        id: InstanceId,
+    ) -> Result<Arc<InstanceRecord>, StoreError> {
         if let Some(record) = self.cache().instance(id.0) {
             return if record.account_id == account {
-                Ok((*record).clone())
+                Ok(record)
             } else {
                 Err(StoreError::NotFound)
             };
         }
         let ticket = self.cache().ticket();
-        let record = self.get_instance_fresh(account, id).await?;
+        let record = Arc::new(self.get_instance_fresh(account, id).await?);
         if let Some(ticket) = ticket {
             let hash = self.keyring().lookup_hash(record.token.expose());
             self.cache()
-                .keep_instance(ticket, Arc::new(record.clone()), hash);
+                .keep_instance(ticket, Arc::clone(&record), hash);
         }
         Ok(record)
     }
