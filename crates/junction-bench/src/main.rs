@@ -30,6 +30,26 @@ enum Command {
         encryption_key: String,
         #[arg(long)]
         count: usize,
+        /// Give every instance a refresh token renewed at this token endpoint.
+        #[arg(long)]
+        token_url: Option<String>,
+        /// Store every access token as already expired, so all are due at once.
+        #[arg(long, requires = "token_url")]
+        due: bool,
+    },
+    /// Wait until none of the database's instances is due for a refresh, and print the
+    /// seconds from the first renewal seen to that moment, and how many were renewed.
+    WaitRefreshed {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        encryption_key: String,
+        /// The instances due at the start.
+        #[arg(long)]
+        count: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
     },
     /// Walk every page of GET /instances and print latency percentiles as JSON.
     Walk {
@@ -65,7 +85,24 @@ async fn main() -> anyhow::Result<()> {
             database_url,
             encryption_key,
             count,
-        } => seed(&database_url, &encryption_key, count).await,
+            token_url,
+            due,
+        } => {
+            seed(
+                &database_url,
+                &encryption_key,
+                count,
+                token_url.as_deref(),
+                due,
+            )
+            .await
+        }
+        Command::WaitRefreshed {
+            database_url,
+            encryption_key,
+            count,
+            timeout,
+        } => wait_refreshed(&database_url, &encryption_key, count, timeout).await,
         Command::Walk {
             api,
             authorization,
@@ -129,20 +166,70 @@ async fn bare_proxy(
         client: client.build()?,
         base: upstream.trim_end_matches('/').into(),
     };
-    let app = axum::Router::new()
-        .fallback(forward)
-        .with_state(state);
+    let app = axum::Router::new().fallback(forward).with_state(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(listener, app).await?;
     Ok(())
 }
 
-async fn seed(database_url: &str, key: &str, count: usize) -> anyhow::Result<()> {
+async fn open(database_url: &str, key: &str) -> anyhow::Result<Store> {
     let url = DatabaseUrl::parse(database_url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let keyring = Keyring::parse(&Secret::new(key)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = Store::connect(&url, Arc::new(keyring)).await?;
     store.migrate().await?;
-    let public: ConfigMap = [
+    Ok(store)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+async fn wait_refreshed(
+    database_url: &str,
+    key: &str,
+    count: usize,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let store = open(database_url, key).await?;
+    let started = Instant::now();
+    let mut first_renewal: Option<Instant> = None;
+    loop {
+        // Due now or within the sweep's five-minute margin, as Junction counts them.
+        let now = now_ms();
+        let due = store
+            .instances_due_for_refresh(now, now + 5 * 60 * 1000, None, i64::MAX / 2)
+            .await?
+            .len();
+        if due < count && first_renewal.is_none() {
+            first_renewal = Some(Instant::now());
+        }
+        if due == 0 {
+            let seconds = first_renewal.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            println!("{seconds:.2} {count}");
+            store.close().await;
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(timeout) {
+            println!("{:.2} {}", timeout, count - due);
+            store.close().await;
+            bail!("{due} of {count} instances were still due after {timeout} s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn seed(
+    database_url: &str,
+    key: &str,
+    count: usize,
+    token_url: Option<&str>,
+    due: bool,
+) -> anyhow::Result<()> {
+    let store = open(database_url, key).await?;
+    let mut public: ConfigMap = [
         (
             "base.url".to_owned(),
             Some("https://login.salesforce.com".to_owned()),
@@ -157,7 +244,7 @@ async fn seed(database_url: &str, key: &str, count: usize) -> anyhow::Result<()>
         ),
     ]
     .into();
-    let secrets: ConfigMap = [
+    let mut secrets: ConfigMap = [
         ("oauth.api.key".to_owned(), Some("client".to_owned())),
         (
             "oauth.api.secret".to_owned(),
@@ -169,6 +256,14 @@ async fn seed(database_url: &str, key: &str, count: usize) -> anyhow::Result<()>
         ),
     ]
     .into();
+    if let Some(token_url) = token_url {
+        public.insert("oauth.token.url".to_owned(), Some(token_url.to_owned()));
+        secrets.insert(
+            "oauth.user.refresh_token".to_owned(),
+            Some("rt-seed".to_owned()),
+        );
+    }
+    let token_expires_at = due.then(now_ms);
     let started = Instant::now();
     // A few concurrent writers, as several API callers would be.
     let mut tasks = Vec::new();
@@ -194,7 +289,7 @@ async fn seed(database_url: &str, key: &str, count: usize) -> anyhow::Result<()>
                         secrets: &secrets,
                         tags: &tags,
                         external_authentication: "initial",
-                        token_expires_at: None,
+                        token_expires_at,
                         now: 0,
                     })
                     .await?;

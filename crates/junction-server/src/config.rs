@@ -52,6 +52,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Seconds between sweeps that renew provider tokens about to expire; 0 turns the sweep off (tokens are still renewed when a call needs them).",
     ),
     (
+        "JUNCTION_REFRESH_CONCURRENCY",
+        "16",
+        "Token refreshes a sweep runs at once (each is one call to a provider's token endpoint).",
+    ),
+    (
         "JUNCTION_CACHE_TTL",
         "30",
         "Seconds an in-process copy of an instance or user may serve calls. Copies are dropped on every write, by every replica (PostgreSQL LISTEN/NOTIFY); this bounds only what a silently lost notification could leave. 0 turns the copies off.",
@@ -105,6 +110,9 @@ pub struct Settings {
     /// Seconds between token refresh sweeps; 0 disables them.
     #[arg(long, env = "JUNCTION_REFRESH_INTERVAL", default_value = "60")]
     pub refresh_interval: u64,
+    /// Token refreshes a sweep runs at once.
+    #[arg(long, env = "JUNCTION_REFRESH_CONCURRENCY", default_value = "16")]
+    pub refresh_concurrency: usize,
     /// Seconds an in-process copy of an instance or user may serve calls; 0 disables.
     #[arg(long, env = "JUNCTION_CACHE_TTL", default_value = "30")]
     pub cache_ttl: u64,
@@ -133,6 +141,7 @@ pub struct Config {
     pub outbound_timeout: std::time::Duration,
     /// Time between token refresh sweeps; `None`: no sweeps.
     pub refresh_interval: Option<std::time::Duration>,
+    pub refresh_concurrency: usize,
     pub cache: CacheSettings,
 }
 
@@ -185,6 +194,10 @@ impl Config {
             refresh_interval: match s.refresh_interval {
                 0 => None,
                 secs => Some(std::time::Duration::from_secs(secs)),
+            },
+            refresh_concurrency: match s.refresh_concurrency {
+                0 => bail!("JUNCTION_REFRESH_CONCURRENCY must be at least 1"),
+                n => n,
             },
             cache: CacheSettings {
                 ttl: std::time::Duration::from_secs(s.cache_ttl),
@@ -272,6 +285,7 @@ mod tests {
             outbound_allow_private: false,
             outbound_timeout: 30,
             refresh_interval: 60,
+            refresh_concurrency: 16,
             cache_ttl: 30,
             cache_capacity: 10_000,
         }

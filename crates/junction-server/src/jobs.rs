@@ -6,14 +6,18 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Refreshes running at once in one sweep; bounded so a sweep cannot flood providers or
-/// exhaust the database pool.
-pub const SWEEP_CONCURRENCY: usize = 4;
+/// Refreshes running at once in one sweep, unless `JUNCTION_REFRESH_CONCURRENCY` says
+/// otherwise; bounded so a sweep cannot flood providers or exhaust the database pool.
+pub const SWEEP_CONCURRENCY: usize = 16;
 
 /// One sweep: renews every instance whose token expires before the next sweep (plus its
 /// margin). Failures are logged per instance and never end the job.
 pub async fn run_once(services: &Services, interval: Duration) -> SweepReport {
-    match services.refresh_expiring(interval, SWEEP_CONCURRENCY).await {
+    sweep(services, interval, SWEEP_CONCURRENCY).await
+}
+
+async fn sweep(services: &Services, interval: Duration, concurrency: usize) -> SweepReport {
+    match services.refresh_expiring(interval, concurrency).await {
         Ok(report) => {
             if report.due > 0 {
                 tracing::info!(
@@ -38,11 +42,13 @@ pub async fn run_once(services: &Services, interval: Duration) -> SweepReport {
 pub fn spawn_refresh_job(
     services: Services,
     interval: Duration,
+    concurrency: usize,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         tracing::info!(
             interval_s = interval.as_secs(),
+            concurrency,
             "token refresh sweeps started"
         );
         loop {
@@ -53,7 +59,7 @@ pub fn spawn_refresh_job(
                     }
                 }
                 () = tokio::time::sleep(interval) => {
-                    run_once(&services, interval).await;
+                    sweep(&services, interval, concurrency).await;
                 }
             }
         }

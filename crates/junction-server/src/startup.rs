@@ -28,6 +28,7 @@ pub struct App {
     router: axum::Router,
     services: Services,
     refresh_interval: Option<std::time::Duration>,
+    refresh_concurrency: usize,
     pub bootstrapped: Option<Bootstrapped>,
     /// Held while serving: see `claim_sqlite`.
     sqlite_lock: Option<std::fs::File>,
@@ -167,6 +168,7 @@ impl App {
             router,
             services,
             refresh_interval: config.refresh_interval,
+            refresh_concurrency: config.refresh_concurrency,
             bootstrapped,
             sqlite_lock,
         })
@@ -189,7 +191,12 @@ impl App {
         let store = self.services.store.clone();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let job = self.refresh_interval.map(|interval| {
-            crate::jobs::spawn_refresh_job(self.services.clone(), interval, stop_rx)
+            crate::jobs::spawn_refresh_job(
+                self.services.clone(),
+                interval,
+                self.refresh_concurrency,
+                stop_rx,
+            )
         });
         let shutdown = async move {
             shutdown.await;

@@ -44,7 +44,7 @@ const LEASE_POLL: Duration = Duration::from_millis(50);
 const BASE_BACKOFF_MS: i64 = 30_000;
 /// …up to this.
 const MAX_BACKOFF_MS: i64 = 3600 * 1000;
-/// Instances one sweep looks at; the next sweep takes the rest.
+/// Instances a sweep reads (and refreshes) at a time; it goes on until none is due.
 const SWEEP_BATCH: i64 = 500;
 
 /// Single-flight of refreshes in this process, and this process's lease owner name.
@@ -253,8 +253,9 @@ impl Services {
     }
 
     /// One sweep of the background job: renews every valid instance whose token expires
-    /// before the next sweep (`ahead`) plus its margin, `concurrency` at a time. One
-    /// instance's failure is logged with its id and does not stop the others.
+    /// before the next sweep (`ahead`) plus its margin, `concurrency` at a time, in
+    /// batches until none is left. One instance's failure is logged with its id and does
+    /// not stop the others.
     pub async fn refresh_expiring(
         &self,
         ahead: Duration,
@@ -262,44 +263,55 @@ impl Services {
     ) -> Result<SweepReport, ServiceError> {
         let now = now_ms();
         let ahead_ms = i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX / 4);
-        let candidates = self
-            .store
-            .instances_due_for_refresh(now, now + ahead_ms + MAX_MARGIN_MS, SWEEP_BATCH)
-            .await?;
         let mut report = SweepReport::default();
         let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-        let mut tasks = tokio::task::JoinSet::new();
-        for candidate in candidates {
-            let services = self.clone();
-            let permits = Arc::clone(&permits);
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let result = services
-                    .refresh_instance(
-                        candidate.account_id,
-                        candidate.id,
-                        Need::Expiring { ahead_ms },
-                    )
-                    .await;
-                (candidate.id, result)
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((_, Ok(Outcome::Renewed(_)))) => {
-                    report.due += 1;
-                    report.refreshed += 1;
+        let mut after = None;
+        loop {
+            let batch = self
+                .store
+                .instances_due_for_refresh(now, now + ahead_ms + MAX_MARGIN_MS, after, SWEEP_BATCH)
+                .await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = Some((last.expires_at, last.id));
+            let full = batch.len() as i64 == SWEEP_BATCH;
+            let mut tasks = tokio::task::JoinSet::new();
+            for candidate in batch {
+                let services = self.clone();
+                let permits = Arc::clone(&permits);
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let result = services
+                        .refresh_instance(
+                            candidate.account_id,
+                            candidate.id,
+                            Need::Expiring { ahead_ms },
+                        )
+                        .await;
+                    (candidate.id, result)
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok((_, Ok(Outcome::Renewed(_)))) => {
+                        report.due += 1;
+                        report.refreshed += 1;
+                    }
+                    Ok((_, Ok(Outcome::Current(_)))) => {}
+                    Ok((id, Err(e))) => {
+                        report.due += 1;
+                        report.failed += 1;
+                        tracing::warn!(instance_id = %id, error = %e, "background refresh failed");
+                    }
+                    Err(e) => {
+                        report.failed += 1;
+                        tracing::error!(error = %e, "background refresh task failed");
+                    }
                 }
-                Ok((_, Ok(Outcome::Current(_)))) => {}
-                Ok((id, Err(e))) => {
-                    report.due += 1;
-                    report.failed += 1;
-                    tracing::warn!(instance_id = %id, error = %e, "background refresh failed");
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    tracing::error!(error = %e, "background refresh task failed");
-                }
+            }
+            if !full {
+                break;
             }
         }
         Ok(report)

@@ -32,6 +32,8 @@ pub struct RefreshedCredentials<'a> {
 pub struct RefreshCandidate {
     pub account_id: AccountId,
     pub id: InstanceId,
+    /// When its token expires (epoch ms); with `id`, where the next batch starts.
+    pub expires_at: i64,
 }
 
 impl Store {
@@ -255,22 +257,28 @@ impl Store {
     }
 
     /// Valid instances whose token expires before `before`, that are neither backing off
-    /// nor leased, soonest first.
+    /// nor leased, soonest first, `limit` at a time: pass the last one of a batch as
+    /// `after` to get the next.
     pub async fn instances_due_for_refresh(
         &self,
         now: i64,
         before: i64,
+        after: Option<(i64, InstanceId)>,
         limit: i64,
     ) -> Result<Vec<RefreshCandidate>, StoreError> {
+        let (after_expiry, after_id) = after.map_or((i64::MIN, 0), |(at, id)| (at, id.0));
         let rows = sqlx::query(
-            "select account_id, id from instances \
+            "select account_id, id, token_expires_at from instances \
              where valid = 1 and token_expires_at is not null and token_expires_at < $1 \
              and (refresh_retry_at is null or refresh_retry_at <= $2) \
              and (refresh_lease_until is null or refresh_lease_until < $2) \
-             order by token_expires_at limit $3",
+             and (token_expires_at > $3 or (token_expires_at = $3 and id > $4)) \
+             order by token_expires_at, id limit $5",
         )
         .bind(before)
         .bind(now)
+        .bind(after_expiry)
+        .bind(after_id)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
@@ -279,6 +287,7 @@ impl Store {
                 Ok(RefreshCandidate {
                     account_id: AccountId(row.try_get("account_id")?),
                     id: InstanceId(row.try_get("id")?),
+                    expires_at: row.try_get("token_expires_at")?,
                 })
             })
             .collect()

@@ -95,6 +95,7 @@ impl TestApp {
             outbound_timeout: options.outbound_timeout,
             // Tests drive sweeps themselves (see refresh.rs), so counts stay exact.
             refresh_interval: 0,
+            refresh_concurrency: 16,
             cache_ttl: options.cache_ttl,
             cache_capacity: 10_000,
         })

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Refresh throughput: N instances whose access tokens are all due at once, renewed by
+# Junction's background sweep, against the token endpoint's own rate.
+#
+#   bash bench/refresh.sh
+#
+# The token endpoint is nginx answering every POST with a fresh-looking token response
+# (a new access token, a rotated refresh token, expires_in 3600), so the endpoint costs
+# as little as an endpoint can. For each count in BENCH_COUNTS, a fresh SQLite database
+# is seeded (`junction-bench seed --due`: real instances through Junction's store, each
+# with a refresh token and its token already expired), `junction serve` starts with
+# JUNCTION_REFRESH_INTERVAL=1, and `junction-bench wait-refreshed` watches the database
+# until no instance is due any more. The ceiling is wrk POSTing the same refresh_token
+# grant straight to the endpoint. Everything started here is stopped on exit.
+#
+# Environment:
+#   BENCH_COUNTS        instance counts, space-separated (default "1000 10000")
+#   BENCH_CONCURRENCY   JUNCTION_REFRESH_CONCURRENCY for the run (default: Junction's)
+#   BENCH_NO_BUILD      1 = use the existing release binaries without cargo
+#   BENCH_KEEP_TMP      1 = keep the temporary directory
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+COUNTS=${BENCH_COUNTS:-1000 10000}
+CONCURRENCY=${BENCH_CONCURRENCY:-}
+NO_BUILD=${BENCH_NO_BUILD:-0}
+KEEP_TMP=${BENCH_KEEP_TMP:-0}
+BIN=$ROOT/target/release/junction
+BENCH_BIN=$ROOT/target/release/junction-bench
+KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+
+log() { printf '[bench/refresh] %s\n' "$*" >&2; }
+die() {
+    printf '[bench/refresh] error: %s\n' "$*" >&2
+    exit 1
+}
+
+for n in $COUNTS; do
+    [[ $n =~ ^[0-9]+$ ]] && ((n > 0)) || die "BENCH_COUNTS must be positive whole numbers"
+done
+
+find_nginx() { command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true; }
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+[[ -n $(find_nginx) ]] || missing+=(nginx)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]} > 0)); then
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+    sudo=()
+    (($(id -u) != 0)) && sudo=(sudo)
+    log "installing ${missing[*]} with apt-get"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+NGINX_BIN=$(find_nginx)
+
+if [[ $NO_BUILD == 1 ]]; then
+    [[ -x $BIN && -x $BENCH_BIN ]] || die "BENCH_NO_BUILD=1 but the release binaries do not exist"
+else
+    log "cargo build --release -p junction -p junction-bench (a no-op when fresh)"
+    (cd "$ROOT" && cargo build --release -p junction -p junction-bench)
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench-refresh.XXXXXX")
+STARTED=()
+cleanup() {
+    local rc=$? pid kids kid
+    trap - EXIT INT TERM
+    for pid in "${STARTED[@]}"; do
+        kids=""
+        [[ -r /proc/$pid/task/$pid/children ]] && kids=$(cat "/proc/$pid/task/$pid/children")
+        kill -TERM "$pid" 2>/dev/null || true
+        for kid in $kids; do kill -TERM "$kid" 2>/dev/null || true; done
+    done
+    wait 2>/dev/null || true
+    if ((rc != 0)) || [[ $KEEP_TMP == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 30000))
+        [[ " $* " == *" $p "* ]] && continue
+        port_in_use "$p" || {
+            echo "$p"
+            return 0
+        }
+    done
+    die "no free loopback port found"
+}
+wait_ok() {
+    local url=$1 i
+    for ((i = 0; i < 600; i++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# --- the token endpoint -------------------------------------------------------------------
+
+TPORT=$(pick_port)
+TOKEN_URL=http://127.0.0.1:$TPORT/token
+mkdir -p "$TMP/nginx/tmp"
+NGINX_USER=""
+(($(id -u) == 0)) && NGINX_USER="user root;"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+$NGINX_USER
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/tmp/body;
+    proxy_temp_path $TMP/nginx/tmp/proxy;
+    fastcgi_temp_path $TMP/nginx/tmp/fastcgi;
+    uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
+    scgi_temp_path $TMP/nginx/tmp/scgi;
+    keepalive_requests 100000000;
+    server {
+        listen 127.0.0.1:$TPORT;
+        location = /token {
+            default_type application/json;
+            return 200 '{"access_token":"at-\$request_id","refresh_token":"rt-\$request_id","token_type":"Bearer","expires_in":3600}';
+        }
+    }
+}
+EOF
+NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf")
+"$NGINX_BIN" -h 2>&1 | grep -q -- '-e filename' && NGINX_ARGS+=(-e "$TMP/nginx/error.log")
+"$NGINX_BIN" "${NGINX_ARGS[@]}" &
+STARTED+=("$!")
+for ((i = 0; i < 100; i++)); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' -X POST --max-time 1 "$TOKEN_URL" || true) == 200 ]] && break
+    sleep 0.1
+done
+
+# --- the ceiling: the endpoint's own rate for the same grant --------------------------------
+
+cat >"$TMP/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = "grant_type=refresh_token&refresh_token=rt-seed&client_id=client&client_secret=client-secret"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %.1f\n", summary.requests / (summary.duration / 1e6)))
+end
+EOF
+log "ceiling: wrk -t1 -c16 -d5s POSTing refresh_token grants to the endpoint"
+CEILING=$(wrk -t1 -c16 -d5s -s "$TMP/post.lua" "$TOKEN_URL" | awk '$1 == "RESULT" { print $2 }')
+[[ -n $CEILING ]] || die "wrk reported nothing for the token endpoint"
+
+# --- Junction, once per count ---------------------------------------------------------------
+
+ROWS=""
+for N in $COUNTS; do
+    DB=$TMP/refresh-$N.db
+    log "seeding $N instances, all due"
+    "$BENCH_BIN" seed --database-url "$DB" --encryption-key "$KEY" --count "$N" --token-url "$TOKEN_URL" --due
+    JPORT=$(pick_port "$TPORT")
+    log "starting Junction (sweep every 1 s${CONCURRENCY:+, concurrency $CONCURRENCY})"
+    env JUNCTION_DATABASE_URL="$DB" JUNCTION_ENCRYPTION_KEY="$KEY" \
+        JUNCTION_LISTEN="127.0.0.1:$JPORT" JUNCTION_OUTBOUND_ALLOW_PRIVATE=true \
+        JUNCTION_REFRESH_INTERVAL=1 JUNCTION_LOG=info \
+        ${CONCURRENCY:+JUNCTION_REFRESH_CONCURRENCY=$CONCURRENCY} \
+        "$BIN" serve >"$TMP/junction-$N.log" 2>&1 &
+    JPID=$!
+    STARTED+=("$JPID")
+    wait_ok "http://127.0.0.1:$JPORT/health" || die "Junction did not start"
+    # Seconds from the first renewal seen to none left due, and the instances renewed.
+    read -r SECS RENEWED < <("$BENCH_BIN" wait-refreshed --database-url "$DB" --encryption-key "$KEY" --count "$N" --timeout 900)
+    kill -TERM "$JPID"
+    wait "$JPID" 2>/dev/null || true
+    ((RENEWED == N)) || die "only $RENEWED of $N instances were renewed"
+    FAILED=$(grep -c "background refresh failed" "$TMP/junction-$N.log" || true)
+    RATE=$(awk -v n="$N" -v s="$SECS" 'BEGIN { printf "%.0f", n / s }')
+    RATIO=$(awk -v r="$RATE" -v c="$CEILING" 'BEGIN { printf "%.3f", r / c }')
+    ROWS+="| $N | $SECS s | $RATE refreshes/s | $RATIO | $FAILED |"$'\n'
+done
+
+cat <<EOF
+
+## Refresh throughput, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, SQLite
+
+\`bash bench/refresh.sh\` (BENCH_COUNTS="$COUNTS"${CONCURRENCY:+, BENCH_CONCURRENCY=$CONCURRENCY}); the token endpoint alone answers $CEILING refresh_token grants/s (wrk -t1 -c16).
+
+| instances due at once | first renewal → none due | Junction's rate | ratio to the endpoint | failed |
+|---:|---:|---:|---:|---:|
+$ROWS
+EOF
