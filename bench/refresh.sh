@@ -161,6 +161,17 @@ CEILING=$(wrk -t1 -c16 -d5s -s "$TMP/post.lua" "$TOKEN_URL" | awk '$1 == "RESULT
 ROWS=""
 for N in $COUNTS; do
     DB=$TMP/refresh-$N.db
+    # A first start creates the organization and account the instances belong to.
+    JPORT=$(pick_port "$TPORT")
+    env JUNCTION_DATABASE_URL="$DB" JUNCTION_ENCRYPTION_KEY="$KEY" \
+        JUNCTION_LISTEN="127.0.0.1:$JPORT" JUNCTION_REFRESH_INTERVAL=0 JUNCTION_LOG=warn \
+        JUNCTION_BOOTSTRAP_USER_SECRET=bench-user-0123456789abcdef \
+        JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=bench-org-0123456789abcdef \
+        "$BIN" serve >"$TMP/bootstrap-$N.log" 2>&1 &
+    JPID=$!
+    wait_ok "http://127.0.0.1:$JPORT/health" || die "Junction did not start"
+    kill -TERM "$JPID"
+    wait "$JPID" 2>/dev/null || true
     log "seeding $N instances, all due"
     "$BENCH_BIN" seed --database-url "$DB" --encryption-key "$KEY" --count "$N" --token-url "$TOKEN_URL" --due
     JPORT=$(pick_port "$TPORT")

@@ -2,12 +2,13 @@
 //! served at `/elements/api-v2/openapi.json` with an offline Swagger UI at `/docs`.
 
 use super::error::ApiErrorBody;
-use super::{accounts, elements, instances};
+use super::{accounts, elements, instances, proxy};
 use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
     AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementRef, InstanceBody,
-    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, ProviderData, UserBody, UserView,
+    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, PingView, ProviderData, UserBody,
+    UserView,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -17,7 +18,8 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "Junction",
         description = "A self-hosted integration hub speaking the Cloud Elements API v2: an element \
-            catalog, two-step OAuth provisioning of instances, and the instance lifecycle. \
+            catalog, two-step OAuth provisioning of instances, the instance lifecycle, and calls to \
+            the provider through an instance. \
             Authenticate platform calls with `Authorization: User <secret>, Organization <secret>`; \
             calls about one instance may use `Authorization: Element <token>`."
     ),
@@ -62,6 +64,8 @@ use utoipa::{Modify, OpenApi};
         accounts::create_user,
         accounts::show_user,
         accounts::remove_user,
+        proxy::proxy,
+        proxy::ping,
     ),
     components(schemas(
         ApiErrorBody,
@@ -83,12 +87,14 @@ use utoipa::{Modify, OpenApi};
         UserBody,
         AccountUserView,
         NewUserView,
+        PingView,
     )),
     modifiers(&Security),
     tags(
         (name = "elements", description = "The element catalog and step 1 of provisioning"),
         (name = "instances", description = "Step 2 of provisioning and the instance lifecycle"),
         (name = "accounts", description = "Accounts and users, for organization administrators"),
+        (name = "hubs", description = "Calls to an instance's provider, authenticated by its Element token"),
     )
 )]
 pub struct ApiDoc;

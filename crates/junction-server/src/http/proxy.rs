@@ -2,7 +2,7 @@
 //! `GET /hubs/{hub}/ping`. Both act as one instance, so they need its Element token.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorBody};
 use super::extract::note_instance;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -41,6 +41,27 @@ impl FromRequestParts<AppState> for InstanceAuth {
     }
 }
 
+/// A passthrough call: everything after `/proxy` is appended to the instance's
+/// `base.url`, with the query, body and safe headers; the instance's credential is added
+/// the way its element says; the provider's status, headers (minus hop-by-hop ones) and
+/// body come back as they are. A provider 401 is answered by one refresh and one replay
+/// (bodies up to 1 MiB); idempotent calls wait out a short `Retry-After`.
+#[utoipa::path(
+    method(get, post, put, patch, delete),
+    path = "/proxy/{vendor_path}",
+    tag = "hubs",
+    summary = "Call the instance's provider",
+    params(("vendor_path" = String, Path, description = "The provider path after the instance's base.url, e.g. `sobjects/Account`")),
+    responses(
+        (status = "default", description = "The provider's answer, passed through"),
+        (status = 400, body = ApiErrorBody, description = "`invalid_path`, or `reauthorization_required` when the instance's grant is gone"),
+        (status = 401, body = ApiErrorBody, description = "No Element token, or one that names no instance"),
+        (status = 403, body = ApiErrorBody, description = "The instance is disabled"),
+        (status = 502, body = ApiErrorBody, description = "The provider could not be reached"),
+        (status = 504, body = ApiErrorBody, description = "The provider did not answer in time"),
+    ),
+    security(("authorization" = [])),
+)]
 async fn proxy(
     State(state): State<AppState>,
     InstanceAuth(caller): InstanceAuth,
@@ -76,6 +97,23 @@ async fn proxy(
     Ok(response)
 }
 
+/// A cheap authenticated call to the instance's provider, declared by its element.
+#[utoipa::path(
+    get,
+    path = "/hubs/{hub}/ping",
+    tag = "hubs",
+    summary = "Check that the provider accepts the instance's credentials",
+    params(("hub" = String, Path, description = "Any hub name: the Element token decides the instance")),
+    responses(
+        (status = 200, body = PingView),
+        (status = 400, body = ApiErrorBody, description = "`ping_not_supported`, `reauthorization_required`, or the provider's refusal"),
+        (status = 401, body = ApiErrorBody),
+        (status = 403, body = ApiErrorBody),
+        (status = 502, body = ApiErrorBody),
+        (status = 504, body = ApiErrorBody),
+    ),
+    security(("authorization" = [])),
+)]
 async fn ping(
     State(state): State<AppState>,
     InstanceAuth(caller): InstanceAuth,
