@@ -8,10 +8,32 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// JSON serialized once and written out as is wherever it appears again: an element's
+/// summary repeats in every instance of a listing page.
+#[derive(Debug, Clone)]
+pub struct SharedJson(std::sync::Arc<serde_json::value::RawValue>);
+
+impl SharedJson {
+    fn of(value: &impl Serialize) -> Self {
+        let raw = serde_json::value::to_raw_value(value)
+            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
+        Self(raw.into())
+    }
+}
+
+impl Serialize for SharedJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 /// One element as loaded from its data file (after shared fragments were merged in).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ElementDefinition {
+    /// `summary()` serialized, made on first use.
+    #[serde(skip)]
+    summary_json: std::sync::OnceLock<SharedJson>,
     pub id: i64,
     pub key: String,
     pub name: String,
@@ -358,6 +380,13 @@ pub struct ElementSummary {
 }
 
 impl ElementDefinition {
+    /// The summary as JSON, serialized once per element.
+    pub fn summary_json(&self) -> SharedJson {
+        self.summary_json
+            .get_or_init(|| SharedJson::of(&self.summary()))
+            .clone()
+    }
+
     pub fn summary(&self) -> ElementSummary {
         ElementSummary {
             id: self.id,

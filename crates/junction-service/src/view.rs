@@ -1,9 +1,11 @@
 //! The instance JSON of the Cloud Elements pages, with every secret masked.
 
 use junction_core::config::keys;
+use junction_core::element::SharedJson;
 use junction_core::{ConfigMap, ElementDefinition, ElementSummary, MASK};
 use junction_store::{InstanceRecord, UserRecord};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// The user who created an instance.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -24,7 +26,8 @@ pub struct InstanceView {
     pub created_date: String,
     /// The Element token: the credential the instance's owner calls the hub with.
     pub token: String,
-    pub element: ElementSummary,
+    #[schema(value_type = ElementSummary)]
+    pub element: SharedJson,
     pub element_id: i64,
     pub tags: Vec<String>,
     #[schema(value_type = Vec<Object>)]
@@ -39,7 +42,7 @@ pub struct InstanceView {
     pub cache_time_to_live: i64,
     /// Every configuration value as a string or null; secrets are `********`.
     #[schema(value_type = std::collections::HashMap<String, Option<String>>)]
-    pub configuration: ConfigMap,
+    pub configuration: MaskedConfig,
     pub events_enabled: bool,
     pub trace_logging_enabled: bool,
     pub caching_enabled: bool,
@@ -55,24 +58,37 @@ pub(crate) fn iso8601(epoch_ms: i64) -> String {
         .to_string()
 }
 
-/// Replaces every secret value with the mask; nulls stay null so callers can see what is
-/// unset.
-pub(crate) fn masked(element: &ElementDefinition, config: &ConfigMap) -> ConfigMap {
-    config
-        .iter()
-        .map(|(k, v)| {
-            let shown = match v {
-                Some(_) if element.is_secret_key(k) => Some(MASK.to_owned()),
-                other => other.clone(),
-            };
-            (k.clone(), shown)
-        })
-        .collect()
+/// An instance's configuration as shown: every secret value replaced with the mask while
+/// it is written out, nulls kept so callers can see what is unset.
+#[derive(Debug)]
+pub struct MaskedConfig {
+    element: Arc<ElementDefinition>,
+    config: ConfigMap,
+}
+
+impl MaskedConfig {
+    pub(crate) fn new(element: Arc<ElementDefinition>, config: ConfigMap) -> Self {
+        Self { element, config }
+    }
+}
+
+impl Serialize for MaskedConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.config.len()))?;
+        for (key, value) in &self.config {
+            match value {
+                Some(_) if self.element.is_secret_key(key) => map.serialize_entry(key, MASK)?,
+                other => map.serialize_entry(key, other)?,
+            }
+        }
+        map.end()
+    }
 }
 
 impl InstanceView {
     pub(crate) fn new(
-        element: &ElementDefinition,
+        element: &Arc<ElementDefinition>,
         record: InstanceRecord,
         user: UserRecord,
     ) -> Self {
@@ -86,7 +102,7 @@ impl InstanceView {
             name: record.name,
             created_date: iso8601(record.created_at),
             token: record.token.expose().to_owned(),
-            element: element.summary(),
+            element: element.summary_json(),
             element_id: element.id,
             tags: record.tags,
             provision_interactions: Vec::new(),
@@ -95,7 +111,7 @@ impl InstanceView {
             disabled: record.disabled,
             max_cache_size: 0,
             cache_time_to_live: 0,
-            configuration: masked(element, &record.config),
+            configuration: MaskedConfig::new(Arc::clone(element), record.config),
             events_enabled,
             trace_logging_enabled: record.trace_logging,
             caching_enabled: false,
