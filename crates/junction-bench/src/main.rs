@@ -63,6 +63,10 @@ enum Command {
         /// Also time this many GET /instances/{id} for ids spread over the walk.
         #[arg(long, default_value_t = 2000)]
         gets: usize,
+        /// Unmeasured pages fetched first, so a freshly started server has opened its
+        /// database connections and prepared its statements before timing starts.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
     },
     /// Forward every request to UPSTREAM with a fixed Authorization header, streaming
     /// both ways: axum and reqwest as Junction uses them, and nothing else.
@@ -108,7 +112,8 @@ async fn main() -> anyhow::Result<()> {
             authorization,
             page_size,
             gets,
-        } => walk(&api, &authorization, page_size, gets).await,
+            warmup,
+        } => walk(&api, &authorization, page_size, gets, warmup).await,
         Command::BareProxy {
             listen,
             upstream,
@@ -316,11 +321,39 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-async fn walk(api: &str, authorization: &str, page_size: usize, gets: usize) -> anyhow::Result<()> {
+async fn walk(
+    api: &str,
+    authorization: &str,
+    page_size: usize,
+    gets: usize,
+    warmup: usize,
+) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()?;
+    let mut cursor: Option<String> = None;
+    for _ in 0..warmup {
+        let mut url = format!("{api}/instances?pageSize={page_size}");
+        if let Some(c) = &cursor {
+            url.push_str("&nextPage=");
+            url.push_str(c);
+        }
+        let response = http
+            .get(&url)
+            .header("Authorization", authorization)
+            .send()
+            .await?;
+        cursor = response
+            .headers()
+            .get("elements-next-page-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        response.bytes().await?;
+        if cursor.is_none() {
+            break;
+        }
+    }
     let mut latencies = Vec::new();
     let mut ids: Vec<i64> = Vec::new();
     let mut cursor: Option<String> = None;
