@@ -69,8 +69,8 @@ struct Seen {
 }
 
 /// A provider API on a loopback port, answering by path.
-struct Upstream {
-    base_url: String,
+pub(crate) struct Upstream {
+    pub(crate) base_url: String,
     seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -82,7 +82,7 @@ impl Drop for Upstream {
 }
 
 impl Upstream {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/api", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -99,7 +99,7 @@ impl Upstream {
         }
     }
 
-    fn calls(&self, path: &str) -> Vec<(HeaderMap, Option<String>)> {
+    pub(crate) fn calls(&self, path: &str) -> Vec<(HeaderMap, Option<String>)> {
         self.seen
             .lock()
             .unwrap()

@@ -362,3 +362,61 @@ async fn the_sweep_refreshes_a_token_nearing_expiry_without_any_call(backend: Ba
     assert_eq!(report.refreshed, 0, "nothing is due any more");
     assert_eq!(peer_stats(&peer).await["refreshGrants"], 1);
 }
+
+on_both_backends!(one_sweep_renews_more_instances_than_fit_in_one_batch);
+
+/// More instances due at once than one batch holds (500) are all renewed by one sweep,
+/// not one batch per `JUNCTION_REFRESH_INTERVAL`.
+async fn one_sweep_renews_more_instances_than_fit_in_one_batch(backend: Backend) {
+    const DUE: usize = 501;
+    let app = TestApp::spawn(backend).await;
+    let upstream = crate::proxy::Upstream::start().await;
+    let public: junction_core::ConfigMap = [
+        (
+            keys::TOKEN_URL.to_owned(),
+            Some(format!("{}/token", upstream.base_url)),
+        ),
+        (keys::BASE_URL.to_owned(), Some(upstream.base_url.clone())),
+    ]
+    .into();
+    let secrets: junction_core::ConfigMap = [
+        (keys::API_KEY.to_owned(), Some("client".to_owned())),
+        (
+            keys::API_SECRET.to_owned(),
+            Some("client-secret".to_owned()),
+        ),
+        (keys::USER_TOKEN.to_owned(), Some("stale-token".to_owned())),
+        (
+            keys::REFRESH_TOKEN.to_owned(),
+            Some("refresh-token".to_owned()),
+        ),
+    ]
+    .into();
+    let due_at = junction_service::now_ms();
+    for i in 0..DUE {
+        app.services
+            .store
+            .insert_instance(junction_store::NewInstance {
+                account_id: AccountId(1),
+                user_id: junction_core::UserId(1),
+                element_id: 23,
+                element_key: "sfdc",
+                name: &format!("due {i}"),
+                token: &Secret::new(format!("element-token-{i:04}-0123456789abcdef")),
+                config: &public,
+                secrets: &secrets,
+                tags: &[],
+                external_authentication: "initial",
+                token_expires_at: Some(due_at),
+                now: due_at,
+            })
+            .await
+            .unwrap();
+    }
+
+    let report = junction_server::jobs::run_once(&app.services, Duration::from_secs(60)).await;
+    assert_eq!((report.refreshed, report.failed), (DUE, 0), "{report:?}");
+    assert_eq!(upstream.calls("/api/token").len(), DUE);
+    let report = junction_server::jobs::run_once(&app.services, Duration::from_secs(60)).await;
+    assert_eq!(report.due, 0, "nothing is left for the next sweep");
+}
