@@ -245,6 +245,17 @@ pub struct RefreshSpec {
     /// (Graph's short-lived tokens become long-lived ones).
     #[serde(default)]
     pub after_code_exchange: bool,
+    /// Renew at least this often (seconds), even when the access token does not expire:
+    /// providers drop refresh tokens left unused (Google after 6 months, Microsoft after
+    /// 90 days, Salesforce as the connected app says), and some send no `expires_in` at
+    /// all. Only for the `refreshToken` grant, and only while there is a refresh token.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: u64,
+}
+
+/// A day, as the longest any credential goes unrenewed unless an element says otherwise.
+fn default_keep_alive() -> u64 {
+    24 * 3600
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! taking tokens the caller obtained itself (`externalAuthentication: "initial"`), then
 //! running the element's provisioning calls.
 
-use crate::refresh::apply_tokens;
+use crate::refresh::{apply_tokens, configured_lifetime, renew_by};
 use crate::{ServiceError, Services, now_ms};
 use junction_core::config::keys;
 use junction_core::element::OAuthSpec;
@@ -22,9 +22,9 @@ pub(crate) fn value(config: &ConfigMap, key: &str) -> String {
 }
 
 impl Services {
-    /// Fills `config` with fresh credentials and provisioning results; returns when the
-    /// access token expires (epoch ms), if the provider said. Nothing is stored here, so
-    /// a failure leaves the instance as it was.
+    /// Fills `config` with fresh credentials and provisioning results; returns when they
+    /// must be renewed (epoch ms; see `renew_by`). Nothing is stored here, so a failure
+    /// leaves the instance as it was.
     pub(crate) async fn obtain_credentials(
         &self,
         element: &ElementDefinition,
@@ -72,7 +72,11 @@ impl Services {
                     }
                     _ => tokens,
                 };
-                (tokens.access_token, tokens.expires_in)
+                // Without `expires_in` (Salesforce) the element's configured
+                // `oauth.user.refresh_interval` says how long the token is good for, as in
+                // Cloud Elements, instead of "forever".
+                let expires_in = tokens.expires_in.or_else(|| configured_lifetime(config));
+                (tokens.access_token, expires_in)
             }
             Authorization::External => {
                 let token = value(config, keys::USER_TOKEN);
@@ -103,6 +107,11 @@ impl Services {
                 })?;
             config.insert(step.into.clone(), Some(result));
         }
-        Ok(expires_in.map(|s| now + s * 1000))
+        Ok(renew_by(
+            spec,
+            config,
+            expires_in.map(|s| now + s * 1000),
+            now,
+        ))
     }
 }

@@ -221,6 +221,45 @@ pub(crate) fn apply_tokens(
     tokens.expires_in.map(|s| now + s.saturating_mul(1000))
 }
 
+/// The configured `oauth.user.refresh_interval`, when it is a positive number of seconds:
+/// how long a token lives when the provider does not say (Salesforce sends no
+/// `expires_in`), as in Cloud Elements.
+pub(crate) fn configured_lifetime(config: &ConfigMap) -> Option<i64> {
+    config
+        .get(keys::REFRESH_INTERVAL)
+        .cloned()
+        .flatten()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|s| *s > 0)
+}
+
+/// When the credentials in `config` must be renewed next: when the access token expires,
+/// and for elements renewing with a refresh token at the latest one keep-alive period from
+/// now, so the refresh token is used before a provider would drop it for disuse and a
+/// token without `expires_in` is still renewed.
+pub(crate) fn renew_by(
+    spec: &OAuthSpec,
+    config: &ConfigMap,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Option<i64> {
+    let keep_alive = spec
+        .refresh
+        .as_ref()
+        .filter(|r| r.grant == RefreshGrant::RefreshToken && r.keep_alive > 0)
+        .filter(|_| {
+            config
+                .get(keys::REFRESH_TOKEN)
+                .and_then(|t| t.as_deref())
+                .is_some_and(|t| !t.is_empty())
+        })
+        .map(|r| now.saturating_add(i64::try_from(r.keep_alive).unwrap_or(i64::MAX / 2000) * 1000));
+    match (expires_at, keep_alive) {
+        (Some(expires), Some(keep)) => Some(expires.min(keep)),
+        (expires, keep) => expires.or(keep),
+    }
+}
+
 impl Services {
     /// The access token to call the provider with now, renewed first when it expires
     /// within its margin. An invalid instance fails fast with `reauthorization_required`.
@@ -433,7 +472,9 @@ impl Services {
             Ok(Some(tokens)) => {
                 // Persisted before anything else: a rotated refresh token exists nowhere
                 // but in this response.
-                let expires_at = apply_tokens(spec, &mut config, &tokens, now, true);
+                let expires_at = apply_tokens(spec, &mut config, &tokens, now, true)
+                    .or_else(|| configured_lifetime(&config).map(|s| now + s * 1000));
+                let expires_at = renew_by(spec, &config, expires_at, now);
                 // Only what the refresh changed is written, so an update of other entries
                 // that lands meanwhile is kept.
                 let changed: ConfigMap = config

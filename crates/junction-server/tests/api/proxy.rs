@@ -221,7 +221,7 @@ async fn upstream(State(seen): State<Arc<Mutex<Seen>>>, request: Request) -> Res
 
 /// An `sfdc` instance with the given access token, calling `upstream`; no provider is
 /// involved in creating it.
-async fn upstream_instance(
+pub(crate) async fn upstream_instance(
     app: &TestApp,
     upstream: &Upstream,
     access_token: &str,

@@ -420,3 +420,51 @@ async fn one_sweep_renews_more_instances_than_fit_in_one_batch(backend: Backend)
     let report = junction_server::jobs::run_once(&app.services, Duration::from_secs(60)).await;
     assert_eq!(report.due, 0, "nothing is left for the next sweep");
 }
+
+on_both_backends!(a_long_lived_token_is_still_renewed_once_a_day);
+
+/// An access token said to live 60 days, with a refresh token the provider would drop if
+/// left unused that long: the credentials are renewed once a day anyway, by the sweep.
+async fn a_long_lived_token_is_still_renewed_once_a_day(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let upstream = crate::proxy::Upstream::start().await;
+    let (status, instance) = app
+        .post(
+            "/instances",
+            &json!({
+                "element": {"key": "sfdc"},
+                "externalAuthentication": "initial",
+                "configuration": {
+                    "oauth.api.key": "client",
+                    "oauth.api.secret": "client-secret",
+                    "oauth.callback.url": "https://app.example.test/cb",
+                    "oauth.token.url": format!("{}/token", upstream.base_url),
+                    "oauth.user.token": "stale-token",
+                    "oauth.user.refresh_token": "refresh-token",
+                    "oauth.user.refresh_interval": (60 * 24 * 3600).to_string(),
+                    "base.url": upstream.base_url,
+                },
+                "name": "long-lived",
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let id = instance["id"].as_i64().unwrap();
+    let day_ms = 24 * 3600 * 1000;
+    let due = record(&app.services, id).await.token_expires_at.unwrap();
+    assert!(
+        (due - (junction_service::now_ms() + day_ms)).abs() < 60_000,
+        "renewed within a day, not in 60 days"
+    );
+
+    let report = junction_server::jobs::run_once(&app.services, Duration::from_secs(60)).await;
+    assert_eq!(report.refreshed, 0, "not due for a day");
+    let report =
+        junction_server::jobs::run_once(&app.services, Duration::from_millis(day_ms as u64)).await;
+    assert_eq!((report.refreshed, report.failed), (1, 0), "{report:?}");
+    assert_eq!(upstream.calls("/api/token").len(), 1);
+    let renewed = record(&app.services, id).await;
+    assert_eq!(access_token(&renewed), "fresh-token");
+    // This time the provider said: one hour.
+    assert!(renewed.token_expires_at.unwrap() <= junction_service::now_ms() + 3_600_000);
+}
