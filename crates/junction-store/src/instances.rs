@@ -373,33 +373,19 @@ impl Store {
     /// list is replaced), in one transaction. The id and the Element token stay.
     pub async fn update_instance(&self, update: InstanceUpdate<'_>) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await?;
-        // PostgreSQL: lock the row so a refresh on another replica cannot commit between
-        // this read and the write. SQLite has one writer at a time anyway.
-        let lock = match self.dialect() {
-            crate::Dialect::Postgres => " for update",
-            crate::Dialect::Sqlite => "",
-        };
         let row = sqlx::query(AssertSqlSafe(format!(
-            "select token_hash, config, secrets from instances where account_id = $1 and id = $2{lock}"
+            "select token_hash, config, secrets from instances where account_id = $1 and id = $2{}",
+            self.row_lock()
         )))
         .bind(update.account_id.0)
         .bind(update.id.0)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let token_hash: Vec<u8> = row.try_get("token_hash")?;
+        let (token_hash, stored_config, stored_secrets) = self.open_stored(&row)?;
         let mut config = update.config.clone();
         let mut secrets = update.secrets.clone();
         if update.keep_credentials {
-            let stored_config: ConfigMap =
-                serde_json::from_str(&row.try_get::<String, _>("config")?)
-                    .map_err(|e| StoreError::Corrupt(format!("instance config: {e}")))?;
-            let opened = self.keyring().open(
-                &secrets_context(&token_hash),
-                &row.try_get::<Vec<u8>, _>("secrets")?,
-            )?;
-            let stored_secrets: ConfigMap = serde_json::from_slice(&opened)
-                .map_err(|e| StoreError::Corrupt(format!("instance secrets: {e}")))?;
             for key in junction_core::config::keys::CREDENTIALS {
                 let (key, in_secrets) = (key.to_string(), secrets.contains_key(*key));
                 config.remove(&key);
@@ -499,6 +485,33 @@ impl Store {
         tx.commit().await?;
         self.forget(Change::Instance(id.0));
         Ok(())
+    }
+
+    /// Appended to a `select` that precedes a write in the same transaction. PostgreSQL:
+    /// lock the row, so a write on another replica cannot commit between this read and
+    /// ours. SQLite has one writer at a time anyway.
+    pub(crate) fn row_lock(&self) -> &'static str {
+        match self.dialect() {
+            crate::Dialect::Postgres => " for update",
+            crate::Dialect::Sqlite => "",
+        }
+    }
+
+    /// A row's token hash, plain configuration and opened secrets, read for a write.
+    pub(crate) fn open_stored(
+        &self,
+        row: &AnyRow,
+    ) -> Result<(Vec<u8>, ConfigMap, ConfigMap), StoreError> {
+        let token_hash: Vec<u8> = row.try_get("token_hash")?;
+        let config: ConfigMap = serde_json::from_str(&row.try_get::<String, _>("config")?)
+            .map_err(|e| StoreError::Corrupt(format!("instance config: {e}")))?;
+        let opened = self.keyring().open(
+            &secrets_context(&token_hash),
+            &row.try_get::<Vec<u8>, _>("secrets")?,
+        )?;
+        let secrets: ConfigMap = serde_json::from_slice(&opened)
+            .map_err(|e| StoreError::Corrupt(format!("instance secrets: {e}")))?;
+        Ok((token_hash, config, secrets))
     }
 
     /// The instance stored under any of an Element token's lookup hashes.

@@ -111,14 +111,9 @@ impl Store {
         new: RefreshedCredentials<'_>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer().begin().await?;
-        // PostgreSQL: lock the row so an update on another replica cannot commit between
-        // this read and the write. SQLite has one writer at a time anyway.
-        let lock = match self.dialect() {
-            crate::Dialect::Postgres => " for update",
-            crate::Dialect::Sqlite => "",
-        };
         let row = sqlx::query(AssertSqlSafe(format!(
-            "select token_hash, config, secrets, refresh_lease_owner from instances where id = $1{lock}"
+            "select token_hash, config, secrets, refresh_lease_owner from instances where id = $1{}",
+            self.row_lock()
         )))
         .bind(new.id.0)
         .fetch_optional(&mut *tx)
@@ -131,15 +126,8 @@ impl Store {
         {
             return Ok(false);
         }
-        let token_hash: Vec<u8> = row.try_get("token_hash")?;
+        let (token_hash, mut config, mut secrets) = self.open_stored(&row)?;
         let context = secrets_context(&token_hash);
-        let mut config: ConfigMap = serde_json::from_str(&row.try_get::<String, _>("config")?)
-            .map_err(|e| StoreError::Corrupt(format!("instance config: {e}")))?;
-        let opened = self
-            .keyring()
-            .open(&context, &row.try_get::<Vec<u8>, _>("secrets")?)?;
-        let mut secrets: ConfigMap = serde_json::from_slice(&opened)
-            .map_err(|e| StoreError::Corrupt(format!("instance secrets: {e}")))?;
         for (key, value) in new.config {
             secrets.remove(key);
             config.insert(key.clone(), value.clone());

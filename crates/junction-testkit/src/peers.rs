@@ -191,6 +191,22 @@ impl Peer {
         format!("{}/api", self.base_url)
     }
 
+    /// The oidc peer's counts of refresh_token grants: `{"refreshGrants": <succeeded>,
+    /// "refreshFailures": <refused>, "refreshErrors": {<error>: <count>}}`.
+    pub async fn stats(&self) -> serde_json::Value {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("building a client for the peer's statistics")
+            .get(format!("{}/__stats", self.base_url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {}/__stats: {e}", self.base_url))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{}/__stats is not JSON: {e}", self.base_url))
+    }
+
     /// What the peer has written to stderr so far (its most recent 64 KiB), for diagnostics.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(PoisonError::into_inner))

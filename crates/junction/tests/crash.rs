@@ -210,15 +210,6 @@ async fn start_gate(provider_token_url: String) -> (Arc<Gate>, String) {
     (state, url)
 }
 
-async fn peer_stats(peer: &Peer) -> Value {
-    reqwest::get(format!("{}/__stats", peer.base_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Authorizes at the provider and returns the code for `oauth.callback.url`.
 async fn authorize(junction: &Junction, peer: &Peer) -> String {
     let oauth: Value = http()
@@ -243,6 +234,28 @@ async fn authorize(junction: &Junction, peer: &Peer) -> String {
         .await
         .code
         .unwrap()
+}
+
+/// Starts a proxied call with the expired token and returns once its refresh request is
+/// held at the gate.
+async fn held_call(
+    junction: &Junction,
+    gate: &Gate,
+    token: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let url = junction.url("/proxy/me");
+    let token = token.to_owned();
+    let call = tokio::spawn(async move {
+        http()
+            .get(url)
+            .header("Authorization", format!("Element {token}"))
+            .send()
+            .await
+    });
+    tokio::time::timeout(Duration::from_secs(10), gate.held.notified())
+        .await
+        .expect("the expired token was not renewed");
+    call
 }
 
 async fn wait_for_expiry() {
@@ -292,27 +305,14 @@ async fn killed_mid_refresh(backend: Backend) {
     wait_for_expiry().await;
     gate.hold.store(true, Ordering::SeqCst);
     gate.forward.store(false, Ordering::SeqCst);
-    let call = {
-        let url = junction.url("/proxy/me");
-        let token = token.clone();
-        tokio::spawn(async move {
-            http()
-                .get(url)
-                .header("Authorization", format!("Element {token}"))
-                .send()
-                .await
-        })
-    };
-    tokio::time::timeout(Duration::from_secs(10), gate.held.notified())
-        .await
-        .expect("the expired token was not renewed");
+    let call = held_call(&junction, &gate, &token).await;
     junction.kill();
     gate.decided.notify_one();
     assert!(
         call.await.unwrap().is_err(),
         "the killed process could not answer"
     );
-    assert_eq!(peer_stats(&peer).await["refreshGrants"], 0);
+    assert_eq!(peer.stats().await["refreshGrants"], 0);
 
     let junction = Junction::start(&db.url, Arc::clone(&dir));
     let started = Instant::now();
@@ -322,19 +322,19 @@ async fn killed_mid_refresh(backend: Backend) {
         // The only process on the database released the dead one's lease at start.
         assert!(started.elapsed() < Duration::from_secs(3));
     }
-    let stats = peer_stats(&peer).await;
+    let stats = peer.stats().await;
     assert_eq!(stats["refreshGrants"], 1, "{stats}");
     assert_eq!(stats["refreshFailures"], 0, "{stats}");
 
     // 2. Killed right after a refresh answered.
     wait_for_expiry().await;
     assert_eq!(junction.proxy_me(&token).await.0, StatusCode::OK);
-    assert_eq!(peer_stats(&peer).await["refreshGrants"], 2);
+    assert_eq!(peer.stats().await["refreshGrants"], 2);
     junction.kill();
     let junction = Junction::start(&db.url, Arc::clone(&dir));
     wait_for_expiry().await;
     assert_eq!(junction.proxy_me(&token).await.0, StatusCode::OK);
-    let stats = peer_stats(&peer).await;
+    let stats = peer.stats().await;
     assert_eq!(
         stats["refreshGrants"], 3,
         "the rotated refresh token was kept: {stats}"
@@ -346,27 +346,14 @@ async fn killed_mid_refresh(backend: Backend) {
     wait_for_expiry().await;
     gate.hold.store(true, Ordering::SeqCst);
     gate.forward.store(true, Ordering::SeqCst);
-    let call = {
-        let url = junction.url("/proxy/me");
-        let token = token.clone();
-        tokio::spawn(async move {
-            http()
-                .get(url)
-                .header("Authorization", format!("Element {token}"))
-                .send()
-                .await
-        })
-    };
-    tokio::time::timeout(Duration::from_secs(10), gate.held.notified())
-        .await
-        .unwrap();
+    let call = held_call(&junction, &gate, &token).await;
     gate.decided.notify_one();
     tokio::time::timeout(Duration::from_secs(10), gate.answered.notified())
         .await
         .unwrap();
     junction.kill();
     let _ = call.await;
-    assert_eq!(peer_stats(&peer).await["refreshGrants"], 4);
+    assert_eq!(peer.stats().await["refreshGrants"], 4);
 
     let junction = Junction::start(&db.url, Arc::clone(&dir));
     let (status, refused) = junction.proxy_me(&token).await;

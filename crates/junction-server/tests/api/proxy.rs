@@ -226,21 +226,35 @@ pub(crate) async fn upstream_instance(
     upstream: &Upstream,
     access_token: &str,
 ) -> (i64, String) {
+    upstream_instance_with(app, upstream, access_token, json!({})).await
+}
+
+/// Like [`upstream_instance`], with more configuration entries.
+pub(crate) async fn upstream_instance_with(
+    app: &TestApp,
+    upstream: &Upstream,
+    access_token: &str,
+    extra: Value,
+) -> (i64, String) {
+    let mut configuration = json!({
+        "oauth.api.key": "client",
+        "oauth.api.secret": "client-secret",
+        "oauth.callback.url": "https://app.example.test/cb",
+        "oauth.token.url": format!("{}/token", upstream.base_url),
+        "oauth.user.token": access_token,
+        "oauth.user.refresh_token": "refresh-token",
+        "base.url": upstream.base_url,
+    });
+    if let (Some(entries), Some(more)) = (configuration.as_object_mut(), extra.as_object()) {
+        entries.extend(more.clone());
+    }
     let (status, instance) = app
         .post(
             "/instances",
             &json!({
                 "element": {"key": "sfdc"},
                 "externalAuthentication": "initial",
-                "configuration": {
-                    "oauth.api.key": "client",
-                    "oauth.api.secret": "client-secret",
-                    "oauth.callback.url": "https://app.example.test/cb",
-                    "oauth.token.url": format!("{}/token", upstream.base_url),
-                    "oauth.user.token": access_token,
-                    "oauth.user.refresh_token": "refresh-token",
-                    "base.url": upstream.base_url,
-                },
+                "configuration": configuration,
                 "name": "upstream",
             }),
         )
@@ -573,12 +587,7 @@ async fn an_expired_token_the_provider_refuses_is_refreshed_and_the_call_replaye
     assert_eq!(status, StatusCode::CREATED, "{echoed}");
     assert_eq!(echoed["got"]["note"], "sent twice, seen once");
     assert_eq!(echoed["by"], me["id"]);
-    let stats: Value = reqwest::get(format!("{}/__stats", peer.base_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = peer.stats().await;
     assert_eq!(stats["refreshGrants"], 1, "{stats}");
     assert_eq!(stats["refreshFailures"], 0, "{stats}");
     let after = app

@@ -14,7 +14,7 @@ use junction_testkit::db::Backend;
 use junction_testkit::graph::{GraphConfig, GraphServer, LONG_LIVED_EXPIRES_IN};
 use junction_testkit::peers::{CLIENT_ID, CLIENT_SECRET, Peer, PeerKind};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -35,18 +35,6 @@ fn access_token(record: &InstanceRecord) -> String {
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
-}
-
-/// The oidc peer's count of refresh_token grants.
-async fn peer_stats(peer: &Peer) -> Value {
-    http()
-        .get(format!("{}/__stats", peer.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn peer_accepts(peer: &Peer, token: &str) -> bool {
@@ -142,7 +130,7 @@ async fn refresh_once_per_expiry(replicas: &[Services], peer: &Peer, id: i64) {
         );
         let token = tokens.into_iter().next().unwrap();
         assert_ne!(token, old, "round {round}");
-        let stats = peer_stats(peer).await;
+        let stats = peer.stats().await;
         assert_eq!(stats["refreshGrants"], round, "round {round}: {stats}");
         assert_eq!(stats["refreshFailures"], 0, "round {round}: {stats}");
         assert!(peer_accepts(peer, &token).await, "round {round}");
@@ -260,7 +248,7 @@ async fn a_refused_refresh_needs_reauthorization_until_reprovisioned(backend: Ba
             "{err:?}"
         );
     }
-    let stats = peer_stats(&peer).await;
+    let stats = peer.stats().await;
     assert_eq!(stats["refreshFailures"], 1, "{stats}");
     assert_eq!(stats["refreshErrors"]["invalid_grant"], 1, "{stats}");
 
@@ -356,11 +344,11 @@ async fn the_sweep_refreshes_a_token_nearing_expiry_without_any_call(backend: Ba
     assert_ne!(token, old);
     assert!(peer_accepts(&peer, &token).await);
     assert!(refreshed.token_expires_at.unwrap() > junction_service::now_ms() + 100_000);
-    assert_eq!(peer_stats(&peer).await["refreshGrants"], 1);
+    assert_eq!(peer.stats().await["refreshGrants"], 1);
 
     let report = junction_server::jobs::run_once(&app.services, interval).await;
     assert_eq!(report.refreshed, 0, "nothing is due any more");
-    assert_eq!(peer_stats(&peer).await["refreshGrants"], 1);
+    assert_eq!(peer.stats().await["refreshGrants"], 1);
 }
 
 on_both_backends!(one_sweep_renews_more_instances_than_fit_in_one_batch);
@@ -428,28 +416,13 @@ on_both_backends!(a_long_lived_token_is_still_renewed_once_a_day);
 async fn a_long_lived_token_is_still_renewed_once_a_day(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let upstream = crate::proxy::Upstream::start().await;
-    let (status, instance) = app
-        .post(
-            "/instances",
-            &json!({
-                "element": {"key": "sfdc"},
-                "externalAuthentication": "initial",
-                "configuration": {
-                    "oauth.api.key": "client",
-                    "oauth.api.secret": "client-secret",
-                    "oauth.callback.url": "https://app.example.test/cb",
-                    "oauth.token.url": format!("{}/token", upstream.base_url),
-                    "oauth.user.token": "stale-token",
-                    "oauth.user.refresh_token": "refresh-token",
-                    "oauth.user.refresh_interval": (60 * 24 * 3600).to_string(),
-                    "base.url": upstream.base_url,
-                },
-                "name": "long-lived",
-            }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{instance}");
-    let id = instance["id"].as_i64().unwrap();
+    let (id, _) = crate::proxy::upstream_instance_with(
+        &app,
+        &upstream,
+        "stale-token",
+        json!({"oauth.user.refresh_interval": (60 * 24 * 3600).to_string()}),
+    )
+    .await;
     let day_ms = 24 * 3600 * 1000;
     let due = record(&app.services, id).await.token_expires_at.unwrap();
     assert!(
