@@ -15,7 +15,10 @@ ORG_SECRET=bench-organization-secret-0123456789
 AUTH="User $USER_SECRET, Organization $ORG_SECRET"
 WORK=$(mktemp -d)
 PID=""
-cleanup() { [[ -n $PID ]] && kill "$PID" 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  if [[ -n $PID ]]; then kill "$PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 cargo build -q --release -p junction -p junction-bench --manifest-path "$REPO/Cargo.toml"

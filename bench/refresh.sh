@@ -29,29 +29,17 @@ BIN=$ROOT/target/release/junction
 BENCH_BIN=$ROOT/target/release/junction-bench
 KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 
-log() { printf '[bench/refresh] %s\n' "$*" >&2; }
-die() {
-    printf '[bench/refresh] error: %s\n' "$*" >&2
-    exit 1
-}
+BENCH_TAG=bench/refresh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 for n in $COUNTS; do
-    [[ $n =~ ^[0-9]+$ ]] && ((n > 0)) || die "BENCH_COUNTS must be positive whole numbers"
+    if ! [[ $n =~ ^[0-9]+$ ]] || ((n == 0)); then
+        die "BENCH_COUNTS must be positive whole numbers"
+    fi
 done
 
-find_nginx() { command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true; }
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-[[ -n $(find_nginx) ]] || missing+=(nginx)
-command -v curl >/dev/null || missing+=(curl)
-if ((${#missing[@]} > 0)); then
-    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
-    sudo=()
-    (($(id -u) != 0)) && sudo=(sudo)
-    log "installing ${missing[*]} with apt-get"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_tools
 NGINX_BIN=$(find_nginx)
 
 if [[ $NO_BUILD == 1 ]]; then
@@ -80,50 +68,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 30000))
-        [[ " $* " == *" $p "* ]] && continue
-        port_in_use "$p" || {
-            echo "$p"
-            return 0
-        }
-    done
-    die "no free loopback port found"
-}
-wait_ok() {
-    local url=$1 i
-    for ((i = 0; i < 600; i++)); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # --- the token endpoint -------------------------------------------------------------------
 
 TPORT=$(pick_port)
 TOKEN_URL=http://127.0.0.1:$TPORT/token
-mkdir -p "$TMP/nginx/tmp"
-NGINX_USER=""
-(($(id -u) == 0)) && NGINX_USER="user root;"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-$NGINX_USER
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/tmp/body;
-    proxy_temp_path $TMP/nginx/tmp/proxy;
-    fastcgi_temp_path $TMP/nginx/tmp/fastcgi;
-    uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
-    scgi_temp_path $TMP/nginx/tmp/scgi;
-    keepalive_requests 100000000;
+nginx_conf_head "$TMP/nginx"
+cat >>"$TMP/nginx/nginx.conf" <<EOF
     server {
         listen 127.0.0.1:$TPORT;
         location = /token {
@@ -133,8 +83,7 @@ http {
     }
 }
 EOF
-NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf")
-"$NGINX_BIN" -h 2>&1 | grep -q -- '-e filename' && NGINX_ARGS+=(-e "$TMP/nginx/error.log")
+nginx_args "$TMP/nginx"
 "$NGINX_BIN" "${NGINX_ARGS[@]}" &
 STARTED+=("$!")
 for ((i = 0; i < 100; i++)); do
@@ -169,7 +118,7 @@ for N in $COUNTS; do
         JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=bench-org-0123456789abcdef \
         "$BIN" serve >"$TMP/bootstrap-$N.log" 2>&1 &
     JPID=$!
-    wait_ok "http://127.0.0.1:$JPORT/health" || die "Junction did not start"
+    wait_ok "http://127.0.0.1:$JPORT/health" 60 || die "Junction did not start"
     kill -TERM "$JPID"
     wait "$JPID" 2>/dev/null || true
     log "seeding $N instances, all due"
@@ -183,7 +132,7 @@ for N in $COUNTS; do
         "$BIN" serve >"$TMP/junction-$N.log" 2>&1 &
     JPID=$!
     STARTED+=("$JPID")
-    wait_ok "http://127.0.0.1:$JPORT/health" || die "Junction did not start"
+    wait_ok "http://127.0.0.1:$JPORT/health" 60 || die "Junction did not start"
     # Seconds from the first renewal seen to none left due, and the instances renewed.
     read -r SECS RENEWED < <("$BENCH_BIN" wait-refreshed --database-url "$DB" --encryption-key "$KEY" --count "$N" --timeout 900)
     kill -TERM "$JPID"

@@ -39,32 +39,9 @@ if ((DURATION < 1 || CONNS < 1 || NGINX_WORKERS < 1)); then
     exit 2
 fi
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() {
-    printf '[bench] error: %s\n' "$*" >&2
-    exit 1
-}
-
-# --- tools -----------------------------------------------------------------------------
-
-find_nginx() { command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true; }
-
-install_tools() {
-    local missing=()
-    command -v wrk >/dev/null || missing+=(wrk)
-    [[ -n $(find_nginx) ]] || missing+=(nginx)
-    command -v curl >/dev/null || missing+=(curl)
-    ((${#missing[@]} == 0)) && return 0
-    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
-    local sudo=()
-    if (($(id -u) != 0)); then
-        command -v sudo >/dev/null || die "missing ${missing[*]}: install them or run as root"
-        sudo=(sudo)
-    fi
-    log "installing ${missing[*]} with apt-get"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+BENCH_TAG=bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 install_tools
 NGINX_BIN=$(find_nginx)
@@ -144,22 +121,6 @@ child_pids() {
 
 # --- helpers ----------------------------------------------------------------------------
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_port() {
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 30000))
-        [[ " $* " == *" $p "* ]] && continue
-        port_in_use "$p" || {
-            echo "$p"
-            return 0
-        }
-    done
-    die "no free loopback port found"
-}
-
-random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -178,22 +139,9 @@ cpu_ticks() {
 # Ticks all processes of the machine spent running (user, nice, system; not interrupts).
 system_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 }' /proc/stat; }
 
-# A field of /proc/<pid>/status in kB.
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 mb() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb * 1024 / 1e6 }'; }
 
-# Waits up to $2 seconds for $1 to answer 200.
-wait_ok() {
-    local url=$1 limit=$2 i
-    for ((i = 0; i < limit * 10; i++)); do
-        if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]]; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
 
 # --- Junction ---------------------------------------------------------------------------
 
@@ -241,29 +189,11 @@ ACCESS_TOKEN=bench-access-$(random_hex 16)
 REFRESH_TOKEN=bench-refresh-$(random_hex 16)
 TOKEN_JSON='{"access_token":"'$ACCESS_TOKEN'","token_type":"Bearer","expires_in":3600,"refresh_token":"'$REFRESH_TOKEN'","instance_url":"'$N'/api"}'
 
-NGINX_USER=""
-if (($(id -u) == 0)); then
-    # Workers would otherwise drop to nobody and could not read the private temp dir.
-    NGINX_USER="user root;"
-fi
-cat >"$TMP/nginx/nginx.conf" <<EOF
-$NGINX_USER
-worker_processes $NGINX_WORKERS;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/tmp/body;
-    proxy_temp_path $TMP/nginx/tmp/proxy;
-    fastcgi_temp_path $TMP/nginx/tmp/fastcgi;
-    uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
-    scgi_temp_path $TMP/nginx/tmp/scgi;
+BENCH_NGINX_WORKERS=$NGINX_WORKERS nginx_conf_head "$TMP/nginx"
+cat >>"$TMP/nginx/nginx.conf" <<EOF
     sendfile on;
     tcp_nodelay on;
     keepalive_timeout 75s;
-    keepalive_requests 100000000;
     server {
         listen 127.0.0.1:$NPORT;
         root $TMP/static;
@@ -276,10 +206,7 @@ http {
     }
 }
 EOF
-NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf")
-if "$NGINX_BIN" -h 2>&1 | grep -q -- '-e filename'; then
-    NGINX_ARGS+=(-e "$TMP/nginx/error.log")
-fi
+nginx_args "$TMP/nginx"
 "$NGINX_BIN" -t -q "${NGINX_ARGS[@]}" || die "nginx rejected the generated configuration"
 log "starting nginx on 127.0.0.1:$NPORT"
 "$NGINX_BIN" "${NGINX_ARGS[@]}" &

@@ -49,31 +49,13 @@ done
     exit 2
 }
 
-log() { printf '[bench/proxy] %s\n' "$*" >&2; }
-die() {
-    printf '[bench/proxy] error: %s\n' "$*" >&2
-    exit 1
-}
+BENCH_TAG=bench/proxy
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # --- tools ------------------------------------------------------------------------------
 
-find_nginx() { command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true; }
-
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-[[ -n $(find_nginx) ]] || missing+=(nginx)
-command -v curl >/dev/null || missing+=(curl)
-if ((${#missing[@]} > 0)); then
-    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
-    sudo=()
-    if (($(id -u) != 0)); then
-        command -v sudo >/dev/null || die "missing ${missing[*]}: install them or run as root"
-        sudo=(sudo)
-    fi
-    log "installing ${missing[*]} with apt-get"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_tools
 NGINX_BIN=$(find_nginx)
 [[ -n $NGINX_BIN ]] || die "nginx not found after installing it"
 
@@ -126,34 +108,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_port() {
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 30000))
-        [[ " $* " == *" $p "* ]] && continue
-        port_in_use "$p" || {
-            echo "$p"
-            return 0
-        }
-    done
-    die "no free loopback port found"
-}
-
-random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
-
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-
-wait_ok() {
-    local url=$1 limit=$2 i
-    for ((i = 0; i < limit * 10; i++)); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # --- the provider and the reference proxy (nginx) ---------------------------------------
 
 UPORT=$(pick_port)
@@ -169,31 +123,15 @@ VENDOR_PATH=/sobjects/Account/001
 PROVIDER_TOKEN=bench-access-$(random_hex 16)
 BODY='{"attributes":{"type":"Account"},"Id":"001","Name":"Acme","Industry":"Software","NumberOfEmployees":42}'
 
-mkdir -p "$TMP/nginx/tmp"
 # Sparse: the download test reads a large body without using that much disk.
 if ((DOWNLOAD_MB > 0)); then
     truncate -s "${DOWNLOAD_MB}M" "$TMP/big.bin"
 fi
-NGINX_USER=""
-(($(id -u) == 0)) && NGINX_USER="user root;"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-$NGINX_USER
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/tmp/body;
-    proxy_temp_path $TMP/nginx/tmp/proxy;
-    fastcgi_temp_path $TMP/nginx/tmp/fastcgi;
-    uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
-    scgi_temp_path $TMP/nginx/tmp/scgi;
+nginx_conf_head "$TMP/nginx"
+cat >>"$TMP/nginx/nginx.conf" <<EOF
     sendfile on;
     tcp_nodelay on;
     keepalive_timeout 75s;
-    keepalive_requests 100000000;
     upstream provider {
         server 127.0.0.1:$UPORT;
         keepalive 64;
@@ -217,10 +155,7 @@ http {
     }
 }
 EOF
-NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf")
-if "$NGINX_BIN" -h 2>&1 | grep -q -- '-e filename'; then
-    NGINX_ARGS+=(-e "$TMP/nginx/error.log")
-fi
+nginx_args "$TMP/nginx"
 "$NGINX_BIN" -t -q "${NGINX_ARGS[@]}" || die "nginx rejected the generated configuration"
 log "starting nginx: provider on $UPORT, reference proxy on $PPORT"
 "$NGINX_BIN" "${NGINX_ARGS[@]}" &

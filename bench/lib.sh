@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# Shared by the benchmark scripts: `source "$ROOT/bench/lib.sh"` after setting
+# BENCH_TAG (the log prefix, e.g. "bench/proxy").
+
+log() { printf '[%s] %s\n' "${BENCH_TAG:-bench}" "$*" >&2; }
+die() {
+    printf '[%s] error: %s\n' "${BENCH_TAG:-bench}" "$*" >&2
+    exit 1
+}
+
+find_nginx() { command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true; }
+
+# Installs wrk, nginx and curl with apt-get when one is missing (as root, or through sudo).
+install_tools() {
+    local missing=() sudo=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    [[ -n $(find_nginx) ]] || missing+=(nginx)
+    command -v curl >/dev/null || missing+=(curl)
+    ((${#missing[@]} == 0)) && return 0
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+    if (($(id -u) != 0)); then
+        command -v sudo >/dev/null || die "missing ${missing[*]}: install them or run as root"
+        sudo=(sudo)
+    fi
+    log "installing ${missing[*]} with apt-get"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A free loopback port, other than the ones given.
+pick_port() {
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 30000))
+        [[ " $* " == *" $p "* ]] && continue
+        port_in_use "$p" || {
+            echo "$p"
+            return 0
+        }
+    done
+    die "no free loopback port found"
+}
+
+random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+
+# A field of /proc/<pid>/status in kB.
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+# Waits up to $2 seconds for $1 to answer 200.
+wait_ok() {
+    local url=$1 limit=$2 i
+    for ((i = 0; i < limit * 10; i++)); do
+        if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# Writes $1/nginx.conf up to the inside of its `http` block, keeping everything inside
+# directory $1 (daemon off, pid, logs and temporary files there; nothing under /etc/nginx
+# is used). The caller appends its servers and closes the block.
+nginx_conf_head() {
+    local dir=$1 user=""
+    # As root, workers would otherwise drop to nobody and could not read a private
+    # temporary directory.
+    (($(id -u) == 0)) && user="user root;"
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+$user
+worker_processes ${BENCH_NGINX_WORKERS:-1};
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    keepalive_requests 100000000;
+EOF
+}
+
+# nginx's arguments for the configuration in directory $1.
+nginx_args() {
+    local dir=$1
+    NGINX_ARGS=(-p "$dir/" -c "$dir/nginx.conf")
+    if "$NGINX_BIN" -h 2>&1 | grep -q -- '-e filename'; then
+        NGINX_ARGS+=(-e "$dir/error.log")
+    fi
+}
