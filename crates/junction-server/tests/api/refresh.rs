@@ -133,8 +133,18 @@ async fn refresh_once_per_expiry(replicas: &[Services], peer: &Peer, id: i64) {
         let stats = peer.stats().await;
         assert_eq!(stats["refreshGrants"], round, "round {round}: {stats}");
         assert_eq!(stats["refreshFailures"], 0, "round {round}: {stats}");
-        assert!(peer_accepts(peer, &token).await, "round {round}");
-        assert_eq!(access_token(&record(&replicas[0], id).await), token);
+        let stored = record(&replicas[0], id).await;
+        assert_eq!(access_token(&stored), token);
+        // The token lives two seconds; on a loaded machine the round may outlast it, and
+        // then the peer rightly refuses it. Within its lifetime it must be a working one.
+        let expires_at = stored.token_expires_at.unwrap();
+        if junction_service::now_ms() < expires_at - 300 {
+            let accepted = peer_accepts(peer, &token).await;
+            assert!(
+                accepted || junction_service::now_ms() >= expires_at,
+                "round {round}: the peer refused a token it issued"
+            );
+        }
     }
 }
 
