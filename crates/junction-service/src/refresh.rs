@@ -369,7 +369,7 @@ impl Services {
         id: InstanceId,
     ) -> Result<InstanceRecord, ServiceError> {
         self.store
-            .get_instance_fresh(account, id)
+            .get_credentials_fresh(account, id)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::InstanceNotFound(id.0),

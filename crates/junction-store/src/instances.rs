@@ -301,6 +301,18 @@ impl Store {
         account: AccountId,
         id: InstanceId,
     ) -> Result<InstanceRecord, StoreError> {
+        let mut record = self.get_credentials_fresh(account, id).await?;
+        record.tags = self.tags_of(&[id.0]).await?.remove(&id.0).unwrap_or_default();
+        Ok(record)
+    }
+
+    /// The row as last committed, without its tags (`tags` is empty): what a refresh
+    /// decides on, one statement instead of two.
+    pub async fn get_credentials_fresh(
+        &self,
+        account: AccountId,
+        id: InstanceId,
+    ) -> Result<InstanceRecord, StoreError> {
         let sql = format!("select {COLUMNS} from instances where account_id = $1 and id = $2");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(account.0)
@@ -308,8 +320,7 @@ impl Store {
             .fetch_optional(self.pool())
             .await?
             .ok_or(StoreError::NotFound)?;
-        let mut tags = self.tags_of(&[id.0]).await?;
-        self.decode(&row, tags.remove(&id.0).unwrap_or_default())
+        self.decode(&row, Vec::new())
     }
 
     /// The account's instances matching `query`, oldest first, one page at a time.
