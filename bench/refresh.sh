@@ -11,11 +11,13 @@
 # with a refresh token and its token already expired), `junction serve` starts with
 # JUNCTION_REFRESH_INTERVAL=1, and `junction-bench wait-refreshed` watches the database
 # until no instance is due any more. The ceiling is wrk POSTing the same refresh_token
-# grant straight to the endpoint. Everything started here is stopped on exit.
+# grant straight to the endpoint. Everything started here is stopped on exit; the table
+# is printed and written to bench/results/refresh.md.
 #
 # Environment:
 #   BENCH_COUNTS        instance counts, space-separated (default "1000 10000")
 #   BENCH_CONCURRENCY   JUNCTION_REFRESH_CONCURRENCY for the run (default: Junction's)
+#   BENCH_RESULTS       where the table is written (default bench/results/refresh.md)
 #   BENCH_NO_BUILD      1 = use the existing release binaries without cargo
 #   BENCH_KEEP_TMP      1 = keep the temporary directory
 set -euo pipefail
@@ -144,7 +146,9 @@ for N in $COUNTS; do
     ROWS+="| $N | $SECS s | $RATE refreshes/s | $RATIO | $FAILED |"$'\n'
 done
 
-cat <<EOF
+RESULTS=${BENCH_RESULTS:-$ROOT/bench/results/refresh.md}
+mkdir -p "$(dirname "$RESULTS")"
+cat <<EOF | tee "$RESULTS"
 
 ## Refresh throughput, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, SQLite
 
