@@ -25,7 +25,8 @@ pub struct NewInstance<'a> {
     pub now: i64,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` lists configuration keys only: values include decrypted secrets.
+#[derive(Clone)]
 pub struct InstanceRecord {
     pub id: InstanceId,
     pub account_id: AccountId,
@@ -51,6 +52,22 @@ pub struct InstanceRecord {
     pub refresh_failures: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl std::fmt::Debug for InstanceRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceRecord")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("element_key", &self.element_key)
+            .field("name", &self.name)
+            .field("config_keys", &self.config.keys().collect::<Vec<_>>())
+            .field("tags", &self.tags)
+            .field("valid", &self.valid)
+            .field("disabled", &self.disabled)
+            .field("token_expires_at", &self.token_expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Filters and paging for listing an account's instances.
@@ -302,7 +319,11 @@ impl Store {
         id: InstanceId,
     ) -> Result<InstanceRecord, StoreError> {
         let mut record = self.get_credentials_fresh(account, id).await?;
-        record.tags = self.tags_of(&[id.0]).await?.remove(&id.0).unwrap_or_default();
+        record.tags = self
+            .tags_of(&[id.0])
+            .await?
+            .remove(&id.0)
+            .unwrap_or_default();
         Ok(record)
     }
 
@@ -607,5 +628,41 @@ impl Store {
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_no_configuration_value() {
+        let mut config = ConfigMap::new();
+        config.insert("oauth.user.token".into(), Some("access-token-value".into()));
+        let record = InstanceRecord {
+            id: InstanceId(1),
+            account_id: AccountId(1),
+            user_id: UserId(1),
+            element_id: 1,
+            element_key: "sfdc".into(),
+            name: "n".into(),
+            token: Secret::new("element-token-value"),
+            config,
+            tags: vec![],
+            valid: true,
+            disabled: false,
+            trace_logging: false,
+            external_authentication: "none".into(),
+            token_expires_at: None,
+            invalid_reason: None,
+            refresh_retry_at: None,
+            refresh_failures: 0,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let shown = format!("{record:?}");
+        assert!(shown.contains("oauth.user.token"), "{shown}");
+        assert!(!shown.contains("access-token-value"), "{shown}");
+        assert!(!shown.contains("element-token-value"), "{shown}");
     }
 }
