@@ -119,12 +119,12 @@ impl Services {
     ) -> Result<ProxyResponse, ServiceError> {
         let target = self.provider_target(caller).await?;
         check_vendor_path(&request.path)?;
-        let mut raw = format!("{}{}", target.base_url.trim_end_matches('/'), request.path);
-        if let Some(query) = request.query.as_deref().filter(|q| !q.is_empty()) {
-            raw.push('?');
-            raw.push_str(query);
-        }
-        let url = self.proxy.check_url("base.url", &raw)?;
+        let url = self.proxy.target_url(
+            "base.url",
+            &target.base_url,
+            &request.path,
+            request.query.as_deref(),
+        )?;
         let headers = forwardable_request_headers(&request.headers);
         let response = self
             .call_provider(&target, request.method, url, headers, request.body)

@@ -27,14 +27,15 @@ const BODY_LIMIT: usize = 1024 * 1024;
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub services: Services,
+    /// One shared counter to bump per request, rather than one per client and pool.
+    pub services: Arc<Services>,
     pub catalog_json: Arc<elements::CatalogJson>,
 }
 
 pub fn router(services: Services) -> anyhow::Result<Router> {
     let state = AppState {
         catalog_json: Arc::new(elements::CatalogJson::build(&services.catalog)?),
-        services,
+        services: Arc::new(services),
     };
     let api = Router::new()
         .merge(elements::router())
