@@ -71,17 +71,6 @@ fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench-proxy.XXXXXX")
 STARTED=()
 
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     local rc=$? pid kid
     trap - EXIT INT TERM

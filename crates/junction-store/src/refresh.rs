@@ -184,11 +184,7 @@ impl Store {
         .bind(owner)
         .execute(self.writer())
         .await?;
-        let written = done.rows_affected() == 1;
-        if written {
-            self.changed(id).await;
-        }
-        Ok(written)
+        Ok(self.changed_if_written(id, done.rows_affected()).await)
     }
 
     /// A transient failure (network, 5xx, 429): no new attempt before `retry_at`; the
@@ -209,11 +205,7 @@ impl Store {
         .bind(owner)
         .execute(self.writer())
         .await?;
-        let written = done.rows_affected() == 1;
-        if written {
-            self.changed(id).await;
-        }
-        Ok(written)
+        Ok(self.changed_if_written(id, done.rows_affected()).await)
     }
 
     /// Re-provisioning gave the instance new credentials: forget earlier refresh failures.
@@ -232,6 +224,15 @@ impl Store {
         .await?;
         self.changed(id).await;
         Ok(())
+    }
+
+    /// A fenced single-row write took effect when it touched the row: then the copies go.
+    async fn changed_if_written(&self, id: InstanceId, rows: u64) -> bool {
+        let written = rows == 1;
+        if written {
+            self.changed(id).await;
+        }
+        written
     }
 
     /// After a single-statement write: drops this process's copy and tells the other
