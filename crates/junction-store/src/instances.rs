@@ -414,10 +414,11 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let (token_hash, stored_config, stored_secrets) = self.open_stored(&row)?;
+        let token_hash: Vec<u8> = row.try_get("token_hash")?;
         let mut config = update.config.clone();
         let mut secrets = update.secrets.clone();
         if update.keep_credentials {
+            let (_, stored_config, stored_secrets) = self.open_stored(&row)?;
             for key in junction_core::config::keys::CREDENTIALS {
                 let (key, in_secrets) = (key.to_string(), secrets.contains_key(*key));
                 config.remove(&key);

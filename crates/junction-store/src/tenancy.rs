@@ -118,13 +118,17 @@ impl Store {
         user_secret: &Secret,
         organization_secret: &Secret,
     ) -> Result<Option<Principal>, StoreError> {
-        let users = self.keyring().lookup_hashes(user_secret.expose());
-        let orgs = self.keyring().lookup_hashes(organization_secret.expose());
-        let key = (users[0].clone(), orgs[0].clone());
+        // The primary key's hashes find a kept principal; only a miss needs every key's.
+        let key = (
+            self.keyring().lookup_hash(user_secret.expose()),
+            self.keyring().lookup_hash(organization_secret.expose()),
+        );
         if let Some(principal) = self.cache().user(&key) {
             return Ok(Some(principal));
         }
         let ticket = self.cache().ticket();
+        let users = self.keyring().lookup_hashes(user_secret.expose());
+        let orgs = self.keyring().lookup_hashes(organization_secret.expose());
         let sql = format!(
             "select o.id as organization_id, a.id as account_id, u.id as user_id, u.role \
              from users u join accounts a on a.id = u.account_id \
@@ -159,10 +163,11 @@ impl Store {
         &self,
         token: &Secret,
     ) -> Result<Option<TokenPrincipal>, StoreError> {
-        let hashes = self.keyring().lookup_hashes(token.expose());
-        if let Some(record) = self.cache().instance_by_token(&hashes[0], token.expose()) {
+        let primary = self.keyring().lookup_hash(token.expose());
+        if let Some(record) = self.cache().instance_by_token(&primary, token.expose()) {
             return Ok(Some(TokenPrincipal::of(&record)));
         }
+        let hashes = self.keyring().lookup_hashes(token.expose());
         if let Some(ticket) = self.cache().ticket() {
             // The whole record, not just the principal: the call being authenticated
             // reads it next, and then finds it kept.
@@ -170,7 +175,6 @@ impl Store {
                 return Ok(None);
             };
             let principal = TokenPrincipal::of(&record);
-            let primary = hashes.into_iter().next().unwrap_or_default();
             self.cache()
                 .keep_instance(ticket, std::sync::Arc::new(record), primary);
             return Ok(Some(principal));
