@@ -72,6 +72,20 @@ wait_ok() {
     return 1
 }
 
+# Starts `$BIN serve` on 127.0.0.1:$1 with database $2, its output in file $3, loopback
+# providers allowed and warnings logged; further NAME=VALUE arguments add or override
+# settings. Records the pid in JUNCTION_PID and STARTED, and waits for GET /health.
+start_junction() {
+    local port=$1 db=$2 output=$3
+    shift 3
+    env JUNCTION_DATABASE_URL="$db" JUNCTION_LISTEN="127.0.0.1:$port" \
+        JUNCTION_OUTBOUND_ALLOW_PRIVATE=true JUNCTION_LOG=warn "$@" \
+        "$BIN" serve >"$output" 2>&1 &
+    JUNCTION_PID=$!
+    STARTED+=("$JUNCTION_PID")
+    wait_ok "http://127.0.0.1:$port/health" 60 || die "Junction did not answer GET /health within 60 s"
+}
+
 # Writes $1/nginx.conf up to the inside of its `http` block, keeping everything inside
 # directory $1 (daemon off, pid, logs and temporary files there; nothing under /etc/nginx
 # is used). The caller appends its servers and closes the block.

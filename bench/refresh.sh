@@ -114,27 +114,20 @@ for N in $COUNTS; do
     DB=$TMP/refresh-$N.db
     # A first start creates the organization and account the instances belong to.
     JPORT=$(pick_port "$TPORT")
-    env JUNCTION_DATABASE_URL="$DB" JUNCTION_ENCRYPTION_KEY="$KEY" \
-        JUNCTION_LISTEN="127.0.0.1:$JPORT" JUNCTION_REFRESH_INTERVAL=0 JUNCTION_LOG=warn \
+    start_junction "$JPORT" "$DB" "$TMP/bootstrap-$N.log" JUNCTION_ENCRYPTION_KEY="$KEY" \
+        JUNCTION_REFRESH_INTERVAL=0 \
         JUNCTION_BOOTSTRAP_USER_SECRET=bench-user-0123456789abcdef \
-        JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=bench-org-0123456789abcdef \
-        "$BIN" serve >"$TMP/bootstrap-$N.log" 2>&1 &
-    JPID=$!
-    wait_ok "http://127.0.0.1:$JPORT/health" 60 || die "Junction did not start"
-    kill -TERM "$JPID"
-    wait "$JPID" 2>/dev/null || true
+        JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=bench-org-0123456789abcdef
+    kill -TERM "$JUNCTION_PID"
+    wait "$JUNCTION_PID" 2>/dev/null || true
     log "seeding $N instances, all due"
     "$BENCH_BIN" seed --database-url "$DB" --encryption-key "$KEY" --count "$N" --token-url "$TOKEN_URL" --due
     JPORT=$(pick_port "$TPORT")
     log "starting Junction (sweep every 1 s${CONCURRENCY:+, concurrency $CONCURRENCY})"
-    env JUNCTION_DATABASE_URL="$DB" JUNCTION_ENCRYPTION_KEY="$KEY" \
-        JUNCTION_LISTEN="127.0.0.1:$JPORT" JUNCTION_OUTBOUND_ALLOW_PRIVATE=true \
+    start_junction "$JPORT" "$DB" "$TMP/junction-$N.log" JUNCTION_ENCRYPTION_KEY="$KEY" \
         JUNCTION_REFRESH_INTERVAL=1 JUNCTION_LOG=info \
-        ${CONCURRENCY:+JUNCTION_REFRESH_CONCURRENCY=$CONCURRENCY} \
-        "$BIN" serve >"$TMP/junction-$N.log" 2>&1 &
-    JPID=$!
-    STARTED+=("$JPID")
-    wait_ok "http://127.0.0.1:$JPORT/health" 60 || die "Junction did not start"
+        ${CONCURRENCY:+JUNCTION_REFRESH_CONCURRENCY=$CONCURRENCY}
+    JPID=$JUNCTION_PID
     # Seconds from the first renewal seen to none left due, and the instances renewed.
     read -r SECS RENEWED < <("$BENCH_BIN" wait-refreshed --database-url "$DB" --encryption-key "$KEY" --count "$N" --timeout 900)
     kill -TERM "$JPID"

@@ -144,16 +144,8 @@ ORG_SECRET=bench-org-$(random_hex 16)
 AUTH="User $USER_SECRET, Organization $ORG_SECRET"
 
 log "starting Junction on 127.0.0.1:$JPORT"
-JUNCTION_DATABASE_URL="$TMP/bench.db" \
-    JUNCTION_LISTEN="127.0.0.1:$JPORT" \
-    JUNCTION_OUTBOUND_ALLOW_PRIVATE=true \
-    JUNCTION_BOOTSTRAP_USER_SECRET="$USER_SECRET" \
-    JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET="$ORG_SECRET" \
-    JUNCTION_LOG=warn \
-    "$BIN" serve >"$TMP/junction.log" 2>&1 &
-JUNCTION_PID=$!
-STARTED+=("$JUNCTION_PID")
-wait_ok "$J/health" 60 || die "Junction did not answer GET /health with 200 within 60 s"
+start_junction "$JPORT" "$TMP/bench.db" "$TMP/junction.log" \
+    JUNCTION_BOOTSTRAP_USER_SECRET="$USER_SECRET" JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET="$ORG_SECRET"
 sleep 2
 IDLE_RSS_KB=$(status_kb "$JUNCTION_PID" VmRSS)
 IDLE_HWM_KB=$(status_kb "$JUNCTION_PID" VmHWM)

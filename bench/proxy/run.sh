@@ -164,16 +164,8 @@ wait_ok "$STACK$BASE_PATH$VENDOR_PATH" 20 || die "the bare proxy did not answer 
 USER_SECRET=bench-user-$(random_hex 16)
 ORG_SECRET=bench-org-$(random_hex 16)
 log "starting Junction on $JPORT"
-JUNCTION_DATABASE_URL="$TMP/bench.db" \
-    JUNCTION_LISTEN="127.0.0.1:$JPORT" \
-    JUNCTION_OUTBOUND_ALLOW_PRIVATE=true \
-    JUNCTION_BOOTSTRAP_USER_SECRET="$USER_SECRET" \
-    JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET="$ORG_SECRET" \
-    JUNCTION_LOG=warn \
-    "$BIN" serve >"$TMP/junction.log" 2>&1 &
-JUNCTION_PID=$!
-STARTED+=("$JUNCTION_PID")
-wait_ok "$J/health" 60 || die "Junction did not answer GET /health within 60 s"
+start_junction "$JPORT" "$TMP/bench.db" "$TMP/junction.log" \
+    JUNCTION_BOOTSTRAP_USER_SECRET="$USER_SECRET" JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET="$ORG_SECRET"
 
 INSTANCE_JSON='{"element":{"key":"sfdc"},"externalAuthentication":"initial","name":"bench","configuration":{"oauth.api.key":"k","oauth.api.secret":"s","oauth.callback.url":"https://app.example.com/cb","oauth.user.token":"'$PROVIDER_TOKEN'","base.url":"'$UPSTREAM$BASE_PATH'"}}'
 curl -sS --max-time 10 -o "$TMP/instance.json" -X POST "$J/elements/api-v2/instances" \
