@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL for the test suite, on 127.0.0.1 with trust auth.
 #
-#   scripts/pg-test.sh start    start it (initdb on first use), print its URL on stdout
+#   scripts/pg-test.sh start    start it (initdb on first use), drop test databases a killed
+#                               run left behind, print its URL on stdout
 #   scripts/pg-test.sh stop     stop it (fast shutdown); no-op when not running
 #   scripts/pg-test.sh status   exit 0 and print the URL when running, else exit 1
 #   scripts/pg-test.sh url      print the URL
@@ -73,9 +74,23 @@ running_port() {  # prints the port of a running server on $DATA, or fails
 
 url() { echo "postgres://postgres@127.0.0.1:$1/postgres"; }
 
+# Drops the test databases (jt_*) nobody is connected to: what a killed run left behind
+# (each test drops its own database when it ends). A database a running suite uses is
+# never touched: `drop database` without `force` refuses one with sessions.
+sweep() {
+  command -v psql >/dev/null || return 0
+  local names name dropped=0
+  names=$(psql -X -q -At "$(url "$1")" -c "select datname from pg_database where datname like 'jt\_%'
+    and datname not in (select datname from pg_stat_activity where datname is not null)" 2>/dev/null) || return 0
+  for name in $names; do
+    psql -X -q "$(url "$1")" -c "drop database if exists \"$name\"" >/dev/null 2>&1 && dropped=$((dropped + 1))
+  done
+  [[ $dropped == 0 ]] || log "dropped $dropped test databases left by an earlier run"
+}
+
 start() {
   local port
-  if port=$(running_port); then url "$port"; return 0; fi
+  if port=$(running_port); then sweep "$port"; url "$port"; return 0; fi
   ensure_bin
   local version
   version=$("$PGBIN/pg_ctl" --version | sed -nE 's/^pg_ctl \(PostgreSQL\) ([0-9]+).*/\1/p')
@@ -120,6 +135,7 @@ CONF
     sleep 0.1
   done
   [[ $ready == 1 ]] || die "server not accepting connections on 127.0.0.1:$PORT"
+  sweep "$PORT"
   url "$PORT"
 }
 

@@ -24,6 +24,9 @@ pub struct TestDatabase {
     pub backend: Backend,
     // Owns the SQLite file's directory: it is deleted when the database is dropped.
     _dir: Option<TempDir>,
+    // The PostgreSQL database's name and the cluster URL it was created through: it is
+    // dropped with this value, so a suite leaves no databases behind.
+    postgres: Option<(String, String)>,
 }
 
 impl TestDatabase {
@@ -49,6 +52,7 @@ fn create_sqlite() -> TestDatabase {
         url: format!("sqlite://{path}?mode=rwc"),
         backend: Backend::Sqlite,
         _dir: Some(dir),
+        postgres: None,
     }
 }
 
@@ -80,5 +84,43 @@ async fn create_postgres() -> TestDatabase {
         url: url.into(),
         backend: Backend::Postgres,
         _dir: None,
+        postgres: Some((admin_url, name)),
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.postgres.take() else {
+            return;
+        };
+        // `Drop` cannot await, and the test's own runtime may be the one dropping: a
+        // thread with a runtime of its own does the work, and is waited for so the
+        // database is gone when the test ends. `force` ends the connections a server
+        // under test may still hold.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&admin_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let result = conn
+                    .execute(AssertSqlSafe(format!(
+                        "drop database if exists \"{name}\" with (force)"
+                    )))
+                    .await
+                    .map_err(|e| format!("dropping test database {name}: {e}"));
+                let _ = conn.close().await;
+                result.map(|_| ())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("junction-testkit: {e}"),
+            Err(_) => eprintln!("junction-testkit: dropping a test database panicked"),
+        }
     }
 }

@@ -138,3 +138,21 @@ async fn postgres_database_accepts_connections() {
         .unwrap();
     assert!(name.starts_with("jt_"), "{name}");
 }
+
+#[tokio::test]
+async fn a_postgres_test_database_is_dropped_when_the_test_ends() {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let name = url::Url::parse(&db.url).unwrap().path()[1..].to_owned();
+    // A connection still open at the end, as a server under test may hold one.
+    let held = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    drop(db);
+    let admin = std::env::var(junction_testkit::db::DATABASE_URL_ENV).unwrap();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let left: i64 = sqlx::query_scalar("select count(*) from pg_database where datname = $1")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "{name} outlived its test");
+    drop(held);
+}
