@@ -7,6 +7,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
+RELEASE=$(cargo_target_dir "$REPO")/release
 COUNTS=${BENCH_COUNTS:-"10000 100000"}
 PORT=${BENCH_PORT:-18731}
 KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
@@ -22,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build -q --release -p junction -p junction-bench --manifest-path "$REPO/Cargo.toml"
-BIN="$REPO/target/release"
+BIN="$RELEASE"
 PG_ADMIN=$(bash "$REPO/scripts/pg-test.sh" start)
 
 serve() {  # database url

@@ -2,6 +2,9 @@
 # Shared by the benchmark scripts: `source "$ROOT/bench/lib.sh"` after setting
 # BENCH_TAG (the log prefix, e.g. "bench/proxy").
 
+# port_in_use, pick_port, cargo_target_dir
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+
 log() { printf '[%s] %s\n' "${BENCH_TAG:-bench}" "$*" >&2; }
 die() {
     printf '[%s] error: %s\n' "${BENCH_TAG:-bench}" "$*" >&2
@@ -37,22 +40,6 @@ stop_pid() {
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A free loopback port, other than the ones given.
-pick_port() {
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 30000))
-        [[ " $* " == *" $p "* ]] && continue
-        port_in_use "$p" || {
-            echo "$p"
-            return 0
-        }
-    done
-    die "no free loopback port found"
 }
 
 random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }

@@ -23,12 +23,15 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+RELEASE=$(cargo_target_dir "$ROOT")/release
 COUNTS=${BENCH_COUNTS:-1000 10000}
 CONCURRENCY=${BENCH_CONCURRENCY:-}
 NO_BUILD=${BENCH_NO_BUILD:-0}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
-BIN=$ROOT/target/release/junction
-BENCH_BIN=$ROOT/target/release/junction-bench
+BIN=$RELEASE/junction
+BENCH_BIN=$RELEASE/junction-bench
 KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 
 BENCH_TAG=bench/refresh

@@ -19,6 +19,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+RELEASE=$(cargo_target_dir "$ROOT")/release
 DURATION=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNECTIONS:-16}
 WARMUP=${BENCH_WARMUP:-2}
@@ -26,7 +29,7 @@ NGINX_WORKERS=${BENCH_NGINX_WORKERS:-1}
 NO_BUILD=${BENCH_NO_BUILD:-0}
 RESULTS=${BENCH_RESULTS:-$ROOT/bench/results/latest.md}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
-BIN=$ROOT/target/release/junction
+BIN=$RELEASE/junction
 
 for n in "$DURATION" "$CONNS" "$WARMUP" "$NGINX_WORKERS"; do
     if ! [[ $n =~ ^[0-9]+$ ]]; then

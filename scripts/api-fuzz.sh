@@ -7,13 +7,16 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 WORK=$(mktemp -d)
 PID=""
 cleanup() { [[ -n $PID ]] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 cargo build -q -p junction --manifest-path "$REPO/Cargo.toml"
-PORT=${ST_PORT:-18970}
+JUNCTION=$(cargo_target_dir "$REPO")/debug/junction
+PORT=${ST_PORT:-$(pick_port)}
 USER_SECRET=fuzz-user-secret-0123456789
 ORG_SECRET=fuzz-organization-secret-0123456789
 (
@@ -23,13 +26,14 @@ ORG_SECRET=fuzz-organization-secret-0123456789
   JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=$ORG_SECRET \
   JUNCTION_OUTBOUND_TIMEOUT=2 \
   JUNCTION_LOG=warn \
-  exec "$REPO/target/debug/junction" serve >"$WORK/stdout" 2>"$WORK/junction.log"
+  exec "$JUNCTION" serve >"$WORK/stdout" 2>"$WORK/junction.log"
 ) &
 PID=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
-  sleep 0.1
-done
+if ! wait_healthy "http://127.0.0.1:$PORT" "$PID"; then
+  echo "api-fuzz: Junction did not start; its log:" >&2
+  cat "$WORK/junction.log" >&2
+  exit 1
+fi
 
 status=0
 "$REPO/tests/schemathesis/.venv/bin/schemathesis" run \

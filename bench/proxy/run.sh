@@ -29,14 +29,17 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+RELEASE=$(cargo_target_dir "$ROOT")/release
 DURATION=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNECTIONS:-16}
 WARMUP=${BENCH_WARMUP:-2}
 DOWNLOAD_MB=${BENCH_DOWNLOAD_MB:-1024}
 NO_BUILD=${BENCH_NO_BUILD:-0}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
-BIN=$ROOT/target/release/junction
-BENCH_BIN=$ROOT/target/release/junction-bench
+BIN=$RELEASE/junction
+BENCH_BIN=$RELEASE/junction-bench
 
 for n in "$DURATION" "$CONNS" "$WARMUP" "$DOWNLOAD_MB"; do
     [[ $n =~ ^[0-9]+$ ]] || {
