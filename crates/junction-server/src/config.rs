@@ -68,6 +68,26 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Most instances (and, separately, users) kept in memory; about 2 KB each.",
     ),
     (
+        "JUNCTION_HEADER_READ_TIMEOUT",
+        "10",
+        "Seconds a client has to send a request's headers. A kept-alive connection that sends no new request is closed after the same time.",
+    ),
+    (
+        "JUNCTION_IDLE_TIMEOUT",
+        "30",
+        "Seconds a request body may pause with nothing arriving; the request then fails with 400 and its connection closes.",
+    ),
+    (
+        "JUNCTION_MAX_CONNECTIONS",
+        "1024",
+        "Client connections served at once. Further ones wait to be accepted until one closes; keep it below the open-file limit (`ulimit -n`).",
+    ),
+    (
+        "JUNCTION_SHUTDOWN_TIMEOUT",
+        "10",
+        "Seconds in-flight requests get to finish after SIGTERM or Ctrl-C; connections still open then are closed.",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
@@ -180,6 +200,19 @@ pub struct Settings {
     /// Most instances (and users) kept in memory.
     #[arg(long, env = "JUNCTION_CACHE_CAPACITY", default_value = "10000")]
     pub cache_capacity: u64,
+    /// Seconds a client has to send a request's headers (and an idle kept-alive
+    /// connection stays open).
+    #[arg(long, env = "JUNCTION_HEADER_READ_TIMEOUT", default_value = "10")]
+    pub header_read_timeout: u64,
+    /// Seconds a request body may pause with nothing arriving.
+    #[arg(long, env = "JUNCTION_IDLE_TIMEOUT", default_value = "30")]
+    pub idle_timeout: u64,
+    /// Client connections served at once.
+    #[arg(long, env = "JUNCTION_MAX_CONNECTIONS", default_value = "1024")]
+    pub max_connections: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "JUNCTION_SHUTDOWN_TIMEOUT", default_value = "10")]
+    pub shutdown_timeout: u64,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -197,6 +230,15 @@ pub struct DatabaseConfig {
     pub encryption_key: Option<Secret>,
 }
 
+/// What the listener allows its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -210,6 +252,7 @@ pub struct Config {
     pub refresh_interval: Option<Duration>,
     pub refresh_concurrency: usize,
     pub cache: CacheSettings,
+    pub limits: ServerLimits,
 }
 
 /// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
@@ -453,6 +496,30 @@ impl Config {
                 ttl: Duration::from_secs(s.cache_ttl),
                 capacity: s.cache_capacity,
             },
+            limits: ServerLimits {
+                header_read_timeout: Duration::from_secs(at_least_one(
+                    "JUNCTION_HEADER_READ_TIMEOUT",
+                    s.header_read_timeout,
+                )?),
+                idle_timeout: Duration::from_secs(at_least_one(
+                    "JUNCTION_IDLE_TIMEOUT",
+                    s.idle_timeout,
+                )?),
+                max_connections: match s.max_connections {
+                    // Tokio's semaphore holds at most this many permits.
+                    0 => bail!(
+                        "{} must be at least 1",
+                        setting_name("JUNCTION_MAX_CONNECTIONS")
+                    ),
+                    n if n > tokio::sync::Semaphore::MAX_PERMITS => bail!(
+                        "{} must be at most {}",
+                        setting_name("JUNCTION_MAX_CONNECTIONS"),
+                        tokio::sync::Semaphore::MAX_PERMITS
+                    ),
+                    n => n,
+                },
+                shutdown_timeout: Duration::from_secs(s.shutdown_timeout),
+            },
         })
     }
 }
@@ -532,6 +599,10 @@ mod tests {
             refresh_concurrency: 16,
             cache_ttl: 30,
             cache_capacity: 10_000,
+            header_read_timeout: 10,
+            idle_timeout: 30,
+            max_connections: 1024,
+            shutdown_timeout: 10,
         }
     }
 

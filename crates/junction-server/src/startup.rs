@@ -1,7 +1,7 @@
 //! Building and running the server: store, migrations, first organization, listener.
 
 use crate::Config;
-use crate::config::{DatabaseConfig, beside};
+use crate::config::{DatabaseConfig, ServerLimits, beside};
 use anyhow::{Context, bail};
 use junction_catalog::Catalog;
 use junction_core::Secret;
@@ -31,6 +31,7 @@ pub struct App {
     services: Services,
     refresh_interval: Option<std::time::Duration>,
     refresh_concurrency: usize,
+    limits: ServerLimits,
     pub bootstrapped: Option<Bootstrapped>,
     /// Held while serving: see `claim_sqlite`.
     sqlite_lock: Option<std::fs::File>,
@@ -229,6 +230,7 @@ impl App {
             services,
             refresh_interval: config.refresh_interval,
             refresh_concurrency: config.refresh_concurrency,
+            limits: config.limits,
             bootstrapped,
             sqlite_lock,
         })
@@ -275,8 +277,7 @@ impl App {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+        let served = crate::serve::serve(self.listener, self.router, self.limits, shutdown)
             .await
             .context("serving HTTP");
         if let Some(job) = job

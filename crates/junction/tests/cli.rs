@@ -610,6 +610,7 @@ fn log_settings_have_flags_and_refuse_bad_values() {
         ("JUNCTION_LOG_FORMAT", "xml", "--log-format"),
         ("JUNCTION_LOG", "info,junction=loud", "--log"),
         ("JUNCTION_REFRESH_INTERVAL", "soon", "--refresh-interval"),
+        ("JUNCTION_MAX_CONNECTIONS", "-1", "--max-connections"),
     ] {
         let output = {
             let mut cmd = junction(dir.path());
@@ -748,4 +749,126 @@ fn subcommands_show_their_own_flags_and_settings_take_common_forms() {
         .args(["serve", "--outbound-allow-private"]);
     let server = start(cmd);
     assert_eq!(get_instances(&server.addr, "User x, Organization y"), 401);
+}
+
+/// A connection that sent the start of a request and never its end.
+fn half_sent(addr: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: junction\r\n")
+        .unwrap();
+    // Only a bound for a failing test: a closed connection answers at once.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// Waits for a log line containing `needle`.
+fn wait_for_log(server: &Server, needle: &str) -> bool {
+    loop {
+        match server.stderr.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains(needle) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_request_whose_headers_never_end_is_closed_after_the_header_read_timeout() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = junction(dir.path());
+    cmd.env("JUNCTION_HEADER_READ_TIMEOUT", "1");
+    let server = serve(cmd);
+    let mut stream = half_sent(&server.addr);
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "the connection must be closed, not left open: {e}"
+        ),
+    }
+    assert_eq!(get_instances(&server.addr, "User x, Organization y"), 401);
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = junction(dir.path());
+    cmd.env("JUNCTION_MAX_CONNECTIONS", "2")
+        .env("JUNCTION_HEADER_READ_TIMEOUT", "600");
+    let server = serve(cmd);
+    let first = half_sent(&server.addr);
+    let _second = half_sent(&server.addr);
+    let mut third = std::net::TcpStream::connect(&server.addr).unwrap();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: junction\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert!(
+        wait_for_log(&server, "JUNCTION_MAX_CONNECTIONS reached"),
+        "two connections fill the table"
+    );
+    drop(first);
+    let mut answer = String::new();
+    third.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn sigterm_stops_within_the_shutdown_timeout_despite_a_half_sent_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = junction(dir.path());
+    cmd.env("JUNCTION_SHUTDOWN_TIMEOUT", "1")
+        .env("JUNCTION_HEADER_READ_TIMEOUT", "600");
+    let mut server = serve(cmd);
+    let _held = half_sent(&server.addr);
+    // The connection is accepted before the signal arrives.
+    assert_eq!(get_instances(&server.addr, "User x, Organization y"), 401);
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        wait_for_log(&server, "JUNCTION_SHUTDOWN_TIMEOUT passed"),
+        "the open connection is given up at the deadline"
+    );
+    assert!(wait_for_log(&server, "stopped cleanly"));
+    assert!(server.child.wait().unwrap().success());
+}
+
+#[test]
+fn a_request_body_that_stops_arriving_fails_after_the_idle_timeout() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = junction(dir.path());
+    cmd.env("JUNCTION_IDLE_TIMEOUT", "1");
+    let server = serve(cmd);
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .write_all(
+            b"POST /elements/api-v2/elements/sfdc/oauth/url HTTP/1.1\r\nHost: junction\r\n\
+              Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"apiKey\":",
+        )
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("invalid_body"), "{answer}");
 }

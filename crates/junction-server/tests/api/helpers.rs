@@ -104,6 +104,10 @@ impl TestApp {
             refresh_concurrency: 16,
             cache_ttl: options.cache_ttl,
             cache_capacity: 10_000,
+            header_read_timeout: 10,
+            idle_timeout: 30,
+            max_connections: 1024,
+            shutdown_timeout: 10,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");
