@@ -3,7 +3,8 @@
 //! file descriptors without bound and keep the process alive after SIGTERM. This loop
 //! serves the same router with hyper-util's connection builder and adds:
 //!
-//! - a header-read timeout (which also closes kept-alive connections that stay silent);
+//! - a header-read timeout, from the moment a connection is accepted (which also closes
+//!   kept-alive connections that stay silent);
 //! - an idle timeout on request bodies: a body that stops arriving fails its request;
 //! - at most `max_connections` connections at once: beyond that Junction stops accepting,
 //!   and new connections wait in the kernel's backlog until one closes, so a flood costs
@@ -18,7 +19,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -100,6 +103,7 @@ pub async fn serve(
             },
         ));
         let builder = Arc::clone(&builder);
+        let stream = FirstBytesDeadline::new(stream, limits.header_read_timeout);
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
@@ -127,6 +131,99 @@ pub async fn serve(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// Bytes after which hyper has told HTTP/1 from HTTP/2 (the HTTP/2 preface's length).
+const PROTOCOL_SNIFF_LEN: usize = 24;
+
+/// A connection whose first bytes must arrive within a deadline. hyper's header-read
+/// timeout starts only once it has told HTTP/1 from HTTP/2, and telling them apart
+/// waits, without a timeout, for the client's first bytes; a client that connects and
+/// sends nothing would hold its connection forever. Once that many bytes have arrived
+/// the deadline is dropped and hyper's own timeouts take over.
+struct FirstBytesDeadline<T> {
+    io: T,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    read: usize,
+}
+
+impl<T> FirstBytesDeadline<T> {
+    fn new(io: T, timeout: Duration) -> Self {
+        Self {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            read: 0,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                this.read += buf.filled().len() - before;
+                if this.read >= PROTOCOL_SNIFF_LEN {
+                    this.deadline = None;
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                if expired {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client sent no request in time",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// The configured limit, lowered to what the open-file limit allows: past it, accepting

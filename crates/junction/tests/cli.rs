@@ -777,21 +777,29 @@ fn wait_for_log(server: &Server, needle: &str) -> bool {
 }
 
 #[test]
-fn a_request_whose_headers_never_end_is_closed_after_the_header_read_timeout() {
+fn a_connection_whose_request_never_arrives_is_closed_after_the_header_read_timeout() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = junction(dir.path());
     cmd.env("JUNCTION_HEADER_READ_TIMEOUT", "1");
     let server = serve(cmd);
-    let mut stream = half_sent(&server.addr);
-    let mut answer = Vec::new();
-    match stream.read_to_end(&mut answer) {
-        Ok(_) => {}
-        Err(e) => assert_eq!(
-            e.kind(),
-            std::io::ErrorKind::ConnectionReset,
-            "the connection must be closed, not left open: {e}"
-        ),
+    let silent = std::net::TcpStream::connect(&server.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for (what, mut stream) in [
+        ("half a request", half_sent(&server.addr)),
+        ("nothing", silent),
+    ] {
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "a connection that sent {what} must be closed, not left open: {e}"
+            ),
+        }
     }
     assert_eq!(get_instances(&server.addr, "User x, Organization y"), 401);
 }
