@@ -7,34 +7,35 @@ use junction_core::Secret;
 use junction_crypto::Keyring;
 use junction_store::{CacheSettings, DatabaseUrl, Dialect};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Every setting, with its default. `junction config example` prints this table.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "JUNCTION_LISTEN",
         "127.0.0.1:8080",
-        "Address and port the API listens on.",
+        "Address (or host name) and port the API listens on.",
     ),
     (
         "JUNCTION_DATABASE_URL",
         "./junction.db",
-        "SQLite file (created if missing) or postgres://user:password@host/db to share one PostgreSQL between replicas.",
+        "SQLite file (created if missing; also `sqlite:path`) or postgres://user:password@host/db to share one PostgreSQL between replicas. JUNCTION_DATABASE_URL_FILE: read it from a file.",
     ),
     (
         "JUNCTION_ENCRYPTION_KEY",
         "",
-        "Base64 of 32 random bytes (`junction config generate-key`), or `id:base64,id:base64` to rotate (first is primary). Unset with SQLite: a key file is created beside the database. Required with PostgreSQL.",
+        "Base64 of 32 random bytes (`junction config generate-key`), or `id:base64,id:base64` to rotate (first is primary). Unset with SQLite: a key file is created beside a new database. Required with PostgreSQL. JUNCTION_ENCRYPTION_KEY_FILE: read it from a file.",
     ),
     (
         "JUNCTION_BOOTSTRAP_USER_SECRET",
         "",
-        "User secret of the first user, created on a database without organizations. Unset: generated and printed once.",
+        "User secret of the first user, created on a database without organizations. Unset: generated and printed once. JUNCTION_BOOTSTRAP_USER_SECRET_FILE: read it from a file.",
     ),
     (
         "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET",
         "",
-        "Organization secret of the first organization. Unset: generated and printed once.",
+        "Organization secret of the first organization. Unset: generated and printed once. JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET_FILE: read it from a file.",
     ),
     (
         "JUNCTION_OUTBOUND_ALLOW_PRIVATE",
@@ -67,6 +68,26 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Most instances (and, separately, users) kept in memory; about 2 KB each.",
     ),
     (
+        "JUNCTION_HEADER_READ_TIMEOUT",
+        "10",
+        "Seconds a client has to send a request's headers. A kept-alive connection that sends no new request is closed after the same time.",
+    ),
+    (
+        "JUNCTION_IDLE_TIMEOUT",
+        "30",
+        "Seconds a request body may pause with nothing arriving; the request then fails with 400 and its connection closes.",
+    ),
+    (
+        "JUNCTION_MAX_CONNECTIONS",
+        "1024",
+        "Client connections served at once. Further ones wait to be accepted until one closes; keep it below the open-file limit (`ulimit -n`).",
+    ),
+    (
+        "JUNCTION_SHUTDOWN_TIMEOUT",
+        "10",
+        "Seconds in-flight requests get to finish after SIGTERM or Ctrl-C; connections still open then are closed.",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
@@ -74,13 +95,22 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("JUNCTION_LOG_FORMAT", "text", "`text` or `json`."),
 ];
 
-/// The raw settings as flags and environment variables give them.
+/// `JUNCTION_X (--x)`: how an error names a setting, so that whoever set either form
+/// recognizes it.
+pub fn setting_name(env: &str) -> String {
+    let flag = env
+        .strip_prefix("JUNCTION_")
+        .unwrap_or(env)
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    format!("{env} (--{flag})")
+}
+
+/// Where the data lives and the key that seals it: all that commands opening the
+/// database without serving it need.
 #[derive(Debug, Clone, Args)]
-pub struct Settings {
-    /// Address and port to listen on.
-    #[arg(long, env = "JUNCTION_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
-    /// SQLite file path or postgres:// URL.
+pub struct DatabaseSettings {
+    /// SQLite file path (or sqlite:path) or postgres:// URL.
     #[arg(
         long,
         env = "JUNCTION_DATABASE_URL",
@@ -88,12 +118,46 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// File holding the database URL (keeps a password out of the process list).
+    #[arg(
+        long,
+        env = "JUNCTION_DATABASE_URL_FILE",
+        value_name = "PATH",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<PathBuf>,
     /// Base64 32-byte key, or `id:base64,…` for rotation.
     #[arg(long, env = "JUNCTION_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
+    /// File holding the encryption key.
+    #[arg(
+        long,
+        env = "JUNCTION_ENCRYPTION_KEY_FILE",
+        value_name = "PATH",
+        conflicts_with = "encryption_key"
+    )]
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+/// The raw settings of `junction serve` as flags and environment variables give them.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address (or host name) and port to listen on.
+    #[arg(long, env = "JUNCTION_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    #[command(flatten)]
+    pub database: DatabaseSettings,
     /// First user's secret on an empty database.
     #[arg(long, env = "JUNCTION_BOOTSTRAP_USER_SECRET", hide_env_values = true)]
     pub bootstrap_user_secret: Option<String>,
+    /// File holding the first user's secret.
+    #[arg(
+        long,
+        env = "JUNCTION_BOOTSTRAP_USER_SECRET_FILE",
+        value_name = "PATH",
+        conflicts_with = "bootstrap_user_secret"
+    )]
+    pub bootstrap_user_secret_file: Option<PathBuf>,
     /// First organization's secret on an empty database.
     #[arg(
         long,
@@ -101,8 +165,25 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub bootstrap_organization_secret: Option<String>,
-    /// Allow outbound calls to loopback and private addresses.
-    #[arg(long, env = "JUNCTION_OUTBOUND_ALLOW_PRIVATE", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    /// File holding the first organization's secret.
+    #[arg(
+        long,
+        env = "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET_FILE",
+        value_name = "PATH",
+        conflicts_with = "bootstrap_organization_secret"
+    )]
+    pub bootstrap_organization_secret_file: Option<PathBuf>,
+    /// Allow outbound calls to loopback and private addresses (`--outbound-allow-private`
+    /// alone means true).
+    #[arg(
+        long,
+        env = "JUNCTION_OUTBOUND_ALLOW_PRIVATE",
+        default_value = "false",
+        value_parser = parse_bool,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub outbound_allow_private: bool,
     /// Seconds a provider call may take.
     #[arg(long, env = "JUNCTION_OUTBOUND_TIMEOUT", default_value = "30")]
@@ -119,6 +200,19 @@ pub struct Settings {
     /// Most instances (and users) kept in memory.
     #[arg(long, env = "JUNCTION_CACHE_CAPACITY", default_value = "10000")]
     pub cache_capacity: u64,
+    /// Seconds a client has to send a request's headers (and an idle kept-alive
+    /// connection stays open).
+    #[arg(long, env = "JUNCTION_HEADER_READ_TIMEOUT", default_value = "10")]
+    pub header_read_timeout: u64,
+    /// Seconds a request body may pause with nothing arriving.
+    #[arg(long, env = "JUNCTION_IDLE_TIMEOUT", default_value = "30")]
+    pub idle_timeout: u64,
+    /// Client connections served at once.
+    #[arg(long, env = "JUNCTION_MAX_CONNECTIONS", default_value = "1024")]
+    pub max_connections: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "JUNCTION_SHUTDOWN_TIMEOUT", default_value = "10")]
+    pub shutdown_timeout: u64,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -129,103 +223,165 @@ fn parse_bool(raw: &str) -> Result<bool, String> {
     }
 }
 
+/// The database and its key, validated.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub encryption_key: Option<Secret>,
+}
+
+/// What the listener allows its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub database_url: DatabaseUrl,
-    pub encryption_key: Option<Secret>,
+    pub database: DatabaseConfig,
     pub bootstrap_user_secret: Option<Secret>,
     pub bootstrap_organization_secret: Option<Secret>,
     pub outbound_allow_private: bool,
-    pub outbound_timeout: std::time::Duration,
+    pub outbound_timeout: Duration,
     /// Time between token refresh sweeps; `None`: no sweeps.
-    pub refresh_interval: Option<std::time::Duration>,
+    pub refresh_interval: Option<Duration>,
     pub refresh_concurrency: usize,
     pub cache: CacheSettings,
+    pub limits: ServerLimits,
 }
 
-impl Config {
-    pub fn from_settings(s: Settings) -> anyhow::Result<Self> {
-        let listen: SocketAddr = s.listen.parse().with_context(|| {
+/// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
+/// A file's trailing newline is not part of the secret.
+fn secret_setting(
+    env: &str,
+    value: Option<String>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
-                "JUNCTION_LISTEN: '{}' is not an address like 127.0.0.1:8080",
-                s.listen
+                "{}: cannot read {}",
+                setting_name(&format!("{env}_FILE")),
+                path.display()
             )
         })?;
-        let database_url = DatabaseUrl::parse(&s.database_url)
-            .map_err(|e| anyhow::anyhow!("JUNCTION_DATABASE_URL: {e}"))?;
-        let encryption_key = s
-            .encryption_key
-            .filter(|k| !k.trim().is_empty())
-            .map(Secret::new);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            bail!(
+                "{}: {} is empty",
+                setting_name(&format!("{env}_FILE")),
+                path.display()
+            );
+        }
+        return Ok(Some(Secret::new(text.to_owned())));
+    }
+    Ok(value.filter(|v| !v.trim().is_empty()).map(Secret::new))
+}
+
+/// Settings holding secrets that were given on the command line, where every user of the
+/// machine can read them in the process list.
+pub fn secrets_on_the_command_line(matches: &clap::ArgMatches) -> Vec<String> {
+    let mut found = Vec::new();
+    for (id, env) in [
+        ("encryption_key", "JUNCTION_ENCRYPTION_KEY"),
+        ("bootstrap_user_secret", "JUNCTION_BOOTSTRAP_USER_SECRET"),
+        (
+            "bootstrap_organization_secret",
+            "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET",
+        ),
+        ("database_url", "JUNCTION_DATABASE_URL"),
+    ] {
+        let on_command_line = matches!(matches.try_get_raw(id), Ok(Some(_)))
+            && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if !on_command_line {
+            continue;
+        }
+        if id == "database_url" {
+            let has_password = matches
+                .get_one::<String>(id)
+                .and_then(|v| url::Url::parse(v).ok())
+                .is_some_and(|u| u.password().is_some());
+            if !has_password {
+                continue;
+            }
+        }
+        found.push(env.to_owned());
+    }
+    found
+}
+
+impl DatabaseConfig {
+    pub fn from_settings(s: DatabaseSettings) -> anyhow::Result<Self> {
+        let raw_url = secret_setting(
+            "JUNCTION_DATABASE_URL",
+            Some(s.database_url),
+            s.database_url_file,
+        )?
+        .ok_or_else(|| anyhow::anyhow!("{} is empty", setting_name("JUNCTION_DATABASE_URL")))?;
+        let url = DatabaseUrl::parse(raw_url.expose())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", setting_name("JUNCTION_DATABASE_URL")))?;
+        if let Some(path) = url.sqlite_path() {
+            check_sqlite_path(&path)?;
+        }
+        let encryption_key = secret_setting(
+            "JUNCTION_ENCRYPTION_KEY",
+            s.encryption_key,
+            s.encryption_key_file,
+        )?;
         if let Some(key) = &encryption_key {
-            Keyring::parse(key).map_err(|e| anyhow::anyhow!("JUNCTION_ENCRYPTION_KEY: {e}"))?;
-        } else if database_url.dialect() == Dialect::Postgres {
+            Keyring::parse(key)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", setting_name("JUNCTION_ENCRYPTION_KEY")))?;
+        } else if url.dialect() == Dialect::Postgres {
             bail!(
                 "JUNCTION_ENCRYPTION_KEY is required with PostgreSQL (every replica must share it); \
                  create one with `junction config generate-key`"
             );
         }
-        let secret = |name: &str, v: Option<String>| -> anyhow::Result<Option<Secret>> {
-            match v.filter(|v| !v.is_empty()) {
-                Some(v) if v.len() < 16 => bail!("{name} must be at least 16 characters"),
-                Some(v) => Ok(Some(Secret::new(v))),
-                None => Ok(None),
-            }
-        };
         Ok(Self {
-            listen,
-            database_url,
+            url,
             encryption_key,
-            bootstrap_user_secret: secret(
-                "JUNCTION_BOOTSTRAP_USER_SECRET",
-                s.bootstrap_user_secret,
-            )?,
-            bootstrap_organization_secret: secret(
-                "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET",
-                s.bootstrap_organization_secret,
-            )?,
-            outbound_allow_private: s.outbound_allow_private,
-            outbound_timeout: match s.outbound_timeout {
-                0 => bail!("JUNCTION_OUTBOUND_TIMEOUT must be at least 1 second"),
-                secs => std::time::Duration::from_secs(secs),
-            },
-            refresh_interval: match s.refresh_interval {
-                0 => None,
-                secs => Some(std::time::Duration::from_secs(secs)),
-            },
-            refresh_concurrency: match s.refresh_concurrency {
-                0 => bail!("JUNCTION_REFRESH_CONCURRENCY must be at least 1"),
-                n => n,
-            },
-            cache: CacheSettings {
-                ttl: std::time::Duration::from_secs(s.cache_ttl),
-                capacity: s.cache_capacity,
-            },
         })
     }
 
+    /// The SQLite file and the files Junction keeps beside it, if the database is a file.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.url.sqlite_path()
+    }
+
     /// The keyring: the configured key, or (SQLite only) the key file beside the database,
-    /// created with mode 0600 on first start.
+    /// created with mode 0600 when the database is created.
     pub fn keyring(&self) -> anyhow::Result<Keyring> {
         if let Some(key) = &self.encryption_key {
             return Keyring::parse(key)
-                .map_err(|e| anyhow::anyhow!("JUNCTION_ENCRYPTION_KEY: {e}"));
+                .map_err(|e| anyhow::anyhow!("{}: {e}", setting_name("JUNCTION_ENCRYPTION_KEY")));
         }
-        let Some(db_path) = self.database_url.sqlite_path() else {
+        let Some(db_path) = self.url.sqlite_path() else {
             bail!("JUNCTION_ENCRYPTION_KEY is required unless the database is a SQLite file");
         };
-        let key_path = {
-            let mut p = db_path.into_os_string();
-            p.push(".key");
-            std::path::PathBuf::from(p)
-        };
+        let key_path = beside(&db_path, ".key");
         let key = if key_path.exists() {
+            warn_if_readable_by_others(&key_path);
             let text = std::fs::read_to_string(&key_path)
                 .with_context(|| format!("reading the key file {}", key_path.display()))?;
             Secret::new(text.trim().to_owned())
         } else {
+            // A new key beside an existing database would seal new data under a key that
+            // cannot open the old, and every stored credential and secret would look
+            // invalid. Only a new database gets a new key.
+            if std::fs::metadata(&db_path).is_ok_and(|m| m.len() > 0) {
+                bail!(
+                    "the database {} exists but its key file {} is missing: restore the key \
+                     file from your backup (or set JUNCTION_ENCRYPTION_KEY to the key this \
+                     database was created with); without it its stored data cannot be read",
+                    db_path.display(),
+                    key_path.display()
+                );
+            }
             let key = junction_crypto::generate_key().map_err(|e| anyhow::anyhow!("{e}"))?;
             write_private(&key_path, key.expose())?;
             tracing::warn!(
@@ -239,8 +395,162 @@ impl Config {
     }
 }
 
+/// `<path><suffix>`: the key and lock files live beside the database.
+pub fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Refuses a SQLite path that cannot become a database before anything is created beside
+/// it, naming what is wrong with it.
+fn check_sqlite_path(path: &Path) -> anyhow::Result<()> {
+    let name = setting_name("JUNCTION_DATABASE_URL");
+    if path.is_dir() {
+        bail!(
+            "{name}: {} is a directory; name a file in it, e.g. {}",
+            path.display(),
+            path.join("junction.db").display()
+        );
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "{name}: the directory {} does not exist; create it first",
+            parent.display()
+        );
+    }
+    Ok(())
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "the key file is readable by other users of this machine, who can then \
+                     read every stored credential; restrict it with `chmod 600 {}`",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+impl Config {
+    pub fn from_settings(s: Settings) -> anyhow::Result<Self> {
+        let listen = resolve_listen(&s.listen)?;
+        let database = DatabaseConfig::from_settings(s.database)?;
+        let bootstrap = |env: &str, v: Option<String>, file: Option<PathBuf>| match secret_setting(
+            env, v, file,
+        )? {
+            Some(v) if v.expose().len() < 16 => {
+                bail!("{} must be at least 16 characters", setting_name(env))
+            }
+            other => Ok(other),
+        };
+        let at_least_one = |env: &str, value: u64| -> anyhow::Result<u64> {
+            if value == 0 {
+                bail!("{} must be at least 1", setting_name(env));
+            }
+            Ok(value)
+        };
+        Ok(Self {
+            listen,
+            database,
+            bootstrap_user_secret: bootstrap(
+                "JUNCTION_BOOTSTRAP_USER_SECRET",
+                s.bootstrap_user_secret,
+                s.bootstrap_user_secret_file,
+            )?,
+            bootstrap_organization_secret: bootstrap(
+                "JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET",
+                s.bootstrap_organization_secret,
+                s.bootstrap_organization_secret_file,
+            )?,
+            outbound_allow_private: s.outbound_allow_private,
+            outbound_timeout: Duration::from_secs(at_least_one(
+                "JUNCTION_OUTBOUND_TIMEOUT",
+                s.outbound_timeout,
+            )?),
+            refresh_interval: match s.refresh_interval {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
+            refresh_concurrency: match s.refresh_concurrency {
+                0 => bail!(
+                    "{} must be at least 1",
+                    setting_name("JUNCTION_REFRESH_CONCURRENCY")
+                ),
+                n => n,
+            },
+            cache: CacheSettings {
+                ttl: Duration::from_secs(s.cache_ttl),
+                capacity: s.cache_capacity,
+            },
+            limits: ServerLimits {
+                header_read_timeout: Duration::from_secs(at_least_one(
+                    "JUNCTION_HEADER_READ_TIMEOUT",
+                    s.header_read_timeout,
+                )?),
+                idle_timeout: Duration::from_secs(at_least_one(
+                    "JUNCTION_IDLE_TIMEOUT",
+                    s.idle_timeout,
+                )?),
+                max_connections: match s.max_connections {
+                    // Tokio's semaphore holds at most this many permits.
+                    0 => bail!(
+                        "{} must be at least 1",
+                        setting_name("JUNCTION_MAX_CONNECTIONS")
+                    ),
+                    n if n > tokio::sync::Semaphore::MAX_PERMITS => bail!(
+                        "{} must be at most {}",
+                        setting_name("JUNCTION_MAX_CONNECTIONS"),
+                        tokio::sync::Semaphore::MAX_PERMITS
+                    ),
+                    n => n,
+                },
+                shutdown_timeout: Duration::from_secs(s.shutdown_timeout),
+            },
+        })
+    }
+}
+
+/// `JUNCTION_LISTEN`: an address, or a host name resolved once at start (its first
+/// address is used).
+fn resolve_listen(raw: &str) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let name = setting_name("JUNCTION_LISTEN");
+    if let Ok(addr) = raw.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = raw.to_socket_addrs().with_context(|| {
+        format!("{name}: '{raw}' is not an address like 127.0.0.1:8080 or localhost:8080")
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{name}: '{raw}' resolves to no address"))
+}
+
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
+    let mut file = create_private(path)
+        .with_context(|| format!("creating the key file {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Creates a new file only its owner can read and write.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -248,12 +558,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating the key file {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    file.write_all(b"\n")?;
-    Ok(())
+    options.open(path)
 }
 
 /// The commented example printed by `junction config example`.
@@ -278,23 +583,33 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             listen: "127.0.0.1:0".into(),
-            database_url: "./x.db".into(),
-            encryption_key: None,
+            database: DatabaseSettings {
+                database_url: "./x.db".into(),
+                database_url_file: None,
+                encryption_key: None,
+                encryption_key_file: None,
+            },
             bootstrap_user_secret: None,
+            bootstrap_user_secret_file: None,
             bootstrap_organization_secret: None,
+            bootstrap_organization_secret_file: None,
             outbound_allow_private: false,
             outbound_timeout: 30,
             refresh_interval: 60,
             refresh_concurrency: 16,
             cache_ttl: 30,
             cache_capacity: 10_000,
+            header_read_timeout: 10,
+            idle_timeout: 30,
+            max_connections: 1024,
+            shutdown_timeout: 10,
         }
     }
 
     #[test]
     fn postgres_without_a_key_is_refused_at_start() {
         let mut s = settings();
-        s.database_url = "postgres://u:p@localhost/db".into();
+        s.database.database_url = "postgres://u:p@localhost/db".into();
         let err = Config::from_settings(s).unwrap_err().to_string();
         assert!(err.contains("JUNCTION_ENCRYPTION_KEY is required"), "{err}");
     }
@@ -310,7 +625,7 @@ mod tests {
     #[test]
     fn a_malformed_key_is_reported_without_its_value() {
         let mut s = settings();
-        s.encryption_key = Some("dG9vLXNob3J0".into());
+        s.database.encryption_key = Some("dG9vLXNob3J0".into());
         let err = Config::from_settings(s).unwrap_err().to_string();
         assert!(
             err.contains("32 bytes") && !err.contains("dG9vLXNob3J0"),

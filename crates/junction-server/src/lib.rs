@@ -8,6 +8,7 @@
 pub mod config;
 pub mod http;
 pub mod jobs;
+mod serve;
 pub mod startup;
 
 pub use config::Config;

@@ -1,13 +1,14 @@
 //! Building and running the server: store, migrations, first organization, listener.
 
 use crate::Config;
+use crate::config::{DatabaseConfig, ServerLimits, beside};
 use anyhow::{Context, bail};
 use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
 use junction_service::{RefreshCoordinator, Services, now_ms};
-use junction_store::{NewOrganization, OrganizationCreated, Store};
+use junction_store::{CacheSettings, NewOrganization, OrganizationCreated, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ pub struct Bootstrapped {
     pub ids: OrganizationCreated,
     pub organization_secret: Secret,
     pub user_secret: Secret,
-    /// The secrets were generated (not taken from settings) and must be shown once.
+    /// The secrets were generated (not taken from settings) and must be shown once; until
+    /// `App::first_start_revealed` records that they were, every start generates new ones.
     pub generated: bool,
 }
 
@@ -29,17 +31,19 @@ pub struct App {
     services: Services,
     refresh_interval: Option<std::time::Duration>,
     refresh_concurrency: usize,
+    limits: ServerLimits,
     pub bootstrapped: Option<Bootstrapped>,
     /// Held while serving: see `claim_sqlite`.
     sqlite_lock: Option<std::fs::File>,
 }
 
-/// Connects and migrates the configured database.
-pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let keyring = Arc::new(config.keyring()?);
-    let store = Store::connect_with(&config.database_url, keyring, config.cache)
+/// Connects and migrates the configured database, and proves the configured keys are
+/// the ones its data was sealed with.
+pub async fn open_store(database: &DatabaseConfig, cache: CacheSettings) -> anyhow::Result<Store> {
+    let keyring = Arc::new(database.keyring()?);
+    let store = Store::connect_with(&database.url, keyring, cache)
         .await
-        .with_context(|| format!("connecting to {}", config.database_url))?;
+        .with_context(|| format!("connecting to {}", database.url))?;
     let applied = store
         .migrate()
         .await
@@ -47,14 +51,39 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     if applied > 0 {
         tracing::info!(applied, dialect = ?store.dialect(), "database migrations applied");
     }
-    Ok(store)
+    match store.check_keys(now_ms()).await {
+        Ok(()) => Ok(store),
+        Err(e @ (StoreError::WrongKey { .. } | StoreError::NoKnownKey { .. })) => {
+            store.close().await;
+            let source = match (&database.encryption_key, database.sqlite_path()) {
+                (None, Some(path)) => format!("the key file {}", beside(&path, ".key").display()),
+                _ => "JUNCTION_ENCRYPTION_KEY".to_owned(),
+            };
+            bail!(
+                "{source} does not fit this database: {e}. Nothing was started, so nothing \
+                 was changed. Set the key this database was created with; to rotate keys, \
+                 put the new key first and keep the old one (`2:<new>,1:<old>`)"
+            )
+        }
+        Err(e) => {
+            store.close().await;
+            Err(e).context("checking the encryption key against the database")
+        }
+    }
 }
 
-/// Creates the first organization, account and user when the database has none.
+/// Creates the first organization, account and user when the database has none. When
+/// the first organization's generated secrets were never shown (the process stopped
+/// before printing them), nobody can hold them: they are replaced, to be shown now.
 pub async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Bootstrapped>> {
-    if store.organization_count().await? > 0 {
-        return Ok(None);
-    }
+    let pending = if store.organization_count().await? > 0 {
+        match store.unrevealed_first_start().await? {
+            Some(pending) => Some(pending),
+            None => return Ok(None),
+        }
+    } else {
+        None
+    };
     let generate = || junction_crypto::generate_secret(32).map_err(|e| anyhow::anyhow!("{e}"));
     let generated =
         config.bootstrap_user_secret.is_none() || config.bootstrap_organization_secret.is_none();
@@ -66,19 +95,47 @@ pub async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<
         Some(s) => s.clone(),
         None => generate()?,
     };
-    let ids = store
-        .create_organization(NewOrganization {
-            name: "Default organization",
-            account_name: "Default account",
-            email: "admin@localhost",
-            first_name: "Junction",
-            last_name: "Admin",
-            organization_secret: &organization_secret,
-            user_secret: &user_secret,
-            now: now_ms(),
-        })
-        .await?;
-    tracing::info!(organization_id = %ids.organization_id, "created the first organization");
+    let ids = match pending {
+        Some(pending) => {
+            store
+                .replace_unrevealed_secrets(pending, &organization_secret, &user_secret)
+                .await?;
+            tracing::warn!(
+                organization_id = %pending.organization_id,
+                "the first organization's secrets were never shown (an earlier start stopped \
+                 first); they have been replaced"
+            );
+            if !generated {
+                store
+                    .mark_first_start_revealed(pending.organization_id, now_ms())
+                    .await?;
+            }
+            OrganizationCreated {
+                organization_id: pending.organization_id,
+                account_id: store.get_user(pending.user_id).await?.account_id,
+                user_id: pending.user_id,
+            }
+        }
+        None => {
+            let ids = store
+                .create_first_organization(
+                    NewOrganization {
+                        name: "Default organization",
+                        account_name: "Default account",
+                        email: "admin@localhost",
+                        first_name: "Junction",
+                        last_name: "Admin",
+                        organization_secret: &organization_secret,
+                        user_secret: &user_secret,
+                        now: now_ms(),
+                    },
+                    generated,
+                )
+                .await?;
+            tracing::info!(organization_id = %ids.organization_id, "created the first organization");
+            ids
+        }
+    };
     Ok(Some(Bootstrapped {
         ids,
         organization_secret,
@@ -116,16 +173,18 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
 /// refresh single-flight, so it is refused with a pointer to PostgreSQL. The lock is
 /// the operating system's, so a killed process holds it no longer.
 fn claim_sqlite(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
-    let Some(db) = config.database_url.sqlite_path() else {
+    let Some(db) = config.database.sqlite_path() else {
         return Ok(None);
     };
-    let mut path = db.into_os_string();
-    path.push(".lock");
-    let path = std::path::PathBuf::from(path);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let path = beside(&db, ".lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options
         .open(&path)
         .with_context(|| format!("opening the lock file {}", path.display()))?;
     match file.try_lock() {
@@ -133,7 +192,7 @@ fn claim_sqlite(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
         Err(std::fs::TryLockError::WouldBlock) => bail!(
             "another Junction server is using {}: a SQLite database serves one process; \
              to run several, point them all at one PostgreSQL (JUNCTION_DATABASE_URL=postgres://…)",
-            config.database_url
+            config.database.url
         ),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", path.display()))
@@ -144,7 +203,7 @@ fn claim_sqlite(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sqlite_lock = claim_sqlite(config)?;
-        let store = open_store(config).await?;
+        let store = open_store(&config.database, config.cache).await?;
         if sqlite_lock.is_some() {
             // This process owns the database, so a refresh lease found now was left by one
             // that stopped mid-refresh (killed, or the machine went down). Waiting for it
@@ -157,18 +216,21 @@ impl App {
                 );
             }
         }
-        let bootstrapped = bootstrap(&store, config).await?;
-        let services = services(store, config)?;
-        let router = crate::http::router(services.clone())?;
+        // Bound before the first organization is created: a start that cannot listen must
+        // not leave behind an organization whose secrets it never got to print.
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let bootstrapped = bootstrap(&store, config).await?;
+        let services = services(store, config)?;
+        let router = crate::http::router(services.clone())?;
         Ok(Self {
             listener,
             router,
             services,
             refresh_interval: config.refresh_interval,
             refresh_concurrency: config.refresh_concurrency,
+            limits: config.limits,
             bootstrapped,
             sqlite_lock,
         })
@@ -180,6 +242,19 @@ impl App {
 
     pub fn services(&self) -> &Services {
         &self.services
+    }
+
+    /// Records that the generated first-start secrets have been shown, so later starts
+    /// neither show nor replace them.
+    pub async fn first_start_revealed(&self) -> anyhow::Result<()> {
+        if let Some(first) = self.bootstrapped.as_ref().filter(|b| b.generated) {
+            self.services
+                .store
+                .mark_first_start_revealed(first.ids.organization_id, now_ms())
+                .await
+                .context("recording that the first organization's secrets were shown")?;
+        }
+        Ok(())
     }
 
     /// Serves (and runs the token refresh sweeps) until `shutdown` completes, then
@@ -202,8 +277,7 @@ impl App {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+        let served = crate::serve::serve(self.listener, self.router, self.limits, shutdown)
             .await
             .context("serving HTTP");
         if let Some(job) = job

@@ -11,6 +11,7 @@ mod accounts;
 mod cache;
 mod instances;
 mod refresh;
+mod startup;
 mod tenancy;
 
 pub use accounts::{
@@ -20,6 +21,7 @@ pub use accounts::{
 pub use cache::CacheSettings;
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
+pub use startup::UnrevealedFirstStart;
 pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
 
 use cache::{Cache, Change};
@@ -46,6 +48,26 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("invalid database URL: {0}")]
     BadUrl(String),
+    #[error("cannot connect to PostgreSQL at {server}")]
+    Connect {
+        server: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create the SQLite file {path}")]
+    CreateFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the encryption key with id {key_id} is not the key this database's data was sealed with"
+    )]
+    WrongKey { key_id: u32 },
+    #[error(
+        "none of the configured encryption keys sealed this database's data (it was sealed with key ids {stored:?})"
+    )]
+    NoKnownKey { stored: Vec<u32> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,20 +81,41 @@ pub enum Dialect {
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
-    /// Accepts `postgres://…`, `sqlite:…`, or a plain file path (SQLite, created if missing).
+    /// Accepts `postgres://…`, `sqlite:path`, `sqlite://path` (`sqlite:///abs` for an
+    /// absolute path), or a plain file path. A SQLite file is created if missing unless
+    /// the URL asks for another `mode`.
     pub fn parse(input: &str) -> Result<Self, StoreError> {
         let input = input.trim();
         if input.starts_with("postgres://") || input.starts_with("postgresql://") {
             url::Url::parse(input).map_err(|e| StoreError::BadUrl(e.to_string()))?;
             Ok(Self(input.to_owned()))
-        } else if input.starts_with("sqlite:") {
-            Ok(Self(input.to_owned()))
+        } else if let Some(rest) = input.strip_prefix("sqlite:") {
+            // The same reading as sqlx's: `sqlite://` or `sqlite:`, then the file name up
+            // to `?`, then the parameters.
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let (file, params) = rest.split_once('?').unwrap_or((rest, ""));
+            if file.is_empty() && !params.contains("mode=memory") {
+                return Err(StoreError::BadUrl("the sqlite: URL names no file".into()));
+            }
+            let has_mode = url::form_urlencoded::parse(params.as_bytes()).any(|(k, _)| k == "mode");
+            let params = match (params.is_empty(), has_mode) {
+                (_, true) => params.to_owned(),
+                (true, false) => "mode=rwc".to_owned(),
+                (false, false) => format!("{params}&mode=rwc"),
+            };
+            Ok(Self(format!("sqlite://{file}?{params}")))
         } else if input.is_empty() || input.contains("://") {
             Err(StoreError::BadUrl(
                 "expected postgres://…, sqlite:… or a file path".into(),
             ))
         } else {
-            Ok(Self(format!("sqlite://{input}?mode=rwc")))
+            // sqlx percent-decodes the file name, so these three must not stand for
+            // themselves in it.
+            let file = input
+                .replace('%', "%25")
+                .replace('?', "%3F")
+                .replace('#', "%23");
+            Ok(Self(format!("sqlite://{file}?mode=rwc")))
         }
     }
 
@@ -84,16 +127,25 @@ impl DatabaseUrl {
         }
     }
 
-    /// The SQLite file this URL points at, if any (the default key file lives beside it).
+    /// The SQLite file this URL points at, if any (the key and lock files live beside it).
     pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
-        let rest = self.0.strip_prefix("sqlite:")?;
-        let rest = rest.trim_start_matches("//");
-        let path = rest.split('?').next().unwrap_or(rest);
-        if path.is_empty() || path == ":memory:" || self.0.contains("mode=memory") {
-            None
-        } else {
-            Some(std::path::PathBuf::from(path))
+        let rest = self.0.strip_prefix("sqlite://")?;
+        let (file, params) = rest.split_once('?').unwrap_or((rest, ""));
+        if file.is_empty() || file == ":memory:" || params.contains("mode=memory") {
+            return None;
         }
+        let file = percent_encoding::percent_decode_str(file).decode_utf8_lossy();
+        Some(std::path::PathBuf::from(file.as_ref()))
+    }
+
+    /// `host:port` of a PostgreSQL server, for messages (never the credentials).
+    pub fn server(&self) -> Option<String> {
+        let url = url::Url::parse(&self.0).ok()?;
+        if self.dialect() != Dialect::Postgres {
+            return None;
+        }
+        let host = url.host_str().unwrap_or("localhost");
+        Some(format!("{host}:{}", url.port().unwrap_or(5432)))
     }
 
     pub fn expose(&self) -> &str {
@@ -157,6 +209,22 @@ impl Store {
     ) -> Result<Self, StoreError> {
         install_default_drivers();
         let dialect = url.dialect();
+        match url.sqlite_path() {
+            Some(path) => create_private_file(&path)?,
+            None if dialect == Dialect::Postgres => {
+                // A pool retries a refused connection until its acquire timeout and then
+                // reports only that it timed out; one plain attempt first says why.
+                use sqlx::Connection;
+                let probe = sqlx::AnyConnection::connect(url.expose())
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        server: url.server().unwrap_or_default(),
+                        source,
+                    })?;
+                let _ = probe.close().await;
+            }
+            None => {}
+        }
         let (pool, writer) = match dialect {
             Dialect::Sqlite => {
                 // WAL lets readers proceed during a write; the busy timeout covers other
@@ -292,6 +360,26 @@ impl Store {
     }
 }
 
+/// Creates a missing SQLite file readable by its owner only. SQLite gives its `-wal` and
+/// `-shm` files the database file's permissions, so they stay private too.
+fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::CreateFile {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
 /// `$n, $n+1, …` for an `IN (…)` list starting at placeholder `start`.
 pub(crate) fn placeholders(start: usize, count: usize) -> String {
     (start..start + count)
@@ -336,5 +424,32 @@ mod tests {
             std::path::PathBuf::from("./junction.db")
         );
         assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+
+    #[test]
+    fn every_sqlite_url_form_names_a_file_created_if_missing() {
+        for (input, path) in [
+            ("sqlite://./j.db", "./j.db"),
+            ("sqlite:./j.db", "./j.db"),
+            ("sqlite:///abs/j.db", "/abs/j.db"),
+            ("sqlite:j.db?cache=shared", "j.db"),
+            ("./odd?name#1%.db", "./odd?name#1%.db"),
+        ] {
+            let url = DatabaseUrl::parse(input).unwrap();
+            assert_eq!(url.dialect(), Dialect::Sqlite);
+            assert_eq!(
+                url.sqlite_path().unwrap(),
+                std::path::PathBuf::from(path),
+                "{input}"
+            );
+            assert!(
+                url.expose().contains("mode=rwc"),
+                "{input}: {}",
+                url.expose()
+            );
+        }
+        let read_only = DatabaseUrl::parse("sqlite:./j.db?mode=ro").unwrap();
+        assert!(!read_only.expose().contains("rwc"));
+        assert!(DatabaseUrl::parse("sqlite:").is_err());
     }
 }

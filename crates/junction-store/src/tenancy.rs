@@ -74,15 +74,25 @@ impl Store {
         &self,
         new: NewOrganization<'_>,
     ) -> Result<OrganizationCreated, StoreError> {
-        let keyring = self.keyring();
         let mut tx = self.writer().begin().await?;
+        let created = self.insert_organization(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub(crate) async fn insert_organization(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        new: NewOrganization<'_>,
+    ) -> Result<OrganizationCreated, StoreError> {
+        let keyring = self.keyring();
         let organization_id: i64 = sqlx::query_scalar(
             "insert into organizations (name, secret_hash, created_at) values ($1, $2, $3) returning id",
         )
         .bind(new.name)
         .bind(keyring.lookup_hash(new.organization_secret.expose()))
         .bind(new.now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let account_id: i64 = sqlx::query_scalar(
             "insert into accounts (organization_id, name, created_at) values ($1, $2, $3) returning id",
@@ -90,7 +100,7 @@ impl Store {
         .bind(organization_id)
         .bind(new.account_name)
         .bind(new.now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let user_id: i64 = sqlx::query_scalar(
             "insert into users (account_id, email, first_name, last_name, secret_hash, created_at, role) \
@@ -102,9 +112,8 @@ impl Store {
         .bind(new.last_name)
         .bind(keyring.lookup_hash(new.user_secret.expose()))
         .bind(new.now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(OrganizationCreated {
             organization_id: OrganizationId(organization_id),
             account_id: AccountId(account_id),

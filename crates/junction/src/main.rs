@@ -1,13 +1,17 @@
 //! The `junction` command: serve the API, migrate, manage accounts, inspect the catalog.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use junction_server::config::{Settings, example};
+use clap::error::{ContextKind, ContextValue};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use junction_server::config::{
+    DatabaseConfig, DatabaseSettings, Settings, example, secrets_on_the_command_line,
+};
 use junction_server::startup::open_store;
 use junction_server::{App, Config};
 use junction_service::now_ms;
-use junction_store::NewOrganization;
+use junction_store::{CacheSettings, NewOrganization};
 use serde_json::json;
+use std::io::Write;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -25,6 +29,46 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: LogSettings,
+}
+
+/// Logging, for every command.
+#[derive(clap::Args)]
+struct LogSettings {
+    /// Log filter, e.g. `info` or `junction_service=debug,info`.
+    #[arg(
+        long,
+        env = "JUNCTION_LOG",
+        default_value = "info",
+        global = true,
+        help_heading = "Logging",
+        value_parser = parse_log_filter
+    )]
+    log: String,
+    /// Log format.
+    #[arg(
+        long,
+        env = "JUNCTION_LOG_FORMAT",
+        default_value = "text",
+        global = true,
+        help_heading = "Logging",
+        ignore_case = true
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_log_filter(raw: &str) -> Result<String, String> {
+    EnvFilter::builder()
+        .parse(raw)
+        .map(|_| raw.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -36,7 +80,7 @@ enum Command {
     /// once, as JSON on standard output.
     Serve(Settings),
     /// Apply database migrations and exit.
-    Migrate(Settings),
+    Migrate(DatabaseSettings),
     /// Print configuration help.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -62,7 +106,7 @@ enum AccountsCommand {
     /// once, as JSON. Junction stores only keyed hashes, so save them now.
     Create {
         #[command(flatten)]
-        settings: Settings,
+        database: DatabaseSettings,
         /// Organization name.
         #[arg(long, default_value = "Default organization")]
         organization_name: String,
@@ -72,8 +116,10 @@ enum AccountsCommand {
         /// The first user's email address.
         #[arg(long)]
         email: String,
+        /// The first user's first name.
         #[arg(long, default_value = "")]
         first_name: String,
+        /// The first user's last name.
         #[arg(long, default_value = "")]
         last_name: String,
     },
@@ -85,24 +131,75 @@ enum ElementsCommand {
     List,
 }
 
-fn init_logging() {
-    let filter = EnvFilter::try_from_env("JUNCTION_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(settings: &LogSettings) {
+    // The filter was validated when the settings were parsed.
+    let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a terminal: logs sent to a file or a collector stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if std::env::var("JUNCTION_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
+}
+
+/// Parses the command line and environment. A bad value is reported with both of its
+/// names, the flag and the environment variable, since either may be the one that was set.
+fn parse() -> (Cli, clap::ArgMatches) {
+    let command = Cli::command();
+    let matches = match command.clone().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => name_both_forms(e, &command).exit(),
+    };
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => (cli, matches),
+        Err(e) => e.format(&mut Cli::command()).exit(),
+    }
+}
+
+fn name_both_forms(mut error: clap::Error, command: &clap::Command) -> clap::Error {
+    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    let long = shown
+        .split_whitespace()
+        .next()
+        .and_then(|flag| flag.strip_prefix("--"))
+        .map(str::to_owned);
+    let env = long.and_then(|long| env_of(command, &long));
+    if let Some(env) = env {
+        let both = format!("{shown} / {env}");
+        error.insert(ContextKind::InvalidArg, ContextValue::String(both));
+    }
+    error
+}
+
+/// The environment variable behind flag `--long` in this command or any subcommand.
+fn env_of(command: &clap::Command, long: &str) -> Option<String> {
+    command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .or_else(|| command.get_subcommands().find_map(|c| env_of(c, long)))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
+    let (cli, matches) = parse();
+    init_logging(&cli.log);
+    let mut sub = Some(&matches);
+    while let Some(m) = sub {
+        for name in secrets_on_the_command_line(m) {
+            tracing::warn!(
+                "{name} was given as a command-line flag, which every user of this machine can \
+                 read in the process list; use the environment variable or {name}_FILE instead"
+            );
+        }
+        sub = m.subcommand().map(|(_, m)| m);
+    }
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -116,10 +213,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(settings) => serve(Config::from_settings(settings)?).await,
         Command::Migrate(settings) => {
-            let config = Config::from_settings(settings)?;
-            let store = open_store(&config).await?;
+            let database = DatabaseConfig::from_settings(settings)?;
+            let store = open_store(&database, CacheSettings::default()).await?;
             store.close().await;
-            println!("database at {} is up to date", config.database_url);
+            println!("database at {} is up to date", database.url);
             Ok(())
         }
         Command::Config(ConfigCommand::Example) => {
@@ -132,15 +229,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Accounts(AccountsCommand::Create {
-            settings,
+            database,
             organization_name,
             account_name,
             email,
             first_name,
             last_name,
         }) => {
-            let config = Config::from_settings(settings)?;
-            let store = open_store(&config).await?;
+            let database = DatabaseConfig::from_settings(database)?;
+            let store = open_store(&database, CacheSettings::default()).await?;
             let generate =
                 || junction_crypto::generate_secret(32).map_err(|e| anyhow::anyhow!("{e}"));
             let (organization_secret, user_secret) = (generate()?, generate()?);
@@ -185,27 +282,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(&config).await?;
     if let Some(first) = app.bootstrapped.as_ref().filter(|b| b.generated) {
-        {
-            tracing::warn!(
-                "created the first organization with generated secrets; they are printed once on \
-                 standard output and cannot be shown again"
-            );
-            println!(
-                "{}",
-                json!({
-                    "organizationSecret": first.organization_secret.expose(),
-                    "userSecret": first.user_secret.expose(),
-                    "authorization": format!(
-                        "User {}, Organization {}",
-                        first.user_secret.expose(),
-                        first.organization_secret.expose()
-                    ),
-                })
-            );
-        }
+        let line = json!({
+            "organizationSecret": first.organization_secret.expose(),
+            "userSecret": first.user_secret.expose(),
+            "authorization": format!(
+                "User {}, Organization {}",
+                first.user_secret.expose(),
+                first.organization_secret.expose()
+            ),
+        });
+        // Only secrets that reached standard output count as shown; otherwise the next
+        // start replaces them and tries again.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").and_then(|()| out.flush()).context(
+            "printing the first organization's secrets on standard output failed; they \
+                 were not recorded as shown, so the next start replaces them and prints new ones",
+        )?;
+        drop(out);
+        app.first_start_revealed().await?;
+        tracing::warn!(
+            "created the first organization with generated secrets; they were printed once on \
+             standard output and cannot be shown again"
+        );
     }
     let addr = app.local_addr()?;
-    tracing::info!(%addr, database = %config.database_url, "Junction is listening; API at http://{addr}/elements/api-v2");
+    tracing::info!(%addr, database = %config.database.url, "Junction is listening; API at http://{addr}/elements/api-v2");
     app.run(shutdown_signal()).await?;
     tracing::info!("stopped cleanly");
     Ok(())

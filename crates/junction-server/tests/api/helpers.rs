@@ -1,4 +1,4 @@
-use junction_server::config::Settings;
+use junction_server::config::{DatabaseSettings, Settings};
 use junction_server::{App, Config};
 use junction_testkit::db::{Backend, TestDatabase};
 use reqwest::{Method, StatusCode};
@@ -87,10 +87,16 @@ impl TestApp {
     async fn start(db: Arc<TestDatabase>, options: Options) -> Self {
         let config = Config::from_settings(Settings {
             listen: "127.0.0.1:0".into(),
-            database_url: db.url.clone(),
-            encryption_key: Some(KEY.into()),
+            database: DatabaseSettings {
+                database_url: db.url.clone(),
+                database_url_file: None,
+                encryption_key: Some(KEY.into()),
+                encryption_key_file: None,
+            },
             bootstrap_user_secret: Some(USER_SECRET.into()),
+            bootstrap_user_secret_file: None,
             bootstrap_organization_secret: Some(ORG_SECRET.into()),
+            bootstrap_organization_secret_file: None,
             outbound_allow_private: options.allow_private,
             outbound_timeout: options.outbound_timeout,
             // Tests drive sweeps themselves (see refresh.rs), so counts stay exact.
@@ -98,6 +104,10 @@ impl TestApp {
             refresh_concurrency: 16,
             cache_ttl: options.cache_ttl,
             cache_capacity: 10_000,
+            header_read_timeout: 10,
+            idle_timeout: 30,
+            max_connections: 1024,
+            shutdown_timeout: 10,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");

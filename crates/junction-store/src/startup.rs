@@ -1,0 +1,155 @@
+//! What a start checks and records before serving: that the configured encryption keys
+//! are the ones this database's data was sealed with, and whether the first
+//! organization's generated secrets were ever shown.
+
+use crate::{NewOrganization, OrganizationCreated, Store, StoreError};
+use junction_core::{OrganizationId, Secret, UserId};
+use junction_crypto::CryptoError;
+use sqlx::Row;
+
+/// Authenticated with the sealed text, so a row moved or edited fails to open too.
+const KEY_CHECK_CONTEXT: &[u8] = b"junction key check v1";
+const KEY_CHECK_TEXT: &[u8] = b"junction";
+
+/// The first organization, created with generated secrets not yet shown to anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnrevealedFirstStart {
+    pub organization_id: OrganizationId,
+    pub user_id: UserId,
+}
+
+impl Store {
+    /// Proves the configured keys are this database's: every configured key that sealed
+    /// a check here must open it, and a database with checks must know at least one of
+    /// the configured keys. A new primary key records its own check.
+    pub async fn check_keys(&self, now: i64) -> Result<(), StoreError> {
+        let keyring = self.keyring();
+        let primary = keyring.primary_key_id();
+        let rows = sqlx::query("select key_id, sealed from key_checks")
+            .fetch_all(self.writer())
+            .await?;
+        let mut stored = Vec::with_capacity(rows.len());
+        let mut known = false;
+        for row in &rows {
+            let key_id: i64 = row.try_get("key_id")?;
+            let sealed: Vec<u8> = row.try_get("sealed")?;
+            let key_id = u32::try_from(key_id)
+                .map_err(|_| StoreError::Corrupt(format!("key check for key id {key_id}")))?;
+            stored.push(key_id);
+            match keyring.open(KEY_CHECK_CONTEXT, &sealed) {
+                Ok(text) if text.as_slice() == KEY_CHECK_TEXT => known = true,
+                Err(CryptoError::UnknownKeyId(_)) => {}
+                Ok(_) | Err(_) => return Err(StoreError::WrongKey { key_id }),
+            }
+        }
+        if !stored.is_empty() && !known {
+            stored.sort_unstable();
+            return Err(StoreError::NoKnownKey { stored });
+        }
+        if !stored.contains(&primary) {
+            let sealed = keyring.seal(KEY_CHECK_CONTEXT, KEY_CHECK_TEXT)?;
+            // Another replica starting at the same moment may record its check first;
+            // the next start verifies whichever won.
+            sqlx::query(
+                "insert into key_checks (key_id, sealed, created_at) values ($1, $2, $3) \
+                 on conflict (key_id) do nothing",
+            )
+            .bind(i64::from(primary))
+            .bind(sealed)
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the first organization; with `unrevealed`, also records that its secrets
+    /// still have to be shown, in the same transaction, so no start can leave an
+    /// organization whose secrets were never printed and are not marked so.
+    pub async fn create_first_organization(
+        &self,
+        new: NewOrganization<'_>,
+        unrevealed: bool,
+    ) -> Result<OrganizationCreated, StoreError> {
+        let now = new.now;
+        let mut tx = self.writer().begin().await?;
+        let created = self.insert_organization(&mut tx, new).await?;
+        if unrevealed {
+            sqlx::query(
+                "insert into first_start (organization_id, user_id, created_at) values ($1, $2, $3)",
+            )
+            .bind(created.organization_id.0)
+            .bind(created.user_id.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// The first organization whose generated secrets were never shown, if any.
+    pub async fn unrevealed_first_start(&self) -> Result<Option<UnrevealedFirstStart>, StoreError> {
+        let row = sqlx::query(
+            "select organization_id, user_id from first_start where revealed_at is null \
+             order by organization_id limit 1",
+        )
+        .fetch_optional(self.writer())
+        .await?;
+        row.map(|r| {
+            Ok(UnrevealedFirstStart {
+                organization_id: OrganizationId(r.try_get("organization_id")?),
+                user_id: UserId(r.try_get("user_id")?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Gives the first organization and its first user new secrets. Only for secrets
+    /// nobody was ever shown: no one can hold the ones replaced.
+    pub async fn replace_unrevealed_secrets(
+        &self,
+        first: UnrevealedFirstStart,
+        organization_secret: &Secret,
+        user_secret: &Secret,
+    ) -> Result<(), StoreError> {
+        let keyring = self.keyring();
+        let mut tx = self.writer().begin().await?;
+        let pending: Option<i64> = sqlx::query_scalar(
+            "select organization_id from first_start \
+             where organization_id = $1 and revealed_at is null",
+        )
+        .bind(first.organization_id.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if pending.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("update organizations set secret_hash = $1 where id = $2")
+            .bind(keyring.lookup_hash(organization_secret.expose()))
+            .bind(first.organization_id.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("update users set secret_hash = $1 where id = $2")
+            .bind(keyring.lookup_hash(user_secret.expose()))
+            .bind(first.user_id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that the first organization's secrets have been shown.
+    pub async fn mark_first_start_revealed(
+        &self,
+        organization_id: OrganizationId,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("update first_start set revealed_at = $1 where organization_id = $2")
+            .bind(now)
+            .bind(organization_id.0)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+}
