@@ -234,3 +234,18 @@ async fn the_openapi_document_and_an_offline_swagger_ui_are_served() {
         .unwrap();
     assert_eq!(script.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn swagger_ui_sends_the_document_to_no_outside_validator() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let initializer = app
+        .http
+        .get(app.root_url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(initializer.status(), StatusCode::OK);
+    let script = initializer.text().await.unwrap();
+    assert!(script.contains(r#""validatorUrl": "none""#), "{script}");
+    assert!(!script.contains("https://"), "{script}");
+}
