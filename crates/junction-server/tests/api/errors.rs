@@ -251,3 +251,68 @@ async fn the_outbound_policy_refuses_loopback_unless_allowed() {
         assert!(message.contains("outbound address policy"), "{message}");
     }
 }
+
+#[tokio::test]
+async fn a_body_of_the_wrong_shape_is_explained_in_json_terms() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for (body, field, want) in [
+        (
+            json!({"element": "sfdc"}),
+            "`element`",
+            "an object, got a string",
+        ),
+        (
+            json!({"element": {"key": "sfdc", "id": "one"}}),
+            "`element.id`",
+            "a whole number, got a string",
+        ),
+        (json!({"tags": "a,b"}), "`tags`", "an array, got a string"),
+        (json!(["sfdc"]), "`[0]`", "an object, got a string"),
+    ] {
+        let (status, answer) = app.post("/instances", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = assert_error(&answer, "invalid_body");
+        assert!(
+            message.contains(field) && message.contains(want),
+            "{body}: {message}"
+        );
+        for rust in ["struct", "InstanceBody", "ElementRef", "i64", "sequence"] {
+            assert!(!message.contains(rust), "{body}: {message}");
+        }
+    }
+    assert!(app.instance_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_scheme_is_refused_even_when_one_copy_is_right() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let user = crate::helpers::USER_SECRET;
+    let org = crate::helpers::ORG_SECRET;
+    for header in [
+        format!("User bad, User {user}, Organization {org}"),
+        format!("User {user}, User bad, Organization {org}"),
+        format!("User {user}, Organization {org}, organization {org}"),
+    ] {
+        let (status, body) = app.call_as(&header, Method::GET, "/instances", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header}");
+        let message = assert_error(&body, "unauthorized");
+        assert!(message.contains("more than once"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_comma_between_the_secrets_gets_a_hint() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let header = format!(
+        "User {} Organization {}",
+        crate::helpers::USER_SECRET,
+        crate::helpers::ORG_SECRET
+    );
+    let (status, body) = app.call_as(&header, Method::GET, "/instances", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let message = assert_error(&body, "unauthorized");
+    assert!(
+        message.contains("separate the parts with a comma"),
+        "{message}"
+    );
+}
