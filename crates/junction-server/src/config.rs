@@ -67,6 +67,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Most instances (and, separately, users) kept in memory; about 2 KB each.",
     ),
     (
+        "JUNCTION_AUTH_FAILURE_LIMIT",
+        "30",
+        "Failed authentications one client address (an IPv6 /64) may make per minute; beyond them it gets 429 until its budget refills. Successful calls are never counted. 0 turns the limit off.",
+    ),
+    (
+        "JUNCTION_TRUST_FORWARDED_FOR",
+        "false",
+        "Count failed authentications against the last X-Forwarded-For address instead of the TCP peer. Set it only behind a proxy that adds that header; otherwise clients choose their own address.",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
@@ -119,6 +129,12 @@ pub struct Settings {
     /// Most instances (and users) kept in memory.
     #[arg(long, env = "JUNCTION_CACHE_CAPACITY", default_value = "10000")]
     pub cache_capacity: u64,
+    /// Failed authentications per client address and minute; 0 disables the limit.
+    #[arg(long, env = "JUNCTION_AUTH_FAILURE_LIMIT", default_value = "30")]
+    pub auth_failure_limit: u32,
+    /// Take the client address from X-Forwarded-For.
+    #[arg(long, env = "JUNCTION_TRUST_FORWARDED_FOR", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -143,6 +159,9 @@ pub struct Config {
     pub refresh_interval: Option<std::time::Duration>,
     pub refresh_concurrency: usize,
     pub cache: CacheSettings,
+    /// Failed authentications per client address and minute; 0: no limit.
+    pub auth_failure_limit: u32,
+    pub trust_forwarded_for: bool,
 }
 
 impl Config {
@@ -203,6 +222,8 @@ impl Config {
                 ttl: std::time::Duration::from_secs(s.cache_ttl),
                 capacity: s.cache_capacity,
             },
+            auth_failure_limit: s.auth_failure_limit,
+            trust_forwarded_for: s.trust_forwarded_for,
         })
     }
 
@@ -288,6 +309,8 @@ mod tests {
             refresh_concurrency: 16,
             cache_ttl: 30,
             cache_capacity: 10_000,
+            auth_failure_limit: 30,
+            trust_forwarded_for: false,
         }
     }
 

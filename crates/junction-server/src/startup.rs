@@ -6,7 +6,7 @@ use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
-use junction_service::{RefreshCoordinator, Services, now_ms};
+use junction_service::{FailureLimiter, RefreshCoordinator, Services, now_ms};
 use junction_store::{NewOrganization, OrganizationCreated, Store};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -108,6 +108,10 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
         outbound,
         proxy,
         refresh: Arc::new(RefreshCoordinator::new()),
+        auth_failures: Arc::new(FailureLimiter::new(
+            config.auth_failure_limit,
+            config.trust_forwarded_for,
+        )),
     })
 }
 
@@ -202,7 +206,11 @@ impl App {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        let served = axum::serve(self.listener, self.router)
+        // The peer address is what failed authentications are counted against.
+        let router = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP");

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod auth;
+mod auth_limit;
 mod configuration;
 mod credentials;
 mod error;
@@ -19,6 +20,7 @@ mod view;
 
 pub use accounts::{AccountBody, AccountUserView, AccountView, NewUserView, UserBody};
 pub use auth::{Caller, parse_authorization};
+pub use auth_limit::FailureLimiter;
 pub use configuration::{ConfigEntryView, config_id};
 pub use error::ServiceError;
 pub use instances::{
@@ -45,6 +47,8 @@ pub struct Services {
     pub proxy: ProxyClient,
     /// Single-flight of credential refreshes; one per process (per replica).
     pub refresh: Arc<RefreshCoordinator>,
+    /// Failed authentications per client address.
+    pub auth_failures: Arc<FailureLimiter>,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

@@ -4,13 +4,14 @@ use super::error::ApiError;
 use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use junction_service::Caller;
+use junction_service::{Caller, Services};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
 /// Where an extractor records the instance whose Element token authenticated the call,
@@ -226,6 +227,28 @@ pub fn authorization_header(parts: &Parts) -> Result<Option<&str>, ApiError> {
         .transpose()
 }
 
+/// The address failed authentications are counted against: the TCP peer, or with
+/// `JUNCTION_TRUST_FORWARDED_FOR` the last `X-Forwarded-For` entry (the one the proxy in
+/// front of Junction added; earlier ones are whatever the client wrote).
+pub fn client_address(parts: &Parts, services: &Services) -> Option<IpAddr> {
+    if services.auth_failures.trusts_forwarded_for()
+        && let Some(forwarded) = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    {
+        return Some(forwarded);
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip())
+}
+
 /// The authenticated caller, from the `Authorization` header.
 pub struct Auth(pub Caller);
 
@@ -238,7 +261,10 @@ impl FromRequestParts<AppState> for Auth {
     ) -> Result<Self, Self::Rejection> {
         let caller = state
             .services
-            .authenticate(authorization_header(parts)?)
+            .authenticate_from(
+                client_address(parts, &state.services),
+                authorization_header(parts)?,
+            )
             .await?;
         note_instance(parts, &caller);
         Ok(Self(caller))

@@ -316,3 +316,118 @@ async fn a_missing_comma_between_the_secrets_gets_a_hint() {
         "{message}"
     );
 }
+
+/// Sends `authorization` (and `X-Forwarded-For`, if given) to `path`; returns the status,
+/// the `Retry-After` header and the body.
+async fn attempt(
+    app: &TestApp,
+    path: &str,
+    authorization: &str,
+    forwarded_for: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = app
+        .http
+        .get(app.url(path))
+        .header("Authorization", authorization);
+    if let Some(address) = forwarded_for {
+        request = request.header("X-Forwarded-For", address);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry_after, response.json().await.unwrap())
+}
+
+fn limited(limit: u32, trust_forwarded_for: bool) -> Options {
+    Options {
+        auth_failure_limit: limit,
+        trust_forwarded_for,
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn an_address_that_keeps_failing_is_answered_429_without_a_look_at_its_secrets() {
+    let app = TestApp::spawn_with(Backend::Sqlite, limited(3, false)).await;
+    let wrong = "User wrong-user-secret, Organization wrong-organization-secret";
+    for _ in 0..2 {
+        let (status, _, _) = attempt(&app, "/instances", wrong, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // Element-token guesses spend the same budget.
+    let (status, _, _) = attempt(&app, "/proxy/me", "Element guessed-token", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, retry_after, body) = attempt(&app, "/instances", wrong, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_error(&body, "too_many_requests");
+    let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=20).contains(&seconds), "{seconds}");
+    let (status, _, body) = attempt(&app, "/proxy/me", "Element guessed-token", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // Even the right secrets are not looked at until the budget refills.
+    let (status, _, body) = attempt(&app, "/instances", &app.platform_auth(), None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}
+
+#[tokio::test]
+async fn successful_authentications_spend_no_budget() {
+    let app = TestApp::spawn_with(Backend::Sqlite, limited(1, false)).await;
+    for _ in 0..20 {
+        let (status, _, body) = attempt(&app, "/instances", &app.platform_auth(), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // No credentials at all guess nothing either.
+    for _ in 0..5 {
+        let response = app.http.get(app.url("/instances")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = attempt(&app, "/instances", "User a-guess, Organization b", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = attempt(&app, "/instances", "User a-guess, Organization b", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn x_forwarded_for_chooses_the_address_only_when_trusted() {
+    let wrong = "User a-guess, Organization b";
+    let untrusting = TestApp::spawn_with(Backend::Sqlite, limited(1, false)).await;
+    let (status, _, _) = attempt(&untrusting, "/instances", wrong, Some("198.51.100.1")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = attempt(&untrusting, "/instances", wrong, Some("198.51.100.2")).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a client must not pick a fresh address per guess"
+    );
+
+    let behind_proxy = TestApp::spawn_with(Backend::Sqlite, limited(1, true)).await;
+    let via = |client: &str| format!("203.0.113.9, {client}");
+    let (status, _, _) = attempt(
+        &behind_proxy,
+        "/instances",
+        wrong,
+        Some(&via("198.51.100.1")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = attempt(
+        &behind_proxy,
+        "/instances",
+        wrong,
+        Some(&via("198.51.100.1")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, _) = attempt(
+        &behind_proxy,
+        "/instances",
+        wrong,
+        Some(&via("198.51.100.2")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
