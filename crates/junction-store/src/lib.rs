@@ -12,6 +12,7 @@ mod cache;
 mod instances;
 mod refresh;
 mod tenancy;
+mod trace;
 
 pub use accounts::{
     AccountRecord, AccountRemoval, AccountUpdate, NewAccount, NewUser, Role, UserDetails,
@@ -21,6 +22,7 @@ pub use cache::CacheSettings;
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
+pub use trace::{TRACE_ENTRIES_KEPT, TraceEntry, TracePage};
 
 use cache::{Cache, Change};
 use junction_crypto::{CryptoError, Keyring};
