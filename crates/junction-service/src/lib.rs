@@ -15,7 +15,9 @@ mod error;
 mod instances;
 mod oauth_url;
 mod proxy;
+mod redact;
 mod refresh;
+mod trace;
 mod view;
 
 pub use accounts::{AccountBody, AccountUserView, AccountView, NewUserView, UserBody};
@@ -30,6 +32,9 @@ pub use instances::{
 pub use oauth_url::{OAuthUrlParams, OAuthUrlResponse};
 pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
+pub use trace::{
+    DEFAULT_TRACE_SECONDS, MAX_TRACE_SECONDS, TraceLogList, TraceLogView, TraceLoggingConfig,
+};
 pub use view::{InstanceView, UserView};
 
 use junction_catalog::Catalog;

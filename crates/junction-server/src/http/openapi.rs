@@ -7,8 +7,8 @@ use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
     AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementRef, InstanceBody,
-    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, PingView, ProviderData, UserBody,
-    UserView,
+    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, PingView, ProviderData,
+    TraceLogView, TraceLoggingConfig, UserBody, UserView,
 };
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
@@ -57,6 +57,8 @@ use utoipa::{Modify, OpenApi};
         instances::trace_off_own,
         instances::trace_on,
         instances::trace_off,
+        instances::trace_logs_own,
+        instances::trace_logs,
         instances::list_for_element,
         instances::create_for_element,
         accounts::list,
@@ -92,6 +94,8 @@ use utoipa::{Modify, OpenApi};
         AccountUserView,
         NewUserView,
         PingView,
+        TraceLoggingConfig,
+        TraceLogView,
     )),
     modifiers(&Security),
     tags(
