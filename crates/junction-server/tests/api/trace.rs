@@ -3,7 +3,7 @@
 
 use crate::helpers::{Options, TestApp, assert_error};
 use crate::on_both_backends;
-use crate::proxy::{Upstream, upstream_instance};
+use crate::proxy::{Upstream, upstream_instance, upstream_instance_with};
 use junction_core::InstanceId;
 use junction_store::{TRACE_ENTRIES_KEPT, TraceEntry};
 use junction_testkit::db::Backend;
@@ -18,6 +18,7 @@ on_both_backends!(
     traced_bodies_still_stream_and_only_their_start_is_kept,
     deleting_the_instance_deletes_its_trace_log,
     only_the_newest_entries_of_an_instance_are_kept,
+    a_call_that_got_no_answer_is_recorded_with_the_reason,
 );
 
 const ACCESS_TOKEN: &str = "access-token-for-tracing";
@@ -424,4 +425,36 @@ async fn only_the_newest_entries_of_an_instance_are_kept(backend: Backend) {
     // Another instance's entries are its own.
     let (_, body) = app.get(&format!("/instances/{other}/trace-logs")).await;
     assert_eq!(body.as_array().unwrap().len(), 1);
+}
+
+async fn a_call_that_got_no_answer_is_recorded_with_the_reason(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let upstream = Upstream::start().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let (id, token) = upstream_instance_with(
+        &app,
+        &upstream,
+        ACCESS_TOKEN,
+        json!({"base.url": format!("http://{closed}/api")}),
+    )
+    .await;
+    trace_on(&app, id, None).await;
+    let response = proxied(&app, &token, Method::GET, "/me").await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+
+    let log = entries(&app, id, 1).await;
+    let entry = &log[0];
+    assert!(entry.get("status").is_none(), "{entry}");
+    assert!(entry.get("responseHeaders").is_none(), "{entry}");
+    assert!(
+        entry["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{entry}"
+    );
+    assert_eq!(entry["url"], format!("http://{closed}/api/me"));
 }
