@@ -146,7 +146,7 @@ impl Services {
                 .map_err(|wait| ServiceError::TooManyRequests {
                     message: "too many failed authentications from this address; try again later"
                         .to_owned(),
-                    retry_after: wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0),
+                    retry_after: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
                 })?;
         }
         let result = attempt.await;

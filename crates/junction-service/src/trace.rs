@@ -7,7 +7,7 @@
 //! been read to its end (or dropped), without holding up the caller. An instance
 //! without trace logging pays one flag check per call.
 
-use crate::instances::{DEFAULT_PAGE_SIZE, decode_cursor, encode_cursor, page_size};
+use crate::instances::{decode_cursor, encode_cursor, page_size};
 use crate::redact::{BODY_LIMIT, Redactor};
 use crate::view::iso8601;
 use crate::{Caller, InstanceView, ServiceError, Services, now_ms};
@@ -143,10 +143,7 @@ impl Services {
         page_size_raw: Option<&str>,
         next_page: Option<&str>,
     ) -> Result<TraceLogList, ServiceError> {
-        let limit = match page_size_raw {
-            None => DEFAULT_PAGE_SIZE,
-            raw => page_size(raw)?,
-        };
+        let limit = page_size(page_size_raw)?;
         let before = next_page
             .filter(|t| !t.is_empty())
             .map(decode_cursor)
