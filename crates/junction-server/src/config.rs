@@ -88,6 +88,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Seconds in-flight requests get to finish after SIGTERM or Ctrl-C; connections still open then are closed.",
     ),
     (
+        "JUNCTION_AUTH_FAILURE_LIMIT",
+        "30",
+        "Failed authentications one client address (an IPv6 /64) may make per minute; beyond them it gets 429 until its budget refills. Successful calls are never counted. 0 turns the limit off.",
+    ),
+    (
+        "JUNCTION_TRUST_FORWARDED_FOR",
+        "false",
+        "Count failed authentications against the last X-Forwarded-For address instead of the TCP peer. Set it only behind a proxy that adds that header; otherwise clients choose their own address.",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
@@ -213,6 +223,12 @@ pub struct Settings {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "JUNCTION_SHUTDOWN_TIMEOUT", default_value = "10")]
     pub shutdown_timeout: u64,
+    /// Failed authentications per client address and minute; 0 disables the limit.
+    #[arg(long, env = "JUNCTION_AUTH_FAILURE_LIMIT", default_value = "30")]
+    pub auth_failure_limit: u32,
+    /// Take the client address from X-Forwarded-For.
+    #[arg(long, env = "JUNCTION_TRUST_FORWARDED_FOR", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -253,6 +269,9 @@ pub struct Config {
     pub refresh_concurrency: usize,
     pub cache: CacheSettings,
     pub limits: ServerLimits,
+    /// Failed authentications per client address and minute; 0: no limit.
+    pub auth_failure_limit: u32,
+    pub trust_forwarded_for: bool,
 }
 
 /// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
@@ -520,6 +539,8 @@ impl Config {
                 },
                 shutdown_timeout: Duration::from_secs(s.shutdown_timeout),
             },
+            auth_failure_limit: s.auth_failure_limit,
+            trust_forwarded_for: s.trust_forwarded_for,
         })
     }
 }
@@ -603,6 +624,8 @@ mod tests {
             idle_timeout: 30,
             max_connections: 1024,
             shutdown_timeout: 10,
+            auth_failure_limit: 30,
+            trust_forwarded_for: false,
         }
     }
 

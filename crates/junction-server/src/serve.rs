@@ -99,7 +99,14 @@ pub async fn serve(
         let idle = limits.idle_timeout;
         let service = TowerToHyperService::new(router.clone().map_request(
             move |request: axum::http::Request<hyper::body::Incoming>| {
-                request.map(|body| axum::body::Body::new(TimeoutBody::new(idle, body)))
+                let mut request =
+                    request.map(|body| axum::body::Body::new(TimeoutBody::new(idle, body)));
+                // The peer address, as `into_make_service_with_connect_info` would give it:
+                // failed authentications are counted against it.
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                request
             },
         ));
         let builder = Arc::clone(&builder);

@@ -7,7 +7,7 @@ use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
-use junction_service::{RefreshCoordinator, Services, now_ms};
+use junction_service::{FailureLimiter, RefreshCoordinator, Services, now_ms};
 use junction_store::{CacheSettings, NewOrganization, OrganizationCreated, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -165,6 +165,10 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
         outbound,
         proxy,
         refresh: Arc::new(RefreshCoordinator::new()),
+        auth_failures: Arc::new(FailureLimiter::new(
+            config.auth_failure_limit,
+            config.trust_forwarded_for,
+        )),
     })
 }
 

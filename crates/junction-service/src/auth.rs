@@ -59,20 +59,39 @@ pub fn parse_authorization(header: &str) -> Result<PresentedSecrets, ServiceErro
         if value.is_empty() {
             return Err(unauthorized(&format!("the {scheme} value is empty")));
         }
-        let slot = match scheme.to_ascii_lowercase().as_str() {
-            "user" => &mut out.user,
-            "organization" => &mut out.organization,
-            "element" => &mut out.element,
+        let (slot, name) = match scheme.to_ascii_lowercase().as_str() {
+            "user" => (&mut out.user, "User"),
+            "organization" => (&mut out.organization, "Organization"),
+            "element" => (&mut out.element, "Element"),
             _ => {
                 return Err(unauthorized(
                     "unknown Authorization scheme: expected User, Organization and Element",
                 ));
             }
         };
+        if let Some(next) = value
+            .split_whitespace()
+            .skip(1)
+            .find(|word| SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(word)))
+        {
+            return Err(unauthorized(&format!(
+                "the {name} value runs into '{next}': separate the parts with a comma, \
+                 as in 'User <secret>, Organization <secret>'"
+            )));
+        }
+        // Keeping either copy would let a header carry a guess next to a known secret;
+        // no client has a reason to send a scheme twice.
+        if slot.is_some() {
+            return Err(unauthorized(&format!(
+                "the {name} scheme appears more than once in the Authorization header"
+            )));
+        }
         *slot = Some(Secret::new(value));
     }
     Ok(out)
 }
+
+const SCHEMES: [&str; 3] = ["User", "Organization", "Element"];
 
 fn unauthorized(message: &str) -> ServiceError {
     ServiceError::Unauthorized(message.to_owned())
@@ -135,5 +154,17 @@ mod tests {
     fn malformed_headers_are_refused() {
         assert!(parse_authorization("Bearer abc").is_err());
         assert!(parse_authorization("User").is_err());
+    }
+
+    #[test]
+    fn a_scheme_given_twice_is_refused() {
+        let err = parse_authorization("User bad, user good, Organization o").unwrap_err();
+        assert!(err.to_string().contains("more than once"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_comma_gets_a_hint() {
+        let err = parse_authorization("User abc Organization def").unwrap_err();
+        assert!(err.to_string().contains("comma"), "{err}");
     }
 }

@@ -47,6 +47,9 @@ pub enum ServiceError {
         /// The provider's reason, as stored on the instance.
         reason: Option<String>,
     },
+    /// The caller must slow down; `retry_after` is in seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     #[error("storage failure")]
     Store(#[source] StoreError),
     #[error("internal failure: {0}")]

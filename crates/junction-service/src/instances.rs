@@ -148,11 +148,11 @@ fn clean_tags(raw: Vec<String>, name: &str) -> Result<Vec<String>, ServiceError>
     Ok(tags)
 }
 
-fn encode_cursor(after: i64) -> String {
+pub(crate) fn encode_cursor(after: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("after:{after}"))
 }
 
-fn decode_cursor(token: &str) -> Result<i64, ServiceError> {
+pub(crate) fn decode_cursor(token: &str) -> Result<i64, ServiceError> {
     URL_SAFE_NO_PAD
         .decode(token.trim())
         .ok()
@@ -166,7 +166,7 @@ fn decode_cursor(token: &str) -> Result<i64, ServiceError> {
         })
 }
 
-fn page_size(raw: Option<&str>) -> Result<i64, ServiceError> {
+pub(crate) fn page_size(raw: Option<&str>) -> Result<i64, ServiceError> {
     match raw {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(s) => match s.trim().parse::<i64>() {
@@ -396,17 +396,6 @@ impl Services {
         self.view(record).await
     }
 
-    pub async fn set_trace_logging(
-        &self,
-        caller: &Caller,
-        id: i64,
-        enabled: bool,
-    ) -> Result<InstanceView, ServiceError> {
-        let record = self.owned_instance(caller, id).await?;
-        let record = self.save(record, |r| r.trace_logging = enabled).await?;
-        self.view(record).await
-    }
-
     pub async fn get_instance(
         &self,
         caller: &Caller,
@@ -485,7 +474,7 @@ impl Services {
         Ok(())
     }
 
-    async fn view(&self, record: InstanceRecord) -> Result<InstanceView, ServiceError> {
+    pub(crate) async fn view(&self, record: InstanceRecord) -> Result<InstanceView, ServiceError> {
         let element = self.element_of(&record)?;
         let user = self.store.get_user(record.user_id).await?;
         Ok(InstanceView::new(&element, record, user))
@@ -524,6 +513,7 @@ impl Services {
                 valid: record.valid,
                 disabled: record.disabled,
                 trace_logging: record.trace_logging,
+                trace_logging_until: record.trace_logging_until,
                 external_authentication: &record.external_authentication,
                 token_expires_at: record.token_expires_at,
                 keep_credentials,

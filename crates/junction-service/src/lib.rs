@@ -8,17 +8,21 @@
 
 mod accounts;
 mod auth;
+mod auth_limit;
 mod configuration;
 mod credentials;
 mod error;
 mod instances;
 mod oauth_url;
 mod proxy;
+mod redact;
 mod refresh;
+mod trace;
 mod view;
 
 pub use accounts::{AccountBody, AccountUserView, AccountView, NewUserView, UserBody};
 pub use auth::{Caller, parse_authorization};
+pub use auth_limit::FailureLimiter;
 pub use configuration::{ConfigEntryView, config_id};
 pub use error::ServiceError;
 pub use instances::{
@@ -28,6 +32,9 @@ pub use instances::{
 pub use oauth_url::{OAuthUrlParams, OAuthUrlResponse};
 pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
+pub use trace::{
+    DEFAULT_TRACE_SECONDS, MAX_TRACE_SECONDS, TraceLogList, TraceLogView, TraceLoggingConfig,
+};
 pub use view::{InstanceView, UserView};
 
 use junction_catalog::Catalog;
@@ -45,6 +52,8 @@ pub struct Services {
     pub proxy: ProxyClient,
     /// Single-flight of credential refreshes; one per process (per replica).
     pub refresh: Arc<RefreshCoordinator>,
+    /// Failed authentications per client address.
+    pub auth_failures: Arc<FailureLimiter>,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

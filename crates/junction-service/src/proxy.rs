@@ -6,6 +6,7 @@
 //! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
 
 use crate::auth::parse_authorization;
+use crate::trace::{self, Tracer};
 use crate::{Caller, ServiceError, Services};
 use bytes::Bytes;
 use http::header::{ACCEPT, HeaderValue, RETRY_AFTER};
@@ -227,18 +228,17 @@ impl Services {
         let mut refreshed = false;
         let mut tries = 1;
         let mut waited = Duration::ZERO;
+        let tracer = Tracer::of(&self.store, &target.record, &target.element);
         loop {
-            let response = self
-                .proxy
-                .send(ProxyCall {
-                    method: method.clone(),
-                    url: url.clone(),
-                    headers: headers.clone(),
-                    body,
-                    credential: &credential,
-                    token: &token,
-                })
-                .await?;
+            let call = ProxyCall {
+                method: method.clone(),
+                url: url.clone(),
+                headers: headers.clone(),
+                body,
+                credential: &credential,
+                token: &token,
+            };
+            let response = trace::send(&self.proxy, tracer.as_ref(), call).await?;
             let Some(again) = replay.clone() else {
                 return Ok(response);
             };

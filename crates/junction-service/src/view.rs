@@ -97,6 +97,7 @@ impl InstanceView {
             .get(keys::EVENTS_ENABLED)
             .and_then(|v| v.as_deref())
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let trace_logging_enabled = record.is_tracing(crate::now_ms());
         Self {
             id: record.id.0,
             name: record.name,
@@ -113,7 +114,7 @@ impl InstanceView {
             cache_time_to_live: 0,
             configuration: MaskedConfig::new(Arc::clone(element), record.config),
             events_enabled,
-            trace_logging_enabled: record.trace_logging,
+            trace_logging_enabled,
             caching_enabled: false,
             external_authentication: record.external_authentication,
             user: UserView {

@@ -271,13 +271,15 @@ impl Store {
         if admins_elsewhere == 0 {
             return Ok(AccountRemoval::HoldsLastAdmin);
         }
-        sqlx::query(
-            "delete from instance_tags where instance_id in \
-             (select id from instances where account_id = $1)",
-        )
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await?;
+        for table in ["instance_tags", "instance_trace_logs"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "delete from {table} where instance_id in \
+                 (select id from instances where account_id = $1)"
+            )))
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        }
         let instances = sqlx::query("delete from instances where account_id = $1")
             .bind(id.0)
             .execute(&mut *tx)

@@ -303,6 +303,7 @@ mod tests {
             valid: true,
             disabled: false,
             trace_logging: false,
+            trace_logging_until: None,
             external_authentication: "none".into(),
             token_expires_at: None,
             invalid_reason: None,

@@ -42,6 +42,8 @@ pub struct InstanceRecord {
     pub valid: bool,
     pub disabled: bool,
     pub trace_logging: bool,
+    /// When trace logging turns itself off (epoch ms).
+    pub trace_logging_until: Option<i64>,
     pub external_authentication: String,
     pub token_expires_at: Option<i64>,
     /// Why the instance stopped being valid, when a refresh failed for good.
@@ -52,6 +54,13 @@ pub struct InstanceRecord {
     pub refresh_failures: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl InstanceRecord {
+    /// Trace logging is on and has not run out at `now` (epoch ms).
+    pub fn is_tracing(&self, now: i64) -> bool {
+        self.trace_logging && self.trace_logging_until.is_some_and(|until| until > now)
+    }
 }
 
 impl std::fmt::Debug for InstanceRecord {
@@ -111,6 +120,7 @@ pub struct InstanceUpdate<'a> {
     pub valid: bool,
     pub disabled: bool,
     pub trace_logging: bool,
+    pub trace_logging_until: Option<i64>,
     pub external_authentication: &'a str,
     pub token_expires_at: Option<i64>,
     /// Keep the stored credentials (tokens, refresh times, expiry, validity) instead of
@@ -177,8 +187,8 @@ fn bind_all<'q>(
 }
 
 const COLUMNS: &str = "id, account_id, user_id, element_id, element_key, name, token_hash, token_sealed, \
-    config, secrets, valid, disabled, trace_logging, external_authentication, token_expires_at, \
-    invalid_reason, refresh_retry_at, refresh_failures, created_at, updated_at";
+    config, secrets, valid, disabled, trace_logging, trace_logging_until, external_authentication, \
+    token_expires_at, invalid_reason, refresh_retry_at, refresh_failures, created_at, updated_at";
 
 /// Binds a sealed blob to its row: a ciphertext moved to another instance fails to open.
 /// Reads a 0/1 flag column.
@@ -266,6 +276,7 @@ impl Store {
             valid: true,
             disabled: false,
             trace_logging: false,
+            trace_logging_until: None,
             external_authentication: new.external_authentication.to_owned(),
             token_expires_at: new.token_expires_at,
             invalid_reason: None,
@@ -442,13 +453,14 @@ impl Store {
             .keyring()
             .seal(&secrets_context(&token_hash), &secrets_json)?;
         let (credentials, next) = if update.keep_credentials {
-            ("", 8)
+            ("", 9)
         } else {
-            (", valid = $8, token_expires_at = $9", 10)
+            (", valid = $9, token_expires_at = $10", 11)
         };
         let mut query = sqlx::query(AssertSqlSafe(format!(
             "update instances set name = $1, config = $2, secrets = $3, disabled = $4, \
-             trace_logging = $5, external_authentication = $6, updated_at = $7{credentials} \
+             trace_logging = $5, external_authentication = $6, updated_at = $7, \
+             trace_logging_until = $8{credentials} \
              where account_id = ${} and id = ${}",
             next,
             next + 1
@@ -459,7 +471,8 @@ impl Store {
         .bind(i64::from(update.disabled))
         .bind(i64::from(update.trace_logging))
         .bind(update.external_authentication)
-        .bind(update.now);
+        .bind(update.now)
+        .bind(update.trace_logging_until);
         if !update.keep_credentials {
             query = query
                 .bind(i64::from(update.valid))
@@ -498,14 +511,16 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         // SQLite enforces the cascade only with foreign keys on; deleting tags first keeps
         // both dialects identical regardless.
-        sqlx::query(
-            "delete from instance_tags where instance_id in \
-             (select id from instances where account_id = $1 and id = $2)",
-        )
-        .bind(account.0)
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await?;
+        for table in ["instance_tags", "instance_trace_logs"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "delete from {table} where instance_id in \
+                 (select id from instances where account_id = $1 and id = $2)"
+            )))
+            .bind(account.0)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        }
         let done = sqlx::query("delete from instances where account_id = $1 and id = $2")
             .bind(account.0)
             .bind(id.0)
@@ -621,6 +636,7 @@ impl Store {
             valid: flag(row, "valid")?,
             disabled: flag(row, "disabled")?,
             trace_logging: flag(row, "trace_logging")?,
+            trace_logging_until: row.try_get("trace_logging_until")?,
             external_authentication: row.try_get("external_authentication")?,
             token_expires_at: row.try_get("token_expires_at")?,
             invalid_reason: row.try_get("invalid_reason")?,
@@ -653,6 +669,7 @@ mod tests {
             valid: true,
             disabled: false,
             trace_logging: false,
+            trace_logging_until: None,
             external_authentication: "none".into(),
             token_expires_at: None,
             invalid_reason: None,

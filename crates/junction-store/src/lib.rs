@@ -13,6 +13,7 @@ mod instances;
 mod refresh;
 mod startup;
 mod tenancy;
+mod trace;
 
 pub use accounts::{
     AccountRecord, AccountRemoval, AccountUpdate, NewAccount, NewUser, Role, UserDetails,
@@ -23,6 +24,7 @@ pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate,
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use startup::UnrevealedFirstStart;
 pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
+pub use trace::{TRACE_ENTRIES_KEPT, TraceEntry, TracePage};
 
 use cache::{Cache, Change};
 use junction_crypto::{CryptoError, Keyring};

@@ -5,7 +5,8 @@
 //! cause goes to the log, never to the caller.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use junction_oauth::OAuthError;
 use junction_service::ServiceError;
@@ -26,6 +27,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub provider_message: Option<String>,
+    /// Seconds for the `Retry-After` header of a 429.
+    pub retry_after: Option<u64>,
 }
 
 /// The body of every error response.
@@ -49,6 +52,7 @@ impl ApiError {
             code,
             message: message.into(),
             provider_message: None,
+            retry_after: None,
         }
     }
 
@@ -81,7 +85,13 @@ impl IntoResponse for ApiError {
             provider_message: self.provider_message,
             code: self.code.to_owned(),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -126,10 +136,8 @@ fn provider_error(e: OAuthError) -> ApiError {
         OAuthError::Client(_) => return ApiError::internal(&e),
     };
     ApiError {
-        status,
-        code,
-        message,
         provider_message,
+        ..ApiError::new(status, code, message)
     }
 }
 
@@ -187,6 +195,13 @@ impl From<ServiceError> for ApiError {
                     "reauthorization_required",
                     e.to_string(),
                 )
+            },
+            ServiceError::TooManyRequests {
+                message,
+                retry_after,
+            } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
             },
             ServiceError::Store(_) | ServiceError::Internal(_) => Self::internal(&e),
         }

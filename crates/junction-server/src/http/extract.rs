@@ -2,13 +2,16 @@
 
 use super::error::ApiError;
 use crate::http::AppState;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
-use junction_service::Caller;
+use axum::http::{HeaderMap, StatusCode};
+use junction_service::{Caller, Services};
 use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
 /// Where an extractor records the instance whose Element token authenticated the call,
@@ -26,42 +29,185 @@ pub(crate) fn note_instance(parts: &Parts, caller: &Caller) {
 }
 
 /// A JSON body; malformed JSON, wrong types, a missing content type and oversized bodies
-/// each get a 4xx that says which.
+/// each get a 4xx that says which, in the API's terms rather than Rust's.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON with 'Content-Type: application/json'",
+            ));
         }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(Self)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let status = rejection.status();
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        _ => "invalid_body",
-    };
-    let message = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            "the request body is larger than the 1 MiB limit".to_owned()
+/// An optional JSON body: none at all (or `null`) is `None`, whatever the content type.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
         }
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            "the request body must be JSON with 'Content-Type: application/json'".to_owned()
-        }
-        _ => rejection.body_text(),
+        parse_json::<Option<T>>(&bytes).map(Self)
+    }
+}
+
+/// `application/json` or any `+json` type, as axum's own `Json` accepts.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
     };
-    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
-        StatusCode::BAD_REQUEST
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|sub| sub == "json" || sub.ends_with("+json"))
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is larger than the 1 MiB limit",
+        )
     } else {
-        status
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the request body could not be read",
+        )
+    }
+}
+
+/// Deserializes a body, naming the field at fault by its path in the JSON.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            invalid_body(&path, e.inner())
+        })
+        .and_then(|v| de.end().map(|()| v).map_err(|e| invalid_body(".", &e)))?;
+    Ok(value)
+}
+
+fn invalid_body(path: &str, error: &serde_json::Error) -> ApiError {
+    let text = error.to_string();
+    // serde_json appends the position; it helps with syntax, not with a field's type.
+    let bare = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(m, _)| m);
+    let message = match error.classify() {
+        Category::Syntax | Category::Eof => format!("the request body is not valid JSON: {text}"),
+        Category::Data | Category::Io => {
+            format!("invalid request body: {}", user_terms(bare, path))
+        }
     };
-    ApiError::new(status, code, message)
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+}
+
+/// serde's data errors, which name Rust types ("expected struct InstanceBody", "u64"),
+/// restated in JSON's terms.
+fn user_terms(message: &str, path: &str) -> String {
+    let root = path.is_empty() || path == ".";
+    let at = if root {
+        "the body".to_owned()
+    } else {
+        format!("`{path}`")
+    };
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|f| f.strip_suffix('`'))
+    {
+        return if root {
+            format!("`{field}` is required")
+        } else {
+            format!("`{path}.{field}` is required")
+        };
+    }
+    let mismatch = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "));
+    if let Some((got, expected)) = mismatch.and_then(|m| m.split_once(", expected ")) {
+        return format!(
+            "{at} must be {}, got {}",
+            expected_terms(expected),
+            got_terms(got)
+        );
+    }
+    if let Some((_, expected)) = message
+        .strip_prefix("invalid length ")
+        .and_then(|m| m.split_once(", expected "))
+    {
+        return format!(
+            "{at} has the wrong number of items: expected {}",
+            expected_terms(expected)
+        );
+    }
+    // Unknown fields and variants are named by their JSON spelling already.
+    format!("{at}: {message}")
+}
+
+fn expected_terms(expected: &str) -> String {
+    let e = expected.trim();
+    let plain = match e {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number of 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a string" | "a borrowed string" | "string" | "a character" | "char" => "a string",
+        "a boolean" | "bool" => "true or false",
+        "a sequence" | "sequence" => "an array",
+        "a map" | "map" => "an object",
+        "unit" => "null",
+        _ if e.starts_with("struct ") => "an object",
+        _ if e.starts_with("tuple") || e.starts_with("a tuple") => "an array",
+        _ if e.starts_with("enum ") || e.starts_with("variant ") => "one of the allowed values",
+        // Hand-written expectations ("a string or a number") are already in plain words.
+        _ if e.starts_with("a ") || e.starts_with("an ") || e.starts_with("one of") => e,
+        _ => "a value of another type",
+    };
+    plain.to_owned()
+}
+
+fn got_terms(got: &str) -> String {
+    let quoted = |rest: &str| rest.trim().trim_matches('`').to_owned();
+    if let Some(n) = got
+        .strip_prefix("integer ")
+        .or_else(|| got.strip_prefix("floating point "))
+    {
+        return format!("the number {}", quoted(n));
+    }
+    if let Some(b) = got.strip_prefix("boolean ") {
+        return quoted(b);
+    }
+    match got {
+        _ if got.starts_with("string ") => "a string",
+        "map" => "an object",
+        "sequence" => "an array",
+        "null" | "unit" => "null",
+        _ => "a value of another type",
+    }
+    .to_owned()
 }
 
 /// The `Authorization` header's text, if any.
@@ -81,6 +227,28 @@ pub fn authorization_header(parts: &Parts) -> Result<Option<&str>, ApiError> {
         .transpose()
 }
 
+/// The address failed authentications are counted against: the TCP peer, or with
+/// `JUNCTION_TRUST_FORWARDED_FOR` the last `X-Forwarded-For` entry (the one the proxy in
+/// front of Junction added; earlier ones are whatever the client wrote).
+pub fn client_address(parts: &Parts, services: &Services) -> Option<IpAddr> {
+    if services.auth_failures.trusts_forwarded_for()
+        && let Some(forwarded) = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    {
+        return Some(forwarded);
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip())
+}
+
 /// The authenticated caller, from the `Authorization` header.
 pub struct Auth(pub Caller);
 
@@ -93,9 +261,84 @@ impl FromRequestParts<AppState> for Auth {
     ) -> Result<Self, Self::Rejection> {
         let caller = state
             .services
-            .authenticate(authorization_header(parts)?)
+            .authenticate_from(
+                client_address(parts, &state.services),
+                authorization_header(parts)?,
+            )
             .await?;
         note_instance(parts, &caller);
         Ok(Self(caller))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message<T: DeserializeOwned>(body: &str) -> String {
+        match parse_json::<T>(body.as_bytes()) {
+            Ok(_) => panic!("{body} was accepted"),
+            Err(e) => e.message,
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Outer {
+        element: Option<Inner>,
+        count: Option<u64>,
+        tags: Option<Vec<String>>,
+        name: String,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        id: Option<i64>,
+    }
+
+    #[test]
+    fn wrong_shapes_are_explained_without_rust_types() {
+        for (body, want) in [
+            (
+                r#"{"name":"n","element":"sfdc"}"#,
+                "`element` must be an object, got a string",
+            ),
+            (
+                r#"{"name":"n","element":{"id":"x"}}"#,
+                "`element.id` must be a whole number, got a string",
+            ),
+            (
+                r#"{"name":"n","count":-1}"#,
+                "`count` must be a whole number of 0 or more, got the number -1",
+            ),
+            (
+                r#"{"name":"n","tags":"a"}"#,
+                "`tags` must be an array, got a string",
+            ),
+            (
+                r#"{"name":"n","tags":[1]}"#,
+                "`tags[0]` must be a string, got the number 1",
+            ),
+            (r#""x""#, "the body must be an object, got a string"),
+            (r#"{}"#, "`name` is required"),
+        ] {
+            let got = message::<Outer>(body);
+            assert!(got.contains(want), "{body}: {got}");
+            for rust in ["struct", "Outer", "Inner", "u64", "i64", "sequence", "map"] {
+                assert!(!got.contains(rust), "{body}: {got}");
+            }
+        }
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let got = message::<Outer>(r#"{"name": "#);
+        assert!(
+            got.contains("not valid JSON") && got.contains("line 1"),
+            "{got}"
+        );
+        let got = message::<Outer>(r#"{"name": "n"} x"#);
+        assert!(got.contains("not valid JSON"), "{got}");
     }
 }

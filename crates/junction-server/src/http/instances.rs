@@ -4,13 +4,14 @@
 
 use super::AppState;
 use super::error::{ApiError, ApiErrorBody};
-use super::extract::{ApiJson, Auth};
+use super::extract::{ApiJson, Auth, OptionalJson};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use junction_service::{
-    ConfigEntryView, InstanceBody, InstanceView, ListInstances, ServiceError, UpdateMode,
+    ConfigEntryView, InstanceBody, InstanceView, ListInstances, ServiceError, TraceLogView,
+    TraceLoggingConfig, UpdateMode,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,6 +50,8 @@ pub fn router() -> Router<AppState> {
             "/instances/{id}/trace-logging",
             put(trace_on).delete(trace_off),
         )
+        .route("/instances/trace-logs", get(trace_logs_own))
+        .route("/instances/{id}/trace-logs", get(trace_logs))
         .route(
             "/elements/{key_or_id}/instances",
             get(list_for_element).post(create_for_element),
@@ -95,20 +98,26 @@ async fn list_response(
     query: ListInstances,
 ) -> Result<(HeaderMap, Json<Vec<InstanceView>>), ApiError> {
     let page = state.services.list_instances(caller, query).await?;
+    let headers = page_headers(page.items.len(), page.total, page.next_page);
+    Ok((headers, Json(page.items)))
+}
+
+/// The paging headers every list answers with.
+fn page_headers(returned: usize, total: Option<i64>, next_page: Option<String>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(HeaderName::from_static(name), v);
         }
     };
-    set("elements-returned-count", page.items.len().to_string());
-    if let Some(total) = page.total {
+    set("elements-returned-count", returned.to_string());
+    if let Some(total) = total {
         set("elements-total-count", total.to_string());
     }
-    if let Some(token) = page.next_page {
+    if let Some(token) = next_page {
         set("elements-next-page-token", token);
     }
-    Ok((headers, Json(page.items)))
+    headers
 }
 
 #[utoipa::path(
@@ -599,7 +608,7 @@ async fn trace(
     state: &AppState,
     caller: &junction_service::Caller,
     id: Option<i64>,
-    on: bool,
+    on: Option<TraceLoggingConfig>,
 ) -> Result<Json<InstanceView>, ApiError> {
     let id = state.services.target_instance(caller, id)?;
     Ok(Json(
@@ -611,8 +620,11 @@ async fn trace(
     put,
     path = "/instances/{id}/trace-logging",
     tag = "instances",
-    summary = "Turn trace logging on",
+    summary = "Turn trace logging on for `duration` seconds",
+    description = "Every call Junction then makes to the instance's provider is recorded, redacted, \
+        and readable at `/instances/{id}/trace-logs`. The body may be left out: logging then lasts an hour.",
     params(("id" = i64, Path, description = "Instance id")),
+    request_body(content = Option<TraceLoggingConfig>, content_type = "application/json"),
     security(("authorization" = [])),
     responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
 )]
@@ -620,15 +632,17 @@ async fn trace_on(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
+    OptionalJson(config): OptionalJson<TraceLoggingConfig>,
 ) -> Result<Json<InstanceView>, ApiError> {
-    trace(&state, &caller, Some(instance_id(&id)?), true).await
+    let id = instance_id(&id)?;
+    trace(&state, &caller, Some(id), Some(config.unwrap_or_default())).await
 }
 
 #[utoipa::path(
     delete,
     path = "/instances/{id}/trace-logging",
     tag = "instances",
-    summary = "Turn trace logging off",
+    summary = "Turn trace logging off (the entries recorded stay readable)",
     params(("id" = i64, Path, description = "Instance id")),
     security(("authorization" = [])),
     responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
@@ -638,7 +652,7 @@ async fn trace_off(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<InstanceView>, ApiError> {
-    trace(&state, &caller, Some(instance_id(&id)?), false).await
+    trace(&state, &caller, Some(instance_id(&id)?), None).await
 }
 
 #[utoipa::path(
@@ -646,14 +660,16 @@ async fn trace_off(
     path = "/instances/trace-logging",
     tag = "instances",
     summary = "Turn trace logging on for the Element token's instance",
+    request_body(content = Option<TraceLoggingConfig>, content_type = "application/json"),
     security(("authorization" = [])),
     responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
 )]
 async fn trace_on_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
+    OptionalJson(config): OptionalJson<TraceLoggingConfig>,
 ) -> Result<Json<InstanceView>, ApiError> {
-    trace(&state, &caller, None, true).await
+    trace(&state, &caller, None, Some(config.unwrap_or_default())).await
 }
 
 #[utoipa::path(
@@ -668,5 +684,69 @@ async fn trace_off_own(
     State(state): State<AppState>,
     Auth(caller): Auth,
 ) -> Result<Json<InstanceView>, ApiError> {
-    trace(&state, &caller, None, false).await
+    trace(&state, &caller, None, None).await
+}
+
+/// `pageSize` and `nextPage`, as on `GET /instances`.
+fn page_query(raw: Option<String>) -> (Option<String>, Option<String>) {
+    let (mut size, mut next) = (None, None);
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "pageSize" => size = Some(value.into_owned()),
+            "nextPage" => next = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    (size, next)
+}
+
+async fn trace_logs_response(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    id: Option<i64>,
+    query: Option<String>,
+) -> Result<(HeaderMap, Json<Vec<TraceLogView>>), ApiError> {
+    let id = state.services.target_instance(caller, id)?;
+    let (size, next) = page_query(query);
+    let page = state
+        .services
+        .list_trace_logs(caller, id, size.as_deref(), next.as_deref())
+        .await?;
+    let headers = page_headers(page.items.len(), page.total, page.next_page);
+    Ok((headers, Json(page.items)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/instances/{id}/trace-logs",
+    tag = "instances",
+    summary = "Read the calls recorded while trace logging was on, newest first",
+    params(("id" = i64, Path, description = "Instance id"), ("pageSize" = Option<i64>, Query, description = "1 to 500, default 200"), ("nextPage" = Option<String>, Query, description = "Elements-Next-Page-Token of the previous page")),
+    security(("authorization" = [])),
+    responses((status = 200, body = [TraceLogView]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
+async fn trace_logs(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<(HeaderMap, Json<Vec<TraceLogView>>), ApiError> {
+    trace_logs_response(&state, &caller, Some(instance_id(&id)?), query).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/instances/trace-logs",
+    tag = "instances",
+    summary = "Read the Element token's instance trace log, newest first",
+    params(("pageSize" = Option<i64>, Query, description = "1 to 500, default 200"), ("nextPage" = Option<String>, Query, description = "Elements-Next-Page-Token of the previous page")),
+    security(("authorization" = [])),
+    responses((status = 200, body = [TraceLogView]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
+async fn trace_logs_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    RawQuery(query): RawQuery,
+) -> Result<(HeaderMap, Json<Vec<TraceLogView>>), ApiError> {
+    trace_logs_response(&state, &caller, None, query).await
 }

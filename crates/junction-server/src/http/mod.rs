@@ -46,10 +46,13 @@ pub fn router(services: Services) -> anyhow::Result<Router> {
     Ok(Router::new()
         .nest(API_PREFIX, api)
         .merge(health::router())
-        // Swagger UI's assets are compiled in (`vendored`), so /docs works offline.
+        // Swagger UI's assets are compiled in (`vendored`), so /docs works offline. Its
+        // default `validatorUrl` would send the document to validator.swagger.io from
+        // every browser that opens the page.
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
-                .url(format!("{API_PREFIX}/openapi.json"), openapi::document()),
+                .url(format!("{API_PREFIX}/openapi.json"), openapi::document())
+                .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
         .fallback(|| async {
             ApiError::not_found("no such route; the API lives under /elements/api-v2")

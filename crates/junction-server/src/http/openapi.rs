@@ -7,10 +7,14 @@ use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
     AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementRef, InstanceBody,
-    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, PingView, ProviderData, UserBody,
-    UserView,
+    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, PingView, ProviderData,
+    TraceLogView, TraceLoggingConfig, UserBody, UserView,
 };
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::{Content, Ref};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -53,6 +57,8 @@ use utoipa::{Modify, OpenApi};
         instances::trace_off_own,
         instances::trace_on,
         instances::trace_off,
+        instances::trace_logs_own,
+        instances::trace_logs,
         instances::list_for_element,
         instances::create_for_element,
         accounts::list,
@@ -88,6 +94,8 @@ use utoipa::{Modify, OpenApi};
         AccountUserView,
         NewUserView,
         PingView,
+        TraceLoggingConfig,
+        TraceLogView,
     )),
     modifiers(&Security),
     tags(
@@ -111,6 +119,46 @@ impl Modify for Security {
                     "`User <user secret>, Organization <organization secret>`, or `Element <token>`",
                 ))),
             );
+        }
+        // Any operation that checks credentials may answer 429 to an address that failed
+        // too often; one place says so for all of them.
+        let limited = || {
+            ResponseBuilder::new()
+                .description(
+                    "`too_many_requests`: this address failed to authenticate too often; \
+                     retry after `Retry-After` seconds",
+                )
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ApiErrorBody"))),
+                )
+                .header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(Some(Object::with_type(Type::Integer)))
+                        .description(Some("Seconds until the address may try again"))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if operation.security.is_some() {
+                    operation
+                        .responses
+                        .responses
+                        .insert("429".to_owned(), limited().into());
+                }
+            }
         }
     }
 }

@@ -34,7 +34,10 @@ impl FromRequestParts<AppState> for InstanceAuth {
     ) -> Result<Self, Self::Rejection> {
         let caller = state
             .services
-            .authenticate_instance(super::extract::authorization_header(parts)?)
+            .authenticate_instance_from(
+                super::extract::client_address(parts, &state.services),
+                super::extract::authorization_header(parts)?,
+            )
             .await?;
         note_instance(parts, &caller);
         Ok(Self(caller))

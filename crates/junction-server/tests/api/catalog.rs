@@ -234,3 +234,41 @@ async fn the_openapi_document_and_an_offline_swagger_ui_are_served() {
         .unwrap();
     assert_eq!(script.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn swagger_ui_sends_the_document_to_no_outside_validator() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let initializer = app
+        .http
+        .get(app.root_url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(initializer.status(), StatusCode::OK);
+    let script = initializer.text().await.unwrap();
+    assert!(script.contains(r#""validatorUrl": "none""#), "{script}");
+    assert!(!script.contains("https://"), "{script}");
+}
+
+#[tokio::test]
+async fn every_operation_that_checks_credentials_documents_429() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_, doc) = app.get("/openapi.json").await;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if operation.get("security").is_none() {
+                continue;
+            }
+            let limited = &operation["responses"]["429"];
+            assert!(
+                limited["headers"]["Retry-After"].is_object(),
+                "{method} {path}: {limited}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "{checked}");
+    let public = &doc["paths"]["/elements"]["get"]["responses"];
+    assert!(public.get("429").is_none(), "{public}");
+}

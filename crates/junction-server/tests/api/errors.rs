@@ -251,3 +251,183 @@ async fn the_outbound_policy_refuses_loopback_unless_allowed() {
         assert!(message.contains("outbound address policy"), "{message}");
     }
 }
+
+#[tokio::test]
+async fn a_body_of_the_wrong_shape_is_explained_in_json_terms() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for (body, field, want) in [
+        (
+            json!({"element": "sfdc"}),
+            "`element`",
+            "an object, got a string",
+        ),
+        (
+            json!({"element": {"key": "sfdc", "id": "one"}}),
+            "`element.id`",
+            "a whole number, got a string",
+        ),
+        (json!({"tags": "a,b"}), "`tags`", "an array, got a string"),
+        (json!(["sfdc"]), "`[0]`", "an object, got a string"),
+    ] {
+        let (status, answer) = app.post("/instances", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = assert_error(&answer, "invalid_body");
+        assert!(
+            message.contains(field) && message.contains(want),
+            "{body}: {message}"
+        );
+        for rust in ["struct", "InstanceBody", "ElementRef", "i64", "sequence"] {
+            assert!(!message.contains(rust), "{body}: {message}");
+        }
+    }
+    assert!(app.instance_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_scheme_is_refused_even_when_one_copy_is_right() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let user = crate::helpers::USER_SECRET;
+    let org = crate::helpers::ORG_SECRET;
+    for header in [
+        format!("User bad, User {user}, Organization {org}"),
+        format!("User {user}, User bad, Organization {org}"),
+        format!("User {user}, Organization {org}, organization {org}"),
+    ] {
+        let (status, body) = app.call_as(&header, Method::GET, "/instances", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header}");
+        let message = assert_error(&body, "unauthorized");
+        assert!(message.contains("more than once"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_comma_between_the_secrets_gets_a_hint() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let header = format!(
+        "User {} Organization {}",
+        crate::helpers::USER_SECRET,
+        crate::helpers::ORG_SECRET
+    );
+    let (status, body) = app.call_as(&header, Method::GET, "/instances", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let message = assert_error(&body, "unauthorized");
+    assert!(
+        message.contains("separate the parts with a comma"),
+        "{message}"
+    );
+}
+
+/// Sends `authorization` (and `X-Forwarded-For`, if given) to `path`; returns the status,
+/// the `Retry-After` header and the body.
+async fn attempt(
+    app: &TestApp,
+    path: &str,
+    authorization: &str,
+    forwarded_for: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = app
+        .http
+        .get(app.url(path))
+        .header("Authorization", authorization);
+    if let Some(address) = forwarded_for {
+        request = request.header("X-Forwarded-For", address);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry_after, response.json().await.unwrap())
+}
+
+fn limited(limit: u32, trust_forwarded_for: bool) -> Options {
+    Options {
+        auth_failure_limit: limit,
+        trust_forwarded_for,
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn an_address_that_keeps_failing_is_answered_429_without_a_look_at_its_secrets() {
+    let app = TestApp::spawn_with(Backend::Sqlite, limited(3, false)).await;
+    let wrong = "User wrong-user-secret, Organization wrong-organization-secret";
+    for _ in 0..2 {
+        let (status, _, _) = attempt(&app, "/instances", wrong, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // Element-token guesses spend the same budget.
+    let (status, _, _) = attempt(&app, "/proxy/me", "Element guessed-token", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, retry_after, body) = attempt(&app, "/instances", wrong, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_error(&body, "too_many_requests");
+    let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=20).contains(&seconds), "{seconds}");
+    let (status, _, body) = attempt(&app, "/proxy/me", "Element guessed-token", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // Even the right secrets are not looked at until the budget refills.
+    let (status, _, body) = attempt(&app, "/instances", &app.platform_auth(), None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}
+
+#[tokio::test]
+async fn successful_authentications_spend_no_budget() {
+    let app = TestApp::spawn_with(Backend::Sqlite, limited(1, false)).await;
+    for _ in 0..20 {
+        let (status, _, body) = attempt(&app, "/instances", &app.platform_auth(), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // No credentials at all guess nothing either.
+    for _ in 0..5 {
+        let response = app.http.get(app.url("/instances")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = attempt(&app, "/instances", "User a-guess, Organization b", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = attempt(&app, "/instances", "User a-guess, Organization b", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn x_forwarded_for_chooses_the_address_only_when_trusted() {
+    let wrong = "User a-guess, Organization b";
+    let untrusting = TestApp::spawn_with(Backend::Sqlite, limited(1, false)).await;
+    let (status, _, _) = attempt(&untrusting, "/instances", wrong, Some("198.51.100.1")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = attempt(&untrusting, "/instances", wrong, Some("198.51.100.2")).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a client must not pick a fresh address per guess"
+    );
+
+    let behind_proxy = TestApp::spawn_with(Backend::Sqlite, limited(1, true)).await;
+    let via = |client: &str| format!("203.0.113.9, {client}");
+    let (status, _, _) = attempt(
+        &behind_proxy,
+        "/instances",
+        wrong,
+        Some(&via("198.51.100.1")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = attempt(
+        &behind_proxy,
+        "/instances",
+        wrong,
+        Some(&via("198.51.100.1")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, _) = attempt(
+        &behind_proxy,
+        "/instances",
+        wrong,
+        Some(&via("198.51.100.2")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

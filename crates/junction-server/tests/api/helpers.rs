@@ -52,6 +52,10 @@ pub struct Options {
     pub outbound_timeout: u64,
     /// `JUNCTION_CACHE_TTL`; 0 for tests that change rows behind Junction's back.
     pub cache_ttl: u64,
+    /// `JUNCTION_AUTH_FAILURE_LIMIT`.
+    pub auth_failure_limit: u32,
+    /// `JUNCTION_TRUST_FORWARDED_FOR`.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Options {
@@ -60,6 +64,8 @@ impl Default for Options {
             allow_private: true,
             outbound_timeout: 5,
             cache_ttl: 30,
+            auth_failure_limit: 30,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -108,6 +114,8 @@ impl TestApp {
             idle_timeout: 30,
             max_connections: 1024,
             shutdown_timeout: 10,
+            auth_failure_limit: options.auth_failure_limit,
+            trust_forwarded_for: options.trust_forwarded_for,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");

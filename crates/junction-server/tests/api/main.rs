@@ -14,3 +14,4 @@ mod provisioning;
 mod proxy;
 mod refresh;
 mod replicas;
+mod trace;

@@ -1,0 +1,200 @@
+//! Failed authentications per client address.
+//!
+//! Secrets are long and random, but nothing else stops a client from trying them as fast
+//! as Junction answers. Each address has a bucket of failures that refills at the
+//! configured rate; an address whose bucket is empty is answered 429 before any secret
+//! is looked at, so it learns nothing more until the bucket refills. Successful calls
+//! take nothing from the bucket.
+
+use crate::{Caller, ServiceError, Services};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Addresses tracked at once; beyond this the least recently used are forgotten.
+const TRACKED_ADDRESSES: u64 = 100_000;
+/// A bucket refills from empty to full in this time.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// Per-address budget of failed authentications.
+#[derive(Debug)]
+pub struct FailureLimiter {
+    /// Failures an address may make per [`WINDOW`]; 0 turns the limit off.
+    per_window: u32,
+    /// Take the client address from `X-Forwarded-For` (behind a proxy that sets it).
+    trust_forwarded_for: bool,
+    buckets: moka::sync::Cache<IpAddr, Arc<Mutex<Bucket>>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl FailureLimiter {
+    pub fn new(failures_per_minute: u32, trust_forwarded_for: bool) -> Self {
+        Self {
+            per_window: failures_per_minute,
+            trust_forwarded_for,
+            // An idle bucket is full again after one window: forgetting it loses nothing.
+            buckets: moka::sync::Cache::builder()
+                .max_capacity(TRACKED_ADDRESSES)
+                .time_to_idle(WINDOW)
+                .build(),
+        }
+    }
+
+    /// No limit at all.
+    pub fn off() -> Self {
+        Self::new(0, false)
+    }
+
+    pub fn trusts_forwarded_for(&self) -> bool {
+        self.trust_forwarded_for
+    }
+
+    /// An IPv6 client usually holds a whole /64, so that is what one bucket covers.
+    fn key(address: IpAddr) -> IpAddr {
+        match address {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                    IpAddr::V6(bits.into())
+                }
+            },
+            v4 => v4,
+        }
+    }
+
+    fn refill(&self, bucket: &mut Bucket, now: Instant) {
+        let rate = f64::from(self.per_window) / WINDOW.as_secs_f64();
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(f64::from(self.per_window));
+        bucket.at = now;
+    }
+
+    /// `Err(wait)` while the address has no failure left to spend.
+    pub fn check(&self, address: IpAddr) -> Result<(), Duration> {
+        if self.per_window == 0 {
+            return Ok(());
+        }
+        let Some(bucket) = self.buckets.get(&Self::key(address)) else {
+            return Ok(());
+        };
+        let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        self.refill(&mut bucket, Instant::now());
+        if bucket.tokens >= 1.0 {
+            return Ok(());
+        }
+        let per_token = WINDOW.as_secs_f64() / f64::from(self.per_window);
+        Err(Duration::from_secs_f64((1.0 - bucket.tokens) * per_token))
+    }
+
+    /// Spends one of the address's failures.
+    pub fn record_failure(&self, address: IpAddr) {
+        if self.per_window == 0 {
+            return;
+        }
+        let full = f64::from(self.per_window);
+        let bucket = self.buckets.get_with(Self::key(address), || {
+            Arc::new(Mutex::new(Bucket {
+                tokens: full,
+                at: Instant::now(),
+            }))
+        });
+        let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        self.refill(&mut bucket, Instant::now());
+        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+    }
+}
+
+impl Services {
+    /// [`Services::authenticate`] for a client at `client`, within its failure budget.
+    pub async fn authenticate_from(
+        &self,
+        client: Option<IpAddr>,
+        header: Option<&str>,
+    ) -> Result<Caller, ServiceError> {
+        self.within_budget(client, header.is_some(), self.authenticate(header))
+            .await
+    }
+
+    /// [`Services::authenticate_instance`] for a client at `client`, within its failure
+    /// budget.
+    pub async fn authenticate_instance_from(
+        &self,
+        client: Option<IpAddr>,
+        header: Option<&str>,
+    ) -> Result<Caller, ServiceError> {
+        self.within_budget(client, header.is_some(), self.authenticate_instance(header))
+            .await
+    }
+
+    /// A call without credentials guesses nothing, so only presented ones that fail
+    /// are counted.
+    async fn within_budget(
+        &self,
+        client: Option<IpAddr>,
+        presented: bool,
+        attempt: impl Future<Output = Result<Caller, ServiceError>>,
+    ) -> Result<Caller, ServiceError> {
+        if let Some(address) = client {
+            self.auth_failures
+                .check(address)
+                .map_err(|wait| ServiceError::TooManyRequests {
+                    message: "too many failed authentications from this address; try again later"
+                        .to_owned(),
+                    retry_after: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+                })?;
+        }
+        let result = attempt.await;
+        if let (Some(address), true, Err(ServiceError::Unauthorized(_))) =
+            (client, presented, &result)
+        {
+            self.auth_failures.record_failure(address);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_stopped_after_its_failures_and_others_are_not() {
+        let limiter = FailureLimiter::new(3, false);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check(a).is_ok());
+            limiter.record_failure(a);
+        }
+        let wait = limiter.check(a).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(limiter.check(b).is_ok());
+    }
+
+    #[test]
+    fn one_ipv6_network_shares_a_bucket() {
+        let limiter = FailureLimiter::new(1, false);
+        limiter.record_failure("2001:db8::1".parse().unwrap());
+        assert!(limiter.check("2001:db8::ffff".parse().unwrap()).is_err());
+        assert!(limiter.check("2001:db8:0:1::1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn zero_turns_the_limit_off() {
+        let limiter = FailureLimiter::off();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..100 {
+            limiter.record_failure(a);
+        }
+        assert!(limiter.check(a).is_ok());
+    }
+}
