@@ -2,7 +2,9 @@
 //! taking tokens the caller obtained itself (`externalAuthentication: "initial"`), then
 //! running the element's provisioning calls.
 
-use crate::refresh::{apply_tokens, configured_lifetime, renew_by};
+use crate::refresh::{
+    MAX_LIFETIME_S, apply_tokens, configured_lifetime, expiry, renew_by, sane_lifetime,
+};
 use crate::{ServiceError, Services, now_ms};
 use junction_core::config::keys;
 use junction_core::element::OAuthSpec;
@@ -75,7 +77,10 @@ impl Services {
                 // Without `expires_in` (Salesforce) the element's configured
                 // `oauth.user.refresh_interval` says how long the token is good for, as in
                 // Cloud Elements, instead of "forever".
-                let expires_in = tokens.expires_in.or_else(|| configured_lifetime(config));
+                let expires_in = tokens
+                    .expires_in
+                    .and_then(sane_lifetime)
+                    .or_else(|| configured_lifetime(config));
                 (tokens.access_token, expires_in)
             }
             Authorization::External => {
@@ -87,12 +92,20 @@ impl Services {
                     ));
                 }
                 let expires_in = match config.get(keys::REFRESH_INTERVAL).cloned().flatten() {
-                    Some(v) => Some(v.trim().parse::<i64>().map_err(|_| {
-                        ServiceError::bad_request(
-                            "invalid_configuration",
-                            "'oauth.user.refresh_interval' must be a whole number of seconds",
-                        )
-                    })?),
+                    Some(v) => Some(
+                        v.trim()
+                            .parse::<i64>()
+                            .ok()
+                            .filter(|s| (1..=MAX_LIFETIME_S).contains(s))
+                            .ok_or_else(|| {
+                                ServiceError::bad_request(
+                                    "invalid_configuration",
+                                    format!(
+                                        "'oauth.user.refresh_interval' must be a whole number of seconds from 1 to {MAX_LIFETIME_S}"
+                                    ),
+                                )
+                            })?,
+                    ),
                     None => None,
                 };
                 (Secret::new(token), expires_in)
@@ -110,7 +123,7 @@ impl Services {
         Ok(renew_by(
             spec,
             config,
-            expires_in.map(|s| now + s * 1000),
+            expires_in.map(|s| expiry(now, s)),
             now,
         ))
     }

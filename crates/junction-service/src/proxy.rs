@@ -257,7 +257,7 @@ impl Services {
             );
             if rate_limited && is_idempotent(&method) && tries < MAX_TRIES {
                 let delay = retry_after(&response.headers, chrono::Utc::now());
-                if let Some(delay) = delay.filter(|d| waited + *d <= MAX_WAIT) {
+                if let Some(delay) = delay.filter(|d| wait_fits(waited, *d)) {
                     drop(response);
                     tracing::info!(instance_id = %target.record.id, status = status.as_u16(), delay_ms = delay.as_millis() as u64, "the provider asked to retry later; waiting");
                     tokio::time::sleep(delay).await;
@@ -270,6 +270,12 @@ impl Services {
             return Ok(response);
         }
     }
+}
+
+/// Whether waiting `delay` more keeps the request within [`MAX_WAIT`]; a provider's
+/// `Retry-After` may be any number, so the sum is checked.
+fn wait_fits(waited: Duration, delay: Duration) -> bool {
+    waited.checked_add(delay).is_some_and(|t| t <= MAX_WAIT)
 }
 
 /// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
@@ -335,6 +341,18 @@ mod tests {
         assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn a_retry_after_of_any_size_is_weighed_without_overflow() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        let delay = retry_after(&headers, chrono::Utc::now()).unwrap();
+        assert!(!wait_fits(Duration::from_secs(1), delay));
+        assert!(wait_fits(Duration::from_secs(1), Duration::from_secs(2)));
     }
 
     #[test]
