@@ -301,20 +301,53 @@ fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Optio
     Some(delay.to_std().unwrap_or(Duration::ZERO))
 }
 
+/// How many layers of percent-encoding a vendor path may carry: a provider or a server in
+/// front of it may decode more than once, so every layer is checked.
+const MAX_ENCODING_LAYERS: usize = 3;
+
 /// The vendor path is appended to `base.url`; a `.` or `..` segment would be resolved by
-/// URL parsing and could climb out of the base path (past an API version, for one).
+/// URL parsing or by a server on the way and could climb out of the base path (past an
+/// API version, for one). Every decoding of the path is checked, so an encoded dot or
+/// slash (`%2e`, `%252e`, `%2f`), a segment parameter (`..;x`) or an overlong UTF-8 form
+/// of either (`%c0%ae`) cannot hide one.
 fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
-    let climbs = path.split(['/', '\\']).any(|segment| {
-        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
-        lower == "." || lower == ".."
-    });
-    if climbs || !path.starts_with('/') {
-        return Err(ServiceError::bad_request(
+    let refused = || {
+        ServiceError::bad_request(
             "invalid_path",
-            "the provider path may not contain '.' or '..' segments",
-        ));
+            "the provider path may not contain '.' or '..' segments, in any encoding",
+        )
+    };
+    if !path.starts_with('/') {
+        return Err(refused());
     }
-    Ok(())
+    let mut current = path.to_owned();
+    for _ in 0..=MAX_ENCODING_LAYERS {
+        if has_dot_segment(&current) {
+            return Err(refused());
+        }
+        // Overlong encodings are not UTF-8, and neither is anything a provider path needs.
+        let decoded = percent_encoding::percent_decode_str(&current)
+            .decode_utf8()
+            .map_err(|_| refused())?;
+        if decoded.chars().any(char::is_control) {
+            return Err(refused());
+        }
+        if decoded == current {
+            return Ok(());
+        }
+        current = decoded.into_owned();
+    }
+    // Still encoded after every layer a server could be expected to decode.
+    Err(refused())
+}
+
+/// A `.` or `..` segment, also with a `;parameter` (which some servers strip) or
+/// surrounding blanks.
+fn has_dot_segment(path: &str) -> bool {
+    path.split(['/', '\\']).any(|segment| {
+        let name = segment.split(';').next().unwrap_or_default().trim();
+        name == "." || name == ".."
+    })
 }
 
 #[cfg(test)]
@@ -357,9 +390,39 @@ mod tests {
 
     #[test]
     fn dot_segments_cannot_climb_out_of_the_base_path() {
-        assert!(check_vendor_path("/me/accounts").is_ok());
-        assert!(check_vendor_path("/files/a..b").is_ok());
-        for bad in ["/../v3/me", "/a/./b", "/%2E%2e/x", "/a\\..\\b"] {
+        for good in [
+            "/me/accounts",
+            "/files/a..b",
+            "/files/a%20b",
+            "/files/caf%C3%A9",
+            "/files/a%2Fb",
+            "/q/100%25",
+            "/.well-known/x",
+        ] {
+            assert!(check_vendor_path(good).is_ok(), "{good}");
+        }
+        for bad in ["/../v3/me", "/a/./b", "/%2E%2e/x", "/a\\..\\b", "me"] {
+            assert!(check_vendor_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn encoded_dot_segments_are_refused_in_every_form() {
+        for bad in [
+            "/a%2f..%2fadmin",
+            "/a%2F%2e%2e%2Fadmin",
+            "/%252e%252e/admin",
+            "/%25252e%25252e/admin",
+            "/a/..;/admin",
+            "/a/..;jsessionid=1/admin",
+            "/a/.;x/b",
+            "/%c0%ae%c0%ae/admin",
+            "/a%c0%afb",
+            "/%e0%80%ae%e0%80%ae/admin",
+            "/a%5c..%5cadmin",
+            "/a/%00/b",
+            "/%2525252e%2525252e/admin",
+        ] {
             assert!(check_vendor_path(bad).is_err(), "{bad}");
         }
     }
