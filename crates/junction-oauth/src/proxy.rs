@@ -362,14 +362,38 @@ pub fn forwardable_request_headers(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The provider's headers that go back to the caller: all but the connection's own.
+/// What every proxied answer is served with, whatever the provider sent: a provider's
+/// page must not run as Junction's origin in a browser (no sniffing an answer into HTML,
+/// no scripts, no forms, no framing).
+pub const PROXIED_CONTENT_SECURITY_POLICY: &str =
+    "sandbox; default-src 'none'; frame-ancestors 'none'";
+
+/// The provider's headers that go back to the caller: all but the connection's own, the
+/// provider's cookies (they would be set for Junction's origin) and the provider's CORS
+/// headers (Junction answers CORS for its own API); Junction's `nosniff` and sandboxing
+/// `Content-Security-Policy` replace whatever the provider said of them.
 pub fn forwardable_response_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(headers.len());
+    let mut out = HeaderMap::with_capacity(headers.len() + 2);
     for (name, value) in headers {
-        if !is_hop_by_hop(name, headers) {
+        let dropped = is_hop_by_hop(name, headers)
+            || name == header::SET_COOKIE
+            || name.as_str() == "set-cookie2"
+            || name.as_str().starts_with("access-control-")
+            || name == header::CONTENT_SECURITY_POLICY
+            || name.as_str() == "content-security-policy-report-only"
+            || name == header::X_CONTENT_TYPE_OPTIONS;
+        if !dropped {
             out.append(name.clone(), value.clone());
         }
     }
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PROXIED_CONTENT_SECURITY_POLICY),
+    );
     out
 }
 
@@ -449,6 +473,43 @@ mod tests {
         let out = forwardable_request_headers(&headers);
         let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["content-type", "accept"]);
+    }
+
+    #[test]
+    fn provider_cookies_and_cors_stay_behind_and_answers_are_sandboxed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SET_COOKIE, HeaderValue::from_static("sid=1"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src *"),
+        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        headers.insert("x-provider", HeaderValue::from_static("kept"));
+        let out = forwardable_response_headers(&headers);
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "content-security-policy",
+                "content-type",
+                "x-content-type-options",
+                "x-provider"
+            ]
+        );
+        assert_eq!(out[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(
+            out[header::CONTENT_SECURITY_POLICY],
+            PROXIED_CONTENT_SECURITY_POLICY
+        );
     }
 
     #[test]
