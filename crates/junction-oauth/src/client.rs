@@ -149,10 +149,13 @@ pub(crate) fn transport_error(error: reqwest::Error, timeout: Duration) -> OAuth
 }
 
 /// What every outbound client shares: no redirects, a connect timeout, names resolved
-/// through the address policy, Junction's user agent.
+/// through the address policy, Junction's user agent. No proxy either: reqwest would
+/// otherwise take one from `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY`, connect to it
+/// instead, and the policy would judge only the proxy's address, never the provider's.
 pub(crate) fn builder(settings: &OutboundSettings) -> reqwest::ClientBuilder {
     #[allow(clippy::disallowed_methods)]
     reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
         .dns_resolver(Arc::new(PolicyResolver {
