@@ -481,6 +481,7 @@ impl Services {
             .delete_instance(caller.account_id(), InstanceId(id))
             .await
             .map_err(|e| not_found_as(e, id))?;
+        self.proxy.forget(id);
         tracing::info!(instance_id = id, "instance deleted");
         Ok(())
     }

@@ -120,6 +120,7 @@ impl Services {
         let target = self.provider_target(caller).await?;
         check_vendor_path(&request.path)?;
         let url = self.proxy.target_url(
+            target.record.id.0,
             "base.url",
             &target.base_url,
             &request.path,
