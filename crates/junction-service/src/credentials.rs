@@ -112,6 +112,9 @@ impl Services {
             }
         };
         config.insert(keys::REFRESH_TIME.into(), Some(now.to_string()));
+        // The provider's answer may have moved `base.url` (Salesforce's `instance_url`):
+        // held to the element's pins before the provisioning calls send the token there.
+        self.check_answer_pins(element, spec, config)?;
         for step in &spec.provision {
             let result = run_provision_step(&self.outbound, spec, &value(config, keys::BASE_URL), step, &access_token)
                 .await

@@ -11,6 +11,7 @@ mod auth;
 mod configuration;
 mod credentials;
 mod error;
+mod hosts;
 mod instances;
 mod oauth_url;
 mod proxy;

@@ -495,6 +495,7 @@ impl Services {
                 // but in this response.
                 let expires_at = apply_tokens(spec, &mut config, &tokens, now, true)
                     .or_else(|| configured_lifetime(&config).map(|s| expiry(now, s)));
+                self.keep_pinned_urls(id.0, spec, &mut config, &record.config);
                 let expires_at = renew_by(spec, &config, expires_at, now);
                 // Only what the refresh changed is written, so an update of other entries
                 // that lands meanwhile is kept.
