@@ -19,6 +19,27 @@ pub(crate) enum Authorization<'a> {
     External,
 }
 
+/// The caller's `oauth.user.refresh_interval`, checked before any provider is asked: a
+/// number of seconds from 1 to [`MAX_LIFETIME_S`], since expiries are computed from it.
+fn refresh_interval(config: &ConfigMap) -> Result<Option<i64>, ServiceError> {
+    let Some(raw) = config.get(keys::REFRESH_INTERVAL).cloned().flatten() else {
+        return Ok(None);
+    };
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|s| (1..=MAX_LIFETIME_S).contains(s))
+        .map(Some)
+        .ok_or_else(|| {
+            ServiceError::bad_request(
+                "invalid_configuration",
+                format!(
+                    "'oauth.user.refresh_interval' must be a whole number of seconds from 1 to {MAX_LIFETIME_S}"
+                ),
+            )
+        })
+}
+
 pub(crate) fn value(config: &ConfigMap, key: &str) -> String {
     config.get(key).cloned().flatten().unwrap_or_default()
 }
@@ -35,6 +56,7 @@ impl Services {
         authorization: Authorization<'_>,
     ) -> Result<Option<i64>, ServiceError> {
         let now = now_ms();
+        let configured = refresh_interval(config)?;
         let (access_token, expires_in) = match authorization {
             Authorization::Code(code) => {
                 let client_secret = Secret::new(value(config, keys::API_SECRET));
@@ -77,10 +99,7 @@ impl Services {
                 // Without `expires_in` (Salesforce) the element's configured
                 // `oauth.user.refresh_interval` says how long the token is good for, as in
                 // Cloud Elements, instead of "forever".
-                let expires_in = tokens
-                    .expires_in
-                    .and_then(sane_lifetime)
-                    .or_else(|| configured_lifetime(config));
+                let expires_in = tokens.expires_in.and_then(sane_lifetime).or(configured);
                 (tokens.access_token, expires_in)
             }
             Authorization::External => {
@@ -91,23 +110,7 @@ impl Services {
                         "externalAuthentication 'initial' needs the access token in oauth.user.token",
                     ));
                 }
-                let expires_in = match config.get(keys::REFRESH_INTERVAL).cloned().flatten() {
-                    Some(v) => Some(
-                        v.trim()
-                            .parse::<i64>()
-                            .ok()
-                            .filter(|s| (1..=MAX_LIFETIME_S).contains(s))
-                            .ok_or_else(|| {
-                                ServiceError::bad_request(
-                                    "invalid_configuration",
-                                    format!(
-                                        "'oauth.user.refresh_interval' must be a whole number of seconds from 1 to {MAX_LIFETIME_S}"
-                                    ),
-                                )
-                            })?,
-                    ),
-                    None => None,
-                };
+                let expires_in = configured;
                 (Secret::new(token), expires_in)
             }
         };

@@ -92,6 +92,27 @@ async fn an_out_of_range_refresh_interval_is_refused_and_nothing_is_stored(backe
         let message = assert_error(&error, "invalid_configuration");
         assert!(message.contains("oauth.user.refresh_interval"), "{message}");
     }
+    // Also with a code: refused before the provider is asked.
+    let (provider, calls) = token_endpoint(json!({"access_token": "a"})).await;
+    let (status, error) = app
+        .post(
+            "/instances",
+            &json!({
+                "element": {"key": "sfdc"},
+                "providerData": {"code": "c"},
+                "configuration": {
+                    "oauth.api.key": "client",
+                    "oauth.api.secret": "client-secret",
+                    "oauth.callback.url": "https://app.example.test/cb",
+                    keys::TOKEN_URL: format!("{}/token", provider.base_url),
+                    keys::REFRESH_INTERVAL: "99999999999999",
+                },
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_error(&error, "invalid_configuration");
+    assert_eq!(*calls.lock().unwrap(), 0);
     assert!(app.instance_ids().await.is_empty());
     // Ten years is the longest lifetime taken; it is accepted as it is.
     let body = external_sfdc(
