@@ -290,6 +290,11 @@ impl ProxyClient {
         self.bases.invalidate(&instance);
     }
 
+    /// Whether a checked base URL is kept for `instance`.
+    pub fn remembers(&self, instance: i64) -> bool {
+        self.bases.contains_key(&instance)
+    }
+
     /// Sends the call and returns as soon as the provider's status and headers arrive.
     pub async fn send(&self, call: ProxyCall<'_>) -> Result<ProxyResponse, OAuthError> {
         let ProxyCall {

@@ -19,6 +19,7 @@ use std::time::Duration;
 on_both_backends!(
     an_out_of_range_refresh_interval_is_refused_and_nothing_is_stored,
     a_proxied_page_sets_no_cookie_and_runs_sandboxed,
+    a_deleted_instance_leaves_no_checked_base_url_behind,
     an_element_token_cannot_re_point_where_credentials_go,
     moving_a_credential_url_to_another_host_needs_a_new_code_and_drops_the_tokens,
     pinned_hosts_hold_for_callers_and_for_provider_answers,
@@ -404,4 +405,24 @@ async fn pinned_hosts_hold_for_callers_and_for_provider_answers(backend: Backend
         Some(provider.base_url.as_str())
     );
     assert_eq!(*provider_calls.lock().unwrap(), 0);
+}
+
+async fn a_deleted_instance_leaves_no_checked_base_url_behind(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let provider = Api::start(Router::new().route("/me", get(|| async { "{}" }))).await;
+    let (id, token) = create(&app, &external_sfdc(&provider.base_url, json!({}))).await;
+    let response = app
+        .http
+        .get(app.url("/proxy/me"))
+        .header("Authorization", format!("Element {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(app.services.proxy.remembers(id));
+    let (status, _) = app
+        .call(Method::DELETE, &format!("/instances/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!app.services.proxy.remembers(id));
 }
