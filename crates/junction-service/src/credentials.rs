@@ -99,7 +99,10 @@ impl Services {
                 // Without `expires_in` (Salesforce) the element's configured
                 // `oauth.user.refresh_interval` says how long the token is good for, as in
                 // Cloud Elements, instead of "forever".
-                let expires_in = tokens.expires_in.and_then(sane_lifetime).or(configured);
+                let expires_in = tokens
+                    .expires_in
+                    .and_then(sane_lifetime)
+                    .or_else(|| configured_lifetime(config));
                 (tokens.access_token, expires_in)
             }
             Authorization::External => {
