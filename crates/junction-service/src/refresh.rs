@@ -436,7 +436,7 @@ impl Services {
                     Need::Rejected(_) => Err(ServiceError::Provider(OAuthError::Unreachable {
                         reason: format!(
                             "renewing the access token failed recently; the next attempt is in {} s",
-                            (retry_at - now + 999) / 1000
+                            retry_at.saturating_sub(now).saturating_add(999) / 1000
                         ),
                     })),
                 };
