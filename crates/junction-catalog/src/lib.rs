@@ -265,6 +265,29 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
         if oauth.scope_separator.is_empty() {
             return Err(invalid(path, "scopeSeparator cannot be empty"));
         }
+        for pattern in &oauth.allowed_hosts {
+            if !junction_core::element::is_host_pattern(pattern) {
+                return Err(invalid(
+                    path,
+                    format!("allowedHosts: '{pattern}' is not a host name or '*.domain'"),
+                ));
+            }
+        }
+        // The element's own defaults must pass its pins, or no instance could start.
+        for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
+            let host = default_of(key)
+                .and_then(|v| url::Url::parse(v).ok())
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            if !oauth.allows_host(&host) {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "the default of '{key}' is on '{host}', which allowedHosts does not allow"
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -390,6 +413,39 @@ mod tests {
         let text = MINIMAL.replace("{type: basic}", "{type: oauth2}") + "oauth: {}\n";
         let err = load(&[("demo.yaml", &text)]).unwrap_err();
         assert!(err.to_string().contains("oauth.authorization.url"), "{err}");
+    }
+
+    #[test]
+    fn host_pins_must_be_host_patterns_that_the_defaults_pass() {
+        let oauth = MINIMAL.replace("{type: basic}", "{type: oauth2}")
+            + "configuration:\n"
+            + "  - {key: oauth.api.key, name: k, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, required: true}\n"
+            + "  - {key: oauth.callback.url, name: c, required: true}\n"
+            + "  - {key: oauth.authorization.url, name: a, default: 'https://login.example.com/auth'}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://login.example.com/token'}\n"
+            + "  - {key: base.url, name: b, default: 'https://api.example.com'}\n";
+        let ok = format!("{oauth}oauth: {{allowedHosts: ['*.example.com']}}\n");
+        assert!(load(&[("demo.yaml", &ok)]).is_ok());
+        let narrow = format!("{oauth}oauth: {{allowedHosts: [login.example.com]}}\n");
+        let err = load(&[("demo.yaml", &narrow)]).unwrap_err();
+        assert!(err.to_string().contains("base.url"), "{err}");
+        let bad = format!("{oauth}oauth: {{allowedHosts: ['*']}}\n");
+        let err = load(&[("demo.yaml", &bad)]).unwrap_err();
+        assert!(err.to_string().contains("allowedHosts"), "{err}");
+    }
+
+    #[test]
+    fn every_seed_element_pins_its_provider_hosts() {
+        let catalog = Catalog::embedded().unwrap();
+        for key in SEED_ELEMENTS {
+            let oauth = catalog.get(key).unwrap().oauth.clone().unwrap();
+            assert!(!oauth.allowed_hosts.is_empty(), "{key} pins no host");
+            assert!(!oauth.allows_host("evil.example"), "{key}");
+        }
+        let sfdc = catalog.get("sfdc").unwrap().oauth.clone().unwrap();
+        assert!(sfdc.allows_host("acme.my.salesforce.com"));
+        assert!(sfdc.allows_host("acme.lightning.force.com"));
     }
 
     #[test]

@@ -234,6 +234,52 @@ pub struct OAuthSpec {
     /// customer re-authorizes when it stops working.
     #[serde(default)]
     pub refresh: Option<RefreshSpec>,
+    /// The only hosts `base.url`, `oauth.token.url` and `oauth.authorization.url` may
+    /// name: `login.example.com`, or `*.example.com` for any host under `example.com`.
+    /// Empty: any host. The provider's own answers (`tokenResponse`) are held to them too.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl OAuthSpec {
+    /// Whether `host` is one the element allows (any host when it pins none).
+    pub fn allows_host(&self, host: &str) -> bool {
+        self.allowed_hosts.is_empty()
+            || self
+                .allowed_hosts
+                .iter()
+                .any(|pattern| host_matches(pattern, host))
+    }
+}
+
+/// Whether `host` matches `pattern`: the same name, or for `*.example.com` any name
+/// ending in `.example.com` (not `example.com` itself). Names compare without case and
+/// without a trailing dot.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(domain) => host
+            .strip_suffix(domain)
+            .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+        None => host == pattern,
+    }
+}
+
+/// Whether `pattern` is a host pin an element may declare: a host name, optionally
+/// behind `*.`, with at least two labels after the wildcard.
+pub fn is_host_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    let labels: Vec<&str> = name.split('.').collect();
+    let wildcard = pattern.starts_with("*.");
+    (!wildcard || labels.len() >= 2)
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 /// How an element's access tokens are kept alive.
@@ -492,6 +538,40 @@ mod tests {
                 .unwrap_err()
                 .contains("webhook, polling")
         );
+    }
+
+    #[test]
+    fn host_pins_match_the_name_or_any_name_below_a_wildcard() {
+        assert!(host_matches("*.salesforce.com", "login.salesforce.com"));
+        assert!(host_matches("*.salesforce.com", "acme.my.SALESFORCE.com."));
+        assert!(!host_matches("*.salesforce.com", "salesforce.com"));
+        assert!(!host_matches("*.salesforce.com", "evilsalesforce.com"));
+        assert!(!host_matches(
+            "*.salesforce.com",
+            "salesforce.com.evil.example"
+        ));
+        assert!(host_matches("graph.facebook.com", "graph.facebook.com"));
+        assert!(!host_matches("graph.facebook.com", "x.graph.facebook.com"));
+        let spec: OAuthSpec =
+            serde_json::from_str(r#"{"allowedHosts":["*.force.com","login.example.com"]}"#)
+                .unwrap();
+        assert!(spec.allows_host("acme.lightning.force.com"));
+        assert!(spec.allows_host("login.example.com"));
+        assert!(!spec.allows_host("127.0.0.1"));
+        let open: OAuthSpec = serde_json::from_str("{}").unwrap();
+        assert!(open.allows_host("anything.example"));
+        assert!(is_host_pattern("*.force.com") && is_host_pattern("login.example.com"));
+        for bad in [
+            "*",
+            "*.com",
+            "a.*.com",
+            "",
+            "exa mple.com",
+            "https://x.com",
+            "*..com",
+        ] {
+            assert!(!is_host_pattern(bad), "{bad}");
+        }
     }
 
     #[test]

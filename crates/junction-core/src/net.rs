@@ -85,53 +85,109 @@ impl OutboundPolicy {
 pub fn classify(address: IpAddr) -> AddressClass {
     match address {
         IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => classify_v4(v4),
-            None => classify_v6(v6),
-        },
+        IpAddr::V6(v6) => classify_v6(v6),
     }
 }
 
+/// Whether `ip` lies in `prefix`/`bits`.
+fn in_v4(ip: Ipv4Addr, prefix: [u8; 4], bits: u32) -> bool {
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(Ipv4Addr::from(prefix)) & mask
+}
+
+fn in_v6(ip: Ipv6Addr, prefix: [u16; 8], bits: u32) -> bool {
+    let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(Ipv6Addr::from(prefix)) & mask
+}
+
+/// IPv4 ranges of the IANA special-purpose registry that are not globally reachable and
+/// have no class of their own below (RFC 6890 and its updates).
+const RESERVED_V4: &[([u8; 4], u32)] = &[
+    ([192, 0, 0, 0], 24),    // IETF protocol assignments
+    ([192, 0, 2, 0], 24),    // documentation (TEST-NET-1)
+    ([192, 88, 99, 0], 24),  // deprecated 6to4 relay anycast
+    ([198, 18, 0, 0], 15),   // benchmarking
+    ([198, 51, 100, 0], 24), // documentation (TEST-NET-2)
+    ([203, 0, 113, 0], 24),  // documentation (TEST-NET-3)
+    ([240, 0, 0, 0], 4),     // reserved, and the limited broadcast address
+];
+
 fn classify_v4(ip: Ipv4Addr) -> AddressClass {
-    let [a, b, ..] = ip.octets();
-    if ip.is_unspecified() || a == 0 {
+    if in_v4(ip, [0, 0, 0, 0], 8) {
         AddressClass::Unspecified
     } else if ip.is_loopback() {
         AddressClass::Loopback
+    } else if ip == Ipv4Addr::new(169, 254, 169, 254) {
+        AddressClass::Metadata
     } else if ip.is_link_local() {
-        if ip == Ipv4Addr::new(169, 254, 169, 254) {
-            AddressClass::Metadata
-        } else {
-            AddressClass::LinkLocal
-        }
-    } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
+        AddressClass::LinkLocal
+    } else if ip.is_private() || in_v4(ip, [100, 64, 0, 0], 10) {
         AddressClass::Private
     } else if ip.is_multicast() {
         AddressClass::Multicast
-    } else if ip.is_broadcast() || a >= 240 || ip.is_documentation() || (a == 192 && b == 0) {
+    } else if RESERVED_V4.iter().any(|(p, bits)| in_v4(ip, *p, *bits)) {
         AddressClass::Reserved
     } else {
         AddressClass::Public
     }
 }
 
+/// IPv6 ranges of the IANA special-purpose registry that are not globally reachable and
+/// have no class of their own below.
+const RESERVED_V6: &[([u16; 8], u32)] = &[
+    ([0x0100, 0, 0, 0, 0, 0, 0, 0], 64),      // discard-only
+    ([0x0064, 0xff9b, 1, 0, 0, 0, 0, 0], 48), // local-use NAT64: its IPv4 side is unknown
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 32),      // Teredo: hides an IPv4 address
+    ([0x2001, 0x0002, 0, 0, 0, 0, 0, 0], 48), // benchmarking
+    ([0x2001, 0x0010, 0, 0, 0, 0, 0, 0], 28), // deprecated ORCHID
+    ([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32), // documentation
+    ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),      // documentation
+    ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16),      // segment routing SIDs
+    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),      // deprecated site-local
+];
+
+/// The IPv4 address an IPv6 address carries and that a translator or tunnel may deliver
+/// to: IPv4-mapped and IPv4-compatible (`::/96`), IPv4-translated (`::ffff:0:0:0/96`),
+/// NAT64 (`64:ff9b::/96`) and 6to4 (`2002::/16`).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(ip);
+    // Truncation keeps exactly the low 32 bits, where these prefixes put the address.
+    let low = Ipv4Addr::from(bits as u32);
+    if in_v6(ip, [0, 0, 0, 0, 0, 0xffff, 0, 0], 96)
+        || in_v6(ip, [0, 0, 0, 0, 0, 0, 0, 0], 96)
+        || in_v6(ip, [0, 0, 0, 0, 0xffff, 0, 0, 0], 96)
+        || in_v6(ip, [0x0064, 0xff9b, 0, 0, 0, 0, 0, 0], 96)
+    {
+        return Some(low);
+    }
+    if in_v6(ip, [0x2002, 0, 0, 0, 0, 0, 0, 0], 16) {
+        return Some(Ipv4Addr::from((bits >> 80) as u32));
+    }
+    None
+}
+
 fn classify_v6(ip: Ipv6Addr) -> AddressClass {
-    let first = ip.segments()[0];
     // AWS publishes its IPv6 instance metadata service inside the unique-local range.
     let aws_metadata = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
     if ip.is_unspecified() {
         AddressClass::Unspecified
     } else if ip.is_loopback() {
         AddressClass::Loopback
+    } else if let Some(v4) = embedded_v4(ip) {
+        match classify_v4(v4) {
+            // `::a.b.c.d` is deprecated and never a public destination of its own.
+            AddressClass::Public if in_v6(ip, [0; 8], 96) => AddressClass::Reserved,
+            class => class,
+        }
     } else if ip == aws_metadata {
         AddressClass::Metadata
-    } else if (first & 0xffc0) == 0xfe80 {
+    } else if in_v6(ip, [0xfe80, 0, 0, 0, 0, 0, 0, 0], 10) {
         AddressClass::LinkLocal
-    } else if (first & 0xfe00) == 0xfc00 {
+    } else if in_v6(ip, [0xfc00, 0, 0, 0, 0, 0, 0, 0], 7) {
         AddressClass::Private
     } else if ip.is_multicast() {
         AddressClass::Multicast
-    } else if first == 0x2001 && ip.segments()[1] == 0x0db8 {
+    } else if RESERVED_V6.iter().any(|(p, bits)| in_v6(ip, *p, *bits)) {
         AddressClass::Reserved
     } else {
         AddressClass::Public
@@ -199,5 +255,57 @@ mod tests {
     #[test]
     fn ipv4_mapped_ipv6_is_judged_as_ipv4() {
         assert_eq!(classify(ip("::ffff:127.0.0.1")), AddressClass::Loopback);
+    }
+
+    #[test]
+    fn ipv4_inside_ipv6_is_judged_by_the_ipv4_rules() {
+        for (address, class) in [
+            ("64:ff9b::127.0.0.1", AddressClass::Loopback),
+            ("64:ff9b::a9fe:a9fe", AddressClass::Metadata),
+            ("64:ff9b::10.0.0.1", AddressClass::Private),
+            ("64:ff9b::93.184.216.34", AddressClass::Public),
+            ("2002:7f00:1::", AddressClass::Loopback),
+            ("2002:a9fe:a9fe::1", AddressClass::Metadata),
+            ("2002:c0a8:101::1", AddressClass::Private),
+            ("2002:5db8:d822::1", AddressClass::Public),
+            ("::ffff:0:127.0.0.1", AddressClass::Loopback),
+            ("::ffff:0:169.254.169.254", AddressClass::Metadata),
+            ("::127.0.0.1", AddressClass::Loopback),
+            ("::10.1.2.3", AddressClass::Private),
+            ("::93.184.216.34", AddressClass::Reserved),
+        ] {
+            assert_eq!(classify(ip(address)), class, "{address}");
+        }
+    }
+
+    #[test]
+    fn special_purpose_ranges_that_are_not_global_are_never_called() {
+        let open = OutboundPolicy {
+            allow_private: true,
+        };
+        for a in [
+            "198.18.0.1",
+            "198.19.255.254",
+            "192.0.0.8",
+            "192.88.99.1",
+            "203.0.113.9",
+            "255.255.255.255",
+            "fec0::1",
+            "100::1",
+            "2001::1",
+            "2001:2::1",
+            "64:ff9b:1::a00:1",
+            "3fff::1",
+        ] {
+            assert!(open.check(ip(a)).is_err(), "{a}");
+        }
+        for a in [
+            "198.20.0.1",
+            "192.0.3.1",
+            "2001:4860::8888",
+            "64:ff9b::808:808",
+        ] {
+            assert!(open.check(ip(a)).is_ok(), "{a}");
+        }
     }
 }

@@ -45,8 +45,13 @@ impl Resolve for PolicyResolver {
         let policy = self.policy;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| ResolveError {
+                    host: host.clone(),
+                    source: Box::new(e),
+                })?
+                .collect();
             let mut refused: Option<PolicyViolation> = None;
             let allowed: Vec<SocketAddr> = found
                 .into_iter()
@@ -61,7 +66,10 @@ impl Resolve for PolicyResolver {
             if allowed.is_empty() {
                 let err: Box<dyn StdError + Send + Sync> = match refused {
                     Some(v) => Box::new(v),
-                    None => format!("{host} has no addresses").into(),
+                    None => Box::new(ResolveError {
+                        host,
+                        source: "no addresses".into(),
+                    }),
                 };
                 return Err(err);
             }
@@ -125,34 +133,163 @@ impl OutboundClient {
     }
 }
 
+/// Why a call to a provider failed below HTTP, as the log and the API name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The provider's name did not resolve.
+    Dns,
+    /// Nothing listens at the provider's address.
+    Refused,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    Timeout,
+    /// The connection was reset or closed mid-call.
+    Broken,
+    /// Connecting failed otherwise (unreachable network, …).
+    Connect,
+}
+
+impl Cause {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Dns => "its name did not resolve",
+            Self::Refused => "the connection was refused",
+            Self::Tls => "the TLS handshake failed",
+            Self::Timeout => "it did not answer in time",
+            Self::Broken => "the connection broke",
+            Self::Connect => "connection failed",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Refused => "refused",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Broken => "broken",
+            Self::Connect => "connect",
+        }
+    }
+}
+
+/// A name the resolver could not turn into addresses; marks DNS failures in an error's
+/// source chain.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} did not resolve: {source}")]
+pub(crate) struct ResolveError {
+    host: String,
+    source: Box<dyn StdError + Send + Sync>,
+}
+
+/// Tells the cause from the error's source chain.
+fn cause_of(error: &reqwest::Error) -> Cause {
+    if error.is_timeout() {
+        return Cause::Timeout;
+    }
+    let mut source: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<ResolveError>().is_some() {
+            return Cause::Dns;
+        }
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return Cause::Tls;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if wraps_tls_error(io) {
+                return Cause::Tls;
+            }
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Cause::Refused,
+                std::io::ErrorKind::TimedOut => return Cause::Timeout,
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof => return Cause::Broken,
+                _ => {}
+            }
+        }
+        source = e.source();
+    }
+    if error.is_connect() {
+        Cause::Connect
+    } else {
+        Cause::Broken
+    }
+}
+
+/// An I/O error's `source` skips the error it wraps, where the TLS layer puts its own
+/// (inside one more I/O error, even), so those are looked into.
+fn wraps_tls_error(io: &std::io::Error) -> bool {
+    let mut inner = io.get_ref();
+    for _ in 0..8 {
+        let Some(e) = inner else { return false };
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+    }
+    false
+}
+
+/// The innermost error's text: the cause in the words of the layer that saw it. The
+/// outer layers add the URL, whose query may hold a client secret or a token.
+fn root_cause(error: &(dyn StdError + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    innermost.to_string()
+}
+
 /// Maps a failed call to [`OAuthError`]: a refusal by the address policy (found in the
 /// error's source chain, where the resolver put it), a timeout, or an unreachable peer.
+/// Each failure is logged with the provider's host and its cause, never with the URL.
 pub(crate) fn transport_error(error: reqwest::Error, timeout: Duration) -> OAuthError {
+    let host = error
+        .url()
+        .map(|u| match (u.host_str(), u.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            _ => String::new(),
+        })
+        .unwrap_or_default();
     let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
     while let Some(e) = source {
         if let Some(v) = e.downcast_ref::<PolicyViolation>() {
+            tracing::info!(host = %host, refused = %v, "provider call refused by the outbound address policy");
             return OAuthError::Policy(v.clone());
         }
         source = e.source();
     }
-    if error.is_timeout() {
+    let cause = cause_of(&error);
+    let error = error.without_url();
+    tracing::warn!(
+        host = %host,
+        cause = cause.name(),
+        detail = %root_cause(&error),
+        "provider call failed"
+    );
+    if cause == Cause::Timeout {
         return OAuthError::Timeout {
             seconds: timeout.as_secs(),
         };
     }
-    let reason = if error.is_connect() {
-        "connection failed".to_owned()
-    } else {
-        "the connection broke".to_owned()
-    };
-    OAuthError::Unreachable { reason }
+    OAuthError::Unreachable {
+        reason: cause.reason().to_owned(),
+    }
 }
 
 /// What every outbound client shares: no redirects, a connect timeout, names resolved
-/// through the address policy, Junction's user agent.
+/// through the address policy, Junction's user agent. No proxy either: reqwest would
+/// otherwise take one from `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY`, connect to it
+/// instead, and the policy would judge only the proxy's address, never the provider's.
 pub(crate) fn builder(settings: &OutboundSettings) -> reqwest::ClientBuilder {
     #[allow(clippy::disallowed_methods)]
     reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
         .dns_resolver(Arc::new(PolicyResolver {
@@ -177,4 +314,124 @@ pub(crate) fn check_url(policy: OutboundPolicy, what: &str, raw: &str) -> Result
         policy.check(ip)?;
     }
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const SECRET: &str = "s3cr3t-client-value";
+
+    /// Everything logged while the returned guard lives, on this thread.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Log {
+        fn capture(&self) -> tracing::subscriber::DefaultGuard {
+            let log = self.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || log.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_default(subscriber)
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    fn client(timeout: Duration) -> OutboundClient {
+        OutboundClient::new(OutboundSettings {
+            policy: OutboundPolicy {
+                allow_private: true,
+            },
+            connect_timeout: timeout,
+            request_timeout: timeout,
+        })
+        .unwrap()
+    }
+
+    /// Calls `url` with a secret in its query and returns the error and the log.
+    async fn fail(url: &str, timeout: Duration) -> (OAuthError, String) {
+        let log = Log::default();
+        let _guard = log.capture();
+        let client = client(timeout);
+        let url = Url::parse(&format!("{url}?client_secret={SECRET}")).unwrap();
+        let err = client
+            .send(client.request(reqwest::Method::POST, url))
+            .await
+            .unwrap_err();
+        (err, log.text())
+    }
+
+    #[tokio::test]
+    async fn failures_are_logged_with_host_and_cause_and_never_the_url() {
+        // Refused: nothing listens on a port just released.
+        let port = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let (err, log) = fail(
+            &format!("http://127.0.0.1:{port}/token"),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert!(log.contains(&format!("host=127.0.0.1:{port}")), "{log}");
+        assert!(log.contains("cause=\"refused\""), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+
+        let (err, log) = fail("http://no-such-host.invalid/token", Duration::from_secs(5)).await;
+        assert!(err.to_string().contains("did not resolve"), "{err}");
+        assert!(log.contains("host=no-such-host.invalid:80"), "{log}");
+        assert!(log.contains("cause=\"dns\""), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+
+        // TLS: the peer answers the handshake in plain HTTP.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let plain = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let (err, log) = fail(&format!("https://{addr}/token"), Duration::from_secs(5)).await;
+        assert!(err.to_string().contains("TLS"), "{err} {log}");
+        assert!(log.contains("cause=\"tls\""), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+        plain.abort();
+
+        // Timeout: the peer accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let (err, log) = fail(&format!("http://{addr}/token"), Duration::from_secs(1)).await;
+        assert!(matches!(err, OAuthError::Timeout { .. }), "{err:?}");
+        assert!(log.contains("cause=\"timeout\""), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+        silent.abort();
+    }
 }

@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use std::collections::VecDeque;
 use std::error::Error as StdError;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use url::Url;
 
@@ -195,9 +195,25 @@ impl ProxyResponse {
 pub struct ProxyClient {
     http: reqwest::Client,
     settings: OutboundSettings,
-    /// Base URLs already parsed and checked against the policy (which never changes at
-    /// run time): parsing a URL's host is a measurable share of a proxied call.
-    bases: moka::sync::Cache<String, Url>,
+    /// Each instance's base URL as last parsed and checked against the policy (which
+    /// never changes at run time): parsing a URL's host is a measurable share of a
+    /// proxied call. One entry per instance, bounded in bytes, dropped with the instance.
+    bases: moka::sync::Cache<i64, Arc<CheckedBase>>,
+}
+
+/// A base URL as configured, and what it parsed to.
+struct CheckedBase {
+    raw: String,
+    url: Url,
+}
+
+impl CheckedBase {
+    /// Roughly the bytes an entry holds: the configured text, the parsed URL's
+    /// serialization and their bookkeeping.
+    fn weight(&self) -> u32 {
+        let bytes = self.raw.len() + self.url.as_str().len() + 256;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
 }
 
 impl std::fmt::Debug for ProxyClient {
@@ -208,8 +224,12 @@ impl std::fmt::Debug for ProxyClient {
     }
 }
 
-/// Checked base URLs kept by a [`ProxyClient`].
-const BASE_URLS_KEPT: u64 = 10_000;
+/// Bytes of checked base URLs a [`ProxyClient`] keeps: some 40,000 instances at a usual
+/// URL length, but never more memory than this however long the configured values are.
+const BASE_URL_BYTES_KEPT: u64 = 16 * 1024 * 1024;
+/// An instance not called for this long loses its entry: one deleted by another replica
+/// is not heard of here.
+const BASE_URL_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl ProxyClient {
     /// `settings.request_timeout` bounds each wait for the provider (for the answer to
@@ -222,7 +242,11 @@ impl ProxyClient {
         Ok(Self {
             http,
             settings,
-            bases: moka::sync::Cache::new(BASE_URLS_KEPT),
+            bases: moka::sync::Cache::builder()
+                .max_capacity(BASE_URL_BYTES_KEPT)
+                .weigher(|_, base: &Arc<CheckedBase>| base.weight())
+                .time_to_idle(BASE_URL_IDLE)
+                .build(),
         })
     }
 
@@ -233,19 +257,25 @@ impl ProxyClient {
     }
 
     /// `path` (starting with `/`, percent-encoded as the caller wrote it) and `query`
-    /// appended to the base URL named `what`, which is parsed and checked once.
+    /// appended to `instance`'s base URL `base` (the configuration key `what`), which is
+    /// parsed and checked once while it stays the same.
     pub fn target_url(
         &self,
+        instance: i64,
         what: &str,
         base: &str,
         path: &str,
         query: Option<&str>,
     ) -> Result<Url, OAuthError> {
-        let mut url = match self.bases.get(base) {
-            Some(url) => url,
-            None => {
+        let mut url = match self.bases.get(&instance) {
+            Some(checked) if checked.raw == base => checked.url.clone(),
+            _ => {
                 let url = self.check_url(what, base)?;
-                self.bases.insert(base.to_owned(), url.clone());
+                let checked = CheckedBase {
+                    raw: base.to_owned(),
+                    url: url.clone(),
+                };
+                self.bases.insert(instance, Arc::new(checked));
                 url
             }
         };
@@ -253,6 +283,16 @@ impl ProxyClient {
         url.set_path(&joined);
         url.set_query(query.filter(|q| !q.is_empty()));
         Ok(url)
+    }
+
+    /// Drops what is kept of `instance` (it was deleted).
+    pub fn forget(&self, instance: i64) {
+        self.bases.invalidate(&instance);
+    }
+
+    /// Whether a checked base URL is kept for `instance`.
+    pub fn remembers(&self, instance: i64) -> bool {
+        self.bases.contains_key(&instance)
     }
 
     /// Sends the call and returns as soon as the provider's status and headers arrive.
@@ -362,14 +402,38 @@ pub fn forwardable_request_headers(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The provider's headers that go back to the caller: all but the connection's own.
+/// What every proxied answer is served with, whatever the provider sent: a provider's
+/// page must not run as Junction's origin in a browser (no sniffing an answer into HTML,
+/// no scripts, no forms, no framing).
+pub const PROXIED_CONTENT_SECURITY_POLICY: &str =
+    "sandbox; default-src 'none'; frame-ancestors 'none'";
+
+/// The provider's headers that go back to the caller: all but the connection's own, the
+/// provider's cookies (they would be set for Junction's origin) and the provider's CORS
+/// headers (Junction answers CORS for its own API); Junction's `nosniff` and sandboxing
+/// `Content-Security-Policy` replace whatever the provider said of them.
 pub fn forwardable_response_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(headers.len());
+    let mut out = HeaderMap::with_capacity(headers.len() + 2);
     for (name, value) in headers {
-        if !is_hop_by_hop(name, headers) {
+        let dropped = is_hop_by_hop(name, headers)
+            || name == header::SET_COOKIE
+            || name.as_str() == "set-cookie2"
+            || name.as_str().starts_with("access-control-")
+            || name == header::CONTENT_SECURITY_POLICY
+            || name.as_str() == "content-security-policy-report-only"
+            || name == header::X_CONTENT_TYPE_OPTIONS;
+        if !dropped {
             out.append(name.clone(), value.clone());
         }
     }
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PROXIED_CONTENT_SECURITY_POLICY),
+    );
     out
 }
 
@@ -415,7 +479,7 @@ mod tests {
         let client = ProxyClient::new(OutboundSettings::default()).unwrap();
         for base in ["https://api.example.com/v2", "https://api.example.com/v2/"] {
             let url = client
-                .target_url("base.url", base, "/me/a%20b", Some("x=1&y=%2F"))
+                .target_url(1, "base.url", base, "/me/a%20b", Some("x=1&y=%2F"))
                 .unwrap();
             assert_eq!(
                 url.as_str(),
@@ -423,17 +487,54 @@ mod tests {
             );
         }
         let url = client
-            .target_url("base.url", "https://api.example.com", "/me", Some(""))
+            .target_url(1, "base.url", "https://api.example.com", "/me", Some(""))
             .unwrap();
         assert_eq!(url.as_str(), "https://api.example.com/me");
         for _ in 0..2 {
             assert!(
                 client
-                    .target_url("base.url", "http://127.0.0.1:8080/api", "/me", None)
+                    .target_url(1, "base.url", "http://127.0.0.1:8080/api", "/me", None)
                     .is_err(),
                 "a refused base is refused again, not remembered as checked"
             );
         }
+    }
+
+    #[test]
+    fn checked_base_urls_are_bounded_in_bytes_and_dropped_with_their_instance() {
+        let client = ProxyClient::new(OutboundSettings::default()).unwrap();
+        let long = "a".repeat(60 * 1024);
+        // One instance whose base keeps changing holds one entry, not one per value.
+        for n in 0..300 {
+            let base = format!("https://api.example.com/{n}/{long}");
+            client
+                .target_url(7, "base.url", &base, "/me", None)
+                .unwrap();
+        }
+        client.bases.run_pending_tasks();
+        assert_eq!(client.bases.entry_count(), 1);
+        // Many instances with long bases stay within the byte bound.
+        for instance in 0..600 {
+            let base = format!("https://api.example.com/{instance}/{long}");
+            client
+                .target_url(instance, "base.url", &base, "/me", None)
+                .unwrap();
+        }
+        client.bases.run_pending_tasks();
+        assert!(
+            client.bases.weighted_size() <= BASE_URL_BYTES_KEPT,
+            "{}",
+            client.bases.weighted_size()
+        );
+        client.forget(599);
+        client.bases.run_pending_tasks();
+        assert!(client.bases.get(&599).is_none());
+        // A changed base is checked again, not served from what was kept.
+        client
+            .target_url(3, "base.url", "https://api.example.com/v1", "/me", None)
+            .unwrap();
+        let err = client.target_url(3, "base.url", "http://127.0.0.1/v1", "/me", None);
+        assert!(err.is_err());
     }
 
     #[test]
@@ -449,6 +550,43 @@ mod tests {
         let out = forwardable_request_headers(&headers);
         let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["content-type", "accept"]);
+    }
+
+    #[test]
+    fn provider_cookies_and_cors_stay_behind_and_answers_are_sandboxed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SET_COOKIE, HeaderValue::from_static("sid=1"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src *"),
+        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        headers.insert("x-provider", HeaderValue::from_static("kept"));
+        let out = forwardable_response_headers(&headers);
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "content-security-policy",
+                "content-type",
+                "x-content-type-options",
+                "x-provider"
+            ]
+        );
+        assert_eq!(out[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(
+            out[header::CONTENT_SECURITY_POLICY],
+            PROXIED_CONTENT_SECURITY_POLICY
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! taking tokens the caller obtained itself (`externalAuthentication: "initial"`), then
 //! running the element's provisioning calls.
 
-use crate::refresh::{apply_tokens, configured_lifetime, renew_by};
+use crate::refresh::{
+    MAX_LIFETIME_S, apply_tokens, configured_lifetime, expiry, renew_by, sane_lifetime,
+};
 use crate::{ServiceError, Services, now_ms};
 use junction_core::config::keys;
 use junction_core::element::OAuthSpec;
@@ -15,6 +17,27 @@ pub(crate) enum Authorization<'a> {
     Code(&'a str),
     /// Use the tokens already in the configuration.
     External,
+}
+
+/// The caller's `oauth.user.refresh_interval`, checked before any provider is asked: a
+/// number of seconds from 1 to [`MAX_LIFETIME_S`], since expiries are computed from it.
+fn refresh_interval(config: &ConfigMap) -> Result<Option<i64>, ServiceError> {
+    let Some(raw) = config.get(keys::REFRESH_INTERVAL).cloned().flatten() else {
+        return Ok(None);
+    };
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|s| (1..=MAX_LIFETIME_S).contains(s))
+        .map(Some)
+        .ok_or_else(|| {
+            ServiceError::bad_request(
+                "invalid_configuration",
+                format!(
+                    "'oauth.user.refresh_interval' must be a whole number of seconds from 1 to {MAX_LIFETIME_S}"
+                ),
+            )
+        })
 }
 
 pub(crate) fn value(config: &ConfigMap, key: &str) -> String {
@@ -33,6 +56,7 @@ impl Services {
         authorization: Authorization<'_>,
     ) -> Result<Option<i64>, ServiceError> {
         let now = now_ms();
+        let configured = refresh_interval(config)?;
         let (access_token, expires_in) = match authorization {
             Authorization::Code(code) => {
                 let client_secret = Secret::new(value(config, keys::API_SECRET));
@@ -75,7 +99,10 @@ impl Services {
                 // Without `expires_in` (Salesforce) the element's configured
                 // `oauth.user.refresh_interval` says how long the token is good for, as in
                 // Cloud Elements, instead of "forever".
-                let expires_in = tokens.expires_in.or_else(|| configured_lifetime(config));
+                let expires_in = tokens
+                    .expires_in
+                    .and_then(sane_lifetime)
+                    .or_else(|| configured_lifetime(config));
                 (tokens.access_token, expires_in)
             }
             Authorization::External => {
@@ -86,19 +113,14 @@ impl Services {
                         "externalAuthentication 'initial' needs the access token in oauth.user.token",
                     ));
                 }
-                let expires_in = match config.get(keys::REFRESH_INTERVAL).cloned().flatten() {
-                    Some(v) => Some(v.trim().parse::<i64>().map_err(|_| {
-                        ServiceError::bad_request(
-                            "invalid_configuration",
-                            "'oauth.user.refresh_interval' must be a whole number of seconds",
-                        )
-                    })?),
-                    None => None,
-                };
+                let expires_in = configured;
                 (Secret::new(token), expires_in)
             }
         };
         config.insert(keys::REFRESH_TIME.into(), Some(now.to_string()));
+        // The provider's answer may have moved `base.url` (Salesforce's `instance_url`):
+        // held to the element's pins before the provisioning calls send the token there.
+        self.check_answer_pins(element, spec, config)?;
         for step in &spec.provision {
             let result = run_provision_step(&self.outbound, spec, &value(config, keys::BASE_URL), step, &access_token)
                 .await
@@ -110,7 +132,7 @@ impl Services {
         Ok(renew_by(
             spec,
             config,
-            expires_in.map(|s| now + s * 1000),
+            expires_in.map(|s| expiry(now, s)),
             now,
         ))
     }

@@ -3,6 +3,7 @@
 
 use crate::configuration::{defaults, missing_required, overlay};
 use crate::credentials::Authorization;
+use crate::hosts;
 use crate::view::InstanceView;
 use crate::{Caller, ServiceError, Services, now_ms};
 use base64::Engine;
@@ -248,6 +249,7 @@ impl Services {
         let mut config = defaults(&element);
         overlay(&element, &mut config, body.configuration.as_ref())?;
         missing_required(&element, &config)?;
+        self.check_pins(&element, &config, None)?;
         let authorization = match (external, body.code()) {
             ("initial", _) => Authorization::External,
             (_, Some(code)) => Authorization::Code(code),
@@ -335,6 +337,7 @@ impl Services {
                         fresh.insert(key.clone(), value.clone());
                     }
                 }
+                hosts::keep_bound_urls(&mut fresh, &record.config);
                 fresh
             }
             UpdateMode::Merge => record.config.clone(),
@@ -353,6 +356,11 @@ impl Services {
             _ => None,
         };
         let reauthorized = reauthorize.is_some();
+        let moved = hosts::check_update(caller, &record.config, &config, reauthorized)?;
+        self.check_pins(&element, &config, Some(&record.config))?;
+        if moved {
+            hosts::forget_stored_tokens(&element, &mut config, body.configuration.as_ref());
+        }
         if let Some(authorization) = reauthorize {
             expires_at = self
                 .obtain_credentials(&element, spec, &mut config, authorization)
@@ -470,6 +478,7 @@ impl Services {
             .delete_instance(caller.account_id(), InstanceId(id))
             .await
             .map_err(|e| not_found_as(e, id))?;
+        self.proxy.forget(id);
         tracing::info!(instance_id = id, "instance deleted");
         Ok(())
     }

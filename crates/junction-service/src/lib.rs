@@ -12,6 +12,7 @@ mod auth_limit;
 mod configuration;
 mod credentials;
 mod error;
+mod hosts;
 mod instances;
 mod oauth_url;
 mod proxy;

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 #[into_params(parameter_in = Query)]
 pub struct OAuthUrlParams {
     pub api_key: Option<String>,
+    /// Accepted because Cloud Elements clients send it, and never used: the secret goes
+    /// only to the token endpoint, server to server, and belongs in no URL.
     pub api_secret: Option<String>,
     pub callback_url: Option<String>,
     pub state: Option<String>,
@@ -48,7 +50,6 @@ impl Services {
         })?;
         let missing: Vec<&str> = [
             ("apiKey", &params.api_key),
-            ("apiSecret", &params.api_secret),
             ("callbackUrl", &params.callback_url),
         ]
         .into_iter()

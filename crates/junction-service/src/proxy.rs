@@ -121,6 +121,7 @@ impl Services {
         let target = self.provider_target(caller).await?;
         check_vendor_path(&request.path)?;
         let url = self.proxy.target_url(
+            target.record.id.0,
             "base.url",
             &target.base_url,
             &request.path,
@@ -257,7 +258,7 @@ impl Services {
             );
             if rate_limited && is_idempotent(&method) && tries < MAX_TRIES {
                 let delay = retry_after(&response.headers, chrono::Utc::now());
-                if let Some(delay) = delay.filter(|d| waited + *d <= MAX_WAIT) {
+                if let Some(delay) = delay.filter(|d| wait_fits(waited, *d)) {
                     drop(response);
                     tracing::info!(instance_id = %target.record.id, status = status.as_u16(), delay_ms = delay.as_millis() as u64, "the provider asked to retry later; waiting");
                     tokio::time::sleep(delay).await;
@@ -270,6 +271,12 @@ impl Services {
             return Ok(response);
         }
     }
+}
+
+/// Whether waiting `delay` more keeps the request within [`MAX_WAIT`]; a provider's
+/// `Retry-After` may be any number, so the sum is checked.
+fn wait_fits(waited: Duration, delay: Duration) -> bool {
+    waited.checked_add(delay).is_some_and(|t| t <= MAX_WAIT)
 }
 
 /// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
@@ -295,20 +302,53 @@ fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Optio
     Some(delay.to_std().unwrap_or(Duration::ZERO))
 }
 
+/// How many layers of percent-encoding a vendor path may carry: a provider or a server in
+/// front of it may decode more than once, so every layer is checked.
+const MAX_ENCODING_LAYERS: usize = 3;
+
 /// The vendor path is appended to `base.url`; a `.` or `..` segment would be resolved by
-/// URL parsing and could climb out of the base path (past an API version, for one).
+/// URL parsing or by a server on the way and could climb out of the base path (past an
+/// API version, for one). Every decoding of the path is checked, so an encoded dot or
+/// slash (`%2e`, `%252e`, `%2f`), a segment parameter (`..;x`) or an overlong UTF-8 form
+/// of either (`%c0%ae`) cannot hide one.
 fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
-    let climbs = path.split(['/', '\\']).any(|segment| {
-        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
-        lower == "." || lower == ".."
-    });
-    if climbs || !path.starts_with('/') {
-        return Err(ServiceError::bad_request(
+    let refused = || {
+        ServiceError::bad_request(
             "invalid_path",
-            "the provider path may not contain '.' or '..' segments",
-        ));
+            "the provider path may not contain '.' or '..' segments, in any encoding",
+        )
+    };
+    if !path.starts_with('/') {
+        return Err(refused());
     }
-    Ok(())
+    let mut current = path.to_owned();
+    for _ in 0..=MAX_ENCODING_LAYERS {
+        if has_dot_segment(&current) {
+            return Err(refused());
+        }
+        // Overlong encodings are not UTF-8, and neither is anything a provider path needs.
+        let decoded = percent_encoding::percent_decode_str(&current)
+            .decode_utf8()
+            .map_err(|_| refused())?;
+        if decoded.chars().any(char::is_control) {
+            return Err(refused());
+        }
+        if decoded == current {
+            return Ok(());
+        }
+        current = decoded.into_owned();
+    }
+    // Still encoded after every layer a server could be expected to decode.
+    Err(refused())
+}
+
+/// A `.` or `..` segment, also with a `;parameter` (which some servers strip) or
+/// surrounding blanks.
+fn has_dot_segment(path: &str) -> bool {
+    path.split(['/', '\\']).any(|segment| {
+        let name = segment.split(';').next().unwrap_or_default().trim();
+        name == "." || name == ".."
+    })
 }
 
 #[cfg(test)]
@@ -338,10 +378,52 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_after_of_any_size_is_weighed_without_overflow() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        let delay = retry_after(&headers, chrono::Utc::now()).unwrap();
+        assert!(!wait_fits(Duration::from_secs(1), delay));
+        assert!(wait_fits(Duration::from_secs(1), Duration::from_secs(2)));
+    }
+
+    #[test]
     fn dot_segments_cannot_climb_out_of_the_base_path() {
-        assert!(check_vendor_path("/me/accounts").is_ok());
-        assert!(check_vendor_path("/files/a..b").is_ok());
-        for bad in ["/../v3/me", "/a/./b", "/%2E%2e/x", "/a\\..\\b"] {
+        for good in [
+            "/me/accounts",
+            "/files/a..b",
+            "/files/a%20b",
+            "/files/caf%C3%A9",
+            "/files/a%2Fb",
+            "/q/100%25",
+            "/.well-known/x",
+        ] {
+            assert!(check_vendor_path(good).is_ok(), "{good}");
+        }
+        for bad in ["/../v3/me", "/a/./b", "/%2E%2e/x", "/a\\..\\b", "me"] {
+            assert!(check_vendor_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn encoded_dot_segments_are_refused_in_every_form() {
+        for bad in [
+            "/a%2f..%2fadmin",
+            "/a%2F%2e%2e%2Fadmin",
+            "/%252e%252e/admin",
+            "/%25252e%25252e/admin",
+            "/a/..;/admin",
+            "/a/..;jsessionid=1/admin",
+            "/a/.;x/b",
+            "/%c0%ae%c0%ae/admin",
+            "/a%c0%afb",
+            "/%e0%80%ae%e0%80%ae/admin",
+            "/a%5c..%5cadmin",
+            "/a/%00/b",
+            "/%2525252e%2525252e/admin",
+        ] {
             assert!(check_vendor_path(bad).is_err(), "{bad}");
         }
     }

@@ -46,6 +46,20 @@ const BASE_BACKOFF_MS: i64 = 30_000;
 const MAX_BACKOFF_MS: i64 = 3600 * 1000;
 /// Instances a sweep reads (and refreshes) at a time; it goes on until none is due.
 const SWEEP_BATCH: i64 = 500;
+/// The longest lifetime a token is taken at, whoever says otherwise (ten years): every
+/// expiry is computed in epoch milliseconds, which a larger number of seconds overflows.
+pub(crate) const MAX_LIFETIME_S: i64 = 10 * 365 * 24 * 3600;
+
+/// When a token issued at `now` and living `seconds` expires, without overflowing.
+pub(crate) fn expiry(now: i64, seconds: i64) -> i64 {
+    now.saturating_add(seconds.clamp(0, MAX_LIFETIME_S).saturating_mul(1000))
+}
+
+/// A lifetime a provider or the configuration gave, within what Junction takes: a
+/// negative one means nothing, a longer one than [`MAX_LIFETIME_S`] is cut to it.
+pub(crate) fn sane_lifetime(seconds: i64) -> Option<i64> {
+    (seconds >= 0).then(|| seconds.min(MAX_LIFETIME_S))
+}
 
 /// Single-flight of refreshes in this process, and this process's lease owner name.
 pub struct RefreshCoordinator {
@@ -135,16 +149,16 @@ fn margin_ms(record: &InstanceRecord) -> i64 {
         .flatten()
         .and_then(|s| s.trim().parse::<i64>().ok())
         .filter(|s| *s > 0)
-        .map(|s| s.saturating_mul(1000))
+        .map(|s| s.min(MAX_LIFETIME_S) * 1000)
         .unwrap_or(DEFAULT_LIFETIME_MS);
     (lifetime / MARGIN_DIVISOR).min(MAX_MARGIN_MS)
 }
 
 fn is_needed(record: &InstanceRecord, need: &Need<'_>, now: i64) -> bool {
     match need {
-        Need::Expiring { ahead_ms } => record
-            .token_expires_at
-            .is_some_and(|at| at - now <= margin_ms(record) + ahead_ms),
+        Need::Expiring { ahead_ms } => record.token_expires_at.is_some_and(|at| {
+            at.saturating_sub(now) <= margin_ms(record).saturating_add(*ahead_ms)
+        }),
         Need::Rejected(rejected) => record
             .config
             .get(keys::USER_TOKEN)
@@ -205,7 +219,8 @@ pub(crate) fn apply_tokens(
         }
         None => {}
     }
-    if let Some(expires_in) = tokens.expires_in {
+    let expires_in = tokens.expires_in.and_then(sane_lifetime);
+    if let Some(expires_in) = expires_in {
         config.insert(keys::REFRESH_INTERVAL.into(), Some(expires_in.to_string()));
     }
     config.insert(keys::REFRESH_TIME.into(), Some(now.to_string()));
@@ -218,7 +233,7 @@ pub(crate) fn apply_tokens(
             config.insert(key.clone(), Some(text));
         }
     }
-    tokens.expires_in.map(|s| now + s.saturating_mul(1000))
+    expires_in.map(|s| expiry(now, s))
 }
 
 /// The configured `oauth.user.refresh_interval`, when it is a positive number of seconds:
@@ -231,6 +246,7 @@ pub(crate) fn configured_lifetime(config: &ConfigMap) -> Option<i64> {
         .flatten()
         .and_then(|v| v.trim().parse::<i64>().ok())
         .filter(|s| *s > 0)
+        .map(|s| s.min(MAX_LIFETIME_S))
 }
 
 /// When the credentials in `config` must be renewed next: when the access token expires,
@@ -253,7 +269,7 @@ pub(crate) fn renew_by(
                 .and_then(|t| t.as_deref())
                 .is_some_and(|t| !t.is_empty())
         })
-        .map(|r| now.saturating_add(i64::try_from(r.keep_alive).unwrap_or(i64::MAX / 2000) * 1000));
+        .map(|r| expiry(now, i64::try_from(r.keep_alive).unwrap_or(i64::MAX)));
     match (expires_at, keep_alive) {
         (Some(expires), Some(keep)) => Some(expires.min(keep)),
         (expires, keep) => expires.or(keep),
@@ -308,7 +324,12 @@ impl Services {
         loop {
             let batch = self
                 .store
-                .instances_due_for_refresh(now, now + ahead_ms + MAX_MARGIN_MS, after, SWEEP_BATCH)
+                .instances_due_for_refresh(
+                    now,
+                    now.saturating_add(ahead_ms).saturating_add(MAX_MARGIN_MS),
+                    after,
+                    SWEEP_BATCH,
+                )
                 .await?;
             let Some(last) = batch.last() else {
                 break;
@@ -391,7 +412,7 @@ impl Services {
         let lease_ms = self.lease_ms();
         // A holder that crashed frees its lease when it expires; waiting longer than
         // twice that means something else is wrong.
-        let give_up_at = now_ms() + 2 * lease_ms;
+        let give_up_at = now_ms().saturating_add(lease_ms.saturating_mul(2));
         loop {
             let now = now_ms();
             let record = self.load(account, id).await?;
@@ -415,14 +436,14 @@ impl Services {
                     Need::Rejected(_) => Err(ServiceError::Provider(OAuthError::Unreachable {
                         reason: format!(
                             "renewing the access token failed recently; the next attempt is in {} s",
-                            (retry_at - now + 999) / 1000
+                            retry_at.saturating_sub(now).saturating_add(999) / 1000
                         ),
                     })),
                 };
             }
             if !self
                 .store
-                .acquire_refresh_lease(id, owner, now, now + lease_ms)
+                .acquire_refresh_lease(id, owner, now, now.saturating_add(lease_ms))
                 .await?
             {
                 // Another replica is refreshing. A token that has not expired yet is
@@ -473,7 +494,8 @@ impl Services {
                 // Persisted before anything else: a rotated refresh token exists nowhere
                 // but in this response.
                 let expires_at = apply_tokens(spec, &mut config, &tokens, now, true)
-                    .or_else(|| configured_lifetime(&config).map(|s| now + s * 1000));
+                    .or_else(|| configured_lifetime(&config).map(|s| expiry(now, s)));
+                self.keep_pinned_urls(id.0, spec, &mut config, &record.config);
                 let expires_at = renew_by(spec, &config, expires_at, now);
                 // Only what the refresh changed is written, so an update of other entries
                 // that lands meanwhile is kept.
@@ -534,7 +556,9 @@ impl Services {
                 let backoff = BASE_BACKOFF_MS
                     .saturating_mul(1i64 << exponent)
                     .min(MAX_BACKOFF_MS);
-                self.store.defer_refresh(id, owner, now + backoff).await?;
+                self.store
+                    .defer_refresh(id, owner, now.saturating_add(backoff))
+                    .await?;
                 tracing::warn!(instance_id = %id, element = %element.key, error = %e, backoff_ms = backoff, "refresh failed; retrying later");
                 Err(e.into())
             }
@@ -604,5 +628,53 @@ fn not_renewable(
                 element.key
             )),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use junction_oauth::TokenResponse;
+
+    const NOW: i64 = 1_790_000_000_000;
+
+    fn spec(json: &str) -> OAuthSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn tokens(expires_in: Option<i64>) -> TokenResponse {
+        TokenResponse {
+            access_token: Secret::new("at"),
+            refresh_token: Some(Secret::new("rt")),
+            expires_in,
+            fields: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn a_huge_provider_lifetime_is_capped_instead_of_wrapping_into_the_past() {
+        let mut config = ConfigMap::new();
+        let at = apply_tokens(&spec("{}"), &mut config, &tokens(Some(i64::MAX)), NOW, true);
+        assert_eq!(at, Some(NOW + MAX_LIFETIME_S * 1000));
+        assert_eq!(
+            config[keys::REFRESH_INTERVAL].as_deref(),
+            Some(MAX_LIFETIME_S.to_string().as_str())
+        );
+        let mut config = ConfigMap::new();
+        let at = apply_tokens(&spec("{}"), &mut config, &tokens(Some(i64::MIN)), NOW, true);
+        assert_eq!(at, None, "a negative lifetime says nothing");
+    }
+
+    #[test]
+    fn a_huge_configured_interval_or_keep_alive_still_lies_in_the_future() {
+        let mut config = ConfigMap::new();
+        config.insert(keys::REFRESH_INTERVAL.into(), Some(i64::MAX.to_string()));
+        config.insert(keys::REFRESH_TOKEN.into(), Some("rt".into()));
+        let lifetime = configured_lifetime(&config).unwrap();
+        assert!(expiry(NOW, lifetime) > NOW);
+        let keep = spec(r#"{"refresh":{"grant":"refreshToken","keepAlive":9223372036854775807}}"#);
+        let by = renew_by(&keep, &config, None, NOW).unwrap();
+        assert!(by > NOW, "{by}");
+        assert_eq!(expiry(i64::MAX - 1, i64::MAX), i64::MAX);
     }
 }

@@ -185,16 +185,38 @@ async fn oauth_url_by_post_answers_like_get() {
 }
 
 #[tokio::test]
+async fn oauth_url_needs_no_client_secret_and_ignores_one_given() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (status, without) = app
+        .get("/elements/sfdc/oauth/url?apiKey=k&callbackUrl=https://a.example/cb")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{without}");
+    let (status, with) = app
+        .get("/elements/sfdc/oauth/url?apiKey=k&apiSecret=my-secret&callbackUrl=https://a.example/cb")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{with}");
+    assert_eq!(with, without);
+    let (status, posted) = app
+        .post(
+            "/elements/sfdc/oauth/url",
+            &json!({"apiKey": "k", "callbackUrl": "https://a.example/cb"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{posted}");
+    assert_eq!(posted, without);
+}
+
+#[tokio::test]
 async fn oauth_url_names_every_missing_parameter() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (status, body) = app.get("/elements/sfdc/oauth/url?apiKey=k").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let message = assert_error(&body, "missing_parameter");
+    assert!(message.contains("callbackUrl"), "{message}");
     assert!(
-        message.contains("apiSecret") && message.contains("callbackUrl"),
+        !message.contains("apiKey") && !message.contains("apiSecret"),
         "{message}"
     );
-    assert!(!message.contains("apiKey"), "{message}");
 
     let (status, body) = app
         .get("/elements/nope/oauth/url?apiKey=k&apiSecret=s&callbackUrl=c")

@@ -1,0 +1,348 @@
+//! Credentials are bound to the hosts they were issued for.
+//!
+//! `oauth.token.url` receives the client secret and the refresh token, `base.url` the
+//! access token, and `oauth.authorization.url` is where the customer granted them. The
+//! client secret is the app's, shared by every customer, so whoever can re-point these
+//! URLs could collect it. Hence:
+//!
+//! - an element may pin the hosts they may name (`oauth.allowedHosts`), which also holds
+//!   for values the provider's own answers set (Salesforce's `instance_url`);
+//! - an Element token (the customer's credential) cannot change them at all;
+//! - moving one to another origin (scheme, host, port) comes with a re-authorization,
+//!   and the stored tokens are dropped rather than sent to the new host.
+
+use crate::{Caller, ServiceError, Services};
+use junction_core::config::keys;
+use junction_core::element::OAuthSpec;
+use junction_core::net::{AddressClass, classify};
+use junction_core::{ConfigMap, ElementDefinition};
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+use url::Url;
+
+/// The configuration keys whose URLs credentials are sent to or come from.
+pub(crate) const BOUND_KEYS: [&str; 3] = [keys::TOKEN_URL, keys::AUTHORIZATION_URL, keys::BASE_URL];
+
+/// A bound URL on a host its element does not allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unpinned {
+    pub key: &'static str,
+    pub host: String,
+}
+
+impl Unpinned {
+    fn allowed(spec: &OAuthSpec) -> String {
+        spec.allowed_hosts.join(", ")
+    }
+
+    /// The error for a value the caller gave.
+    pub(crate) fn given(&self, element: &ElementDefinition, spec: &OAuthSpec) -> ServiceError {
+        ServiceError::bad_request(
+            "host_not_allowed",
+            format!(
+                "'{}' names host '{}', but element '{}' sends credentials only to {}",
+                self.key,
+                self.host,
+                element.key,
+                Self::allowed(spec)
+            ),
+        )
+    }
+
+    /// The error for a value the provider's answer set.
+    pub(crate) fn answered(&self, element: &ElementDefinition, spec: &OAuthSpec) -> ServiceError {
+        ServiceError::bad_request(
+            "provider_bad_response",
+            format!(
+                "the provider's answer sets '{}' to host '{}', but element '{}' sends credentials only to {}",
+                self.key,
+                self.host,
+                element.key,
+                Self::allowed(spec)
+            ),
+        )
+    }
+}
+
+impl Services {
+    /// Refuses a bound URL in `config` that the caller set (it differs from `stored`) on
+    /// a host the element does not allow.
+    pub(crate) fn check_pins(
+        &self,
+        element: &ElementDefinition,
+        config: &ConfigMap,
+        stored: Option<&ConfigMap>,
+    ) -> Result<(), ServiceError> {
+        let Some(spec) = element.oauth.as_ref() else {
+            return Ok(());
+        };
+        match unpinned(spec, config, stored) {
+            Some(found) => Err(found.given(element, spec)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a provider's answer (a code exchange's) that set a bound URL on a host the
+    /// element does not allow, before anything is sent there.
+    pub(crate) fn check_answer_pins(
+        &self,
+        element: &ElementDefinition,
+        spec: &OAuthSpec,
+        config: &ConfigMap,
+    ) -> Result<(), ServiceError> {
+        match unpinned(spec, config, None) {
+            Some(found) => Err(found.answered(element, spec)),
+            None => Ok(()),
+        }
+    }
+
+    /// A refresh's answer is kept (its tokens exist nowhere else), but not a bound URL
+    /// it set on a host the element does not allow: the stored one stays.
+    pub(crate) fn keep_pinned_urls(
+        &self,
+        instance_id: i64,
+        spec: &OAuthSpec,
+        config: &mut ConfigMap,
+        stored: &ConfigMap,
+    ) {
+        for found in revert_unpinned(spec, config, stored) {
+            tracing::warn!(
+                instance_id,
+                key = found.key,
+                host = %found.host,
+                "the provider's answer named a host the element does not allow; the stored value stays"
+            );
+        }
+    }
+}
+
+/// The first bound URL in `config` on a host the element's pins refuse, skipping those
+/// equal to their `stored` value. A host that is no public address (a loopback, private
+/// or other special-purpose IP, or `localhost`) is left to the outbound address policy:
+/// it refuses such hosts unless the operator opted in to local providers, and then a
+/// local stand-in may play a pinned provider.
+pub(crate) fn unpinned(
+    spec: &OAuthSpec,
+    config: &ConfigMap,
+    stored: Option<&ConfigMap>,
+) -> Option<Unpinned> {
+    if spec.allowed_hosts.is_empty() {
+        return None;
+    }
+    BOUND_KEYS.into_iter().find_map(|key| {
+        if stored.is_some_and(|s| s.get(key) == config.get(key)) {
+            return None;
+        }
+        let url = parsed(config, key)?;
+        let host = url.host_str()?.to_owned();
+        (!is_local(&url) && !spec.allows_host(&host)).then_some(Unpinned { key, host })
+    })
+}
+
+/// Puts back the stored value of every bound URL `config` has on an unpinned host: a
+/// refresh's answer cannot be refused (its tokens must be kept), only its URLs.
+pub(crate) fn revert_unpinned(
+    spec: &OAuthSpec,
+    config: &mut ConfigMap,
+    stored: &ConfigMap,
+) -> Vec<Unpinned> {
+    let mut reverted = Vec::new();
+    while let Some(found) = unpinned(spec, config, Some(stored)) {
+        config.insert(
+            found.key.to_owned(),
+            stored.get(found.key).cloned().flatten(),
+        );
+        reverted.push(found);
+    }
+    reverted
+}
+
+/// Checks an update of `stored` into `proposed`. An Element token may not change a bound
+/// URL at all; anyone else may move one to another origin only while re-authorizing.
+/// Returns whether a bound URL moved, in which case the stored tokens must go.
+pub(crate) fn check_update(
+    caller: &Caller,
+    stored: &ConfigMap,
+    proposed: &ConfigMap,
+    reauthorizing: bool,
+) -> Result<bool, ServiceError> {
+    let mut moved = false;
+    for key in BOUND_KEYS {
+        let before = stored.get(key).cloned().flatten();
+        let after = proposed.get(key).cloned().flatten();
+        if before == after {
+            continue;
+        }
+        if caller.only_instance().is_some() {
+            return Err(ServiceError::Forbidden(format!(
+                "'{key}' decides where the instance's credentials are sent: only a user of the account can change it"
+            )));
+        }
+        if origin(before.as_deref()) != origin(after.as_deref()) {
+            if !reauthorizing {
+                return Err(ServiceError::bad_request(
+                    "host_change_requires_authorization",
+                    format!(
+                        "changing '{key}' to another host moves the instance's credentials there: \
+                         send the new value together with providerData.code from a new authorization"
+                    ),
+                ));
+            }
+            moved = true;
+        }
+    }
+    Ok(moved)
+}
+
+/// A full update (`PUT`) that leaves a bound URL out keeps it: going back to the
+/// element's default would move the credentials without a re-authorization.
+pub(crate) fn keep_bound_urls(fresh: &mut ConfigMap, stored: &ConfigMap) {
+    for key in BOUND_KEYS {
+        if let Some(value) = stored.get(key) {
+            fresh.insert(key.to_owned(), value.clone());
+        }
+    }
+}
+
+/// Drops the stored tokens (the element's internal secrets) from `config`, except those
+/// the request itself gives: they were issued for the old hosts.
+pub(crate) fn forget_stored_tokens(
+    element: &ElementDefinition,
+    config: &mut ConfigMap,
+    given: Option<&Map<String, Value>>,
+) {
+    for entry in &element.configuration {
+        let named = given.is_some_and(|g| g.contains_key(&entry.key));
+        if entry.internal && entry.is_secret() && !named {
+            config.insert(entry.key.clone(), None);
+        }
+    }
+}
+
+fn parsed(config: &ConfigMap, key: &str) -> Option<Url> {
+    let raw = config.get(key)?.as_deref()?.trim();
+    Url::parse(raw).ok()
+}
+
+/// Scheme, host and port: what a credential's destination is.
+fn origin(raw: Option<&str>) -> Option<(String, String, Option<u16>)> {
+    let url = Url::parse(raw?.trim()).ok()?;
+    Some((
+        url.scheme().to_owned(),
+        url.host_str()?.to_ascii_lowercase(),
+        url.port_or_known_default(),
+    ))
+}
+
+fn is_local(url: &Url) -> bool {
+    let ip: IpAddr = match url.host() {
+        Some(url::Host::Ipv4(v4)) => v4.into(),
+        Some(url::Host::Ipv6(v6)) => v6.into(),
+        Some(url::Host::Domain(name)) => return name.eq_ignore_ascii_case("localhost"),
+        None => return false,
+    };
+    classify(ip) != AddressClass::Public
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use junction_core::{AccountId, InstanceId, OrganizationId, UserId};
+    use junction_store::{Principal, TokenPrincipal};
+
+    fn spec() -> OAuthSpec {
+        serde_json::from_str(r#"{"allowedHosts":["*.salesforce.com","*.force.com"]}"#).unwrap()
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> ConfigMap {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
+            .collect()
+    }
+
+    fn user() -> Caller {
+        Caller::User(Principal {
+            organization_id: OrganizationId(1),
+            account_id: AccountId(1),
+            user_id: UserId(1),
+            is_admin: true,
+        })
+    }
+
+    fn element_token() -> Caller {
+        Caller::Instance(TokenPrincipal {
+            instance_id: InstanceId(1),
+            account_id: AccountId(1),
+            user_id: UserId(1),
+            disabled: false,
+        })
+    }
+
+    #[test]
+    fn pinned_hosts_pass_and_others_are_named() {
+        let ok = config(&[
+            (
+                keys::TOKEN_URL,
+                "https://login.salesforce.com/services/oauth2/token",
+            ),
+            (keys::BASE_URL, "https://acme.my.salesforce.com"),
+        ]);
+        assert_eq!(unpinned(&spec(), &ok, None), None);
+        let evil = config(&[
+            (
+                keys::TOKEN_URL,
+                "https://login.salesforce.com@evil.example/token",
+            ),
+            (keys::BASE_URL, "https://acme.my.salesforce.com"),
+        ]);
+        assert_eq!(
+            unpinned(&spec(), &evil, None),
+            Some(Unpinned {
+                key: keys::TOKEN_URL,
+                host: "evil.example".into()
+            })
+        );
+        // Left to the address policy, which refuses them unless the operator opted in.
+        for local in [
+            "http://127.0.0.1:8080/api",
+            "http://localhost/",
+            "http://[fd00::1]/",
+        ] {
+            let local = config(&[(keys::BASE_URL, local)]);
+            assert_eq!(unpinned(&spec(), &local, None), None);
+        }
+        let public = config(&[(keys::BASE_URL, "http://93.184.216.34/api")]);
+        assert!(unpinned(&spec(), &public, None).is_some());
+        // A value stored before the pin is not held against an unrelated update.
+        assert_eq!(unpinned(&spec(), &public, Some(&public)), None);
+    }
+
+    #[test]
+    fn an_unpinned_answer_puts_the_stored_url_back() {
+        let stored = config(&[(keys::BASE_URL, "https://na1.salesforce.com")]);
+        let mut answered = config(&[(keys::BASE_URL, "https://evil.example")]);
+        let reverted = revert_unpinned(&spec(), &mut answered, &stored);
+        assert_eq!(reverted.len(), 1);
+        assert_eq!(answered, stored);
+    }
+
+    #[test]
+    fn element_tokens_change_no_bound_url_and_moves_need_a_new_code() {
+        let stored = config(&[(keys::TOKEN_URL, "https://login.salesforce.com/token")]);
+        let same_host = config(&[(keys::TOKEN_URL, "https://login.salesforce.com/v2/token")]);
+        let other_host = config(&[(keys::TOKEN_URL, "https://evil.example/token")]);
+        let downgrade = config(&[(keys::TOKEN_URL, "http://login.salesforce.com/token")]);
+
+        assert!(check_update(&element_token(), &stored, &stored, false).is_ok());
+        let err = check_update(&element_token(), &stored, &same_host, true).unwrap_err();
+        assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
+
+        assert!(!check_update(&user(), &stored, &same_host, false).unwrap());
+        for moved in [&other_host, &downgrade] {
+            let err = check_update(&user(), &stored, moved, false).unwrap_err();
+            assert!(err.to_string().contains("providerData.code"), "{err}");
+            assert!(check_update(&user(), &stored, moved, true).unwrap());
+        }
+    }
+}
