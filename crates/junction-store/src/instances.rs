@@ -151,11 +151,25 @@ impl InstanceQuery {
                 params.len() + 1
             ));
         }
+        // One set-based predicate for all tags: an instance matches when it carries as
+        // many of the given (distinct) tags as were asked for. One `exists` per tag made
+        // the planner's work grow much faster than the number of tags.
+        let mut tags: Vec<&str> = Vec::new();
         for tag in &self.tags {
-            params.push(Param::Text(tag));
+            if !tags.contains(&tag.as_str()) {
+                tags.push(tag);
+            }
+        }
+        if !tags.is_empty() {
+            let first = params.len() + 2;
+            let wanted = tags.len();
+            params.extend(tags.into_iter().map(Param::Text));
+            params.push(Param::Int(wanted as i64));
             sql.push_str(&format!(
-                " and exists (select 1 from instance_tags t where t.instance_id = i.id and t.tag = ${})",
-                params.len() + 1
+                " and i.id in (select t.instance_id from instance_tags t where t.tag in ({}) \
+                 group by t.instance_id having count(*) = ${})",
+                placeholders(first, wanted),
+                first + wanted
             ));
         }
         (sql, params)

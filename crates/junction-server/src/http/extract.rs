@@ -9,6 +9,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use junction_service::Caller;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 
 /// Where an extractor records the instance whose Element token authenticated the call,
@@ -33,10 +34,65 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let value = match axum::Json::<Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if let Some(path) = nul_at(&value, &mut String::new()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!(
+                    "{path} contains a NUL character (\\u0000), which Junction does not accept"
+                ),
+            ));
+        }
+        // Typed a second time from the checked value, so type errors keep axum's wording,
+        // which names the offending field.
+        let bytes = serde_json::to_vec(&value)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// Where a NUL character occurs in a request body, keys included. PostgreSQL cannot store
+/// one in text, and no name, tag, address or configuration value needs one, so every body
+/// is held to the same rule on both databases.
+fn nul_at(value: &Value, path: &mut String) -> Option<String> {
+    let shown = |path: &str| {
+        if path.is_empty() {
+            "the body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(shown(path)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_at(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&key.replace('\0', "\\u0000"));
+            let found = if key.contains('\0') {
+                Some(shown(path))
+            } else {
+                nul_at(item, path)
+            };
+            path.truncate(len);
+            found
+        }),
+        _ => None,
     }
 }
 

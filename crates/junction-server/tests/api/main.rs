@@ -9,6 +9,7 @@ mod accounts;
 mod catalog;
 mod errors;
 mod lifecycle;
+mod limits;
 mod paging;
 mod provisioning;
 mod proxy;

@@ -1,0 +1,187 @@
+//! Bounds on what one request may ask of the database and of memory: list filters,
+//! configuration size, NUL characters, statement time, dropped requests and calls in
+//! progress per caller.
+
+use crate::helpers::{TestApp, assert_error};
+use crate::on_both_backends;
+use junction_core::{AccountId, ConfigMap, UserId};
+use junction_store::NewInstance;
+use junction_testkit::db::Backend;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// An `sfdc` instance of the bootstrap account with `tags`, inserted straight into the
+/// store (no provider involved). Returns its id and Element token.
+async fn insert(app: &TestApp, name: &str, tags: &[&str]) -> (i64, String) {
+    let token = junction_crypto::generate_secret(30).unwrap();
+    let config: ConfigMap = [
+        ("base.url", "https://example.my.salesforce.com"),
+        ("oauth.callback.url", "https://app.example.com/cb"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), Some(v.to_owned())))
+    .collect();
+    let secrets: ConfigMap = [("oauth.api.key", "client-id"), ("oauth.api.secret", "cs")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Some(v.to_owned())))
+        .collect();
+    let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+    let record = app
+        .services
+        .store
+        .insert_instance(NewInstance {
+            account_id: AccountId(1),
+            user_id: UserId(1),
+            element_id: 23,
+            element_key: "sfdc",
+            name,
+            token: &token,
+            config: &config,
+            secrets: &secrets,
+            tags: &tags,
+            external_authentication: "none",
+            token_expires_at: None,
+            now: 0,
+        })
+        .await
+        .unwrap();
+    (record.id.0, token.expose().to_owned())
+}
+
+fn ids(body: &Value) -> Vec<i64> {
+    body.as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect()
+}
+
+fn tag_query(tags: impl IntoIterator<Item = String>) -> String {
+    tags.into_iter()
+        .map(|t| format!("tags[]={}", urlencoding(&t)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn urlencoding(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+}
+
+async fn tag_filters_are_capped_and_match_as_one_set(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (abc, _) = insert(&app, "abc", &["a", "b", "c"]).await;
+    let (ab, _) = insert(&app, "ab", &["a", "b"]).await;
+    insert(&app, "c", &["c"]).await;
+
+    let (status, body) = app.get("/instances?tags[]=a&tags[]=b").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids(&body), vec![abc, ab]);
+    let (_, body) = app.get("/instances?tags[]=a&tags[]=c").await;
+    assert_eq!(ids(&body), vec![abc]);
+    // A repeated value is one tag, not a second one to find.
+    let (_, body) = app.get("/instances?tags[]=b&tags[]=b").await;
+    assert_eq!(ids(&body), vec![abc, ab]);
+    let (_, body) = app.get("/instances?tags[]=a&tags[]=zzz").await;
+    assert_eq!(ids(&body), Vec::<i64>::new());
+
+    // The cap itself is allowed: 49 tags nobody has plus "a".
+    let at_cap = tag_query((1..50).map(|i| format!("t{i}")).chain(["a".to_owned()]));
+    let (status, body) = app.get(&format!("/instances?{at_cap}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids(&body), Vec::<i64>::new());
+
+    for count in [51, 1000] {
+        let query = tag_query((0..count).map(|i| format!("t{i}")));
+        let (status, body) = app.get(&format!("/instances?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{count} tags: {body}");
+        let message = assert_error(&body, "too_many_tags");
+        assert!(message.contains("50"), "names the limit: {message}");
+    }
+    let long = "x".repeat(256);
+    let (status, body) = app.get(&format!("/instances?tags[]={long}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "invalid_tags");
+}
+
+async fn search_text_is_capped(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, _) = insert(&app, "Acme Salesforce", &[]).await;
+    let longest = format!("acme{}", "%".repeat(251));
+    let (status, body) = app
+        .get(&format!("/instances?searchText={}", urlencoding(&longest)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids(&body), Vec::<i64>::new());
+    let (_, body) = app.get("/instances?searchText=SALES").await;
+    assert_eq!(ids(&body), vec![id]);
+
+    // 50,000 plain letters made SQLite refuse the pattern ("LIKE or GLOB pattern too
+    // complex") and answer 500.
+    for text in ["%_".repeat(128), "a".repeat(50_000)] {
+        let length = text.len();
+        let (status, body) = app
+            .get(&format!("/instances?searchText={}", urlencoding(&text)))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{length} characters: {body}"
+        );
+        let message = assert_error(&body, "invalid_search_text");
+        assert!(message.contains("255"), "names the limit: {message}");
+    }
+}
+
+async fn nul_characters_are_refused_everywhere(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, _) = insert(&app, "plain", &["t"]).await;
+
+    let (status, body) = app.get("/instances?searchText=a%00b").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "invalid_search_text");
+    let (status, body) = app.get("/instances?tags[]=a%00b").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "invalid_tags");
+
+    let patches = [
+        json!({"name": "a\u{0}b"}),
+        json!({"tags": ["ok", "a\u{0}b"]}),
+        json!({"configuration": {"event.objects": "Contact\u{0}"}}),
+        json!({"configuration": {"extra\u{0}key": "v"}}),
+    ];
+    for patch in &patches {
+        let (status, body) = app
+            .call(Method::PATCH, &format!("/instances/{id}"), Some(patch))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{patch}: {body}");
+        let message = assert_error(&body, "invalid_body");
+        assert!(message.contains("NUL"), "{message}");
+    }
+    let (status, body) = app
+        .post(
+            "/accounts",
+            &json!({"name": "Acme\u{0}", "externalId": "acme"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(assert_error(&body, "invalid_body").contains("name"));
+    let (status, body) = app
+        .post(
+            "/accounts/1/users",
+            &json!({"emailAddress": "a\u{0}@example.com", "firstName": "A", "lastName": "B"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(assert_error(&body, "invalid_body").contains("emailAddress"));
+
+    // Nothing was half-written.
+    let (_, body) = app.get(&format!("/instances/{id}")).await;
+    assert_eq!(body["name"], "plain");
+    assert_eq!(body["tags"], json!(["t"]));
+}
+
+on_both_backends!(
+    tag_filters_are_capped_and_match_as_one_set,
+    search_text_is_capped,
+    nul_characters_are_refused_everywhere,
+);
