@@ -217,6 +217,10 @@ pub struct OAuthSpec {
     /// sandboxes and My Domain hosts).
     #[serde(default)]
     pub site_address: bool,
+    /// The hosts `siteAddress` may name: `*.example.com` is any host under
+    /// `example.com`, anything else one exact host. Empty: any `https` host.
+    #[serde(default)]
+    pub site_address_hosts: Vec<String>,
     #[serde(default)]
     pub token_request: TokenRequestSpec,
     /// Extra token-response fields copied into configuration keys, e.g.
@@ -432,11 +436,12 @@ impl ElementDefinition {
     }
 
     /// Whether a configuration key holds a secret: encrypted at rest, masked on output.
-    /// Keys the element does not declare fall back to the platform's reserved secrets.
+    /// Keys the element does not declare are secret when they are among the platform's
+    /// reserved secrets or when their words say so ([`crate::config::looks_secret`]).
     pub fn is_secret_key(&self, key: &str) -> bool {
         match self.config_entry(key) {
             Some(entry) => entry.is_secret(),
-            None => RESERVED_SECRET_KEYS.contains(&key),
+            None => RESERVED_SECRET_KEYS.contains(&key) || crate::config::looks_secret(key),
         }
     }
 }

@@ -37,16 +37,7 @@ pub fn authorization_url(
         return Err(bad("oauth.authorization.url"));
     }
     if let (true, Some(site)) = (spec.site_address, request.site_address) {
-        let site = site.trim().trim_end_matches('/');
-        let with_scheme = if site.contains("://") {
-            site.to_owned()
-        } else {
-            format!("https://{site}")
-        };
-        let site = Url::parse(&with_scheme).map_err(|_| bad("siteAddress"))?;
-        if !matches!(site.scheme(), "http" | "https") || site.host_str().is_none() {
-            return Err(bad("siteAddress"));
-        }
+        let site = site_address(spec, site)?;
         url.set_scheme(site.scheme())
             .map_err(|_| bad("siteAddress"))?;
         url.set_host(site.host_str())
@@ -64,6 +55,49 @@ pub fn authorization_url(
         query.append_pair("state", request.state);
     }
     Ok(url.into())
+}
+
+/// The host a `siteAddress` moves the authorization page to: `https` only (the customer
+/// types their password there), and one of the element's `siteAddressHosts` when it
+/// lists any, so the page cannot be moved to a host the provider does not own.
+fn site_address(spec: &OAuthSpec, raw: &str) -> Result<Url, OAuthError> {
+    let refused = |why: &str| OAuthError::BadSiteAddress {
+        why: why.to_owned(),
+    };
+    let site = raw.trim().trim_end_matches('/');
+    let with_scheme = if site.contains("://") {
+        site.to_owned()
+    } else {
+        format!("https://{site}")
+    };
+    let site = Url::parse(&with_scheme).map_err(|_| refused("it is not a URL"))?;
+    if site.scheme() != "https" {
+        return Err(refused("it must be an https URL"));
+    }
+    if !site.username().is_empty() || site.password().is_some() {
+        return Err(refused("it must not carry credentials"));
+    }
+    let Some(url::Host::Domain(host)) = site.host() else {
+        return Err(refused("it must name a host"));
+    };
+    let host = host.to_ascii_lowercase();
+    let allowed = spec.site_address_hosts.is_empty()
+        || spec.site_address_hosts.iter().any(|pattern| {
+            let pattern = pattern.to_ascii_lowercase();
+            match pattern.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+                None => host == pattern,
+            }
+        });
+    if !allowed {
+        return Err(refused(&format!(
+            "its host must be one of {}",
+            spec.site_address_hosts.join(", ")
+        )));
+    }
+    Ok(site)
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ fn provider_error(e: OAuthError) -> ApiError {
             "provider_unreachable",
             e.to_string(),
         ),
-        OAuthError::Policy(_) | OAuthError::BadUrl { .. } => (
+        OAuthError::Policy(_) | OAuthError::BadUrl { .. } | OAuthError::BadSiteAddress { .. } => (
             StatusCode::BAD_REQUEST,
             "invalid_configuration",
             e.to_string(),

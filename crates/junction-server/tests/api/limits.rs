@@ -9,6 +9,7 @@ use junction_store::NewInstance;
 use junction_testkit::db::Backend;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::{Connection, Row};
 
 /// An `sfdc` instance of the bootstrap account with `tags`, inserted straight into the
 /// store (no provider involved). Returns its id and Element token.
@@ -184,4 +185,123 @@ on_both_backends!(
     tag_filters_are_capped_and_match_as_one_set,
     search_text_is_capped,
     nul_characters_are_refused_everywhere,
+);
+
+async fn secret_looking_keys_are_sealed_and_masked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, _) = insert(&app, "secrets", &[]).await;
+    let secrets = [
+        ("oauth.api.secert", "mistyped-secret-value"),
+        ("client_secret", "client-secret-value"),
+        ("apiKey", "api-key-value"),
+        ("oauth.user.token.extra", "token-value"),
+        ("DB_PASSWORD", "password-value"),
+        ("service.credentials", "credential-value"),
+    ];
+    let mut configuration: serde_json::Map<String, Value> = secrets
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    configuration.insert("event.vendor.type".into(), json!("polling"));
+    configuration.insert("monkey.name".into(), json!("plain-value"));
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({ "configuration": configuration })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let shown = body.to_string();
+    for (key, value) in secrets {
+        assert_eq!(body["configuration"][key], "********", "{key}: {body}");
+        assert!(!shown.contains(value), "{key} echoed: {shown}");
+    }
+    assert_eq!(body["configuration"]["event.vendor.type"], "polling");
+    assert_eq!(body["configuration"]["monkey.name"], "plain-value");
+
+    let (_, entries) = app.get(&format!("/instances/{id}/configuration")).await;
+    let entries = entries.to_string();
+    for (_, value) in secrets {
+        assert!(!entries.contains(value), "{entries}");
+    }
+
+    // Sealed at rest: the plain configuration column holds none of the values.
+    let store = junction_store::DatabaseUrl::parse(&app.db.url).unwrap();
+    let mut conn = sqlx::AnyConnection::connect(store.expose()).await.unwrap();
+    let row = sqlx::query("select config from instances where id = $1")
+        .bind(id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let plain: String = row.try_get("config").unwrap();
+    for (key, value) in secrets {
+        assert!(
+            !plain.contains(value),
+            "{key} stored in plain text: {plain}"
+        );
+    }
+    assert!(plain.contains("plain-value"), "{plain}");
+}
+
+async fn url_entries_and_parameters_are_validated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, _) = insert(&app, "urls", &[]).await;
+    for (key, value) in [
+        ("oauth.callback.url", "notaurl"),
+        ("oauth.token.url", "ftp://x.example/token"),
+        ("base.url", "https://"),
+    ] {
+        let (status, body) = app
+            .call(
+                Method::PATCH,
+                &format!("/instances/{id}"),
+                Some(&json!({"configuration": {key: value}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key}: {body}");
+        assert!(assert_error(&body, "invalid_configuration").contains(key));
+    }
+
+    let base = "/elements/sfdc/oauth/url?apiKey=k&apiSecret=s";
+    let (status, body) = app.get(&format!("{base}&callbackUrl=notaurl")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(assert_error(&body, "invalid_parameter").contains("callbackUrl"));
+
+    let cb = "callbackUrl=https://app.example.com/cb";
+    for site in [
+        "https://evil.example",
+        "http://test.salesforce.com",
+        "https://salesforce.com.evil.example",
+        "https://evilsalesforce.com",
+        "https://user:pw@test.salesforce.com",
+        "https://127.0.0.1",
+    ] {
+        let (status, body) = app
+            .get(&format!("{base}&{cb}&siteAddress={}", urlencoding(site)))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{site}: {body}");
+        assert!(assert_error(&body, "invalid_parameter").contains("siteAddress"));
+    }
+    for (site, host) in [
+        ("https://acme.my.salesforce.com", "acme.my.salesforce.com"),
+        ("test.salesforce.com", "test.salesforce.com"),
+        (
+            "https://acme--dev.sandbox.my.site.force.com",
+            "acme--dev.sandbox.my.site.force.com",
+        ),
+    ] {
+        let (status, body) = app
+            .get(&format!("{base}&{cb}&siteAddress={}", urlencoding(site)))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{site}: {body}");
+        let url = url::Url::parse(body["oauthUrl"].as_str().unwrap()).unwrap();
+        assert_eq!(url.host_str(), Some(host));
+        assert_eq!(url.scheme(), "https");
+    }
+}
+
+on_both_backends!(
+    secret_looking_keys_are_sealed_and_masked,
+    url_entries_and_parameters_are_validated,
 );
