@@ -64,7 +64,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "JUNCTION_CACHE_CAPACITY",
         "10000",
-        "Most instances (and, separately, users) kept in memory; about 2 KB each.",
+        "Most instances (and, separately, users) kept in memory, in units of a typical 2 KB instance: copies are weighed by size, so larger instances count as several.",
     ),
     (
         "JUNCTION_LOG",

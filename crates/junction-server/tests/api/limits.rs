@@ -305,3 +305,56 @@ on_both_backends!(
     secret_looking_keys_are_sealed_and_masked,
     url_entries_and_parameters_are_validated,
 );
+
+async fn configuration_is_capped_in_entries_and_bytes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (id, token) = insert(&app, "cfg", &[]).await;
+    let element = format!("Element {token}");
+    let patch = |configuration: Value| json!({ "configuration": configuration });
+
+    // Repeated PATCHes with an Element token may not grow it without bound.
+    let chunk = "v".repeat(30 * 1024);
+    let (status, body) = app
+        .call_as(
+            &element,
+            Method::PATCH,
+            "/instances",
+            Some(&patch(json!({"extra.one": chunk}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .call_as(
+            &element,
+            Method::PATCH,
+            "/instances",
+            Some(&patch(json!({"extra.two": chunk, "extra.three": chunk}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "configuration_too_large");
+    assert!(message.contains("65536"), "names the limit: {message}");
+
+    let many: serde_json::Map<String, Value> = (0..100)
+        .map(|i| (format!("extra.k{i}"), json!("v")))
+        .collect();
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&patch(Value::Object(many))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "configuration_too_large");
+    assert!(message.contains("100"), "names the limit: {message}");
+
+    // What was refused left nothing behind.
+    let (_, body) = app.get(&format!("/instances/{id}")).await;
+    let config = body["configuration"].as_object().unwrap();
+    assert!(config.contains_key("extra.one"));
+    assert!(!config.contains_key("extra.two"));
+    assert!(!config.contains_key("extra.k0"));
+}
+
+on_both_backends!(configuration_is_capped_in_entries_and_bytes);
