@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use junction_core::Secret;
 use junction_crypto::Keyring;
-use junction_store::{CacheSettings, DatabaseUrl, Dialect};
+use junction_store::{CacheSettings, DatabaseUrl, Dialect, StoreSettings};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -67,6 +67,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Most instances (and, separately, users) kept in memory, in units of a typical 2 KB instance: copies are weighed by size, so larger instances count as several.",
     ),
     (
+        "JUNCTION_DATABASE_STATEMENT_TIMEOUT",
+        "30",
+        "Seconds one PostgreSQL statement may run before the database cancels it (the call answers 503 database_timeout); 0 turns the limit off. SQLite bounds what callers may ask for instead.",
+    ),
+    (
+        "JUNCTION_CALLER_CONCURRENCY",
+        "8",
+        "Calls one caller (a user, or an Element token) may have in progress at once, proxied calls aside; more answer 429 too_many_requests with Retry-After.",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
@@ -119,6 +129,16 @@ pub struct Settings {
     /// Most instances (and users) kept in memory.
     #[arg(long, env = "JUNCTION_CACHE_CAPACITY", default_value = "10000")]
     pub cache_capacity: u64,
+    /// Seconds one PostgreSQL statement may run; 0 disables the limit.
+    #[arg(
+        long,
+        env = "JUNCTION_DATABASE_STATEMENT_TIMEOUT",
+        default_value = "30"
+    )]
+    pub database_statement_timeout: u64,
+    /// Calls one caller may have in progress at once (proxied calls aside).
+    #[arg(long, env = "JUNCTION_CALLER_CONCURRENCY", default_value = "8")]
+    pub caller_concurrency: usize,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -143,6 +163,10 @@ pub struct Config {
     pub refresh_interval: Option<std::time::Duration>,
     pub refresh_concurrency: usize,
     pub cache: CacheSettings,
+    /// Longest one PostgreSQL statement may run; `None`: no limit.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// Calls one caller may have in progress at once.
+    pub caller_concurrency: usize,
 }
 
 impl Config {
@@ -203,7 +227,23 @@ impl Config {
                 ttl: std::time::Duration::from_secs(s.cache_ttl),
                 capacity: s.cache_capacity,
             },
+            statement_timeout: match s.database_statement_timeout {
+                0 => None,
+                secs => Some(std::time::Duration::from_secs(secs)),
+            },
+            caller_concurrency: match s.caller_concurrency {
+                0 => bail!("JUNCTION_CALLER_CONCURRENCY must be at least 1"),
+                n => n,
+            },
         })
+    }
+
+    /// What the store needs to know of these settings.
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            cache: self.cache,
+            statement_timeout: self.statement_timeout,
+        }
     }
 
     /// The keyring: the configured key, or (SQLite only) the key file beside the database,
@@ -288,7 +328,20 @@ mod tests {
             refresh_concurrency: 16,
             cache_ttl: 30,
             cache_capacity: 10_000,
+            database_statement_timeout: 30,
+            caller_concurrency: 8,
         }
+    }
+
+    #[test]
+    fn zero_caller_concurrency_is_refused_and_zero_timeout_means_none() {
+        let mut s = settings();
+        s.caller_concurrency = 0;
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.starts_with("JUNCTION_CALLER_CONCURRENCY"), "{err}");
+        let mut s = settings();
+        s.database_statement_timeout = 0;
+        assert_eq!(Config::from_settings(s).unwrap().statement_timeout, None);
     }
 
     #[test]

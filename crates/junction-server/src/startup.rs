@@ -37,7 +37,7 @@ pub struct App {
 /// Connects and migrates the configured database.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let keyring = Arc::new(config.keyring()?);
-    let store = Store::connect_with(&config.database_url, keyring, config.cache)
+    let store = Store::connect_with(&config.database_url, keyring, config.store_settings())
         .await
         .with_context(|| format!("connecting to {}", config.database_url))?;
     let applied = store
@@ -159,7 +159,7 @@ impl App {
         }
         let bootstrapped = bootstrap(&store, config).await?;
         let services = services(store, config)?;
-        let router = crate::http::router(services.clone())?;
+        let router = crate::http::router(services.clone(), config.caller_concurrency)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

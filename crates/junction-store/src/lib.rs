@@ -40,12 +40,40 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A statement ran past the statement timeout, or no connection freed up in time:
+    /// the database is overloaded, and the caller may try again later.
+    #[error("the database did not answer in time")]
+    Timeout(#[source] sqlx::Error),
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("invalid database URL: {0}")]
     BadUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // 57014 (query_canceled): PostgreSQL's statement timeout, or a cancellation.
+        let canceled = e
+            .as_database_error()
+            .is_some_and(|db| db.code().as_deref() == Some("57014"));
+        if canceled || matches!(e, sqlx::Error::PoolTimedOut) {
+            Self::Timeout(e)
+        } else {
+            Self::Database(e)
+        }
+    }
+}
+
+/// How the store talks to its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreSettings {
+    pub cache: CacheSettings,
+    /// Longest one statement may run on PostgreSQL before the server cancels it; `None`:
+    /// no limit. SQLite has no such setting; there, what callers may ask for is bounded
+    /// instead (tag filters, search text, page sizes).
+    pub statement_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +160,9 @@ pub struct Store {
     /// Stops the PostgreSQL listener that keeps `cache` in step with other replicas;
     /// dropping the last clone of the store stops it too.
     stop_follower: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+    /// Where a cancellation goes (`Cancellable`): a connection of its own, since the
+    /// pool may be exhausted by the very queries being cancelled.
+    url: DatabaseUrl,
 }
 
 impl fmt::Debug for Store {
@@ -144,17 +175,19 @@ impl fmt::Debug for Store {
 
 impl Store {
     pub async fn connect(url: &DatabaseUrl, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
-        Self::connect_with(url, keyring, CacheSettings::default()).await
+        Self::connect_with(url, keyring, StoreSettings::default()).await
     }
 
-    /// Connects with explicit settings for the in-process copies of instances and users
-    /// (see `cache.rs`). On PostgreSQL this also starts listening for other replicas'
-    /// writes; until that listener is connected every read goes to the database.
+    /// Connects with explicit settings: the in-process copies of instances and users (see
+    /// `cache.rs`) and the statement timeout. On PostgreSQL this also starts listening for
+    /// other replicas' writes; until that listener is connected every read goes to the
+    /// database.
     pub async fn connect_with(
         url: &DatabaseUrl,
         keyring: Arc<Keyring>,
-        cache: CacheSettings,
+        settings: StoreSettings,
     ) -> Result<Self, StoreError> {
+        let cache = settings.cache;
         install_default_drivers();
         let dialect = url.dialect();
         let (pool, writer) = match dialect {
@@ -181,9 +214,21 @@ impl Store {
                 (pool, writer)
             }
             Dialect::Postgres => {
+                // Set on every connection, so no statement (a caller's expensive filter,
+                // a lock wait) can hold a pooled connection for longer.
+                let timeout_ms = settings
+                    .statement_timeout
+                    .map_or(0, |t| t.as_millis().max(1));
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            let sql = format!("set statement_timeout = {timeout_ms}");
+                            conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                            Ok(())
+                        })
+                    })
                     .connect(url.expose())
                     .await?;
                 (pool.clone(), pool)
@@ -206,6 +251,29 @@ impl Store {
             keyring,
             cache,
             stop_follower: Arc::new(Mutex::new(Some(stop))),
+            url: url.clone(),
+        })
+    }
+
+    /// A pooled connection for a statement whose cost the caller's input decides. If the
+    /// request is dropped while the statement runs (the client went away), PostgreSQL is
+    /// told to cancel it: sqlx only stops waiting, and the backend would otherwise run
+    /// on to the statement timeout, holding its connection.
+    pub(crate) async fn cancellable(&self) -> Result<Cancellable, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let backend = match self.dialect {
+            Dialect::Postgres => Some((
+                sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+                    .fetch_one(&mut *conn)
+                    .await?,
+                self.url.clone(),
+            )),
+            Dialect::Sqlite => None,
+        };
+        Ok(Cancellable {
+            conn: Some(conn),
+            backend,
+            finished: false,
         })
     }
 
@@ -289,6 +357,63 @@ impl Store {
     /// Drops this process's copies a committed write made stale.
     pub(crate) fn forget(&self, change: Change) {
         self.cache.forget(change);
+    }
+}
+
+/// See [`Store::cancellable`]. Call [`Cancellable::finish`] once the statements are done;
+/// dropped before that, it cancels whatever its connection is running.
+pub(crate) struct Cancellable {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    /// PostgreSQL: the backend process serving `conn`, and where to reach the server.
+    backend: Option<(i32, DatabaseUrl)>,
+    finished: bool,
+}
+
+impl Cancellable {
+    pub(crate) fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, StoreError> {
+        self.conn
+            .as_deref_mut()
+            .ok_or_else(|| StoreError::Corrupt("connection already released".into()))
+    }
+
+    /// The statements completed (or failed): nothing is left to cancel.
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Cancellable {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (Some(mut conn), Some((pid, url))) = (self.conn.take(), self.backend.take()) else {
+            return;
+        };
+        // What the connection was in the middle of is unknown: never reuse it.
+        conn.close_on_drop();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            use sqlx::Connection;
+            let cancelled = async {
+                let mut other = sqlx::postgres::PgConnection::connect(url.expose()).await?;
+                sqlx::query("select pg_cancel_backend($1)")
+                    .bind(pid)
+                    .execute(&mut other)
+                    .await?;
+                other.close().await
+            };
+            match cancelled.await {
+                Ok(()) => tracing::debug!(pid, "cancelled the statement of a dropped request"),
+                Err(e) => {
+                    tracing::warn!(pid, error = %e, "could not cancel the statement of a dropped request");
+                }
+            }
+            // Only now: the connection must stay out of the pool until the cancel landed.
+            drop(conn);
+        });
     }
 }
 

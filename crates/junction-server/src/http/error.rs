@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use junction_oauth::OAuthError;
 use junction_service::ServiceError;
+use junction_store::StoreError;
 use serde::Serialize;
 
 tokio::task_local! {
@@ -26,6 +27,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub provider_message: Option<String>,
+    /// Seconds for the `Retry-After` header, on answers that ask the caller to come back.
+    pub retry_after: Option<u32>,
 }
 
 /// The body of every error response.
@@ -49,6 +52,19 @@ impl ApiError {
             code,
             message: message.into(),
             provider_message: None,
+            retry_after: None,
+        }
+    }
+
+    /// The caller has `JUNCTION_CALLER_CONCURRENCY` calls in progress already.
+    pub fn too_many_requests() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many calls in progress for this caller; retry when one has finished",
+            )
         }
     }
 
@@ -81,7 +97,13 @@ impl IntoResponse for ApiError {
             provider_message: self.provider_message,
             code: self.code.to_owned(),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -130,6 +152,7 @@ fn provider_error(e: OAuthError) -> ApiError {
         code,
         message,
         provider_message,
+        retry_after: None,
     }
 }
 
@@ -188,6 +211,17 @@ impl From<ServiceError> for ApiError {
                     e.to_string(),
                 )
             },
+            ServiceError::Store(StoreError::Timeout(ref cause)) => {
+                tracing::warn!(error = %cause, "a database statement timed out");
+                Self {
+                    retry_after: Some(1),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database_timeout",
+                        "the database did not answer in time; retry shortly",
+                    )
+                }
+            }
             ServiceError::Store(_) | ServiceError::Internal(_) => Self::internal(&e),
         }
     }

@@ -1,6 +1,7 @@
 //! Extractors whose rejections speak the API's error format.
 
 use super::error::ApiError;
+use super::limit::PermitSlot;
 use crate::http::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -152,6 +153,13 @@ impl FromRequestParts<AppState> for Auth {
             .authenticate(authorization_header(parts)?)
             .await?;
         note_instance(parts, &caller);
+        if let Some(slot) = parts.extensions.get::<PermitSlot>() {
+            let permit = state
+                .limits
+                .try_acquire(&caller)
+                .ok_or_else(ApiError::too_many_requests)?;
+            slot.hold(permit);
+        }
         Ok(Self(caller))
     }
 }

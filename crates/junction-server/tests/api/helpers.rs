@@ -52,6 +52,10 @@ pub struct Options {
     pub outbound_timeout: u64,
     /// `JUNCTION_CACHE_TTL`; 0 for tests that change rows behind Junction's back.
     pub cache_ttl: u64,
+    /// `JUNCTION_DATABASE_STATEMENT_TIMEOUT`, seconds.
+    pub statement_timeout: u64,
+    /// `JUNCTION_CALLER_CONCURRENCY`.
+    pub caller_concurrency: usize,
 }
 
 impl Default for Options {
@@ -60,6 +64,8 @@ impl Default for Options {
             allow_private: true,
             outbound_timeout: 5,
             cache_ttl: 30,
+            statement_timeout: 30,
+            caller_concurrency: 8,
         }
     }
 }
@@ -98,6 +104,8 @@ impl TestApp {
             refresh_concurrency: 16,
             cache_ttl: options.cache_ttl,
             cache_capacity: 10_000,
+            database_statement_timeout: options.statement_timeout,
+            caller_concurrency: options.caller_concurrency,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");

@@ -2,7 +2,7 @@
 //! configuration size, NUL characters, statement time, dropped requests and calls in
 //! progress per caller.
 
-use crate::helpers::{TestApp, assert_error};
+use crate::helpers::{Options, TestApp, assert_error};
 use crate::on_both_backends;
 use junction_core::{AccountId, ConfigMap, UserId};
 use junction_store::NewInstance;
@@ -358,3 +358,213 @@ async fn configuration_is_capped_in_entries_and_bytes(backend: Backend) {
 }
 
 on_both_backends!(configuration_is_capped_in_entries_and_bytes);
+
+/// A token endpoint that accepts connections and never answers until dropped: each call
+/// waiting on it is a call in progress, for as long as the test wants.
+struct SilentProvider {
+    addr: std::net::SocketAddr,
+    accepted: tokio::sync::mpsc::UnboundedReceiver<tokio::net::TcpStream>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentProvider {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, accepted) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                if tx.send(stream).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            task,
+        }
+    }
+}
+
+async fn one_caller_cannot_hold_every_connection(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            caller_concurrency: 3,
+            outbound_timeout: 300,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (_, other_token) = insert(&app, "other caller's", &[]).await;
+    let mut provider = SilentProvider::start().await;
+    let create = json!({
+        "element": {"key": "sfdc"},
+        "providerData": {"code": "a-code"},
+        "configuration": {
+            "oauth.api.key": "k",
+            "oauth.api.secret": "s",
+            "oauth.callback.url": "https://app.example.com/cb",
+            "oauth.token.url": format!("http://{}/token", provider.addr),
+        },
+    });
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let (http, url, auth, body) = (
+            app.http.clone(),
+            app.url("/instances"),
+            app.platform_auth(),
+            create.clone(),
+        );
+        waiting.push(tokio::spawn(async move {
+            http.post(url)
+                .header("Authorization", auth)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status())
+        }));
+    }
+    // Each accepted connection is one of the caller's calls, in progress.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(provider.accepted.recv().await.unwrap());
+    }
+
+    let response = app
+        .http
+        .get(app.url("/instances"))
+        .header("Authorization", app.platform_auth())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_error(&body, "too_many_requests");
+
+    // Another caller is not affected.
+    let (status, body) = app
+        .call_as(
+            &format!("Element {other_token}"),
+            Method::GET,
+            "/instances",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Once the calls end, their places are free again.
+    drop(held);
+    provider.task.abort();
+    for call in waiting {
+        let status = call.await.unwrap().unwrap();
+        assert!(
+            status.is_server_error() || status.is_client_error(),
+            "{status}"
+        );
+    }
+    let (status, body) = app.get("/instances").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+on_both_backends!(one_caller_cannot_hold_every_connection);
+
+/// Holds `lock table instances` in a transaction of its own until dropped, so every
+/// statement reading instances waits: a slow query on demand.
+async fn lock_instances(app: &TestApp) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    sqlx::query("begin").execute(&mut conn).await.unwrap();
+    sqlx::query("lock table instances in access exclusive mode")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// Statements of the test database waiting on the instance list.
+async fn list_queries_running(observer: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_stat_activity where datname = current_database() \
+         and state = 'active' and query like 'select count(*) from instances i%'",
+    )
+    .fetch_one(observer)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_the_timeout_answers_503_postgres() {
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        Options {
+            statement_timeout: 1,
+            ..Options::default()
+        },
+    )
+    .await;
+    insert(&app, "x", &[]).await;
+    let lock = lock_instances(&app).await;
+    let response = app
+        .http
+        .get(app.url("/instances"))
+        .header("Authorization", app.platform_auth())
+        // Without a statement timeout the call would wait for the lock for good.
+        .timeout(std::time::Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    let message = assert_error(&body, "database_timeout");
+    assert!(
+        !message.contains("57014") && !message.contains("statement"),
+        "{message}"
+    );
+    lock.close().await.unwrap();
+    let (status, body) = app.get("/instances").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_list_request_stops_its_query_postgres() {
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        Options {
+            statement_timeout: 600,
+            ..Options::default()
+        },
+    )
+    .await;
+    insert(&app, "x", &[]).await;
+    let lock = lock_instances(&app).await;
+    let mut observer = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+
+    let (http, url, auth) = (app.http.clone(), app.url("/instances"), app.platform_auth());
+    let call =
+        tokio::spawn(async move { http.get(url).header("Authorization", auth).send().await });
+    let mut started = false;
+    for _ in 0..200 {
+        if list_queries_running(&mut observer).await > 0 {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(started, "the list query never reached the database");
+
+    // The client goes away; the lock is still held, so only a cancellation ends the query.
+    call.abort();
+    let mut ended = false;
+    for _ in 0..200 {
+        if list_queries_running(&mut observer).await == 0 {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ended, "the dropped request's query kept running");
+    lock.close().await.unwrap();
+}
