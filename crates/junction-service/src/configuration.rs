@@ -7,8 +7,10 @@ use junction_core::{ConfigMap, ElementDefinition, MASK};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-const MAX_KEY: usize = 255;
-const MAX_VALUE: usize = 64 * 1024;
+/// Longest configuration key.
+pub const MAX_KEY: usize = 255;
+/// Largest single configuration value, in bytes.
+pub const MAX_VALUE: usize = 64 * 1024;
 /// Most configuration entries one instance may hold, declared ones included. Extra keys
 /// are accepted, so without a bound each update could add more.
 pub const MAX_CONFIG_ENTRIES: usize = 100;

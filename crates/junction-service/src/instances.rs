@@ -17,8 +17,10 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-const MAX_NAME: usize = 255;
-const MAX_TAGS: usize = 100;
+/// Longest instance name.
+pub const MAX_NAME: usize = 255;
+/// Most tags one instance carries.
+pub const MAX_TAGS: usize = 100;
 /// Most `tags[]` values one list call may filter by. Each value is a bound parameter of
 /// the list query; an unbounded count made the query itself the attack.
 pub const MAX_TAG_FILTERS: usize = 50;

@@ -53,7 +53,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         // Swagger UI's assets are compiled in (`vendored`), so /docs works offline.
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
-                .url(format!("{API_PREFIX}/openapi.json"), openapi::document()),
+                .external_url_unchecked(format!("{API_PREFIX}/openapi.json"), openapi::document()),
         )
         .fallback(|| async {
             ApiError::not_found("no such route; the API lives under /elements/api-v2")

@@ -568,3 +568,45 @@ async fn a_dropped_list_request_stops_its_query_postgres() {
     assert!(ended, "the dropped request's query kept running");
     lock.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_states_the_limits() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (status, doc) = app.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    for path in ["/instances", "/elements/{key_or_id}/instances"] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{path} {name}"))["schema"]
+                .clone()
+        };
+        assert_eq!(param("tags[]")["maxItems"], 50, "{path}");
+        assert_eq!(param("tags[]")["items"]["maxLength"], 255, "{path}");
+        assert_eq!(param("searchText")["maxLength"], 255, "{path}");
+        assert_eq!(param("pageSize")["maximum"], 500, "{path}");
+    }
+    let body = &doc["components"]["schemas"]["InstanceBody"]["properties"];
+    assert_eq!(body["tags"]["maxItems"], 100);
+    assert_eq!(body["name"]["maxLength"], 255);
+    assert_eq!(body["configuration"]["maxProperties"], 100);
+    assert_eq!(
+        doc["components"]["schemas"]["UserBody"]["properties"]["emailAddress"]["maxLength"],
+        320
+    );
+    let list = &doc["paths"]["/instances"]["get"]["responses"];
+    assert!(list["429"]["headers"]["Retry-After"].is_object(), "{list}");
+    assert!(list["503"]["headers"]["Retry-After"].is_object(), "{list}");
+    assert!(doc["paths"]["/accounts"]["get"]["responses"]["429"].is_object());
+    // Proxied calls are not counted per caller.
+    let ping = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(path, _)| path.contains("ping"))
+        .map(|(_, item)| item["get"]["responses"].clone())
+        .unwrap();
+    assert!(ping.get("429").is_none(), "{ping}");
+}
