@@ -262,6 +262,25 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
                 ));
             }
         }
+        if !oauth.site_address_hosts.is_empty() && !oauth.site_address {
+            return Err(invalid(path, "siteAddressHosts needs siteAddress: true"));
+        }
+        // A pattern is one host, or `*.` and a domain with at least one dot: `*.com` or a
+        // bare `*` would let siteAddress name any host.
+        for pattern in &oauth.site_address_hosts {
+            let domain = pattern.strip_prefix("*.").unwrap_or(pattern);
+            let well_formed = domain.contains('.')
+                && domain.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !well_formed {
+                return Err(invalid(
+                    path,
+                    format!("siteAddressHosts: '{pattern}' is not a host or *.domain"),
+                ));
+            }
+        }
         if oauth.scope_separator.is_empty() {
             return Err(invalid(path, "scopeSeparator cannot be empty"));
         }
@@ -390,6 +409,47 @@ mod tests {
         let text = MINIMAL.replace("{type: basic}", "{type: oauth2}") + "oauth: {}\n";
         let err = load(&[("demo.yaml", &text)]).unwrap_err();
         assert!(err.to_string().contains("oauth.authorization.url"), "{err}");
+    }
+
+    /// The seed `sfdc` element with its `siteAddress` lines replaced.
+    fn sfdc_with(site_address: &str) -> Result<Catalog, CatalogError> {
+        let mut fragments = BTreeMap::new();
+        for file in ELEMENTS.get_dir("common").unwrap().files() {
+            let path = file.path().display().to_string();
+            let fragment: Fragment = serde_norway::from_str(file.contents_utf8().unwrap()).unwrap();
+            fragments.insert(file_stem(&path), fragment.configuration);
+        }
+        let text = ELEMENTS
+            .get_file("sfdc.yaml")
+            .unwrap()
+            .contents_utf8()
+            .unwrap()
+            .replace(
+                "  siteAddress: true\n",
+                &format!("  siteAddress: {site_address}\n"),
+            )
+            .replace(
+                r#"  siteAddressHosts: ["*.salesforce.com", "*.force.com", "*.cloudforce.com"]"#,
+                "",
+            );
+        Catalog::from_sources(&fragments, vec![("sfdc.yaml".into(), text)])
+    }
+
+    #[test]
+    fn site_address_hosts_must_be_hosts_or_subdomain_patterns() {
+        let hosts = |list: &str| format!("true\n  siteAddressHosts: {list}");
+        assert!(sfdc_with(&hosts(r#"["*.salesforce.com", "login.example"]"#)).is_ok());
+        for bad in [
+            r#"["*.com"]"#,
+            r#"["*"]"#,
+            r#"["*.sales force.com"]"#,
+            r#"["https://x.example"]"#,
+        ] {
+            let err = sfdc_with(&hosts(bad)).unwrap_err();
+            assert!(err.to_string().contains("siteAddressHosts"), "{bad}: {err}");
+        }
+        let err = sfdc_with("false\n  siteAddressHosts: [\"*.salesforce.com\"]").unwrap_err();
+        assert!(err.to_string().contains("needs siteAddress"), "{err}");
     }
 
     #[test]

@@ -156,6 +156,38 @@ mod tests {
     }
 
     #[test]
+    fn site_address_is_https_on_a_listed_host_only() {
+        let hosts =
+            spec(r#"{"siteAddress":true,"siteAddressHosts":["*.salesforce.com","login.example"]}"#);
+        for good in [
+            "acme.my.salesforce.com",
+            "https://test.salesforce.com/",
+            "login.example",
+        ] {
+            assert!(
+                authorization_url(&hosts, &request(None, Some(good))).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "salesforce.com",
+            "evilsalesforce.com",
+            "test.salesforce.com.evil.example",
+            "http://test.salesforce.com",
+            "https://u:p@test.salesforce.com",
+            "https://10.0.0.1",
+            "x.login.example",
+        ] {
+            let err = authorization_url(&hosts, &request(None, Some(bad))).unwrap_err();
+            assert!(matches!(err, OAuthError::BadSiteAddress { .. }), "{bad}");
+        }
+        // Without a list, any https host, still never plain http.
+        let any = spec(r#"{"siteAddress":true}"#);
+        assert!(authorization_url(&any, &request(None, Some("other.example"))).is_ok());
+        assert!(authorization_url(&any, &request(None, Some("http://other.example"))).is_err());
+    }
+
+    #[test]
     fn scopes_are_rejoined_with_the_element_separator() {
         let comma = spec(r#"{"scopeSeparator":","}"#);
         assert_eq!(join_scopes(&comma, "a b+c,d"), "a,b,c,d");
