@@ -288,7 +288,20 @@ impl Store {
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         let before = self.applied_migrations().await.unwrap_or(0);
-        migrator.run(&self.writer).await?;
+        match self.dialect {
+            // A migration (an index over a large table) and the wait for another replica's
+            // migration lock may rightly take longer than any request's statement: run
+            // them without the statement timeout, on a connection that is then closed
+            // rather than handed back to the pool without its timeout.
+            Dialect::Postgres => {
+                let mut conn = self.writer.acquire().await?;
+                conn.execute("set statement_timeout = 0").await?;
+                let ran = migrator.run(&mut *conn).await;
+                conn.close().await?;
+                ran?;
+            }
+            Dialect::Sqlite => migrator.run(&self.writer).await?,
+        }
         let after = self.applied_migrations().await.unwrap_or(before);
         Ok(after.saturating_sub(before))
     }

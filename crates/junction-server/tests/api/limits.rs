@@ -610,3 +610,26 @@ async fn the_openapi_document_states_the_limits() {
         .unwrap();
     assert!(ping.get("429").is_none(), "{ping}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_not_cut_short_by_the_statement_timeout_postgres() {
+    let db = junction_testkit::db::TestDatabase::create(Backend::Postgres).await;
+    let url = junction_store::DatabaseUrl::parse(&db.url).unwrap();
+    let keyring =
+        junction_crypto::Keyring::parse(&junction_core::Secret::new(crate::helpers::KEY)).unwrap();
+    // Far shorter than any migration file takes; requests' statements get it, migrations
+    // must not.
+    let store = junction_store::Store::connect_with(
+        &url,
+        std::sync::Arc::new(keyring),
+        junction_store::StoreSettings {
+            statement_timeout: Some(std::time::Duration::from_millis(1)),
+            ..junction_store::StoreSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(store.migrate().await.unwrap() > 0);
+    store.ping().await.unwrap();
+    store.close().await;
+}
