@@ -36,6 +36,81 @@ pub fn config_value_from_json(key: &str, value: &Value) -> Result<ConfigValue, B
     }
 }
 
+/// Words that make a configuration key a secret wherever they appear as a word of it.
+const SECRET_WORDS: &[&str] = &["secret", "password", "token", "key", "credential"];
+
+/// Whether a key an element does not declare names a secret, so that its value is sealed
+/// at rest and masked on output. Clients send extra keys (and mistype known ones, such as
+/// `oauth.api.secert`), so Junction cannot know them all; it goes by the words of the key.
+///
+/// A key is split into words at every character that is not a letter or digit and at
+/// camel-case humps (`apiKey` → `api`, `key`; `OAuthToken` → `o`, `auth`, `token`), and
+/// it is secret when any word, ignoring case and a plural `s`, is one of `secret`,
+/// `password`, `token`, `key` or `credential`, or is one typo (a letter added, dropped,
+/// changed, or two neighbours swapped) away from one of the longer ones, since a mistyped
+/// secret is still a secret. Whole words only: `monkey`, `keyboard`, `secretary` and
+/// `event.vendor.type` are not secrets; `client_secret`, `oauth.user.token`, `apiKey`,
+/// `x-api-keys`, `DB_PASSWORD` and `oauth.api.secert` are.
+pub fn looks_secret(key: &str) -> bool {
+    key_words(key).any(|word| {
+        let word = word.to_lowercase();
+        let singular = word.strip_suffix('s').unwrap_or(&word);
+        SECRET_WORDS.iter().any(|secret| {
+            *secret == word
+                || *secret == singular
+                || (secret.len() >= 5 && (one_typo(secret, &word) || one_typo(secret, singular)))
+        })
+    })
+}
+
+/// Whether `b` is `a` with exactly one letter added, dropped, changed, or two neighbouring
+/// letters swapped.
+fn one_typo(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a == b || a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let (ra, rb) = (&a[prefix..], &b[prefix..]);
+    match ra.len().cmp(&rb.len()) {
+        std::cmp::Ordering::Equal => {
+            ra[1..] == rb[1..]
+                || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..])
+        }
+        std::cmp::Ordering::Greater => ra[1..] == *rb,
+        std::cmp::Ordering::Less => *ra == rb[1..],
+    }
+}
+
+/// The words of a configuration key (see [`looks_secret`]).
+fn key_words(key: &str) -> impl Iterator<Item = &str> {
+    key.split(|c: char| !c.is_alphanumeric())
+        .flat_map(camel_words)
+        .filter(|w| !w.is_empty())
+}
+
+/// Splits `apiKey` into `api`, `Key` and `HTTPToken` into `HTTP`, `Token`.
+fn camel_words(part: &str) -> Vec<&str> {
+    let chars: Vec<(usize, char)> = part.char_indices().collect();
+    let mut words = Vec::new();
+    let mut start = 0;
+    for i in 1..chars.len() {
+        let (at, c) = chars[i];
+        let prev = chars[i - 1].1;
+        let next_lower = chars.get(i + 1).is_some_and(|(_, n)| n.is_lowercase());
+        let hump = c.is_uppercase()
+            && (prev.is_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_uppercase() && next_lower));
+        if hump {
+            words.push(&part[start..at]);
+            start = at;
+        }
+    }
+    words.push(&part[start..]);
+    words
+}
+
 /// Well-known keys, named once.
 pub mod keys {
     pub const API_KEY: &str = "oauth.api.key";
@@ -77,6 +152,41 @@ mod tests {
             Some("{\"x\":1}".into())
         );
         assert_eq!(config_value_from_json("a", &json!(null)).unwrap(), None);
+    }
+
+    #[test]
+    fn keys_are_secret_by_their_words() {
+        for key in [
+            "oauth.api.secert",
+            "pasword",
+            "user.credentails",
+            "tokne",
+            "client_secret",
+            "apiKey",
+            "x-api-keys",
+            "oauth.user.token",
+            "OAuthToken",
+            "HTTPToken",
+            "DB_PASSWORD",
+            "userPasswords",
+            "service.credentials",
+            "signature.key",
+            "Secret",
+        ] {
+            assert!(looks_secret(key), "{key} should be secret");
+        }
+        for key in [
+            "event.vendor.type",
+            "monkey",
+            "keyboard.layout",
+            "tokenizer",
+            "secretary.name",
+            "base.url",
+            "kye.value",
+            "passwordless",
+        ] {
+            assert!(!looks_secret(key), "{key} should not be secret");
+        }
     }
 
     #[test]

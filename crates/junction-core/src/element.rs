@@ -236,7 +236,8 @@ pub struct OAuthSpec {
     pub refresh: Option<RefreshSpec>,
     /// The only hosts `base.url`, `oauth.token.url` and `oauth.authorization.url` may
     /// name: `login.example.com`, or `*.example.com` for any host under `example.com`.
-    /// Empty: any host. The provider's own answers (`tokenResponse`) are held to them too.
+    /// Empty: any host. The provider's own answers (`tokenResponse`) and a `siteAddress`
+    /// are held to them too.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
 }
@@ -478,11 +479,12 @@ impl ElementDefinition {
     }
 
     /// Whether a configuration key holds a secret: encrypted at rest, masked on output.
-    /// Keys the element does not declare fall back to the platform's reserved secrets.
+    /// Keys the element does not declare are secret when they are among the platform's
+    /// reserved secrets or when their words say so ([`crate::config::looks_secret`]).
     pub fn is_secret_key(&self, key: &str) -> bool {
         match self.config_entry(key) {
             Some(entry) => entry.is_secret(),
-            None => RESERVED_SECRET_KEYS.contains(&key),
+            None => RESERVED_SECRET_KEYS.contains(&key) || crate::config::looks_secret(key),
         }
     }
 }

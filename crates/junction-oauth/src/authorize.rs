@@ -37,16 +37,7 @@ pub fn authorization_url(
         return Err(bad("oauth.authorization.url"));
     }
     if let (true, Some(site)) = (spec.site_address, request.site_address) {
-        let site = site.trim().trim_end_matches('/');
-        let with_scheme = if site.contains("://") {
-            site.to_owned()
-        } else {
-            format!("https://{site}")
-        };
-        let site = Url::parse(&with_scheme).map_err(|_| bad("siteAddress"))?;
-        if !matches!(site.scheme(), "http" | "https") || site.host_str().is_none() {
-            return Err(bad("siteAddress"));
-        }
+        let site = site_address(spec, site)?;
         url.set_scheme(site.scheme())
             .map_err(|_| bad("siteAddress"))?;
         url.set_host(site.host_str())
@@ -64,6 +55,39 @@ pub fn authorization_url(
         query.append_pair("state", request.state);
     }
     Ok(url.into())
+}
+
+/// The host a `siteAddress` moves the authorization page to: `https` only (the customer
+/// types their password there), and one of the element's `allowedHosts` when it pins
+/// any, so the page cannot be moved to a host the provider does not own.
+fn site_address(spec: &OAuthSpec, raw: &str) -> Result<Url, OAuthError> {
+    let refused = |why: &str| OAuthError::BadSiteAddress {
+        why: why.to_owned(),
+    };
+    let site = raw.trim().trim_end_matches('/');
+    let with_scheme = if site.contains("://") {
+        site.to_owned()
+    } else {
+        format!("https://{site}")
+    };
+    let site = Url::parse(&with_scheme).map_err(|_| refused("it is not a URL"))?;
+    if site.scheme() != "https" {
+        return Err(refused("it must be an https URL"));
+    }
+    if !site.username().is_empty() || site.password().is_some() {
+        return Err(refused("it must not carry credentials"));
+    }
+    let Some(url::Host::Domain(host)) = site.host() else {
+        return Err(refused("it must name a host"));
+    };
+    let host = host.to_ascii_lowercase();
+    if !spec.allows_host(&host) {
+        return Err(refused(&format!(
+            "its host must be one of {}",
+            spec.allowed_hosts.join(", ")
+        )));
+    }
+    Ok(site)
 }
 
 #[cfg(test)]
@@ -119,6 +143,38 @@ mod tests {
         let url =
             authorization_url(&spec("{}"), &request(None, Some("test.salesforce.com"))).unwrap();
         assert!(url.starts_with("https://login.salesforce.com/"), "{url}");
+    }
+
+    #[test]
+    fn site_address_is_https_on_a_listed_host_only() {
+        let hosts =
+            spec(r#"{"siteAddress":true,"allowedHosts":["*.salesforce.com","login.example"]}"#);
+        for good in [
+            "acme.my.salesforce.com",
+            "https://test.salesforce.com/",
+            "login.example",
+        ] {
+            assert!(
+                authorization_url(&hosts, &request(None, Some(good))).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "salesforce.com",
+            "evilsalesforce.com",
+            "test.salesforce.com.evil.example",
+            "http://test.salesforce.com",
+            "https://u:p@test.salesforce.com",
+            "https://10.0.0.1",
+            "x.login.example",
+        ] {
+            let err = authorization_url(&hosts, &request(None, Some(bad))).unwrap_err();
+            assert!(matches!(err, OAuthError::BadSiteAddress { .. }), "{bad}");
+        }
+        // Without a list, any https host, still never plain http.
+        let any = spec(r#"{"siteAddress":true}"#);
+        assert!(authorization_url(&any, &request(None, Some("other.example"))).is_ok());
+        assert!(authorization_url(&any, &request(None, Some("http://other.example"))).is_err());
     }
 
     #[test]

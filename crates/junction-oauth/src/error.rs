@@ -6,6 +6,8 @@ use junction_core::net::PolicyViolation;
 pub enum OAuthError {
     #[error("{what} is not a valid http(s) URL")]
     BadUrl { what: String },
+    #[error("siteAddress is refused: {why}")]
+    BadSiteAddress { why: String },
     #[error(transparent)]
     Policy(#[from] PolicyViolation),
     #[error("the provider refused the request (HTTP {status})")]

@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use junction_core::Secret;
 use junction_crypto::Keyring;
-use junction_store::{CacheSettings, DatabaseUrl, Dialect};
+use junction_store::{CacheSettings, DatabaseUrl, Dialect, StoreSettings};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,7 +65,17 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "JUNCTION_CACHE_CAPACITY",
         "10000",
-        "Most instances (and, separately, users) kept in memory; about 2 KB each.",
+        "Most instances (and, separately, users) kept in memory, in units of a typical 2 KB instance: copies are weighed by size, so larger instances count as several.",
+    ),
+    (
+        "JUNCTION_DATABASE_STATEMENT_TIMEOUT",
+        "30",
+        "Seconds one PostgreSQL statement may run before the database cancels it (the call answers 503 database_timeout); 0 turns the limit off. SQLite bounds what callers may ask for instead.",
+    ),
+    (
+        "JUNCTION_CALLER_CONCURRENCY",
+        "8",
+        "Calls one caller (a user, or an Element token) may have in progress at once, proxied calls aside; more answer 429 too_many_requests with Retry-After.",
     ),
     (
         "JUNCTION_HEADER_READ_TIMEOUT",
@@ -229,6 +239,16 @@ pub struct Settings {
     /// Take the client address from X-Forwarded-For.
     #[arg(long, env = "JUNCTION_TRUST_FORWARDED_FOR", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub trust_forwarded_for: bool,
+    /// Seconds one PostgreSQL statement may run; 0 disables the limit.
+    #[arg(
+        long,
+        env = "JUNCTION_DATABASE_STATEMENT_TIMEOUT",
+        default_value = "30"
+    )]
+    pub database_statement_timeout: u64,
+    /// Calls one caller may have in progress at once (proxied calls aside).
+    #[arg(long, env = "JUNCTION_CALLER_CONCURRENCY", default_value = "8")]
+    pub caller_concurrency: usize,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -272,6 +292,10 @@ pub struct Config {
     /// Failed authentications per client address and minute; 0: no limit.
     pub auth_failure_limit: u32,
     pub trust_forwarded_for: bool,
+    /// Longest one PostgreSQL statement may run; `None`: no limit.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// Calls one caller may have in progress at once.
+    pub caller_concurrency: usize,
 }
 
 /// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
@@ -541,7 +565,26 @@ impl Config {
             },
             auth_failure_limit: s.auth_failure_limit,
             trust_forwarded_for: s.trust_forwarded_for,
+            statement_timeout: match s.database_statement_timeout {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
+            caller_concurrency: match s.caller_concurrency {
+                0 => bail!(
+                    "{} must be at least 1",
+                    setting_name("JUNCTION_CALLER_CONCURRENCY")
+                ),
+                n => n,
+            },
         })
+    }
+
+    /// What the store needs to know of these settings.
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            cache: self.cache,
+            statement_timeout: self.statement_timeout,
+        }
     }
 }
 
@@ -626,7 +669,20 @@ mod tests {
             shutdown_timeout: 10,
             auth_failure_limit: 30,
             trust_forwarded_for: false,
+            database_statement_timeout: 30,
+            caller_concurrency: 8,
         }
+    }
+
+    #[test]
+    fn zero_caller_concurrency_is_refused_and_zero_timeout_means_none() {
+        let mut s = settings();
+        s.caller_concurrency = 0;
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.starts_with("JUNCTION_CALLER_CONCURRENCY"), "{err}");
+        let mut s = settings();
+        s.database_statement_timeout = 0;
+        assert_eq!(Config::from_settings(s).unwrap().statement_timeout, None);
     }
 
     #[test]

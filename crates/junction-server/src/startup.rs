@@ -8,7 +8,7 @@ use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
 use junction_service::{FailureLimiter, RefreshCoordinator, Services, now_ms};
-use junction_store::{CacheSettings, NewOrganization, OrganizationCreated, Store, StoreError};
+use junction_store::{NewOrganization, OrganizationCreated, Store, StoreError, StoreSettings};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,9 +39,12 @@ pub struct App {
 
 /// Connects and migrates the configured database, and proves the configured keys are
 /// the ones its data was sealed with.
-pub async fn open_store(database: &DatabaseConfig, cache: CacheSettings) -> anyhow::Result<Store> {
+pub async fn open_store(
+    database: &DatabaseConfig,
+    settings: StoreSettings,
+) -> anyhow::Result<Store> {
     let keyring = Arc::new(database.keyring()?);
-    let store = Store::connect_with(&database.url, keyring, cache)
+    let store = Store::connect_with(&database.url, keyring, settings)
         .await
         .with_context(|| format!("connecting to {}", database.url))?;
     let applied = store
@@ -207,7 +210,7 @@ fn claim_sqlite(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
 impl App {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sqlite_lock = claim_sqlite(config)?;
-        let store = open_store(&config.database, config.cache).await?;
+        let store = open_store(&config.database, config.store_settings()).await?;
         if sqlite_lock.is_some() {
             // This process owns the database, so a refresh lease found now was left by one
             // that stopped mid-refresh (killed, or the machine went down). Waiting for it
@@ -227,7 +230,7 @@ impl App {
             .with_context(|| format!("binding {}", config.listen))?;
         let bootstrapped = bootstrap(&store, config).await?;
         let services = services(store, config)?;
-        let router = crate::http::router(services.clone())?;
+        let router = crate::http::router(services.clone(), config.caller_concurrency)?;
         Ok(Self {
             listener,
             router,

@@ -12,10 +12,10 @@ use junction_store::{
 };
 use serde::{Deserialize, Serialize};
 
-const MAX_NAME: usize = 255;
-const MAX_DESCRIPTION: usize = 2000;
-const MAX_EXTERNAL_ID: usize = 255;
-const MAX_EMAIL: usize = 320;
+pub const MAX_NAME: usize = 255;
+pub const MAX_DESCRIPTION: usize = 2000;
+pub const MAX_EXTERNAL_ID: usize = 255;
+pub const MAX_EMAIL: usize = 320;
 /// Random bytes in a new user's secret.
 const USER_SECRET_BYTES: usize = 32;
 

@@ -7,8 +7,16 @@ use junction_core::{ConfigMap, ElementDefinition, MASK};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-const MAX_KEY: usize = 255;
-const MAX_VALUE: usize = 64 * 1024;
+/// Longest configuration key.
+pub const MAX_KEY: usize = 255;
+/// Largest single configuration value, in bytes.
+pub const MAX_VALUE: usize = 64 * 1024;
+/// Most configuration entries one instance may hold, declared ones included. Extra keys
+/// are accepted, so without a bound each update could add more.
+pub const MAX_CONFIG_ENTRIES: usize = 100;
+/// Most bytes of keys and values one instance's configuration may hold. Every copy of an
+/// instance (in memory, in a list page) carries all of it.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// One entry of `GET /instances/{id}/configuration`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -54,7 +62,38 @@ pub(crate) fn overlay(
             .map_err(|e| ServiceError::bad_request("invalid_configuration", e.to_string()))?;
         base.insert(key.clone(), normalized(element, key, value)?);
     }
+    within_limits(base)
+}
+
+/// Refuses a configuration larger than an instance may hold, naming the limit.
+pub(crate) fn within_limits(config: &ConfigMap) -> Result<(), ServiceError> {
+    if config.len() > MAX_CONFIG_ENTRIES {
+        return Err(ServiceError::bad_request(
+            "configuration_too_large",
+            format!(
+                "an instance holds at most {MAX_CONFIG_ENTRIES} configuration entries; this one would hold {}",
+                config.len()
+            ),
+        ));
+    }
+    let bytes = config_bytes(config);
+    if bytes > MAX_CONFIG_BYTES {
+        return Err(ServiceError::bad_request(
+            "configuration_too_large",
+            format!(
+                "an instance's configuration holds at most {MAX_CONFIG_BYTES} bytes of keys and values; this one would hold {bytes}"
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Bytes of keys and values, the measure [`MAX_CONFIG_BYTES`] limits.
+pub fn config_bytes(config: &ConfigMap) -> usize {
+    config
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
+        .sum()
 }
 
 pub(crate) fn normalized(

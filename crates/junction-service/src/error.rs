@@ -79,6 +79,9 @@ impl From<OAuthError> for ServiceError {
                 "invalid_configuration",
                 format!("{what} is not a valid http(s) URL"),
             ),
+            OAuthError::BadSiteAddress { .. } => {
+                Self::bad_request("invalid_parameter", e.to_string())
+            }
             other => Self::Provider(other),
         }
     }

@@ -18,8 +18,18 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-const MAX_NAME: usize = 255;
-const MAX_TAGS: usize = 100;
+/// Longest instance name.
+pub const MAX_NAME: usize = 255;
+/// Most tags one instance carries.
+pub const MAX_TAGS: usize = 100;
+/// Most `tags[]` values one list call may filter by. Each value is a bound parameter of
+/// the list query; an unbounded count made the query itself the attack.
+pub const MAX_TAG_FILTERS: usize = 50;
+/// Longest `searchText`: a name is at most this long, so a longer text can never match,
+/// and SQLite refuses `LIKE` patterns past 50,000 bytes.
+pub const MAX_SEARCH_TEXT: usize = MAX_NAME;
+/// Longest tag or `tags[]` value.
+pub const MAX_TAG: usize = MAX_NAME;
 pub const DEFAULT_PAGE_SIZE: i64 = 200;
 pub const MAX_PAGE_SIZE: i64 = 500;
 
@@ -147,6 +157,58 @@ fn clean_tags(raw: Vec<String>, name: &str) -> Result<Vec<String>, ServiceError>
         tags.push(name.to_owned());
     }
     Ok(tags)
+}
+
+/// The `tags[]` filters of a list call, HTML-stripped like stored tags and de-duplicated.
+fn tag_filters(raw: &[String]) -> Result<Vec<String>, ServiceError> {
+    if raw.len() > MAX_TAG_FILTERS {
+        return Err(ServiceError::bad_request(
+            "too_many_tags",
+            format!(
+                "at most {MAX_TAG_FILTERS} tags[] filters are allowed, got {}",
+                raw.len()
+            ),
+        ));
+    }
+    let mut tags: Vec<String> = Vec::new();
+    for tag in raw {
+        if tag.contains('\0') {
+            return Err(ServiceError::bad_request(
+                "invalid_tags",
+                "tags[] must not contain NUL characters",
+            ));
+        }
+        if tag.chars().count() > MAX_TAG {
+            return Err(ServiceError::bad_request(
+                "invalid_tags",
+                format!("tags[] values are limited to {MAX_TAG} characters"),
+            ));
+        }
+        let tag = strip_html(tag);
+        if !tag.is_empty() && !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Ok(tags)
+}
+
+fn search_text(raw: Option<&str>) -> Result<Option<String>, ServiceError> {
+    let Some(text) = raw.filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if text.contains('\0') {
+        return Err(ServiceError::bad_request(
+            "invalid_search_text",
+            "searchText must not contain NUL characters",
+        ));
+    }
+    if text.chars().count() > MAX_SEARCH_TEXT {
+        return Err(ServiceError::bad_request(
+            "invalid_search_text",
+            format!("searchText is limited to {MAX_SEARCH_TEXT} characters"),
+        ));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 pub(crate) fn encode_cursor(after: i64) -> String {
@@ -418,12 +480,8 @@ impl Services {
         caller: &Caller,
         query: ListInstances,
     ) -> Result<InstanceList, ServiceError> {
-        let tags = query
-            .tags
-            .iter()
-            .map(|t| strip_html(t))
-            .filter(|t| !t.is_empty())
-            .collect();
+        let tags = tag_filters(&query.tags)?;
+        let search_text = search_text(query.search_text.as_deref())?;
         let limit = page_size(query.page_size.as_deref())?;
         let after = query
             .next_page
@@ -444,7 +502,7 @@ impl Services {
                 &InstanceQuery {
                     tags,
                     only: caller.only_instance(),
-                    search_text: query.search_text.filter(|s| !s.trim().is_empty()),
+                    search_text,
                     element_key,
                     after,
                     limit: Some(limit),

@@ -24,6 +24,18 @@ mod view;
 pub use accounts::{AccountBody, AccountUserView, AccountView, NewUserView, UserBody};
 pub use auth::{Caller, parse_authorization};
 pub use auth_limit::FailureLimiter;
+
+/// What one request may ask for, in one place for the OpenAPI document to state.
+pub mod limits {
+    pub use crate::configuration::{MAX_CONFIG_BYTES, MAX_CONFIG_ENTRIES, MAX_KEY, MAX_VALUE};
+    pub use crate::instances::{
+        MAX_NAME, MAX_PAGE_SIZE, MAX_SEARCH_TEXT, MAX_TAG, MAX_TAG_FILTERS, MAX_TAGS,
+    };
+    /// Account and user fields.
+    pub mod accounts {
+        pub use crate::accounts::{MAX_DESCRIPTION, MAX_EMAIL, MAX_EXTERNAL_ID, MAX_NAME};
+    }
+}
 pub use configuration::{ConfigEntryView, config_id};
 pub use error::ServiceError;
 pub use instances::{

@@ -32,6 +32,23 @@ fn present(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
+/// The provider sends the customer, with the authorization code, to this address: it must
+/// be an absolute http(s) URL with a host, or the flow breaks only after the customer
+/// has signed in.
+fn check_callback_url(raw: &str) -> Result<(), ServiceError> {
+    let ok = url::Url::parse(raw).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::bad_request(
+            "invalid_parameter",
+            "callbackUrl must be an absolute http(s) URL, like https://app.example.com/auth",
+        ))
+    }
+}
+
 impl Services {
     pub fn oauth_url(
         &self,
@@ -61,6 +78,9 @@ impl Services {
                 "missing_parameter",
                 format!("missing required parameter(s): {}", missing.join(", ")),
             ));
+        }
+        if let Some(callback) = present(&params.callback_url) {
+            check_callback_url(callback)?;
         }
         let default_of = |key: &str| {
             element

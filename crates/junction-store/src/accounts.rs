@@ -155,7 +155,7 @@ async fn lock_organization(
 fn external_id_conflict(e: sqlx::Error) -> StoreError {
     match e.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::Conflict("external_id".into()),
-        _ => StoreError::Database(e),
+        _ => StoreError::from(e),
     }
 }
 

@@ -64,8 +64,29 @@ impl Change {
 pub struct CacheSettings {
     /// Longest a copy is used; zero turns the copies off.
     pub ttl: Duration,
-    /// Most instances kept (users are bounded by the same number).
+    /// Most instances kept (users are bounded by the same number), counting an instance
+    /// as many typical ones as its size makes it: the memory held is at most about
+    /// `capacity` × `TYPICAL_INSTANCE_BYTES`, however large instances are.
     pub capacity: u64,
+}
+
+/// What a typical instance's copy takes: the unit `CacheSettings::capacity` counts in.
+pub(crate) const TYPICAL_INSTANCE_BYTES: u64 = 2048;
+
+/// Roughly the bytes one instance's copy holds, for weighing it against the budget.
+fn instance_weight(record: &InstanceRecord) -> u32 {
+    let text: usize = record
+        .config
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len) + 48)
+        .sum::<usize>()
+        + record.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+        + record.name.len()
+        + record.element_key.len()
+        + record.external_authentication.len()
+        + record.invalid_reason.as_ref().map_or(0, String::len)
+        + 256;
+    u32::try_from(text).unwrap_or(u32::MAX)
 }
 
 impl Default for CacheSettings {
@@ -99,8 +120,10 @@ impl Cache {
     pub(crate) fn new(settings: CacheSettings, coherent: bool) -> Self {
         let ttl = settings.ttl.max(Duration::from_millis(1));
         Self {
+            // Weighed by size: a count alone let a few huge instances hold gigabytes.
             instances: moka::sync::Cache::builder()
-                .max_capacity(settings.capacity)
+                .max_capacity(settings.capacity.saturating_mul(TYPICAL_INSTANCE_BYTES))
+                .weigher(|_, record: &Arc<InstanceRecord>| instance_weight(record))
                 .time_to_live(ttl)
                 .build(),
             tokens: moka::sync::Cache::builder()
@@ -345,6 +368,35 @@ mod tests {
         cache.set_coherent(true);
         // What was kept before the gap is gone, not merely hidden.
         assert!(cache.instance(3).is_none());
+    }
+
+    #[test]
+    fn copies_are_weighed_by_size_not_counted() {
+        let cache = Cache::new(
+            CacheSettings {
+                ttl: Duration::from_secs(60),
+                capacity: 100,
+            },
+            true,
+        );
+        let mut big = Arc::unwrap_or_clone(record(1));
+        // Half the whole budget in one instance's configuration.
+        big.config.insert("x".into(), Some("v".repeat(100 * 1024)));
+        let big = Arc::new(big);
+        assert!(u64::from(instance_weight(&big)) > 50 * TYPICAL_INSTANCE_BYTES);
+        for id in 1..=10 {
+            let mut r = Arc::unwrap_or_clone(Arc::clone(&big));
+            r.id = InstanceId(id);
+            let ticket = cache.ticket().unwrap();
+            cache.keep_instance(ticket, Arc::new(r), id.to_be_bytes().to_vec());
+        }
+        cache.instances.run_pending_tasks();
+        assert!(
+            cache.instances.weighted_size() <= 100 * TYPICAL_INSTANCE_BYTES,
+            "{} bytes kept",
+            cache.instances.weighted_size()
+        );
+        assert!(cache.instances.entry_count() < 10);
     }
 
     #[test]

@@ -161,11 +161,25 @@ impl InstanceQuery {
                 params.len() + 1
             ));
         }
+        // One set-based predicate for all tags: an instance matches when it carries as
+        // many of the given (distinct) tags as were asked for. One `exists` per tag made
+        // the planner's work grow much faster than the number of tags.
+        let mut tags: Vec<&str> = Vec::new();
         for tag in &self.tags {
-            params.push(Param::Text(tag));
+            if !tags.contains(&tag.as_str()) {
+                tags.push(tag);
+            }
+        }
+        if !tags.is_empty() {
+            let first = params.len() + 2;
+            let wanted = tags.len();
+            params.extend(tags.into_iter().map(Param::Text));
+            params.push(Param::Int(wanted as i64));
             sql.push_str(&format!(
-                " and exists (select 1 from instance_tags t where t.instance_id = i.id and t.tag = ${})",
-                params.len() + 1
+                " and i.id in (select t.instance_id from instance_tags t where t.tag in ({}) \
+                 group by t.instance_id having count(*) = ${})",
+                placeholders(first, wanted),
+                first + wanted
             ));
         }
         (sql, params)
@@ -362,21 +376,10 @@ impl Store {
         query: &InstanceQuery,
     ) -> Result<InstancePage, StoreError> {
         let (filters, params) = query.filters();
+        // The filters are the caller's: if the caller goes away, so does the query.
+        let mut guard = self.cancellable().await?;
         let count_sql =
             format!("select count(*) from instances i where i.account_id = $1{filters}");
-        let total: Option<i64> = if query.after.is_none() {
-            Some(
-                bind_all(
-                    sqlx::query(AssertSqlSafe(count_sql)).bind(account.0),
-                    &params,
-                )
-                .fetch_one(self.pool())
-                .await?
-                .try_get(0)?,
-            )
-        } else {
-            None
-        };
         let mut sql = format!("select {COLUMNS} from instances i where i.account_id = $1{filters}");
         let mut tail: Vec<Param<'_>> = Vec::new();
         if let Some(after) = query.after {
@@ -389,8 +392,28 @@ impl Store {
             tail.push(Param::Int(limit + 1));
             sql.push_str(&format!(" limit ${}", params.len() + tail.len() + 1));
         }
-        let q = bind_all(sqlx::query(AssertSqlSafe(sql)).bind(account.0), &params);
-        let mut rows = bind_all(q, &tail).fetch_all(self.pool()).await?;
+        let outcome = async {
+            let conn = guard.conn()?;
+            let total: Option<i64> = match query.after {
+                None => Some(
+                    bind_all(
+                        sqlx::query(AssertSqlSafe(count_sql)).bind(account.0),
+                        &params,
+                    )
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get(0)?,
+                ),
+                Some(_) => None,
+            };
+            let q = bind_all(sqlx::query(AssertSqlSafe(sql)).bind(account.0), &params);
+            let rows = bind_all(q, &tail).fetch_all(&mut *conn).await?;
+            Ok::<_, StoreError>((total, rows))
+        }
+        .await;
+        // Finished one way or the other: only a drop before this point cancels.
+        guard.finish();
+        let (total, mut rows) = outcome?;
         let has_more = query.limit.is_some_and(|l| rows.len() as i64 > l);
         if has_more {
             rows.pop();

@@ -44,8 +44,12 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A statement ran past the statement timeout, or no connection freed up in time:
+    /// the database is overloaded, and the caller may try again later.
+    #[error("the database did not answer in time")]
+    Timeout(#[source] sqlx::Error),
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("invalid database URL: {0}")]
@@ -70,6 +74,30 @@ pub enum StoreError {
         "none of the configured encryption keys sealed this database's data (it was sealed with key ids {stored:?})"
     )]
     NoKnownKey { stored: Vec<u32> },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // 57014 (query_canceled): PostgreSQL's statement timeout, or a cancellation.
+        let canceled = e
+            .as_database_error()
+            .is_some_and(|db| db.code().as_deref() == Some("57014"));
+        if canceled || matches!(e, sqlx::Error::PoolTimedOut) {
+            Self::Timeout(e)
+        } else {
+            Self::Database(e)
+        }
+    }
+}
+
+/// How the store talks to its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreSettings {
+    pub cache: CacheSettings,
+    /// Longest one statement may run on PostgreSQL before the server cancels it; `None`:
+    /// no limit. SQLite has no such setting; there, what callers may ask for is bounded
+    /// instead (tag filters, search text, page sizes).
+    pub statement_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +214,9 @@ pub struct Store {
     /// Stops the PostgreSQL listener that keeps `cache` in step with other replicas;
     /// dropping the last clone of the store stops it too.
     stop_follower: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+    /// Where a cancellation goes (`Cancellable`): a connection of its own, since the
+    /// pool may be exhausted by the very queries being cancelled.
+    url: DatabaseUrl,
 }
 
 impl fmt::Debug for Store {
@@ -198,17 +229,19 @@ impl fmt::Debug for Store {
 
 impl Store {
     pub async fn connect(url: &DatabaseUrl, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
-        Self::connect_with(url, keyring, CacheSettings::default()).await
+        Self::connect_with(url, keyring, StoreSettings::default()).await
     }
 
-    /// Connects with explicit settings for the in-process copies of instances and users
-    /// (see `cache.rs`). On PostgreSQL this also starts listening for other replicas'
-    /// writes; until that listener is connected every read goes to the database.
+    /// Connects with explicit settings: the in-process copies of instances and users (see
+    /// `cache.rs`) and the statement timeout. On PostgreSQL this also starts listening for
+    /// other replicas' writes; until that listener is connected every read goes to the
+    /// database.
     pub async fn connect_with(
         url: &DatabaseUrl,
         keyring: Arc<Keyring>,
-        cache: CacheSettings,
+        settings: StoreSettings,
     ) -> Result<Self, StoreError> {
+        let cache = settings.cache;
         install_default_drivers();
         let dialect = url.dialect();
         match url.sqlite_path() {
@@ -251,9 +284,21 @@ impl Store {
                 (pool, writer)
             }
             Dialect::Postgres => {
+                // Set on every connection, so no statement (a caller's expensive filter,
+                // a lock wait) can hold a pooled connection for longer.
+                let timeout_ms = settings
+                    .statement_timeout
+                    .map_or(0, |t| t.as_millis().max(1));
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            let sql = format!("set statement_timeout = {timeout_ms}");
+                            conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                            Ok(())
+                        })
+                    })
                     .connect(url.expose())
                     .await?;
                 (pool.clone(), pool)
@@ -276,6 +321,29 @@ impl Store {
             keyring,
             cache,
             stop_follower: Arc::new(Mutex::new(Some(stop))),
+            url: url.clone(),
+        })
+    }
+
+    /// A pooled connection for a statement whose cost the caller's input decides. If the
+    /// request is dropped while the statement runs (the client went away), PostgreSQL is
+    /// told to cancel it: sqlx only stops waiting, and the backend would otherwise run
+    /// on to the statement timeout, holding its connection.
+    pub(crate) async fn cancellable(&self) -> Result<Cancellable, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let backend = match self.dialect {
+            Dialect::Postgres => Some((
+                sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+                    .fetch_one(&mut *conn)
+                    .await?,
+                self.url.clone(),
+            )),
+            Dialect::Sqlite => None,
+        };
+        Ok(Cancellable {
+            conn: Some(conn),
+            backend,
+            finished: false,
         })
     }
 
@@ -290,7 +358,20 @@ impl Store {
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         let before = self.applied_migrations().await.unwrap_or(0);
-        migrator.run(&self.writer).await?;
+        match self.dialect {
+            // A migration (an index over a large table) and the wait for another replica's
+            // migration lock may rightly take longer than any request's statement: run
+            // them without the statement timeout, on a connection that is then closed
+            // rather than handed back to the pool without its timeout.
+            Dialect::Postgres => {
+                let mut conn = self.writer.acquire().await?;
+                conn.execute("set statement_timeout = 0").await?;
+                let ran = migrator.run(&mut *conn).await;
+                conn.close().await?;
+                ran?;
+            }
+            Dialect::Sqlite => migrator.run(&self.writer).await?,
+        }
         let after = self.applied_migrations().await.unwrap_or(before);
         Ok(after.saturating_sub(before))
     }
@@ -379,6 +460,63 @@ fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
             path: path.display().to_string(),
             source,
         }),
+    }
+}
+
+/// See [`Store::cancellable`]. Call [`Cancellable::finish`] once the statements are done;
+/// dropped before that, it cancels whatever its connection is running.
+pub(crate) struct Cancellable {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    /// PostgreSQL: the backend process serving `conn`, and where to reach the server.
+    backend: Option<(i32, DatabaseUrl)>,
+    finished: bool,
+}
+
+impl Cancellable {
+    pub(crate) fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, StoreError> {
+        self.conn
+            .as_deref_mut()
+            .ok_or_else(|| StoreError::Corrupt("connection already released".into()))
+    }
+
+    /// The statements completed (or failed): nothing is left to cancel.
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Cancellable {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (Some(mut conn), Some((pid, url))) = (self.conn.take(), self.backend.take()) else {
+            return;
+        };
+        // What the connection was in the middle of is unknown: never reuse it.
+        conn.close_on_drop();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            use sqlx::Connection;
+            let cancelled = async {
+                let mut other = sqlx::postgres::PgConnection::connect(url.expose()).await?;
+                sqlx::query("select pg_cancel_backend($1)")
+                    .bind(pid)
+                    .execute(&mut other)
+                    .await?;
+                other.close().await
+            };
+            match cancelled.await {
+                Ok(()) => tracing::debug!(pid, "cancelled the statement of a dropped request"),
+                Err(e) => {
+                    tracing::warn!(pid, error = %e, "could not cancel the statement of a dropped request");
+                }
+            }
+            // Only now: the connection must stay out of the pool until the cancel landed.
+            drop(conn);
+        });
     }
 }
 

@@ -9,7 +9,7 @@ use junction_server::config::{
 use junction_server::startup::open_store;
 use junction_server::{App, Config};
 use junction_service::now_ms;
-use junction_store::{CacheSettings, NewOrganization};
+use junction_store::{NewOrganization, StoreSettings};
 use serde_json::json;
 use std::io::Write;
 use std::process::ExitCode;
@@ -214,7 +214,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(settings) => serve(Config::from_settings(settings)?).await,
         Command::Migrate(settings) => {
             let database = DatabaseConfig::from_settings(settings)?;
-            let store = open_store(&database, CacheSettings::default()).await?;
+            let store = open_store(&database, StoreSettings::default()).await?;
             store.close().await;
             println!("database at {} is up to date", database.url);
             Ok(())
@@ -237,7 +237,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             last_name,
         }) => {
             let database = DatabaseConfig::from_settings(database)?;
-            let store = open_store(&database, CacheSettings::default()).await?;
+            let store = open_store(&database, StoreSettings::default()).await?;
             let generate =
                 || junction_crypto::generate_secret(32).map_err(|e| anyhow::anyhow!("{e}"));
             let (organization_secret, user_secret) = (generate()?, generate()?);

@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use junction_oauth::OAuthError;
 use junction_service::ServiceError;
+use junction_store::StoreError;
 use serde::Serialize;
 
 tokio::task_local! {
@@ -53,6 +54,18 @@ impl ApiError {
             message: message.into(),
             provider_message: None,
             retry_after: None,
+        }
+    }
+
+    /// The caller has `JUNCTION_CALLER_CONCURRENCY` calls in progress already.
+    pub fn too_many_requests() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many calls in progress for this caller; retry when one has finished",
+            )
         }
     }
 
@@ -128,7 +141,7 @@ fn provider_error(e: OAuthError) -> ApiError {
             "provider_unreachable",
             e.to_string(),
         ),
-        OAuthError::Policy(_) | OAuthError::BadUrl { .. } => (
+        OAuthError::Policy(_) | OAuthError::BadUrl { .. } | OAuthError::BadSiteAddress { .. } => (
             StatusCode::BAD_REQUEST,
             "invalid_configuration",
             e.to_string(),
@@ -203,6 +216,17 @@ impl From<ServiceError> for ApiError {
                 retry_after: Some(retry_after),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
             },
+            ServiceError::Store(StoreError::Timeout(ref cause)) => {
+                tracing::warn!(error = %cause, "a database statement timed out");
+                Self {
+                    retry_after: Some(1),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database_timeout",
+                        "the database did not answer in time; retry shortly",
+                    )
+                }
+            }
             ServiceError::Store(_) | ServiceError::Internal(_) => Self::internal(&e),
         }
     }

@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use junction_service::{Caller, Services};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use serde_json::error::Category;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
@@ -101,6 +102,19 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 
 /// Deserializes a body, naming the field at fault by its path in the JSON.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // JSON can carry NUL only as the escape `\u0000`: a body without that text needs no
+    // second look. One that has it is searched for the field that holds the character
+    // (a body that is not JSON at all gets its syntax error below).
+    if bytes.windows(6).any(|w| w == b"\\u0000")
+        && let Ok(value) = serde_json::from_slice::<Value>(bytes)
+        && let Some(path) = nul_at(&value, &mut String::new())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("{path} contains a NUL character (\\u0000), which Junction does not accept"),
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| {
@@ -109,6 +123,44 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         })
         .and_then(|v| de.end().map(|()| v).map_err(|e| invalid_body(".", &e)))?;
     Ok(value)
+}
+
+/// Where a NUL character occurs in a request body, keys included. PostgreSQL cannot store
+/// one in text, and no name, tag, address or configuration value needs one, so every body
+/// is held to the same rule on both databases.
+fn nul_at(value: &Value, path: &mut String) -> Option<String> {
+    let shown = |path: &str| {
+        if path.is_empty() {
+            "the body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(shown(path)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_at(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&key.replace('\0', "\\u0000"));
+            let found = if key.contains('\0') {
+                Some(shown(path))
+            } else {
+                nul_at(item, path)
+            };
+            path.truncate(len);
+            found
+        }),
+        _ => None,
+    }
 }
 
 fn invalid_body(path: &str, error: &serde_json::Error) -> ApiError {

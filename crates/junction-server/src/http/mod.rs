@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod instances;
+pub mod limit;
 pub mod openapi;
 mod proxy;
 
@@ -30,12 +31,15 @@ pub struct AppState {
     /// One shared counter to bump per request, rather than one per client and pool.
     pub services: Arc<Services>,
     pub catalog_json: Arc<elements::CatalogJson>,
+    /// Calls in progress per caller (`JUNCTION_CALLER_CONCURRENCY`).
+    pub limits: Arc<limit::CallerLimits>,
 }
 
-pub fn router(services: Services) -> anyhow::Result<Router> {
+pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<Router> {
     let state = AppState {
         catalog_json: Arc::new(elements::CatalogJson::build(&services.catalog)?),
         services: Arc::new(services),
+        limits: limit::CallerLimits::new(caller_concurrency),
     };
     let api = Router::new()
         .merge(elements::router())
@@ -51,7 +55,7 @@ pub fn router(services: Services) -> anyhow::Result<Router> {
         // every browser that opens the page.
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
-                .url(format!("{API_PREFIX}/openapi.json"), openapi::document())
+                .external_url_unchecked(format!("{API_PREFIX}/openapi.json"), openapi::document())
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
         .fallback(|| async {
@@ -87,6 +91,9 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let id = format!("{:032x}", rand::random::<u128>());
     let slot = extract::ElementInstance::default();
     req.extensions_mut().insert(slot.clone());
+    // Holds the caller's permit (see `limit.rs`) until the response is ready.
+    let permit = limit::PermitSlot::default();
+    req.extensions_mut().insert(permit.clone());
     let span = tracing::info_span!("request", request_id = %id);
     let mut response = REQUEST_ID
         .scope(
@@ -94,6 +101,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
             tracing::Instrument::instrument(next.run(req), span),
         )
         .await;
+    drop(permit);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert("elements-request-id", value);

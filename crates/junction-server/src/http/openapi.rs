@@ -10,11 +10,8 @@ use junction_service::{
     InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, PingView, ProviderData,
     TraceLogView, TraceLoggingConfig, UserBody, UserView,
 };
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{Object, Type};
+use serde_json::{Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::openapi::{Content, Ref};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -120,50 +117,155 @@ impl Modify for Security {
                 ))),
             );
         }
-        // Any operation that checks credentials may answer 429 to an address that failed
-        // too often; one place says so for all of them.
-        let limited = || {
-            ResponseBuilder::new()
-                .description(
-                    "`too_many_requests`: this address failed to authenticate too often; \
-                     retry after `Retry-After` seconds",
-                )
-                .content(
-                    "application/json",
-                    Content::new(Some(Ref::from_schema_name("ApiErrorBody"))),
-                )
-                .header(
-                    "Retry-After",
-                    HeaderBuilder::new()
-                        .schema(Some(Object::with_type(Type::Integer)))
-                        .description(Some("Seconds until the address may try again"))
-                        .build(),
-                )
-                .build()
-        };
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if operation.security.is_some() {
-                    operation
-                        .responses
-                        .responses
-                        .insert("429".to_owned(), limited().into());
-                }
-            }
-        }
     }
 }
 
 /// The document as served. `/health` lives outside the API prefix and is not part of it.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// It is served as JSON because the limits written into it use JSON Schema keywords
+/// (`propertyNames`, `maxLength` on nullable strings) that utoipa's types do not carry.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+    state_limits(&mut doc);
+    doc
+}
+
+/// Writes what Junction enforces into the document: the size limits on lists, strings
+/// and bodies (so that generated requests probe exactly those boundaries), and the
+/// overload answers every authenticated call may get.
+fn state_limits(doc: &mut Value) {
+    use junction_service::limits;
+    let string = |max: usize| json!({"type": "string", "maxLength": max});
+    let nullable_string = |max: usize| json!({"type": ["string", "null"], "maxLength": max});
+    for path in ["/instances", "/elements/{key_or_id}/instances"] {
+        let Some(params) = doc
+            .pointer_mut(&format!("/paths/{}/get/parameters", escape(path)))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for param in params {
+            let limited = match param["name"].as_str() {
+                Some("tags[]") => json!({
+                    "type": "array",
+                    "items": string(limits::MAX_TAG),
+                    "maxItems": limits::MAX_TAG_FILTERS,
+                }),
+                Some("searchText") => string(limits::MAX_SEARCH_TEXT),
+                Some("pageSize") => json!({
+                    "type": "integer", "format": "int64", "minimum": 1, "maximum": limits::MAX_PAGE_SIZE,
+                }),
+                _ => continue,
+            };
+            param["schema"] = limited;
+        }
+    }
+    let schemas = [
+        (
+            "InstanceBody",
+            vec![
+                ("name", nullable_string(limits::MAX_NAME)),
+                (
+                    "tags",
+                    json!({
+                        "type": ["array", "null"],
+                        "items": string(limits::MAX_TAG),
+                        "maxItems": limits::MAX_TAGS,
+                    }),
+                ),
+                (
+                    "configuration",
+                    json!({
+                        "type": ["object", "null"],
+                        "description": format!(
+                            "Configuration values: strings, numbers, booleans, objects or null. An \
+                             instance holds at most {} entries and {} bytes of keys and values.",
+                            limits::MAX_CONFIG_ENTRIES,
+                            limits::MAX_CONFIG_BYTES
+                        ),
+                        "maxProperties": limits::MAX_CONFIG_ENTRIES,
+                        "propertyNames": {"minLength": 1, "maxLength": limits::MAX_KEY},
+                    }),
+                ),
+            ],
+        ),
+        (
+            "AccountBody",
+            vec![
+                ("name", nullable_string(limits::accounts::MAX_NAME)),
+                (
+                    "description",
+                    nullable_string(limits::accounts::MAX_DESCRIPTION),
+                ),
+                (
+                    "externalId",
+                    nullable_string(limits::accounts::MAX_EXTERNAL_ID),
+                ),
+            ],
+        ),
+        (
+            "UserBody",
+            vec![
+                ("emailAddress", nullable_string(limits::accounts::MAX_EMAIL)),
+                ("firstName", nullable_string(limits::accounts::MAX_NAME)),
+                ("lastName", nullable_string(limits::accounts::MAX_NAME)),
+            ],
+        ),
+    ];
+    for (schema, fields) in schemas {
+        for (field, limited) in fields {
+            let pointer = format!("/components/schemas/{schema}/properties/{field}");
+            if let Some(slot) = doc.pointer_mut(&pointer) {
+                *slot = limited;
+            }
+        }
+    }
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "headers": {"Retry-After": {
+                "description": "Seconds to wait before trying again",
+                "schema": {"type": "integer"},
+            }},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiErrorBody"}}},
+        })
+    };
+    // Any call that checks credentials may meet the failed-authentication limit; calls
+    // that reach the database may also meet the per-caller bound.
+    let busy = error(
+        "`too_many_requests`: this address failed to authenticate too often, or the caller \
+         already has JUNCTION_CALLER_CONCURRENCY calls in progress",
+    );
+    let guessing = error("`too_many_requests`: this address failed to authenticate too often");
+    let timeout = error("`database_timeout`: the database did not answer in time");
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in item.values_mut() {
+            if operation.get("security").is_none() {
+                continue;
+            }
+            // Proxied calls are not counted against the caller (see `limit.rs`).
+            let proxied = operation["tags"]
+                .as_array()
+                .is_some_and(|tags| tags.iter().any(|t| t == "hubs"));
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let limited = if proxied { &guessing } else { &busy };
+            responses.entry("429").or_insert_with(|| limited.clone());
+            responses.entry("503").or_insert_with(|| timeout.clone());
+        }
+    }
+}
+
+/// A path as one JSON pointer segment.
+fn escape(path: &str) -> String {
+    path.replace('~', "~0").replace('/', "~1")
 }

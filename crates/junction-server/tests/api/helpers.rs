@@ -56,6 +56,10 @@ pub struct Options {
     pub auth_failure_limit: u32,
     /// `JUNCTION_TRUST_FORWARDED_FOR`.
     pub trust_forwarded_for: bool,
+    /// `JUNCTION_DATABASE_STATEMENT_TIMEOUT`, seconds.
+    pub statement_timeout: u64,
+    /// `JUNCTION_CALLER_CONCURRENCY`.
+    pub caller_concurrency: usize,
 }
 
 impl Default for Options {
@@ -66,6 +70,8 @@ impl Default for Options {
             cache_ttl: 30,
             auth_failure_limit: 30,
             trust_forwarded_for: false,
+            statement_timeout: 30,
+            caller_concurrency: 8,
         }
     }
 }
@@ -116,6 +122,8 @@ impl TestApp {
             shutdown_timeout: 10,
             auth_failure_limit: options.auth_failure_limit,
             trust_forwarded_for: options.trust_forwarded_for,
+            database_statement_timeout: options.statement_timeout,
+            caller_concurrency: options.caller_concurrency,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");

@@ -9,6 +9,7 @@ mod accounts;
 mod catalog;
 mod errors;
 mod lifecycle;
+mod limits;
 mod outbound;
 mod paging;
 mod provisioning;
