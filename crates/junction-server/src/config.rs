@@ -713,6 +713,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_shows_the_settings_as_config_example_prints_them() {
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains(example().trim()),
+            "README.md's settings block differs from `junction config example`: paste its output"
+        );
+    }
+
+    #[test]
     fn example_lists_every_setting() {
         let text = example();
         for (name, _, _) in SETTINGS {

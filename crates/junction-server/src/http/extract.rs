@@ -1,6 +1,7 @@
 //! Extractors whose rejections speak the API's error format.
 
 use super::error::ApiError;
+use super::limit::PermitSlot;
 use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -319,6 +320,13 @@ impl FromRequestParts<AppState> for Auth {
             )
             .await?;
         note_instance(parts, &caller);
+        if let Some(slot) = parts.extensions.get::<PermitSlot>() {
+            let permit = state
+                .limits
+                .try_acquire(&caller)
+                .ok_or_else(ApiError::too_many_requests)?;
+            slot.hold(permit);
+        }
         Ok(Self(caller))
     }
 }
