@@ -5,6 +5,8 @@
 //! configuration key, what to fetch right after provisioning), so the OAuth and
 //! provisioning code has no per-provider branches.
 
+use crate::credential::{CredentialTemplate, OAuth1Spec, OAuthGrant};
+use crate::hub::{Hook, ObjectDefinition, Parameter, Resource};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -64,6 +66,46 @@ pub struct ElementDefinition {
     /// instance's credentials work: what `GET /hubs/{hub}/ping` calls.
     #[serde(default)]
     pub ping: Option<String>,
+    /// `http` (every element Junction calls) or `jdbc` (stored and served by the
+    /// Element Builder, never provisioned).
+    #[serde(default)]
+    pub protocol_type: ProtocolType,
+    /// How calls of a `basic`, `apiKey` or `custom` element carry the instance's
+    /// credentials (see [`crate::credential`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<CredentialTemplate>,
+    /// OAuth 1.0a elements: signing and authorization details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth1: Option<OAuth1Spec>,
+    /// Parameters every resource of the element sends (spec §6.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<Parameter>,
+    /// Hooks run around every resource call of the element (spec §6.5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<Hook>,
+    /// The element's hub resources (spec §6.4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Resource>,
+    /// The objects its resources read and write (spec §6.6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectDefinition>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolType {
+    #[default]
+    Http,
+    Jdbc,
+}
+
+impl ProtocolType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Jdbc => "jdbc",
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -78,10 +120,21 @@ pub struct Authentication {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
 pub enum AuthenticationType {
+    /// OAuth 2.0: the authorization-code grant, or client credentials (`oauth.grant`).
+    #[serde(rename = "oauth2")]
     Oauth2,
+    /// OAuth 1.0a (RFC 5849), with the `oauth1` block.
+    #[serde(rename = "oauth1")]
+    Oauth1,
+    /// HTTP basic from configuration values (`credentials`).
+    #[serde(rename = "basic")]
     Basic,
+    /// An API key in a header or query parameter (`credentials`).
+    #[serde(rename = "apiKey")]
+    ApiKey,
+    /// Configuration values templated into headers or parameters (`credentials`).
+    #[serde(rename = "custom")]
     Custom,
 }
 
@@ -206,6 +259,10 @@ pub enum ConfigType {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OAuthSpec {
+    /// How instances get their tokens: the customer's authorization code (the default)
+    /// or the client-credentials grant.
+    #[serde(default)]
+    pub grant: OAuthGrant,
     /// Joins scopes in the authorization URL and in `oauth.scope`.
     #[serde(default = "space")]
     pub scope_separator: String,
@@ -468,7 +525,7 @@ impl ElementDefinition {
             authentication: self.authentication.clone(),
             extended: false,
             hub: self.hub.clone(),
-            protocol_type: "http",
+            protocol_type: self.protocol_type.as_str(),
             parameters: Vec::new(),
             private: false,
         }

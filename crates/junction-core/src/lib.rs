@@ -1,12 +1,15 @@
 //! Junction's vocabulary: the types every other crate speaks.
 //!
-//! Element definitions (the catalog's data model), instance configuration maps, ids,
+//! Element definitions (the catalog's data model: configuration, credentials, hub
+//! resources), instance configuration maps, ids,
 //! secret newtypes that never print their value, HTML sanitising of user-supplied names
 //! and the outbound address policy. This crate does no I/O: no database, no HTTP, no
 //! filesystem, so anything may depend on it and it depends on nothing of ours.
 
 pub mod config;
+pub mod credential;
 pub mod element;
+pub mod hub;
 pub mod ids;
 pub mod net;
 pub mod sanitize;
