@@ -270,6 +270,11 @@ pub struct OAuthSpec {
     /// always `redirect_uri`; Act-On documents `callbackUrl`.
     #[serde(default = "redirect_uri")]
     pub callback_parameter: String,
+    /// Extra query parameters of the authorization URL, as the provider documents them:
+    /// Google's `access_type=offline` and Dropbox's `token_access_type=offline` are what
+    /// make them issue a refresh token at all; Atlassian needs `audience`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorization_parameters: BTreeMap<String, String>,
     /// `siteAddress` on the OAuth URL call moves the authorization host (Salesforce
     /// sandboxes and My Domain hosts).
     #[serde(default)]
@@ -535,6 +540,37 @@ impl ElementDefinition {
         self.configuration.iter().find(|e| e.key == key)
     }
 
+    /// The value of configuration entry `key` for an instance configured with `values`:
+    /// its own value, else the element's default, with every `{other.key}` in it filled
+    /// from `values` (or from that entry's default). A provider with a host per customer
+    /// says so in data (`https://{zendesk.subdomain}.zendesk.com/api/v2`), as Cloud
+    /// Elements' configuration does. `None`: neither a value nor a default.
+    pub fn resolve(
+        &self,
+        key: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<Option<String>, crate::credential::TemplateError> {
+        let raw = values
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .or_else(|| self.config_entry(key).and_then(|c| c.default.clone()));
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let mut lookup = BTreeMap::new();
+        for name in crate::credential::placeholders(&raw)? {
+            let value = values
+                .get(&name)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .or_else(|| self.config_entry(&name).and_then(|c| c.default.clone()))
+                .ok_or_else(|| crate::credential::TemplateError::Missing(name.clone()))?;
+            lookup.insert(name, value);
+        }
+        crate::credential::fill(&raw, &lookup).map(Some)
+    }
+
     /// Whether a configuration key holds a secret: encrypted at rest, masked on output.
     /// Keys the element does not declare are secret when they are among the platform's
     /// reserved secrets or when their words say so ([`crate::config::looks_secret`]).
@@ -631,6 +667,37 @@ mod tests {
         ] {
             assert!(!is_host_pattern(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn templated_defaults_are_filled_from_the_instance_values_and_other_defaults() {
+        let element: ElementDefinition = serde_json::from_value(serde_json::json!({
+            "id": 1, "key": "demo", "name": "Demo", "hookName": "Demo", "hub": "crm",
+            "description": "d", "image": "i", "authentication": {"type": "basic"},
+            "configuration": [
+                {"key": "base.url", "name": "b",
+                 "default": "https://{demo.org}.{demo.region}.example.com/api"},
+                {"key": "demo.org", "name": "o", "required": true},
+                {"key": "demo.region", "name": "r", "default": "crm"}
+            ]
+        }))
+        .unwrap();
+        let values = BTreeMap::from([("demo.org".to_owned(), "acme".to_owned())]);
+        assert_eq!(
+            element.resolve("base.url", &values).unwrap().as_deref(),
+            Some("https://acme.crm.example.com/api")
+        );
+        let err = element.resolve("base.url", &BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            err,
+            crate::credential::TemplateError::Missing("demo.org".into())
+        );
+        let own = BTreeMap::from([("base.url".to_owned(), "https://x.example.com".to_owned())]);
+        assert_eq!(
+            element.resolve("base.url", &own).unwrap().as_deref(),
+            Some("https://x.example.com")
+        );
+        assert_eq!(element.resolve("nothing", &values).unwrap(), None);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub fn authorization_url(
         if let Some(scope) = request.scope.filter(|s| !s.is_empty()) {
             query.append_pair("scope", scope);
         }
+        for (name, value) in &spec.authorization_parameters {
+            query.append_pair(name, value);
+        }
         query.append_pair("state", request.state);
     }
     Ok(url.into())
@@ -130,6 +133,21 @@ mod tests {
         .unwrap();
         assert!(url.contains("&callbackUrl=https"), "{url}");
         assert!(!url.contains("redirect_uri"));
+    }
+
+    #[test]
+    fn authorization_parameters_of_the_element_ride_along() {
+        let google =
+            spec(r#"{"authorizationParameters":{"access_type":"offline","prompt":"consent"}}"#);
+        let url = authorization_url(&google, &request(None, None)).unwrap();
+        let query: std::collections::HashMap<String, String> = Url::parse(&url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(query["access_type"], "offline", "{url}");
+        assert_eq!(query["prompt"], "consent", "{url}");
+        assert_eq!(query["client_id"], "client id");
     }
 
     #[test]
