@@ -8,7 +8,8 @@
 //! tests and Junction's start, never a customer's request.
 
 use include_dir::{Dir, include_dir};
-use junction_core::element::{AuthenticationType, ElementDefinition};
+use junction_core::credential::{CredentialTemplate, OAuthGrant, placeholders};
+use junction_core::element::{AuthenticationType, ElementDefinition, ProtocolType};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -199,6 +200,58 @@ fn merge_fragments(
     Ok(())
 }
 
+/// Configuration entries whose defaults may name other entries in braces, the way Cloud
+/// Elements' configuration does: a provider with a host per customer (a Zendesk subdomain,
+/// a Shopify shop, a NetSuite account) is described as
+/// `https://{zendesk.subdomain}.zendesk.com/api/v2`, filled from the instance's own values
+/// ([`ElementDefinition::resolve`]).
+pub const TEMPLATED_KEYS: &[&str] = &[
+    keys::BASE_URL,
+    keys::AUTHORIZATION_URL,
+    keys::TOKEN_URL,
+    keys::REQUEST_URL,
+    keys::SCOPE,
+];
+
+/// Configuration keys used by validation and by every element.
+pub mod keys {
+    pub const BASE_URL: &str = "base.url";
+    pub const AUTHORIZATION_URL: &str = "oauth.authorization.url";
+    pub const TOKEN_URL: &str = "oauth.token.url";
+    pub const REQUEST_URL: &str = "oauth.request.url";
+    pub const SCOPE: &str = "oauth.scope";
+    pub const API_KEY: &str = "oauth.api.key";
+    pub const API_SECRET: &str = "oauth.api.secret";
+    pub const CALLBACK_URL: &str = "oauth.callback.url";
+    pub const EVENT_VENDOR_TYPE: &str = "event.vendor.type";
+}
+
+/// Query parameters the authorization URL sets itself; an element cannot override them.
+const RESERVED_AUTHORIZATION_PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+];
+
+/// The value a required entry without a default stands for when a definition is checked
+/// (and in the golden files): a plausible host label, so templated URLs can be checked.
+pub const SAMPLE_VALUE: &str = "tenant";
+
+/// The configuration an instance would have if every required entry without a default were
+/// given [`SAMPLE_VALUE`] and nothing else were set: defaults are resolved from it.
+pub fn sample_configuration(e: &ElementDefinition) -> BTreeMap<String, String> {
+    e.configuration
+        .iter()
+        .filter_map(|c| match (&c.default, c.required) {
+            (Some(d), _) => Some((c.key.clone(), d.clone())),
+            (None, true) => Some((c.key.clone(), SAMPLE_VALUE.to_owned())),
+            (None, false) => None,
+        })
+        .collect()
+}
+
 fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
     if e.key.is_empty()
         || !e
@@ -225,71 +278,357 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
                 format!("'{}' cannot be both required and internal", entry.key),
             ));
         }
-    }
-    let default_of = |key: &str| e.config_entry(key).and_then(|c| c.default.as_deref());
-    for key in ["base.url"] {
-        if let Some(value) = default_of(key) {
-            check_url(path, key, value)?;
-        }
-    }
-    if e.authentication.kind == AuthenticationType::Oauth2 {
-        let oauth = e
-            .oauth
-            .as_ref()
-            .ok_or_else(|| invalid(path, "oauth2 elements need an 'oauth' section"))?;
-        for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
-            let value = default_of(key).ok_or_else(|| {
-                invalid(path, format!("oauth2 elements need a default for '{key}'"))
-            })?;
-            check_url(path, key, value)?;
-        }
-        for key in ["oauth.api.key", "oauth.api.secret", "oauth.callback.url"] {
-            if !e.config_entry(key).is_some_and(|c| c.required) {
-                return Err(invalid(path, format!("'{key}' must be a required entry")));
-            }
-        }
-        for target in oauth
-            .token_response
-            .values()
-            .chain(oauth.provision.iter().map(|s| &s.into))
+        // A default the entry's own checks refuse could never be stored; templated ones
+        // are checked once filled in, below.
+        if let Some(default) = &entry.default
+            && !TEMPLATED_KEYS.contains(&entry.key.as_str())
+            && let Err(message) = entry.normalize(default)
         {
-            if e.config_entry(target).is_none() {
-                return Err(invalid(
-                    path,
-                    format!(
-                        "'{target}' is written at provisioning but not declared in configuration"
-                    ),
-                ));
-            }
+            return Err(invalid(path, format!("default: {message}")));
         }
-        if oauth.scope_separator.is_empty() {
-            return Err(invalid(path, "scopeSeparator cannot be empty"));
+    }
+    let sample = sample_configuration(e);
+    for key in TEMPLATED_KEYS {
+        check_template(path, e, key)?;
+    }
+    let resolved = |key: &str| e.resolve(key, &sample).ok().flatten();
+    if let Some(ping) = &e.ping
+        && !ping.starts_with('/')
+    {
+        return Err(invalid(
+            path,
+            format!("ping must be a path starting with '/', got '{ping}'"),
+        ));
+    }
+    if e.authentication.kind != AuthenticationType::Oauth2 && e.oauth.is_some() {
+        return Err(invalid(
+            path,
+            "only oauth2 elements have an 'oauth' section",
+        ));
+    }
+    if e.authentication.kind != AuthenticationType::Oauth1 && e.oauth1.is_some() {
+        return Err(invalid(
+            path,
+            "only oauth1 elements have an 'oauth1' section",
+        ));
+    }
+    let uses_credentials = matches!(
+        e.authentication.kind,
+        AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom
+    );
+    if !uses_credentials && !e.credentials.is_empty() {
+        return Err(invalid(
+            path,
+            "only basic, apiKey and custom elements have 'credentials'",
+        ));
+    }
+    match e.authentication.kind {
+        AuthenticationType::Oauth2 => validate_oauth2(path, e, &sample)?,
+        AuthenticationType::Oauth1 => validate_oauth1(path, e, &sample)?,
+        AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom => {
+            validate_credentials(path, e)?
         }
-        for pattern in &oauth.allowed_hosts {
-            if !junction_core::element::is_host_pattern(pattern) {
-                return Err(invalid(
-                    path,
-                    format!("allowedHosts: '{pattern}' is not a host name or '*.domain'"),
-                ));
-            }
-        }
-        // The element's own defaults must pass its pins, or no instance could start.
-        for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
-            let host = default_of(key)
-                .and_then(|v| url::Url::parse(v).ok())
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_default();
-            if !oauth.allows_host(&host) {
-                return Err(invalid(
-                    path,
-                    format!(
-                        "the default of '{key}' is on '{host}', which allowedHosts does not allow"
-                    ),
-                ));
-            }
+    }
+    if e.protocol_type == ProtocolType::Http {
+        let base = resolved(keys::BASE_URL)
+            .ok_or_else(|| invalid(path, "http elements need a default for 'base.url'"))?;
+        check_url(path, keys::BASE_URL, &base)?;
+    }
+    Ok(())
+}
+
+/// A templated default names only entries an instance will have a value for, that are
+/// neither secret (URLs end up in logs) nor internal, and that are not templates
+/// themselves.
+fn check_template(path: &str, e: &ElementDefinition, key: &str) -> Result<(), CatalogError> {
+    let Some(default) = e.config_entry(key).and_then(|c| c.default.as_deref()) else {
+        return Ok(());
+    };
+    let names =
+        placeholders(default).map_err(|err| invalid(path, format!("default of '{key}': {err}")))?;
+    for name in names {
+        let entry = e.config_entry(&name).ok_or_else(|| {
+            invalid(
+                path,
+                format!(
+                    "default of '{key}' names '{{{name}}}', which is not a configuration entry"
+                ),
+            )
+        })?;
+        let problem = if entry.is_secret() {
+            Some("is a secret")
+        } else if entry.internal {
+            Some("is internal")
+        } else if !entry.required && entry.default.is_none() {
+            Some("is neither required nor has a default")
+        } else if entry.default.as_deref().is_some_and(|d| d.contains('{')) {
+            Some("is itself a template")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(invalid(
+                path,
+                format!("default of '{key}' names '{{{name}}}', which {problem}"),
+            ));
         }
     }
     Ok(())
+}
+
+fn validate_oauth2(
+    path: &str,
+    e: &ElementDefinition,
+    sample: &BTreeMap<String, String>,
+) -> Result<(), CatalogError> {
+    let oauth = e
+        .oauth
+        .as_ref()
+        .ok_or_else(|| invalid(path, "oauth2 elements need an 'oauth' section"))?;
+    let code_flow = oauth.grant == OAuthGrant::AuthorizationCode;
+    let (urls, required): (&[&str], &[&str]) = if code_flow {
+        (
+            &[keys::AUTHORIZATION_URL, keys::TOKEN_URL, keys::BASE_URL],
+            &[keys::API_KEY, keys::API_SECRET, keys::CALLBACK_URL],
+        )
+    } else {
+        (
+            &[keys::TOKEN_URL, keys::BASE_URL],
+            &[keys::API_KEY, keys::API_SECRET],
+        )
+    };
+    let flow = if code_flow {
+        "oauth2 elements"
+    } else {
+        "clientCredentials elements"
+    };
+    for key in urls {
+        let value = e
+            .resolve(key, sample)
+            .ok()
+            .flatten()
+            .ok_or_else(|| invalid(path, format!("{flow} need a default for '{key}'")))?;
+        check_url(path, key, &value)?;
+    }
+    for key in required {
+        if !e.config_entry(key).is_some_and(|c| c.required) {
+            return Err(invalid(path, format!("'{key}' must be a required entry")));
+        }
+    }
+    for target in oauth
+        .token_response
+        .values()
+        .chain(oauth.provision.iter().map(|s| &s.into))
+    {
+        if e.config_entry(target).is_none() {
+            return Err(invalid(
+                path,
+                format!("'{target}' is written at provisioning but not declared in configuration"),
+            ));
+        }
+    }
+    if oauth.scope_separator.is_empty() {
+        return Err(invalid(path, "scopeSeparator cannot be empty"));
+    }
+    for name in oauth.authorization_parameters.keys() {
+        if RESERVED_AUTHORIZATION_PARAMETERS.contains(&name.as_str())
+            || *name == oauth.callback_parameter
+        {
+            return Err(invalid(
+                path,
+                format!("authorizationParameters: '{name}' is set by Junction itself"),
+            ));
+        }
+    }
+    check_pins(path, e, sample, &oauth.allowed_hosts, urls, |h| {
+        oauth.allows_host(h)
+    })
+}
+
+fn validate_oauth1(
+    path: &str,
+    e: &ElementDefinition,
+    sample: &BTreeMap<String, String>,
+) -> Result<(), CatalogError> {
+    let spec = e
+        .oauth1
+        .as_ref()
+        .ok_or_else(|| invalid(path, "oauth1 elements need an 'oauth1' section"))?;
+    let urls = [
+        keys::REQUEST_URL,
+        keys::AUTHORIZATION_URL,
+        keys::TOKEN_URL,
+        keys::BASE_URL,
+    ];
+    for key in urls {
+        let value =
+            e.resolve(key, sample).ok().flatten().ok_or_else(|| {
+                invalid(path, format!("oauth1 elements need a default for '{key}'"))
+            })?;
+        check_url(path, key, &value)?;
+    }
+    for key in [keys::API_KEY, keys::API_SECRET, keys::CALLBACK_URL] {
+        if !e.config_entry(key).is_some_and(|c| c.required) {
+            return Err(invalid(path, format!("'{key}' must be a required entry")));
+        }
+    }
+    for (name, template) in &spec.authorization_parameters {
+        if name == "oauth_token" {
+            return Err(invalid(
+                path,
+                "authorizationParameters: 'oauth_token' is set by Junction itself",
+            ));
+        }
+        check_names_declared(
+            path,
+            e,
+            &format!("authorizationParameters.{name}"),
+            template,
+        )?;
+    }
+    let allows = |host: &str| {
+        spec.allowed_hosts.is_empty()
+            || spec
+                .allowed_hosts
+                .iter()
+                .any(|p| junction_core::element::host_matches(p, host))
+    };
+    check_pins(path, e, sample, &spec.allowed_hosts, &urls, allows)
+}
+
+/// Every host pin is a host pattern, and the element's own (filled-in) defaults pass its
+/// pins, or no instance could start.
+fn check_pins(
+    path: &str,
+    e: &ElementDefinition,
+    sample: &BTreeMap<String, String>,
+    pins: &[String],
+    urls: &[&str],
+    allows: impl Fn(&str) -> bool,
+) -> Result<(), CatalogError> {
+    for pattern in pins {
+        if !junction_core::element::is_host_pattern(pattern) {
+            return Err(invalid(
+                path,
+                format!("allowedHosts: '{pattern}' is not a host name or '*.domain'"),
+            ));
+        }
+    }
+    for key in urls {
+        let host = e
+            .resolve(key, sample)
+            .ok()
+            .flatten()
+            .and_then(|v| url::Url::parse(&v).ok())
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !allows(&host) {
+            return Err(invalid(
+                path,
+                format!("the default of '{key}' is on '{host}', which allowedHosts does not allow"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Credentials are filled only from entries an instance will have, and each one carries
+/// at least one secret, so a credential made of public values alone is a mistake caught
+/// here.
+fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
+    if e.credentials.is_empty() {
+        return Err(invalid(
+            path,
+            format!(
+                "{} elements need a 'credentials' list",
+                auth_name(e.authentication.kind)
+            ),
+        ));
+    }
+    let kind = e.authentication.kind;
+    for (i, credential) in e.credentials.iter().enumerate() {
+        let field = format!("credentials[{i}]");
+        let texts: Vec<&str> = match credential {
+            CredentialTemplate::Basic { username, password } => vec![username, password],
+            CredentialTemplate::Header { value, .. } | CredentialTemplate::Query { value, .. } => {
+                vec![value]
+            }
+        };
+        let mut names = Vec::new();
+        for text in texts {
+            names.extend(check_names_declared(path, e, &field, text)?);
+        }
+        if !names
+            .iter()
+            .any(|n| e.config_entry(n).is_some_and(|c| c.is_secret()))
+        {
+            return Err(invalid(
+                path,
+                format!(
+                    "{field}: must read at least one secret entry (type PASSWORD or secret: true)"
+                ),
+            ));
+        }
+        let fits = match (kind, credential) {
+            (AuthenticationType::Basic, CredentialTemplate::Basic { .. }) => true,
+            (AuthenticationType::ApiKey, CredentialTemplate::Basic { .. }) => false,
+            (AuthenticationType::ApiKey, _) => true,
+            (AuthenticationType::Custom, _) => true,
+            _ => false,
+        };
+        if !fits {
+            return Err(invalid(
+                path,
+                format!(
+                    "{field}: a {} element's credentials are {}",
+                    auth_name(kind),
+                    match kind {
+                        AuthenticationType::Basic => "in: basic",
+                        _ => "in: header or in: query",
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The keys `template` names, each a declared entry that an instance has a value for.
+fn check_names_declared(
+    path: &str,
+    e: &ElementDefinition,
+    field: &str,
+    template: &str,
+) -> Result<Vec<String>, CatalogError> {
+    let names = placeholders(template).map_err(|err| invalid(path, format!("{field}: {err}")))?;
+    for name in &names {
+        let entry = e.config_entry(name).ok_or_else(|| {
+            invalid(
+                path,
+                format!("{field}: '{{{name}}}' is not a configuration entry"),
+            )
+        })?;
+        if entry.internal {
+            return Err(invalid(path, format!("{field}: '{{{name}}}' is internal")));
+        }
+        if !entry.required && entry.default.is_none() {
+            return Err(invalid(
+                path,
+                format!("{field}: '{{{name}}}' must be required or have a default"),
+            ));
+        }
+    }
+    Ok(names)
+}
+
+fn auth_name(kind: AuthenticationType) -> &'static str {
+    match kind {
+        AuthenticationType::Oauth2 => "oauth2",
+        AuthenticationType::Oauth1 => "oauth1",
+        AuthenticationType::Basic => "basic",
+        AuthenticationType::ApiKey => "apiKey",
+        AuthenticationType::Custom => "custom",
+    }
 }
 
 fn check_url(path: &str, key: &str, value: &str) -> Result<(), CatalogError> {
@@ -373,6 +712,13 @@ mod tests {
 
     const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\n";
 
+    /// [`MINIMAL`] with what a basic element needs: an API, a secret and its credential.
+    fn basic(extra_configuration: &str, credentials: &str) -> String {
+        format!(
+            "{MINIMAL}configuration:\n  - {{key: base.url, name: b, default: 'https://api.example.com/v1'}}\n  - {{key: demo.api.key, name: k, type: PASSWORD, required: true}}\n{extra_configuration}credentials:\n{credentials}"
+        )
+    }
+
     #[test]
     fn an_override_keeps_the_fields_it_does_not_name() {
         let fragment: Entries = serde_norway::from_str(
@@ -380,9 +726,10 @@ mod tests {
         )
         .unwrap();
         let fragments = BTreeMap::from([("events".to_owned(), fragment)]);
-        let text = format!(
-            "{MINIMAL}uses: [events]\nconfiguration:\n  - {{key: event.vendor.type, default: polling}}\n"
-        );
+        let text = basic(
+            "  - {key: event.vendor.type, default: polling}\n",
+            "  - {in: basic, username: '{demo.api.key}'}\n",
+        ) + "uses: [events]\n";
         let catalog = Catalog::from_sources(&fragments, vec![("demo.yaml".into(), text)]).unwrap();
         let entry = catalog
             .get("demo")
@@ -397,8 +744,9 @@ mod tests {
 
     #[test]
     fn duplicate_ids_are_refused() {
-        let other = MINIMAL.replace("key: demo", "key: other");
-        let err = load(&[("demo.yaml", MINIMAL), ("other.yaml", &other)]).unwrap_err();
+        let demo = basic("", "  - {in: basic, username: '{demo.api.key}'}\n");
+        let other = demo.replace("key: demo\n", "key: other\n");
+        let err = load(&[("demo.yaml", &demo), ("other.yaml", &other)]).unwrap_err();
         assert!(err.to_string().contains("duplicate id 1"), "{err}");
     }
 
@@ -446,6 +794,152 @@ mod tests {
         let sfdc = catalog.get("sfdc").unwrap().oauth.clone().unwrap();
         assert!(sfdc.allows_host("acme.my.salesforce.com"));
         assert!(sfdc.allows_host("acme.lightning.force.com"));
+    }
+
+    fn refused(text: &str, expected: &str) {
+        let err = load(&[("demo.yaml", text)]).unwrap_err().to_string();
+        assert!(err.contains(expected), "expected '{expected}' in: {err}");
+    }
+
+    #[test]
+    fn credentials_read_only_declared_entries_and_at_least_one_secret() {
+        let ok = basic(
+            "",
+            "  - {in: basic, username: '{demo.api.key}', password: X}\n",
+        );
+        assert!(load(&[("demo.yaml", &ok)]).is_ok());
+        refused(
+            &basic("", "  - {in: basic, username: '{demo.nothing}'}\n"),
+            "'{demo.nothing}' is not a configuration entry",
+        );
+        refused(
+            &basic(
+                "  - {key: demo.user, name: u, required: true}\n",
+                "  - {in: basic, username: '{demo.user}'}\n",
+            ),
+            "at least one secret",
+        );
+        refused(
+            &basic(
+                "  - {key: demo.optional, name: o, type: PASSWORD}\n",
+                "  - {in: basic, username: '{demo.optional}'}\n",
+            ),
+            "must be required or have a default",
+        );
+        refused(
+            &basic("", "  - {in: basic, username: '{demo.api.key'}\n"),
+            "unclosed",
+        );
+        let without = format!(
+            "{MINIMAL}configuration:\n  - {{key: base.url, name: b, default: 'https://api.example.com'}}\n"
+        );
+        refused(&without, "need a 'credentials' list");
+        let api_key = basic("", "  - {in: basic, username: '{demo.api.key}'}\n")
+            .replace("{type: basic}", "{type: apiKey}");
+        refused(&api_key, "in: header or in: query");
+        let header = basic(
+            "",
+            "  - {in: header, name: Authorization, value: 'Bearer {demo.api.key}'}\n",
+        )
+        .replace("{type: basic}", "{type: apiKey}");
+        assert!(load(&[("demo.yaml", &header)]).is_ok());
+    }
+
+    #[test]
+    fn templated_urls_name_public_entries_and_stay_on_the_pinned_hosts() {
+        let credential = "  - {in: basic, username: '{demo.api.key}'}\n";
+        let tenant = basic(
+            "  - {key: demo.site, name: s, required: true}\n",
+            credential,
+        )
+        .replace(
+            "'https://api.example.com/v1'",
+            "'https://{demo.site}.example.com/v1'",
+        );
+        assert!(load(&[("demo.yaml", &tenant)]).is_ok());
+        refused(
+            &basic("", credential).replace(
+                "'https://api.example.com/v1'",
+                "'https://{demo.api.key}.example.com/v1'",
+            ),
+            "'{demo.api.key}', which is a secret",
+        );
+        refused(
+            &basic("", credential).replace(
+                "'https://api.example.com/v1'",
+                "'https://{demo.site}.example.com/v1'",
+            ),
+            "'{demo.site}', which is not a configuration entry",
+        );
+        let oauth = MINIMAL.replace("{type: basic}", "{type: oauth2}")
+            + "configuration:\n"
+            + "  - {key: demo.site, name: s, required: true}\n"
+            + "  - {key: oauth.api.key, name: k, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, required: true}\n"
+            + "  - {key: oauth.callback.url, name: c, required: true}\n"
+            + "  - {key: oauth.authorization.url, name: a, default: 'https://{demo.site}.example.com/auth'}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://{demo.site}.example.com/token'}\n"
+            + "  - {key: base.url, name: b, default: 'https://{demo.site}.example.com/api'}\n";
+        let pinned = format!("{oauth}oauth: {{allowedHosts: ['*.example.com']}}\n");
+        assert!(load(&[("demo.yaml", &pinned)]).is_ok());
+        let elsewhere = format!("{oauth}oauth: {{allowedHosts: ['*.example.org']}}\n");
+        refused(&elsewhere, "allowedHosts does not allow");
+        let overriding = format!(
+            "{oauth}oauth: {{allowedHosts: ['*.example.com'], authorizationParameters: {{client_id: x}}}}\n"
+        );
+        refused(&overriding, "'client_id' is set by Junction itself");
+    }
+
+    #[test]
+    fn client_credentials_elements_need_no_authorization_url_or_callback() {
+        let text = MINIMAL.replace("{type: basic}", "{type: oauth2}")
+            + "configuration:\n"
+            + "  - {key: oauth.api.key, name: k, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, required: true}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://login.example.com/token'}\n"
+            + "  - {key: base.url, name: b, default: 'https://api.example.com'}\n"
+            + "oauth: {grant: clientCredentials, allowedHosts: ['*.example.com']}\n";
+        assert!(load(&[("demo.yaml", &text)]).is_ok());
+        let code_flow = text.replace("grant: clientCredentials, ", "");
+        refused(&code_flow, "oauth.authorization.url");
+    }
+
+    #[test]
+    fn oauth1_elements_declare_their_three_endpoints() {
+        let text = MINIMAL.replace("{type: basic}", "{type: oauth1}")
+            + "configuration:\n"
+            + "  - {key: oauth.api.key, name: k, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, type: PASSWORD, required: true}\n"
+            + "  - {key: oauth.callback.url, name: c, required: true}\n"
+            + "  - {key: oauth.request.url, name: r, default: 'https://example.com/request'}\n"
+            + "  - {key: oauth.authorization.url, name: a, default: 'https://example.com/authorize'}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://example.com/access'}\n"
+            + "  - {key: base.url, name: b, default: 'https://api.example.com/1'}\n"
+            + "  - {key: demo.app, name: n, default: Demo}\n";
+        let spec = "oauth1: {allowedHosts: [example.com, api.example.com], authorizationParameters: {name: '{demo.app}'}}\n";
+        assert!(load(&[("demo.yaml", &format!("{text}{spec}"))]).is_ok());
+        refused(&text, "need an 'oauth1' section");
+        let no_request = text.replace(
+            "  - {key: oauth.request.url, name: r, default: 'https://example.com/request'}\n",
+            "",
+        );
+        refused(&format!("{no_request}{spec}"), "oauth.request.url");
+        let unknown = spec.replace("{demo.app}", "{demo.nothing}");
+        refused(
+            &format!("{text}{unknown}"),
+            "'{demo.nothing}' is not a configuration entry",
+        );
+        let narrow = spec.replace("example.com, api.example.com", "example.com");
+        refused(&format!("{text}{narrow}"), "allowedHosts does not allow");
+    }
+
+    #[test]
+    fn a_default_its_own_entry_refuses_is_refused() {
+        let text = basic(
+            "  - {key: event.vendor.type, name: e, default: carrier-pigeon, allowed: [webhook, polling]}\n",
+            "  - {in: basic, username: '{demo.api.key}'}\n",
+        );
+        refused(&text, "must be one of webhook, polling");
     }
 
     #[test]
