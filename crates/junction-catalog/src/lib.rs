@@ -506,6 +506,19 @@ fn check_pins(
     urls: &[&str],
     allows: impl Fn(&str) -> bool,
 ) -> Result<(), CatalogError> {
+    // A customer's own value lands in a templated URL: without pins it could name any
+    // host, and the app's client secret would follow it there.
+    let templated = urls.iter().any(|key| {
+        e.config_entry(key)
+            .and_then(|c| c.default.as_deref())
+            .is_some_and(|d| d.contains('{'))
+    });
+    if templated && pins.is_empty() {
+        return Err(invalid(
+            path,
+            "an element with templated URLs must pin its hosts (allowedHosts)",
+        ));
+    }
     for pattern in pins {
         if !junction_core::element::is_host_pattern(pattern) {
             return Err(invalid(
@@ -882,6 +895,7 @@ mod tests {
             + "  - {key: base.url, name: b, default: 'https://{demo.site}.example.com/api'}\n";
         let pinned = format!("{oauth}oauth: {{allowedHosts: ['*.example.com']}}\n");
         assert!(load(&[("demo.yaml", &pinned)]).is_ok());
+        refused(&format!("{oauth}oauth: {{}}\n"), "must pin its hosts");
         let elsewhere = format!("{oauth}oauth: {{allowedHosts: ['*.example.org']}}\n");
         refused(&elsewhere, "allowedHosts does not allow");
         let overriding = format!(

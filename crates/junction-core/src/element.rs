@@ -544,7 +544,8 @@ impl ElementDefinition {
     /// its own value, else the element's default, with every `{other.key}` in it filled
     /// from `values` (or from that entry's default). A provider with a host per customer
     /// says so in data (`https://{zendesk.subdomain}.zendesk.com/api/v2`), as Cloud
-    /// Elements' configuration does. `None`: neither a value nor a default.
+    /// Elements' configuration does. `None`: neither a value nor a default. The filled-in
+    /// value is the customer's to shape: a URL must pass the element's host pins again.
     pub fn resolve(
         &self,
         key: &str,
