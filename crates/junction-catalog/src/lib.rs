@@ -322,6 +322,11 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             "only basic, apiKey and custom elements have 'credentials'",
         ));
     }
+    // A JDBC definition is stored and served, never called: what it would send where is
+    // not Junction's to check.
+    if e.protocol_type == ProtocolType::Jdbc {
+        return Ok(());
+    }
     match e.authentication.kind {
         AuthenticationType::Oauth2 => validate_oauth2(path, e, &sample)?,
         AuthenticationType::Oauth1 => validate_oauth1(path, e, &sample)?,
@@ -329,11 +334,9 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             validate_credentials(path, e)?
         }
     }
-    if e.protocol_type == ProtocolType::Http {
-        let base = resolved(keys::BASE_URL)
-            .ok_or_else(|| invalid(path, "http elements need a default for 'base.url'"))?;
-        check_url(path, keys::BASE_URL, &base)?;
-    }
+    let base = resolved(keys::BASE_URL)
+        .ok_or_else(|| invalid(path, "http elements need a default for 'base.url'"))?;
+    check_url(path, keys::BASE_URL, &base)?;
     Ok(())
 }
 
@@ -945,6 +948,15 @@ mod tests {
         );
         let narrow = spec.replace("example.com, api.example.com", "example.com");
         refused(&format!("{text}{narrow}"), "allowedHosts does not allow");
+    }
+
+    #[test]
+    fn jdbc_definitions_template_their_connection_url_and_need_no_credentials() {
+        let text = format!(
+            "{MINIMAL}protocolType: jdbc\nconfiguration:\n  - {{key: db.host, name: h, required: true}}\n  - {{key: db.name, name: n, required: true}}\n  - {{key: base.url, name: b, default: 'jdbc:postgresql://{{db.host}}/{{db.name}}'}}\n"
+        );
+        assert!(load(&[("demo.yaml", &text)]).is_ok());
+        refused(&text.replace("{db.name}'", "{db.port}'"), "'{db.port}'");
     }
 
     #[test]
