@@ -319,16 +319,44 @@ impl FromRequestParts<AppState> for Auth {
                 authorization_header(parts)?,
             )
             .await?;
-        note_instance(parts, &caller);
-        if let Some(slot) = parts.extensions.get::<PermitSlot>() {
-            let permit = state
-                .limits
-                .try_acquire(&caller)
-                .ok_or_else(ApiError::too_many_requests)?;
-            slot.hold(permit);
-        }
-        Ok(Self(caller))
+        admit(parts, state, caller).map(Self)
     }
+}
+
+/// The caller of a route that addresses the Element token's instance (an `/instances/…`
+/// twin without an id): with an Element token, that instance, also when the User and
+/// Organization secrets of its account come along.
+pub struct TwinAuth(pub Caller);
+
+impl FromRequestParts<AppState> for TwinAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = state
+            .services
+            .authenticate_addressed_from(
+                client_address(parts, &state.services),
+                authorization_header(parts)?,
+            )
+            .await?;
+        admit(parts, state, caller).map(Self)
+    }
+}
+
+/// Names the caller's instance on the response and takes one of the caller's permits.
+fn admit(parts: &Parts, state: &AppState, caller: Caller) -> Result<Caller, ApiError> {
+    note_instance(parts, &caller);
+    if let Some(slot) = parts.extensions.get::<PermitSlot>() {
+        let permit = state
+            .limits
+            .try_acquire(&caller)
+            .ok_or_else(ApiError::too_many_requests)?;
+        slot.hold(permit);
+    }
+    Ok(caller)
 }
 
 #[cfg(test)]

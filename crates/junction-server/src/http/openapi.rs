@@ -69,6 +69,7 @@ use utoipa::{Modify, OpenApi};
         accounts::remove_user,
         proxy::proxy,
         proxy::ping,
+        proxy::hub_resource,
     ),
     components(schemas(
         ApiErrorBody,

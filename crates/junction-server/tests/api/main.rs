@@ -17,3 +17,4 @@ mod proxy;
 mod refresh;
 mod replicas;
 mod trace;
+mod wire;
