@@ -176,6 +176,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::UserNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "user_not_found", e.to_string())
             }
+            ServiceError::HubNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "hub_not_found", e.to_string())
+            }
             ServiceError::ResourceNotFound { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "resource_not_found", e.to_string())
             }

@@ -6,6 +6,7 @@ mod elements;
 pub mod error;
 pub mod extract;
 mod health;
+mod hubs;
 mod instances;
 pub mod limit;
 pub mod openapi;
@@ -45,6 +46,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         .merge(elements::router())
         .merge(instances::router())
         .merge(accounts::router())
+        .merge(hubs::router())
         .merge(proxy::router())
         .fallback(|| async { ApiError::not_found("no such API route") });
     Ok(Router::new()

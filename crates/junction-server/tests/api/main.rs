@@ -8,6 +8,7 @@ mod helpers;
 mod accounts;
 mod catalog;
 mod errors;
+mod hubs;
 mod lifecycle;
 mod limits;
 mod outbound;
