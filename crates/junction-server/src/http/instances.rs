@@ -1,6 +1,7 @@
 //! `/instances`: step 2 of provisioning and the instance lifecycle. Every
 //! `/instances/{id}/…` route has an Element-token twin `/instances/…` that addresses the
-//! token's own instance.
+//! token's own instance (`TwinAuth`), also when the User and Organization secrets come
+//! with the token.
 
 use super::AppState;
 use super::error::{ApiError, ApiErrorBody};
