@@ -13,6 +13,7 @@ on_both_backends!(
     built_in_hubs_are_those_the_elements_name,
     an_organization_creates_reads_and_deletes_its_own_hubs,
     hub_writes_are_validated_and_built_in_hubs_are_read_only,
+    another_replica_sees_a_hub_change_on_its_next_call,
 );
 
 async fn anonymous(app: &TestApp, path: &str) -> (StatusCode, Value) {
@@ -271,4 +272,26 @@ async fn hub_writes_are_validated_and_built_in_hubs_are_read_only(backend: Backe
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Hubs are read from the database on every call, so there is no copy for a replica to
+/// keep serving after another replica's change.
+async fn another_replica_sees_a_hub_change_on_its_next_call(backend: Backend) {
+    if backend == Backend::Sqlite {
+        // Replicas share a database only on PostgreSQL.
+        return;
+    }
+    let first = TestApp::spawn(backend).await;
+    let second = first.replica().await;
+    let (status, _) = second.get("/hubs/shared").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, created) = first.post("/hubs", &json!({"name": "Shared"})).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let (status, seen) = second.get("/hubs/shared").await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["id"], created["id"]);
+    let (status, _) = second.call(Method::DELETE, "/hubs/shared", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = first.get("/hubs/shared").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
