@@ -7,9 +7,13 @@
 //! required OAuth URLs, references between entries), so a bad file fails the build's
 //! tests and Junction's start, never a customer's request.
 
+mod hubs;
+
+pub use hubs::CUSTOM_HUB_IDS;
 use include_dir::{Dir, include_dir};
 use junction_core::credential::{CredentialTemplate, OAuthGrant, placeholders};
 use junction_core::element::{AuthenticationType, ElementDefinition, ProtocolType};
+use junction_core::hub::HubDefinition;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -34,6 +38,8 @@ pub struct Catalog {
     elements: Vec<Arc<ElementDefinition>>,
     by_key: HashMap<String, usize>,
     by_id: HashMap<i64, usize>,
+    /// The built-in hubs the elements name, ordered by id.
+    hubs: Vec<HubDefinition>,
 }
 
 /// Configuration entries as raw YAML mappings, so that a later layer can override some
@@ -73,7 +79,13 @@ impl Catalog {
                 .ok_or_else(|| invalid(&path, "is not UTF-8"))?;
             files.push((path, text.to_owned()));
         }
-        Self::from_sources(&fragments, files)
+        let mut catalog = Self::from_sources(&fragments, files)?;
+        let hubs = ELEMENTS
+            .get_file(hubs::HUBS_FILE)
+            .and_then(|f| f.contents_utf8())
+            .ok_or_else(|| invalid(hubs::HUBS_FILE, "is missing or not UTF-8"))?;
+        catalog.hubs = hubs::load(hubs, &catalog.elements)?;
+        Ok(catalog)
     }
 
     fn from_sources(
@@ -109,6 +121,7 @@ impl Catalog {
             elements,
             by_key,
             by_id,
+            hubs: Vec::new(),
         })
     }
 
@@ -126,6 +139,11 @@ impl Catalog {
 
     pub fn get_by_id(&self, id: i64) -> Option<&Arc<ElementDefinition>> {
         self.by_id.get(&id).and_then(|i| self.elements.get(*i))
+    }
+
+    /// The built-in hubs, ordered by id.
+    pub fn hubs(&self) -> &[HubDefinition] {
+        &self.hubs
     }
 
     /// Every element, ordered by id.
@@ -435,7 +453,7 @@ fn validate_oauth2(
     }
     for name in oauth.authorization_parameters.keys() {
         if RESERVED_AUTHORIZATION_PARAMETERS.contains(&name.as_str())
-            || *name == oauth.callback_parameter
+            || oauth.callback_parameter.names().any(|c| c == name)
         {
             return Err(invalid(
                 path,

@@ -266,10 +266,12 @@ pub struct OAuthSpec {
     /// Joins scopes in the authorization URL and in `oauth.scope`.
     #[serde(default = "space")]
     pub scope_separator: String,
-    /// Query parameter that carries the callback URL in the authorization URL. Almost
-    /// always `redirect_uri`; Act-On documents `callbackUrl`.
-    #[serde(default = "redirect_uri")]
-    pub callback_parameter: String,
+    /// Query parameter(s) that carry the callback URL in the authorization URL: one name
+    /// (almost always `redirect_uri`, the default) or a list, each of which gets the URL.
+    /// Act-On reads `redirect_uri`, and Cloud Elements' page for it showed `callbackUrl`,
+    /// so its file names both.
+    #[serde(default)]
+    pub callback_parameter: CallbackParameters,
     /// Extra query parameters of the authorization URL, as the provider documents them:
     /// Google's `access_type=offline` and Dropbox's `token_access_type=offline` are what
     /// make them issue a refresh token at all; Atlassian needs `audience`.
@@ -383,8 +385,55 @@ fn space() -> String {
     " ".into()
 }
 
-fn redirect_uri() -> String {
-    "redirect_uri".into()
+/// The names the callback URL goes under: a YAML/JSON string or a list of strings. One
+/// name serializes back as a string, so definitions read the same after an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "OneOrMany", into = "OneOrMany")]
+pub struct CallbackParameters(Vec<String>);
+
+impl CallbackParameters {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl Default for CallbackParameters {
+    fn default() -> Self {
+        Self(vec!["redirect_uri".into()])
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged, expecting = "a parameter name or a list of them")]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl TryFrom<OneOrMany> for CallbackParameters {
+    type Error = &'static str;
+
+    fn try_from(value: OneOrMany) -> Result<Self, Self::Error> {
+        let names = match value {
+            OneOrMany::One(name) => vec![name],
+            OneOrMany::Many(names) => names,
+        };
+        if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) {
+            return Err("callbackParameter needs at least one name, and no empty one");
+        }
+        Ok(Self(names))
+    }
+}
+
+impl From<CallbackParameters> for OneOrMany {
+    fn from(value: CallbackParameters) -> Self {
+        let mut names = value.0;
+        if names.len() == 1 {
+            Self::One(names.remove(0))
+        } else {
+            Self::Many(names)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

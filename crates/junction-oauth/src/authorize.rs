@@ -48,7 +48,9 @@ pub fn authorization_url(
         let mut query = url.query_pairs_mut();
         query.append_pair("response_type", "code");
         query.append_pair("client_id", request.client_id);
-        query.append_pair(&spec.callback_parameter, request.callback_url);
+        for name in spec.callback_parameter.names() {
+            query.append_pair(name, request.callback_url);
+        }
         if let Some(scope) = request.scope.filter(|s| !s.is_empty()) {
             query.append_pair("scope", scope);
         }
@@ -133,6 +135,37 @@ mod tests {
         .unwrap();
         assert!(url.contains("&callbackUrl=https"), "{url}");
         assert!(!url.contains("redirect_uri"));
+        let both = authorization_url(
+            &spec(r#"{"callbackParameter":["redirect_uri","callbackUrl"]}"#),
+            &request(None, None),
+        )
+        .unwrap();
+        let pairs: Vec<(String, String)> = url::Url::parse(&both)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .filter(|(_, v)| v.starts_with("https://app.example.com"))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (
+                    "redirect_uri".to_owned(),
+                    "https://app.example.com/auth?x=1".to_owned()
+                ),
+                (
+                    "callbackUrl".to_owned(),
+                    "https://app.example.com/auth?x=1".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_callback_parameter_list_may_not_be_empty() {
+        for bad in [r#"{"callbackParameter":[]}"#, r#"{"callbackParameter":""}"#] {
+            assert!(serde_json::from_str::<OAuthSpec>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -132,6 +132,21 @@ impl Services {
             .await
     }
 
+    /// [`Services::authenticate_addressed`] for a client at `client`, within its failure
+    /// budget.
+    pub async fn authenticate_addressed_from(
+        &self,
+        client: Option<IpAddr>,
+        header: Option<&str>,
+    ) -> Result<Caller, ServiceError> {
+        self.within_budget(
+            client,
+            header.is_some(),
+            self.authenticate_addressed(header),
+        )
+        .await
+    }
+
     /// A call without credentials guesses nothing, so only presented ones that fail
     /// are counted.
     async fn within_budget(

@@ -19,6 +19,10 @@ pub enum ServiceError {
     AccountNotFound(i64),
     #[error("no user with id {0}")]
     UserNotFound(i64),
+    #[error("no hub with key '{0}'")]
+    HubNotFound(String),
+    #[error("element '{element}' has no hub resource {resource}")]
+    ResourceNotFound { element: String, resource: String },
     /// The request contradicts what is stored (a duplicate, or a deletion that would
     /// leave something behind).
     #[error("{0}")]

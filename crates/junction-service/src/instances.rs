@@ -97,7 +97,7 @@ pub struct InstanceList {
     pub next_page: Option<String>,
 }
 
-fn platform_user(caller: &Caller) -> Result<UserId, ServiceError> {
+pub(crate) fn platform_user(caller: &Caller) -> Result<UserId, ServiceError> {
     match caller {
         Caller::User(p) => Ok(p.user_id),
         Caller::Instance(_) => Err(ServiceError::Unauthorized(

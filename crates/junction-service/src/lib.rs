@@ -9,6 +9,7 @@
 mod accounts;
 mod auth;
 mod auth_limit;
+mod catalog;
 mod configuration;
 mod credentials;
 mod error;
@@ -24,6 +25,10 @@ mod view;
 pub use accounts::{AccountBody, AccountUserView, AccountView, NewUserView, UserBody};
 pub use auth::{Caller, parse_authorization};
 pub use auth_limit::FailureLimiter;
+pub use catalog::{
+    ElementMetadata, EventsMetadata, HubBody, HubView, MAX_HUB_NAME, MAX_HUB_TEXT,
+    OperationMetadata, ResourceMetadata,
+};
 
 /// What one request may ask for, in one place for the OpenAPI document to state.
 pub mod limits {
@@ -31,6 +36,10 @@ pub mod limits {
     pub use crate::instances::{
         MAX_NAME, MAX_PAGE_SIZE, MAX_SEARCH_TEXT, MAX_TAG, MAX_TAG_FILTERS, MAX_TAGS,
     };
+    /// Hub fields.
+    pub mod hubs {
+        pub use crate::catalog::{MAX_HUB_NAME as MAX_NAME, MAX_HUB_TEXT as MAX_TEXT};
+    }
     /// Account and user fields.
     pub mod accounts {
         pub use crate::accounts::{MAX_DESCRIPTION, MAX_EMAIL, MAX_EXTERNAL_ID, MAX_NAME};

@@ -5,7 +5,7 @@
 //! the provider refused with 401 once after a refresh, and wait out a provider's rate
 //! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
 
-use crate::auth::parse_authorization;
+use crate::auth::{PresentedSecrets, parse_authorization};
 use crate::trace::{self, Tracer};
 use crate::{Caller, ServiceError, Services};
 use bytes::Bytes;
@@ -72,6 +72,16 @@ impl Services {
     ) -> Result<Caller, ServiceError> {
         let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let presented = parse_authorization(header.ok_or_else(|| unauthorized(needs_token))?)?;
+        self.instance_of(&presented).await
+    }
+
+    /// The instance whose Element token `presented` carries, checked against the User and
+    /// Organization secrets beside it, if any.
+    pub(crate) async fn instance_of(
+        &self,
+        presented: &PresentedSecrets,
+    ) -> Result<Caller, ServiceError> {
+        let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let token = presented
             .element
             .as_ref()
@@ -175,6 +185,22 @@ impl Services {
         Err(ServiceError::ProviderStatus {
             status: status.as_u16(),
             provider_message: provider_message(&body),
+        })
+    }
+
+    /// A hub resource call (`/hubs/{hub}/{resource…}`) for the instance: the resource
+    /// `path` (from its first segment, hub left out) of the instance's element. No
+    /// element declares resources Junction executes yet, so every one is unknown.
+    pub async fn hub_resource(
+        &self,
+        caller: &Caller,
+        method: &Method,
+        path: &str,
+    ) -> Result<ProxyResponse, ServiceError> {
+        let target = self.provider_target(caller).await?;
+        Err(ServiceError::ResourceNotFound {
+            element: target.element.key.clone(),
+            resource: format!("{method} {path}"),
         })
     }
 

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod cache;
+mod hubs;
 mod instances;
 mod refresh;
 mod startup;
@@ -20,6 +21,7 @@ pub use accounts::{
     UserRemoval,
 };
 pub use cache::CacheSettings;
+pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use startup::UnrevealedFirstStart;

@@ -1,11 +1,12 @@
-//! The catalog: `/elements`, `/elements/keys`, `/elements/{keyOrId}` and step 1 of
-//! provisioning, `/elements/{keyOrId}/oauth/url`.
+//! The catalog: `/elements`, `/elements/keys`, `/elements/{keyOrId}`, element metadata
+//! (`/elements/metadata`, `/elements/{keyOrId}/metadata`) and step 1 of provisioning,
+//! `/elements/{keyOrId}/oauth/url`.
 
 use super::error::{ApiError, ApiErrorBody};
-use super::extract::ApiJson;
+use super::extract::{ApiJson, MaybeAuth, query_flag};
 use super::{AppState, json_bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use junction_catalog::Catalog;
 use junction_core::ElementSummary;
 use junction_core::element::ConfigEntry;
-use junction_service::{OAuthUrlParams, OAuthUrlResponse};
+use junction_service::{ElementMetadata, OAuthUrlParams, OAuthUrlResponse};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -21,6 +22,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/elements", get(list))
         .route("/elements/keys", get(keys))
+        .route("/elements/metadata", get(metadata_list))
+        .route("/elements/{key_or_id}/metadata", get(metadata))
         .route("/elements/{key_or_id}", get(show))
         .route(
             "/elements/{key_or_id}/oauth/url",
@@ -179,4 +182,51 @@ async fn oauth_url_post(
     ApiJson(params): ApiJson<OAuthUrlParams>,
 ) -> Result<Json<OAuthUrlResponse>, ApiError> {
     Ok(Json(state.services.oauth_url(&key_or_id, &params)?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/elements/metadata",
+    tag = "elements",
+    summary = "Every element's metadata: events, authentication and, expanded, resources",
+    params(("expand" = Option<bool>, Query, description = "Add each element's resources and their operations")),
+    responses((status = 200, body = [ElementMetadata]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody)),
+    security((), ("authorization" = [])),
+)]
+async fn metadata_list(
+    State(state): State<AppState>,
+    MaybeAuth(caller): MaybeAuth,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<ElementMetadata>>, ApiError> {
+    let expand = query_flag(query.as_deref(), "expand")?;
+    Ok(Json(
+        state
+            .services
+            .elements_metadata(caller.as_ref(), expand)
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/elements/{key_or_id}/metadata",
+    tag = "elements",
+    summary = "One element's metadata: events, authentication and, expanded, resources",
+    params(("key_or_id" = String, Path, description = "Element key or id"), ("expand" = Option<bool>, Query, description = "Add the element's resources and their operations")),
+    responses((status = 200, body = ElementMetadata), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    security((), ("authorization" = [])),
+)]
+async fn metadata(
+    State(state): State<AppState>,
+    MaybeAuth(caller): MaybeAuth,
+    Path(key_or_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ElementMetadata>, ApiError> {
+    let expand = query_flag(query.as_deref(), "expand")?;
+    Ok(Json(
+        state
+            .services
+            .element_metadata(caller.as_ref(), &key_or_id, expand)
+            .await?,
+    ))
 }

@@ -176,6 +176,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::UserNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "user_not_found", e.to_string())
             }
+            ServiceError::HubNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "hub_not_found", e.to_string())
+            }
+            ServiceError::ResourceNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "resource_not_found", e.to_string())
+            }
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::BadRequest { code, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, message)

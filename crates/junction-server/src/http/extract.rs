@@ -263,6 +263,29 @@ fn got_terms(got: &str) -> String {
     .to_owned()
 }
 
+/// A yes/no query parameter (`expand=true`, `hydrate=false`); absent is no, and anything
+/// but `true` or `false` (any case) is a 400 naming it.
+pub fn query_flag(raw: Option<&str>, name: &str) -> Result<bool, ApiError> {
+    let mut flag = false;
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if key != name {
+            continue;
+        }
+        flag = match value.to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    format!("{name} must be true or false"),
+                ));
+            }
+        };
+    }
+    Ok(flag)
+}
+
 /// The `Authorization` header's text, if any.
 pub fn authorization_header(parts: &Parts) -> Result<Option<&str>, ApiError> {
     parts
@@ -319,16 +342,65 @@ impl FromRequestParts<AppState> for Auth {
                 authorization_header(parts)?,
             )
             .await?;
-        note_instance(parts, &caller);
-        if let Some(slot) = parts.extensions.get::<PermitSlot>() {
-            let permit = state
-                .limits
-                .try_acquire(&caller)
-                .ok_or_else(ApiError::too_many_requests)?;
-            slot.hold(permit);
-        }
-        Ok(Self(caller))
+        admit(parts, state, caller).map(Self)
     }
+}
+
+/// The caller when the request carries an `Authorization` header, `None` when it carries
+/// none: catalog reads are open to anyone, and a caller also sees its organization's own
+/// additions. A header that is present must prove someone, or the call is refused.
+pub struct MaybeAuth(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if authorization_header(parts)?.is_none() {
+            return Ok(Self(None));
+        }
+        Auth::from_request_parts(parts, state)
+            .await
+            .map(|Auth(caller)| Self(Some(caller)))
+    }
+}
+
+/// The caller of a route that addresses the Element token's instance (an `/instances/…`
+/// twin without an id): with an Element token, that instance, also when the User and
+/// Organization secrets of its account come along.
+pub struct TwinAuth(pub Caller);
+
+impl FromRequestParts<AppState> for TwinAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = state
+            .services
+            .authenticate_addressed_from(
+                client_address(parts, &state.services),
+                authorization_header(parts)?,
+            )
+            .await?;
+        admit(parts, state, caller).map(Self)
+    }
+}
+
+/// Names the caller's instance on the response and takes one of the caller's permits.
+fn admit(parts: &Parts, state: &AppState, caller: Caller) -> Result<Caller, ApiError> {
+    note_instance(parts, &caller);
+    if let Some(slot) = parts.extensions.get::<PermitSlot>() {
+        let permit = state
+            .limits
+            .try_acquire(&caller)
+            .ok_or_else(ApiError::too_many_requests)?;
+        slot.hold(permit);
+    }
+    Ok(caller)
 }
 
 #[cfg(test)]

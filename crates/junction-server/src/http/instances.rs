@@ -1,10 +1,11 @@
 //! `/instances`: step 2 of provisioning and the instance lifecycle. Every
 //! `/instances/{id}/…` route has an Element-token twin `/instances/…` that addresses the
-//! token's own instance.
+//! token's own instance (`TwinAuth`), also when the User and Organization secrets come
+//! with the token.
 
 use super::AppState;
 use super::error::{ApiError, ApiErrorBody};
-use super::extract::{ApiJson, Auth, OptionalJson};
+use super::extract::{ApiJson, Auth, OptionalJson, TwinAuth};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::routing::{get, put};
@@ -299,7 +300,7 @@ async fn merge(
 )]
 async fn replace_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     ApiJson(body): ApiJson<InstanceBody>,
 ) -> Result<Json<InstanceView>, ApiError> {
     update(&state, &caller, None, body, UpdateMode::Replace).await
@@ -316,7 +317,7 @@ async fn replace_own(
 )]
 async fn merge_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     ApiJson(body): ApiJson<InstanceBody>,
 ) -> Result<Json<InstanceView>, ApiError> {
     update(&state, &caller, None, body, UpdateMode::Merge).await
@@ -361,7 +362,7 @@ async fn remove(
 )]
 async fn remove_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<Value>, ApiError> {
     delete(&state, &caller, None).await
 }
@@ -402,7 +403,7 @@ async fn configuration(
 )]
 async fn configuration_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<Vec<ConfigEntryView>>, ApiError> {
     config_list(&state, &caller, None).await
 }
@@ -454,7 +455,7 @@ async fn configuration_entry(
 )]
 async fn configuration_entry_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     Path(config_id): Path<String>,
 ) -> Result<Json<ConfigEntryView>, ApiError> {
     config_entry(&state, &caller, None, &config_id).await
@@ -522,7 +523,7 @@ async fn patch_configuration_entry(
 )]
 async fn patch_configuration_entry_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     Path(config_id): Path<String>,
     ApiJson(body): ApiJson<ConfigPatch>,
 ) -> Result<Json<ConfigEntryView>, ApiError> {
@@ -584,7 +585,7 @@ async fn disable(
 )]
 async fn enable_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<InstanceView>, ApiError> {
     enabled(&state, &caller, None, true).await
 }
@@ -599,7 +600,7 @@ async fn enable_own(
 )]
 async fn disable_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<InstanceView>, ApiError> {
     enabled(&state, &caller, None, false).await
 }
@@ -666,7 +667,7 @@ async fn trace_off(
 )]
 async fn trace_on_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     OptionalJson(config): OptionalJson<TraceLoggingConfig>,
 ) -> Result<Json<InstanceView>, ApiError> {
     trace(&state, &caller, None, Some(config.unwrap_or_default())).await
@@ -682,7 +683,7 @@ async fn trace_on_own(
 )]
 async fn trace_off_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<InstanceView>, ApiError> {
     trace(&state, &caller, None, None).await
 }
@@ -745,7 +746,7 @@ async fn trace_logs(
 )]
 async fn trace_logs_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     RawQuery(query): RawQuery,
 ) -> Result<(HeaderMap, Json<Vec<TraceLogView>>), ApiError> {
     trace_logs_response(&state, &caller, None, query).await

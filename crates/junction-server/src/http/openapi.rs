@@ -2,13 +2,14 @@
 //! served at `/elements/api-v2/openapi.json` with an offline Swagger UI at `/docs`.
 
 use super::error::ApiErrorBody;
-use super::{accounts, elements, instances, proxy};
+use super::{accounts, elements, hubs, instances, proxy};
 use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
-    AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementRef, InstanceBody,
-    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, PingView, ProviderData,
-    TraceLogView, TraceLoggingConfig, UserBody, UserView,
+    AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementMetadata, ElementRef,
+    EventsMetadata, HubBody, HubView, InstanceBody, InstanceView, NewUserView, OAuthUrlParams,
+    OAuthUrlResponse, OperationMetadata, PingView, ProviderData, ResourceMetadata, TraceLogView,
+    TraceLoggingConfig, UserBody, UserView,
 };
 use serde_json::{Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -31,6 +32,12 @@ use utoipa::{Modify, OpenApi};
         elements::show,
         elements::oauth_url_get,
         elements::oauth_url_post,
+        elements::metadata_list,
+        elements::metadata,
+        hubs::list,
+        hubs::create,
+        hubs::show,
+        hubs::remove,
         instances::list,
         instances::create,
         instances::replace_own,
@@ -69,6 +76,7 @@ use utoipa::{Modify, OpenApi};
         accounts::remove_user,
         proxy::proxy,
         proxy::ping,
+        proxy::hub_resource,
     ),
     components(schemas(
         ApiErrorBody,
@@ -93,6 +101,12 @@ use utoipa::{Modify, OpenApi};
         PingView,
         TraceLoggingConfig,
         TraceLogView,
+        ElementMetadata,
+        EventsMetadata,
+        ResourceMetadata,
+        OperationMetadata,
+        HubBody,
+        HubView,
     )),
     modifiers(&Security),
     tags(
@@ -100,6 +114,7 @@ use utoipa::{Modify, OpenApi};
         (name = "instances", description = "Step 2 of provisioning and the instance lifecycle"),
         (name = "accounts", description = "Accounts and users, for organization administrators"),
         (name = "hubs", description = "Calls to an instance's provider, authenticated by its Element token"),
+        (name = "catalog", description = "Hubs: the built-in ones and the organization's own"),
     )
 )]
 pub struct ApiDoc;
@@ -200,6 +215,15 @@ fn state_limits(doc: &mut Value) {
                     "externalId",
                     nullable_string(limits::accounts::MAX_EXTERNAL_ID),
                 ),
+            ],
+        ),
+        (
+            "HubBody",
+            vec![
+                ("key", nullable_string(64)),
+                ("name", nullable_string(limits::hubs::MAX_NAME)),
+                ("description", nullable_string(limits::hubs::MAX_TEXT)),
+                ("videoLink", nullable_string(limits::hubs::MAX_TEXT)),
             ],
         ),
         (
