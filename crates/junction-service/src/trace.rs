@@ -2,13 +2,13 @@
 //! instance's provider (proxied calls, pings, and each of their retries) is kept, redacted,
 //! for the instance's owner to read back through `GET /instances/{id}/trace-logs`.
 //!
-//! Bodies stream as before: the recorder copies at most [`BODY_LIMIT`] bytes of each as
+//! Bodies stream as before: the recorder copies the start of each (see [`Redactor::capture_limit`]) as
 //! they pass and counts the rest, and the entry is written once the provider's answer has
 //! been read to its end (or dropped), without holding up the caller. An instance
 //! without trace logging pays one flag check per call.
 
 use crate::instances::{decode_cursor, encode_cursor, page_size};
-use crate::redact::{BODY_LIMIT, Redactor};
+use crate::redact::Redactor;
 use crate::view::iso8601;
 use crate::{Caller, InstanceView, ServiceError, Services, now_ms};
 use bytes::Bytes;
@@ -220,7 +220,8 @@ impl Tracer {
             error: None,
         };
         // `call.url` and `call.headers` do not carry the credential yet: `send` adds it.
-        let request = Arc::new(Mutex::new(Capture::default()));
+        let limit = redactor.capture_limit();
+        let request = Arc::new(Mutex::new(Capture::new(limit)));
         call.body = match call.body {
             ProxyBody::Buffered(bytes) => {
                 lock(&request).push(&bytes);
@@ -250,7 +251,7 @@ impl Tracer {
                 Ok(ProxyResponse {
                     body: reqwest::Body::wrap(Recorded {
                         inner: response.body,
-                        capture: Capture::default(),
+                        capture: Capture::new(limit),
                         pending: Some(pending),
                     }),
                     ..response
@@ -288,16 +289,25 @@ fn lock(capture: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
     capture.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The first [`BODY_LIMIT`] bytes of a body, and how many passed in all.
+/// The first bytes of a body (up to [`Redactor::capture_limit`], a little more than the
+/// [`crate::redact::BODY_LIMIT`] an entry keeps), and how many passed in all.
 #[derive(Default)]
 struct Capture {
     start: Vec<u8>,
     seen: u64,
+    limit: usize,
 }
 
 impl Capture {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
     fn push(&mut self, data: &[u8]) {
-        let room = BODY_LIMIT.saturating_sub(self.start.len());
+        let room = self.limit.saturating_sub(self.start.len());
         self.start.extend_from_slice(&data[..room.min(data.len())]);
         self.seen += data.len() as u64;
     }
