@@ -13,31 +13,8 @@ const MASK: &str = "********";
 /// Shorter values are not searched for: masking every "abc" in a body hides nothing.
 const SHORTEST_SECRET: usize = 6;
 
-/// Words that make a field, parameter or header name secret-looking, compared with the
-/// name in lower case and without `-`, `_` and `.`.
-const SECRET_WORDS: &[&str] = &[
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "authorization",
-    "apikey",
-    "accesskey",
-    "privatekey",
-    "signature",
-    "credential",
-    "session",
-    "cookie",
-];
-
-pub fn is_secret_name(name: &str) -> bool {
-    let folded: String = name
-        .chars()
-        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
-        .flat_map(char::to_lowercase)
-        .collect();
-    folded == "pwd" || folded == "code" || SECRET_WORDS.iter().any(|w| folded.contains(w))
-}
+/// The one rule for secret-looking names, shared with configuration keys.
+pub use junction_core::config::looks_like_credential as is_secret_name;
 
 /// What one instance's trace entries must not show.
 #[derive(Debug, Default)]
@@ -285,25 +262,6 @@ fn string_end(text: &str) -> usize {
 mod tests {
     use super::*;
     use http::HeaderValue;
-
-    #[test]
-    fn secret_looking_names_are_recognised() {
-        for name in [
-            "access_token",
-            "Authorization",
-            "x-api-key",
-            "client_secret",
-            "password",
-            "refreshToken",
-            "Set-Cookie",
-            "code",
-        ] {
-            assert!(is_secret_name(name), "{name}");
-        }
-        for name in ["name", "id", "fields", "content-type", "email"] {
-            assert!(!is_secret_name(name), "{name}");
-        }
-    }
 
     #[test]
     fn urls_lose_secret_parameters_and_known_secrets() {
