@@ -416,6 +416,13 @@ impl DatabaseConfig {
             bail!("JUNCTION_ENCRYPTION_KEY is required unless the database is a SQLite file");
         };
         let key_path = beside(&db_path, ".key");
+        if !self.url.creates_file() && !db_path.exists() {
+            bail!(
+                "the database {} does not exist, and its URL's `mode` does not create it \
+                 (only `mode=rwc`, the default, does)",
+                db_path.display()
+            );
+        }
         let key = if key_path.exists() {
             warn_if_readable_by_others(&key_path);
             let text = std::fs::read_to_string(&key_path)

@@ -168,6 +168,20 @@ impl DatabaseUrl {
         Some(std::path::PathBuf::from(file.as_ref()))
     }
 
+    /// Whether connecting creates a missing SQLite file: only in sqlx's `mode=rwc`, which
+    /// [`Self::parse`] adds when the URL names no mode; `mode=ro` and `mode=rw` open an
+    /// existing file or fail.
+    pub fn creates_file(&self) -> bool {
+        let Some(rest) = self.0.strip_prefix("sqlite://") else {
+            return false;
+        };
+        let params = rest.split_once('?').map_or("", |(_, p)| p);
+        url::form_urlencoded::parse(params.as_bytes())
+            .filter(|(k, _)| k == "mode")
+            .last()
+            .is_some_and(|(_, v)| v == "rwc")
+    }
+
     /// `host:port` of a PostgreSQL server, for messages (never the credentials).
     pub fn server(&self) -> Option<String> {
         let url = url::Url::parse(&self.0).ok()?;
@@ -184,16 +198,40 @@ impl DatabaseUrl {
 }
 
 impl fmt::Display for DatabaseUrl {
+    /// Masks the password wherever libpq reads one: after the user name, and in query
+    /// parameters such as `password` and `sslpassword`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("********"));
-                f.write_str(u.as_str())
-            }
-            _ => f.write_str(&self.0),
+        if self.dialect() != Dialect::Postgres {
+            return f.write_str(&self.0);
         }
+        let Ok(mut u) = url::Url::parse(&self.0) else {
+            // Checked by `parse`; never shown unparsed, in case it holds a password.
+            return f.write_str("postgres://…");
+        };
+        if u.password().is_some() {
+            let _ = u.set_password(Some(MASKED));
+        }
+        if u.query_pairs()
+            .any(|(k, _)| junction_core::config::looks_secret(&k))
+        {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if junction_core::config::looks_secret(&k) {
+                        MASKED.to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        f.write_str(u.as_str())
     }
 }
+
+const MASKED: &str = "********";
 
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -245,7 +283,8 @@ impl Store {
         install_default_drivers();
         let dialect = url.dialect();
         match url.sqlite_path() {
-            Some(path) => create_private_file(&path)?,
+            Some(path) if url.creates_file() => create_private_file(&path)?,
+            Some(_) => {}
             None if dialect == Dialect::Postgres => {
                 // A pool retries a refused connection until its acquire timeout and then
                 // reports only that it timed out; one plain attempt first says why.
@@ -538,6 +577,46 @@ mod tests {
         assert!(!format!("{url}").contains("s3cret"));
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(url.dialect(), Dialect::Postgres);
+    }
+
+    #[test]
+    fn database_url_hides_passwords_given_as_parameters() {
+        let url = DatabaseUrl::parse(
+            "postgres://db/junction?user=j&password=s3cret&sslmode=require&sslpassword=k3y-pass",
+        )
+        .unwrap();
+        for shown in [format!("{url}"), format!("{url:?}")] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("k3y-pass"),
+                "{shown}"
+            );
+            assert!(
+                shown.contains("user=j") && shown.contains("sslmode=require"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_default_sqlite_mode_creates_the_file() {
+        assert!(DatabaseUrl::parse("./j.db").unwrap().creates_file());
+        assert!(
+            DatabaseUrl::parse("sqlite:j.db?cache=shared")
+                .unwrap()
+                .creates_file()
+        );
+        assert!(
+            DatabaseUrl::parse("sqlite:j.db?mode=rwc")
+                .unwrap()
+                .creates_file()
+        );
+        for url in [
+            "sqlite:j.db?mode=ro",
+            "sqlite://j.db?mode=rw",
+            "postgres://db/j",
+        ] {
+            assert!(!DatabaseUrl::parse(url).unwrap().creates_file(), "{url}");
+        }
     }
 
     #[test]

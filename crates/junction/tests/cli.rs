@@ -953,3 +953,32 @@ fn a_request_body_sent_too_slowly_fails_after_the_body_timeout() {
     drop(stream);
     writer.join().unwrap();
 }
+
+#[test]
+fn a_sqlite_url_that_only_opens_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["ro", "rw"] {
+        let output = junction(dir.path())
+            .env(
+                "JUNCTION_DATABASE_URL",
+                format!("sqlite:./{mode}.db?mode={mode}"),
+            )
+            .arg("migrate")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "mode={mode}");
+        let stderr = stderr_of(&output);
+        assert!(stderr.contains("does not exist"), "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "mode={mode} created {left:?}");
+    }
+    // With a key given, the store itself must not create the file either.
+    let output = junction(dir.path())
+        .env("JUNCTION_DATABASE_URL", "sqlite:./k.db?mode=rw")
+        .env("JUNCTION_ENCRYPTION_KEY", KEY)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(!dir.path().join("k.db").exists());
+}
