@@ -431,3 +431,25 @@ async fn x_forwarded_for_chooses_the_address_only_when_trusted() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn forwarded_addresses_with_ports_count_as_their_address_and_unnamed_ones_apart() {
+    let wrong = "User a-guess, Organization b";
+    let app = TestApp::spawn_with(Backend::Sqlite, limited(1, true)).await;
+    for (first, second) in [
+        ("198.51.100.1:567", "198.51.100.1"),
+        ("[2001:db8::1]:80", "[2001:db8::1]"),
+    ] {
+        let (status, _, _) = attempt(&app, "/instances", wrong, Some(first)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{first}");
+        let (status, _, _) = attempt(&app, "/instances", wrong, Some(second)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{second}");
+    }
+    let (status, _, _) = attempt(&app, "/instances", wrong, Some("unknown")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = attempt(&app, "/instances", wrong, Some("garbage")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The proxy's own address (used when it adds no header) was not spent by them.
+    let (status, _, body) = attempt(&app, "/instances", wrong, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
