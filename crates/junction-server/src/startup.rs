@@ -100,9 +100,21 @@ pub async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<
     };
     let ids = match pending {
         Some(pending) => {
-            store
-                .replace_unrevealed_secrets(pending, &organization_secret, &user_secret)
-                .await?;
+            match store
+                .replace_unrevealed_secrets(pending, &organization_secret, &user_secret, now_ms())
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::NotFound) => {
+                    tracing::info!(
+                        organization_id = %pending.organization_id,
+                        "another replica starting now replaced the first organization's \
+                         unshown secrets and shows them"
+                    );
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
             tracing::warn!(
                 organization_id = %pending.organization_id,
                 "the first organization's secrets were never shown (an earlier start stopped \

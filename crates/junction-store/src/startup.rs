@@ -16,6 +16,9 @@ const KEY_CHECK_TEXT: &[u8] = b"junction";
 pub struct UnrevealedFirstStart {
     pub organization_id: OrganizationId,
     pub user_id: UserId,
+    /// When the secrets not yet shown were made: a replacement claims the row by
+    /// changing it, so that of two replicas that read the same row only one replaces.
+    pub created_at: i64,
 }
 
 impl Store {
@@ -120,8 +123,8 @@ impl Store {
     /// The first organization whose generated secrets were never shown, if any.
     pub async fn unrevealed_first_start(&self) -> Result<Option<UnrevealedFirstStart>, StoreError> {
         let row = sqlx::query(
-            "select organization_id, user_id from first_start where revealed_at is null \
-             order by organization_id limit 1",
+            "select organization_id, user_id, created_at from first_start \
+             where revealed_at is null order by organization_id limit 1",
         )
         .fetch_optional(self.writer())
         .await?;
@@ -129,29 +132,38 @@ impl Store {
             Ok(UnrevealedFirstStart {
                 organization_id: OrganizationId(r.try_get("organization_id")?),
                 user_id: UserId(r.try_get("user_id")?),
+                created_at: r.try_get("created_at")?,
             })
         })
         .transpose()
     }
 
     /// Gives the first organization and its first user new secrets. Only for secrets
-    /// nobody was ever shown: no one can hold the ones replaced.
+    /// nobody was ever shown: no one can hold the ones replaced. `NotFound` when the row
+    /// `first` was read from has changed since: another replica starting at the same time
+    /// replaced them first, and shows its own.
     pub async fn replace_unrevealed_secrets(
         &self,
         first: UnrevealedFirstStart,
         organization_secret: &Secret,
         user_secret: &Secret,
+        now: i64,
     ) -> Result<(), StoreError> {
         let keyring = self.keyring();
         let mut tx = self.writer().begin().await?;
-        let pending: Option<i64> = sqlx::query_scalar(
-            "select organization_id from first_start \
-             where organization_id = $1 and revealed_at is null",
+        // Compare and set: PostgreSQL makes a concurrent claim wait for this one's commit
+        // and then finds `created_at` changed.
+        let claimed = sqlx::query(
+            "update first_start set created_at = $1 \
+             where organization_id = $2 and revealed_at is null and created_at = $3",
         )
+        .bind(now.max(first.created_at + 1))
         .bind(first.organization_id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if pending.is_none() {
+        .bind(first.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
             return Err(StoreError::NotFound);
         }
         sqlx::query("update organizations set secret_hash = $1 where id = $2")
@@ -252,6 +264,48 @@ mod tests {
             .await
             .unwrap();
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn only_one_of_two_starts_replaces_the_unshown_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = junction_crypto::generate_key().unwrap();
+        let store = open(&dir.path().join("j.db"), &key).await;
+        store
+            .create_first_organization(
+                NewOrganization {
+                    name: "o",
+                    account_name: "a",
+                    email: "e@example.com",
+                    first_name: "f",
+                    last_name: "l",
+                    organization_secret: &Secret::new("organization-secret"),
+                    user_secret: &Secret::new("user-secret"),
+                    now: 5,
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        // Both starts read the row before either replaces.
+        let seen_by_one = store.unrevealed_first_start().await.unwrap().unwrap();
+        let seen_by_other = store.unrevealed_first_start().await.unwrap().unwrap();
+        let one = Secret::new("first-replacement");
+        store
+            .replace_unrevealed_secrets(seen_by_one, &one, &one, 5)
+            .await
+            .unwrap();
+        let other = Secret::new("second-replacement");
+        let lost = store
+            .replace_unrevealed_secrets(seen_by_other, &other, &other, 5)
+            .await
+            .unwrap_err();
+        assert!(matches!(lost, StoreError::NotFound), "{lost:?}");
+        let hash: Vec<u8> = sqlx::query_scalar("select secret_hash from users")
+            .fetch_one(store.writer())
+            .await
+            .unwrap();
+        assert_eq!(hash, store.keyring().lookup_hash(one.expose()));
     }
 
     #[tokio::test]
