@@ -184,8 +184,9 @@ fn tag_filters(raw: &[String]) -> Result<Vec<String>, ServiceError> {
                 format!("tags[] values are limited to {MAX_TAG} characters"),
             ));
         }
+        // Repeats are left to the store, whose query needs them distinct anyway.
         let tag = strip_html(tag);
-        if !tag.is_empty() && !tags.contains(&tag) {
+        if !tag.is_empty() {
             tags.push(tag);
         }
     }

@@ -358,10 +358,7 @@ impl FromRequestParts<AppState> for Auth {
             .await?;
         note_instance(parts, &caller);
         if let Some(slot) = parts.extensions.get::<PermitSlot>() {
-            let permit = state
-                .limits
-                .try_acquire(&caller)
-                .ok_or_else(ApiError::too_many_requests)?;
+            let permit = state.limits.try_acquire(&caller)?;
             slot.hold(permit);
         }
         Ok(Self(caller))
