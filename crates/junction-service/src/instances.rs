@@ -580,7 +580,6 @@ impl Services {
                 tags: &record.tags,
                 valid: record.valid,
                 disabled: record.disabled,
-                trace_logging: record.trace_logging,
                 trace_logging_until: record.trace_logging_until,
                 external_authentication: &record.external_authentication,
                 token_expires_at: record.token_expires_at,

@@ -127,7 +127,6 @@ impl Services {
         let record = self.owned_instance(caller, id).await?;
         let record = self
             .save(record, |r| {
-                r.trace_logging = until.is_some();
                 r.trace_logging_until = until;
             })
             .await?;
@@ -175,7 +174,7 @@ impl Tracer {
         record: &InstanceRecord,
         element: &ElementDefinition,
     ) -> Option<Self> {
-        if !record.trace_logging || !record.is_tracing(now_ms()) {
+        if !record.is_tracing(now_ms()) {
             return None;
         }
         let secrets = record
