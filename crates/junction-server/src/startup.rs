@@ -7,7 +7,7 @@ use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
-use junction_service::{FailureLimiter, RefreshCoordinator, Services, now_ms};
+use junction_service::{FailureLimiter, RefreshCoordinator, Services, TraceWriter, now_ms};
 use junction_store::{NewOrganization, OrganizationCreated, Store, StoreError, StoreSettings};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -174,6 +174,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
     // Same policy and timeouts, but the timeout bounds each wait for the provider rather
     // than the whole call, so large bodies can stream.
     let proxy = ProxyClient::new(settings)?;
+    let traces = TraceWriter::start(store.clone());
     Ok(Services {
         store,
         catalog: Arc::new(catalog),
@@ -184,6 +185,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
             config.auth_failure_limit,
             config.trust_forwarded_for,
         )),
+        traces,
     })
 }
 
