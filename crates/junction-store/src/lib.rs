@@ -255,7 +255,15 @@ pub struct Store {
     /// Where a cancellation goes (`Cancellable`): a connection of its own, since the
     /// pool may be exhausted by the very queries being cancelled.
     url: DatabaseUrl,
+    /// Cancellations in flight, each on a connection outside the pool; see
+    /// [`CANCELS_IN_FLIGHT`].
+    cancels: Arc<tokio::sync::Semaphore>,
 }
+
+/// Cancellations (each a new PostgreSQL connection) in flight at once. Beyond this, an
+/// abandoned statement is left to the statement timeout: clients that go away in a flood
+/// must not open connections without bound.
+const CANCELS_IN_FLIGHT: usize = 4;
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -361,6 +369,7 @@ impl Store {
             cache,
             stop_follower: Arc::new(Mutex::new(Some(stop))),
             url: url.clone(),
+            cancels: Arc::new(tokio::sync::Semaphore::new(CANCELS_IN_FLIGHT)),
         })
     }
 
@@ -371,12 +380,13 @@ impl Store {
     pub(crate) async fn cancellable(&self) -> Result<Cancellable, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let backend = match self.dialect {
-            Dialect::Postgres => Some((
-                sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+            Dialect::Postgres => Some(Backend {
+                pid: sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
                     .fetch_one(&mut *conn)
                     .await?,
-                self.url.clone(),
-            )),
+                url: self.url.clone(),
+                cancels: Arc::clone(&self.cancels),
+            }),
             Dialect::Sqlite => None,
         };
         Ok(Cancellable {
@@ -506,9 +516,15 @@ fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
 /// dropped before that, it cancels whatever its connection is running.
 pub(crate) struct Cancellable {
     conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
-    /// PostgreSQL: the backend process serving `conn`, and where to reach the server.
-    backend: Option<(i32, DatabaseUrl)>,
+    /// PostgreSQL: the backend process serving `conn`, and how to cancel its statement.
+    backend: Option<Backend>,
     finished: bool,
+}
+
+struct Backend {
+    pid: i32,
+    url: DatabaseUrl,
+    cancels: Arc<tokio::sync::Semaphore>,
 }
 
 impl Cancellable {
@@ -529,7 +545,7 @@ impl Drop for Cancellable {
         if self.finished {
             return;
         }
-        let (Some(mut conn), Some((pid, url))) = (self.conn.take(), self.backend.take()) else {
+        let (Some(mut conn), Some(backend)) = (self.conn.take(), self.backend.take()) else {
             return;
         };
         // What the connection was in the middle of is unknown: never reuse it.
@@ -537,7 +553,16 @@ impl Drop for Cancellable {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let Backend { pid, url, cancels } = backend;
+        let Ok(permit) = cancels.try_acquire_owned() else {
+            tracing::debug!(
+                pid,
+                "too many cancellations in flight: the statement timeout ends this one"
+            );
+            return;
+        };
         runtime.spawn(async move {
+            let _permit = permit;
             use sqlx::Connection;
             let cancelled = async {
                 let mut other = sqlx::postgres::PgConnection::connect(url.expose()).await?;
