@@ -453,3 +453,22 @@ async fn forwarded_addresses_with_ports_count_as_their_address_and_unnamed_ones_
     let (status, _, body) = attempt(&app, "/instances", wrong, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
+
+/// What the OpenAPI document promises for every operation that checks credentials, one
+/// real answer per way of authenticating.
+#[tokio::test]
+async fn each_route_family_answers_429_once_its_guesses_are_spent() {
+    for (path, guess) in [
+        ("/instances", "User a-guess, Organization b"),
+        ("/instances/configuration", "Element guessed-token"),
+        ("/proxy/me", "Element guessed-token"),
+    ] {
+        let app = TestApp::spawn_with(Backend::Sqlite, limited(1, false)).await;
+        let (status, _, body) = attempt(&app, path, guess, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        let (status, retry_after, body) = attempt(&app, path, guess, None).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{path}: {body}");
+        assert_error(&body, "too_many_requests");
+        assert!(retry_after.is_some(), "{path}: Retry-After");
+    }
+}

@@ -596,24 +596,10 @@ async fn the_openapi_document_states_the_limits() {
         doc["components"]["schemas"]["UserBody"]["properties"]["emailAddress"]["maxLength"],
         320
     );
+    // Which operations document a 429 is checked in catalog.rs, and that the 429s really
+    // arrive in errors.rs and above; here only that the 503 of a timeout is stated too.
     let list = &doc["paths"]["/instances"]["get"]["responses"];
-    assert!(list["429"]["headers"]["Retry-After"].is_object(), "{list}");
     assert!(list["503"]["headers"]["Retry-After"].is_object(), "{list}");
-    assert!(doc["paths"]["/accounts"]["get"]["responses"]["429"].is_object());
-    // Proxied calls are not counted per caller: their 429 is the failed-authentication
-    // limit's alone.
-    let ping = doc["paths"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .find(|(path, _)| path.contains("ping"))
-        .map(|(_, item)| item["get"]["responses"].clone())
-        .unwrap();
-    let described = ping["429"]["description"].as_str().unwrap_or_default();
-    assert!(
-        described.contains("authenticate") && !described.contains("CALLER_CONCURRENCY"),
-        "{ping}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
