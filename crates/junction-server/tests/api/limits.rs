@@ -197,6 +197,10 @@ async fn secret_looking_keys_are_sealed_and_masked(backend: Backend) {
         ("oauth.user.token.extra", "token-value"),
         ("DB_PASSWORD", "password-value"),
         ("service.credentials", "credential-value"),
+        ("apikey", "lowercase-api-key-value"),
+        ("clientsecret", "lowercase-client-secret-value"),
+        ("accesstoken", "lowercase-access-token-value"),
+        ("refreshtoken", "lowercase-refresh-token-value"),
     ];
     let mut configuration: serde_json::Map<String, Value> = secrets
         .iter()
@@ -204,6 +208,8 @@ async fn secret_looking_keys_are_sealed_and_masked(backend: Backend) {
         .collect();
     configuration.insert("event.vendor.type".into(), json!("polling"));
     configuration.insert("monkey.name".into(), json!("plain-value"));
+    configuration.insert("keyboard".into(), json!("plain-keyboard"));
+    configuration.insert("secretary".into(), json!("plain-secretary"));
     let (status, body) = app
         .call(
             Method::PATCH,
@@ -219,6 +225,8 @@ async fn secret_looking_keys_are_sealed_and_masked(backend: Backend) {
     }
     assert_eq!(body["configuration"]["event.vendor.type"], "polling");
     assert_eq!(body["configuration"]["monkey.name"], "plain-value");
+    assert_eq!(body["configuration"]["keyboard"], "plain-keyboard");
+    assert_eq!(body["configuration"]["secretary"], "plain-secretary");
 
     let (_, entries) = app.get(&format!("/instances/{id}/configuration")).await;
     let entries = entries.to_string();
