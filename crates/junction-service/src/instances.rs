@@ -184,8 +184,9 @@ fn tag_filters(raw: &[String]) -> Result<Vec<String>, ServiceError> {
                 format!("tags[] values are limited to {MAX_TAG} characters"),
             ));
         }
+        // Repeats are left to the store, whose query needs them distinct anyway.
         let tag = strip_html(tag);
-        if !tag.is_empty() && !tags.contains(&tag) {
+        if !tag.is_empty() {
             tags.push(tag);
         }
     }
@@ -579,7 +580,6 @@ impl Services {
                 tags: &record.tags,
                 valid: record.valid,
                 disabled: record.disabled,
-                trace_logging: record.trace_logging,
                 trace_logging_until: record.trace_logging_until,
                 external_authentication: &record.external_authentication,
                 token_expires_at: record.token_expires_at,

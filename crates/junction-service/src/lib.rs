@@ -56,6 +56,7 @@ pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
 pub use trace::{
     DEFAULT_TRACE_SECONDS, MAX_TRACE_SECONDS, TraceLogList, TraceLogView, TraceLoggingConfig,
+    TraceWriter,
 };
 pub use view::{InstanceView, UserView};
 
@@ -76,6 +77,8 @@ pub struct Services {
     pub refresh: Arc<RefreshCoordinator>,
     /// Failed authentications per client address.
     pub auth_failures: Arc<FailureLimiter>,
+    /// Where trace log entries go to be written.
+    pub traces: TraceWriter,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

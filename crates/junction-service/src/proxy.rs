@@ -255,7 +255,7 @@ impl Services {
         let mut refreshed = false;
         let mut tries = 1;
         let mut waited = Duration::ZERO;
-        let tracer = Tracer::of(&self.store, &target.record, &target.element);
+        let tracer = Tracer::of(&self.traces, &target.record, &target.element);
         loop {
             let call = ProxyCall {
                 method: method.clone(),

@@ -57,18 +57,6 @@ impl ApiError {
         }
     }
 
-    /// The caller has `JUNCTION_CALLER_CONCURRENCY` calls in progress already.
-    pub fn too_many_requests() -> Self {
-        Self {
-            retry_after: Some(1),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                "too many calls in progress for this caller; retry when one has finished",
-            )
-        }
-    }
-
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -141,12 +129,12 @@ fn provider_error(e: OAuthError) -> ApiError {
             "provider_unreachable",
             e.to_string(),
         ),
-        OAuthError::Policy(_) | OAuthError::BadUrl { .. } | OAuthError::BadSiteAddress { .. } => (
-            StatusCode::BAD_REQUEST,
-            "invalid_configuration",
-            e.to_string(),
-        ),
-        OAuthError::Client(_) => return ApiError::internal(&e),
+        // Refusals of the caller's own input become `ServiceError::BadRequest` with their
+        // codes where the service converts them, so they never arrive here.
+        OAuthError::Policy(_)
+        | OAuthError::BadUrl { .. }
+        | OAuthError::BadSiteAddress { .. }
+        | OAuthError::Client(_) => return ApiError::internal(&e),
     };
     ApiError {
         provider_message,

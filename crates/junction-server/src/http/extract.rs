@@ -312,17 +312,54 @@ pub fn client_address(parts: &Parts, services: &Services) -> Option<IpAddr> {
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str().unwrap_or_default())
             .flat_map(|v| v.split(','))
             .last()
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
     {
-        return Some(forwarded);
+        return Some(forwarded_address(forwarded.trim()));
     }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip())
+}
+
+/// Stands for every `X-Forwarded-For` entry that names no address. Falling back to the
+/// peer instead would put every client of the proxy in one bucket, and one guesser
+/// would lock them all out; this way only clients the proxy could not name share one.
+const UNNAMED_CLIENT: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
+/// The client address in a proxy's `X-Forwarded-For` entry: a bare address, or one with
+/// a port (`1.2.3.4:567`, `[::1]:80`) or in brackets (`[::1]`).
+fn forwarded_address(entry: &str) -> IpAddr {
+    let parsed = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip()))
+        .or_else(|_| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .unwrap_or(entry)
+                .parse::<IpAddr>()
+        });
+    match parsed {
+        Ok(address) => address,
+        Err(_) => {
+            static REPORTED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            let entry: String = entry.chars().take(64).collect();
+            if REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::debug!(entry, "X-Forwarded-For names no address");
+            } else {
+                tracing::warn!(
+                    entry,
+                    "X-Forwarded-For names no address: failed authentications of such \
+                     requests share one budget (reported once)"
+                );
+            }
+            UNNAMED_CLIENT
+        }
+    }
 }
 
 /// The authenticated caller, from the `Authorization` header.
@@ -394,10 +431,7 @@ impl FromRequestParts<AppState> for TwinAuth {
 fn admit(parts: &Parts, state: &AppState, caller: Caller) -> Result<Caller, ApiError> {
     note_instance(parts, &caller);
     if let Some(slot) = parts.extensions.get::<PermitSlot>() {
-        let permit = state
-            .limits
-            .try_acquire(&caller)
-            .ok_or_else(ApiError::too_many_requests)?;
+        let permit = state.limits.try_acquire(&caller)?;
         slot.hold(permit);
     }
     Ok(caller)

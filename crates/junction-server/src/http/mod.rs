@@ -12,6 +12,7 @@ pub mod limit;
 pub mod openapi;
 mod proxy;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -42,6 +43,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         services: Arc::new(services),
         limits: limit::CallerLimits::new(caller_concurrency),
     };
+    let document = openapi::document().context("building the OpenAPI document")?;
     let api = Router::new()
         .merge(elements::router())
         .merge(instances::router())
@@ -57,7 +59,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         // every browser that opens the page.
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
-                .external_url_unchecked(format!("{API_PREFIX}/openapi.json"), openapi::document())
+                .external_url_unchecked(format!("{API_PREFIX}/openapi.json"), document)
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
         .fallback(|| async {

@@ -138,10 +138,12 @@ impl Modify for Security {
 /// The document as served. `/health` lives outside the API prefix and is not part of it.
 /// It is served as JSON because the limits written into it use JSON Schema keywords
 /// (`propertyNames`, `maxLength` on nullable strings) that utoipa's types do not carry.
-pub fn document() -> Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+/// Built once, at startup: a document that cannot be built stops the start rather than
+/// being served empty.
+pub fn document() -> Result<Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
     state_limits(&mut doc);
-    doc
+    Ok(doc)
 }
 
 /// Writes what Junction enforces into the document: the size limits on lists, strings
