@@ -10,6 +10,7 @@
 mod authorize;
 mod client;
 mod error;
+pub mod oauth1;
 mod proxy;
 mod refresh;
 mod token;
