@@ -8,6 +8,7 @@
 //! tests and Junction's start, never a customer's request.
 
 use include_dir::{Dir, include_dir};
+use junction_core::credential::{CredentialTemplate, OAuthGrant, placeholders};
 use junction_core::element::{AuthenticationType, ElementDefinition};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -237,13 +238,26 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             .oauth
             .as_ref()
             .ok_or_else(|| invalid(path, "oauth2 elements need an 'oauth' section"))?;
-        for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
+        // The client-credentials grant has no customer redirect: no authorization URL
+        // and no callback.
+        let code_flow = oauth.grant == OAuthGrant::AuthorizationCode;
+        let urls: &[&str] = if code_flow {
+            &["oauth.authorization.url", "oauth.token.url", "base.url"]
+        } else {
+            &["oauth.token.url", "base.url"]
+        };
+        for key in urls {
             let value = default_of(key).ok_or_else(|| {
                 invalid(path, format!("oauth2 elements need a default for '{key}'"))
             })?;
             check_url(path, key, value)?;
         }
-        for key in ["oauth.api.key", "oauth.api.secret", "oauth.callback.url"] {
+        let required: &[&str] = if code_flow {
+            &["oauth.api.key", "oauth.api.secret", "oauth.callback.url"]
+        } else {
+            &["oauth.api.key", "oauth.api.secret"]
+        };
+        for key in required {
             if !e.config_entry(key).is_some_and(|c| c.required) {
                 return Err(invalid(path, format!("'{key}' must be a required entry")));
             }
@@ -274,7 +288,7 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             }
         }
         // The element's own defaults must pass its pins, or no instance could start.
-        for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
+        for key in urls {
             let host = default_of(key)
                 .and_then(|v| url::Url::parse(v).ok())
                 .and_then(|u| u.host_str().map(str::to_owned))
@@ -288,6 +302,81 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
                 ));
             }
         }
+    }
+    validate_credentials(path, e)?;
+    Ok(())
+}
+
+/// `basic`, `apiKey` and `custom` elements place declared secret configuration values
+/// with their `credentials` templates; OAuth 1.0a elements name their three endpoints.
+fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
+    let default_of = |key: &str| e.config_entry(key).and_then(|c| c.default.as_deref());
+    match e.authentication.kind {
+        AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom => {
+            if e.credentials.is_empty() {
+                return Err(invalid(
+                    path,
+                    "basic, apiKey and custom elements need 'credentials'",
+                ));
+            }
+            for (n, template) in e.credentials.iter().enumerate() {
+                let texts: Vec<&str> = match template {
+                    CredentialTemplate::Basic { username, password } => vec![username, password],
+                    CredentialTemplate::Header { value, .. }
+                    | CredentialTemplate::Query { value, .. } => vec![value],
+                };
+                for text in texts {
+                    let keys = placeholders(text)
+                        .map_err(|err| invalid(path, format!("credentials[{n}]: {err}")))?;
+                    for key in keys {
+                        if e.config_entry(&key).is_none() {
+                            return Err(invalid(
+                                path,
+                                format!("credentials[{n}]: '{key}' is not a configuration entry"),
+                            ));
+                        }
+                    }
+                }
+                if let CredentialTemplate::Header { name, .. } = template {
+                    let token =
+                        |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+                    if name.is_empty() || !name.bytes().all(token) {
+                        return Err(invalid(
+                            path,
+                            format!("credentials[{n}].name: '{name}' is not a header name"),
+                        ));
+                    }
+                }
+            }
+        }
+        AuthenticationType::Oauth1 => {
+            let spec = e
+                .oauth1
+                .as_ref()
+                .ok_or_else(|| invalid(path, "oauth1 elements need an 'oauth1' section"))?;
+            for key in [
+                "oauth.request.url",
+                "oauth.authorization.url",
+                "oauth.token.url",
+                "base.url",
+            ] {
+                let value = default_of(key).ok_or_else(|| {
+                    invalid(path, format!("oauth1 elements need a default for '{key}'"))
+                })?;
+                check_url(path, key, value)?;
+            }
+            for pattern in &spec.allowed_hosts {
+                if !junction_core::element::is_host_pattern(pattern) {
+                    return Err(invalid(
+                        path,
+                        format!(
+                            "oauth1.allowedHosts: '{pattern}' is not a host name or '*.domain'"
+                        ),
+                    ));
+                }
+            }
+        }
+        AuthenticationType::Oauth2 => {}
     }
     Ok(())
 }
@@ -371,7 +460,7 @@ mod tests {
         )
     }
 
-    const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\n";
+    const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\ncredentials: [{in: header, name: X-Demo, value: demo}]\n";
 
     #[test]
     fn an_override_keeps_the_fields_it_does_not_name() {

@@ -6,6 +6,7 @@
 //! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
 
 use crate::auth::parse_authorization;
+use crate::schemes::static_auth;
 use crate::trace::{self, Tracer};
 use crate::{Caller, ServiceError, Services};
 use bytes::Bytes;
@@ -15,8 +16,8 @@ use junction_core::config::keys;
 use junction_core::element::CredentialPlacement;
 use junction_core::{ElementDefinition, Secret};
 use junction_oauth::{
-    ProxyBody, ProxyCall, ProxyResponse, forwardable_request_headers, forwardable_response_headers,
-    provider_message,
+    ProviderAuth, ProxyBody, ProxyCall, ProxyResponse, forwardable_request_headers,
+    forwardable_response_headers, provider_message,
 };
 use junction_store::InstanceRecord;
 use serde::Serialize;
@@ -220,24 +221,36 @@ impl Services {
             .as_ref()
             .map(|o| o.credential.clone())
             .unwrap_or_default();
+        // Configuration credentials and OAuth 1.0a tokens are not renewed: only an OAuth
+        // 2.0 access token is refreshed and the call replayed after a 401.
+        let fixed = static_auth(&target.element, &target.record.config)?;
         let replay: Option<Bytes> = match &body {
             ProxyBody::Buffered(bytes) => Some(bytes.clone()),
             ProxyBody::Streaming(_) => None,
         };
         let mut body = body;
-        let mut token: Secret = self.current_access_token(&target.record).await?;
-        let mut refreshed = false;
+        let mut token: Secret = match fixed {
+            Some(_) => Secret::new(String::new()),
+            None => self.current_access_token(&target.record).await?,
+        };
+        let mut refreshed = fixed.is_some();
         let mut tries = 1;
         let mut waited = Duration::ZERO;
         let tracer = Tracer::of(&self.store, &target.record, &target.element);
         loop {
+            let auth = match &fixed {
+                Some(fixed) => fixed.as_provider_auth(),
+                None => ProviderAuth::Bearer {
+                    placement: &credential,
+                    token: &token,
+                },
+            };
             let call = ProxyCall {
                 method: method.clone(),
                 url: url.clone(),
                 headers: headers.clone(),
                 body,
-                credential: &credential,
-                token: &token,
+                auth,
             };
             let response = trace::send(&self.proxy, tracer.as_ref(), call).await?;
             let Some(again) = replay.clone() else {

@@ -146,6 +146,9 @@ fn provider_error(e: OAuthError) -> ApiError {
             "invalid_configuration",
             e.to_string(),
         ),
+        OAuthError::Unsignable { .. } => {
+            (StatusCode::BAD_REQUEST, "unsignable_request", e.to_string())
+        }
         OAuthError::Client(_) => return ApiError::internal(&e),
     };
     ApiError {
@@ -200,6 +203,13 @@ impl From<ServiceError> for ApiError {
                     "provider_error",
                     e.to_string(),
                 )
+            },
+            ServiceError::CredentialsRefused {
+                ref provider_message,
+                ..
+            } => Self {
+                provider_message: provider_message.clone(),
+                ..Self::new(StatusCode::BAD_REQUEST, "provider_refused", e.to_string())
             },
             ServiceError::ReauthorizationRequired { ref reason, .. } => Self {
                 provider_message: reason.clone(),

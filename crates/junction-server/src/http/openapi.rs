@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         elements::show,
         elements::oauth_url_get,
         elements::oauth_url_post,
+        elements::oauth_token,
         instances::list,
         instances::create,
         instances::replace_own,
