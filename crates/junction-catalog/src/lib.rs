@@ -542,4 +542,49 @@ mod tests {
         let text = format!("{MINIMAL}colour: blue\n");
         assert!(load(&[("demo.yaml", &text)]).is_err());
     }
+
+    #[test]
+    fn credential_templates_must_read_declared_entries() {
+        let text = MINIMAL.replace(
+            "credentials: [{in: header, name: X-Demo, value: demo}]",
+            "credentials: [{in: basic, username: \"{username}\", password: \"{pasword}\"}]\nconfiguration:\n  - {key: username, name: u}\n",
+        );
+        let err = load(&[("demo.yaml", &text)]).unwrap_err().to_string();
+        assert!(err.contains("credentials[0]: 'pasword'"), "{err}");
+        let none = MINIMAL.replace(
+            "credentials: [{in: header, name: X-Demo, value: demo}]\n",
+            "",
+        );
+        let err = load(&[("demo.yaml", &none)]).unwrap_err().to_string();
+        assert!(err.contains("need 'credentials'"), "{err}");
+        let bad_header = MINIMAL.replace("X-Demo", "'X Demo'");
+        let err = load(&[("demo.yaml", &bad_header)]).unwrap_err().to_string();
+        assert!(err.contains("is not a header name"), "{err}");
+    }
+
+    #[test]
+    fn client_credentials_elements_need_no_authorization_url_or_callback() {
+        let text = MINIMAL.replace("{type: basic}", "{type: oauth2}")
+            + "configuration:\n"
+            + "  - {key: oauth.api.key, name: k, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, required: true}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://login.example.com/token'}\n"
+            + "  - {key: base.url, name: b, default: 'https://api.example.com'}\n"
+            + "oauth: {grant: clientCredentials}\n";
+        assert!(load(&[("demo.yaml", &text)]).is_ok());
+        let code = text.replace("oauth: {grant: clientCredentials}", "oauth: {}");
+        assert!(load(&[("demo.yaml", &code)]).is_err());
+    }
+
+    #[test]
+    fn oauth1_elements_need_their_three_endpoints() {
+        let text = MINIMAL.replace("{type: basic}", "{type: oauth1}")
+            + "configuration:\n"
+            + "  - {key: oauth.authorization.url, name: a, default: 'https://x.example.com/a'}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://x.example.com/t'}\n"
+            + "  - {key: base.url, name: b, default: 'https://x.example.com'}\n"
+            + "oauth1: {signatureMethod: HMAC-SHA256}\n";
+        let err = load(&[("demo.yaml", &text)]).unwrap_err().to_string();
+        assert!(err.contains("oauth.request.url"), "{err}");
+    }
 }

@@ -586,6 +586,22 @@ async fn oauth1_calls_are_signed_including_form_bodies(backend: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["form"]["name"], "a card");
     assert_eq!(body["form"]["desc"], "\u{2713} done");
+
+    // A form body too large to hold cannot be signed, and is refused rather than sent
+    // with a signature the provider would reject.
+    let large = format!("big={}", "x".repeat(junction_oauth::REPLAY_LIMIT + 1));
+    let response = app
+        .http
+        .post(app.url("/proxy/echo"))
+        .header("Authorization", format!("Element {token}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(large)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_error(&body, "unsignable_request");
 }
 
 async fn oauth1_provisioning_names_missing_callback_values(backend: Backend) {
