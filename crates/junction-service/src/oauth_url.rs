@@ -3,7 +3,7 @@
 use crate::schemes::oauth1_credentials;
 use crate::{ServiceError, Services};
 use junction_core::config::keys;
-use junction_core::credential::fill;
+use junction_core::credential::{OAuthGrant, fill};
 use junction_core::element::{AuthenticationType, host_matches};
 use junction_core::{ConfigMap, ElementDefinition};
 use junction_oauth::oauth1::request_token;
@@ -222,6 +222,16 @@ impl Services {
                 format!("element '{}' does not use OAuth 2.0", element.key),
             )
         })?;
+        if spec.grant == OAuthGrant::ClientCredentials {
+            return Err(ServiceError::bad_request(
+                "not_oauth_element",
+                format!(
+                    "element '{}' uses the client-credentials grant, which has no authorization step: \
+                     POST /instances with the client id and secret in its configuration",
+                    element.key
+                ),
+            ));
+        }
         let missing: Vec<&str> = [
             ("apiKey", &params.api_key),
             ("callbackUrl", &params.callback_url),

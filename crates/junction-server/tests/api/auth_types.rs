@@ -451,6 +451,13 @@ async fn client_credentials_are_obtained_at_provisioning_and_renewed_by_junction
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, "provider_refused");
     assert_eq!(app.instance_ids().await.len(), 1);
+
+    // There is no customer redirect to build a URL for.
+    let (status, body) = app
+        .get("/elements/exampleclientcredentials/oauth/url?apiKey=k&callbackUrl=https://app.example.test/cb")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(assert_error(&body, "not_oauth_element").contains("client-credentials"));
 }
 
 /// Runs the OAuth 1.0a flow against the peer and returns the new instance.
