@@ -6,7 +6,7 @@
 //! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
 
 use crate::auth::parse_authorization;
-use crate::schemes::static_auth;
+use crate::schemes::{StaticAuth, static_auth};
 use crate::trace::{self, Tracer};
 use crate::{Caller, ServiceError, Services};
 use bytes::Bytes;
@@ -221,28 +221,25 @@ impl Services {
             .as_ref()
             .map(|o| o.credential.clone())
             .unwrap_or_default();
-        // Configuration credentials and OAuth 1.0a tokens are not renewed: only an OAuth
-        // 2.0 access token is refreshed and the call replayed after a 401.
-        let fixed = static_auth(&target.element, &target.record.config)?;
         let replay: Option<Bytes> = match &body {
             ProxyBody::Buffered(bytes) => Some(bytes.clone()),
             ProxyBody::Streaming(_) => None,
         };
         let mut body = body;
-        let mut token: Secret = match fixed {
-            Some(_) => Secret::new(String::new()),
-            None => self.current_access_token(&target.record).await?,
+        let mut held = match static_auth(&target.element, &target.record.config)? {
+            Some(fixed) => Held::Fixed(fixed),
+            None => Held::Token(self.current_access_token(&target.record).await?),
         };
-        let mut refreshed = fixed.is_some();
+        let mut refreshed = false;
         let mut tries = 1;
         let mut waited = Duration::ZERO;
         let tracer = Tracer::of(&self.store, &target.record, &target.element);
         loop {
-            let auth = match &fixed {
-                Some(fixed) => fixed.as_provider_auth(),
-                None => ProviderAuth::Bearer {
+            let auth = match &held {
+                Held::Fixed(fixed) => fixed.as_provider_auth(),
+                Held::Token(token) => ProviderAuth::Bearer {
                     placement: &credential,
-                    token: &token,
+                    token,
                 },
             };
             let call = ProxyCall {
@@ -257,10 +254,12 @@ impl Services {
                 return Ok(response);
             };
             let status = response.status;
-            if status == StatusCode::UNAUTHORIZED && !refreshed {
+            if let (StatusCode::UNAUTHORIZED, Held::Token(token), false) =
+                (status, &held, refreshed)
+            {
                 drop(response);
                 tracing::info!(instance_id = %target.record.id, "the provider refused the access token; refreshing and replaying");
-                token = self.refresh_after_rejection(&target.record, &token).await?;
+                held = Held::Token(self.refresh_after_rejection(&target.record, token).await?);
                 refreshed = true;
                 body = ProxyBody::Buffered(again);
                 continue;
@@ -284,6 +283,14 @@ impl Services {
             return Ok(response);
         }
     }
+}
+
+/// The credentials a provider call is made with. Configuration credentials and OAuth
+/// 1.0a tokens are never renewed; only an OAuth 2.0 access token is refreshed, and the
+/// call replayed, after a 401.
+enum Held {
+    Fixed(StaticAuth),
+    Token(Secret),
 }
 
 /// Whether waiting `delay` more keeps the request within [`MAX_WAIT`]; a provider's
