@@ -437,6 +437,24 @@ async fn client_credentials_are_obtained_at_provisioning_and_renewed_by_junction
     let (status, body) = proxy(&app, &instance, "/me").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
+    // A token the provider refuses is replaced by a new grant and the call replayed.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{}", id.0),
+            Some(&json!({
+                "externalAuthentication": "initial",
+                "configuration": {"oauth.user.token": "a-token-the-provider-never-issued"},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = proxy(&app, &instance, "/me").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let replaced = token_of(&app.services.store.get_instance(account, id).await.unwrap());
+    assert_ne!(replaced, "a-token-the-provider-never-issued");
+    assert_ne!(replaced, after);
+
     let (status, body) = create(
         &app,
         "exampleclientcredentials",
