@@ -658,3 +658,86 @@ async fn oauth1_provisioning_names_missing_callback_values(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, "not_oauth1_element");
 }
+
+/// HMAC-SHA1 end to end: the example element signs with HMAC-SHA256, so the three
+/// OAuth 1.0a requests and a signed API call are made here with HMAC-SHA1 directly, and
+/// authlib's server verifies each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hmac_sha1_signatures_are_accepted_by_a_real_oauth1_server() {
+    use junction_core::Secret;
+    use junction_core::credential::SignatureMethod;
+    use junction_oauth::oauth1::{
+        Nonce, OAuth1Credentials, access_token, authorization_header, fresh_nonce, request_token,
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let peer = Peer::shared(PeerKind::AuthlibOAuth1).await;
+    let consumer = |token: Option<(String, Secret)>| {
+        let (token, token_secret) = token.unzip();
+        OAuth1Credentials {
+            consumer_key: CLIENT_ID.into(),
+            consumer_secret: Secret::new(CLIENT_SECRET),
+            token,
+            token_secret,
+            method: SignatureMethod::HmacSha1,
+        }
+    };
+    let outbound = &app.services.outbound;
+    let temporary = request_token(
+        outbound,
+        &peer.request_token_url(),
+        &consumer(None),
+        "https://app.example.test/cb",
+    )
+    .await
+    .unwrap();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = browser
+        .get(format!(
+            "{}?oauth_token={}",
+            peer.authorize_url(),
+            temporary.token
+        ))
+        .send()
+        .await
+        .unwrap();
+    let back = url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap();
+    let verifier = back
+        .query_pairs()
+        .find(|(k, _)| k == "oauth_verifier")
+        .unwrap()
+        .1
+        .into_owned();
+    let token = access_token(
+        outbound,
+        &peer.token_url(),
+        &consumer(Some((temporary.token, temporary.secret))),
+        &verifier,
+    )
+    .await
+    .unwrap();
+    let url = url::Url::parse(&format!("{}/api/me?x=a%20b", peer.base_url)).unwrap();
+    let (nonce, timestamp) = fresh_nonce();
+    let header = authorization_header(
+        &consumer(Some((token.token, token.secret))),
+        "GET",
+        &url,
+        &[],
+        &[],
+        &Nonce {
+            nonce: &nonce,
+            timestamp: &timestamp,
+        },
+    );
+    let me = browser
+        .get(url)
+        .header("Authorization", header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let me: Value = me.json().await.unwrap();
+    assert_eq!(me["id"], "user1");
+}
