@@ -387,13 +387,13 @@ impl Services {
         let user_id = platform_user(caller)?;
         let element = self.requested_element(element_from_path, body.element.as_ref())?;
         let external = external_authentication(body.external_authentication.as_deref())?;
-        let authorization = provisioning(&element, external, &body)?;
         let name = clean_name(body.name.as_deref(), &element.name)?;
         let tags = clean_tags(body.tags.clone().unwrap_or_default(), &name)?;
         let mut config = defaults(&element);
         overlay(&element, &mut config, body.configuration.as_ref())?;
         missing_required(&element, &config)?;
         self.check_pins(&element, &config, None)?;
+        let authorization = provisioning(&element, external, &body)?;
         let expires_at = self
             .obtain_credentials(&element, &mut config, authorization)
             .await?;
