@@ -7,8 +7,8 @@ use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
     AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementRef, InstanceBody,
-    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, PingView, ProviderData,
-    TraceLogView, TraceLoggingConfig, UserBody, UserView,
+    InstanceView, NewUserView, OAuthTokenParams, OAuthTokenResponse, OAuthUrlParams,
+    OAuthUrlResponse, PingView, ProviderData, TraceLogView, TraceLoggingConfig, UserBody, UserView,
 };
 use serde_json::{Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -79,6 +79,8 @@ use utoipa::{Modify, OpenApi};
         ConfigType,
         OAuthUrlParams,
         OAuthUrlResponse,
+        OAuthTokenParams,
+        OAuthTokenResponse,
         InstanceBody,
         ElementRef,
         ProviderData,

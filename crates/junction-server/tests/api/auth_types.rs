@@ -657,6 +657,17 @@ async fn oauth1_provisioning_names_missing_callback_values(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, "not_oauth1_element");
+
+    let (status, doc) = app.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let operation = &doc["paths"]["/elements/{key_or_id}/oauth/token"]["get"];
+    assert!(operation.is_object(), "the route is documented");
+    for field in ["oauth_token", "oauth_verifier", "secret"] {
+        assert!(
+            doc["components"]["schemas"]["ProviderData"]["properties"][field].is_object(),
+            "{field}"
+        );
+    }
 }
 
 /// HMAC-SHA1 end to end: the example element signs with HMAC-SHA256, so the three
