@@ -2,10 +2,10 @@
 //! authorization URL and the token-credentials exchange.
 //!
 //! Signing is written out here rather than taken from a crate: the maintained OAuth 1
-//! client crate signs HMAC-SHA1 only, on an older `digest` generation than the one
-//! Junction builds on, and the proxy must sign requests it did not build (any query, a
-//! form body it only holds as bytes). The base string is a few lines of RFC 5849 §3.4.1
-//! and is tested against the RFC's own examples.
+//! client crate (`oauth1-request`) has no HMAC-SHA256 and builds on an older `digest`
+//! generation than Junction's `hmac`, `sha1` and `sha2`, and the proxy must sign
+//! requests it did not build (any query, a form body it only holds as bytes). The base
+//! string is a few lines of RFC 5849 §3.4.1 and is tested against the RFC's own examples.
 
 use crate::token::parse_body;
 use crate::{OAuthError, OutboundClient};
