@@ -588,6 +588,15 @@ fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), Catalog
                 vec![value]
             }
         };
+        if let CredentialTemplate::Header { name, .. } = credential {
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if name.is_empty() || !name.bytes().all(token) {
+                return Err(invalid(
+                    path,
+                    format!("{field}.name: '{name}' is not a header name"),
+                ));
+            }
+        }
         let mut names = Vec::new();
         for text in texts {
             names.extend(check_names_declared(path, e, &field, text)?);
@@ -744,7 +753,7 @@ mod tests {
         )
     }
 
-    const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\n";
+    const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\ncredentials: [{in: header, name: X-Demo, value: demo}]\n";
 
     /// [`MINIMAL`] with what a basic element needs: an API, a secret and its credential.
     fn basic(extra_configuration: &str, credentials: &str) -> String {
@@ -990,5 +999,24 @@ mod tests {
     fn unknown_fields_are_refused() {
         let text = format!("{MINIMAL}colour: blue\n");
         assert!(load(&[("demo.yaml", &text)]).is_err());
+    }
+
+    #[test]
+    fn credential_templates_must_read_declared_entries() {
+        let text = MINIMAL.replace(
+            "credentials: [{in: header, name: X-Demo, value: demo}]",
+            "credentials: [{in: basic, username: \"{username}\", password: \"{pasword}\"}]\nconfiguration:\n  - {key: username, name: u}\n",
+        );
+        let err = load(&[("demo.yaml", &text)]).unwrap_err().to_string();
+        assert!(err.contains("credentials[0]: 'pasword'"), "{err}");
+        let none = MINIMAL.replace(
+            "credentials: [{in: header, name: X-Demo, value: demo}]\n",
+            "",
+        );
+        let err = load(&[("demo.yaml", &none)]).unwrap_err().to_string();
+        assert!(err.contains("need 'credentials'"), "{err}");
+        let bad_header = MINIMAL.replace("X-Demo", "'X Demo'");
+        let err = load(&[("demo.yaml", &bad_header)]).unwrap_err().to_string();
+        assert!(err.contains("is not a header name"), "{err}");
     }
 }

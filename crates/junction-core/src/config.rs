@@ -198,13 +198,23 @@ pub mod keys {
     pub const REFRESH_TOKEN: &str = "oauth.user.refresh_token";
     pub const REFRESH_INTERVAL: &str = "oauth.user.refresh_interval";
     pub const REFRESH_TIME: &str = "oauth.user.refresh_time";
+    /// OAuth 1.0a: the token secret that signs with `oauth.user.token`.
+    pub const USER_TOKEN_SECRET: &str = "oauth.user.token.secret";
+    /// OAuth 1.0a: where temporary credentials (the request token) are asked for.
+    pub const REQUEST_URL: &str = "oauth.request.url";
     pub const BASE_URL: &str = "base.url";
     pub const EVENTS_ENABLED: &str = "event.notification.enabled";
 
     /// What a refresh rewrites. An update that is not a re-authorization must leave
     /// these as they are in the database, or it could put back a refresh token the
     /// provider has already rotated away.
-    pub const CREDENTIALS: &[&str] = &[USER_TOKEN, REFRESH_TOKEN, REFRESH_TIME, REFRESH_INTERVAL];
+    pub const CREDENTIALS: &[&str] = &[
+        USER_TOKEN,
+        USER_TOKEN_SECRET,
+        REFRESH_TOKEN,
+        REFRESH_TIME,
+        REFRESH_INTERVAL,
+    ];
 }
 
 #[cfg(test)]

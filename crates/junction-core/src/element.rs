@@ -307,6 +307,18 @@ pub struct OAuthSpec {
 }
 
 impl OAuthSpec {
+    /// How this element's tokens are renewed, if they can be.
+    pub fn renewal_grant(&self) -> Option<RefreshGrant> {
+        match self.grant {
+            crate::credential::OAuthGrant::ClientCredentials => {
+                Some(RefreshGrant::ClientCredentials)
+            }
+            crate::credential::OAuthGrant::AuthorizationCode => {
+                self.refresh.as_ref().map(|r| r.grant)
+            }
+        }
+    }
+
     /// Whether `host` is one the element allows (any host when it pins none).
     pub fn allows_host(&self, host: &str) -> bool {
         self.allowed_hosts.is_empty()
@@ -379,6 +391,9 @@ pub enum RefreshGrant {
     /// Graph's token extension: GET the token URL with `grant_type=fb_exchange_token`, the
     /// client credentials and the current token as `fb_exchange_token`.
     FbExchangeToken,
+    /// RFC 6749 §4.4: a new token for the client id and secret alone. What an element
+    /// with `grant: clientCredentials` renews with, whatever `refresh` says.
+    ClientCredentials,
 }
 
 fn space() -> String {

@@ -135,18 +135,24 @@ pub(crate) fn missing_required(
     element: &ElementDefinition,
     config: &ConfigMap,
 ) -> Result<(), ServiceError> {
-    let missing: Vec<String> = element
+    let absent = |key: &str| {
+        config
+            .get(key)
+            .and_then(|v| v.as_deref())
+            .is_none_or(|v| v.trim().is_empty())
+    };
+    let mut missing: Vec<String> = element
         .configuration
         .iter()
-        .filter(|e| e.required)
-        .filter(|e| {
-            config
-                .get(&e.key)
-                .and_then(|v| v.as_deref())
-                .is_none_or(|v| v.trim().is_empty())
-        })
+        .filter(|e| e.required && absent(&e.key))
         .map(|e| e.key.clone())
         .collect();
+    // Every value a credential template reads is needed, declared required or not.
+    for key in element.credentials.iter().flat_map(|c| c.keys()) {
+        if absent(&key) && !missing.contains(&key) {
+            missing.push(key);
+        }
+    }
     if missing.is_empty() {
         Ok(())
     } else {

@@ -40,6 +40,15 @@ pub enum ServiceError {
         status: u16,
         provider_message: Option<String>,
     },
+    /// The provider refused credentials taken from configuration at the element's
+    /// validation call, so nothing was stored.
+    #[error(
+        "the provider refused the credentials in the configuration (HTTP {status} from the element's validation call); nothing was stored"
+    )]
+    CredentialsRefused {
+        status: u16,
+        provider_message: Option<String>,
+    },
     /// The instance's credentials are dead (the provider refused to renew them): the
     /// customer must authorize again, and the instance is re-provisioned with the new code.
     #[error(

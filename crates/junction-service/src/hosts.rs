@@ -13,7 +13,7 @@
 
 use crate::{Caller, ServiceError, Services};
 use junction_core::config::keys;
-use junction_core::element::OAuthSpec;
+use junction_core::element::{OAuthSpec, host_matches};
 use junction_core::net::{AddressClass, classify};
 use junction_core::{ConfigMap, ElementDefinition};
 use serde_json::{Map, Value};
@@ -21,7 +21,12 @@ use std::net::IpAddr;
 use url::Url;
 
 /// The configuration keys whose URLs credentials are sent to or come from.
-pub(crate) const BOUND_KEYS: [&str; 3] = [keys::TOKEN_URL, keys::AUTHORIZATION_URL, keys::BASE_URL];
+pub(crate) const BOUND_KEYS: [&str; 4] = [
+    keys::TOKEN_URL,
+    keys::AUTHORIZATION_URL,
+    keys::BASE_URL,
+    keys::REQUEST_URL,
+];
 
 /// A bound URL on a host its element does not allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +41,7 @@ impl Unpinned {
     }
 
     /// The error for a value the caller gave.
-    pub(crate) fn given(&self, element: &ElementDefinition, spec: &OAuthSpec) -> ServiceError {
+    pub(crate) fn given(&self, element: &ElementDefinition, pins: &[String]) -> ServiceError {
         ServiceError::bad_request(
             "host_not_allowed",
             format!(
@@ -44,7 +49,7 @@ impl Unpinned {
                 self.key,
                 self.host,
                 element.key,
-                Self::allowed(spec)
+                pins.join(", ")
             ),
         )
     }
@@ -73,11 +78,14 @@ impl Services {
         config: &ConfigMap,
         stored: Option<&ConfigMap>,
     ) -> Result<(), ServiceError> {
-        let Some(spec) = element.oauth.as_ref() else {
-            return Ok(());
+        // OAuth 1.0a elements pin their hosts in their own section.
+        let pins = match (&element.oauth, &element.oauth1) {
+            (Some(spec), _) => &spec.allowed_hosts,
+            (None, Some(spec)) => &spec.allowed_hosts,
+            (None, None) => return Ok(()),
         };
-        match unpinned(spec, config, stored) {
-            Some(found) => Err(found.given(element, spec)),
+        match unpinned_by(pins, config, stored) {
+            Some(found) => Err(found.given(element, pins)),
             None => Ok(()),
         }
     }
@@ -126,7 +134,16 @@ pub(crate) fn unpinned(
     config: &ConfigMap,
     stored: Option<&ConfigMap>,
 ) -> Option<Unpinned> {
-    if spec.allowed_hosts.is_empty() {
+    unpinned_by(&spec.allowed_hosts, config, stored)
+}
+
+/// [`unpinned`] for the host patterns `pins` (none: any host).
+pub(crate) fn unpinned_by(
+    pins: &[String],
+    config: &ConfigMap,
+    stored: Option<&ConfigMap>,
+) -> Option<Unpinned> {
+    if pins.is_empty() {
         return None;
     }
     BOUND_KEYS.into_iter().find_map(|key| {
@@ -135,7 +152,8 @@ pub(crate) fn unpinned(
         }
         let url = parsed(config, key)?;
         let host = url.host_str()?.to_owned();
-        (!is_local(&url) && !spec.allows_host(&host)).then_some(Unpinned { key, host })
+        let allowed = pins.iter().any(|p| host_matches(p, &host));
+        (!is_local(&url) && !allowed).then_some(Unpinned { key, host })
     })
 }
 
@@ -277,6 +295,24 @@ mod tests {
             user_id: UserId(1),
             disabled: false,
         })
+    }
+
+    #[test]
+    fn an_oauth1_request_token_url_is_held_to_the_pins_too() {
+        let pins = vec!["trello.com".to_owned()];
+        let ok = config(&[(
+            keys::REQUEST_URL,
+            "https://trello.com/1/OAuthGetRequestToken",
+        )]);
+        assert_eq!(unpinned_by(&pins, &ok, None), None);
+        let evil = config(&[(keys::REQUEST_URL, "https://evil.example/request")]);
+        assert_eq!(
+            unpinned_by(&pins, &evil, None),
+            Some(Unpinned {
+                key: keys::REQUEST_URL,
+                host: "evil.example".into()
+            })
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod oauth_url;
 mod proxy;
 mod redact;
 mod refresh;
+mod schemes;
 mod trace;
 mod view;
 
@@ -51,7 +52,7 @@ pub use instances::{
     DEFAULT_PAGE_SIZE, ElementRef, InstanceBody, InstanceList, ListInstances, MAX_PAGE_SIZE,
     ProviderData, UpdateMode,
 };
-pub use oauth_url::{OAuthUrlParams, OAuthUrlResponse};
+pub use oauth_url::{OAuthTokenParams, OAuthTokenResponse, OAuthUrlParams, OAuthUrlResponse};
 pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
 pub use trace::{

@@ -1,7 +1,12 @@
 //! Step 1: `GET|POST /elements/{keyOrId}/oauth/url`.
 
+use crate::schemes::oauth1_credentials;
 use crate::{ServiceError, Services};
 use junction_core::config::keys;
+use junction_core::credential::{OAuthGrant, fill};
+use junction_core::element::{AuthenticationType, host_matches};
+use junction_core::{ConfigMap, ElementDefinition};
+use junction_oauth::oauth1::request_token;
 use junction_oauth::{AuthorizationRequest, authorization_url, join_scopes};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +23,32 @@ pub struct OAuthUrlParams {
     pub state: Option<String>,
     pub scope: Option<String>,
     pub site_address: Option<String>,
+    /// OAuth 1.0a: the request token from `GET /elements/{keyOrId}/oauth/token`.
+    pub request_token: Option<String>,
+}
+
+/// Parameters of `GET /elements/{keyOrId}/oauth/token` (OAuth 1.0a elements).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct OAuthTokenParams {
+    /// The consumer key.
+    pub api_key: Option<String>,
+    /// The consumer secret: it signs the request and is sent nowhere.
+    pub api_secret: Option<String>,
+    /// Where the provider sends the customer back (`oauth_callback`).
+    pub callback_url: Option<String>,
+    /// The temporary-credentials endpoint, when it is not the element's
+    /// `oauth.request.url` (a provider's own host); held to the element's host pins.
+    pub request_token_url: Option<String>,
+}
+
+/// OAuth 1.0a temporary credentials: the request token and its secret. The secret comes
+/// back in `providerData.secret` of `POST /instances`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OAuthTokenResponse {
+    pub token: String,
+    pub secret: String,
 }
 
 /// Where to send the customer, and for which element.
@@ -49,7 +80,130 @@ fn check_callback_url(raw: &str) -> Result<(), ServiceError> {
     }
 }
 
+fn missing_parameters(given: &[(&str, &Option<String>)]) -> Result<(), ServiceError> {
+    let missing: Vec<&str> = given
+        .iter()
+        .filter(|(_, v)| present(v).is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ServiceError::bad_request(
+        "missing_parameter",
+        format!("missing required parameter(s): {}", missing.join(", ")),
+    ))
+}
+
+fn oauth1_only(element: &ElementDefinition) -> Result<(), ServiceError> {
+    if element.authentication.kind == AuthenticationType::Oauth1 {
+        return Ok(());
+    }
+    Err(ServiceError::bad_request(
+        "not_oauth1_element",
+        format!("element '{}' does not use OAuth 1.0a", element.key),
+    ))
+}
+
+fn default_of(element: &ElementDefinition, key: &str) -> String {
+    element
+        .config_entry(key)
+        .and_then(|c| c.default.clone())
+        .unwrap_or_default()
+}
+
 impl Services {
+    /// OAuth 1.0a step 1 (RFC 5849 §2.1): temporary credentials for the caller's
+    /// consumer, with its callback.
+    pub async fn oauth_request_token(
+        &self,
+        key_or_id: &str,
+        params: &OAuthTokenParams,
+    ) -> Result<OAuthTokenResponse, ServiceError> {
+        let element = self.element(key_or_id)?;
+        oauth1_only(&element)?;
+        missing_parameters(&[
+            ("apiKey", &params.api_key),
+            ("apiSecret", &params.api_secret),
+            ("callbackUrl", &params.callback_url),
+        ])?;
+        let callback = present(&params.callback_url).unwrap_or_default();
+        check_callback_url(callback)?;
+        let request_url = match present(&params.request_token_url) {
+            Some(given) => given.to_owned(),
+            None => default_of(&element, keys::REQUEST_URL),
+        };
+        let pins = element
+            .oauth1
+            .as_ref()
+            .map(|o| o.allowed_hosts.as_slice())
+            .unwrap_or_default();
+        let host = url::Url::parse(&request_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !pins.is_empty() && !pins.iter().any(|p| host_matches(p, &host)) {
+            return Err(ServiceError::bad_request(
+                "host_not_allowed",
+                format!(
+                    "element '{}' sends its OAuth 1.0a requests only to {}",
+                    element.key,
+                    pins.join(", ")
+                ),
+            ));
+        }
+        let mut config = ConfigMap::new();
+        config.insert(keys::API_KEY.into(), params.api_key.clone());
+        config.insert(keys::API_SECRET.into(), params.api_secret.clone());
+        let credentials = oauth1_credentials(&element, &config, None);
+        let token = request_token(&self.outbound, &request_url, &credentials, callback)
+            .await
+            .inspect_err(|e| {
+                tracing::info!(element = %element.key, error = %e, "OAuth 1.0a request token failed")
+            })?;
+        Ok(OAuthTokenResponse {
+            token: token.token,
+            secret: token.secret.expose().to_owned(),
+        })
+    }
+
+    /// OAuth 1.0a step 2 (RFC 5849 §2.2): where the customer authorizes the request token.
+    fn oauth1_url(
+        &self,
+        element: &ElementDefinition,
+        params: &OAuthUrlParams,
+    ) -> Result<OAuthUrlResponse, ServiceError> {
+        missing_parameters(&[("requestToken", &params.request_token)])?;
+        let defaults: std::collections::BTreeMap<String, String> = element
+            .configuration
+            .iter()
+            .filter_map(|e| e.default.clone().map(|d| (e.key.clone(), d)))
+            .collect();
+        let mut extra = Vec::new();
+        for (name, template) in element
+            .oauth1
+            .iter()
+            .flat_map(|o| o.authorization_parameters.iter())
+        {
+            let value = fill(template, &defaults).map_err(|e| {
+                ServiceError::Internal(format!(
+                    "element '{}' authorization parameter '{name}': {e}",
+                    element.key
+                ))
+            })?;
+            extra.push((name.clone(), value));
+        }
+        let url = junction_oauth::oauth1::authorization_url(
+            &default_of(element, keys::AUTHORIZATION_URL),
+            present(&params.request_token).unwrap_or_default(),
+            &extra,
+        )?;
+        Ok(OAuthUrlResponse {
+            oauth_url: url,
+            element: element.key.clone(),
+        })
+    }
+
     pub fn oauth_url(
         &self,
         key_or_id: &str,
@@ -59,12 +213,25 @@ impl Services {
             .catalog
             .get(key_or_id)
             .ok_or_else(|| ServiceError::ElementNotFound(key_or_id.to_owned()))?;
+        if element.authentication.kind == AuthenticationType::Oauth1 {
+            return self.oauth1_url(element, params);
+        }
         let spec = element.oauth.as_ref().ok_or_else(|| {
             ServiceError::bad_request(
                 "not_oauth_element",
                 format!("element '{}' does not use OAuth 2.0", element.key),
             )
         })?;
+        if spec.grant == OAuthGrant::ClientCredentials {
+            return Err(ServiceError::bad_request(
+                "not_oauth_element",
+                format!(
+                    "element '{}' uses the client-credentials grant, which has no authorization step: \
+                     POST /instances with the client id and secret in its configuration",
+                    element.key
+                ),
+            ));
+        }
         let missing: Vec<&str> = [
             ("apiKey", &params.api_key),
             ("callbackUrl", &params.callback_url),

@@ -35,10 +35,10 @@ impl Redactor {
         Self { secrets }
     }
 
-    /// This redactor, also masking `secret` and every value a secret-looking query
+    /// This redactor, also masking `secrets` and every value a secret-looking query
     /// parameter or header of one call carries, so that a provider echoing them back
     /// (in a body, under another name) does not reveal them.
-    pub fn for_call(&self, secret: &str, url: &Url, headers: &HeaderMap) -> Self {
+    pub fn for_call(&self, secrets: Vec<String>, url: &Url, headers: &HeaderMap) -> Self {
         let from_query = url
             .query_pairs()
             .filter(|(k, _)| is_secret_name(k))
@@ -53,7 +53,7 @@ impl Redactor {
             self.secrets
                 .iter()
                 .cloned()
-                .chain([secret.to_owned()])
+                .chain(secrets)
                 .chain(from_query)
                 .chain(from_headers),
         )

@@ -274,7 +274,7 @@ impl Tracer {
         mut call: ProxyCall<'_>,
     ) -> Result<ProxyResponse, OAuthError> {
         let redactor = Arc::new(self.redactor.for_call(
-            call.token.expose(),
+            call.auth.secrets(),
             &call.url,
             &call.headers,
         ));

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use junction_catalog::Catalog;
 use junction_core::ElementSummary;
 use junction_core::element::ConfigEntry;
-use junction_service::{ElementMetadata, OAuthUrlParams, OAuthUrlResponse};
+use junction_service::{
+    ElementMetadata, OAuthTokenParams, OAuthTokenResponse, OAuthUrlParams, OAuthUrlResponse,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -29,6 +31,7 @@ pub fn router() -> Router<AppState> {
             "/elements/{key_or_id}/oauth/url",
             get(oauth_url_get).post(oauth_url_post),
         )
+        .route("/elements/{key_or_id}/oauth/token", get(oauth_token))
 }
 
 /// The catalog's JSON, serialized once at start.
@@ -227,6 +230,34 @@ async fn metadata(
         state
             .services
             .element_metadata(caller.as_ref(), &key_or_id, expand)
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/elements/{key_or_id}/oauth/token",
+    tag = "elements",
+    summary = "OAuth 1.0a step 1: a request token for the consumer",
+    params(("key_or_id" = String, Path, description = "Element key or id"), OAuthTokenParams),
+    responses((status = 200, body = OAuthTokenResponse), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 502, body = ApiErrorBody)),
+)]
+async fn oauth_token(
+    State(state): State<AppState>,
+    Path(key_or_id): Path<String>,
+    query: Result<Query<OAuthTokenParams>, QueryRejection>,
+) -> Result<Json<OAuthTokenResponse>, ApiError> {
+    let Query(params) = query.map_err(|r| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            r.body_text(),
+        )
+    })?;
+    Ok(Json(
+        state
+            .services
+            .oauth_request_token(&key_or_id, &params)
             .await?,
     ))
 }

@@ -129,6 +129,9 @@ fn provider_error(e: OAuthError) -> ApiError {
             "provider_unreachable",
             e.to_string(),
         ),
+        OAuthError::Unsignable { .. } => {
+            (StatusCode::BAD_REQUEST, "unsignable_request", e.to_string())
+        }
         // Refusals of the caller's own input become `ServiceError::BadRequest` with their
         // codes where the service converts them, so they never arrive here.
         OAuthError::Policy(_)
@@ -194,6 +197,13 @@ impl From<ServiceError> for ApiError {
                     "provider_error",
                     e.to_string(),
                 )
+            },
+            ServiceError::CredentialsRefused {
+                ref provider_message,
+                ..
+            } => Self {
+                provider_message: provider_message.clone(),
+                ..Self::new(StatusCode::BAD_REQUEST, "provider_refused", e.to_string())
             },
             ServiceError::ReauthorizationRequired { ref reason, .. } => Self {
                 provider_message: reason.clone(),

@@ -7,9 +7,9 @@ use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
     AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementMetadata, ElementRef,
-    EventsMetadata, HubBody, HubView, InstanceBody, InstanceView, NewUserView, OAuthUrlParams,
-    OAuthUrlResponse, OperationMetadata, PingView, ProviderData, ResourceMetadata, TraceLogView,
-    TraceLoggingConfig, UserBody, UserView,
+    EventsMetadata, HubBody, HubView, InstanceBody, InstanceView, NewUserView, OAuthTokenParams,
+    OAuthTokenResponse, OAuthUrlParams, OAuthUrlResponse, OperationMetadata, PingView,
+    ProviderData, ResourceMetadata, TraceLogView, TraceLoggingConfig, UserBody, UserView,
 };
 use serde_json::{Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         elements::show,
         elements::oauth_url_get,
         elements::oauth_url_post,
+        elements::oauth_token,
         elements::metadata_list,
         elements::metadata,
         hubs::list,
@@ -86,6 +87,8 @@ use utoipa::{Modify, OpenApi};
         ConfigType,
         OAuthUrlParams,
         OAuthUrlResponse,
+        OAuthTokenParams,
+        OAuthTokenResponse,
         InstanceBody,
         ElementRef,
         ProviderData,

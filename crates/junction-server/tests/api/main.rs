@@ -6,6 +6,7 @@
 mod helpers;
 
 mod accounts;
+mod auth_types;
 mod catalog;
 mod errors;
 mod hubs;
