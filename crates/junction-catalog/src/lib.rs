@@ -591,13 +591,13 @@ fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), Catalog
                 vec![value]
             }
         };
-        if let CredentialTemplate::Header { name, .. } = credential {
-            if !is_header_name(name) {
-                return Err(invalid(
-                    path,
-                    format!("{field}.name: '{name}' is not a header name"),
-                ));
-            }
+        if let CredentialTemplate::Header { name, .. } = credential
+            && !is_header_name(name)
+        {
+            return Err(invalid(
+                path,
+                format!("{field}.name: '{name}' is not a header name"),
+            ));
         }
         let mut names = Vec::new();
         for text in texts {
@@ -663,10 +663,7 @@ fn validate_parameters(path: &str, e: &ElementDefinition) -> Result<(), CatalogE
                 let entry = e.config_entry(&parameter.name).ok_or_else(|| {
                     invalid(
                         path,
-                        format!(
-                            "{field}: '{}' is not a configuration entry",
-                            parameter.name
-                        ),
+                        format!("{field}: '{}' is not a configuration entry", parameter.name),
                     )
                 })?;
                 if entry.internal {
@@ -1007,8 +1004,11 @@ mod tests {
     #[test]
     fn a_custom_element_may_send_public_headers_beside_a_secret_one() {
         let custom = |credentials: &str| {
-            basic("  - {key: demo.app, name: a, required: true}\n", credentials)
-                .replace("{type: basic}", "{type: custom}")
+            basic(
+                "  - {key: demo.app, name: a, required: true}\n",
+                credentials,
+            )
+            .replace("{type: basic}", "{type: custom}")
         };
         let both = "  - {in: header, name: X-App, value: '{demo.app}'}\n  - {in: header, name: X-Key, value: '{demo.api.key}'}\n";
         assert!(load(&[("demo.yaml", &custom(both))]).is_ok());
@@ -1033,7 +1033,9 @@ mod tests {
         let ok = "  - {name: demo.tenant, vendorName: X-Tenant, type: configuration, vendorType: header}\n  - {name: '2022-06-28', vendorName: version, type: value, vendorType: query}\n";
         assert!(load(&[("demo.yaml", &with(ok))]).is_ok());
         refused(
-            &with("  - {name: demo.tenent, vendorName: X-Tenant, type: configuration, vendorType: header}\n"),
+            &with(
+                "  - {name: demo.tenent, vendorName: X-Tenant, type: configuration, vendorType: header}\n",
+            ),
             "parameters[0]: 'demo.tenent' is not a configuration entry",
         );
         refused(
