@@ -13,7 +13,7 @@ pub use hubs::CUSTOM_HUB_IDS;
 use include_dir::{Dir, include_dir};
 use junction_core::credential::{CredentialTemplate, OAuthGrant, placeholders};
 use junction_core::element::{AuthenticationType, ElementDefinition, ProtocolType};
-use junction_core::hub::HubDefinition;
+use junction_core::hub::{HubDefinition, ParameterType};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -352,6 +352,7 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             validate_credentials(path, e)?
         }
     }
+    validate_parameters(path, e)?;
     let base = resolved(keys::BASE_URL)
         .ok_or_else(|| invalid(path, "http elements need a default for 'base.url'"))?;
     check_url(path, keys::BASE_URL, &base)?;
@@ -568,7 +569,8 @@ fn check_pins(
 
 /// Credentials are filled only from entries an instance will have, and each one carries
 /// at least one secret, so a credential made of public values alone is a mistake caught
-/// here.
+/// here. A custom element may send an identifying header beside its secret ones (Algolia's
+/// application id next to its API key), so there it is enough that one credential does.
 fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
     if e.credentials.is_empty() {
         return Err(invalid(
@@ -580,6 +582,7 @@ fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), Catalog
         ));
     }
     let kind = e.authentication.kind;
+    let mut reads_secret = false;
     for (i, credential) in e.credentials.iter().enumerate() {
         let field = format!("credentials[{i}]");
         let texts: Vec<&str> = match credential {
@@ -588,23 +591,23 @@ fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), Catalog
                 vec![value]
             }
         };
-        if let CredentialTemplate::Header { name, .. } = credential {
-            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-            if name.is_empty() || !name.bytes().all(token) {
-                return Err(invalid(
-                    path,
-                    format!("{field}.name: '{name}' is not a header name"),
-                ));
-            }
+        if let CredentialTemplate::Header { name, .. } = credential
+            && !is_header_name(name)
+        {
+            return Err(invalid(
+                path,
+                format!("{field}.name: '{name}' is not a header name"),
+            ));
         }
         let mut names = Vec::new();
         for text in texts {
             names.extend(check_names_declared(path, e, &field, text)?);
         }
-        if !names
+        let secret = names
             .iter()
-            .any(|n| e.config_entry(n).is_some_and(|c| c.is_secret()))
-        {
+            .any(|n| e.config_entry(n).is_some_and(|c| c.is_secret()));
+        reads_secret |= secret;
+        if !secret && kind != AuthenticationType::Custom {
             return Err(invalid(
                 path,
                 format!(
@@ -633,7 +636,67 @@ fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), Catalog
             ));
         }
     }
+    if !reads_secret {
+        return Err(invalid(
+            path,
+            "credentials: at least one must read a secret entry (type PASSWORD or secret: true)",
+        ));
+    }
     Ok(())
+}
+
+/// Element-level parameters sent on every call (a header or query parameter from
+/// configuration or a fixed value) name entries the instance has and vendor names a
+/// request can carry.
+fn validate_parameters(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
+    for (i, parameter) in e.parameters.iter().enumerate() {
+        let field = format!("parameters[{i}]");
+        let sent = matches!(
+            parameter.vendor_type,
+            ParameterType::Header | ParameterType::Query
+        );
+        if !sent {
+            continue;
+        }
+        match parameter.kind {
+            ParameterType::Configuration => {
+                let entry = e.config_entry(&parameter.name).ok_or_else(|| {
+                    invalid(
+                        path,
+                        format!("{field}: '{}' is not a configuration entry", parameter.name),
+                    )
+                })?;
+                if entry.internal {
+                    return Err(invalid(
+                        path,
+                        format!("{field}: '{}' is internal", parameter.name),
+                    ));
+                }
+            }
+            ParameterType::Value => {}
+            _ => continue,
+        }
+        if parameter.vendor_type == ParameterType::Header && !is_header_name(&parameter.vendor_name)
+        {
+            return Err(invalid(
+                path,
+                format!(
+                    "{field}.vendorName: '{}' is not a header name",
+                    parameter.vendor_name
+                ),
+            ));
+        }
+        if parameter.vendor_name.is_empty() {
+            return Err(invalid(path, format!("{field}.vendorName is empty")));
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP field name (RFC 9110 token).
+fn is_header_name(name: &str) -> bool {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    !name.is_empty() && name.bytes().all(token)
 }
 
 /// The keys `template` names, each a declared entry that an instance has a value for.
@@ -753,7 +816,10 @@ mod tests {
         )
     }
 
-    const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\ncredentials: [{in: header, name: X-Demo, value: demo}]\n";
+    const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\n";
+
+    /// [`MINIMAL`] with a credential, as a basic element has.
+    const MINIMAL_CREDENTIALS: &str = "credentials: [{in: header, name: X-Demo, value: demo}]\n";
 
     /// [`MINIMAL`] with what a basic element needs: an API, a secret and its credential.
     fn basic(extra_configuration: &str, credentials: &str) -> String {
@@ -795,7 +861,8 @@ mod tests {
 
     #[test]
     fn file_name_must_match_the_key() {
-        let err = load(&[("wrong.yaml", MINIMAL)]).unwrap_err();
+        let text = format!("{MINIMAL}{MINIMAL_CREDENTIALS}");
+        let err = load(&[("wrong.yaml", &text)]).unwrap_err();
         assert!(err.to_string().contains("demo.yaml"), "{err}");
     }
 
@@ -935,6 +1002,49 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_element_may_send_public_headers_beside_a_secret_one() {
+        let custom = |credentials: &str| {
+            basic(
+                "  - {key: demo.app, name: a, required: true}\n",
+                credentials,
+            )
+            .replace("{type: basic}", "{type: custom}")
+        };
+        let both = "  - {in: header, name: X-App, value: '{demo.app}'}\n  - {in: header, name: X-Key, value: '{demo.api.key}'}\n";
+        assert!(load(&[("demo.yaml", &custom(both))]).is_ok());
+        refused(
+            &custom("  - {in: header, name: X-App, value: '{demo.app}'}\n"),
+            "at least one must read a secret entry",
+        );
+        // Elsewhere every credential carries a secret.
+        let api_key = custom(both).replace("{type: custom}", "{type: apiKey}");
+        refused(&api_key, "credentials[0]: must read at least one secret");
+    }
+
+    #[test]
+    fn parameters_sent_on_every_call_name_declared_entries_and_header_names() {
+        let with = |parameters: &str| {
+            basic(
+                "  - {key: demo.tenant, name: t, required: true}\n",
+                "  - {in: basic, username: '{demo.api.key}'}\n",
+            ) + "parameters:\n"
+                + parameters
+        };
+        let ok = "  - {name: demo.tenant, vendorName: X-Tenant, type: configuration, vendorType: header}\n  - {name: '2022-06-28', vendorName: version, type: value, vendorType: query}\n";
+        assert!(load(&[("demo.yaml", &with(ok))]).is_ok());
+        refused(
+            &with(
+                "  - {name: demo.tenent, vendorName: X-Tenant, type: configuration, vendorType: header}\n",
+            ),
+            "parameters[0]: 'demo.tenent' is not a configuration entry",
+        );
+        refused(
+            &with("  - {name: v1, vendorName: 'X Version', type: value, vendorType: header}\n"),
+            "is not a header name",
+        );
+    }
+
+    #[test]
     fn client_credentials_elements_need_no_authorization_url_or_callback() {
         let text = MINIMAL.replace("{type: basic}", "{type: oauth2}")
             + "configuration:\n"
@@ -997,25 +1107,20 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let text = format!("{MINIMAL}colour: blue\n");
+        let text = format!("{MINIMAL}{MINIMAL_CREDENTIALS}colour: blue\n");
         assert!(load(&[("demo.yaml", &text)]).is_err());
     }
 
     #[test]
     fn credential_templates_must_read_declared_entries() {
-        let text = MINIMAL.replace(
-            "credentials: [{in: header, name: X-Demo, value: demo}]",
-            "credentials: [{in: basic, username: \"{username}\", password: \"{pasword}\"}]\nconfiguration:\n  - {key: username, name: u}\n",
+        let text = format!(
+            "{MINIMAL}credentials: [{{in: basic, username: \"{{username}}\", password: \"{{pasword}}\"}}]\nconfiguration:\n  - {{key: username, name: u, required: true}}\n"
         );
         let err = load(&[("demo.yaml", &text)]).unwrap_err().to_string();
-        assert!(err.contains("credentials[0]: 'pasword'"), "{err}");
-        let none = MINIMAL.replace(
-            "credentials: [{in: header, name: X-Demo, value: demo}]\n",
-            "",
-        );
-        let err = load(&[("demo.yaml", &none)]).unwrap_err().to_string();
-        assert!(err.contains("need 'credentials'"), "{err}");
-        let bad_header = MINIMAL.replace("X-Demo", "'X Demo'");
+        assert!(err.contains("credentials[0]: '{pasword}'"), "{err}");
+        let err = load(&[("demo.yaml", MINIMAL)]).unwrap_err().to_string();
+        assert!(err.contains("need a 'credentials' list"), "{err}");
+        let bad_header = format!("{MINIMAL}{MINIMAL_CREDENTIALS}").replace("X-Demo", "'X Demo'");
         let err = load(&[("demo.yaml", &bad_header)]).unwrap_err().to_string();
         assert!(err.contains("is not a header name"), "{err}");
     }

@@ -250,7 +250,8 @@ impl Services {
         let mut config = record.config.clone();
         overlay(&element, &mut config, Some(&map))?;
         missing_required(&element, &config)?;
-        crate::hosts::check_update(caller, &record.config, &config, false)?;
+        crate::templates::fill_defaults(&element, &mut config, Some(&record.config), Some(&map))?;
+        crate::hosts::check_update(caller, &element, &record.config, &config, false)?;
         self.check_pins(&element, &config, Some(&record.config))?;
         let record = self.save(record, |r| r.config = config).await?;
         entry_views(&element, &record.config)

@@ -5,6 +5,7 @@ use crate::configuration::{defaults, missing_required, overlay};
 use crate::credentials::Authorization;
 use crate::hosts;
 use crate::schemes;
+use crate::templates;
 use crate::view::InstanceView;
 use crate::{Caller, ServiceError, Services, now_ms};
 use base64::Engine;
@@ -393,6 +394,7 @@ impl Services {
         let mut config = defaults(&element);
         overlay(&element, &mut config, body.configuration.as_ref())?;
         missing_required(&element, &config)?;
+        templates::fill_defaults(&element, &mut config, None, body.configuration.as_ref())?;
         self.check_pins(&element, &config, None)?;
         let authorization = provisioning(&element, external, &body)?;
         let expires_at = self
@@ -478,6 +480,12 @@ impl Services {
         };
         overlay(&element, &mut config, body.configuration.as_ref())?;
         missing_required(&element, &config)?;
+        templates::fill_defaults(
+            &element,
+            &mut config,
+            Some(&record.config),
+            body.configuration.as_ref(),
+        )?;
         let mut expires_at = record.token_expires_at;
         let mut valid = record.valid;
         let client_credentials = element
@@ -505,7 +513,7 @@ impl Services {
             },
         };
         let reauthorized = reauthorize.is_some();
-        let moved = hosts::check_update(caller, &record.config, &config, reauthorized)?;
+        let moved = hosts::check_update(caller, &element, &record.config, &config, reauthorized)?;
         self.check_pins(&element, &config, Some(&record.config))?;
         if moved {
             hosts::forget_stored_tokens(&element, &mut config, body.configuration.as_ref());

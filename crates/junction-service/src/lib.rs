@@ -20,6 +20,7 @@ mod proxy;
 mod redact;
 mod refresh;
 mod schemes;
+mod templates;
 mod trace;
 mod view;
 

@@ -1,14 +1,20 @@
 //! Step 1: `GET|POST /elements/{keyOrId}/oauth/url`.
 
+use crate::configuration::normalized;
+use crate::hosts;
 use crate::schemes::oauth1_credentials;
+use crate::templates;
 use crate::{ServiceError, Services};
+use junction_core::config::config_value_from_json;
 use junction_core::config::keys;
-use junction_core::credential::{OAuthGrant, fill};
-use junction_core::element::{AuthenticationType, host_matches};
+use junction_core::credential::{OAuthGrant, TemplateError, fill};
+use junction_core::element::AuthenticationType;
 use junction_core::{ConfigMap, ElementDefinition};
 use junction_oauth::oauth1::request_token;
 use junction_oauth::{AuthorizationRequest, authorization_url, join_scopes};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Parameters of step 1, as query parameters (`GET`) or a JSON body (`POST`).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
@@ -25,6 +31,12 @@ pub struct OAuthUrlParams {
     pub site_address: Option<String>,
     /// OAuth 1.0a: the request token from `GET /elements/{keyOrId}/oauth/token`.
     pub request_token: Option<String>,
+    /// Values of the configuration entries the element's authorization URL and scope are
+    /// templated from, by key (`zendesk.subdomain=acme`).
+    #[serde(flatten)]
+    #[param(ignore)]
+    #[schema(ignore)]
+    pub configuration: BTreeMap<String, Value>,
 }
 
 /// Parameters of `GET /elements/{keyOrId}/oauth/token` (OAuth 1.0a elements).
@@ -105,6 +117,87 @@ fn oauth1_only(element: &ElementDefinition) -> Result<(), ServiceError> {
     ))
 }
 
+/// The values step 1 fills the element's templated URLs and scope from: its defaults,
+/// and the caller's values for the entries the templates name, each validated as
+/// configuration. A configuration key the templates do not name is refused: step 1 moves
+/// no URL by other means.
+fn template_values(
+    element: &ElementDefinition,
+    given: &BTreeMap<String, Value>,
+) -> Result<BTreeMap<String, String>, ServiceError> {
+    let named = templates::template_names(element);
+    let mut values: BTreeMap<String, String> = element
+        .configuration
+        .iter()
+        .filter_map(|e| e.default.clone().map(|d| (e.key.clone(), d)))
+        .collect();
+    for (key, raw) in given {
+        if !named.contains(key) {
+            // Other parameters without a dot are what Cloud Elements clients may send
+            // beside the documented ones, and were always ignored.
+            if !key.contains('.') {
+                continue;
+            }
+            let takes = if named.is_empty() {
+                "none".to_owned()
+            } else {
+                named.iter().cloned().collect::<Vec<_>>().join(", ")
+            };
+            return Err(ServiceError::bad_request(
+                "invalid_parameter",
+                format!(
+                    "'{key}' is not a value element '{}' builds its authorization URL from (it takes: {takes})",
+                    element.key
+                ),
+            ));
+        }
+        let value = config_value_from_json(key, raw)
+            .map_err(|e| ServiceError::bad_request("invalid_parameter", e.to_string()))?;
+        match normalized(element, key, value)? {
+            Some(v) => values.insert(key.clone(), v),
+            None => values.remove(key),
+        };
+    }
+    Ok(values)
+}
+
+/// `key` filled from `values`, naming an absent value as a missing parameter.
+fn filled(
+    element: &ElementDefinition,
+    key: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<String, ServiceError> {
+    match element.resolve(key, values) {
+        Ok(v) => Ok(v.unwrap_or_default()),
+        Err(TemplateError::Missing(name)) => Err(ServiceError::bad_request(
+            "missing_parameter",
+            format!(
+                "missing required parameter(s): {name} (element '{}' builds '{key}' from it)",
+                element.key
+            ),
+        )),
+        Err(TemplateError::Unclosed) => Err(ServiceError::Internal(format!(
+            "element '{}': the default of '{key}' has an unclosed brace",
+            element.key
+        ))),
+    }
+}
+
+/// Refuses a URL for `key` on a host the element's pins do not allow.
+fn check_pinned(element: &ElementDefinition, key: &str, url: &str) -> Result<(), ServiceError> {
+    let pins = match (&element.oauth, &element.oauth1) {
+        (Some(spec), _) => &spec.allowed_hosts,
+        (None, Some(spec)) => &spec.allowed_hosts,
+        (None, None) => return Ok(()),
+    };
+    let mut config = ConfigMap::new();
+    config.insert(key.to_owned(), Some(url.to_owned()));
+    match hosts::unpinned_by(pins, &config, None) {
+        Some(found) => Err(found.given(element, pins)),
+        None => Ok(()),
+    }
+}
+
 fn default_of(element: &ElementDefinition, key: &str) -> String {
     element
         .config_entry(key)
@@ -133,25 +226,7 @@ impl Services {
             Some(given) => given.to_owned(),
             None => default_of(&element, keys::REQUEST_URL),
         };
-        let pins = element
-            .oauth1
-            .as_ref()
-            .map(|o| o.allowed_hosts.as_slice())
-            .unwrap_or_default();
-        let host = url::Url::parse(&request_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        if !pins.is_empty() && !pins.iter().any(|p| host_matches(p, &host)) {
-            return Err(ServiceError::bad_request(
-                "host_not_allowed",
-                format!(
-                    "element '{}' sends its OAuth 1.0a requests only to {}",
-                    element.key,
-                    pins.join(", ")
-                ),
-            ));
-        }
+        check_pinned(&element, keys::REQUEST_URL, &request_url)?;
         let mut config = ConfigMap::new();
         config.insert(keys::API_KEY.into(), params.api_key.clone());
         config.insert(keys::API_SECRET.into(), params.api_secret.clone());
@@ -174,11 +249,9 @@ impl Services {
         params: &OAuthUrlParams,
     ) -> Result<OAuthUrlResponse, ServiceError> {
         missing_parameters(&[("requestToken", &params.request_token)])?;
-        let defaults: std::collections::BTreeMap<String, String> = element
-            .configuration
-            .iter()
-            .filter_map(|e| e.default.clone().map(|d| (e.key.clone(), d)))
-            .collect();
+        let defaults = template_values(element, &params.configuration)?;
+        let authorization = filled(element, keys::AUTHORIZATION_URL, &defaults)?;
+        check_pinned(element, keys::AUTHORIZATION_URL, &authorization)?;
         let mut extra = Vec::new();
         for (name, template) in element
             .oauth1
@@ -194,7 +267,7 @@ impl Services {
             extra.push((name.clone(), value));
         }
         let url = junction_oauth::oauth1::authorization_url(
-            &default_of(element, keys::AUTHORIZATION_URL),
+            &authorization,
             present(&params.request_token).unwrap_or_default(),
             &extra,
         )?;
@@ -249,17 +322,13 @@ impl Services {
         if let Some(callback) = present(&params.callback_url) {
             check_callback_url(callback)?;
         }
-        let default_of = |key: &str| {
-            element
-                .config_entry(key)
-                .and_then(|c| c.default.clone())
-                .unwrap_or_default()
-        };
+        let values = template_values(element, &params.configuration)?;
         let scope = match present(&params.scope) {
             Some(given) => join_scopes(spec, given),
-            None => join_scopes(spec, &default_of(keys::SCOPE)),
+            None => join_scopes(spec, &filled(element, keys::SCOPE, &values)?),
         };
-        let authorization = default_of(keys::AUTHORIZATION_URL);
+        let authorization = filled(element, keys::AUTHORIZATION_URL, &values)?;
+        check_pinned(element, keys::AUTHORIZATION_URL, &authorization)?;
         let url = authorization_url(
             spec,
             &AuthorizationRequest {

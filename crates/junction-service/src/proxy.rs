@@ -7,6 +7,7 @@
 
 use crate::auth::{PresentedSecrets, parse_authorization};
 use crate::schemes::{StaticAuth, static_auth};
+use crate::templates::CallParameters;
 use crate::trace::{self, Tracer};
 use crate::{Caller, ServiceError, Services};
 use bytes::Bytes;
@@ -237,10 +238,11 @@ impl Services {
         &self,
         target: &Target,
         method: Method,
-        url: Url,
-        headers: HeaderMap,
+        mut url: Url,
+        mut headers: HeaderMap,
         body: ProxyBody,
     ) -> Result<ProxyResponse, ServiceError> {
+        CallParameters::of(&target.element, &target.record.config)?.apply(&mut url, &mut headers);
         let credential: CredentialPlacement = target
             .element
             .oauth

@@ -4,6 +4,7 @@
 //! placed is the element's data.
 
 use crate::credentials::value;
+use crate::templates::CallParameters;
 use crate::{ServiceError, Services};
 use http::HeaderMap;
 use http::header::{ACCEPT, HeaderValue};
@@ -137,6 +138,7 @@ impl Services {
             .check_url("base.url", &format!("{}{path}", base.trim_end_matches('/')))?;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        CallParameters::of(element, config)?.apply(&mut url, &mut headers);
         let empty = ProxyBody::Buffered(bytes::Bytes::new());
         authorize(
             &auth.as_provider_auth(),

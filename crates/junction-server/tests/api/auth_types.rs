@@ -1,7 +1,9 @@
-//! Authentication beyond the OAuth 2.0 code flow, end to end: HTTP basic, an API key and
-//! custom headers from configuration (against a provider that checks exactly what it
-//! receives), the client-credentials grant (against the authlib peer) and OAuth 1.0a
-//! (against authlib's OAuth 1.0a server, which verifies every signature).
+//! Authentication beyond the OAuth 2.0 code flow, end to end through the catalog's own
+//! elements: HTTP basic (Close), an API key (Stripe) and custom headers (Algolia) from
+//! configuration, against a provider that checks exactly what it receives; the
+//! client-credentials grant (Marketo, against the authlib peer) and OAuth 1.0a (Trello,
+//! against authlib's OAuth 1.0a server, which verifies every signature). Each element's
+//! URLs are pointed at the local servers through its configuration.
 
 use crate::helpers::{TestApp, assert_error};
 use crate::on_both_backends;
@@ -16,14 +18,17 @@ use junction_testkit::peers::{CLIENT_ID, CLIENT_SECRET, Peer, PeerKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Row;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 on_both_backends!(
     basic_credentials_come_from_configuration_and_are_sealed_and_masked,
-    an_api_key_goes_in_the_query_parameter_the_element_names,
+    an_api_key_goes_in_the_header_the_element_names,
     custom_headers_are_templated_from_configuration,
     missing_credentials_are_named_and_nothing_is_stored,
+    moving_a_configured_instance_to_another_host_takes_its_credentials_in_the_same_request,
+    element_parameters_go_on_every_call_and_ping_without_overriding_the_credential,
     a_refused_validation_call_is_a_400_with_the_providers_words_and_stores_nothing,
     new_credentials_in_an_update_are_validated_before_they_are_stored,
     trace_logs_never_show_configured_credentials,
@@ -45,7 +50,14 @@ struct Seen {
     path: String,
     query: Option<String>,
     authorization: Option<String>,
-    account: Option<String>,
+    /// Every header, by lower-case name; repeated ones joined with ", ".
+    headers: BTreeMap<String, String>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
 }
 
 type Accept = Arc<dyn Fn(&Seen) -> bool + Send + Sync>;
@@ -93,11 +105,22 @@ async fn checker(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in request.headers() {
+        let value = value.to_str().unwrap_or_default();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
     let call = Seen {
         path: request.uri().path().to_owned(),
         query: request.uri().query().map(str::to_owned),
         authorization: header("authorization"),
-        account: header("x-account-id"),
+        headers,
     };
     seen.lock().unwrap().push(call.clone());
     if accept(&call) {
@@ -118,8 +141,10 @@ fn basic(user: &str, password: &str) -> String {
     )
 }
 
-const PASSWORD: &str = "pw-hunter2-secret";
-const API_KEY: &str = "key-0123456789abcdef";
+/// A Close API key, sent as the user name with an empty password.
+const CLOSE_KEY: &str = "api_close-0123456789abcdef";
+const API_KEY: &str = "sk_test_0123456789abcdef";
+const ALGOLIA_APP: &str = "APPID42";
 
 async fn create(app: &TestApp, element: &str, configuration: Value) -> (StatusCode, Value) {
     app.post(
@@ -177,28 +202,36 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-async fn basic_credentials_come_from_configuration_and_are_sealed_and_masked(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let expected = basic("close-api-key", PASSWORD);
-    let provider = Checker::start(Arc::new(move |s: &Seen| {
+/// A provider that accepts exactly Close's basic credential for `key`.
+async fn close_provider(key: &str) -> Checker {
+    let expected = basic(key, "");
+    Checker::start(Arc::new(move |s: &Seen| {
         s.authorization.as_deref() == Some(expected.as_str())
     }))
-    .await;
-    let (status, instance) = create(
-        &app,
-        "examplebasic",
-        json!({"base.url": provider.base_url, "username": "close-api-key", "password": PASSWORD}),
+    .await
+}
+
+async fn create_close(app: &TestApp, provider: &Checker, key: &str) -> (StatusCode, Value) {
+    create(
+        app,
+        "closeio",
+        json!({"base.url": provider.base_url, "closeio.api.key": key}),
     )
-    .await;
+    .await
+}
+
+async fn basic_credentials_come_from_configuration_and_are_sealed_and_masked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let provider = close_provider(CLOSE_KEY).await;
+    let (status, instance) = create_close(&app, &provider, CLOSE_KEY).await;
     assert_eq!(status, StatusCode::OK, "{instance}");
-    assert_eq!(instance["configuration"]["password"], "********");
-    assert_eq!(instance["configuration"]["username"], "close-api-key");
+    assert_eq!(instance["configuration"]["closeio.api.key"], "********");
     assert_eq!(
         provider.seen().len(),
         1,
         "provisioning made the validation call"
     );
-    assert_eq!(provider.seen()[0].path, "/v1/me");
+    assert_eq!(provider.seen()[0].path, "/v1/me/");
 
     let (status, body) = proxy(&app, &instance, "/leads?_limit=1").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -214,37 +247,36 @@ async fn basic_credentials_come_from_configuration_and_are_sealed_and_masked(bac
         format!("/instances/{id}/configuration"),
     ] {
         let (_, shown) = app.get(&path).await;
-        assert!(!shown.to_string().contains(PASSWORD), "{path}: {shown}");
+        assert!(!shown.to_string().contains(CLOSE_KEY), "{path}: {shown}");
     }
     let (config, raw) = stored_bytes(&app).await;
-    assert!(!contains(&raw, PASSWORD), "the password is stored in clear");
-    assert!(!config.contains("\"password\""), "{config}");
+    assert!(!contains(&raw, CLOSE_KEY), "the API key is stored in clear");
+    assert!(!config.contains("closeio.api.key"), "{config}");
 }
 
-async fn an_api_key_goes_in_the_query_parameter_the_element_names(backend: Backend) {
+async fn an_api_key_goes_in_the_header_the_element_names(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let provider = Checker::start(Arc::new(|s: &Seen| {
-        s.authorization.is_none()
-            && s.query
-                .as_deref()
-                .is_some_and(|q| q.split('&').any(|p| p == format!("api_key={API_KEY}")))
+    let expected = format!("Bearer {API_KEY}");
+    let provider = Checker::start(Arc::new(move |s: &Seen| {
+        s.authorization.as_deref() == Some(expected.as_str())
     }))
     .await;
     let (status, instance) = create(
         &app,
-        "exampleapikey",
-        json!({"base.url": provider.base_url, "api.key": API_KEY}),
+        "stripe",
+        json!({"base.url": provider.base_url, "stripe.secret.key": API_KEY}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{instance}");
-    assert_eq!(instance["configuration"]["api.key"], "********");
-    // A caller's own `api_key` parameter is replaced, never sent beside the real one.
-    let (status, body) = proxy(&app, &instance, "/mail?api_key=forged&page=2").await;
+    assert_eq!(instance["configuration"]["stripe.secret.key"], "********");
+    assert_eq!(provider.seen()[0].path, "/v1/balance", "Stripe's ping");
+    let (status, body) = proxy(&app, &instance, "/customers?limit=2").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let last = provider.seen().pop().unwrap();
     assert_eq!(
         last.query.as_deref(),
-        Some(format!("page=2&api_key={API_KEY}").as_str())
+        Some("limit=2"),
+        "the key stays out of the URL"
     );
     let (_, raw) = stored_bytes(&app).await;
     assert!(!contains(&raw, API_KEY), "the API key is stored in clear");
@@ -253,46 +285,47 @@ async fn an_api_key_goes_in_the_query_parameter_the_element_names(backend: Backe
 async fn custom_headers_are_templated_from_configuration(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let provider = Checker::start(Arc::new(|s: &Seen| {
-        s.authorization.as_deref() == Some("Token token=tok-abcdef123")
-            && s.account.as_deref() == Some("acct-42")
+        s.header("x-algolia-application-id") == Some(ALGOLIA_APP)
+            && s.header("x-algolia-api-key") == Some(API_KEY)
+            && s.authorization.is_none()
     }))
     .await;
     let (status, instance) = create(
         &app,
-        "examplecustom",
-        json!({"base.url": provider.base_url, "api.token": "tok-abcdef123", "account.id": "acct-42"}),
+        "algolia",
+        json!({
+            "base.url": provider.base_url,
+            "algolia.application.id": ALGOLIA_APP,
+            "algolia.api.key": API_KEY,
+        }),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{instance}");
-    assert_eq!(instance["configuration"]["api.token"], "********");
-    let (status, body) = proxy(&app, &instance, "/things").await;
+    assert_eq!(instance["configuration"]["algolia.api.key"], "********");
+    assert_eq!(
+        instance["configuration"]["algolia.application.id"],
+        ALGOLIA_APP
+    );
+    assert_eq!(provider.seen()[0].path, "/v1/indexes", "Algolia's ping");
+    let (status, body) = proxy(&app, &instance, "/indexes/products/browse").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, raw) = stored_bytes(&app).await;
+    assert!(!contains(&raw, API_KEY), "the API key is stored in clear");
 }
 
 async fn missing_credentials_are_named_and_nothing_is_stored(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let provider = Checker::start(Arc::new(|_: &Seen| true)).await;
-    let (status, body) = create(
-        &app,
-        "examplecustom",
-        json!({"base.url": provider.base_url}),
-    )
-    .await;
+    let (status, body) = create(&app, "algolia", json!({"base.url": provider.base_url})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let message = assert_error(&body, "missing_configuration");
     assert!(
-        message.contains("account.id") && message.contains("api.token"),
+        message.contains("algolia.application.id") && message.contains("algolia.api.key"),
         "{message}"
     );
-    // The password is not declared required, but the basic template reads it.
-    let (status, body) = create(
-        &app,
-        "examplebasic",
-        json!({"base.url": provider.base_url, "username": "u"}),
-    )
-    .await;
+    let (status, body) = create(&app, "closeio", json!({"base.url": provider.base_url})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(assert_error(&body, "missing_configuration").contains("password"));
+    assert!(assert_error(&body, "missing_configuration").contains("closeio.api.key"));
     assert!(provider.seen().is_empty(), "nothing was sent anywhere");
     assert!(app.instance_ids().await.is_empty());
 }
@@ -301,48 +334,30 @@ async fn a_refused_validation_call_is_a_400_with_the_providers_words_and_stores_
     backend: Backend,
 ) {
     let app = TestApp::spawn(backend).await;
-    let expected = basic("u", PASSWORD);
-    let provider = Checker::start(Arc::new(move |s: &Seen| {
-        s.authorization.as_deref() == Some(expected.as_str())
-    }))
-    .await;
-    let (status, body) = create(
-        &app,
-        "examplebasic",
-        json!({"base.url": provider.base_url, "username": "u", "password": "wrong-password"}),
-    )
-    .await;
+    let provider = close_provider(CLOSE_KEY).await;
+    let (status, body) = create_close(&app, &provider, "api_wrong-key").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, "provider_refused");
     assert_eq!(
         body["providerMessage"], "those credentials are not valid here",
         "{body}"
     );
-    assert!(!body.to_string().contains("wrong-password"));
+    assert!(!body.to_string().contains("api_wrong-key"));
     assert_eq!(provider.seen().len(), 1);
     assert!(app.instance_ids().await.is_empty(), "nothing was stored");
 }
 
 async fn new_credentials_in_an_update_are_validated_before_they_are_stored(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let expected = basic("u", PASSWORD);
-    let provider = Checker::start(Arc::new(move |s: &Seen| {
-        s.authorization.as_deref() == Some(expected.as_str())
-    }))
-    .await;
-    let (status, instance) = create(
-        &app,
-        "examplebasic",
-        json!({"base.url": provider.base_url, "username": "u", "password": PASSWORD}),
-    )
-    .await;
+    let provider = close_provider(CLOSE_KEY).await;
+    let (status, instance) = create_close(&app, &provider, CLOSE_KEY).await;
     assert_eq!(status, StatusCode::OK, "{instance}");
     let id = instance["id"].as_i64().unwrap();
     let (status, body) = app
         .call(
             Method::PATCH,
             &format!("/instances/{id}"),
-            Some(&json!({"configuration": {"password": "typo-password"}})),
+            Some(&json!({"configuration": {"closeio.api.key": "api_typo-key"}})),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -354,17 +369,8 @@ async fn new_credentials_in_an_update_are_validated_before_they_are_stored(backe
 
 async fn trace_logs_never_show_configured_credentials(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let expected = basic("user-visible", PASSWORD);
-    let provider = Checker::start(Arc::new(move |s: &Seen| {
-        s.authorization.as_deref() == Some(expected.as_str())
-    }))
-    .await;
-    let (status, instance) = create(
-        &app,
-        "examplebasic",
-        json!({"base.url": provider.base_url, "username": "user-visible", "password": PASSWORD}),
-    )
-    .await;
+    let provider = close_provider(CLOSE_KEY).await;
+    let (status, instance) = create_close(&app, &provider, CLOSE_KEY).await;
     assert_eq!(status, StatusCode::OK, "{instance}");
     let id = instance["id"].as_i64().unwrap();
     let (status, _) = app
@@ -379,7 +385,7 @@ async fn trace_logs_never_show_configured_credentials(backend: Backend) {
     let (status, body) = proxy(&app, &instance, "/leads").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.to_string().contains("Basic "), "{body}");
-    let encoded = basic("user-visible", PASSWORD);
+    let encoded = basic(CLOSE_KEY, "");
     let encoded = encoded.trim_start_matches("Basic ");
     let mut entries = Value::Null;
     for _ in 0..100 {
@@ -392,17 +398,21 @@ async fn trace_logs_never_show_configured_credentials(backend: Backend) {
     }
     let text = entries.to_string();
     assert!(text.contains("/v1/leads"), "{text}");
-    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(!text.contains(CLOSE_KEY), "{text}");
     assert!(!text.contains(encoded), "{text}");
 }
+
+/// A Marketo instance's id, which names its hosts.
+const MUNCHKIN: &str = "123-ABC-456";
 
 async fn client_credentials_are_obtained_at_provisioning_and_renewed_by_junction(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let peer = Peer::shared(PeerKind::Authlib).await;
     let (status, instance) = create(
         &app,
-        "exampleclientcredentials",
+        "marketo",
         json!({
+            "marketo.munchkin.id": MUNCHKIN,
             "oauth.api.key": CLIENT_ID,
             "oauth.api.secret": CLIENT_SECRET,
             "oauth.token.url": peer.token_url(),
@@ -457,8 +467,9 @@ async fn client_credentials_are_obtained_at_provisioning_and_renewed_by_junction
 
     let (status, body) = create(
         &app,
-        "exampleclientcredentials",
+        "marketo",
         json!({
+            "marketo.munchkin.id": MUNCHKIN,
             "oauth.api.key": CLIENT_ID,
             "oauth.api.secret": "not-the-secret",
             "oauth.token.url": peer.token_url(),
@@ -472,7 +483,7 @@ async fn client_credentials_are_obtained_at_provisioning_and_renewed_by_junction
 
     // There is no customer redirect to build a URL for.
     let (status, body) = app
-        .get("/elements/exampleclientcredentials/oauth/url?apiKey=k&callbackUrl=https://app.example.test/cb")
+        .get("/elements/marketo/oauth/url?apiKey=k&callbackUrl=https://app.example.test/cb")
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(assert_error(&body, "not_oauth_element").contains("client-credentials"));
@@ -483,7 +494,7 @@ async fn provision_oauth1(app: &TestApp, peer: &Peer) -> Value {
     let callback = "https://app.example.test/oauth/callback";
     let (status, temporary) = app
         .get(&format!(
-            "/elements/exampleoauth1/oauth/token?apiKey={CLIENT_ID}&apiSecret={CLIENT_SECRET}&callbackUrl={callback}&requestTokenUrl={}",
+            "/elements/trello/oauth/token?apiKey={CLIENT_ID}&apiSecret={CLIENT_SECRET}&callbackUrl={callback}&requestTokenUrl={}",
             peer.request_token_url()
         ))
         .await;
@@ -493,16 +504,19 @@ async fn provision_oauth1(app: &TestApp, peer: &Peer) -> Value {
 
     let (status, url) = app
         .get(&format!(
-            "/elements/exampleoauth1/oauth/url?apiKey={CLIENT_ID}&callbackUrl={callback}&requestToken={request_token}"
+            "/elements/trello/oauth/url?apiKey={CLIENT_ID}&callbackUrl={callback}&requestToken={request_token}"
         ))
         .await;
     assert_eq!(status, StatusCode::OK, "{url}");
     let oauth_url = url::Url::parse(url["oauthUrl"].as_str().unwrap()).unwrap();
-    assert_eq!(oauth_url.path(), "/oauth/authorize");
+    assert_eq!(oauth_url.host_str(), Some("trello.com"));
+    assert_eq!(oauth_url.path(), "/1/OAuthAuthorizeToken");
     let query: std::collections::HashMap<String, String> =
         oauth_url.query_pairs().into_owned().collect();
     assert_eq!(query["oauth_token"], request_token);
-    assert_eq!(query["name"], "Junction", "the element's extra parameter");
+    assert_eq!(query["name"], "Junction", "the element's extra parameters");
+    assert_eq!(query["scope"], "read,write");
+    assert_eq!(query["expiration"], "never");
 
     // The customer authorizes at the provider, which sends them back with a verifier.
     let browser = reqwest::Client::builder()
@@ -525,7 +539,7 @@ async fn provision_oauth1(app: &TestApp, peer: &Peer) -> Value {
         .post(
             "/instances",
             &json!({
-                "element": {"key": "exampleoauth1"},
+                "element": {"key": "trello"},
                 "providerData": {
                     "oauth_token": back["oauth_token"],
                     "oauth_verifier": back["oauth_verifier"],
@@ -534,6 +548,7 @@ async fn provision_oauth1(app: &TestApp, peer: &Peer) -> Value {
                 "configuration": {
                     "oauth.api.key": CLIENT_ID,
                     "oauth.api.secret": CLIENT_SECRET,
+                    "oauth.callback.url": callback,
                     "oauth.token.url": peer.token_url(),
                     "base.url": format!("{}/api", peer.base_url),
                 },
@@ -558,19 +573,19 @@ async fn oauth1_request_token_authorization_and_exchange_against_a_real_server(b
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["id"], "user1");
     assert_eq!(body["client"], CLIENT_ID);
-    let (status, body) = ping(&app, &instance).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    // Trello's ping path (`/members/me`) is not one the peer serves, so no ping here.
 
     // A verifier the provider never issued is refused, and nothing is stored.
     let (status, body) = app
         .post(
             "/instances",
             &json!({
-                "element": {"key": "exampleoauth1"},
+                "element": {"key": "trello"},
                 "providerData": {"oauth_token": "forged", "oauth_verifier": "forged", "secret": "forged"},
                 "configuration": {
                     "oauth.api.key": CLIENT_ID,
                     "oauth.api.secret": CLIENT_SECRET,
+                    "oauth.callback.url": "https://app.example.test/oauth/callback",
                     "oauth.token.url": peer.token_url(),
                 },
             }),
@@ -583,7 +598,7 @@ async fn oauth1_request_token_authorization_and_exchange_against_a_real_server(b
     // A consumer secret the provider does not know gets no request token.
     let (status, body) = app
         .get(&format!(
-            "/elements/exampleoauth1/oauth/token?apiKey={CLIENT_ID}&apiSecret=wrong&callbackUrl=https://app.example.test/cb&requestTokenUrl={}",
+            "/elements/trello/oauth/token?apiKey={CLIENT_ID}&apiSecret=wrong&callbackUrl=https://app.example.test/cb&requestTokenUrl={}",
             peer.request_token_url()
         ))
         .await;
@@ -635,9 +650,13 @@ async fn oauth1_provisioning_names_missing_callback_values(backend: Backend) {
         .post(
             "/instances",
             &json!({
-                "element": {"key": "exampleoauth1"},
+                "element": {"key": "trello"},
                 "providerData": {"oauth_token": "t"},
-                "configuration": {"oauth.api.key": "k", "oauth.api.secret": "s"},
+                "configuration": {
+                    "oauth.api.key": "k",
+                    "oauth.api.secret": "s",
+                    "oauth.callback.url": "https://app.example.test/cb",
+                },
             }),
         )
         .await;
@@ -648,7 +667,7 @@ async fn oauth1_provisioning_names_missing_callback_values(backend: Backend) {
         "{message}"
     );
     let (status, body) = app
-        .get("/elements/exampleoauth1/oauth/url?apiKey=k&callbackUrl=https://app.example.test/cb")
+        .get("/elements/trello/oauth/url?apiKey=k&callbackUrl=https://app.example.test/cb")
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(assert_error(&body, "missing_parameter").contains("requestToken"));
@@ -670,11 +689,11 @@ async fn oauth1_provisioning_names_missing_callback_values(backend: Backend) {
     }
 }
 
-/// HMAC-SHA1 end to end: the example element signs with HMAC-SHA256, so the three
-/// OAuth 1.0a requests and a signed API call are made here with HMAC-SHA1 directly, and
-/// authlib's server verifies each.
+/// HMAC-SHA256 end to end: Trello signs with HMAC-SHA1, so the three OAuth 1.0a requests
+/// and a signed API call are made here with HMAC-SHA256 directly, and authlib's server
+/// verifies each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hmac_sha1_signatures_are_accepted_by_a_real_oauth1_server() {
+async fn hmac_sha256_signatures_are_accepted_by_a_real_oauth1_server() {
     use junction_core::Secret;
     use junction_core::credential::SignatureMethod;
     use junction_oauth::oauth1::{
@@ -689,7 +708,7 @@ async fn hmac_sha1_signatures_are_accepted_by_a_real_oauth1_server() {
             consumer_secret: Secret::new(CLIENT_SECRET),
             token,
             token_secret,
-            method: SignatureMethod::HmacSha1,
+            method: SignatureMethod::HmacSha256,
         }
     };
     let outbound = &app.services.outbound;
@@ -751,4 +770,137 @@ async fn hmac_sha1_signatures_are_accepted_by_a_real_oauth1_server() {
     assert_eq!(me.status(), StatusCode::OK);
     let me: Value = me.json().await.unwrap();
     assert_eq!(me["id"], "user1");
+}
+
+async fn moving_a_configured_instance_to_another_host_takes_its_credentials_in_the_same_request(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let provider = close_provider(CLOSE_KEY).await;
+    let (status, instance) = create_close(&app, &provider, CLOSE_KEY).await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let id = instance["id"].as_i64().unwrap();
+    let other = close_provider("api_other-key").await;
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {"base.url": other.base_url}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "host_change_requires_authorization");
+    assert!(message.contains("'closeio.api.key'"), "{message}");
+    assert!(!message.contains("providerData"), "{message}");
+    assert!(other.seen().is_empty(), "nothing went to the new host");
+
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {
+                "base.url": other.base_url,
+                "closeio.api.key": "api_other-key",
+            }})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        other.seen().len(),
+        1,
+        "the new key was checked at the new host"
+    );
+    let (status, body) = proxy(&app, &instance, "/leads").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(other.seen().len(), 2);
+}
+
+/// Sends a proxied GET with the caller's own `headers`.
+async fn proxy_with(
+    app: &TestApp,
+    instance: &Value,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> StatusCode {
+    let token = instance["token"].as_str().unwrap();
+    let mut request = app
+        .http
+        .get(app.url(&format!("/proxy{path}")))
+        .header("Authorization", format!("Element {token}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap().status()
+}
+
+async fn element_parameters_go_on_every_call_and_ping_without_overriding_the_credential(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let provider = Checker::start(Arc::new(|s: &Seen| {
+        s.authorization.as_deref() == Some("Bearer access-from-configuration")
+    }))
+    .await;
+    let oauth2_instance = |element: &str, extra: Value| {
+        let mut configuration = json!({
+            "oauth.api.key": CLIENT_ID,
+            "oauth.api.secret": CLIENT_SECRET,
+            "oauth.callback.url": "https://app.example.test/cb",
+            "oauth.user.token": "access-from-configuration",
+            "base.url": provider.base_url,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            configuration[k] = v.clone();
+        }
+        json!({
+            "element": {"key": element},
+            "externalAuthentication": "initial",
+            "configuration": configuration,
+            "name": element,
+        })
+    };
+
+    // Xero: the organisation's tenant id from configuration, in `xero-tenant-id`.
+    let (status, xero) = app
+        .post(
+            "/instances",
+            &oauth2_instance("xero", json!({"xero.tenant.id": "tenant-7"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{xero}");
+    let status = proxy_with(&app, &xero, "/Invoices", &[("xero-tenant-id", "forged")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let last = provider.seen().pop().unwrap();
+    assert_eq!(last.path, "/v1/Invoices");
+    assert_eq!(last.header("xero-tenant-id"), Some("tenant-7"), "{last:?}");
+    let (status, body) = ping(&app, &xero).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let last = provider.seen().pop().unwrap();
+    assert_eq!(last.path, "/v1/Organisation");
+    assert_eq!(last.header("xero-tenant-id"), Some("tenant-7"));
+
+    // Notion: a fixed API version in `Notion-Version`, whatever the caller sent.
+    let (status, notion) = app
+        .post("/instances", &oauth2_instance("notion", json!({})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{notion}");
+    let status = proxy_with(
+        &app,
+        &notion,
+        "/search",
+        &[("notion-version", "1999-01-01")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let last = provider.seen().pop().unwrap();
+    assert_eq!(
+        last.header("notion-version"),
+        Some("2022-06-28"),
+        "{last:?}"
+    );
+    let (status, body) = ping(&app, &notion).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let last = provider.seen().pop().unwrap();
+    assert_eq!(last.path, "/v1/users/me");
+    assert_eq!(last.header("notion-version"), Some("2022-06-28"));
 }

@@ -18,5 +18,6 @@ mod provisioning;
 mod proxy;
 mod refresh;
 mod replicas;
+mod tenant_hosts;
 mod trace;
 mod wire;
