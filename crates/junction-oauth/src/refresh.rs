@@ -23,26 +23,16 @@ pub async fn refresh_grant(
     credentials: &ClientCredentials<'_>,
     refresh_token: &Secret,
 ) -> Result<TokenResponse, OAuthError> {
-    let url = client.check_url("oauth.token.url", credentials.token_url)?;
-    let mut params: Vec<(&str, &str)> = vec![
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token.expose()),
-    ];
-    if spec.token_request.client_authentication == ClientAuthentication::Body {
-        params.push(("client_id", credentials.client_id));
-        params.push(("client_secret", credentials.client_secret.expose()));
-    }
-    let mut request = client.request(Method::POST, url).form(&params);
-    if spec.token_request.client_authentication == ClientAuthentication::Basic {
-        request = request.basic_auth(
-            credentials.client_id,
-            Some(credentials.client_secret.expose()),
-        );
-    }
-    let (status, body) = client
-        .send(request.header(reqwest::header::ACCEPT, "application/json"))
-        .await?;
-    parse_token_response(status.as_u16(), &body)
+    token_grant(
+        client,
+        spec,
+        credentials,
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ],
+    )
+    .await
 }
 
 /// The client-credentials grant (RFC 6749 §4.4): a token for the client itself, with
@@ -53,11 +43,22 @@ pub async fn client_credentials_grant(
     credentials: &ClientCredentials<'_>,
     scope: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
-    let url = client.check_url("oauth.token.url", credentials.token_url)?;
     let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
     if let Some(scope) = scope.filter(|s| !s.trim().is_empty()) {
         params.push(("scope", scope));
     }
+    token_grant(client, spec, credentials, params).await
+}
+
+/// A form POST to the token endpoint with the client authenticated the way the element
+/// says (in the body, or by HTTP basic).
+async fn token_grant(
+    client: &OutboundClient,
+    spec: &OAuthSpec,
+    credentials: &ClientCredentials<'_>,
+    mut params: Vec<(&str, &str)>,
+) -> Result<TokenResponse, OAuthError> {
+    let url = client.check_url("oauth.token.url", credentials.token_url)?;
     if spec.token_request.client_authentication == ClientAuthentication::Body {
         params.push(("client_id", credentials.client_id));
         params.push(("client_secret", credentials.client_secret.expose()));
