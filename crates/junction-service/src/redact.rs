@@ -82,17 +82,7 @@ impl Redactor {
     pub fn url(&self, url: &Url) -> String {
         let mut shown = url.clone();
         if url.query().is_some() {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if is_secret_name(&k) {
-                        MASK.to_owned()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
+            let pairs = masked_pairs(url.query_pairs());
             shown.query_pairs_mut().clear().extend_pairs(pairs);
         }
         let _ = shown.set_password(None);
@@ -184,8 +174,11 @@ fn mask_json(value: &mut Value) {
     }
 }
 
-fn mask_form(text: &str) -> String {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(text.as_bytes())
+/// Form pairs (a query or a form body) with the values of secret-looking names masked.
+fn masked_pairs<'a>(
+    pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+) -> Vec<(String, String)> {
+    pairs
         .map(|(k, v)| {
             let v = if is_secret_name(&k) {
                 MASK.to_owned()
@@ -194,7 +187,11 @@ fn mask_form(text: &str) -> String {
             };
             (k.into_owned(), v)
         })
-        .collect();
+        .collect()
+}
+
+fn mask_form(text: &str) -> String {
+    let pairs = masked_pairs(url::form_urlencoded::parse(text.as_bytes()));
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
