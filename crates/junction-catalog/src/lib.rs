@@ -8,7 +8,9 @@
 //! tests and Junction's start, never a customer's request.
 
 use include_dir::{Dir, include_dir};
-use junction_core::element::{AuthenticationType, ElementDefinition};
+use junction_core::element::{
+    AuthenticationType, CUSTOM_ELEMENT_IDS_START, ElementDefinition, ProtocolType,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -35,6 +37,132 @@ pub struct Catalog {
     by_id: HashMap<i64, usize>,
 }
 
+/// What is wrong with one element definition: the field's path and the rule it breaks,
+/// as in `resources[3].method: must be one of GET, POST, PUT, PATCH, DELETE`. The
+/// catalog's files and the Element Builder's JSON get the same words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct DefinitionError {
+    pub field: String,
+    pub rule: String,
+}
+
+fn rule(field: impl Into<String>, rule: impl Into<String>) -> DefinitionError {
+    DefinitionError {
+        field: field.into(),
+        rule: rule.into(),
+    }
+}
+
+/// The shared fragments compiled into this binary (`elements/common/`).
+fn embedded_fragments() -> Result<&'static BTreeMap<String, Entries>, CatalogError> {
+    static FRAGMENTS: std::sync::OnceLock<Result<BTreeMap<String, Entries>, String>> =
+        std::sync::OnceLock::new();
+    FRAGMENTS
+        .get_or_init(|| {
+            let mut fragments = BTreeMap::new();
+            if let Some(common) = ELEMENTS.get_dir("common") {
+                for file in common.files() {
+                    let path = file.path().display().to_string();
+                    let text = file
+                        .contents_utf8()
+                        .ok_or_else(|| format!("{path}: is not UTF-8"))?;
+                    let fragment: Fragment =
+                        serde_norway::from_str(text).map_err(|e| format!("{path}: {e}"))?;
+                    fragments.insert(file_stem(&path), fragment.configuration);
+                }
+            }
+            Ok(fragments)
+        })
+        .as_ref()
+        .map_err(|message| CatalogError::Invalid {
+            path: "elements/common".into(),
+            message: message.clone(),
+        })
+}
+
+/// Reads one element definition the way the catalog reads its files: YAML or JSON text,
+/// `uses:` fragments merged in, then [`validate`]d. For element files kept elsewhere
+/// (`junction elements validate`).
+pub fn parse_definition(text: &str) -> Result<ElementDefinition, DefinitionError> {
+    let document: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| rule("(file)", e.to_string()))?;
+    definition_from_document(document)
+}
+
+/// An element definition from an already parsed document (the Element Builder's JSON
+/// body, converted), read exactly as a catalog file is.
+pub fn definition_from_document(
+    document: serde_norway::Value,
+) -> Result<ElementDefinition, DefinitionError> {
+    let fragments = embedded_fragments().map_err(|e| rule("uses", e.to_string()))?;
+    definition_from(document, fragments)
+}
+
+fn definition_from(
+    mut document: serde_norway::Value,
+    fragments: &BTreeMap<String, Entries>,
+) -> Result<ElementDefinition, DefinitionError> {
+    if !document.is_mapping() {
+        return Err(rule("(element)", "must be an object"));
+    }
+    merge_fragments(&mut document, fragments)?;
+    let element: ElementDefinition = serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        serde_rule(&path, &e.inner().to_string())
+    })?;
+    validate(&element)?;
+    Ok(element)
+}
+
+/// serde's words ("unknown variant `FOO`, expected one of `GET`, …") restated as a rule
+/// on a field path.
+fn serde_rule(path: &str, message: &str) -> DefinitionError {
+    let root = path.is_empty() || path == ".";
+    let at = |field: &str| {
+        if root {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message, |(m, _)| m)
+        .trim();
+    let plain = |list: &str| list.replace('`', "");
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|f| f.strip_suffix('`'))
+    {
+        return rule(at(field), "is required");
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        return rule(at(field), "is not a field of this object");
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((_, expected)) = rest.split_once("expected ")
+    {
+        let expected = expected.trim_start_matches("one of ");
+        return rule(
+            if root { "(element)" } else { path },
+            format!("must be one of {}", plain(expected)),
+        );
+    }
+    if let Some((got, expected)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.split_once(", expected "))
+    {
+        return rule(
+            if root { "(element)" } else { path },
+            format!("must be {}, got {}", plain(expected), plain(got)),
+        );
+    }
+    rule(if root { "(element)" } else { path }, plain(message))
+}
+
 /// Configuration entries as raw YAML mappings, so that a later layer can override some
 /// fields of an entry and inherit the rest.
 type Entries = Vec<serde_norway::Mapping>;
@@ -48,19 +176,7 @@ struct Fragment {
 impl Catalog {
     /// The catalog compiled into this binary.
     pub fn embedded() -> Result<Self, CatalogError> {
-        let mut fragments = BTreeMap::new();
-        if let Some(common) = ELEMENTS.get_dir("common") {
-            for file in common.files() {
-                let path = file.path().display().to_string();
-                let name = file_stem(&path);
-                let text = file
-                    .contents_utf8()
-                    .ok_or_else(|| invalid(&path, "is not UTF-8"))?;
-                let fragment: Fragment =
-                    serde_norway::from_str(text).map_err(|e| invalid(&path, e.to_string()))?;
-                fragments.insert(name, fragment.configuration);
-            }
-        }
+        let fragments = embedded_fragments()?;
         let mut files = Vec::new();
         for file in ELEMENTS.files() {
             let path = file.path().display().to_string();
@@ -72,7 +188,7 @@ impl Catalog {
                 .ok_or_else(|| invalid(&path, "is not UTF-8"))?;
             files.push((path, text.to_owned()));
         }
-        Self::from_sources(&fragments, files)
+        Self::from_sources(fragments, files)
     }
 
     fn from_sources(
@@ -83,18 +199,24 @@ impl Catalog {
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for (path, text) in files {
-            let mut document: serde_norway::Value =
+            let document: serde_norway::Value =
                 serde_norway::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
-            merge_fragments(&path, &mut document, fragments)?;
-            let element: ElementDefinition =
-                serde_norway::from_value(document).map_err(|e| invalid(&path, e.to_string()))?;
+            let element =
+                definition_from(document, fragments).map_err(|e| invalid(&path, e.to_string()))?;
             if file_stem(&path) != element.key {
                 return Err(invalid(
                     &path,
                     format!("file name must be the element key '{}.yaml'", element.key),
                 ));
             }
-            validate(&path, &element)?;
+            if element.id >= CUSTOM_ELEMENT_IDS_START {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "id: built-in ids must lie below {CUSTOM_ELEMENT_IDS_START}, where custom element ids start"
+                    ),
+                ));
+            }
             let index = elements.len();
             if by_key.insert(element.key.clone(), index).is_some() {
                 return Err(invalid(&path, format!("duplicate key '{}'", element.key)));
@@ -144,27 +266,37 @@ fn file_stem(path: &str) -> String {
 /// Later layers win field by field: an element that overrides only an entry's `default`
 /// keeps the fragment's name, type and validation.
 fn merge_fragments(
-    path: &str,
     document: &mut serde_norway::Value,
     fragments: &BTreeMap<String, Entries>,
-) -> Result<(), CatalogError> {
+) -> Result<(), DefinitionError> {
     let uses: Vec<String> = match document.get("uses") {
-        Some(v) => {
-            serde_norway::from_value(v.clone()).map_err(|e| invalid(path, format!("uses: {e}")))?
-        }
+        Some(v) => serde_norway::from_value(v.clone()).map_err(|e| rule("uses", e.to_string()))?,
         None => Vec::new(),
     };
     let own: Entries = match document.get("configuration") {
-        Some(v) => serde_norway::from_value(v.clone())
-            .map_err(|e| invalid(path, format!("configuration: {e}")))?,
+        Some(v) => {
+            serde_norway::from_value(v.clone()).map_err(|e| rule("configuration", e.to_string()))?
+        }
         None => Vec::new(),
     };
+    // A fragment's entry may be overridden; the element naming one key twice is a mistake.
+    let mut own_keys = std::collections::HashSet::new();
+    for (i, entry) in own.iter().enumerate() {
+        if let Some(key) = entry.get("key").and_then(|k| k.as_str())
+            && !own_keys.insert(key)
+        {
+            return Err(rule(
+                format!("configuration[{i}].key"),
+                format!("'{key}' appears twice"),
+            ));
+        }
+    }
     let mut layers: Vec<&Entries> = Vec::new();
     for name in &uses {
         layers.push(
             fragments
                 .get(name)
-                .ok_or_else(|| invalid(path, format!("uses unknown fragment '{name}'")))?,
+                .ok_or_else(|| rule("uses", format!("names no known fragment '{name}'")))?,
         );
     }
     layers.push(&own);
@@ -172,7 +304,7 @@ fn merge_fragments(
         |m: &serde_norway::Mapping| m.get("key").and_then(|k| k.as_str()).map(str::to_owned);
     let mut merged: Entries = Vec::new();
     for entry in layers.into_iter().flatten() {
-        let key = key_of(entry).ok_or_else(|| invalid(path, "a configuration entry has no key"))?;
+        let key = key_of(entry).ok_or_else(|| rule("configuration", "every entry needs a key"))?;
         match merged
             .iter_mut()
             .find(|m| key_of(m).as_deref() == Some(key.as_str()))
@@ -199,53 +331,93 @@ fn merge_fragments(
     Ok(())
 }
 
-fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
+/// The rules every element definition follows, wherever it comes from: a catalog file,
+/// `junction elements validate`, or the Element Builder (`POST /elements`, its
+/// sub-resources). The error names the field by its path.
+pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
     if e.key.is_empty()
+        || e.key.len() > MAX_KEY
         || !e
             .key
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
     {
-        return Err(invalid(path, "key must be lowercase letters and digits"));
+        return Err(rule(
+            "key",
+            format!("must be 1 to {MAX_KEY} lowercase letters and digits"),
+        ));
     }
     if e.id <= 0 {
-        return Err(invalid(path, "id must be a positive number"));
+        return Err(rule("id", "must be a positive number"));
     }
+    if e.name.trim().is_empty() {
+        return Err(rule("name", "must not be empty"));
+    }
+    let entry_at = |key: &str| {
+        e.configuration
+            .iter()
+            .position(|c| c.key == key)
+            .map_or_else(
+                || "configuration".to_owned(),
+                |i| format!("configuration[{i}]"),
+            )
+    };
     let mut seen = std::collections::HashSet::new();
-    for entry in &e.configuration {
+    for (i, entry) in e.configuration.iter().enumerate() {
+        if entry.key.trim().is_empty() {
+            return Err(rule(format!("configuration[{i}].key"), "must not be empty"));
+        }
         if !seen.insert(entry.key.as_str()) {
-            return Err(invalid(
-                path,
-                format!("configuration key '{}' appears twice", entry.key),
+            return Err(rule(
+                format!("configuration[{i}].key"),
+                format!("'{}' appears twice", entry.key),
             ));
         }
         if entry.required && entry.internal {
-            return Err(invalid(
-                path,
+            return Err(rule(
+                format!("configuration[{i}]"),
                 format!("'{}' cannot be both required and internal", entry.key),
             ));
         }
     }
     let default_of = |key: &str| e.config_entry(key).and_then(|c| c.default.as_deref());
-    for key in ["base.url"] {
-        if let Some(value) = default_of(key) {
-            check_url(path, key, value)?;
+    let check_url = |key: &str, value: &str| match url::Url::parse(value) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
+        _ => Err(rule(
+            format!("{}.default", entry_at(key)),
+            format!("the default of '{key}' must be an http(s) URL, got '{value}'"),
+        )),
+    };
+    if e.protocol_type == ProtocolType::Http
+        && let Some(value) = default_of("base.url")
+    {
+        check_url("base.url", value)?;
+    }
+    for (i, resource) in e.resources.iter().enumerate() {
+        if !resource.path.starts_with('/') {
+            return Err(rule(format!("resources[{i}].path"), "must start with '/'"));
         }
     }
     if e.authentication.kind == AuthenticationType::Oauth2 {
         let oauth = e
             .oauth
             .as_ref()
-            .ok_or_else(|| invalid(path, "oauth2 elements need an 'oauth' section"))?;
+            .ok_or_else(|| rule("oauth", "oauth2 elements need an 'oauth' section"))?;
         for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
             let value = default_of(key).ok_or_else(|| {
-                invalid(path, format!("oauth2 elements need a default for '{key}'"))
+                rule(
+                    entry_at(key),
+                    format!("oauth2 elements need a default for '{key}'"),
+                )
             })?;
-            check_url(path, key, value)?;
+            check_url(key, value)?;
         }
         for key in ["oauth.api.key", "oauth.api.secret", "oauth.callback.url"] {
             if !e.config_entry(key).is_some_and(|c| c.required) {
-                return Err(invalid(path, format!("'{key}' must be a required entry")));
+                return Err(rule(
+                    entry_at(key),
+                    format!("'{key}' must be a required entry"),
+                ));
             }
         }
         for target in oauth
@@ -254,8 +426,8 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             .chain(oauth.provision.iter().map(|s| &s.into))
         {
             if e.config_entry(target).is_none() {
-                return Err(invalid(
-                    path,
+                return Err(rule(
+                    "oauth",
                     format!(
                         "'{target}' is written at provisioning but not declared in configuration"
                     ),
@@ -263,13 +435,13 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             }
         }
         if oauth.scope_separator.is_empty() {
-            return Err(invalid(path, "scopeSeparator cannot be empty"));
+            return Err(rule("oauth.scopeSeparator", "cannot be empty"));
         }
-        for pattern in &oauth.allowed_hosts {
+        for (i, pattern) in oauth.allowed_hosts.iter().enumerate() {
             if !junction_core::element::is_host_pattern(pattern) {
-                return Err(invalid(
-                    path,
-                    format!("allowedHosts: '{pattern}' is not a host name or '*.domain'"),
+                return Err(rule(
+                    format!("oauth.allowedHosts[{i}]"),
+                    format!("'{pattern}' is not a host name or '*.domain'"),
                 ));
             }
         }
@@ -280,8 +452,8 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_default();
             if !oauth.allows_host(&host) {
-                return Err(invalid(
-                    path,
+                return Err(rule(
+                    "oauth.allowedHosts",
                     format!(
                         "the default of '{key}' is on '{host}', which allowedHosts does not allow"
                     ),
@@ -292,15 +464,8 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
     Ok(())
 }
 
-fn check_url(path: &str, key: &str, value: &str) -> Result<(), CatalogError> {
-    match url::Url::parse(value) {
-        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
-        _ => Err(invalid(
-            path,
-            format!("default of '{key}' must be an http(s) URL, got '{value}'"),
-        )),
-    }
-}
+/// Longest element key.
+pub const MAX_KEY: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -452,5 +617,29 @@ mod tests {
     fn unknown_fields_are_refused() {
         let text = format!("{MINIMAL}colour: blue\n");
         assert!(load(&[("demo.yaml", &text)]).is_err());
+    }
+
+    #[test]
+    fn a_bad_definition_names_the_field_path_and_the_rule() {
+        let text = format!(
+            "{MINIMAL}resources:\n  - {{path: /hubs/crm/a, method: GET, vendorPath: /a}}\n  - {{path: /hubs/crm/b, method: FETCH, vendorPath: /b}}\n"
+        );
+        let err = parse_definition(&text).unwrap_err();
+        assert_eq!(err.field, "resources[1].method", "{err}");
+        assert!(err.rule.starts_with("must be one of GET, POST"), "{err}");
+        let json = r#"{"id":1,"key":"demo","name":"Demo","hookName":"d","hub":"crm","description":"d","image":"","authentication":{"type":"basic"},"configuration":[{"key":"a","name":"a"},{"key":"a","name":"b"}]}"#;
+        let err = parse_definition(json).unwrap_err();
+        assert_eq!(err.to_string(), "configuration[1].key: 'a' appears twice");
+        let err = parse_definition(&MINIMAL.replace("key: demo", "key: Demo")).unwrap_err();
+        assert_eq!(err.field, "key");
+        let err = parse_definition(&MINIMAL.replace("name: Demo\n", "")).unwrap_err();
+        assert_eq!(err.to_string(), "name: is required");
+    }
+
+    #[test]
+    fn built_in_ids_stay_below_the_custom_range() {
+        let text = MINIMAL.replace("id: 1", "id: 100000");
+        let err = load(&[("demo.yaml", &text)]).unwrap_err();
+        assert!(err.to_string().contains("below 100000"), "{err}");
     }
 }
