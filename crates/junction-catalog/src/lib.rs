@@ -99,6 +99,16 @@ pub fn definition_from_document(
     definition_from(document, fragments)
 }
 
+/// An element definition from JSON (the Element Builder's bodies), read exactly as a
+/// catalog file is.
+pub fn definition_from_json(
+    document: &serde_json::Value,
+) -> Result<ElementDefinition, DefinitionError> {
+    let document =
+        serde_norway::to_value(document).map_err(|e| rule("(element)", e.to_string()))?;
+    definition_from_document(document)
+}
+
 fn definition_from(
     mut document: serde_norway::Value,
     fragments: &BTreeMap<String, Entries>,
@@ -140,7 +150,13 @@ fn serde_rule(path: &str, message: &str) -> DefinitionError {
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((field, _)) = rest.split_once('`')
     {
-        return rule(at(field), "is not a field of this object");
+        // The path already ends at the unknown field.
+        let field = if path.ends_with(field) {
+            path.to_owned()
+        } else {
+            at(field)
+        };
+        return rule(field, "is not a field of this object");
     }
     if let Some(rest) = message.strip_prefix("unknown variant `")
         && let Some((_, expected)) = rest.split_once("expected ")
@@ -634,6 +650,11 @@ mod tests {
         assert_eq!(err.field, "key");
         let err = parse_definition(&MINIMAL.replace("name: Demo\n", "")).unwrap_err();
         assert_eq!(err.to_string(), "name: is required");
+        let err = parse_definition(&format!("{MINIMAL}oauth: {{colour: blue}}\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "oauth.colour: is not a field of this object"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod auth;
 mod auth_limit;
 mod configuration;
 mod credentials;
+mod elements;
 mod error;
 mod hosts;
 mod instances;
@@ -37,6 +38,7 @@ pub mod limits {
     }
 }
 pub use configuration::{ConfigEntryView, config_id};
+pub use elements::{ElementPart, FoundElement, derive_key};
 pub use error::ServiceError;
 pub use instances::{
     DEFAULT_PAGE_SIZE, ElementRef, InstanceBody, InstanceList, ListInstances, MAX_PAGE_SIZE,

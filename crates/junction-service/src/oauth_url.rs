@@ -50,15 +50,16 @@ fn check_callback_url(raw: &str) -> Result<(), ServiceError> {
 }
 
 impl Services {
-    pub fn oauth_url(
+    /// `organization`: the caller's, when the call was authenticated, so that its custom
+    /// elements are found too.
+    pub async fn oauth_url(
         &self,
+        organization: Option<junction_core::OrganizationId>,
         key_or_id: &str,
         params: &OAuthUrlParams,
     ) -> Result<OAuthUrlResponse, ServiceError> {
-        let element = self
-            .catalog
-            .get(key_or_id)
-            .ok_or_else(|| ServiceError::ElementNotFound(key_or_id.to_owned()))?;
+        let found = self.find_element(organization, key_or_id).await?;
+        let element = found.definition();
         let spec = element.oauth.as_ref().ok_or_else(|| {
             ServiceError::bad_request(
                 "not_oauth_element",

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod cache;
+mod elements;
 mod instances;
 mod refresh;
 mod startup;
@@ -20,6 +21,7 @@ pub use accounts::{
     UserRemoval,
 };
 pub use cache::CacheSettings;
+pub use elements::{CustomElement, OrganizationElements};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use startup::UnrevealedFirstStart;
@@ -40,6 +42,9 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A custom element cannot be deleted while instances use it.
+    #[error("the element still has {instances} instance(s)")]
+    ElementInUse { instances: i64 },
     #[error("stored data could not be decrypted: {0}")]
     Crypto(#[from] CryptoError),
     #[error("stored data is corrupt: {0}")]

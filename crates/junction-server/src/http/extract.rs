@@ -331,6 +331,26 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The caller when the request says who it is, `None` when it sends no `Authorization`
+/// at all: for catalog routes anyone may read, where an authenticated caller also sees
+/// its organization's custom elements. A header that does not authenticate is refused.
+pub struct MaybeAuth(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(AUTHORIZATION) {
+            return Ok(Self(None));
+        }
+        let Auth(caller) = Auth::from_request_parts(parts, state).await?;
+        Ok(Self(Some(caller)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

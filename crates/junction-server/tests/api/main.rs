@@ -6,6 +6,7 @@
 mod helpers;
 
 mod accounts;
+mod builder;
 mod catalog;
 mod errors;
 mod lifecycle;
