@@ -272,7 +272,8 @@ impl Services {
         let definition = self.checked_definition(body)?;
         self.store
             .update_element(organization, &definition, now_ms())
-            .await?;
+            .await
+            .map_err(|e| gone_as_not_found(e, &definition.key))?;
         self.stored_element(definition.id).await
     }
 
@@ -311,7 +312,8 @@ impl Services {
         definition.active = active;
         self.store
             .update_element(organization, &definition, now_ms())
-            .await?;
+            .await
+            .map_err(|e| gone_as_not_found(e, &definition.key))?;
         self.stored_element(definition.id).await
     }
 
@@ -473,7 +475,8 @@ impl Services {
         let definition = self.checked_definition(object(document)?)?;
         self.store
             .update_element(organization, &definition, now_ms())
-            .await?;
+            .await
+            .map_err(|e| gone_as_not_found(e, &definition.key))?;
         Ok(written)
     }
 
@@ -561,6 +564,14 @@ fn object(body: Value) -> Result<Map<String, Value>, ServiceError> {
             "invalid_body",
             "the body must be an element JSON object",
         )),
+    }
+}
+
+/// An element deleted between reading and writing it is simply not found.
+fn gone_as_not_found(e: StoreError, key: &str) -> ServiceError {
+    match e {
+        StoreError::NotFound => ServiceError::ElementNotFound(key.to_owned()),
+        other => other.into(),
     }
 }
 
