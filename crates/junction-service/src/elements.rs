@@ -155,12 +155,27 @@ impl Services {
         ))
     }
 
-    /// The custom elements an organization sees besides the built-ins (`catalog.list()`).
-    pub async fn visible_elements(
+    /// The organization's custom elements (in memory, with their serialized answers).
+    pub async fn custom_elements(
         &self,
         organization: OrganizationId,
     ) -> Result<Arc<OrganizationElements>, ServiceError> {
         Ok(self.store.organization_elements(organization).await?)
+    }
+
+    /// Every element an organization sees: the built-ins by id, then its custom elements
+    /// by id (`None`: the built-ins alone, for callers without credentials).
+    pub async fn visible_elements(
+        &self,
+        organization: Option<OrganizationId>,
+    ) -> Result<Vec<Arc<ElementDefinition>>, ServiceError> {
+        let mut all: Vec<Arc<ElementDefinition>> =
+            self.catalog.list().into_iter().cloned().collect();
+        if let Some(organization) = organization {
+            let custom = self.store.organization_elements(organization).await?;
+            all.extend(custom.elements.iter().map(|c| Arc::clone(&c.definition)));
+        }
+        Ok(all)
     }
 
     /// The element an instance was made from. Custom element ids are global, so the

@@ -198,7 +198,7 @@ async fn list(
     let Some(org) = organization(&state, caller.as_ref()).await? else {
         return Ok(json_bytes(state.catalog_json.list.clone()));
     };
-    let custom = state.services.visible_elements(org).await?;
+    let custom = state.services.custom_elements(org).await?;
     if custom.elements.is_empty() {
         return Ok(json_bytes(state.catalog_json.list.clone()));
     }
@@ -231,7 +231,7 @@ async fn keys(
     let Some(org) = organization(&state, caller.as_ref()).await? else {
         return Ok(json_bytes(state.catalog_json.keys.clone()));
     };
-    let custom = state.services.visible_elements(org).await?;
+    let custom = state.services.custom_elements(org).await?;
     if custom.elements.is_empty() {
         return Ok(json_bytes(state.catalog_json.keys.clone()));
     }
