@@ -568,6 +568,33 @@ async fn a_custom_elements_instance_proxies_and_pings_and_holds_its_element(back
     assert_eq!(status, StatusCode::OK, "{ping}");
     assert_eq!(ping["endpoint"], "churrosdbelement");
 
+    // The element of an instance is resolved from memory on every call: with its row
+    // made unreadable behind Junction's back, calls still find it.
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    let stored: String =
+        sqlx::query_scalar("select definition from custom_elements where key = 'churrosdbelement'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    sqlx::query(
+        "update custom_elements set definition = 'not json' where key = 'churrosdbelement'",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let (status, answer) = app
+            .call_as(&token, Method::GET, "/proxy/contacts", None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    sqlx::query("update custom_elements set definition = $1 where key = 'churrosdbelement'")
+        .bind(stored)
+        .execute(&db)
+        .await
+        .unwrap();
+
     // Scoped to its element: found there, not under another element.
     let (status, shown) = app
         .get(&format!("/elements/churrosdbelement/instances/{id}"))
