@@ -364,7 +364,13 @@ impl Services {
                 token_expires_at: expires_at,
                 now: now_ms(),
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                junction_store::StoreError::ElementGone => {
+                    ServiceError::ElementNotFound(element.key.clone())
+                }
+                other => other.into(),
+            })?;
         tracing::info!(instance_id = %record.id, element = %element.key, "instance provisioned");
         let user = self.store.get_user(user_id).await?;
         Ok(InstanceView::new(&element, record, user))

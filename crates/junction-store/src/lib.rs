@@ -45,6 +45,9 @@ pub enum StoreError {
     /// A custom element cannot be deleted while instances use it.
     #[error("the element still has {instances} instance(s)")]
     ElementInUse { instances: i64 },
+    /// The custom element a new instance names was deleted meanwhile.
+    #[error("the element no longer exists")]
+    ElementGone,
     #[error("stored data could not be decrypted: {0}")]
     Crypto(#[from] CryptoError),
     #[error("stored data is corrupt: {0}")]
