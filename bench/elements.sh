@@ -15,6 +15,8 @@
 #   BENCH_WARMUP       seconds of unrecorded warm-up before each run (default 2)
 #   BENCH_NO_BUILD     1 = use the existing target/release/junction without cargo
 #   BENCH_RESULTS      where to write the results (default bench/results/elements.md)
+#   BENCH_BIN          the junction binary to measure (default: the release build; implies
+#                      BENCH_NO_BUILD=1)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +24,7 @@ BENCH_TAG=bench/elements
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 RELEASE=$(cargo_target_dir "$ROOT")/release
-BIN=$RELEASE/junction
+BIN=${BENCH_BIN:-$RELEASE/junction}
 COUNT=${BENCH_ELEMENTS:-1000}
 DURATION=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNECTIONS:-16}
@@ -36,7 +38,7 @@ done
 install_tools
 NGINX_BIN=$(find_nginx)
 [[ -n $NGINX_BIN ]] || die "nginx not found after installing it"
-if [[ ${BENCH_NO_BUILD:-0} == 1 ]]; then
+if [[ ${BENCH_NO_BUILD:-0} == 1 || -n ${BENCH_BIN:-} ]]; then
     [[ -x $BIN ]] || die "BENCH_NO_BUILD=1 but $BIN does not exist"
 else
     log "cargo build --release -p junction (a no-op when the binary is fresh)"
@@ -66,7 +68,9 @@ USER_SECRET=bench-user-$(random_hex 16)
 ORG_SECRET=bench-org-$(random_hex 16)
 AUTH="User $USER_SECRET, Organization $ORG_SECRET"
 JPORT=$(pick_port)
+# One caller makes every call: let it have as many in progress as wrk has connections.
 start_junction "$JPORT" "$TMP/bench.db" "$TMP/junction.log" \
+    JUNCTION_CALLER_CONCURRENCY="$CONNS" \
     JUNCTION_ENCRYPTION_KEY="$("$BIN" config generate-key)" \
     JUNCTION_BOOTSTRAP_USER_SECRET="$USER_SECRET" \
     JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET="$ORG_SECRET"
