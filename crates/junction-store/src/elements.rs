@@ -30,21 +30,40 @@ pub struct CustomElement {
 #[derive(Debug, Default)]
 pub struct OrganizationElements {
     pub elements: Vec<Arc<CustomElement>>,
+    /// Positions in `elements` by key: an organization may hold thousands, and every
+    /// `GET /elements/{key}` looks one up.
+    by_key: std::collections::HashMap<String, usize>,
     /// `GET /elements` for this organization (built-ins and these), serialized on first
     /// use and dropped with this copy when any of them changes.
     pub list_json: OnceLock<Bytes>,
 }
 
 impl OrganizationElements {
+    fn new(elements: Vec<Arc<CustomElement>>) -> Self {
+        let by_key = elements
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.definition.key.clone(), i))
+            .collect();
+        Self {
+            elements,
+            by_key,
+            list_json: OnceLock::new(),
+        }
+    }
+
     /// The element with this key, or this numeric id.
     pub fn get(&self, key_or_id: &str) -> Option<&Arc<CustomElement>> {
-        self.elements
-            .iter()
-            .find(|e| e.definition.key == key_or_id)
-            .or_else(|| {
-                let id = key_or_id.parse::<i64>().ok()?;
-                self.elements.iter().find(|e| e.definition.id == id)
-            })
+        if let Some(&i) = self.by_key.get(key_or_id) {
+            return self.elements.get(i);
+        }
+        let id = key_or_id.parse::<i64>().ok()?;
+        // Ids ascend with the order of `elements`.
+        let i = self
+            .elements
+            .binary_search_by_key(&id, |e| e.definition.id)
+            .ok()?;
+        self.elements.get(i)
     }
 
     pub(crate) fn weight(&self) -> u32 {
@@ -78,10 +97,7 @@ impl Store {
             .into_iter()
             .map(Arc::new)
             .collect();
-        let found = Arc::new(OrganizationElements {
-            elements,
-            list_json: OnceLock::new(),
-        });
+        let found = Arc::new(OrganizationElements::new(elements));
         if let Some(ticket) = ticket {
             self.cache()
                 .keep_organization_elements(ticket, organization.0, Arc::clone(&found));
