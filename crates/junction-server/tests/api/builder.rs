@@ -108,6 +108,15 @@ async fn a_custom_element_is_created_read_listed_changed_and_deleted(backend: Ba
     let (_, list) = app.get("/elements").await;
     let keys = keys_of(&list);
     assert!(keys.contains(&"sfdc".to_owned()) && keys.contains(&"churrosdbelement".to_owned()));
+    let (status, url) = app
+        .get("/elements/churrosdbelement/oauth/url?apiKey=app&callbackUrl=https://app.example.test/cb")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{url}");
+    let url = url["oauthUrl"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://auth.churros.example/authorize?") && url.contains("client_id=app"),
+        "{url}"
+    );
     let (_, keys) = app.get("/elements/keys").await;
     assert!(
         keys.as_array()
