@@ -7,10 +7,15 @@
 //! required OAuth URLs, references between entries), so a bad file fails the build's
 //! tests and Junction's start, never a customer's request.
 
+mod hubs;
+
+pub use hubs::CUSTOM_HUB_IDS;
 use include_dir::{Dir, include_dir};
+use junction_core::credential::{CredentialTemplate, OAuthGrant, placeholders};
 use junction_core::element::{
     AuthenticationType, CUSTOM_ELEMENT_IDS_START, ElementDefinition, ProtocolType,
 };
+use junction_core::hub::{HubDefinition, ParameterType};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -35,6 +40,8 @@ pub struct Catalog {
     elements: Vec<Arc<ElementDefinition>>,
     by_key: HashMap<String, usize>,
     by_id: HashMap<i64, usize>,
+    /// The built-in hubs the elements name, ordered by id.
+    hubs: Vec<HubDefinition>,
 }
 
 /// What is wrong with one element definition: the field's path and the rule it breaks,
@@ -204,7 +211,13 @@ impl Catalog {
                 .ok_or_else(|| invalid(&path, "is not UTF-8"))?;
             files.push((path, text.to_owned()));
         }
-        Self::from_sources(fragments, files)
+        let mut catalog = Self::from_sources(fragments, files)?;
+        let hubs = ELEMENTS
+            .get_file(hubs::HUBS_FILE)
+            .and_then(|f| f.contents_utf8())
+            .ok_or_else(|| invalid(hubs::HUBS_FILE, "is missing or not UTF-8"))?;
+        catalog.hubs = hubs::load(hubs, &catalog.elements)?;
+        Ok(catalog)
     }
 
     fn from_sources(
@@ -246,6 +259,7 @@ impl Catalog {
             elements,
             by_key,
             by_id,
+            hubs: Vec::new(),
         })
     }
 
@@ -263,6 +277,11 @@ impl Catalog {
 
     pub fn get_by_id(&self, id: i64) -> Option<&Arc<ElementDefinition>> {
         self.by_id.get(&id).and_then(|i| self.elements.get(*i))
+    }
+
+    /// The built-in hubs, ordered by id.
+    pub fn hubs(&self) -> &[HubDefinition] {
+        &self.hubs
     }
 
     /// Every element, ordered by id.
@@ -347,9 +366,78 @@ fn merge_fragments(
     Ok(())
 }
 
+/// Configuration entries whose defaults may name other entries in braces, the way Cloud
+/// Elements' configuration does: a provider with a host per customer (a Zendesk subdomain,
+/// a Shopify shop, a NetSuite account) is described as
+/// `https://{zendesk.subdomain}.zendesk.com/api/v2`, filled from the instance's own values
+/// ([`ElementDefinition::resolve`]).
+pub const TEMPLATED_KEYS: &[&str] = &[
+    keys::BASE_URL,
+    keys::AUTHORIZATION_URL,
+    keys::TOKEN_URL,
+    keys::REQUEST_URL,
+    keys::SCOPE,
+];
+
+/// Configuration keys used by validation and by every element.
+pub mod keys {
+    pub const BASE_URL: &str = "base.url";
+    pub const AUTHORIZATION_URL: &str = "oauth.authorization.url";
+    pub const TOKEN_URL: &str = "oauth.token.url";
+    pub const REQUEST_URL: &str = "oauth.request.url";
+    pub const SCOPE: &str = "oauth.scope";
+    pub const API_KEY: &str = "oauth.api.key";
+    pub const API_SECRET: &str = "oauth.api.secret";
+    pub const CALLBACK_URL: &str = "oauth.callback.url";
+    pub const EVENT_VENDOR_TYPE: &str = "event.vendor.type";
+}
+
+/// Query parameters the authorization URL sets itself; an element cannot override them.
+const RESERVED_AUTHORIZATION_PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+];
+
+/// The value a required entry without a default stands for when a definition is checked
+/// (and in the golden files): a plausible host label, so templated URLs can be checked.
+pub const SAMPLE_VALUE: &str = "tenant";
+
+/// The configuration an instance would have if every required entry without a default were
+/// given [`SAMPLE_VALUE`] and nothing else were set: defaults are resolved from it.
+pub fn sample_configuration(e: &ElementDefinition) -> BTreeMap<String, String> {
+    e.configuration
+        .iter()
+        .filter_map(|c| match (&c.default, c.required) {
+            (Some(d), _) => Some((c.key.clone(), d.clone())),
+            (None, true) => Some((c.key.clone(), SAMPLE_VALUE.to_owned())),
+            (None, false) => None,
+        })
+        .collect()
+}
+
+/// Longest element key.
+pub const MAX_KEY: usize = 64;
+
+/// The field path of the configuration entry `key` (`configuration[3]`), or of the list
+/// when the element does not declare it.
+fn entry_at(e: &ElementDefinition, key: &str) -> String {
+    e.configuration
+        .iter()
+        .position(|c| c.key == key)
+        .map_or_else(
+            || "configuration".to_owned(),
+            |i| format!("configuration[{i}]"),
+        )
+}
+
 /// The rules every element definition follows, wherever it comes from: a catalog file,
 /// `junction elements validate`, or the Element Builder (`POST /elements`, its
-/// sub-resources). The error names the field by its path.
+/// sub-resources). The error names the field by its path. Whether the hub it names exists
+/// depends on where it is kept (the catalog's hub list, or also the organization's own
+/// hubs), so that is checked by whoever keeps it.
 pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
     if e.key.is_empty()
         || e.key.len() > MAX_KEY
@@ -369,15 +457,6 @@ pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
     if e.name.trim().is_empty() {
         return Err(rule("name", "must not be empty"));
     }
-    let entry_at = |key: &str| {
-        e.configuration
-            .iter()
-            .position(|c| c.key == key)
-            .map_or_else(
-                || "configuration".to_owned(),
-                |i| format!("configuration[{i}]"),
-            )
-    };
     let mut seen = std::collections::HashSet::new();
     for (i, entry) in e.configuration.iter().enumerate() {
         if entry.key.trim().is_empty() {
@@ -395,93 +474,452 @@ pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
                 format!("'{}' cannot be both required and internal", entry.key),
             ));
         }
+        // A default the entry's own checks refuse could never be stored; templated ones
+        // are checked once filled in, below.
+        if let Some(default) = &entry.default
+            && !TEMPLATED_KEYS.contains(&entry.key.as_str())
+            && let Err(message) = entry.normalize(default)
+        {
+            return Err(rule(format!("configuration[{i}].default"), message));
+        }
     }
-    let default_of = |key: &str| e.config_entry(key).and_then(|c| c.default.as_deref());
-    let check_url = |key: &str, value: &str| match url::Url::parse(value) {
-        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
-        _ => Err(rule(
-            format!("{}.default", entry_at(key)),
-            format!("the default of '{key}' must be an http(s) URL, got '{value}'"),
-        )),
-    };
-    if e.protocol_type == ProtocolType::Http
-        && let Some(value) = default_of("base.url")
+    let sample = sample_configuration(e);
+    for key in TEMPLATED_KEYS {
+        check_template(e, key)?;
+    }
+    let resolved = |key: &str| e.resolve(key, &sample).ok().flatten();
+    if let Some(ping) = &e.ping
+        && !ping.starts_with('/')
     {
-        check_url("base.url", value)?;
+        return Err(rule(
+            "ping",
+            format!("must be a path starting with '/', got '{ping}'"),
+        ));
     }
     for (i, resource) in e.resources.iter().enumerate() {
         if !resource.path.starts_with('/') {
             return Err(rule(format!("resources[{i}].path"), "must start with '/'"));
         }
     }
-    if e.authentication.kind == AuthenticationType::Oauth2 {
-        let oauth = e
-            .oauth
-            .as_ref()
-            .ok_or_else(|| rule("oauth", "oauth2 elements need an 'oauth' section"))?;
-        for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
-            let value = default_of(key).ok_or_else(|| {
-                rule(
-                    entry_at(key),
-                    format!("oauth2 elements need a default for '{key}'"),
-                )
-            })?;
-            check_url(key, value)?;
+    if e.authentication.kind != AuthenticationType::Oauth2 && e.oauth.is_some() {
+        return Err(rule(
+            "oauth",
+            "only oauth2 elements have an 'oauth' section",
+        ));
+    }
+    if e.authentication.kind != AuthenticationType::Oauth1 && e.oauth1.is_some() {
+        return Err(rule(
+            "oauth1",
+            "only oauth1 elements have an 'oauth1' section",
+        ));
+    }
+    let uses_credentials = matches!(
+        e.authentication.kind,
+        AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom
+    );
+    if !uses_credentials && !e.credentials.is_empty() {
+        return Err(rule(
+            "credentials",
+            "only basic, apiKey and custom elements have 'credentials'",
+        ));
+    }
+    // A JDBC definition is stored and served, never called: what it would send where is
+    // not Junction's to check.
+    if e.protocol_type == ProtocolType::Jdbc {
+        return Ok(());
+    }
+    match e.authentication.kind {
+        AuthenticationType::Oauth2 => validate_oauth2(e, &sample)?,
+        AuthenticationType::Oauth1 => validate_oauth1(e, &sample)?,
+        AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom => {
+            validate_credentials(e)?
         }
-        for key in ["oauth.api.key", "oauth.api.secret", "oauth.callback.url"] {
-            if !e.config_entry(key).is_some_and(|c| c.required) {
-                return Err(rule(
-                    entry_at(key),
-                    format!("'{key}' must be a required entry"),
-                ));
-            }
-        }
-        for target in oauth
-            .token_response
-            .values()
-            .chain(oauth.provision.iter().map(|s| &s.into))
-        {
-            if e.config_entry(target).is_none() {
-                return Err(rule(
-                    "oauth",
-                    format!(
-                        "'{target}' is written at provisioning but not declared in configuration"
-                    ),
-                ));
-            }
-        }
-        if oauth.scope_separator.is_empty() {
-            return Err(rule("oauth.scopeSeparator", "cannot be empty"));
-        }
-        for (i, pattern) in oauth.allowed_hosts.iter().enumerate() {
-            if !junction_core::element::is_host_pattern(pattern) {
-                return Err(rule(
-                    format!("oauth.allowedHosts[{i}]"),
-                    format!("'{pattern}' is not a host name or '*.domain'"),
-                ));
-            }
-        }
-        // The element's own defaults must pass its pins, or no instance could start.
-        for key in ["oauth.authorization.url", "oauth.token.url", "base.url"] {
-            let host = default_of(key)
-                .and_then(|v| url::Url::parse(v).ok())
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_default();
-            if !oauth.allows_host(&host) {
-                return Err(rule(
-                    "oauth.allowedHosts",
-                    format!(
-                        "the default of '{key}' is on '{host}', which allowedHosts does not allow"
-                    ),
-                ));
-            }
+    }
+    validate_parameters(e)?;
+    let base = resolved(keys::BASE_URL).ok_or_else(|| {
+        rule(
+            entry_at(e, keys::BASE_URL),
+            "http elements need a default for 'base.url'",
+        )
+    })?;
+    check_url(e, keys::BASE_URL, &base)?;
+    Ok(())
+}
+
+/// A templated default names only entries an instance will have a value for, that are
+/// neither secret (URLs end up in logs) nor internal, and that are not templates
+/// themselves.
+fn check_template(e: &ElementDefinition, key: &str) -> Result<(), DefinitionError> {
+    let Some(default) = e.config_entry(key).and_then(|c| c.default.as_deref()) else {
+        return Ok(());
+    };
+    let field = format!("{}.default", entry_at(e, key));
+    let names = placeholders(default).map_err(|err| rule(&field, err.to_string()))?;
+    for name in names {
+        let entry = e.config_entry(&name).ok_or_else(|| {
+            rule(
+                &field,
+                format!("names '{{{name}}}', which is not a configuration entry"),
+            )
+        })?;
+        let problem = if entry.is_secret() {
+            Some("is a secret")
+        } else if entry.internal {
+            Some("is internal")
+        } else if !entry.required && entry.default.is_none() {
+            Some("is neither required nor has a default")
+        } else if entry.default.as_deref().is_some_and(|d| d.contains('{')) {
+            Some("is itself a template")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(rule(&field, format!("names '{{{name}}}', which {problem}")));
         }
     }
     Ok(())
 }
 
-/// Longest element key.
-pub const MAX_KEY: usize = 64;
+fn validate_oauth2(
+    e: &ElementDefinition,
+    sample: &BTreeMap<String, String>,
+) -> Result<(), DefinitionError> {
+    let oauth = e
+        .oauth
+        .as_ref()
+        .ok_or_else(|| rule("oauth", "oauth2 elements need an 'oauth' section"))?;
+    let code_flow = oauth.grant == OAuthGrant::AuthorizationCode;
+    let (urls, required): (&[&str], &[&str]) = if code_flow {
+        (
+            &[keys::AUTHORIZATION_URL, keys::TOKEN_URL, keys::BASE_URL],
+            &[keys::API_KEY, keys::API_SECRET, keys::CALLBACK_URL],
+        )
+    } else {
+        (
+            &[keys::TOKEN_URL, keys::BASE_URL],
+            &[keys::API_KEY, keys::API_SECRET],
+        )
+    };
+    let flow = if code_flow {
+        "oauth2 elements"
+    } else {
+        "clientCredentials elements"
+    };
+    for key in urls {
+        let value = e.resolve(key, sample).ok().flatten().ok_or_else(|| {
+            rule(
+                entry_at(e, key),
+                format!("{flow} need a default for '{key}'"),
+            )
+        })?;
+        check_url(e, key, &value)?;
+    }
+    for key in required {
+        if !e.config_entry(key).is_some_and(|c| c.required) {
+            return Err(rule(
+                entry_at(e, key),
+                format!("'{key}' must be a required entry"),
+            ));
+        }
+    }
+    for target in oauth
+        .token_response
+        .values()
+        .chain(oauth.provision.iter().map(|s| &s.into))
+    {
+        if e.config_entry(target).is_none() {
+            return Err(rule(
+                "oauth",
+                format!("'{target}' is written at provisioning but not declared in configuration"),
+            ));
+        }
+    }
+    if oauth.scope_separator.is_empty() {
+        return Err(rule("oauth.scopeSeparator", "cannot be empty"));
+    }
+    for name in oauth.authorization_parameters.keys() {
+        if RESERVED_AUTHORIZATION_PARAMETERS.contains(&name.as_str())
+            || oauth.callback_parameter.names().any(|c| c == name)
+        {
+            return Err(rule(
+                format!("oauth.authorizationParameters.{name}"),
+                "is set by Junction itself",
+            ));
+        }
+    }
+    check_pins(e, sample, "oauth", &oauth.allowed_hosts, urls, |h| {
+        oauth.allows_host(h)
+    })
+}
+
+fn validate_oauth1(
+    e: &ElementDefinition,
+    sample: &BTreeMap<String, String>,
+) -> Result<(), DefinitionError> {
+    let spec = e
+        .oauth1
+        .as_ref()
+        .ok_or_else(|| rule("oauth1", "oauth1 elements need an 'oauth1' section"))?;
+    let urls = [
+        keys::REQUEST_URL,
+        keys::AUTHORIZATION_URL,
+        keys::TOKEN_URL,
+        keys::BASE_URL,
+    ];
+    for key in urls {
+        let value = e.resolve(key, sample).ok().flatten().ok_or_else(|| {
+            rule(
+                entry_at(e, key),
+                format!("oauth1 elements need a default for '{key}'"),
+            )
+        })?;
+        check_url(e, key, &value)?;
+    }
+    for key in [keys::API_KEY, keys::API_SECRET, keys::CALLBACK_URL] {
+        if !e.config_entry(key).is_some_and(|c| c.required) {
+            return Err(rule(
+                entry_at(e, key),
+                format!("'{key}' must be a required entry"),
+            ));
+        }
+    }
+    for (name, template) in &spec.authorization_parameters {
+        let field = format!("oauth1.authorizationParameters.{name}");
+        if name == "oauth_token" {
+            return Err(rule(field, "is set by Junction itself"));
+        }
+        check_names_declared(e, &field, template)?;
+    }
+    let allows = |host: &str| {
+        spec.allowed_hosts.is_empty()
+            || spec
+                .allowed_hosts
+                .iter()
+                .any(|p| junction_core::element::host_matches(p, host))
+    };
+    check_pins(e, sample, "oauth1", &spec.allowed_hosts, &urls, allows)
+}
+
+/// Every host pin is a host pattern, and the element's own (filled-in) defaults pass its
+/// pins, or no instance could start. `section`: `oauth` or `oauth1`, where the pins are.
+fn check_pins(
+    e: &ElementDefinition,
+    sample: &BTreeMap<String, String>,
+    section: &str,
+    pins: &[String],
+    urls: &[&str],
+    allows: impl Fn(&str) -> bool,
+) -> Result<(), DefinitionError> {
+    let field = format!("{section}.allowedHosts");
+    // A customer's own value lands in a templated URL: without pins it could name any
+    // host, and the app's client secret would follow it there.
+    let templated = urls.iter().any(|key| {
+        e.config_entry(key)
+            .and_then(|c| c.default.as_deref())
+            .is_some_and(|d| d.contains('{'))
+    });
+    if templated && pins.is_empty() {
+        return Err(rule(
+            field,
+            "an element with templated URLs must pin its hosts",
+        ));
+    }
+    for (i, pattern) in pins.iter().enumerate() {
+        if !junction_core::element::is_host_pattern(pattern) {
+            return Err(rule(
+                format!("{field}[{i}]"),
+                format!("'{pattern}' is not a host name or '*.domain'"),
+            ));
+        }
+    }
+    for key in urls {
+        let host = e
+            .resolve(key, sample)
+            .ok()
+            .flatten()
+            .and_then(|v| url::Url::parse(&v).ok())
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !allows(&host) {
+            return Err(rule(
+                &field,
+                format!("the default of '{key}' is on '{host}', which allowedHosts does not allow"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Credentials are filled only from entries an instance will have, and each one carries
+/// at least one secret, so a credential made of public values alone is a mistake caught
+/// here. A custom element may send an identifying header beside its secret ones (Algolia's
+/// application id next to its API key), so there it is enough that one credential does.
+fn validate_credentials(e: &ElementDefinition) -> Result<(), DefinitionError> {
+    if e.credentials.is_empty() {
+        return Err(rule(
+            "credentials",
+            format!(
+                "{} elements need a 'credentials' list",
+                auth_name(e.authentication.kind)
+            ),
+        ));
+    }
+    let kind = e.authentication.kind;
+    let mut reads_secret = false;
+    for (i, credential) in e.credentials.iter().enumerate() {
+        let field = format!("credentials[{i}]");
+        let texts: Vec<&str> = match credential {
+            CredentialTemplate::Basic { username, password } => vec![username, password],
+            CredentialTemplate::Header { value, .. } | CredentialTemplate::Query { value, .. } => {
+                vec![value]
+            }
+        };
+        if let CredentialTemplate::Header { name, .. } = credential
+            && !is_header_name(name)
+        {
+            return Err(rule(
+                format!("{field}.name"),
+                format!("'{name}' is not a header name"),
+            ));
+        }
+        let mut names = Vec::new();
+        for text in texts {
+            names.extend(check_names_declared(e, &field, text)?);
+        }
+        let secret = names
+            .iter()
+            .any(|n| e.config_entry(n).is_some_and(|c| c.is_secret()));
+        reads_secret |= secret;
+        if !secret && kind != AuthenticationType::Custom {
+            return Err(rule(
+                field,
+                "must read at least one secret entry (type PASSWORD or secret: true)",
+            ));
+        }
+        let fits = match (kind, credential) {
+            (AuthenticationType::Basic, CredentialTemplate::Basic { .. }) => true,
+            (AuthenticationType::ApiKey, CredentialTemplate::Basic { .. }) => false,
+            (AuthenticationType::ApiKey, _) => true,
+            (AuthenticationType::Custom, _) => true,
+            _ => false,
+        };
+        if !fits {
+            return Err(rule(
+                field,
+                format!(
+                    "a {} element's credentials are {}",
+                    auth_name(kind),
+                    match kind {
+                        AuthenticationType::Basic => "in: basic",
+                        _ => "in: header or in: query",
+                    }
+                ),
+            ));
+        }
+    }
+    if !reads_secret {
+        return Err(rule(
+            "credentials",
+            "at least one must read a secret entry (type PASSWORD or secret: true)",
+        ));
+    }
+    Ok(())
+}
+
+/// Element-level parameters sent on every call (a header or query parameter from
+/// configuration or a fixed value) name entries the instance has and vendor names a
+/// request can carry.
+fn validate_parameters(e: &ElementDefinition) -> Result<(), DefinitionError> {
+    for (i, parameter) in e.parameters.iter().enumerate() {
+        let field = format!("parameters[{i}]");
+        let sent = matches!(
+            parameter.vendor_type,
+            ParameterType::Header | ParameterType::Query
+        );
+        if !sent {
+            continue;
+        }
+        match parameter.kind {
+            ParameterType::Configuration => {
+                let entry = e.config_entry(&parameter.name).ok_or_else(|| {
+                    rule(
+                        format!("{field}.name"),
+                        format!("'{}' is not a configuration entry", parameter.name),
+                    )
+                })?;
+                if entry.internal {
+                    return Err(rule(
+                        format!("{field}.name"),
+                        format!("'{}' is internal", parameter.name),
+                    ));
+                }
+            }
+            ParameterType::Value => {}
+            _ => continue,
+        }
+        if parameter.vendor_type == ParameterType::Header && !is_header_name(&parameter.vendor_name)
+        {
+            return Err(rule(
+                format!("{field}.vendorName"),
+                format!("'{}' is not a header name", parameter.vendor_name),
+            ));
+        }
+        if parameter.vendor_name.is_empty() {
+            return Err(rule(format!("{field}.vendorName"), "must not be empty"));
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP field name (RFC 9110 token).
+fn is_header_name(name: &str) -> bool {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    !name.is_empty() && name.bytes().all(token)
+}
+
+/// The keys `template` names, each a declared entry that an instance has a value for.
+fn check_names_declared(
+    e: &ElementDefinition,
+    field: &str,
+    template: &str,
+) -> Result<Vec<String>, DefinitionError> {
+    let names = placeholders(template).map_err(|err| rule(field, err.to_string()))?;
+    for name in &names {
+        let entry = e
+            .config_entry(name)
+            .ok_or_else(|| rule(field, format!("'{{{name}}}' is not a configuration entry")))?;
+        if entry.internal {
+            return Err(rule(field, format!("'{{{name}}}' is internal")));
+        }
+        if !entry.required && entry.default.is_none() {
+            return Err(rule(
+                field,
+                format!("'{{{name}}}' must be required or have a default"),
+            ));
+        }
+    }
+    Ok(names)
+}
+
+fn auth_name(kind: AuthenticationType) -> &'static str {
+    match kind {
+        AuthenticationType::Oauth2 => "oauth2",
+        AuthenticationType::Oauth1 => "oauth1",
+        AuthenticationType::Basic => "basic",
+        AuthenticationType::ApiKey => "apiKey",
+        AuthenticationType::Custom => "custom",
+    }
+}
+
+fn check_url(e: &ElementDefinition, key: &str, value: &str) -> Result<(), DefinitionError> {
+    match url::Url::parse(value) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
+        _ => Err(rule(
+            format!("{}.default", entry_at(e, key)),
+            format!("the default of '{key}' must be an http(s) URL, got '{value}'"),
+        )),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -554,6 +992,16 @@ mod tests {
 
     const MINIMAL: &str = "id: 1\nkey: demo\nname: Demo\nhookName: Demo\nhub: crm\ndescription: d\nimage: i\nauthentication: {type: basic}\n";
 
+    /// [`MINIMAL`] with a credential, as a basic element has.
+    const MINIMAL_CREDENTIALS: &str = "credentials: [{in: header, name: X-Demo, value: demo}]\n";
+
+    /// [`MINIMAL`] with what a basic element needs: an API, a secret and its credential.
+    fn basic(extra_configuration: &str, credentials: &str) -> String {
+        format!(
+            "{MINIMAL}configuration:\n  - {{key: base.url, name: b, default: 'https://api.example.com/v1'}}\n  - {{key: demo.api.key, name: k, type: PASSWORD, required: true}}\n{extra_configuration}credentials:\n{credentials}"
+        )
+    }
+
     #[test]
     fn an_override_keeps_the_fields_it_does_not_name() {
         let fragment: Entries = serde_norway::from_str(
@@ -561,9 +1009,10 @@ mod tests {
         )
         .unwrap();
         let fragments = BTreeMap::from([("events".to_owned(), fragment)]);
-        let text = format!(
-            "{MINIMAL}uses: [events]\nconfiguration:\n  - {{key: event.vendor.type, default: polling}}\n"
-        );
+        let text = basic(
+            "  - {key: event.vendor.type, default: polling}\n",
+            "  - {in: basic, username: '{demo.api.key}'}\n",
+        ) + "uses: [events]\n";
         let catalog = Catalog::from_sources(&fragments, vec![("demo.yaml".into(), text)]).unwrap();
         let entry = catalog
             .get("demo")
@@ -578,14 +1027,19 @@ mod tests {
 
     #[test]
     fn duplicate_ids_are_refused() {
-        let other = MINIMAL.replace("key: demo", "key: other");
-        let err = load(&[("demo.yaml", MINIMAL), ("other.yaml", &other)]).unwrap_err();
+        let demo = basic("", "  - {in: basic, username: '{demo.api.key}'}\n");
+        let other = demo.replace("key: demo\n", "key: other\n");
+        let err = load(&[("demo.yaml", &demo), ("other.yaml", &other)]).unwrap_err();
         assert!(err.to_string().contains("duplicate id 1"), "{err}");
     }
 
     #[test]
     fn file_name_must_match_the_key() {
-        let err = load(&[("wrong.yaml", MINIMAL)]).unwrap_err();
+        let text = basic(
+            "",
+            "  - {in: basic, username: '{demo.api.key}', password: X}\n",
+        );
+        let err = load(&[("wrong.yaml", &text)]).unwrap_err();
         assert!(err.to_string().contains("demo.yaml"), "{err}");
     }
 
@@ -629,9 +1083,211 @@ mod tests {
         assert!(sfdc.allows_host("acme.lightning.force.com"));
     }
 
+    fn refused(text: &str, expected: &str) {
+        let err = load(&[("demo.yaml", text)]).unwrap_err().to_string();
+        assert!(err.contains(expected), "expected '{expected}' in: {err}");
+    }
+
+    #[test]
+    fn credentials_read_only_declared_entries_and_at_least_one_secret() {
+        let ok = basic(
+            "",
+            "  - {in: basic, username: '{demo.api.key}', password: X}\n",
+        );
+        assert!(load(&[("demo.yaml", &ok)]).is_ok());
+        refused(
+            &basic("", "  - {in: basic, username: '{demo.nothing}'}\n"),
+            "'{demo.nothing}' is not a configuration entry",
+        );
+        refused(
+            &basic(
+                "  - {key: demo.user, name: u, required: true}\n",
+                "  - {in: basic, username: '{demo.user}'}\n",
+            ),
+            "at least one secret",
+        );
+        refused(
+            &basic(
+                "  - {key: demo.optional, name: o, type: PASSWORD}\n",
+                "  - {in: basic, username: '{demo.optional}'}\n",
+            ),
+            "must be required or have a default",
+        );
+        refused(
+            &basic("", "  - {in: basic, username: '{demo.api.key'}\n"),
+            "unclosed",
+        );
+        let without = format!(
+            "{MINIMAL}configuration:\n  - {{key: base.url, name: b, default: 'https://api.example.com'}}\n"
+        );
+        refused(&without, "need a 'credentials' list");
+        let api_key = basic("", "  - {in: basic, username: '{demo.api.key}'}\n")
+            .replace("{type: basic}", "{type: apiKey}");
+        refused(&api_key, "in: header or in: query");
+        let header = basic(
+            "",
+            "  - {in: header, name: Authorization, value: 'Bearer {demo.api.key}'}\n",
+        )
+        .replace("{type: basic}", "{type: apiKey}");
+        assert!(load(&[("demo.yaml", &header)]).is_ok());
+    }
+
+    #[test]
+    fn templated_urls_name_public_entries_and_stay_on_the_pinned_hosts() {
+        let credential = "  - {in: basic, username: '{demo.api.key}'}\n";
+        let tenant = basic(
+            "  - {key: demo.site, name: s, required: true}\n",
+            credential,
+        )
+        .replace(
+            "'https://api.example.com/v1'",
+            "'https://{demo.site}.example.com/v1'",
+        );
+        assert!(load(&[("demo.yaml", &tenant)]).is_ok());
+        refused(
+            &basic("", credential).replace(
+                "'https://api.example.com/v1'",
+                "'https://{demo.api.key}.example.com/v1'",
+            ),
+            "'{demo.api.key}', which is a secret",
+        );
+        refused(
+            &basic("", credential).replace(
+                "'https://api.example.com/v1'",
+                "'https://{demo.site}.example.com/v1'",
+            ),
+            "'{demo.site}', which is not a configuration entry",
+        );
+        let oauth = MINIMAL.replace("{type: basic}", "{type: oauth2}")
+            + "configuration:\n"
+            + "  - {key: demo.site, name: s, required: true}\n"
+            + "  - {key: oauth.api.key, name: k, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, required: true}\n"
+            + "  - {key: oauth.callback.url, name: c, required: true}\n"
+            + "  - {key: oauth.authorization.url, name: a, default: 'https://{demo.site}.example.com/auth'}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://{demo.site}.example.com/token'}\n"
+            + "  - {key: base.url, name: b, default: 'https://{demo.site}.example.com/api'}\n";
+        let pinned = format!("{oauth}oauth: {{allowedHosts: ['*.example.com']}}\n");
+        assert!(load(&[("demo.yaml", &pinned)]).is_ok());
+        refused(&format!("{oauth}oauth: {{}}\n"), "must pin its hosts");
+        let elsewhere = format!("{oauth}oauth: {{allowedHosts: ['*.example.org']}}\n");
+        refused(&elsewhere, "allowedHosts does not allow");
+        let overriding = format!(
+            "{oauth}oauth: {{allowedHosts: ['*.example.com'], authorizationParameters: {{client_id: x}}}}\n"
+        );
+        refused(
+            &overriding,
+            "oauth.authorizationParameters.client_id: is set by Junction itself",
+        );
+    }
+
+    #[test]
+    fn a_custom_element_may_send_public_headers_beside_a_secret_one() {
+        let custom = |credentials: &str| {
+            basic(
+                "  - {key: demo.app, name: a, required: true}\n",
+                credentials,
+            )
+            .replace("{type: basic}", "{type: custom}")
+        };
+        let both = "  - {in: header, name: X-App, value: '{demo.app}'}\n  - {in: header, name: X-Key, value: '{demo.api.key}'}\n";
+        assert!(load(&[("demo.yaml", &custom(both))]).is_ok());
+        refused(
+            &custom("  - {in: header, name: X-App, value: '{demo.app}'}\n"),
+            "at least one must read a secret entry",
+        );
+        // Elsewhere every credential carries a secret.
+        let api_key = custom(both).replace("{type: custom}", "{type: apiKey}");
+        refused(&api_key, "credentials[0]: must read at least one secret");
+    }
+
+    #[test]
+    fn parameters_sent_on_every_call_name_declared_entries_and_header_names() {
+        let with = |parameters: &str| {
+            basic(
+                "  - {key: demo.tenant, name: t, required: true}\n",
+                "  - {in: basic, username: '{demo.api.key}'}\n",
+            ) + "parameters:\n"
+                + parameters
+        };
+        let ok = "  - {name: demo.tenant, vendorName: X-Tenant, type: configuration, vendorType: header}\n  - {name: '2022-06-28', vendorName: version, type: value, vendorType: query}\n";
+        assert!(load(&[("demo.yaml", &with(ok))]).is_ok());
+        refused(
+            &with(
+                "  - {name: demo.tenent, vendorName: X-Tenant, type: configuration, vendorType: header}\n",
+            ),
+            "parameters[0].name: 'demo.tenent' is not a configuration entry",
+        );
+        refused(
+            &with("  - {name: v1, vendorName: 'X Version', type: value, vendorType: header}\n"),
+            "is not a header name",
+        );
+    }
+
+    #[test]
+    fn client_credentials_elements_need_no_authorization_url_or_callback() {
+        let text = MINIMAL.replace("{type: basic}", "{type: oauth2}")
+            + "configuration:\n"
+            + "  - {key: oauth.api.key, name: k, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, required: true}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://login.example.com/token'}\n"
+            + "  - {key: base.url, name: b, default: 'https://api.example.com'}\n"
+            + "oauth: {grant: clientCredentials, allowedHosts: ['*.example.com']}\n";
+        assert!(load(&[("demo.yaml", &text)]).is_ok());
+        let code_flow = text.replace("grant: clientCredentials, ", "");
+        refused(&code_flow, "oauth.authorization.url");
+    }
+
+    #[test]
+    fn oauth1_elements_declare_their_three_endpoints() {
+        let text = MINIMAL.replace("{type: basic}", "{type: oauth1}")
+            + "configuration:\n"
+            + "  - {key: oauth.api.key, name: k, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, type: PASSWORD, required: true}\n"
+            + "  - {key: oauth.callback.url, name: c, required: true}\n"
+            + "  - {key: oauth.request.url, name: r, default: 'https://example.com/request'}\n"
+            + "  - {key: oauth.authorization.url, name: a, default: 'https://example.com/authorize'}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://example.com/access'}\n"
+            + "  - {key: base.url, name: b, default: 'https://api.example.com/1'}\n"
+            + "  - {key: demo.app, name: n, default: Demo}\n";
+        let spec = "oauth1: {allowedHosts: [example.com, api.example.com], authorizationParameters: {name: '{demo.app}'}}\n";
+        assert!(load(&[("demo.yaml", &format!("{text}{spec}"))]).is_ok());
+        refused(&text, "need an 'oauth1' section");
+        let no_request = text.replace(
+            "  - {key: oauth.request.url, name: r, default: 'https://example.com/request'}\n",
+            "",
+        );
+        refused(&format!("{no_request}{spec}"), "oauth.request.url");
+        let unknown = spec.replace("{demo.app}", "{demo.nothing}");
+        refused(
+            &format!("{text}{unknown}"),
+            "'{demo.nothing}' is not a configuration entry",
+        );
+        let narrow = spec.replace("example.com, api.example.com", "example.com");
+        refused(&format!("{text}{narrow}"), "allowedHosts does not allow");
+    }
+
+    #[test]
+    fn jdbc_definitions_template_their_connection_url_and_need_no_credentials() {
+        let text = format!(
+            "{MINIMAL}protocolType: jdbc\nconfiguration:\n  - {{key: db.host, name: h, required: true}}\n  - {{key: db.name, name: n, required: true}}\n  - {{key: base.url, name: b, default: 'jdbc:postgresql://{{db.host}}/{{db.name}}'}}\n"
+        );
+        assert!(load(&[("demo.yaml", &text)]).is_ok());
+        refused(&text.replace("{db.name}'", "{db.port}'"), "'{db.port}'");
+    }
+
+    #[test]
+    fn a_default_its_own_entry_refuses_is_refused() {
+        let text = basic(
+            "  - {key: event.vendor.type, name: e, default: carrier-pigeon, allowed: [webhook, polling]}\n",
+            "  - {in: basic, username: '{demo.api.key}'}\n",
+        );
+        refused(&text, "must be one of webhook, polling");
+    }
+
     #[test]
     fn unknown_fields_are_refused() {
-        let text = format!("{MINIMAL}colour: blue\n");
+        let text = format!("{MINIMAL}{MINIMAL_CREDENTIALS}colour: blue\n");
         assert!(load(&[("demo.yaml", &text)]).is_err());
     }
 
@@ -659,8 +1315,26 @@ mod tests {
 
     #[test]
     fn built_in_ids_stay_below_the_custom_range() {
-        let text = MINIMAL.replace("id: 1", "id: 100000");
+        let text = basic(
+            "",
+            "  - {in: basic, username: '{demo.api.key}', password: X}\n",
+        )
+        .replace("id: 1", "id: 100000");
         let err = load(&[("demo.yaml", &text)]).unwrap_err();
         assert!(err.to_string().contains("below 100000"), "{err}");
+    }
+
+    #[test]
+    fn credential_templates_must_read_declared_entries() {
+        let text = format!(
+            "{MINIMAL}credentials: [{{in: basic, username: \"{{username}}\", password: \"{{pasword}}\"}}]\nconfiguration:\n  - {{key: username, name: u, required: true}}\n"
+        );
+        let err = load(&[("demo.yaml", &text)]).unwrap_err().to_string();
+        assert!(err.contains("credentials[0]: '{pasword}'"), "{err}");
+        let err = load(&[("demo.yaml", MINIMAL)]).unwrap_err().to_string();
+        assert!(err.contains("need a 'credentials' list"), "{err}");
+        let bad_header = format!("{MINIMAL}{MINIMAL_CREDENTIALS}").replace("X-Demo", "'X Demo'");
+        let err = load(&[("demo.yaml", &bad_header)]).unwrap_err().to_string();
+        assert!(err.contains("is not a header name"), "{err}");
     }
 }

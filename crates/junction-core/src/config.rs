@@ -37,7 +37,42 @@ pub fn config_value_from_json(key: &str, value: &Value) -> Result<ConfigValue, B
 }
 
 /// Words that make a configuration key a secret wherever they appear as a word of it.
-const SECRET_WORDS: &[&str] = &["secret", "password", "token", "key", "credential"];
+const SECRET_WORDS: &[&str] = &["secret", "password", "passwd", "token", "key", "credential"];
+
+/// What may precede `key` in a lowercase compound that names a secret key (`apikey`,
+/// `privatekey`). Any other start is an ordinary word that happens to end in `key`
+/// (`monkey`, `turkey`, `hockey`).
+const KEY_QUALIFIERS: &[&str] = &[
+    "access",
+    "account",
+    "api",
+    "app",
+    "auth",
+    "client",
+    "consumer",
+    "developer",
+    "encryption",
+    "license",
+    "master",
+    "pass",
+    "private",
+    "secret",
+    "service",
+    "session",
+    "shared",
+    "signing",
+    "subscription",
+    "user",
+];
+
+/// What may follow a secret word in a lowercase compound that names a secret
+/// (`secretkey`, `tokenvalue`); other endings make other words (`secretary`,
+/// `tokenizer`, `passwordless`).
+const SECRET_ENDINGS: &[&str] = &["key", "secret", "token", "value"];
+
+/// Words that, in an HTTP header, query parameter or body field name, mark a credential
+/// beyond what marks a secret configuration key (see [`looks_like_credential`]).
+const CREDENTIAL_WORDS: &[&str] = &["authorization", "cookie", "session", "signature", "pwd"];
 
 /// Whether a key an element does not declare names a secret, so that its value is sealed
 /// at rest and masked on output. Clients send extra keys (and mistype known ones, such as
@@ -45,12 +80,19 @@ const SECRET_WORDS: &[&str] = &["secret", "password", "token", "key", "credentia
 ///
 /// A key is split into words at every character that is not a letter or digit and at
 /// camel-case humps (`apiKey` → `api`, `key`; `OAuthToken` → `o`, `auth`, `token`), and
-/// it is secret when any word, ignoring case and a plural `s`, is one of `secret`,
-/// `password`, `token`, `key` or `credential`, or is one typo (a letter added, dropped,
-/// changed, or two neighbours swapped) away from one of the longer ones, since a mistyped
-/// secret is still a secret. Whole words only: `monkey`, `keyboard`, `secretary` and
-/// `event.vendor.type` are not secrets; `client_secret`, `oauth.user.token`, `apiKey`,
-/// `x-api-keys`, `DB_PASSWORD` and `oauth.api.secert` are.
+/// it is secret when any word, ignoring case and a plural `s`:
+/// - is one of `secret`, `password`, `passwd`, `token`, `key` or `credential`, or one
+///   typo (a letter added, dropped, changed, or two neighbours swapped) away from one of
+///   the longer ones, since a mistyped secret is still a secret;
+/// - or is a lowercase compound of one: ending in one of the longer ones
+///   (`clientsecret`, `accesstoken`), ending in `key` after a word that makes it a
+///   credential (`apikey`, `privatekey`), or starting with one of the longer ones followed
+///   by `key`, `secret`, `token` or `value` (`secretkey`, `tokenvalue`).
+///
+/// Ordinary words are not: `monkey`, `keyboard`, `secretary`, `tokenizer`, `passwordless`
+/// and `event.vendor.type` are not secrets; `client_secret`, `oauth.user.token`, `apiKey`,
+/// `apikey`, `x-api-keys`, `DB_PASSWORD` and `oauth.api.secert` are. A key an element
+/// declares (`oauth.token.url`) is secret only if declared so.
 pub fn looks_secret(key: &str) -> bool {
     key_words(key).any(|word| {
         let word = word.to_lowercase();
@@ -59,7 +101,40 @@ pub fn looks_secret(key: &str) -> bool {
             *secret == word
                 || *secret == singular
                 || (secret.len() >= 5 && (one_typo(secret, &word) || one_typo(secret, singular)))
+        }) || is_secret_compound(singular)
+    })
+}
+
+/// Whether a header, query parameter or body field name looks like it carries a
+/// credential: [`looks_secret`], or a word containing `authorization`, `cookie`,
+/// `session`, `signature` or `pwd` (`JSESSIONID`, `Set-Cookie`), or exactly `code` (an OAuth authorization
+/// code). Used where masking too much costs nothing, such as trace logs, so it casts
+/// wider than the configuration rule, which must leave `oauth.authorization.url` and
+/// `signature.method` readable.
+pub fn looks_like_credential(name: &str) -> bool {
+    looks_secret(name)
+        || name.eq_ignore_ascii_case("code")
+        || key_words(name).any(|word| {
+            let word = word.to_lowercase();
+            CREDENTIAL_WORDS.iter().any(|w| word.contains(w))
         })
+}
+
+/// See [`looks_secret`]: `word` is lowercase and singular.
+fn is_secret_compound(word: &str) -> bool {
+    SECRET_WORDS.iter().any(|secret| {
+        if let Some(before) = word.strip_suffix(secret).filter(|b| !b.is_empty()) {
+            let before = before.trim_end_matches(|c: char| c.is_ascii_digit());
+            return if *secret == "key" {
+                KEY_QUALIFIERS.contains(&before)
+            } else {
+                before.len() >= 2
+            };
+        }
+        secret.len() >= 5
+            && word
+                .strip_prefix(secret)
+                .is_some_and(|after| SECRET_ENDINGS.contains(&after))
     })
 }
 
@@ -123,13 +198,23 @@ pub mod keys {
     pub const REFRESH_TOKEN: &str = "oauth.user.refresh_token";
     pub const REFRESH_INTERVAL: &str = "oauth.user.refresh_interval";
     pub const REFRESH_TIME: &str = "oauth.user.refresh_time";
+    /// OAuth 1.0a: the token secret that signs with `oauth.user.token`.
+    pub const USER_TOKEN_SECRET: &str = "oauth.user.token.secret";
+    /// OAuth 1.0a: where temporary credentials (the request token) are asked for.
+    pub const REQUEST_URL: &str = "oauth.request.url";
     pub const BASE_URL: &str = "base.url";
     pub const EVENTS_ENABLED: &str = "event.notification.enabled";
 
     /// What a refresh rewrites. An update that is not a re-authorization must leave
     /// these as they are in the database, or it could put back a refresh token the
     /// provider has already rotated away.
-    pub const CREDENTIALS: &[&str] = &[USER_TOKEN, REFRESH_TOKEN, REFRESH_TIME, REFRESH_INTERVAL];
+    pub const CREDENTIALS: &[&str] = &[
+        USER_TOKEN,
+        USER_TOKEN_SECRET,
+        REFRESH_TOKEN,
+        REFRESH_TIME,
+        REFRESH_INTERVAL,
+    ];
 }
 
 #[cfg(test)]
@@ -172,6 +257,16 @@ mod tests {
             "service.credentials",
             "signature.key",
             "Secret",
+            "apikey",
+            "clientsecret",
+            "accesstoken",
+            "refreshtoken",
+            "refreshtokens",
+            "privatekey",
+            "secretkey",
+            "tokenvalue",
+            "dbpassword",
+            "oauth.user.apikey",
         ] {
             assert!(looks_secret(key), "{key} should be secret");
         }
@@ -184,8 +279,49 @@ mod tests {
             "base.url",
             "kye.value",
             "passwordless",
+            "turkey",
+            "hockey.team",
+            "keyboard",
+            "secretariat",
+            "tokenization",
+            "event.poller.configuration",
         ] {
             assert!(!looks_secret(key), "{key} should not be secret");
+        }
+    }
+
+    #[test]
+    fn credential_names_cover_secret_keys_and_http_credentials() {
+        for name in [
+            "access_token",
+            "Authorization",
+            "proxy-authorization",
+            "x-api-key",
+            "apikey",
+            "client_secret",
+            "password",
+            "pwd",
+            "refreshToken",
+            "Set-Cookie",
+            "JSESSIONID",
+            "X-Amz-Signature",
+            "code",
+        ] {
+            assert!(looks_like_credential(name), "{name}");
+        }
+        for name in [
+            "name",
+            "id",
+            "fields",
+            "content-type",
+            "email",
+            "zip_code",
+            "monkey",
+        ] {
+            assert!(!looks_like_credential(name), "{name}");
+        }
+        for key in ["oauth.authorization.url", "oauth.signature.method"] {
+            assert!(!looks_secret(key), "{key}");
         }
     }
 

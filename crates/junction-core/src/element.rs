@@ -275,10 +275,17 @@ pub struct OAuthSpec {
     /// Joins scopes in the authorization URL and in `oauth.scope`.
     #[serde(default = "space")]
     pub scope_separator: String,
-    /// Query parameter that carries the callback URL in the authorization URL. Almost
-    /// always `redirect_uri`; Act-On documents `callbackUrl`.
-    #[serde(default = "redirect_uri")]
-    pub callback_parameter: String,
+    /// Query parameter(s) that carry the callback URL in the authorization URL: one name
+    /// (almost always `redirect_uri`, the default) or a list, each of which gets the URL.
+    /// Act-On reads `redirect_uri`, and Cloud Elements' page for it showed `callbackUrl`,
+    /// so its file names both.
+    #[serde(default)]
+    pub callback_parameter: CallbackParameters,
+    /// Extra query parameters of the authorization URL, as the provider documents them:
+    /// Google's `access_type=offline` and Dropbox's `token_access_type=offline` are what
+    /// make them issue a refresh token at all; Atlassian needs `audience`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorization_parameters: BTreeMap<String, String>,
     /// `siteAddress` on the OAuth URL call moves the authorization host (Salesforce
     /// sandboxes and My Domain hosts).
     #[serde(default)]
@@ -309,6 +316,18 @@ pub struct OAuthSpec {
 }
 
 impl OAuthSpec {
+    /// How this element's tokens are renewed, if they can be.
+    pub fn renewal_grant(&self) -> Option<RefreshGrant> {
+        match self.grant {
+            crate::credential::OAuthGrant::ClientCredentials => {
+                Some(RefreshGrant::ClientCredentials)
+            }
+            crate::credential::OAuthGrant::AuthorizationCode => {
+                self.refresh.as_ref().map(|r| r.grant)
+            }
+        }
+    }
+
     /// Whether `host` is one the element allows (any host when it pins none).
     pub fn allows_host(&self, host: &str) -> bool {
         self.allowed_hosts.is_empty()
@@ -381,14 +400,64 @@ pub enum RefreshGrant {
     /// Graph's token extension: GET the token URL with `grant_type=fb_exchange_token`, the
     /// client credentials and the current token as `fb_exchange_token`.
     FbExchangeToken,
+    /// RFC 6749 §4.4: a new token for the client id and secret alone. What an element
+    /// with `grant: clientCredentials` renews with, whatever `refresh` says.
+    ClientCredentials,
 }
 
 fn space() -> String {
     " ".into()
 }
 
-fn redirect_uri() -> String {
-    "redirect_uri".into()
+/// The names the callback URL goes under: a YAML/JSON string or a list of strings. One
+/// name serializes back as a string, so definitions read the same after an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "OneOrMany", into = "OneOrMany")]
+pub struct CallbackParameters(Vec<String>);
+
+impl CallbackParameters {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl Default for CallbackParameters {
+    fn default() -> Self {
+        Self(vec!["redirect_uri".into()])
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged, expecting = "a parameter name or a list of them")]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl TryFrom<OneOrMany> for CallbackParameters {
+    type Error = &'static str;
+
+    fn try_from(value: OneOrMany) -> Result<Self, Self::Error> {
+        let names = match value {
+            OneOrMany::One(name) => vec![name],
+            OneOrMany::Many(names) => names,
+        };
+        if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) {
+            return Err("callbackParameter needs at least one name, and no empty one");
+        }
+        Ok(Self(names))
+    }
+}
+
+impl From<CallbackParameters> for OneOrMany {
+    fn from(value: CallbackParameters) -> Self {
+        let mut names = value.0;
+        if names.len() == 1 {
+            Self::One(names.remove(0))
+        } else {
+            Self::Many(names)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -544,6 +613,38 @@ impl ElementDefinition {
         self.configuration.iter().find(|e| e.key == key)
     }
 
+    /// The value of configuration entry `key` for an instance configured with `values`:
+    /// its own value, else the element's default, with every `{other.key}` in it filled
+    /// from `values` (or from that entry's default). A provider with a host per customer
+    /// says so in data (`https://{zendesk.subdomain}.zendesk.com/api/v2`), as Cloud
+    /// Elements' configuration does. `None`: neither a value nor a default. The filled-in
+    /// value is the customer's to shape: a URL must pass the element's host pins again.
+    pub fn resolve(
+        &self,
+        key: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<Option<String>, crate::credential::TemplateError> {
+        let raw = values
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .or_else(|| self.config_entry(key).and_then(|c| c.default.clone()));
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let mut lookup = BTreeMap::new();
+        for name in crate::credential::placeholders(&raw)? {
+            let value = values
+                .get(&name)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .or_else(|| self.config_entry(&name).and_then(|c| c.default.clone()))
+                .ok_or_else(|| crate::credential::TemplateError::Missing(name.clone()))?;
+            lookup.insert(name, value);
+        }
+        crate::credential::fill(&raw, &lookup).map(Some)
+    }
+
     /// Whether a configuration key holds a secret: encrypted at rest, masked on output.
     /// Keys the element does not declare are secret when they are among the platform's
     /// reserved secrets or when their words say so ([`crate::config::looks_secret`]).
@@ -640,6 +741,37 @@ mod tests {
         ] {
             assert!(!is_host_pattern(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn templated_defaults_are_filled_from_the_instance_values_and_other_defaults() {
+        let element: ElementDefinition = serde_json::from_value(serde_json::json!({
+            "id": 1, "key": "demo", "name": "Demo", "hookName": "Demo", "hub": "crm",
+            "description": "d", "image": "i", "authentication": {"type": "basic"},
+            "configuration": [
+                {"key": "base.url", "name": "b",
+                 "default": "https://{demo.org}.{demo.region}.example.com/api"},
+                {"key": "demo.org", "name": "o", "required": true},
+                {"key": "demo.region", "name": "r", "default": "crm"}
+            ]
+        }))
+        .unwrap();
+        let values = BTreeMap::from([("demo.org".to_owned(), "acme".to_owned())]);
+        assert_eq!(
+            element.resolve("base.url", &values).unwrap().as_deref(),
+            Some("https://acme.crm.example.com/api")
+        );
+        let err = element.resolve("base.url", &BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            err,
+            crate::credential::TemplateError::Missing("demo.org".into())
+        );
+        let own = BTreeMap::from([("base.url".to_owned(), "https://x.example.com".to_owned())]);
+        assert_eq!(
+            element.resolve("base.url", &own).unwrap().as_deref(),
+            Some("https://x.example.com")
+        );
+        assert_eq!(element.resolve("nothing", &values).unwrap(), None);
     }
 
     #[test]

@@ -213,6 +213,27 @@ pub struct ObjectField {
     pub required: bool,
 }
 
+/// A hub: a family of elements sharing one normalized API (`crm`, `marketing`, …). The
+/// built-in ones are data (`elements/hubs/hubs.yaml`); an organization may add its own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HubDefinition {
+    pub id: i64,
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_link: Option<String>,
+}
+
+/// Whether `key` may name a hub or an element: 1 to 64 lower-case letters and digits.
+pub fn is_catalog_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

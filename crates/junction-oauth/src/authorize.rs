@@ -48,9 +48,14 @@ pub fn authorization_url(
         let mut query = url.query_pairs_mut();
         query.append_pair("response_type", "code");
         query.append_pair("client_id", request.client_id);
-        query.append_pair(&spec.callback_parameter, request.callback_url);
+        for name in spec.callback_parameter.names() {
+            query.append_pair(name, request.callback_url);
+        }
         if let Some(scope) = request.scope.filter(|s| !s.is_empty()) {
             query.append_pair("scope", scope);
+        }
+        for (name, value) in &spec.authorization_parameters {
+            query.append_pair(name, value);
         }
         query.append_pair("state", request.state);
     }
@@ -130,6 +135,52 @@ mod tests {
         .unwrap();
         assert!(url.contains("&callbackUrl=https"), "{url}");
         assert!(!url.contains("redirect_uri"));
+        let both = authorization_url(
+            &spec(r#"{"callbackParameter":["redirect_uri","callbackUrl"]}"#),
+            &request(None, None),
+        )
+        .unwrap();
+        let pairs: Vec<(String, String)> = url::Url::parse(&both)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .filter(|(_, v)| v.starts_with("https://app.example.com"))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (
+                    "redirect_uri".to_owned(),
+                    "https://app.example.com/auth?x=1".to_owned()
+                ),
+                (
+                    "callbackUrl".to_owned(),
+                    "https://app.example.com/auth?x=1".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_callback_parameter_list_may_not_be_empty() {
+        for bad in [r#"{"callbackParameter":[]}"#, r#"{"callbackParameter":""}"#] {
+            assert!(serde_json::from_str::<OAuthSpec>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn authorization_parameters_of_the_element_ride_along() {
+        let google =
+            spec(r#"{"authorizationParameters":{"access_type":"offline","prompt":"consent"}}"#);
+        let url = authorization_url(&google, &request(None, None)).unwrap();
+        let query: std::collections::HashMap<String, String> = Url::parse(&url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(query["access_type"], "offline", "{url}");
+        assert_eq!(query["prompt"], "consent", "{url}");
+        assert_eq!(query["client_id"], "client id");
     }
 
     #[test]

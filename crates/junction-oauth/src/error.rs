@@ -26,6 +26,9 @@ pub enum OAuthError {
     Timeout { seconds: u64 },
     #[error("the provider could not be reached: {reason}")]
     Unreachable { reason: String },
+    /// The request cannot carry the instance's credentials as its element requires.
+    #[error("the request cannot be signed: {reason}")]
+    Unsignable { reason: String },
     #[error("outbound HTTP client could not be built")]
     Client(#[source] reqwest::Error),
 }

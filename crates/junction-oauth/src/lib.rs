@@ -10,6 +10,7 @@
 mod authorize;
 mod client;
 mod error;
+pub mod oauth1;
 mod proxy;
 mod refresh;
 mod token;
@@ -18,8 +19,11 @@ pub use authorize::{AuthorizationRequest, authorization_url, join_scopes};
 pub use client::{OutboundClient, OutboundSettings};
 pub use error::OAuthError;
 pub use proxy::{
-    PROXIED_CONTENT_SECURITY_POLICY, ProxyBody, ProxyCall, ProxyClient, ProxyResponse,
-    REPLAY_LIMIT, forwardable_request_headers, forwardable_response_headers, provider_message,
+    PROXIED_CONTENT_SECURITY_POLICY, ProviderAuth, ProxyBody, ProxyCall, ProxyClient,
+    ProxyResponse, REPLAY_LIMIT, authorize, forwardable_request_headers,
+    forwardable_response_headers, provider_message,
 };
-pub use refresh::{ClientCredentials, exchange_long_lived, refresh_grant};
+pub use refresh::{
+    ClientCredentials, client_credentials_grant, exchange_long_lived, refresh_grant,
+};
 pub use token::{CodeExchange, TokenResponse, apply_credential, exchange_code, run_provision_step};

@@ -8,9 +8,11 @@
 
 use crate::OAuthError;
 use crate::client::OutboundSettings;
+use crate::oauth1::OAuth1Credentials;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use junction_core::Secret;
+use junction_core::credential::RenderedCredential;
 use junction_core::element::{CredentialLocation, CredentialPlacement};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -142,6 +144,42 @@ where
     }
 }
 
+/// How a provider call carries the instance's credentials.
+pub enum ProviderAuth<'a> {
+    /// An OAuth 2.0 access token, placed as the element says.
+    Bearer {
+        placement: &'a CredentialPlacement,
+        token: &'a Secret,
+    },
+    /// Configuration values rendered into the element's credential templates.
+    Rendered(&'a [RenderedCredential]),
+    /// An OAuth 1.0a signature over the request.
+    OAuth1(&'a OAuth1Credentials),
+}
+
+impl ProviderAuth<'_> {
+    /// The values a trace log must never show.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            Self::Bearer { token, .. } => vec![token.expose().to_owned()],
+            Self::Rendered(all) => all
+                .iter()
+                .flat_map(|c| match c {
+                    // The header carries the pair encoded; a provider may echo either.
+                    RenderedCredential::Basic { username, password } => vec![
+                        username.clone(),
+                        password.clone(),
+                        basic_value(username, password),
+                    ],
+                    RenderedCredential::Header { value, .. }
+                    | RenderedCredential::Query { value, .. } => vec![value.clone()],
+                })
+                .collect(),
+            Self::OAuth1(credentials) => credentials.secrets(),
+        }
+    }
+}
+
 /// One passthrough call, credential included.
 pub struct ProxyCall<'a> {
     pub method: Method,
@@ -149,8 +187,115 @@ pub struct ProxyCall<'a> {
     /// Already filtered with [`forwardable_request_headers`].
     pub headers: HeaderMap,
     pub body: ProxyBody,
-    pub credential: &'a CredentialPlacement,
-    pub token: &'a Secret,
+    pub auth: ProviderAuth<'a>,
+}
+
+/// `base64(username:password)`, as HTTP basic sends it (RFC 7617).
+fn basic_value(username: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+}
+
+fn sensitive(value: &str) -> Result<HeaderValue, OAuthError> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| OAuthError::BadResponse {
+        status: 0,
+        reason: "the stored credential is not a valid header value".into(),
+        snippet: String::new(),
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn header_name(name: &str) -> Result<HeaderName, OAuthError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| OAuthError::BadUrl {
+        what: format!("credential header '{name}'"),
+    })
+}
+
+/// `url` with `name` set to `value` in its query, replacing what the caller sent.
+fn set_query(url: &mut Url, name: &str, value: &str) {
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair(name, value);
+}
+
+/// Places the credentials on a request about to be sent. An OAuth 1.0a signature covers
+/// the pairs of a form body too (RFC 5849 §3.4.1.3.1), so such a body must be held.
+pub fn authorize(
+    auth: &ProviderAuth<'_>,
+    method: &Method,
+    url: &mut Url,
+    headers: &mut HeaderMap,
+    body: &ProxyBody,
+) -> Result<(), OAuthError> {
+    match auth {
+        ProviderAuth::Bearer { placement, token } => {
+            let value = format!("{}{}", placement.prefix, token.expose());
+            match placement.location {
+                CredentialLocation::Query => set_query(url, &placement.name, &value),
+                CredentialLocation::Header => {
+                    headers.insert(header_name(&placement.name)?, sensitive(&value)?);
+                }
+            }
+        }
+        ProviderAuth::Rendered(all) => {
+            for credential in *all {
+                match credential {
+                    RenderedCredential::Basic { username, password } => {
+                        let pair = basic_value(username, password);
+                        headers.insert(header::AUTHORIZATION, sensitive(&format!("Basic {pair}"))?);
+                    }
+                    RenderedCredential::Header { name, value } => {
+                        headers.insert(header_name(name)?, sensitive(value)?);
+                    }
+                    RenderedCredential::Query { name, value } => set_query(url, name, value),
+                }
+            }
+        }
+        ProviderAuth::OAuth1(credentials) => {
+            let is_form = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|v| {
+                    v.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                });
+            let form: Vec<(String, String)> = match (is_form, body) {
+                (false, _) => Vec::new(),
+                (true, ProxyBody::Buffered(bytes)) => {
+                    url::form_urlencoded::parse(bytes).into_owned().collect()
+                }
+                (true, ProxyBody::Streaming(_)) => {
+                    return Err(OAuthError::Unsignable {
+                        reason: format!(
+                            "an OAuth 1.0a signature covers a form body, and one over {REPLAY_LIMIT} bytes is not held to sign"
+                        ),
+                    });
+                }
+            };
+            let (nonce, timestamp) = crate::oauth1::fresh_nonce();
+            let value = crate::oauth1::authorization_header(
+                credentials,
+                method.as_str(),
+                url,
+                &[],
+                &form,
+                &crate::oauth1::Nonce {
+                    nonce: &nonce,
+                    timestamp: &timestamp,
+                },
+            );
+            headers.insert(header::AUTHORIZATION, sensitive(&value)?);
+        }
+    }
+    Ok(())
 }
 
 /// The provider's answer, its body not yet read.
@@ -302,38 +447,9 @@ impl ProxyClient {
             mut url,
             mut headers,
             body,
-            credential,
-            token,
+            auth,
         } = call;
-        let value = format!("{}{}", credential.prefix, token.expose());
-        match credential.location {
-            CredentialLocation::Query => {
-                let kept: Vec<(String, String)> = url
-                    .query_pairs()
-                    .filter(|(k, _)| k != credential.name.as_str())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-                url.query_pairs_mut()
-                    .clear()
-                    .extend_pairs(kept)
-                    .append_pair(&credential.name, &value);
-            }
-            CredentialLocation::Header => {
-                let name = HeaderName::from_bytes(credential.name.as_bytes()).map_err(|_| {
-                    OAuthError::BadUrl {
-                        what: format!("credential header '{}'", credential.name),
-                    }
-                })?;
-                let mut value =
-                    HeaderValue::from_str(&value).map_err(|_| OAuthError::BadResponse {
-                        status: 0,
-                        reason: "the stored access token is not a valid header value".into(),
-                        snippet: String::new(),
-                    })?;
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
-        }
+        authorize(&auth, &method, &mut url, &mut headers, &body)?;
         let mut request = self.http.request(method, url).headers(headers);
         match body {
             ProxyBody::Buffered(bytes) if bytes.is_empty() => {}

@@ -45,6 +45,36 @@ pub async fn refresh_grant(
     parse_token_response(status.as_u16(), &body)
 }
 
+/// The client-credentials grant (RFC 6749 §4.4): a token for the client itself, with
+/// `scope` when the element asks for one.
+pub async fn client_credentials_grant(
+    client: &OutboundClient,
+    spec: &OAuthSpec,
+    credentials: &ClientCredentials<'_>,
+    scope: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    let url = client.check_url("oauth.token.url", credentials.token_url)?;
+    let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = scope.filter(|s| !s.trim().is_empty()) {
+        params.push(("scope", scope));
+    }
+    if spec.token_request.client_authentication == ClientAuthentication::Body {
+        params.push(("client_id", credentials.client_id));
+        params.push(("client_secret", credentials.client_secret.expose()));
+    }
+    let mut request = client.request(Method::POST, url).form(&params);
+    if spec.token_request.client_authentication == ClientAuthentication::Basic {
+        request = request.basic_auth(
+            credentials.client_id,
+            Some(credentials.client_secret.expose()),
+        );
+    }
+    let (status, body) = client
+        .send(request.header(reqwest::header::ACCEPT, "application/json"))
+        .await?;
+    parse_token_response(status.as_u16(), &body)
+}
+
 /// Graph's exchange of a user token for a long-lived one, which also extends a
 /// long-lived token that has not expired yet. Graph documents it as a GET with the client
 /// credentials in the query.

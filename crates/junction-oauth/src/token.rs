@@ -113,7 +113,7 @@ fn as_i64(value: &Value) -> Option<i64> {
 }
 
 /// JSON object, or a form-encoded body (old Graph versions answered that way).
-fn parse_body(body: &[u8]) -> Option<Map<String, Value>> {
+pub(crate) fn parse_body(body: &[u8]) -> Option<Map<String, Value>> {
     if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
         return Some(map);
     }

@@ -88,6 +88,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Seconds a request body may pause with nothing arriving; the request then fails with 400 and its connection closes.",
     ),
     (
+        "JUNCTION_BODY_TIMEOUT",
+        "60",
+        "Seconds a whole request body may take to arrive, however steadily it comes; a slower one fails with 400 like a paused one. Raise it for large proxied uploads over slow links.",
+    ),
+    (
         "JUNCTION_MAX_CONNECTIONS",
         "1024",
         "Client connections served at once. Further ones wait to be accepted until one closes; keep it below the open-file limit (`ulimit -n`).",
@@ -227,6 +232,9 @@ pub struct Settings {
     /// Seconds a request body may pause with nothing arriving.
     #[arg(long, env = "JUNCTION_IDLE_TIMEOUT", default_value = "30")]
     pub idle_timeout: u64,
+    /// Seconds a whole request body may take to arrive.
+    #[arg(long, env = "JUNCTION_BODY_TIMEOUT", default_value = "60")]
+    pub body_timeout: u64,
     /// Client connections served at once.
     #[arg(long, env = "JUNCTION_MAX_CONNECTIONS", default_value = "1024")]
     pub max_connections: usize,
@@ -271,6 +279,7 @@ pub struct DatabaseConfig {
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    pub body_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
 }
@@ -407,6 +416,13 @@ impl DatabaseConfig {
             bail!("JUNCTION_ENCRYPTION_KEY is required unless the database is a SQLite file");
         };
         let key_path = beside(&db_path, ".key");
+        if !self.url.creates_file() && !db_path.exists() {
+            bail!(
+                "the database {} does not exist, and its URL's `mode` does not create it \
+                 (only `mode=rwc`, the default, does)",
+                db_path.display()
+            );
+        }
         let key = if key_path.exists() {
             warn_if_readable_by_others(&key_path);
             let text = std::fs::read_to_string(&key_path)
@@ -548,6 +564,10 @@ impl Config {
                     "JUNCTION_IDLE_TIMEOUT",
                     s.idle_timeout,
                 )?),
+                body_timeout: Duration::from_secs(at_least_one(
+                    "JUNCTION_BODY_TIMEOUT",
+                    s.body_timeout,
+                )?),
                 max_connections: match s.max_connections {
                     // Tokio's semaphore holds at most this many permits.
                     0 => bail!(
@@ -665,6 +685,7 @@ mod tests {
             cache_capacity: 10_000,
             header_read_timeout: 10,
             idle_timeout: 30,
+            body_timeout: 60,
             max_connections: 1024,
             shutdown_timeout: 10,
             auth_failure_limit: 30,

@@ -3,9 +3,14 @@
 //! file descriptors without bound and keep the process alive after SIGTERM. This loop
 //! serves the same router with hyper-util's connection builder and adds:
 //!
+//! - HTTP/1 only: HTTP/2 has no header-read timeout, and its keep-alive pings prove only
+//!   that a client is alive, so an HTTP/2 client that opens a connection and sends no
+//!   request would hold its slot for good. Junction's API needs nothing of HTTP/2;
 //! - a header-read timeout, from the moment a connection is accepted (which also closes
 //!   kept-alive connections that stay silent);
 //! - an idle timeout on request bodies: a body that stops arriving fails its request;
+//! - a deadline on the whole request body, so that a body dribbled in just faster than
+//!   the idle timeout cannot hold a connection for long either;
 //! - at most `max_connections` connections at once: beyond that Junction stops accepting,
 //!   and new connections wait in the kernel's backlog until one closes, so a flood costs
 //!   no memory and no file descriptors, and the header timeout frees slots held by
@@ -21,7 +26,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -41,17 +45,11 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        // A peer that stops answering pings is gone: its connection is closed.
-        .keep_alive_interval(limits.header_read_timeout)
-        .keep_alive_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder);
     let max_connections = connection_limit(limits.max_connections);
     let slots = Arc::new(Semaphore::new(max_connections));
@@ -97,10 +95,15 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let idle = limits.idle_timeout;
+        let body_timeout = limits.body_timeout;
         let service = TowerToHyperService::new(router.clone().map_request(
             move |request: axum::http::Request<hyper::body::Incoming>| {
-                let mut request =
-                    request.map(|body| axum::body::Body::new(TimeoutBody::new(idle, body)));
+                let mut request = request.map(|body| {
+                    axum::body::Body::new(TimeoutBody::new(
+                        idle,
+                        DeadlineBody::new(body, body_timeout),
+                    ))
+                });
                 // The peer address, as `into_make_service_with_connect_info` would give it:
                 // failed authentications are counted against it.
                 request
@@ -110,7 +113,6 @@ pub async fn serve(
             },
         ));
         let builder = Arc::clone(&builder);
-        let stream = FirstBytesDeadline::new(stream, limits.header_read_timeout);
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
@@ -140,96 +142,54 @@ pub async fn serve(
     Ok(())
 }
 
-/// Bytes after which hyper has told HTTP/1 from HTTP/2 (the HTTP/2 preface's length).
-const PROTOCOL_SNIFF_LEN: usize = 24;
-
-/// A connection whose first bytes must arrive within a deadline. hyper's header-read
-/// timeout starts only once it has told HTTP/1 from HTTP/2, and telling them apart
-/// waits, without a timeout, for the client's first bytes; a client that connects and
-/// sends nothing would hold its connection forever. Once that many bytes have arrived
-/// the deadline is dropped and hyper's own timeouts take over.
-struct FirstBytesDeadline<T> {
-    io: T,
-    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    read: usize,
+/// A request body that must have arrived in full within a time from the request's
+/// start; past it, reading it fails as a body that stops arriving does.
+struct DeadlineBody<B> {
+    inner: B,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
-impl<T> FirstBytesDeadline<T> {
-    fn new(io: T, timeout: Duration) -> Self {
+impl<B> DeadlineBody<B> {
+    fn new(inner: B, timeout: Duration) -> Self {
         Self {
-            io,
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
-            read: 0,
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
         }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<T> {
-    fn poll_read(
+impl<B> http_body::Body for DeadlineBody<B>
+where
+    B: http_body::Body + Unpin,
+    B::Error: Into<tower::BoxError>,
+{
+    type Data = B::Data;
+    type Error = tower::BoxError;
+
+    fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        match std::pin::Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.read += buf.filled().len() - before;
-                if this.read >= PROTOCOL_SNIFF_LEN {
-                    this.deadline = None;
-                }
-                Poll::Ready(result)
-            }
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
             Poll::Pending => {
-                let expired = this
-                    .deadline
-                    .as_mut()
-                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
-                if expired {
-                    return Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the client sent no request in time",
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(
+                        "the request body did not arrive within JUNCTION_BODY_TIMEOUT".into(),
                     )));
                 }
                 Poll::Pending
             }
         }
     }
-}
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<T> {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

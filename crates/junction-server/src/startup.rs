@@ -7,7 +7,7 @@ use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
-use junction_service::{FailureLimiter, RefreshCoordinator, Services, now_ms};
+use junction_service::{FailureLimiter, RefreshCoordinator, Services, TraceWriter, now_ms};
 use junction_store::{NewOrganization, OrganizationCreated, Store, StoreError, StoreSettings};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -100,9 +100,21 @@ pub async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<
     };
     let ids = match pending {
         Some(pending) => {
-            store
-                .replace_unrevealed_secrets(pending, &organization_secret, &user_secret)
-                .await?;
+            match store
+                .replace_unrevealed_secrets(pending, &organization_secret, &user_secret, now_ms())
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::NotFound) => {
+                    tracing::info!(
+                        organization_id = %pending.organization_id,
+                        "another replica starting now replaced the first organization's \
+                         unshown secrets and shows them"
+                    );
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
             tracing::warn!(
                 organization_id = %pending.organization_id,
                 "the first organization's secrets were never shown (an earlier start stopped \
@@ -162,6 +174,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
     // Same policy and timeouts, but the timeout bounds each wait for the provider rather
     // than the whole call, so large bodies can stream.
     let proxy = ProxyClient::new(settings)?;
+    let traces = TraceWriter::start(store.clone());
     Ok(Services {
         store,
         catalog: Arc::new(catalog),
@@ -172,6 +185,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
             config.auth_failure_limit,
             config.trust_forwarded_for,
         )),
+        traces,
     })
 }
 

@@ -138,6 +138,23 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Authenticates a call to a route that addresses "the Element token's instance" (the
+    /// `/instances/…` twins without an id). With an Element token in the header, alone or
+    /// beside the User and Organization secrets of its account, the caller is that
+    /// instance, exactly as with the token alone; without one, whoever the secrets prove
+    /// (such a caller then names no instance).
+    pub async fn authenticate_addressed(
+        &self,
+        header: Option<&str>,
+    ) -> Result<Caller, ServiceError> {
+        match header.map(parse_authorization).transpose()? {
+            Some(presented) if presented.element.is_some() => self.instance_of(&presented).await,
+            _ => self.authenticate(header).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

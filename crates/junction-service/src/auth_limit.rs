@@ -75,27 +75,13 @@ impl FailureLimiter {
         bucket.at = now;
     }
 
-    /// `Err(wait)` while the address has no failure left to spend.
-    pub fn check(&self, address: IpAddr) -> Result<(), Duration> {
+    /// Takes one failure from the address's budget before an attempt, in the same
+    /// locked step as the check, so that concurrent guesses cannot all pass a check made
+    /// before any of them failed. `Err(wait)` while the budget is spent. An attempt that
+    /// turns out not to be a failed guess gives the failure back with [`Self::give_back`].
+    pub fn take(&self, address: IpAddr) -> Result<(), Duration> {
         if self.per_window == 0 {
             return Ok(());
-        }
-        let Some(bucket) = self.buckets.get(&Self::key(address)) else {
-            return Ok(());
-        };
-        let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        self.refill(&mut bucket, Instant::now());
-        if bucket.tokens >= 1.0 {
-            return Ok(());
-        }
-        let per_token = WINDOW.as_secs_f64() / f64::from(self.per_window);
-        Err(Duration::from_secs_f64((1.0 - bucket.tokens) * per_token))
-    }
-
-    /// Spends one of the address's failures.
-    pub fn record_failure(&self, address: IpAddr) {
-        if self.per_window == 0 {
-            return;
         }
         let full = f64::from(self.per_window);
         let bucket = self.buckets.get_with(Self::key(address), || {
@@ -106,7 +92,48 @@ impl FailureLimiter {
         });
         let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
         self.refill(&mut bucket, Instant::now());
-        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let per_token = WINDOW.as_secs_f64() / full;
+        Err(Duration::from_secs_f64((1.0 - bucket.tokens) * per_token))
+    }
+
+    /// Returns a failure taken by [`Self::take`] for an attempt that did not fail.
+    pub fn give_back(&self, address: IpAddr) {
+        if self.per_window == 0 {
+            return;
+        }
+        if let Some(bucket) = self.buckets.get(&Self::key(address)) {
+            let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+            self.refill(&mut bucket, Instant::now());
+            bucket.tokens = (bucket.tokens + 1.0).min(f64::from(self.per_window));
+        }
+    }
+
+    /// Runs an authentication `attempt` from `client` within its budget. A call without
+    /// credentials guesses nothing, so only presented ones that fail are counted.
+    pub async fn guard(
+        &self,
+        client: Option<IpAddr>,
+        presented: bool,
+        attempt: impl Future<Output = Result<Caller, ServiceError>>,
+    ) -> Result<Caller, ServiceError> {
+        if let Some(address) = client {
+            self.take(address)
+                .map_err(|wait| ServiceError::TooManyRequests {
+                    message: "too many failed authentications from this address; try again later"
+                        .to_owned(),
+                    retry_after: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+                })?;
+        }
+        let result = attempt.await;
+        let failed_guess = presented && matches!(result, Err(ServiceError::Unauthorized(_)));
+        if let (Some(address), false) = (client, failed_guess) {
+            self.give_back(address);
+        }
+        result
     }
 }
 
@@ -132,30 +159,28 @@ impl Services {
             .await
     }
 
-    /// A call without credentials guesses nothing, so only presented ones that fail
-    /// are counted.
+    /// [`Services::authenticate_addressed`] for a client at `client`, within its failure
+    /// budget.
+    pub async fn authenticate_addressed_from(
+        &self,
+        client: Option<IpAddr>,
+        header: Option<&str>,
+    ) -> Result<Caller, ServiceError> {
+        self.within_budget(
+            client,
+            header.is_some(),
+            self.authenticate_addressed(header),
+        )
+        .await
+    }
+
     async fn within_budget(
         &self,
         client: Option<IpAddr>,
         presented: bool,
         attempt: impl Future<Output = Result<Caller, ServiceError>>,
     ) -> Result<Caller, ServiceError> {
-        if let Some(address) = client {
-            self.auth_failures
-                .check(address)
-                .map_err(|wait| ServiceError::TooManyRequests {
-                    message: "too many failed authentications from this address; try again later"
-                        .to_owned(),
-                    retry_after: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
-                })?;
-        }
-        let result = attempt.await;
-        if let (Some(address), true, Err(ServiceError::Unauthorized(_))) =
-            (client, presented, &result)
-        {
-            self.auth_failures.record_failure(address);
-        }
-        result
+        self.auth_failures.guard(client, presented, attempt).await
     }
 }
 
@@ -163,29 +188,32 @@ impl Services {
 mod tests {
     use super::*;
 
+    fn unauthorized() -> Result<Caller, ServiceError> {
+        Err(ServiceError::Unauthorized("bad secret".into()))
+    }
+
     #[test]
     fn an_address_is_stopped_after_its_failures_and_others_are_not() {
         let limiter = FailureLimiter::new(3, false);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(limiter.check(a).is_ok());
-            limiter.record_failure(a);
+            assert!(limiter.take(a).is_ok());
         }
-        let wait = limiter.check(a).unwrap_err();
+        let wait = limiter.take(a).unwrap_err();
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_secs(20),
             "{wait:?}"
         );
-        assert!(limiter.check(b).is_ok());
+        assert!(limiter.take(b).is_ok());
     }
 
     #[test]
     fn one_ipv6_network_shares_a_bucket() {
         let limiter = FailureLimiter::new(1, false);
-        limiter.record_failure("2001:db8::1".parse().unwrap());
-        assert!(limiter.check("2001:db8::ffff".parse().unwrap()).is_err());
-        assert!(limiter.check("2001:db8:0:1::1".parse().unwrap()).is_ok());
+        limiter.take("2001:db8::1".parse().unwrap()).unwrap();
+        assert!(limiter.take("2001:db8::ffff".parse().unwrap()).is_err());
+        assert!(limiter.take("2001:db8:0:1::1".parse().unwrap()).is_ok());
     }
 
     #[test]
@@ -193,8 +221,77 @@ mod tests {
         let limiter = FailureLimiter::off();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..100 {
-            limiter.record_failure(a);
+            assert!(limiter.take(a).is_ok());
         }
-        assert!(limiter.check(a).is_ok());
+    }
+
+    /// Every guess is in flight (its credential being looked up) before any has failed:
+    /// only the budget's worth may get that far.
+    #[tokio::test]
+    async fn concurrent_guesses_get_no_more_than_the_budget() {
+        let limiter = FailureLimiter::new(3, false);
+        let client = Some("192.0.2.7".parse().unwrap());
+        let gate = tokio::sync::Semaphore::new(0);
+        let attempted = std::sync::atomic::AtomicUsize::new(0);
+        let guesses = (0..10).map(|_| {
+            limiter.guard(client, true, async {
+                attempted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Held until every guess has been started.
+                let _ = gate.acquire().await;
+                unauthorized()
+            })
+        });
+        let all = async {
+            // Starts every guess once, then lets the started ones finish.
+            let mut started = Vec::new();
+            let mut results = Vec::new();
+            for mut guess in guesses.map(Box::pin) {
+                match futures_poll_once(guess.as_mut()).await {
+                    Some(result) => results.push(result),
+                    None => started.push(guess),
+                }
+            }
+            gate.add_permits(10);
+            for guess in started {
+                results.push(guess.await);
+            }
+            results
+        };
+        let results = all.await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(ServiceError::TooManyRequests { .. })))
+            .count();
+        assert_eq!(attempted.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(refused, 7, "{results:?}");
+    }
+
+    /// Polls a future once; `Some` if it finished.
+    async fn futures_poll_once<F: Future + Unpin>(future: F) -> Option<F::Output> {
+        let mut future = future;
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(cx) {
+                std::task::Poll::Ready(out) => Some(out),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn successes_and_calls_without_credentials_spend_nothing() {
+        let limiter = FailureLimiter::new(1, false);
+        let client = Some("192.0.2.8".parse().unwrap());
+        for _ in 0..5 {
+            let r = limiter.guard(client, false, async { unauthorized() }).await;
+            assert!(matches!(r, Err(ServiceError::Unauthorized(_))), "{r:?}");
+        }
+        let r = limiter.guard(client, true, async { unauthorized() }).await;
+        assert!(matches!(r, Err(ServiceError::Unauthorized(_))), "{r:?}");
+        let r = limiter.guard(client, true, async { unauthorized() }).await;
+        assert!(
+            matches!(r, Err(ServiceError::TooManyRequests { .. })),
+            "{r:?}"
+        );
     }
 }

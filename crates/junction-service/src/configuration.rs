@@ -135,18 +135,24 @@ pub(crate) fn missing_required(
     element: &ElementDefinition,
     config: &ConfigMap,
 ) -> Result<(), ServiceError> {
-    let missing: Vec<String> = element
+    let absent = |key: &str| {
+        config
+            .get(key)
+            .and_then(|v| v.as_deref())
+            .is_none_or(|v| v.trim().is_empty())
+    };
+    let mut missing: Vec<String> = element
         .configuration
         .iter()
-        .filter(|e| e.required)
-        .filter(|e| {
-            config
-                .get(&e.key)
-                .and_then(|v| v.as_deref())
-                .is_none_or(|v| v.trim().is_empty())
-        })
+        .filter(|e| e.required && absent(&e.key))
         .map(|e| e.key.clone())
         .collect();
+    // Every value a credential template reads is needed, declared required or not.
+    for key in element.credentials.iter().flat_map(|c| c.keys()) {
+        if absent(&key) && !missing.contains(&key) {
+            missing.push(key);
+        }
+    }
     if missing.is_empty() {
         Ok(())
     } else {
@@ -244,7 +250,8 @@ impl Services {
         let mut config = record.config.clone();
         overlay(&element, &mut config, Some(&map))?;
         missing_required(&element, &config)?;
-        crate::hosts::check_update(caller, &record.config, &config, false)?;
+        crate::templates::fill_defaults(&element, &mut config, Some(&record.config), Some(&map))?;
+        crate::hosts::check_update(caller, &element, &record.config, &config, false)?;
         self.check_pins(&element, &config, Some(&record.config))?;
         let record = self.save(record, |r| r.config = config).await?;
         entry_views(&element, &record.config)

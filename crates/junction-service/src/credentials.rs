@@ -5,10 +5,12 @@
 use crate::refresh::{
     MAX_LIFETIME_S, apply_tokens, configured_lifetime, expiry, renew_by, sane_lifetime,
 };
+use crate::schemes::oauth1_credentials;
 use crate::{ServiceError, Services, now_ms};
 use junction_core::config::keys;
-use junction_core::element::OAuthSpec;
+use junction_core::element::{AuthenticationType, OAuthSpec, RefreshGrant};
 use junction_core::{ConfigMap, ElementDefinition, Secret};
+use junction_oauth::oauth1::access_token;
 use junction_oauth::{CodeExchange, exchange_code, run_provision_step};
 
 /// How the caller wants the instance authenticated.
@@ -17,6 +19,16 @@ pub(crate) enum Authorization<'a> {
     Code(&'a str),
     /// Use the tokens already in the configuration.
     External,
+    /// Obtain a token with the client id and secret alone (`grant: clientCredentials`).
+    ClientCredentials,
+    /// Exchange an authorized OAuth 1.0a request token.
+    OAuth1 {
+        token: &'a str,
+        secret: &'a str,
+        verifier: &'a str,
+    },
+    /// The credentials are configuration values (`basic`, `apiKey`, `custom`).
+    Configured,
 }
 
 /// The caller's `oauth.user.refresh_interval`, checked before any provider is asked: a
@@ -49,6 +61,67 @@ impl Services {
     /// must be renewed (epoch ms; see `renew_by`). Nothing is stored here, so a failure
     /// leaves the instance as it was.
     pub(crate) async fn obtain_credentials(
+        &self,
+        element: &ElementDefinition,
+        config: &mut ConfigMap,
+        authorization: Authorization<'_>,
+    ) -> Result<Option<i64>, ServiceError> {
+        match (authorization, element.authentication.kind) {
+            (Authorization::Configured, _) => {
+                self.validate_credentials(element, config).await?;
+                Ok(None)
+            }
+            (
+                Authorization::OAuth1 {
+                    token,
+                    secret,
+                    verifier,
+                },
+                _,
+            ) => {
+                let request_token = Some((token.to_owned(), Secret::new(secret)));
+                let credentials = oauth1_credentials(element, config, request_token);
+                let answer = access_token(
+                    &self.outbound,
+                    &value(config, keys::TOKEN_URL),
+                    &credentials,
+                    verifier,
+                )
+                .await
+                .inspect_err(|e| tracing::info!(element = %element.key, error = %e, "OAuth 1.0a token exchange failed"))?;
+                config.insert(keys::USER_TOKEN.into(), Some(answer.token));
+                config.insert(
+                    keys::USER_TOKEN_SECRET.into(),
+                    Some(answer.secret.expose().to_owned()),
+                );
+                config.insert(keys::REFRESH_TIME.into(), Some(now_ms().to_string()));
+                Ok(None)
+            }
+            (Authorization::External, AuthenticationType::Oauth1) => {
+                let missing: Vec<String> = [keys::USER_TOKEN, keys::USER_TOKEN_SECRET]
+                    .iter()
+                    .filter(|k| value(config, k).trim().is_empty())
+                    .map(|k| (*k).to_owned())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(ServiceError::MissingConfiguration(missing));
+                }
+                Ok(None)
+            }
+            (authorization, _) => {
+                let spec = element.oauth.as_ref().ok_or_else(|| {
+                    ServiceError::bad_request(
+                        "not_oauth_element",
+                        format!("element '{}' does not use OAuth 2.0", element.key),
+                    )
+                })?;
+                self.obtain_oauth2(element, spec, config, authorization)
+                    .await
+            }
+        }
+    }
+
+    async fn obtain_oauth2(
         &self,
         element: &ElementDefinition,
         spec: &OAuthSpec,
@@ -104,6 +177,28 @@ impl Services {
                     .and_then(sane_lifetime)
                     .or_else(|| configured_lifetime(config));
                 (tokens.access_token, expires_in)
+            }
+            Authorization::ClientCredentials => {
+                let tokens = self
+                    .renew(spec, RefreshGrant::ClientCredentials, config)
+                    .await
+                    .inspect_err(|e| {
+                        tracing::info!(element = %element.key, error = %e, "client-credentials grant failed")
+                    })?
+                    .ok_or_else(|| {
+                        ServiceError::Internal("the client-credentials grant gave no token".into())
+                    })?;
+                apply_tokens(spec, config, &tokens, now, false);
+                let expires_in = tokens
+                    .expires_in
+                    .and_then(sane_lifetime)
+                    .or_else(|| configured_lifetime(config));
+                (tokens.access_token, expires_in)
+            }
+            Authorization::OAuth1 { .. } | Authorization::Configured => {
+                return Err(ServiceError::Internal(
+                    "not an OAuth 2.0 authorization".into(),
+                ));
             }
             Authorization::External => {
                 let token = value(config, keys::USER_TOKEN);

@@ -108,20 +108,17 @@ fn invalid(e: junction_catalog::DefinitionError) -> ServiceError {
 impl Services {
     /// The organization a caller acts in. A user's is known from authentication; an
     /// Element token's is its instance's account's.
-    pub async fn caller_organization(
-        &self,
-        caller: &Caller,
-    ) -> Result<OrganizationId, ServiceError> {
+    pub async fn organization_of(&self, caller: &Caller) -> Result<OrganizationId, ServiceError> {
         match caller {
             Caller::User(p) => Ok(p.organization_id),
-            Caller::Instance(t) => Ok(self.store.organization_of(t.account_id).await?),
+            Caller::Instance(t) => Ok(self.store.account_organization(t.account_id).await?),
         }
     }
 
     /// THE element lookup, by key or id: the built-in catalog, then the organization's
     /// custom elements. Another organization's custom element is not found. Every route
-    /// that names an element resolves it here.
-    pub async fn find_element(
+    /// that names an element resolves it here (most through [`Services::find_element`]).
+    pub async fn lookup_element(
         &self,
         organization: Option<OrganizationId>,
         key_or_id: &str,
@@ -138,18 +135,23 @@ impl Services {
         Err(ServiceError::ElementNotFound(key_or_id.to_owned()))
     }
 
-    /// [`Services::find_element`] in the caller's organization.
-    pub async fn find_element_for(
+    /// The element `key_or_id` names, if `caller` may see it (an anonymous caller sees
+    /// the built-ins alone); otherwise 404.
+    pub async fn find_element(
         &self,
-        caller: &Caller,
+        caller: Option<&Caller>,
         key_or_id: &str,
     ) -> Result<Arc<ElementDefinition>, ServiceError> {
+        // Built-ins need no organization, which spares an Element token a query.
         if let Some(built_in) = self.catalog.get(key_or_id) {
             return Ok(Arc::clone(built_in));
         }
-        let organization = self.caller_organization(caller).await?;
+        let organization = match caller {
+            Some(caller) => Some(self.organization_of(caller).await?),
+            None => None,
+        };
         Ok(Arc::clone(
-            self.find_element(Some(organization), key_or_id)
+            self.lookup_element(organization, key_or_id)
                 .await?
                 .definition(),
         ))
@@ -163,15 +165,17 @@ impl Services {
         Ok(self.store.organization_elements(organization).await?)
     }
 
-    /// Every element an organization sees: the built-ins by id, then its custom elements
-    /// by id (`None`: the built-ins alone, for callers without credentials).
+    /// Every element `caller` may see: the built-ins by id, then its organization's
+    /// custom elements by id (an anonymous caller sees the built-ins alone). The one
+    /// source for every listing of elements: metadata, hubs and the Builder.
     pub async fn visible_elements(
         &self,
-        organization: Option<OrganizationId>,
+        caller: Option<&Caller>,
     ) -> Result<Vec<Arc<ElementDefinition>>, ServiceError> {
         let mut all: Vec<Arc<ElementDefinition>> =
             self.catalog.list().into_iter().cloned().collect();
-        if let Some(organization) = organization {
+        if let Some(caller) = caller {
+            let organization = self.organization_of(caller).await?;
             let custom = self.store.organization_elements(organization).await?;
             all.extend(custom.elements.iter().map(|c| Arc::clone(&c.definition)));
         }
@@ -209,7 +213,7 @@ impl Services {
         key_or_id: &str,
         id: i64,
     ) -> Result<(), ServiceError> {
-        let element = self.find_element_for(caller, key_or_id).await?;
+        let element = self.find_element(Some(caller), key_or_id).await?;
         let record = self.owned_instance_shared(caller, id).await?;
         if record.element_id == element.id {
             Ok(())
@@ -226,7 +230,7 @@ impl Services {
         key_or_id: &str,
     ) -> Result<(OrganizationId, Arc<CustomElement>), ServiceError> {
         let organization = platform_organization(caller)?;
-        match self.find_element(Some(organization), key_or_id).await? {
+        match self.lookup_element(Some(organization), key_or_id).await? {
             FoundElement::BuiltIn(d) => Err(ServiceError::ReadOnlyElement(d.key.clone())),
             FoundElement::Custom(c) => Ok((organization, c)),
         }
@@ -341,7 +345,7 @@ impl Services {
         key_or_id: &str,
     ) -> Result<Arc<ElementDefinition>, ServiceError> {
         let organization = platform_organization(caller)?;
-        let source = self.find_element(Some(organization), key_or_id).await?;
+        let source = self.lookup_element(Some(organization), key_or_id).await?;
         let mut copy = ElementDefinition::clone(source.definition());
         copy.private = false;
         if let Some(entry) = copy
@@ -375,8 +379,8 @@ impl Services {
         caller: &Caller,
         key_or_id: &str,
     ) -> Result<Value, ServiceError> {
-        let organization = self.caller_organization(caller).await?;
-        let found = self.find_element(Some(organization), key_or_id).await?;
+        let organization = self.organization_of(caller).await?;
+        let found = self.lookup_element(Some(organization), key_or_id).await?;
         serde_json::to_value(&**found.definition())
             .map_err(|e| ServiceError::Internal(e.to_string()))
     }
@@ -388,8 +392,8 @@ impl Services {
         key_or_id: &str,
         part: &ElementPart,
     ) -> Result<Vec<Value>, ServiceError> {
-        let organization = self.caller_organization(caller).await?;
-        let found = self.find_element(Some(organization), key_or_id).await?;
+        let organization = self.organization_of(caller).await?;
+        let found = self.lookup_element(Some(organization), key_or_id).await?;
         let mut document = to_document(found.definition())?;
         let items = part_items(&mut document, part, &found.definition().key)?;
         Ok(items.clone())

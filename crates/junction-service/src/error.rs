@@ -34,6 +34,10 @@ pub enum ServiceError {
     AccountNotFound(i64),
     #[error("no user with id {0}")]
     UserNotFound(i64),
+    #[error("no hub with key '{0}'")]
+    HubNotFound(String),
+    #[error("element '{element}' has no hub resource {resource}")]
+    ResourceNotFound { element: String, resource: String },
     /// The request contradicts what is stored (a duplicate, or a deletion that would
     /// leave something behind).
     #[error("{0}")]
@@ -48,6 +52,15 @@ pub enum ServiceError {
     /// which the caller gets as it is.
     #[error("the provider answered HTTP {status}")]
     ProviderStatus {
+        status: u16,
+        provider_message: Option<String>,
+    },
+    /// The provider refused credentials taken from configuration at the element's
+    /// validation call, so nothing was stored.
+    #[error(
+        "the provider refused the credentials in the configuration (HTTP {status} from the element's validation call); nothing was stored"
+    )]
+    CredentialsRefused {
         status: u16,
         provider_message: Option<String>,
     },

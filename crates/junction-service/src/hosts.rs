@@ -13,7 +13,8 @@
 
 use crate::{Caller, ServiceError, Services};
 use junction_core::config::keys;
-use junction_core::element::OAuthSpec;
+use junction_core::credential::OAuthGrant;
+use junction_core::element::{AuthenticationType, OAuthSpec, host_matches};
 use junction_core::net::{AddressClass, classify};
 use junction_core::{ConfigMap, ElementDefinition};
 use serde_json::{Map, Value};
@@ -21,7 +22,12 @@ use std::net::IpAddr;
 use url::Url;
 
 /// The configuration keys whose URLs credentials are sent to or come from.
-pub(crate) const BOUND_KEYS: [&str; 3] = [keys::TOKEN_URL, keys::AUTHORIZATION_URL, keys::BASE_URL];
+pub(crate) const BOUND_KEYS: [&str; 4] = [
+    keys::TOKEN_URL,
+    keys::AUTHORIZATION_URL,
+    keys::BASE_URL,
+    keys::REQUEST_URL,
+];
 
 /// A bound URL on a host its element does not allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +42,7 @@ impl Unpinned {
     }
 
     /// The error for a value the caller gave.
-    pub(crate) fn given(&self, element: &ElementDefinition, spec: &OAuthSpec) -> ServiceError {
+    pub(crate) fn given(&self, element: &ElementDefinition, pins: &[String]) -> ServiceError {
         ServiceError::bad_request(
             "host_not_allowed",
             format!(
@@ -44,7 +50,7 @@ impl Unpinned {
                 self.key,
                 self.host,
                 element.key,
-                Self::allowed(spec)
+                pins.join(", ")
             ),
         )
     }
@@ -73,11 +79,14 @@ impl Services {
         config: &ConfigMap,
         stored: Option<&ConfigMap>,
     ) -> Result<(), ServiceError> {
-        let Some(spec) = element.oauth.as_ref() else {
-            return Ok(());
+        // OAuth 1.0a elements pin their hosts in their own section.
+        let pins = match (&element.oauth, &element.oauth1) {
+            (Some(spec), _) => &spec.allowed_hosts,
+            (None, Some(spec)) => &spec.allowed_hosts,
+            (None, None) => return Ok(()),
         };
-        match unpinned(spec, config, stored) {
-            Some(found) => Err(found.given(element, spec)),
+        match unpinned_by(pins, config, stored) {
+            Some(found) => Err(found.given(element, pins)),
             None => Ok(()),
         }
     }
@@ -126,7 +135,16 @@ pub(crate) fn unpinned(
     config: &ConfigMap,
     stored: Option<&ConfigMap>,
 ) -> Option<Unpinned> {
-    if spec.allowed_hosts.is_empty() {
+    unpinned_by(&spec.allowed_hosts, config, stored)
+}
+
+/// [`unpinned`] for the host patterns `pins` (none: any host).
+pub(crate) fn unpinned_by(
+    pins: &[String],
+    config: &ConfigMap,
+    stored: Option<&ConfigMap>,
+) -> Option<Unpinned> {
+    if pins.is_empty() {
         return None;
     }
     BOUND_KEYS.into_iter().find_map(|key| {
@@ -135,7 +153,8 @@ pub(crate) fn unpinned(
         }
         let url = parsed(config, key)?;
         let host = url.host_str()?.to_owned();
-        (!is_local(&url) && !spec.allows_host(&host)).then_some(Unpinned { key, host })
+        let allowed = pins.iter().any(|p| host_matches(p, &host));
+        (!is_local(&url) && !allowed).then_some(Unpinned { key, host })
     })
 }
 
@@ -162,6 +181,7 @@ pub(crate) fn revert_unpinned(
 /// Returns whether a bound URL moved, in which case the stored tokens must go.
 pub(crate) fn check_update(
     caller: &Caller,
+    element: &ElementDefinition,
     stored: &ConfigMap,
     proposed: &ConfigMap,
     reauthorizing: bool,
@@ -184,7 +204,8 @@ pub(crate) fn check_update(
                     "host_change_requires_authorization",
                     format!(
                         "changing '{key}' to another host moves the instance's credentials there: \
-                         send the new value together with providerData.code from a new authorization"
+                         send the new value together with {}",
+                        reauthorization(element)
                     ),
                 ));
             }
@@ -192,6 +213,47 @@ pub(crate) fn check_update(
         }
     }
     Ok(moved)
+}
+
+/// What an update must carry to move an instance's credentials to another host: what
+/// re-authorizes an instance of this element.
+fn reauthorization(element: &ElementDefinition) -> String {
+    match element.authentication.kind {
+        AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom => {
+            let mut names: Vec<String> = Vec::new();
+            for key in element.credentials.iter().flat_map(|c| c.keys()) {
+                if element.is_secret_key(&key) && !names.contains(&key) {
+                    names.push(key);
+                }
+            }
+            format!(
+                "the credentials for the new host in the same request (configuration {}), \
+                 which are checked there before anything is stored",
+                names
+                    .iter()
+                    .map(|n| format!("'{n}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        AuthenticationType::Oauth1 => "providerData.oauth_token, providerData.oauth_verifier \
+             and providerData.secret from a new authorization"
+            .to_owned(),
+        AuthenticationType::Oauth2
+            if element
+                .oauth
+                .as_ref()
+                .is_some_and(|o| o.grant == OAuthGrant::ClientCredentials) =>
+        {
+            format!(
+                "the client credentials in the same request (configuration '{}', '{}'), \
+                 with which a new token is obtained",
+                keys::API_KEY,
+                keys::API_SECRET
+            )
+        }
+        AuthenticationType::Oauth2 => "providerData.code from a new authorization".to_owned(),
+    }
 }
 
 /// A full update (`PUT`) that leaves a bound URL out keeps it: going back to the
@@ -280,6 +342,24 @@ mod tests {
     }
 
     #[test]
+    fn an_oauth1_request_token_url_is_held_to_the_pins_too() {
+        let pins = vec!["trello.com".to_owned()];
+        let ok = config(&[(
+            keys::REQUEST_URL,
+            "https://trello.com/1/OAuthGetRequestToken",
+        )]);
+        assert_eq!(unpinned_by(&pins, &ok, None), None);
+        let evil = config(&[(keys::REQUEST_URL, "https://evil.example/request")]);
+        assert_eq!(
+            unpinned_by(&pins, &evil, None),
+            Some(Unpinned {
+                key: keys::REQUEST_URL,
+                host: "evil.example".into()
+            })
+        );
+    }
+
+    #[test]
     fn pinned_hosts_pass_and_others_are_named() {
         let ok = config(&[
             (
@@ -334,15 +414,49 @@ mod tests {
         let other_host = config(&[(keys::TOKEN_URL, "https://evil.example/token")]);
         let downgrade = config(&[(keys::TOKEN_URL, "http://login.salesforce.com/token")]);
 
-        assert!(check_update(&element_token(), &stored, &stored, false).is_ok());
-        let err = check_update(&element_token(), &stored, &same_host, true).unwrap_err();
+        let e = oauth2_element();
+        assert!(check_update(&element_token(), &e, &stored, &stored, false).is_ok());
+        let err = check_update(&element_token(), &e, &stored, &same_host, true).unwrap_err();
         assert!(matches!(err, ServiceError::Forbidden(_)), "{err:?}");
 
-        assert!(!check_update(&user(), &stored, &same_host, false).unwrap());
+        assert!(!check_update(&user(), &e, &stored, &same_host, false).unwrap());
         for moved in [&other_host, &downgrade] {
-            let err = check_update(&user(), &stored, moved, false).unwrap_err();
+            let err = check_update(&user(), &e, &stored, moved, false).unwrap_err();
             assert!(err.to_string().contains("providerData.code"), "{err}");
-            assert!(check_update(&user(), &stored, moved, true).unwrap());
+            assert!(check_update(&user(), &e, &stored, moved, true).unwrap());
         }
+    }
+
+    fn oauth2_element() -> ElementDefinition {
+        serde_json::from_value(serde_json::json!({
+            "id": 1, "key": "demo", "name": "Demo", "hookName": "Demo", "hub": "crm",
+            "description": "d", "image": "i", "authentication": {"type": "oauth2"},
+            "oauth": {},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_move_of_a_configured_credentials_instance_asks_for_its_credentials_not_a_code() {
+        let e: ElementDefinition = serde_json::from_value(serde_json::json!({
+            "id": 1, "key": "demo", "name": "Demo", "hookName": "Demo", "hub": "crm",
+            "description": "d", "image": "i", "authentication": {"type": "custom"},
+            "configuration": [
+                {"key": "demo.app", "name": "a", "required": true},
+                {"key": "demo.key", "name": "k", "type": "PASSWORD", "required": true},
+            ],
+            "credentials": [
+                {"in": "header", "name": "X-App", "value": "{demo.app}"},
+                {"in": "header", "name": "X-Key", "value": "{demo.key}"},
+            ],
+        }))
+        .unwrap();
+        let stored = config(&[(keys::BASE_URL, "https://api.example.com")]);
+        let moved = config(&[(keys::BASE_URL, "https://other.example.net")]);
+        let err = check_update(&user(), &e, &stored, &moved, false).unwrap_err();
+        let message = err.to_string();
+        assert!(!message.contains("providerData"), "{message}");
+        assert!(message.contains("'demo.key'"), "{message}");
+        assert!(!message.contains("'demo.app'"), "{message}");
     }
 }

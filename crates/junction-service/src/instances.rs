@@ -4,11 +4,15 @@
 use crate::configuration::{defaults, missing_required, overlay};
 use crate::credentials::Authorization;
 use crate::hosts;
+use crate::schemes;
+use crate::templates;
 use crate::view::InstanceView;
 use crate::{Caller, ServiceError, Services, now_ms};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use junction_core::element::ProtocolType;
+use junction_core::config::keys;
+use junction_core::credential::OAuthGrant;
+use junction_core::element::{AuthenticationType, ProtocolType};
 use junction_core::sanitize::strip_html;
 use junction_core::{ConfigMap, ElementDefinition, InstanceId, UserId};
 use junction_store::{
@@ -57,19 +61,97 @@ pub struct ElementRef {
     pub id: Option<i64>,
 }
 
-/// What the provider's callback returned.
+/// What the provider's callback returned: an OAuth 2.0 `code`, or for OAuth 1.0a the
+/// authorized request token (`oauth_token`), its `oauth_verifier`, and the request token
+/// `secret` that `GET /elements/{keyOrId}/oauth/token` gave.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct ProviderData {
     pub code: Option<String>,
+    pub oauth_token: Option<String>,
+    pub oauth_verifier: Option<String>,
+    pub secret: Option<String>,
 }
 
 impl InstanceBody {
     fn code(&self) -> Option<&str> {
+        self.provider_field(|p| p.code.as_deref())
+    }
+
+    fn provider_field(&self, field: impl Fn(&ProviderData) -> Option<&str>) -> Option<&str> {
         self.provider_data
             .as_ref()
-            .and_then(|p| p.code.as_deref())
+            .and_then(field)
             .map(str::trim)
             .filter(|c| !c.is_empty())
+    }
+
+    /// The OAuth 1.0a callback's values; `None` when the body carries none of them,
+    /// `missing_parameter` naming those absent when it carries some.
+    fn oauth1(&self) -> Result<Option<Authorization<'_>>, ServiceError> {
+        let token = self.provider_field(|p| p.oauth_token.as_deref());
+        let verifier = self.provider_field(|p| p.oauth_verifier.as_deref());
+        let secret = self.provider_field(|p| p.secret.as_deref());
+        match (token, verifier, secret) {
+            (None, None, None) => Ok(None),
+            (Some(token), Some(verifier), Some(secret)) => Ok(Some(Authorization::OAuth1 {
+                token,
+                secret,
+                verifier,
+            })),
+            _ => {
+                let missing: Vec<&str> = [
+                    ("providerData.oauth_token", token),
+                    ("providerData.oauth_verifier", verifier),
+                    ("providerData.secret", secret),
+                ]
+                .into_iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(name, _)| name)
+                .collect();
+                Err(ServiceError::bad_request(
+                    "missing_parameter",
+                    format!("missing required parameter(s): {}", missing.join(", ")),
+                ))
+            }
+        }
+    }
+
+    /// Whether the body sets any configuration value the element's credentials read.
+    fn sets_credentials(&self, element: &ElementDefinition) -> bool {
+        let Some(given) = self.configuration.as_ref() else {
+            return false;
+        };
+        let mut keys: Vec<String> = element.credentials.iter().flat_map(|c| c.keys()).collect();
+        keys.extend([keys::API_KEY.to_owned(), keys::API_SECRET.to_owned()]);
+        keys.iter().any(|k| given.contains_key(k))
+    }
+}
+
+/// How a new instance of `element` gets its credentials.
+fn provisioning<'b>(
+    element: &ElementDefinition,
+    external: &str,
+    body: &'b InstanceBody,
+) -> Result<Authorization<'b>, ServiceError> {
+    match element.authentication.kind {
+        AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom => {
+            Ok(Authorization::Configured)
+        }
+        _ if external == "initial" => Ok(Authorization::External),
+        AuthenticationType::Oauth1 => body.oauth1()?.ok_or_else(|| {
+            ServiceError::bad_request(
+                "missing_parameter",
+                "providerData.oauth_token, providerData.oauth_verifier and providerData.secret are required",
+            )
+        }),
+        AuthenticationType::Oauth2 => {
+            if oauth_spec(element)?.grant == OAuthGrant::ClientCredentials {
+                return Ok(Authorization::ClientCredentials);
+            }
+            body.code().map(Authorization::Code).ok_or_else(|| {
+                ServiceError::bad_request("missing_parameter", "providerData.code is required")
+            })
+        }
     }
 }
 
@@ -98,7 +180,7 @@ pub struct InstanceList {
     pub next_page: Option<String>,
 }
 
-fn platform_user(caller: &Caller) -> Result<UserId, ServiceError> {
+pub(crate) fn platform_user(caller: &Caller) -> Result<UserId, ServiceError> {
     match caller {
         Caller::User(p) => Ok(p.user_id),
         Caller::Instance(_) => Err(ServiceError::Unauthorized(
@@ -185,8 +267,9 @@ fn tag_filters(raw: &[String]) -> Result<Vec<String>, ServiceError> {
                 format!("tags[] values are limited to {MAX_TAG} characters"),
             ));
         }
+        // Repeats are left to the store, whose query needs them distinct anyway.
         let tag = strip_html(tag);
-        if !tag.is_empty() && !tags.contains(&tag) {
+        if !tag.is_empty() {
             tags.push(tag);
         }
     }
@@ -249,7 +332,7 @@ impl Services {
         caller: &Caller,
         key_or_id: &str,
     ) -> Result<Arc<ElementDefinition>, ServiceError> {
-        self.find_element_for(caller, key_or_id).await
+        self.find_element(Some(caller), key_or_id).await
     }
 
     /// Which element the request means: the route's `{keyOrId}`, or the body's
@@ -324,26 +407,17 @@ impl Services {
                 ),
             ));
         }
-        let spec = oauth_spec(&element)?;
         let external = external_authentication(body.external_authentication.as_deref())?;
         let name = clean_name(body.name.as_deref(), &element.name)?;
         let tags = clean_tags(body.tags.clone().unwrap_or_default(), &name)?;
         let mut config = defaults(&element);
         overlay(&element, &mut config, body.configuration.as_ref())?;
         missing_required(&element, &config)?;
+        templates::fill_defaults(&element, &mut config, None, body.configuration.as_ref())?;
         self.check_pins(&element, &config, None)?;
-        let authorization = match (external, body.code()) {
-            ("initial", _) => Authorization::External,
-            (_, Some(code)) => Authorization::Code(code),
-            (_, None) => {
-                return Err(ServiceError::bad_request(
-                    "missing_parameter",
-                    "providerData.code is required",
-                ));
-            }
-        };
+        let authorization = provisioning(&element, external, &body)?;
         let expires_at = self
-            .obtain_credentials(&element, spec, &mut config, authorization)
+            .obtain_credentials(&element, &mut config, authorization)
             .await?;
         let (public, secrets) = split(&element, config);
         let token = junction_crypto::generate_secret(30)
@@ -388,7 +462,6 @@ impl Services {
     ) -> Result<InstanceView, ServiceError> {
         let record = self.owned_instance(caller, id).await?;
         let element = self.element_of(&record).await?;
-        let spec = oauth_spec(&element)?;
         if let Some(requested) = body.element.as_ref() {
             let named = self
                 .requested_element(caller, None, Some(requested))
@@ -434,8 +507,18 @@ impl Services {
         };
         overlay(&element, &mut config, body.configuration.as_ref())?;
         missing_required(&element, &config)?;
+        templates::fill_defaults(
+            &element,
+            &mut config,
+            Some(&record.config),
+            body.configuration.as_ref(),
+        )?;
         let mut expires_at = record.token_expires_at;
         let mut valid = record.valid;
+        let client_credentials = element
+            .oauth
+            .as_ref()
+            .is_some_and(|o| o.grant == OAuthGrant::ClientCredentials);
         let reauthorize = match (
             body.code(),
             external,
@@ -443,17 +526,28 @@ impl Services {
         ) {
             (Some(code), _, _) => Some(Authorization::Code(code)),
             (None, "initial", true) => Some(Authorization::External),
-            _ => None,
+            _ => match body.oauth1()? {
+                Some(oauth1) => Some(oauth1),
+                // New credentials in the configuration are checked (and, for the client
+                // credentials grant, spent on a token) before anything is stored.
+                None if schemes::uses_templates(&element) && body.sets_credentials(&element) => {
+                    Some(Authorization::Configured)
+                }
+                None if client_credentials && body.sets_credentials(&element) => {
+                    Some(Authorization::ClientCredentials)
+                }
+                None => None,
+            },
         };
         let reauthorized = reauthorize.is_some();
-        let moved = hosts::check_update(caller, &record.config, &config, reauthorized)?;
+        let moved = hosts::check_update(caller, &element, &record.config, &config, reauthorized)?;
         self.check_pins(&element, &config, Some(&record.config))?;
         if moved {
             hosts::forget_stored_tokens(&element, &mut config, body.configuration.as_ref());
         }
         if let Some(authorization) = reauthorize {
             expires_at = self
-                .obtain_credentials(&element, spec, &mut config, authorization)
+                .obtain_credentials(&element, &mut config, authorization)
                 .await?;
             valid = true;
             tracing::info!(instance_id = id, element = %element.key, "instance re-provisioned");
@@ -605,7 +699,6 @@ impl Services {
                 tags: &record.tags,
                 valid: record.valid,
                 disabled: record.disabled,
-                trace_logging: record.trace_logging,
                 trace_logging_until: record.trace_logging_until,
                 external_authentication: &record.external_authentication,
                 token_expires_at: record.token_expires_at,

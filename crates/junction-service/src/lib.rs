@@ -9,6 +9,7 @@
 mod accounts;
 mod auth;
 mod auth_limit;
+mod catalog;
 mod configuration;
 mod credentials;
 mod elements;
@@ -19,12 +20,18 @@ mod oauth_url;
 mod proxy;
 mod redact;
 mod refresh;
+mod schemes;
+mod templates;
 mod trace;
 mod view;
 
 pub use accounts::{AccountBody, AccountUserView, AccountView, NewUserView, UserBody};
 pub use auth::{Caller, parse_authorization};
 pub use auth_limit::FailureLimiter;
+pub use catalog::{
+    ElementMetadata, EventsMetadata, HubBody, HubView, MAX_HUB_NAME, MAX_HUB_TEXT,
+    OperationMetadata, ResourceMetadata,
+};
 
 /// What one request may ask for, in one place for the OpenAPI document to state.
 pub mod limits {
@@ -32,6 +39,10 @@ pub mod limits {
     pub use crate::instances::{
         MAX_NAME, MAX_PAGE_SIZE, MAX_SEARCH_TEXT, MAX_TAG, MAX_TAG_FILTERS, MAX_TAGS,
     };
+    /// Hub fields.
+    pub mod hubs {
+        pub use crate::catalog::{MAX_HUB_NAME as MAX_NAME, MAX_HUB_TEXT as MAX_TEXT};
+    }
     /// Account and user fields.
     pub mod accounts {
         pub use crate::accounts::{MAX_DESCRIPTION, MAX_EMAIL, MAX_EXTERNAL_ID, MAX_NAME};
@@ -44,11 +55,12 @@ pub use instances::{
     DEFAULT_PAGE_SIZE, ElementRef, InstanceBody, InstanceList, ListInstances, MAX_PAGE_SIZE,
     ProviderData, UpdateMode,
 };
-pub use oauth_url::{OAuthUrlParams, OAuthUrlResponse};
+pub use oauth_url::{OAuthTokenParams, OAuthTokenResponse, OAuthUrlParams, OAuthUrlResponse};
 pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
 pub use trace::{
     DEFAULT_TRACE_SECONDS, MAX_TRACE_SECONDS, TraceLogList, TraceLogView, TraceLoggingConfig,
+    TraceWriter,
 };
 pub use view::{InstanceView, UserView};
 
@@ -69,6 +81,8 @@ pub struct Services {
     pub refresh: Arc<RefreshCoordinator>,
     /// Failed authentications per client address.
     pub auth_failures: Arc<FailureLimiter>,
+    /// Where trace log entries go to be written.
+    pub traces: TraceWriter,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

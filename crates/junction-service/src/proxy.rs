@@ -5,7 +5,9 @@
 //! the provider refused with 401 once after a refresh, and wait out a provider's rate
 //! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
 
-use crate::auth::parse_authorization;
+use crate::auth::{PresentedSecrets, parse_authorization};
+use crate::schemes::{StaticAuth, static_auth};
+use crate::templates::CallParameters;
 use crate::trace::{self, Tracer};
 use crate::{Caller, ServiceError, Services};
 use bytes::Bytes;
@@ -15,8 +17,8 @@ use junction_core::config::keys;
 use junction_core::element::CredentialPlacement;
 use junction_core::{ElementDefinition, Secret};
 use junction_oauth::{
-    ProxyBody, ProxyCall, ProxyResponse, forwardable_request_headers, forwardable_response_headers,
-    provider_message,
+    ProviderAuth, ProxyBody, ProxyCall, ProxyResponse, forwardable_request_headers,
+    forwardable_response_headers, provider_message,
 };
 use junction_store::InstanceRecord;
 use serde::Serialize;
@@ -72,6 +74,16 @@ impl Services {
     ) -> Result<Caller, ServiceError> {
         let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let presented = parse_authorization(header.ok_or_else(|| unauthorized(needs_token))?)?;
+        self.instance_of(&presented).await
+    }
+
+    /// The instance whose Element token `presented` carries, checked against the User and
+    /// Organization secrets beside it, if any.
+    pub(crate) async fn instance_of(
+        &self,
+        presented: &PresentedSecrets,
+    ) -> Result<Caller, ServiceError> {
+        let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let token = presented
             .element
             .as_ref()
@@ -178,6 +190,22 @@ impl Services {
         })
     }
 
+    /// A hub resource call (`/hubs/{hub}/{resource…}`) for the instance: the resource
+    /// `path` (from its first segment, hub left out) of the instance's element. No
+    /// element declares resources Junction executes yet, so every one is unknown.
+    pub async fn hub_resource(
+        &self,
+        caller: &Caller,
+        method: &Method,
+        path: &str,
+    ) -> Result<ProxyResponse, ServiceError> {
+        let target = self.provider_target(caller).await?;
+        Err(ServiceError::ResourceNotFound {
+            element: target.element.key.clone(),
+            resource: format!("{method} {path}"),
+        })
+    }
+
     async fn provider_target(&self, caller: &Caller) -> Result<Target, ServiceError> {
         let id = caller.only_instance().ok_or_else(|| {
             unauthorized("this call acts as an instance: send 'Authorization: Element <token>'")
@@ -210,10 +238,11 @@ impl Services {
         &self,
         target: &Target,
         method: Method,
-        url: Url,
-        headers: HeaderMap,
+        mut url: Url,
+        mut headers: HeaderMap,
         body: ProxyBody,
     ) -> Result<ProxyResponse, ServiceError> {
+        CallParameters::of(&target.element, &target.record.config)?.apply(&mut url, &mut headers);
         let credential: CredentialPlacement = target
             .element
             .oauth
@@ -225,29 +254,40 @@ impl Services {
             ProxyBody::Streaming(_) => None,
         };
         let mut body = body;
-        let mut token: Secret = self.current_access_token(&target.record).await?;
+        let mut held = match static_auth(&target.element, &target.record.config)? {
+            Some(fixed) => Held::Fixed(fixed),
+            None => Held::Token(self.current_access_token(&target.record).await?),
+        };
         let mut refreshed = false;
         let mut tries = 1;
         let mut waited = Duration::ZERO;
-        let tracer = Tracer::of(&self.store, &target.record, &target.element);
+        let tracer = Tracer::of(&self.traces, &target.record, &target.element);
         loop {
+            let auth = match &held {
+                Held::Fixed(fixed) => fixed.as_provider_auth(),
+                Held::Token(token) => ProviderAuth::Bearer {
+                    placement: &credential,
+                    token,
+                },
+            };
             let call = ProxyCall {
                 method: method.clone(),
                 url: url.clone(),
                 headers: headers.clone(),
                 body,
-                credential: &credential,
-                token: &token,
+                auth,
             };
             let response = trace::send(&self.proxy, tracer.as_ref(), call).await?;
             let Some(again) = replay.clone() else {
                 return Ok(response);
             };
             let status = response.status;
-            if status == StatusCode::UNAUTHORIZED && !refreshed {
+            if let (StatusCode::UNAUTHORIZED, Held::Token(token), false) =
+                (status, &held, refreshed)
+            {
                 drop(response);
                 tracing::info!(instance_id = %target.record.id, "the provider refused the access token; refreshing and replaying");
-                token = self.refresh_after_rejection(&target.record, &token).await?;
+                held = Held::Token(self.refresh_after_rejection(&target.record, token).await?);
                 refreshed = true;
                 body = ProxyBody::Buffered(again);
                 continue;
@@ -271,6 +311,14 @@ impl Services {
             return Ok(response);
         }
     }
+}
+
+/// The credentials a provider call is made with. Configuration credentials and OAuth
+/// 1.0a tokens are never renewed; only an OAuth 2.0 access token is refreshed, and the
+/// call replayed, after a 401.
+enum Held {
+    Fixed(StaticAuth),
+    Token(Secret),
 }
 
 /// Whether waiting `delay` more keeps the request within [`MAX_WAIT`]; a provider's

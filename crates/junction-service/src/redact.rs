@@ -13,31 +13,8 @@ const MASK: &str = "********";
 /// Shorter values are not searched for: masking every "abc" in a body hides nothing.
 const SHORTEST_SECRET: usize = 6;
 
-/// Words that make a field, parameter or header name secret-looking, compared with the
-/// name in lower case and without `-`, `_` and `.`.
-const SECRET_WORDS: &[&str] = &[
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "authorization",
-    "apikey",
-    "accesskey",
-    "privatekey",
-    "signature",
-    "credential",
-    "session",
-    "cookie",
-];
-
-pub fn is_secret_name(name: &str) -> bool {
-    let folded: String = name
-        .chars()
-        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
-        .flat_map(char::to_lowercase)
-        .collect();
-    folded == "pwd" || folded == "code" || SECRET_WORDS.iter().any(|w| folded.contains(w))
-}
+/// The one rule for secret-looking names, shared with configuration keys.
+pub use junction_core::config::looks_like_credential as is_secret_name;
 
 /// What one instance's trace entries must not show.
 #[derive(Debug, Default)]
@@ -58,10 +35,10 @@ impl Redactor {
         Self { secrets }
     }
 
-    /// This redactor, also masking `secret` and every value a secret-looking query
+    /// This redactor, also masking `secrets` and every value a secret-looking query
     /// parameter or header of one call carries, so that a provider echoing them back
     /// (in a body, under another name) does not reveal them.
-    pub fn for_call(&self, secret: &str, url: &Url, headers: &HeaderMap) -> Self {
+    pub fn for_call(&self, secrets: Vec<String>, url: &Url, headers: &HeaderMap) -> Self {
         let from_query = url
             .query_pairs()
             .filter(|(k, _)| is_secret_name(k))
@@ -76,10 +53,18 @@ impl Redactor {
             self.secrets
                 .iter()
                 .cloned()
-                .chain([secret.to_owned()])
+                .chain(secrets)
                 .chain(from_query)
                 .chain(from_headers),
         )
+    }
+
+    /// Bytes of a body to capture so that [`Self::body`] can cut it to [`BODY_LIMIT`]
+    /// after masking: a secret that starts before the cut is captured whole, and masked
+    /// whole, instead of being cut into a prefix no search would find.
+    pub fn capture_limit(&self) -> usize {
+        // Longest first (see `new`).
+        BODY_LIMIT + self.secrets.first().map_or(0, String::len)
     }
 
     /// Masks every known secret in `text`.
@@ -136,7 +121,8 @@ impl Redactor {
         Value::Object(out).to_string()
     }
 
-    /// The start of a body (`complete` when nothing followed it) as text with secrets
+    /// The start of a body (`complete` when nothing followed it), captured up to
+    /// [`Self::capture_limit`], as at most [`BODY_LIMIT`] bytes of text with secrets
     /// masked; `None` for an empty body.
     pub fn body(&self, content_type: Option<&str>, start: &[u8], complete: bool) -> Option<String> {
         if start.is_empty() {
@@ -278,25 +264,6 @@ mod tests {
     use http::HeaderValue;
 
     #[test]
-    fn secret_looking_names_are_recognised() {
-        for name in [
-            "access_token",
-            "Authorization",
-            "x-api-key",
-            "client_secret",
-            "password",
-            "refreshToken",
-            "Set-Cookie",
-            "code",
-        ] {
-            assert!(is_secret_name(name), "{name}");
-        }
-        for name in ["name", "id", "fields", "content-type", "email"] {
-            assert!(!is_secret_name(name), "{name}");
-        }
-    }
-
-    #[test]
     fn urls_lose_secret_parameters_and_known_secrets() {
         let r = Redactor::new(["instance-secret-value".to_owned()]);
         let url = Url::parse(
@@ -368,11 +335,11 @@ mod tests {
             .body(Some("text/plain"), b"you sent the-access-token", true)
             .unwrap();
         assert_eq!(shown, "you sent ********");
-        let long = "é".repeat(BODY_LIMIT);
+        let long = "é".repeat(r.capture_limit());
         let shown = r
             .body(
                 Some("text/plain"),
-                &long.as_bytes()[..BODY_LIMIT + 1],
+                &long.as_bytes()[..r.capture_limit() + 1],
                 false,
             )
             .unwrap();
@@ -380,6 +347,26 @@ mod tests {
         assert_eq!(
             r.body(None, &[0xff, 0x00, 0x12], true).unwrap(),
             "[3 bytes of binary data]"
+        );
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_is_masked_not_shown_in_part() {
+        let secret = "straddling-secret-value-0123456789";
+        let r = Redactor::new([secret.to_owned()]);
+        let body = format!("{}{secret}{}", "a".repeat(BODY_LIMIT - 10), "b".repeat(100));
+        let captured = &body.as_bytes()[..r.capture_limit().min(body.len())];
+        let shown = r.body(Some("text/plain"), captured, false).unwrap();
+        assert!(shown.len() <= BODY_LIMIT, "{}", shown.len());
+        assert!(
+            !shown.contains("straddling"),
+            "{}",
+            &shown[shown.len() - 20..]
+        );
+        assert!(
+            shown.contains("a********b"),
+            "{}",
+            &shown[shown.len() - 20..]
         );
     }
 }

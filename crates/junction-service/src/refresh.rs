@@ -20,7 +20,8 @@ use junction_core::config::keys;
 use junction_core::element::{OAuthSpec, RefreshGrant};
 use junction_core::{AccountId, ConfigMap, ElementDefinition, InstanceId, Secret};
 use junction_oauth::{
-    ClientCredentials, OAuthError, TokenResponse, exchange_long_lived, refresh_grant,
+    ClientCredentials, OAuthError, TokenResponse, client_credentials_grant, exchange_long_lived,
+    refresh_grant,
 };
 use junction_store::{InstanceRecord, RefreshedCredentials, StoreError};
 use serde_json::Value;
@@ -424,7 +425,7 @@ impl Services {
             let Some((spec, grant)) = element
                 .oauth
                 .as_ref()
-                .and_then(|spec| spec.refresh.as_ref().map(|r| (spec, r.grant)))
+                .and_then(|spec| spec.renewal_grant().map(|g| (spec, g)))
             else {
                 return not_renewable(&record, &need, &element);
             };
@@ -609,6 +610,12 @@ impl Services {
                     .map(Some),
                 None => Ok(None),
             },
+            RefreshGrant::ClientCredentials => {
+                let scope = value(config, keys::SCOPE);
+                client_credentials_grant(&self.outbound, spec, &credentials, Some(&scope))
+                    .await
+                    .map(Some)
+            }
         }
     }
 }

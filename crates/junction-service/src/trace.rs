@@ -2,13 +2,13 @@
 //! instance's provider (proxied calls, pings, and each of their retries) is kept, redacted,
 //! for the instance's owner to read back through `GET /instances/{id}/trace-logs`.
 //!
-//! Bodies stream as before: the recorder copies at most [`BODY_LIMIT`] bytes of each as
+//! Bodies stream as before: the recorder copies the start of each (see [`Redactor::capture_limit`]) as
 //! they pass and counts the rest, and the entry is written once the provider's answer has
 //! been read to its end (or dropped), without holding up the caller. An instance
 //! without trace logging pays one flag check per call.
 
 use crate::instances::{decode_cursor, encode_cursor, page_size};
-use crate::redact::{BODY_LIMIT, Redactor};
+use crate::redact::Redactor;
 use crate::view::iso8601;
 use crate::{Caller, InstanceView, ServiceError, Services, now_ms};
 use bytes::Bytes;
@@ -127,7 +127,6 @@ impl Services {
         let record = self.owned_instance(caller, id).await?;
         let record = self
             .save(record, |r| {
-                r.trace_logging = until.is_some();
                 r.trace_logging_until = until;
             })
             .await?;
@@ -161,9 +160,86 @@ impl Services {
     }
 }
 
+/// Entries waiting to be written, at most; more are dropped (and counted) rather than
+/// queued without bound. Each is a few KiB at most (two cut bodies and headers).
+const WRITE_QUEUE: usize = 1024;
+/// Entries written in one transaction, at most.
+const WRITE_BATCH: usize = 64;
+
+/// Writes trace entries from one task, in batches, so that a burst of traced calls
+/// costs a bounded queue and one transaction per batch, not one task and transaction
+/// per call.
+#[derive(Clone)]
+pub struct TraceWriter {
+    queue: tokio::sync::mpsc::Sender<TraceEntry>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for TraceWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceWriter")
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TraceWriter {
+    /// Starts the writing task on the current runtime; it ends when the last clone of
+    /// the writer is dropped.
+    pub fn start(store: Store) -> Self {
+        let (writer, mut queue) = Self::with_capacity(WRITE_QUEUE);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(WRITE_BATCH);
+            while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+                if let Err(e) = store.insert_trace_entries(&batch).await {
+                    tracing::warn!(entries = batch.len(), error = %e, "trace log entries could not be written");
+                }
+                batch.clear();
+            }
+        });
+        writer
+    }
+
+    fn with_capacity(capacity: usize) -> (Self, tokio::sync::mpsc::Receiver<TraceEntry>) {
+        let (queue, receiver) = tokio::sync::mpsc::channel(capacity);
+        let writer = Self {
+            queue,
+            dropped: Arc::default(),
+        };
+        (writer, receiver)
+    }
+
+    /// Entries dropped so far because the queue was full (or the writer gone).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn write(&self, entry: TraceEntry) {
+        if let Err(e) = self.queue.try_send(entry) {
+            let dropped = self
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            // Logged at 1, 2, 4, 8, … drops, so a flood does not flood the log too.
+            if dropped.is_power_of_two() {
+                let instance_id = match &e {
+                    tokio::sync::mpsc::error::TrySendError::Full(entry)
+                    | tokio::sync::mpsc::error::TrySendError::Closed(entry) => entry.instance_id,
+                };
+                tracing::warn!(
+                    %instance_id,
+                    dropped,
+                    "trace log entries are arriving faster than they can be written; \
+                     dropping some"
+                );
+            }
+        }
+    }
+}
+
 /// Records the provider calls of one instance with trace logging on.
 pub(crate) struct Tracer {
-    store: Store,
+    writer: TraceWriter,
     instance_id: InstanceId,
     redactor: Redactor,
 }
@@ -171,11 +247,11 @@ pub(crate) struct Tracer {
 impl Tracer {
     /// `None`, at the cost of one flag check, unless the instance's trace logging is on.
     pub(crate) fn of(
-        store: &Store,
+        writer: &TraceWriter,
         record: &InstanceRecord,
         element: &ElementDefinition,
     ) -> Option<Self> {
-        if !record.trace_logging || !record.is_tracing(now_ms()) {
+        if !record.is_tracing(now_ms()) {
             return None;
         }
         let secrets = record
@@ -184,7 +260,7 @@ impl Tracer {
             .filter(|(key, _)| element.is_secret_key(key))
             .filter_map(|(_, value)| value.clone());
         Some(Self {
-            store: store.clone(),
+            writer: writer.clone(),
             instance_id: record.id,
             redactor: Redactor::new(secrets),
         })
@@ -198,7 +274,7 @@ impl Tracer {
         mut call: ProxyCall<'_>,
     ) -> Result<ProxyResponse, OAuthError> {
         let redactor = Arc::new(self.redactor.for_call(
-            call.token.expose(),
+            call.auth.secrets(),
             &call.url,
             &call.headers,
         ));
@@ -220,7 +296,8 @@ impl Tracer {
             error: None,
         };
         // `call.url` and `call.headers` do not carry the credential yet: `send` adds it.
-        let request = Arc::new(Mutex::new(Capture::default()));
+        let limit = redactor.capture_limit();
+        let request = Arc::new(Mutex::new(Capture::new(limit)));
         call.body = match call.body {
             ProxyBody::Buffered(bytes) => {
                 lock(&request).push(&bytes);
@@ -235,7 +312,7 @@ impl Tracer {
         let sent = client.send(call).await;
         entry.duration_ms = started.elapsed().as_millis() as i64;
         let mut pending = Pending {
-            store: self.store.clone(),
+            writer: self.writer.clone(),
             redactor,
             entry,
             request,
@@ -250,7 +327,7 @@ impl Tracer {
                 Ok(ProxyResponse {
                     body: reqwest::Body::wrap(Recorded {
                         inner: response.body,
-                        capture: Capture::default(),
+                        capture: Capture::new(limit),
                         pending: Some(pending),
                     }),
                     ..response
@@ -288,16 +365,25 @@ fn lock(capture: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
     capture.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The first [`BODY_LIMIT`] bytes of a body, and how many passed in all.
+/// The first bytes of a body (up to [`Redactor::capture_limit`], a little more than the
+/// [`crate::redact::BODY_LIMIT`] an entry keeps), and how many passed in all.
 #[derive(Default)]
 struct Capture {
     start: Vec<u8>,
     seen: u64,
+    limit: usize,
 }
 
 impl Capture {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
     fn push(&mut self, data: &[u8]) {
-        let room = BODY_LIMIT.saturating_sub(self.start.len());
+        let room = self.limit.saturating_sub(self.start.len());
         self.start.extend_from_slice(&data[..room.min(data.len())]);
         self.seen += data.len() as u64;
     }
@@ -309,7 +395,7 @@ impl Capture {
 
 /// An entry waiting for the answer's body.
 struct Pending {
-    store: Store,
+    writer: TraceWriter,
     redactor: Arc<Redactor>,
     entry: TraceEntry,
     request: Arc<Mutex<Capture>>,
@@ -318,7 +404,7 @@ struct Pending {
 }
 
 impl Pending {
-    /// Completes the entry and writes it in the background.
+    /// Completes the entry and queues it for writing.
     fn finish(mut self, response: Capture) {
         {
             let request = lock(&self.request);
@@ -335,14 +421,7 @@ impl Pending {
             response.complete(),
         );
         self.entry.response_body_bytes = response.seen as i64;
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            if let Err(e) = self.store.insert_trace_entry(&self.entry).await {
-                tracing::warn!(instance_id = %self.entry.instance_id, error = %e, "a trace log entry could not be written");
-            }
-        });
+        self.writer.write(self.entry);
     }
 }
 
@@ -428,5 +507,42 @@ impl HttpBody for Recorded {
 impl Drop for Recorded {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(instance: i64) -> TraceEntry {
+        TraceEntry {
+            id: 0,
+            instance_id: InstanceId(instance),
+            created_at: 0,
+            method: "GET".into(),
+            url: "https://provider.example/".into(),
+            status: Some(200),
+            duration_ms: 1,
+            request_headers: "{}".into(),
+            response_headers: None,
+            request_body: None,
+            request_body_bytes: 0,
+            response_body: None,
+            response_body_bytes: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn entries_beyond_the_queue_are_dropped_and_counted() {
+        let (writer, mut queue) = TraceWriter::with_capacity(3);
+        for i in 0..5 {
+            writer.write(entry(i));
+        }
+        assert_eq!(writer.dropped(), 2);
+        let queued: Vec<i64> = std::iter::from_fn(|| queue.try_recv().ok())
+            .map(|e| e.instance_id.0)
+            .collect();
+        assert_eq!(queued, [0, 1, 2]);
     }
 }

@@ -395,7 +395,6 @@ mod tests {
             tags: vec![],
             valid: true,
             disabled: false,
-            trace_logging: false,
             trace_logging_until: None,
             external_authentication: "none".into(),
             token_expires_at: None,

@@ -238,19 +238,6 @@ impl Store {
         self.forget(change);
         Ok(())
     }
-
-    /// The organization an account belongs to.
-    pub async fn organization_of(
-        &self,
-        account: junction_core::AccountId,
-    ) -> Result<OrganizationId, StoreError> {
-        let id: Option<i64> =
-            sqlx::query_scalar("select organization_id from accounts where id = $1")
-                .bind(account.0)
-                .fetch_optional(self.pool())
-                .await?;
-        id.map(OrganizationId).ok_or(StoreError::NotFound)
-    }
 }
 
 fn key_conflict(e: sqlx::Error) -> StoreError {

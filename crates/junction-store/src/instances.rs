@@ -41,8 +41,9 @@ pub struct InstanceRecord {
     pub tags: Vec<String>,
     pub valid: bool,
     pub disabled: bool,
-    pub trace_logging: bool,
-    /// When trace logging turns itself off (epoch ms).
+    /// When trace logging turns itself off (epoch ms); it is on until then. The older
+    /// `trace_logging` column is no longer read, and is written 0 by new instances only:
+    /// this time alone says whether an instance is traced.
     pub trace_logging_until: Option<i64>,
     pub external_authentication: String,
     pub token_expires_at: Option<i64>,
@@ -57,9 +58,9 @@ pub struct InstanceRecord {
 }
 
 impl InstanceRecord {
-    /// Trace logging is on and has not run out at `now` (epoch ms).
+    /// Trace logging is on: its period has not run out at `now` (epoch ms).
     pub fn is_tracing(&self, now: i64) -> bool {
-        self.trace_logging && self.trace_logging_until.is_some_and(|until| until > now)
+        self.trace_logging_until.is_some_and(|until| until > now)
     }
 }
 
@@ -119,7 +120,6 @@ pub struct InstanceUpdate<'a> {
     pub tags: &'a [String],
     pub valid: bool,
     pub disabled: bool,
-    pub trace_logging: bool,
     pub trace_logging_until: Option<i64>,
     pub external_authentication: &'a str,
     pub token_expires_at: Option<i64>,
@@ -201,7 +201,7 @@ fn bind_all<'q>(
 }
 
 const COLUMNS: &str = "id, account_id, user_id, element_id, element_key, name, token_hash, token_sealed, \
-    config, secrets, valid, disabled, trace_logging, trace_logging_until, external_authentication, \
+    config, secrets, valid, disabled, trace_logging_until, external_authentication, \
     token_expires_at, invalid_reason, refresh_retry_at, refresh_failures, created_at, updated_at";
 
 /// Binds a sealed blob to its row: a ciphertext moved to another instance fails to open.
@@ -307,7 +307,6 @@ impl Store {
             tags,
             valid: true,
             disabled: false,
-            trace_logging: false,
             trace_logging_until: None,
             external_authentication: new.external_authentication.to_owned(),
             token_expires_at: new.token_expires_at,
@@ -494,14 +493,14 @@ impl Store {
             .keyring()
             .seal(&secrets_context(&token_hash), &secrets_json)?;
         let (credentials, next) = if update.keep_credentials {
-            ("", 9)
+            ("", 8)
         } else {
-            (", valid = $9, token_expires_at = $10", 11)
+            (", valid = $8, token_expires_at = $9", 10)
         };
         let mut query = sqlx::query(AssertSqlSafe(format!(
             "update instances set name = $1, config = $2, secrets = $3, disabled = $4, \
-             trace_logging = $5, external_authentication = $6, updated_at = $7, \
-             trace_logging_until = $8{credentials} \
+             external_authentication = $5, updated_at = $6, \
+             trace_logging_until = $7{credentials} \
              where account_id = ${} and id = ${}",
             next,
             next + 1
@@ -510,7 +509,6 @@ impl Store {
         .bind(config_json)
         .bind(sealed)
         .bind(i64::from(update.disabled))
-        .bind(i64::from(update.trace_logging))
         .bind(update.external_authentication)
         .bind(update.now)
         .bind(update.trace_logging_until);
@@ -676,7 +674,6 @@ impl Store {
             tags,
             valid: flag(row, "valid")?,
             disabled: flag(row, "disabled")?,
-            trace_logging: flag(row, "trace_logging")?,
             trace_logging_until: row.try_get("trace_logging_until")?,
             external_authentication: row.try_get("external_authentication")?,
             token_expires_at: row.try_get("token_expires_at")?,
@@ -709,7 +706,6 @@ mod tests {
             tags: vec![],
             valid: true,
             disabled: false,
-            trace_logging: false,
             trace_logging_until: None,
             external_authentication: "none".into(),
             token_expires_at: None,

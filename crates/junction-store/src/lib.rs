@@ -10,6 +10,7 @@
 mod accounts;
 mod cache;
 mod elements;
+mod hubs;
 mod instances;
 mod refresh;
 mod startup;
@@ -22,6 +23,7 @@ pub use accounts::{
 };
 pub use cache::CacheSettings;
 pub use elements::{CustomElement, OrganizationElements};
+pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use startup::UnrevealedFirstStart;
@@ -176,6 +178,20 @@ impl DatabaseUrl {
         Some(std::path::PathBuf::from(file.as_ref()))
     }
 
+    /// Whether connecting creates a missing SQLite file: only in sqlx's `mode=rwc`, which
+    /// [`Self::parse`] adds when the URL names no mode; `mode=ro` and `mode=rw` open an
+    /// existing file or fail.
+    pub fn creates_file(&self) -> bool {
+        let Some(rest) = self.0.strip_prefix("sqlite://") else {
+            return false;
+        };
+        let params = rest.split_once('?').map_or("", |(_, p)| p);
+        url::form_urlencoded::parse(params.as_bytes())
+            .filter(|(k, _)| k == "mode")
+            .last()
+            .is_some_and(|(_, v)| v == "rwc")
+    }
+
     /// `host:port` of a PostgreSQL server, for messages (never the credentials).
     pub fn server(&self) -> Option<String> {
         let url = url::Url::parse(&self.0).ok()?;
@@ -192,16 +208,40 @@ impl DatabaseUrl {
 }
 
 impl fmt::Display for DatabaseUrl {
+    /// Masks the password wherever libpq reads one: after the user name, and in query
+    /// parameters such as `password` and `sslpassword`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("********"));
-                f.write_str(u.as_str())
-            }
-            _ => f.write_str(&self.0),
+        if self.dialect() != Dialect::Postgres {
+            return f.write_str(&self.0);
         }
+        let Ok(mut u) = url::Url::parse(&self.0) else {
+            // Checked by `parse`; never shown unparsed, in case it holds a password.
+            return f.write_str("postgres://…");
+        };
+        if u.password().is_some() {
+            let _ = u.set_password(Some(MASKED));
+        }
+        if u.query_pairs()
+            .any(|(k, _)| junction_core::config::looks_secret(&k))
+        {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if junction_core::config::looks_secret(&k) {
+                        MASKED.to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        f.write_str(u.as_str())
     }
 }
+
+const MASKED: &str = "********";
 
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -225,7 +265,15 @@ pub struct Store {
     /// Where a cancellation goes (`Cancellable`): a connection of its own, since the
     /// pool may be exhausted by the very queries being cancelled.
     url: DatabaseUrl,
+    /// Cancellations in flight, each on a connection outside the pool; see
+    /// [`CANCELS_IN_FLIGHT`].
+    cancels: Arc<tokio::sync::Semaphore>,
 }
+
+/// Cancellations (each a new PostgreSQL connection) in flight at once. Beyond this, an
+/// abandoned statement is left to the statement timeout: clients that go away in a flood
+/// must not open connections without bound.
+const CANCELS_IN_FLIGHT: usize = 4;
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -253,7 +301,8 @@ impl Store {
         install_default_drivers();
         let dialect = url.dialect();
         match url.sqlite_path() {
-            Some(path) => create_private_file(&path)?,
+            Some(path) if url.creates_file() => create_private_file(&path)?,
+            Some(_) => {}
             None if dialect == Dialect::Postgres => {
                 // A pool retries a refused connection until its acquire timeout and then
                 // reports only that it timed out; one plain attempt first says why.
@@ -330,6 +379,7 @@ impl Store {
             cache,
             stop_follower: Arc::new(Mutex::new(Some(stop))),
             url: url.clone(),
+            cancels: Arc::new(tokio::sync::Semaphore::new(CANCELS_IN_FLIGHT)),
         })
     }
 
@@ -340,12 +390,13 @@ impl Store {
     pub(crate) async fn cancellable(&self) -> Result<Cancellable, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let backend = match self.dialect {
-            Dialect::Postgres => Some((
-                sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+            Dialect::Postgres => Some(Backend {
+                pid: sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
                     .fetch_one(&mut *conn)
                     .await?,
-                self.url.clone(),
-            )),
+                url: self.url.clone(),
+                cancels: Arc::clone(&self.cancels),
+            }),
             Dialect::Sqlite => None,
         };
         Ok(Cancellable {
@@ -475,9 +526,15 @@ fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
 /// dropped before that, it cancels whatever its connection is running.
 pub(crate) struct Cancellable {
     conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
-    /// PostgreSQL: the backend process serving `conn`, and where to reach the server.
-    backend: Option<(i32, DatabaseUrl)>,
+    /// PostgreSQL: the backend process serving `conn`, and how to cancel its statement.
+    backend: Option<Backend>,
     finished: bool,
+}
+
+struct Backend {
+    pid: i32,
+    url: DatabaseUrl,
+    cancels: Arc<tokio::sync::Semaphore>,
 }
 
 impl Cancellable {
@@ -498,7 +555,7 @@ impl Drop for Cancellable {
         if self.finished {
             return;
         }
-        let (Some(mut conn), Some((pid, url))) = (self.conn.take(), self.backend.take()) else {
+        let (Some(mut conn), Some(backend)) = (self.conn.take(), self.backend.take()) else {
             return;
         };
         // What the connection was in the middle of is unknown: never reuse it.
@@ -506,7 +563,16 @@ impl Drop for Cancellable {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let Backend { pid, url, cancels } = backend;
+        let Ok(permit) = cancels.try_acquire_owned() else {
+            tracing::debug!(
+                pid,
+                "too many cancellations in flight: the statement timeout ends this one"
+            );
+            return;
+        };
         runtime.spawn(async move {
+            let _permit = permit;
             use sqlx::Connection;
             let cancelled = async {
                 let mut other = sqlx::postgres::PgConnection::connect(url.expose()).await?;
@@ -546,6 +612,46 @@ mod tests {
         assert!(!format!("{url}").contains("s3cret"));
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(url.dialect(), Dialect::Postgres);
+    }
+
+    #[test]
+    fn database_url_hides_passwords_given_as_parameters() {
+        let url = DatabaseUrl::parse(
+            "postgres://db/junction?user=j&password=s3cret&sslmode=require&sslpassword=k3y-pass",
+        )
+        .unwrap();
+        for shown in [format!("{url}"), format!("{url:?}")] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("k3y-pass"),
+                "{shown}"
+            );
+            assert!(
+                shown.contains("user=j") && shown.contains("sslmode=require"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_default_sqlite_mode_creates_the_file() {
+        assert!(DatabaseUrl::parse("./j.db").unwrap().creates_file());
+        assert!(
+            DatabaseUrl::parse("sqlite:j.db?cache=shared")
+                .unwrap()
+                .creates_file()
+        );
+        assert!(
+            DatabaseUrl::parse("sqlite:j.db?mode=rwc")
+                .unwrap()
+                .creates_file()
+        );
+        for url in [
+            "sqlite:j.db?mode=ro",
+            "sqlite://j.db?mode=rw",
+            "postgres://db/j",
+        ] {
+            assert!(!DatabaseUrl::parse(url).unwrap().creates_file(), "{url}");
+        }
     }
 
     #[test]

@@ -50,37 +50,49 @@ impl Store {
     /// [`TRACE_ENTRIES_KEPT`]. An instance deleted meanwhile is no error: the entry
     /// is simply not kept.
     pub async fn insert_trace_entry(&self, entry: &TraceEntry) -> Result<(), StoreError> {
+        self.insert_trace_entries(std::slice::from_ref(entry)).await
+    }
+
+    /// [`Self::insert_trace_entry`] for several entries in one transaction, pruning each
+    /// instance once.
+    pub async fn insert_trace_entries(&self, entries: &[TraceEntry]) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await?;
-        // Inserting through a select keeps the entry of an instance deleted meanwhile
-        // from failing on the foreign key.
-        let inserted = sqlx::query(
-            "insert into instance_trace_logs (instance_id, created_at, method, url, status, \
-             duration_ms, request_headers, response_headers, request_body, request_body_bytes, \
-             response_body, response_body_bytes, error) \
-             select id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 from instances where id = $1",
-        )
-        .bind(entry.instance_id.0)
-        .bind(entry.created_at)
-        .bind(entry.method.as_str())
-        .bind(entry.url.as_str())
-        .bind(entry.status)
-        .bind(entry.duration_ms)
-        .bind(entry.request_headers.as_str())
-        .bind(entry.response_headers.as_deref())
-        .bind(entry.request_body.as_deref())
-        .bind(entry.request_body_bytes)
-        .bind(entry.response_body.as_deref())
-        .bind(entry.response_body_bytes)
-        .bind(entry.error.as_deref())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() > 0 {
+        let mut kept: Vec<i64> = Vec::new();
+        for entry in entries {
+            // Inserting through a select keeps the entry of an instance deleted meanwhile
+            // from failing on the foreign key.
+            let inserted = sqlx::query(
+                "insert into instance_trace_logs (instance_id, created_at, method, url, status, \
+                 duration_ms, request_headers, response_headers, request_body, request_body_bytes, \
+                 response_body, response_body_bytes, error) \
+                 select id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 from instances where id = $1",
+            )
+            .bind(entry.instance_id.0)
+            .bind(entry.created_at)
+            .bind(entry.method.as_str())
+            .bind(entry.url.as_str())
+            .bind(entry.status)
+            .bind(entry.duration_ms)
+            .bind(entry.request_headers.as_str())
+            .bind(entry.response_headers.as_deref())
+            .bind(entry.request_body.as_deref())
+            .bind(entry.request_body_bytes)
+            .bind(entry.response_body.as_deref())
+            .bind(entry.response_body_bytes)
+            .bind(entry.error.as_deref())
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() > 0 && !kept.contains(&entry.instance_id.0) {
+                kept.push(entry.instance_id.0);
+            }
+        }
+        for instance in kept {
             sqlx::query(
                 "delete from instance_trace_logs where instance_id = $1 and id <= \
                  (select id from instance_trace_logs where instance_id = $1 \
                   order by id desc limit 1 offset $2)",
             )
-            .bind(entry.instance_id.0)
+            .bind(instance)
             .bind(TRACE_ENTRIES_KEPT)
             .execute(&mut *tx)
             .await?;

@@ -45,6 +45,8 @@ pub enum PeerKind {
     Oidc,
     /// `tests/peers/authlib`: Python's authlib on Flask.
     Authlib,
+    /// `tests/peers/authlib/oauth1_peer.py`: an OAuth 1.0a provider on authlib.
+    AuthlibOAuth1,
 }
 
 /// A running peer; it is stopped when dropped.
@@ -86,7 +88,7 @@ impl Peer {
                 command.arg("peer.mjs").current_dir(dir);
                 command
             }
-            PeerKind::Authlib => {
+            PeerKind::Authlib | PeerKind::AuthlibOAuth1 => {
                 let dir = dir.join("authlib");
                 let python = dir.join(".venv/bin/python");
                 if !python.is_file() {
@@ -96,7 +98,12 @@ impl Peer {
                     );
                 }
                 let mut command = Command::new(python);
-                command.arg("peer.py").current_dir(dir);
+                let script = if kind == PeerKind::Authlib {
+                    "peer.py"
+                } else {
+                    "oauth1_peer.py"
+                };
+                command.arg(script).current_dir(dir);
                 command
             }
         };
@@ -163,9 +170,11 @@ impl Peer {
     pub async fn shared(kind: PeerKind) -> &'static Peer {
         static OIDC: OnceCell<Peer> = OnceCell::const_new();
         static AUTHLIB: OnceCell<Peer> = OnceCell::const_new();
+        static AUTHLIB_OAUTH1: OnceCell<Peer> = OnceCell::const_new();
         let cell = match kind {
             PeerKind::Oidc => &OIDC,
             PeerKind::Authlib => &AUTHLIB,
+            PeerKind::AuthlibOAuth1 => &AUTHLIB_OAUTH1,
         };
         cell.get_or_init(|| Peer::start(kind, &[])).await
     }
@@ -174,7 +183,9 @@ impl Peer {
     pub fn authorize_url(&self) -> String {
         match self.kind {
             PeerKind::Oidc => format!("{}/auth", self.base_url),
-            PeerKind::Authlib => format!("{}/oauth/authorize", self.base_url),
+            PeerKind::Authlib | PeerKind::AuthlibOAuth1 => {
+                format!("{}/oauth/authorize", self.base_url)
+            }
         }
     }
 
@@ -183,7 +194,13 @@ impl Peer {
         match self.kind {
             PeerKind::Oidc => format!("{}/token", self.base_url),
             PeerKind::Authlib => format!("{}/oauth/token", self.base_url),
+            PeerKind::AuthlibOAuth1 => format!("{}/oauth/access_token", self.base_url),
         }
+    }
+
+    /// OAuth 1.0a: the temporary-credentials endpoint.
+    pub fn request_token_url(&self) -> String {
+        format!("{}/oauth/request_token", self.base_url)
     }
 
     /// Base of the bearer-protected API (`GET <api>/me`, `POST <api>/echo`).

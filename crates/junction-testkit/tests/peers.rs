@@ -112,6 +112,19 @@ async fn shared_peers_are_started_once() {
 }
 
 #[tokio::test]
+async fn the_oauth1_peer_refuses_unsigned_requests() {
+    let peer = Peer::shared(PeerKind::AuthlibOAuth1).await;
+    let response = http().post(peer.request_token_url()).send().await.unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    let me = http()
+        .get(format!("{}/api/me", peer.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert!(me.status().is_client_error(), "{}", me.status());
+}
+
+#[tokio::test]
 #[should_panic(expected = "exited before printing its READY line")]
 async fn a_peer_that_fails_to_start_is_reported() {
     Peer::start(PeerKind::Authlib, &[("CLIENTS", "not json")]).await;

@@ -926,3 +926,105 @@ fn a_request_body_that_stops_arriving_fails_after_the_idle_timeout() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("invalid_body"), "{answer}");
 }
+
+#[test]
+fn an_http2_client_cannot_hold_the_only_connection_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = junction(dir.path());
+    cmd.env("JUNCTION_MAX_CONNECTIONS", "1")
+        .env("JUNCTION_HEADER_READ_TIMEOUT", "1");
+    let server = serve(cmd);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // An HTTP/2 client keeps its connection open and answers the server's pings for as
+    // long as it runs, whatever the header-read timeout.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .pool_idle_timeout(None)
+        .build()
+        .unwrap();
+    let url = format!("http://{}/health", server.addr);
+    let spoken = runtime.block_on(h2.get(&url).send());
+    assert!(spoken.is_err(), "HTTP/2 is not served: {spoken:?}");
+
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "60",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200");
+    drop(h2);
+}
+
+#[test]
+fn a_request_body_sent_too_slowly_fails_after_the_body_timeout() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = junction(dir.path());
+    cmd.env("JUNCTION_BODY_TIMEOUT", "1")
+        .env("JUNCTION_IDLE_TIMEOUT", "600");
+    let server = serve(cmd);
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .write_all(
+            b"POST /elements/api-v2/elements/sfdc/oauth/url HTTP/1.1\r\nHost: junction\r\n\
+              Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"apiKey\":\"",
+        )
+        .unwrap();
+    // Never pausing for as long as the idle timeout: only the body deadline can end it.
+    let mut dribble = stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..300 {
+            if dribble.write_all(b"a").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = [0u8; 512];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("invalid_body"), "{answer}");
+    drop(stream);
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_sqlite_url_that_only_opens_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["ro", "rw"] {
+        let output = junction(dir.path())
+            .env(
+                "JUNCTION_DATABASE_URL",
+                format!("sqlite:./{mode}.db?mode={mode}"),
+            )
+            .arg("migrate")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "mode={mode}");
+        let stderr = stderr_of(&output);
+        assert!(stderr.contains("does not exist"), "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "mode={mode} created {left:?}");
+    }
+    // With a key given, the store itself must not create the file either.
+    let output = junction(dir.path())
+        .env("JUNCTION_DATABASE_URL", "sqlite:./k.db?mode=rw")
+        .env("JUNCTION_ENCRYPTION_KEY", KEY)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(!dir.path().join("k.db").exists());
+}

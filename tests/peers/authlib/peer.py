@@ -19,7 +19,7 @@ Environment:
 
 Endpoints: GET /oauth/authorize (automatic consent; login_hint=deny -> access_denied;
 without redirect_uri the client's single registered redirect URI is used),
-POST /oauth/token (authorization_code, refresh_token; client_secret_basic or
+POST /oauth/token (authorization_code, refresh_token, client_credentials; client_secret_basic or
 client_secret_post), GET /api/me and POST /api/echo (bearer token).
 """
 
@@ -57,7 +57,7 @@ class Client(ClientMixin):
     def check_client_secret(self, client_secret): return client_secret == self.client_secret
     def check_endpoint_auth_method(self, method, endpoint): return method in AUTH_METHODS
     def check_response_type(self, response_type): return response_type == "code"
-    def check_grant_type(self, grant_type): return grant_type in ("authorization_code", "refresh_token")
+    def check_grant_type(self, grant_type): return grant_type in ("authorization_code", "refresh_token", "client_credentials")
 
 
 class Code(AuthorizationCodeMixin):
@@ -119,16 +119,22 @@ class RefreshGrant(grants.RefreshTokenGrant):
             refresh_token.revoked = True
 
 
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+
 class Validator(BearerTokenValidator):
     def authenticate_token(self, token_string): return ACCESS.get(token_string)
 
 
 app = Flask(__name__)
 app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True  # otherwise no refresh_token is issued
-app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {"authorization_code": AT_TTL, "refresh_token": AT_TTL}
+app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {"authorization_code": AT_TTL, "refresh_token": AT_TTL,
+                                        "client_credentials": AT_TTL}
 server = AuthorizationServer(app, query_client=CLIENTS.get, save_token=save_token)
 server.register_grant(AuthCodeGrant)
 server.register_grant(RefreshGrant)
+server.register_grant(ClientCredentialsGrant)
 require_oauth = ResourceProtector()
 require_oauth.register_token_validator(Validator())
 

@@ -1,13 +1,14 @@
-//! The catalog: `/elements`, `/elements/keys`, `/elements/{keyOrId}` and step 1 of
-//! provisioning, `/elements/{keyOrId}/oauth/url`; and the Element Builder: custom
+//! The catalog: `/elements`, `/elements/keys`, `/elements/{keyOrId}`, element metadata
+//! (`/elements/metadata`, `/elements/{keyOrId}/metadata`) and step 1 of provisioning,
+//! `/elements/{keyOrId}/oauth/url` and `/oauth/token`; and the Element Builder: custom
 //! elements and their parts (`/elements/{keyOrId}/configuration`, `/resources`,
 //! `/parameters`, `/hooks`, `/objects[/{name}/fields]`).
 
 use super::error::{ApiError, ApiErrorBody};
-use super::extract::{ApiJson, Auth, MaybeAuth};
+use super::extract::{ApiJson, Auth, MaybeAuth, query_flag};
 use super::{AppState, json_bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -15,7 +16,10 @@ use bytes::Bytes;
 use junction_catalog::Catalog;
 use junction_core::element::ConfigEntry;
 use junction_core::{ElementDefinition, ElementSummary, OrganizationId};
-use junction_service::{Caller, ElementPart, FoundElement, OAuthUrlParams, OAuthUrlResponse};
+use junction_service::{
+    Caller, ElementMetadata, ElementPart, FoundElement, OAuthTokenParams, OAuthTokenResponse,
+    OAuthUrlParams, OAuthUrlResponse,
+};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -24,6 +28,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/elements", get(list).post(create))
         .route("/elements/keys", get(keys))
+        .route("/elements/metadata", get(metadata_list))
+        .route("/elements/{key_or_id}/metadata", get(metadata))
         .route(
             "/elements/{key_or_id}",
             get(show).put(replace).delete(remove),
@@ -38,6 +44,7 @@ pub fn router() -> Router<AppState> {
             "/elements/{key_or_id}/oauth/url",
             get(oauth_url_get).post(oauth_url_post),
         )
+        .route("/elements/{key_or_id}/oauth/token", get(oauth_token))
         .route(
             "/elements/{key_or_id}/configuration",
             get(configuration_list).post(configuration_create),
@@ -160,7 +167,7 @@ async fn organization(
     caller: Option<&Caller>,
 ) -> Result<Option<OrganizationId>, ApiError> {
     match caller {
-        Some(caller) => Ok(Some(state.services.caller_organization(caller).await?)),
+        Some(caller) => Ok(Some(state.services.organization_of(caller).await?)),
         None => Ok(None),
     }
 }
@@ -263,7 +270,7 @@ async fn show(
     Path(key_or_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let org = organization(&state, caller.as_ref()).await?;
-    match state.services.find_element(org, &key_or_id).await? {
+    match state.services.lookup_element(org, &key_or_id).await? {
         FoundElement::BuiltIn(element) => Ok(json_bytes(
             state
                 .catalog_json
@@ -304,9 +311,11 @@ async fn oauth_url_get(
             r.body_text(),
         )
     })?;
-    let org = organization(&state, caller.as_ref()).await?;
     Ok(Json(
-        state.services.oauth_url(org, &key_or_id, &params).await?,
+        state
+            .services
+            .oauth_url(caller.as_ref(), &key_or_id, &params)
+            .await?,
     ))
 }
 
@@ -326,9 +335,11 @@ async fn oauth_url_post(
     Path(key_or_id): Path<String>,
     ApiJson(params): ApiJson<OAuthUrlParams>,
 ) -> Result<Json<OAuthUrlResponse>, ApiError> {
-    let org = organization(&state, caller.as_ref()).await?;
     Ok(Json(
-        state.services.oauth_url(org, &key_or_id, &params).await?,
+        state
+            .services
+            .oauth_url(caller.as_ref(), &key_or_id, &params)
+            .await?,
     ))
 }
 
@@ -647,3 +658,80 @@ part_handlers!(
     list: fields_list, create: fields_create,
     get: fields_get, put: fields_put, delete: fields_delete
 );
+
+#[utoipa::path(
+    get,
+    path = "/elements/metadata",
+    tag = "elements",
+    summary = "Every element's metadata: events, authentication and, expanded, resources",
+    params(("expand" = Option<bool>, Query, description = "Add each element's resources and their operations")),
+    responses((status = 200, body = [ElementMetadata]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody)),
+    security((), ("authorization" = [])),
+)]
+async fn metadata_list(
+    State(state): State<AppState>,
+    MaybeAuth(caller): MaybeAuth,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<ElementMetadata>>, ApiError> {
+    let expand = query_flag(query.as_deref(), "expand")?;
+    Ok(Json(
+        state
+            .services
+            .elements_metadata(caller.as_ref(), expand)
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/elements/{key_or_id}/metadata",
+    tag = "elements",
+    summary = "One element's metadata: events, authentication and, expanded, resources",
+    params(("key_or_id" = String, Path, description = "Element key or id"), ("expand" = Option<bool>, Query, description = "Add the element's resources and their operations")),
+    responses((status = 200, body = ElementMetadata), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    security((), ("authorization" = [])),
+)]
+async fn metadata(
+    State(state): State<AppState>,
+    MaybeAuth(caller): MaybeAuth,
+    Path(key_or_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ElementMetadata>, ApiError> {
+    let expand = query_flag(query.as_deref(), "expand")?;
+    Ok(Json(
+        state
+            .services
+            .element_metadata(caller.as_ref(), &key_or_id, expand)
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/elements/{key_or_id}/oauth/token",
+    tag = "elements",
+    summary = "OAuth 1.0a step 1: a request token for the consumer",
+    params(("key_or_id" = String, Path, description = "Element key or id"), OAuthTokenParams),
+    security((), ("authorization" = [])),
+    responses((status = 200, body = OAuthTokenResponse), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 502, body = ApiErrorBody)),
+)]
+async fn oauth_token(
+    State(state): State<AppState>,
+    MaybeAuth(caller): MaybeAuth,
+    Path(key_or_id): Path<String>,
+    query: Result<Query<OAuthTokenParams>, QueryRejection>,
+) -> Result<Json<OAuthTokenResponse>, ApiError> {
+    let Query(params) = query.map_err(|r| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            r.body_text(),
+        )
+    })?;
+    Ok(Json(
+        state
+            .services
+            .oauth_request_token(caller.as_ref(), &key_or_id, &params)
+            .await?,
+    ))
+}

@@ -57,18 +57,6 @@ impl ApiError {
         }
     }
 
-    /// The caller has `JUNCTION_CALLER_CONCURRENCY` calls in progress already.
-    pub fn too_many_requests() -> Self {
-        Self {
-            retry_after: Some(1),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                "too many calls in progress for this caller; retry when one has finished",
-            )
-        }
-    }
-
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -141,12 +129,15 @@ fn provider_error(e: OAuthError) -> ApiError {
             "provider_unreachable",
             e.to_string(),
         ),
-        OAuthError::Policy(_) | OAuthError::BadUrl { .. } | OAuthError::BadSiteAddress { .. } => (
-            StatusCode::BAD_REQUEST,
-            "invalid_configuration",
-            e.to_string(),
-        ),
-        OAuthError::Client(_) => return ApiError::internal(&e),
+        OAuthError::Unsignable { .. } => {
+            (StatusCode::BAD_REQUEST, "unsignable_request", e.to_string())
+        }
+        // Refusals of the caller's own input become `ServiceError::BadRequest` with their
+        // codes where the service converts them, so they never arrive here.
+        OAuthError::Policy(_)
+        | OAuthError::BadUrl { .. }
+        | OAuthError::BadSiteAddress { .. }
+        | OAuthError::Client(_) => return ApiError::internal(&e),
     };
     ApiError {
         provider_message,
@@ -187,6 +178,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::UserNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "user_not_found", e.to_string())
             }
+            ServiceError::HubNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "hub_not_found", e.to_string())
+            }
+            ServiceError::ResourceNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "resource_not_found", e.to_string())
+            }
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::BadRequest { code, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -211,6 +208,13 @@ impl From<ServiceError> for ApiError {
                     "provider_error",
                     e.to_string(),
                 )
+            },
+            ServiceError::CredentialsRefused {
+                ref provider_message,
+                ..
+            } => Self {
+                provider_message: provider_message.clone(),
+                ..Self::new(StatusCode::BAD_REQUEST, "provider_refused", e.to_string())
             },
             ServiceError::ReauthorizationRequired { ref reason, .. } => Self {
                 provider_message: reason.clone(),

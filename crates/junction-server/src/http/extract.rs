@@ -263,6 +263,29 @@ fn got_terms(got: &str) -> String {
     .to_owned()
 }
 
+/// A yes/no query parameter (`expand=true`, `hydrate=false`); absent is no, and anything
+/// but `true` or `false` (any case) is a 400 naming it.
+pub fn query_flag(raw: Option<&str>, name: &str) -> Result<bool, ApiError> {
+    let mut flag = false;
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if key != name {
+            continue;
+        }
+        flag = match value.to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    format!("{name} must be true or false"),
+                ));
+            }
+        };
+    }
+    Ok(flag)
+}
+
 /// The `Authorization` header's text, if any.
 pub fn authorization_header(parts: &Parts) -> Result<Option<&str>, ApiError> {
     parts
@@ -289,17 +312,54 @@ pub fn client_address(parts: &Parts, services: &Services) -> Option<IpAddr> {
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str().unwrap_or_default())
             .flat_map(|v| v.split(','))
             .last()
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
     {
-        return Some(forwarded);
+        return Some(forwarded_address(forwarded.trim()));
     }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip())
+}
+
+/// Stands for every `X-Forwarded-For` entry that names no address. Falling back to the
+/// peer instead would put every client of the proxy in one bucket, and one guesser
+/// would lock them all out; this way only clients the proxy could not name share one.
+const UNNAMED_CLIENT: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
+/// The client address in a proxy's `X-Forwarded-For` entry: a bare address, or one with
+/// a port (`1.2.3.4:567`, `[::1]:80`) or in brackets (`[::1]`).
+fn forwarded_address(entry: &str) -> IpAddr {
+    let parsed = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip()))
+        .or_else(|_| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .unwrap_or(entry)
+                .parse::<IpAddr>()
+        });
+    match parsed {
+        Ok(address) => address,
+        Err(_) => {
+            static REPORTED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            let entry: String = entry.chars().take(64).collect();
+            if REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::debug!(entry, "X-Forwarded-For names no address");
+            } else {
+                tracing::warn!(
+                    entry,
+                    "X-Forwarded-For names no address: failed authentications of such \
+                     requests share one budget (reported once)"
+                );
+            }
+            UNNAMED_CLIENT
+        }
+    }
 }
 
 /// The authenticated caller, from the `Authorization` header.
@@ -319,21 +379,13 @@ impl FromRequestParts<AppState> for Auth {
                 authorization_header(parts)?,
             )
             .await?;
-        note_instance(parts, &caller);
-        if let Some(slot) = parts.extensions.get::<PermitSlot>() {
-            let permit = state
-                .limits
-                .try_acquire(&caller)
-                .ok_or_else(ApiError::too_many_requests)?;
-            slot.hold(permit);
-        }
-        Ok(Self(caller))
+        admit(parts, state, caller).map(Self)
     }
 }
 
-/// The caller when the request says who it is, `None` when it sends no `Authorization`
-/// at all: for catalog routes anyone may read, where an authenticated caller also sees
-/// its organization's custom elements. A header that does not authenticate is refused.
+/// The caller when the request carries an `Authorization` header, `None` when it carries
+/// none: catalog reads are open to anyone, and a caller also sees its organization's own
+/// additions. A header that is present must prove someone, or the call is refused.
 pub struct MaybeAuth(pub Option<Caller>);
 
 impl FromRequestParts<AppState> for MaybeAuth {
@@ -343,12 +395,46 @@ impl FromRequestParts<AppState> for MaybeAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if !parts.headers.contains_key(AUTHORIZATION) {
+        if authorization_header(parts)?.is_none() {
             return Ok(Self(None));
         }
-        let Auth(caller) = Auth::from_request_parts(parts, state).await?;
-        Ok(Self(Some(caller)))
+        Auth::from_request_parts(parts, state)
+            .await
+            .map(|Auth(caller)| Self(Some(caller)))
     }
+}
+
+/// The caller of a route that addresses the Element token's instance (an `/instances/…`
+/// twin without an id): with an Element token, that instance, also when the User and
+/// Organization secrets of its account come along.
+pub struct TwinAuth(pub Caller);
+
+impl FromRequestParts<AppState> for TwinAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = state
+            .services
+            .authenticate_addressed_from(
+                client_address(parts, &state.services),
+                authorization_header(parts)?,
+            )
+            .await?;
+        admit(parts, state, caller).map(Self)
+    }
+}
+
+/// Names the caller's instance on the response and takes one of the caller's permits.
+fn admit(parts: &Parts, state: &AppState, caller: Caller) -> Result<Caller, ApiError> {
+    note_instance(parts, &caller);
+    if let Some(slot) = parts.extensions.get::<PermitSlot>() {
+        let permit = state.limits.try_acquire(&caller)?;
+        slot.hold(permit);
+    }
+    Ok(caller)
 }
 
 #[cfg(test)]

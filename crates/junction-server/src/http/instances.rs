@@ -1,10 +1,11 @@
 //! `/instances`: step 2 of provisioning and the instance lifecycle. Every
 //! `/instances/{id}/…` route has an Element-token twin `/instances/…` that addresses the
-//! token's own instance.
+//! token's own instance (`TwinAuth`), also when the User and Organization secrets come
+//! with the token.
 
 use super::AppState;
 use super::error::{ApiError, ApiErrorBody};
-use super::extract::{ApiJson, Auth, OptionalJson};
+use super::extract::{ApiJson, Auth, OptionalJson, TwinAuth};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::routing::{get, put};
@@ -306,7 +307,7 @@ async fn merge(
 )]
 async fn replace_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     ApiJson(body): ApiJson<InstanceBody>,
 ) -> Result<Json<InstanceView>, ApiError> {
     update(&state, &caller, None, body, UpdateMode::Replace).await
@@ -323,7 +324,7 @@ async fn replace_own(
 )]
 async fn merge_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     ApiJson(body): ApiJson<InstanceBody>,
 ) -> Result<Json<InstanceView>, ApiError> {
     update(&state, &caller, None, body, UpdateMode::Merge).await
@@ -368,7 +369,7 @@ async fn remove(
 )]
 async fn remove_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<Value>, ApiError> {
     delete(&state, &caller, None).await
 }
@@ -409,7 +410,7 @@ async fn configuration(
 )]
 async fn configuration_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<Vec<ConfigEntryView>>, ApiError> {
     config_list(&state, &caller, None).await
 }
@@ -461,7 +462,7 @@ async fn configuration_entry(
 )]
 async fn configuration_entry_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     Path(config_id): Path<String>,
 ) -> Result<Json<ConfigEntryView>, ApiError> {
     config_entry(&state, &caller, None, &config_id).await
@@ -529,7 +530,7 @@ async fn patch_configuration_entry(
 )]
 async fn patch_configuration_entry_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     Path(config_id): Path<String>,
     ApiJson(body): ApiJson<ConfigPatch>,
 ) -> Result<Json<ConfigEntryView>, ApiError> {
@@ -591,7 +592,7 @@ async fn disable(
 )]
 async fn enable_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<InstanceView>, ApiError> {
     enabled(&state, &caller, None, true).await
 }
@@ -606,7 +607,7 @@ async fn enable_own(
 )]
 async fn disable_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<InstanceView>, ApiError> {
     enabled(&state, &caller, None, false).await
 }
@@ -673,7 +674,7 @@ async fn trace_off(
 )]
 async fn trace_on_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     OptionalJson(config): OptionalJson<TraceLoggingConfig>,
 ) -> Result<Json<InstanceView>, ApiError> {
     trace(&state, &caller, None, Some(config.unwrap_or_default())).await
@@ -689,7 +690,7 @@ async fn trace_on_own(
 )]
 async fn trace_off_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
 ) -> Result<Json<InstanceView>, ApiError> {
     trace(&state, &caller, None, None).await
 }
@@ -752,7 +753,7 @@ async fn trace_logs(
 )]
 async fn trace_logs_own(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    TwinAuth(caller): TwinAuth,
     RawQuery(query): RawQuery,
 ) -> Result<(HeaderMap, Json<Vec<TraceLogView>>), ApiError> {
     trace_logs_response(&state, &caller, None, query).await

@@ -8,7 +8,7 @@
 //! while a 429 tells a well-behaved client to slow down. Proxied calls are not counted:
 //! they hold no database connection while the provider answers.
 
-use junction_service::Caller;
+use junction_service::{Caller, ServiceError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -42,7 +42,7 @@ impl CallerLimits {
     }
 
     /// Counts one more call of `caller`, unless it already has `max` in progress.
-    pub fn try_acquire(self: &Arc<Self>, caller: &Caller) -> Option<CallerPermit> {
+    pub fn try_acquire(self: &Arc<Self>, caller: &Caller) -> Result<CallerPermit, ServiceError> {
         let key = CallerKey::of(caller);
         let mut counts = self
             .in_progress
@@ -50,10 +50,14 @@ impl CallerLimits {
             .unwrap_or_else(PoisonError::into_inner);
         let count = counts.entry(key).or_insert(0);
         if *count >= self.max {
-            return None;
+            return Err(ServiceError::TooManyRequests {
+                message: "too many calls in progress for this caller; retry when one has finished"
+                    .to_owned(),
+                retry_after: 1,
+            });
         }
         *count += 1;
-        Some(CallerPermit {
+        Ok(CallerPermit {
             limits: Arc::clone(self),
             key,
         })

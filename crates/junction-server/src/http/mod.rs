@@ -6,14 +6,16 @@ mod elements;
 pub mod error;
 pub mod extract;
 mod health;
+mod hubs;
 mod instances;
 pub mod limit;
 pub mod openapi;
 mod proxy;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use error::{ApiError, REQUEST_ID};
@@ -41,10 +43,12 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         services: Arc::new(services),
         limits: limit::CallerLimits::new(caller_concurrency),
     };
+    let document = openapi::document().context("building the OpenAPI document")?;
     let api = Router::new()
         .merge(elements::router())
         .merge(instances::router())
         .merge(accounts::router())
+        .merge(hubs::router())
         .merge(proxy::router())
         .fallback(|| async { ApiError::not_found("no such API route") });
     Ok(Router::new()
@@ -55,7 +59,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         // every browser that opens the page.
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
-                .external_url_unchecked(format!("{API_PREFIX}/openapi.json"), openapi::document())
+                .external_url_unchecked(format!("{API_PREFIX}/openapi.json"), document)
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
         .fallback(|| async {
@@ -84,6 +88,8 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
 /// middleware does all of it: it runs on every request, proxied calls included.
 async fn request_context(mut req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
+    // Exposing headers means something on actual responses only, as the CORS layer has it.
+    let preflight = req.method() == Method::OPTIONS;
     let logged = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
     // 128 random bits from the thread's generator: unique enough for a trace id, and
@@ -105,6 +111,12 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert("elements-request-id", value);
+    }
+    if !preflight {
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED_HEADERS),
+        );
     }
     if let Some(instance) = slot.0.get() {
         headers.insert("elements-element-instance-id", HeaderValue::from(*instance));
@@ -139,18 +151,14 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
+/// The response headers a browser script may read, as Cloud Elements lists them, in its
+/// case and order. `tower-http` would lower-case the names, so `request_context` writes
+/// the header itself. `Elements-Element-Instance-Id` is still sent, just not listed.
+pub const EXPOSED_HEADERS: &str = "Elements-Returned-Count, Elements-Total-Count, \
+    Elements-Request-Id, Elements-Next-Page-Token, Elements-Trace-Id, Elements-Error, \
+    Content-Disposition";
+
 fn cors() -> CorsLayer {
-    let exposed = [
-        "elements-returned-count",
-        "elements-total-count",
-        "elements-request-id",
-        "elements-next-page-token",
-        "elements-trace-id",
-        "elements-error",
-        "elements-element-instance-id",
-        "content-disposition",
-    ]
-    .map(HeaderName::from_static);
     CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_methods([
@@ -162,7 +170,6 @@ fn cors() -> CorsLayer {
             Method::OPTIONS,
         ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .expose_headers(exposed)
 }
 
 /// A JSON response from pre-serialized bytes (the catalog never changes at run time).

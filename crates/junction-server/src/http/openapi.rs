@@ -2,13 +2,14 @@
 //! served at `/elements/api-v2/openapi.json` with an offline Swagger UI at `/docs`.
 
 use super::error::ApiErrorBody;
-use super::{accounts, elements, instances, proxy};
+use super::{accounts, elements, hubs, instances, proxy};
 use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
-    AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementRef, InstanceBody,
-    InstanceView, NewUserView, OAuthUrlParams, OAuthUrlResponse, PingView, ProviderData,
-    TraceLogView, TraceLoggingConfig, UserBody, UserView,
+    AccountBody, AccountUserView, AccountView, ConfigEntryView, ElementMetadata, ElementRef,
+    EventsMetadata, HubBody, HubView, InstanceBody, InstanceView, NewUserView, OAuthTokenParams,
+    OAuthTokenResponse, OAuthUrlParams, OAuthUrlResponse, OperationMetadata, PingView,
+    ProviderData, ResourceMetadata, TraceLogView, TraceLoggingConfig, UserBody, UserView,
 };
 use serde_json::{Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -38,6 +39,13 @@ use utoipa::{Modify, OpenApi};
         elements::deactivate,
         elements::clone,
         elements::export,
+        elements::oauth_token,
+        elements::metadata_list,
+        elements::metadata,
+        hubs::list,
+        hubs::create,
+        hubs::show,
+        hubs::remove,
         instances::list,
         instances::create,
         instances::replace_own,
@@ -80,6 +88,7 @@ use utoipa::{Modify, OpenApi};
         accounts::remove_user,
         proxy::proxy,
         proxy::ping,
+        proxy::hub_resource,
     ),
     components(schemas(
         ApiErrorBody,
@@ -89,6 +98,8 @@ use utoipa::{Modify, OpenApi};
         ConfigType,
         OAuthUrlParams,
         OAuthUrlResponse,
+        OAuthTokenParams,
+        OAuthTokenResponse,
         InstanceBody,
         ElementRef,
         ProviderData,
@@ -104,6 +115,12 @@ use utoipa::{Modify, OpenApi};
         PingView,
         TraceLoggingConfig,
         TraceLogView,
+        ElementMetadata,
+        EventsMetadata,
+        ResourceMetadata,
+        OperationMetadata,
+        HubBody,
+        HubView,
     )),
     modifiers(&Security),
     tags(
@@ -111,6 +128,7 @@ use utoipa::{Modify, OpenApi};
         (name = "instances", description = "Step 2 of provisioning and the instance lifecycle"),
         (name = "accounts", description = "Accounts and users, for organization administrators"),
         (name = "hubs", description = "Calls to an instance's provider, authenticated by its Element token"),
+        (name = "catalog", description = "Hubs: the built-in ones and the organization's own"),
     )
 )]
 pub struct ApiDoc;
@@ -134,11 +152,13 @@ impl Modify for Security {
 /// The document as served. `/health` lives outside the API prefix and is not part of it.
 /// It is served as JSON because the limits written into it use JSON Schema keywords
 /// (`propertyNames`, `maxLength` on nullable strings) that utoipa's types do not carry.
-pub fn document() -> Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+/// Built once, at startup: a document that cannot be built stops the start rather than
+/// being served empty.
+pub fn document() -> Result<Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
     element_parts(&mut doc);
     state_limits(&mut doc);
-    doc
+    Ok(doc)
 }
 
 /// The Element Builder's part routes (`elements::part_handlers!`): five operations on
@@ -286,6 +306,15 @@ fn state_limits(doc: &mut Value) {
                     "externalId",
                     nullable_string(limits::accounts::MAX_EXTERNAL_ID),
                 ),
+            ],
+        ),
+        (
+            "HubBody",
+            vec![
+                ("key", nullable_string(64)),
+                ("name", nullable_string(limits::hubs::MAX_NAME)),
+                ("description", nullable_string(limits::hubs::MAX_TEXT)),
+                ("videoLink", nullable_string(limits::hubs::MAX_TEXT)),
             ],
         ),
         (

@@ -1,5 +1,7 @@
-//! Calls to an instance's provider: the passthrough `ANY /proxy/{*vendorPath}` and
-//! `GET /hubs/{hub}/ping`. Both act as one instance, so they need its Element token.
+//! Calls to an instance's provider: the passthrough `ANY /proxy/{*vendorPath}`,
+//! `GET /hubs/{hub}/ping` and the hub resources `/hubs/{hub}/{resource…}`. Each acts as
+//! one instance, so it needs its Element token: without one the answer is 401, whatever
+//! the path names.
 
 use super::AppState;
 use super::error::{ApiError, ApiErrorBody};
@@ -20,6 +22,7 @@ pub fn router() -> Router<AppState> {
         // Cloud Elements routes by the instance, not by the hub segment: `/hubs/crm/ping`
         // and `/hubs/anything/ping` answer the same.
         .route("/hubs/{hub}/ping", get(ping))
+        .route("/hubs/{hub}/{*resource}", any(hub_resource))
 }
 
 /// The instance an Element token names; User and Organization secrets may come along.
@@ -122,4 +125,45 @@ async fn ping(
     InstanceAuth(caller): InstanceAuth,
 ) -> Result<Json<PingView>, ApiError> {
     Ok(Json(state.services.ping(&caller).await?))
+}
+
+/// A hub resource call (`/hubs/{hub}/{resource…}`). The Element token decides the
+/// instance, so it is checked before the path means anything: a caller without one learns
+/// 401, never whether a resource exists.
+#[utoipa::path(
+    method(get, post, put, patch, delete),
+    path = "/hubs/{hub}/{resource}",
+    tag = "hubs",
+    summary = "Call one of the instance's hub resources",
+    params(
+        ("hub" = String, Path, description = "Any hub name: the Element token decides the instance"),
+        ("resource" = String, Path, description = "The resource path, e.g. `contacts/42`"),
+    ),
+    responses(
+        (status = 401, body = ApiErrorBody, description = "No Element token, or one that names no instance"),
+        (status = 403, body = ApiErrorBody, description = "The instance is disabled"),
+        (status = 404, body = ApiErrorBody, description = "The instance's element has no such resource"),
+    ),
+    security(("authorization" = [])),
+)]
+async fn hub_resource(
+    State(state): State<AppState>,
+    InstanceAuth(caller): InstanceAuth,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _body) = request.into_parts();
+    // `/hubs/{hub}/…`: the hub segment is ignored, as Cloud Elements does.
+    let full = parts.uri.path();
+    let resource = full
+        .strip_prefix("/hubs/")
+        .and_then(|rest| rest.split_once('/'))
+        .map_or(full, |(_, resource)| resource);
+    let answer = state
+        .services
+        .hub_resource(&caller, &parts.method, &format!("/{resource}"))
+        .await?;
+    let mut response = Response::new(Body::new(answer.body));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = answer.headers;
+    Ok(response)
 }

@@ -41,7 +41,7 @@ async fn create_user(app: &TestApp, account_id: i64, body: Value) -> Value {
 }
 
 /// A second organization with its own administrator; answers that admin's credentials.
-async fn other_organization(app: &TestApp) -> String {
+pub(crate) async fn other_organization(app: &TestApp) -> String {
     let other_user = junction_core::Secret::new("other-user-secret-0123456789");
     let other_org = junction_core::Secret::new("other-org-secret-0123456789");
     app.services

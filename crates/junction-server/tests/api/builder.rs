@@ -656,7 +656,8 @@ async fn a_jdbc_element_is_stored_and_served_but_never_provisioned(backend: Back
             "authentication": {"type": "basic"},
             "configuration": [
                 {"key": "base.url", "name": "JDBC URL", "default": "jdbc:postgresql://{db.host}/{db.name}"},
-                {"key": "db.host", "name": "Host", "required": true}
+                {"key": "db.host", "name": "Host", "required": true},
+                {"key": "db.name", "name": "Database", "default": "churros"}
             ]
         }),
     )

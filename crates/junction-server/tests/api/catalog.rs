@@ -138,12 +138,11 @@ async fn oauth_url_matches_the_seed_pages_for_every_element() {
         assert_eq!(q["response_type"], "code", "{key}");
         assert_eq!(q["state"], key, "state defaults to the element key");
         assert_eq!(q["scope"], scope, "{key}");
-        let callback = if key == "acton" {
-            "callbackUrl"
-        } else {
-            "redirect_uri"
-        };
-        assert_eq!(q[callback], "https://www.mycoolapp.com/auth", "{key}");
+        // Every provider, Act-On included, reads `redirect_uri`.
+        assert_eq!(q["redirect_uri"], "https://www.mycoolapp.com/auth", "{key}");
+        if key == "acton" {
+            assert_eq!(q["callbackUrl"], "https://www.mycoolapp.com/auth", "{key}");
+        }
         assert!(
             !url.as_str().contains("my-secret"),
             "{key}: the secret must never be in the URL"

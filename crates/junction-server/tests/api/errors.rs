@@ -431,3 +431,44 @@ async fn x_forwarded_for_chooses_the_address_only_when_trusted() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn forwarded_addresses_with_ports_count_as_their_address_and_unnamed_ones_apart() {
+    let wrong = "User a-guess, Organization b";
+    let app = TestApp::spawn_with(Backend::Sqlite, limited(1, true)).await;
+    for (first, second) in [
+        ("198.51.100.1:567", "198.51.100.1"),
+        ("[2001:db8::1]:80", "[2001:db8::1]"),
+    ] {
+        let (status, _, _) = attempt(&app, "/instances", wrong, Some(first)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{first}");
+        let (status, _, _) = attempt(&app, "/instances", wrong, Some(second)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{second}");
+    }
+    let (status, _, _) = attempt(&app, "/instances", wrong, Some("unknown")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = attempt(&app, "/instances", wrong, Some("garbage")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The proxy's own address (used when it adds no header) was not spent by them.
+    let (status, _, body) = attempt(&app, "/instances", wrong, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// What the OpenAPI document promises for every operation that checks credentials, one
+/// real answer per way of authenticating.
+#[tokio::test]
+async fn each_route_family_answers_429_once_its_guesses_are_spent() {
+    for (path, guess) in [
+        ("/instances", "User a-guess, Organization b"),
+        ("/instances/configuration", "Element guessed-token"),
+        ("/proxy/me", "Element guessed-token"),
+    ] {
+        let app = TestApp::spawn_with(Backend::Sqlite, limited(1, false)).await;
+        let (status, _, body) = attempt(&app, path, guess, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        let (status, retry_after, body) = attempt(&app, path, guess, None).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{path}: {body}");
+        assert_error(&body, "too_many_requests");
+        assert!(retry_after.is_some(), "{path}: Retry-After");
+    }
+}

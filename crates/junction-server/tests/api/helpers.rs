@@ -118,6 +118,7 @@ impl TestApp {
             cache_capacity: 10_000,
             header_read_timeout: 10,
             idle_timeout: 30,
+            body_timeout: 60,
             max_connections: 1024,
             shutdown_timeout: 10,
             auth_failure_limit: options.auth_failure_limit,

@@ -559,7 +559,6 @@ async fn an_update_read_before_a_refresh_keeps_the_refreshed_tokens(backend: Bac
             tags: &stale.tags,
             valid: stale.valid,
             disabled: stale.disabled,
-            trace_logging: stale.trace_logging,
             trace_logging_until: stale.trace_logging_until,
             external_authentication: &stale.external_authentication,
             token_expires_at: stale.token_expires_at,

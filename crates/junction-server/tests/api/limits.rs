@@ -197,6 +197,10 @@ async fn secret_looking_keys_are_sealed_and_masked(backend: Backend) {
         ("oauth.user.token.extra", "token-value"),
         ("DB_PASSWORD", "password-value"),
         ("service.credentials", "credential-value"),
+        ("apikey", "lowercase-api-key-value"),
+        ("clientsecret", "lowercase-client-secret-value"),
+        ("accesstoken", "lowercase-access-token-value"),
+        ("refreshtoken", "lowercase-refresh-token-value"),
     ];
     let mut configuration: serde_json::Map<String, Value> = secrets
         .iter()
@@ -204,6 +208,8 @@ async fn secret_looking_keys_are_sealed_and_masked(backend: Backend) {
         .collect();
     configuration.insert("event.vendor.type".into(), json!("polling"));
     configuration.insert("monkey.name".into(), json!("plain-value"));
+    configuration.insert("keyboard".into(), json!("plain-keyboard"));
+    configuration.insert("secretary".into(), json!("plain-secretary"));
     let (status, body) = app
         .call(
             Method::PATCH,
@@ -219,6 +225,8 @@ async fn secret_looking_keys_are_sealed_and_masked(backend: Backend) {
     }
     assert_eq!(body["configuration"]["event.vendor.type"], "polling");
     assert_eq!(body["configuration"]["monkey.name"], "plain-value");
+    assert_eq!(body["configuration"]["keyboard"], "plain-keyboard");
+    assert_eq!(body["configuration"]["secretary"], "plain-secretary");
 
     let (_, entries) = app.get(&format!("/instances/{id}/configuration")).await;
     let entries = entries.to_string();
@@ -596,24 +604,10 @@ async fn the_openapi_document_states_the_limits() {
         doc["components"]["schemas"]["UserBody"]["properties"]["emailAddress"]["maxLength"],
         320
     );
+    // Which operations document a 429 is checked in catalog.rs, and that the 429s really
+    // arrive in errors.rs and above; here only that the 503 of a timeout is stated too.
     let list = &doc["paths"]["/instances"]["get"]["responses"];
-    assert!(list["429"]["headers"]["Retry-After"].is_object(), "{list}");
     assert!(list["503"]["headers"]["Retry-After"].is_object(), "{list}");
-    assert!(doc["paths"]["/accounts"]["get"]["responses"]["429"].is_object());
-    // Proxied calls are not counted per caller: their 429 is the failed-authentication
-    // limit's alone.
-    let ping = doc["paths"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .find(|(path, _)| path.contains("ping"))
-        .map(|(_, item)| item["get"]["responses"].clone())
-        .unwrap();
-    let described = ping["429"]["description"].as_str().unwrap_or_default();
-    assert!(
-        described.contains("authenticate") && !described.contains("CALLER_CONCURRENCY"),
-        "{ping}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,9 +6,11 @@
 mod helpers;
 
 mod accounts;
+mod auth_types;
 mod builder;
 mod catalog;
 mod errors;
+mod hubs;
 mod lifecycle;
 mod limits;
 mod outbound;
@@ -17,4 +19,6 @@ mod provisioning;
 mod proxy;
 mod refresh;
 mod replicas;
+mod tenant_hosts;
 mod trace;
+mod wire;

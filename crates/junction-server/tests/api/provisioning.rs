@@ -234,8 +234,8 @@ async fn instagram_and_acton_provision_against_authlib(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let peer = Peer::shared(PeerKind::Authlib).await;
     let provider = Provider::peer(peer);
-    // Act-On's URL names the callback `callbackUrl`; the server falls back to the
-    // client's registered redirect URI, as Act-On does.
+    // Act-On's URL carries `redirect_uri` (and `callbackUrl` beside it), which the
+    // server checks against the client's registered redirect URI, as Act-On does.
     for element in ["instagram", "acton"] {
         let instance = provision(&app, element, &provider, "").await;
         assert_eq!(

@@ -1,0 +1,260 @@
+//! Templated configuration defaults (`https://{zendesk.subdomain}.zendesk.com/api/v2`)
+//! filled from an instance's own values, and the values an element sends on every call
+//! (its `parameters`).
+//!
+//! An instance stores its URLs filled in, so that host pins, origin checks and every call
+//! see the address the credentials really go to, never a template.
+
+use crate::ServiceError;
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+use junction_catalog::TEMPLATED_KEYS;
+use junction_core::credential::{TemplateError, placeholders};
+use junction_core::hub::ParameterType;
+use junction_core::{ConfigMap, ElementDefinition};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use url::Url;
+
+/// The set values of `config`.
+fn values(config: &ConfigMap) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+        .collect()
+}
+
+/// The element's default for `key` when it names other entries.
+fn template<'e>(element: &'e ElementDefinition, key: &str) -> Option<&'e str> {
+    element
+        .config_entry(key)
+        .and_then(|c| c.default.as_deref())
+        .filter(|d| d.contains('{'))
+}
+
+fn template_error(element: &ElementDefinition, key: &str, e: TemplateError) -> ServiceError {
+    match e {
+        TemplateError::Missing(name) => ServiceError::MissingConfiguration(vec![name]),
+        TemplateError::Unclosed => ServiceError::Internal(format!(
+            "element '{}': the default of '{key}' has an unclosed brace",
+            element.key
+        )),
+    }
+}
+
+/// Fills the element's templated defaults in `config` from its values, once the caller's
+/// configuration is applied. A value the request itself gives is the caller's and kept.
+/// On an update (`stored`), a value that is the template filled from the stored values
+/// follows the entries it names; one the caller set earlier is kept.
+pub(crate) fn fill_defaults(
+    element: &ElementDefinition,
+    config: &mut ConfigMap,
+    stored: Option<&ConfigMap>,
+    given: Option<&Map<String, Value>>,
+) -> Result<(), ServiceError> {
+    let now = values(config);
+    let before = stored.map(values);
+    for key in TEMPLATED_KEYS {
+        let Some(template) = template(element, key) else {
+            continue;
+        };
+        if given.is_some_and(|g| g.contains_key(*key)) {
+            continue;
+        }
+        let current = config.get(*key).cloned().flatten();
+        let from_template = match (&current, &before) {
+            (None, _) => true,
+            (Some(c), _) if c == template => true,
+            (Some(c), Some(before)) => element
+                .resolve(key, &without(before, key))
+                .ok()
+                .flatten()
+                .is_some_and(|old| &old == c),
+            (Some(_), None) => false,
+        };
+        if !from_template {
+            continue;
+        }
+        let filled = element
+            .resolve(key, &without(&now, key))
+            .map_err(|e| template_error(element, key, e))?;
+        config.insert((*key).to_owned(), filled);
+    }
+    Ok(())
+}
+
+/// `values` without `key`, so that resolving `key` starts from the element's template.
+fn without(values: &BTreeMap<String, String>, key: &str) -> BTreeMap<String, String> {
+    let mut rest = values.clone();
+    rest.remove(key);
+    rest
+}
+
+/// The entries the element's templated defaults name: the values a caller may give step 1
+/// of the authorization to fill its authorization URL and scope.
+pub(crate) fn template_names(element: &ElementDefinition) -> BTreeSet<String> {
+    TEMPLATED_KEYS
+        .iter()
+        .filter_map(|key| template(element, key))
+        .filter_map(|t| placeholders(t).ok())
+        .flatten()
+        .collect()
+}
+
+/// The element-level parameters every call carries: headers and query parameters from
+/// configuration or fixed values.
+pub(crate) struct CallParameters {
+    headers: Vec<(HeaderName, HeaderValue)>,
+    query: Vec<(String, String)>,
+}
+
+impl CallParameters {
+    pub(crate) fn of(
+        element: &ElementDefinition,
+        config: &ConfigMap,
+    ) -> Result<Self, ServiceError> {
+        let mut headers = Vec::new();
+        let mut query = Vec::new();
+        for parameter in &element.parameters {
+            let value = match parameter.kind {
+                ParameterType::Value => parameter.name.clone(),
+                ParameterType::Configuration => {
+                    match config.get(&parameter.name).cloned().flatten() {
+                        Some(v) if !v.is_empty() => v,
+                        _ if parameter.required => {
+                            return Err(ServiceError::MissingConfiguration(vec![
+                                parameter.name.clone(),
+                            ]));
+                        }
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            match parameter.vendor_type {
+                ParameterType::Header => {
+                    let name = HeaderName::from_bytes(parameter.vendor_name.as_bytes());
+                    let value = HeaderValue::from_str(&value);
+                    match (name, value) {
+                        (Ok(name), Ok(value)) => headers.push((name, value)),
+                        _ => {
+                            return Err(ServiceError::bad_request(
+                                "invalid_configuration",
+                                format!(
+                                    "'{}' cannot be sent in the '{}' header",
+                                    parameter.name, parameter.vendor_name
+                                ),
+                            ));
+                        }
+                    }
+                }
+                ParameterType::Query => query.push((parameter.vendor_name.clone(), value)),
+                _ => {}
+            }
+        }
+        Ok(Self { headers, query })
+    }
+
+    /// Sets the parameters on a call, replacing what the caller sent under their names;
+    /// the credential is placed afterwards and so is never overridden.
+    pub(crate) fn apply(&self, url: &mut Url, headers: &mut HeaderMap) {
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        if self.query.is_empty() {
+            return;
+        }
+        let ours = |k: &str| self.query.iter().any(|(name, _)| name == k);
+        if url.query_pairs().any(|(k, _)| ours(&k)) {
+            // Re-encoding the caller's query is the price of dropping their value;
+            // otherwise it is left exactly as written.
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| !ours(k))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        url.query_pairs_mut().extend_pairs(&self.query);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn element(json: &str) -> ElementDefinition {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const ZENDESK_LIKE: &str = r#"{"id": 1, "key": "demo", "name": "Demo", "hookName": "Demo",
+        "hub": "crm", "description": "d", "image": "i", "authentication": {"type": "basic"},
+        "configuration": [
+            {"key": "demo.site", "name": "s", "required": true},
+            {"key": "base.url", "name": "b", "default": "https://{demo.site}.example.com/api"},
+            {"key": "demo.tenant", "name": "t"}
+        ],
+        "parameters": [
+            {"name": "demo.tenant", "vendorName": "X-Tenant", "type": "configuration", "vendorType": "header"},
+            {"name": "7", "vendorName": "version", "type": "value", "vendorType": "query"}
+        ]}"#;
+
+    fn config(pairs: &[(&str, &str)]) -> ConfigMap {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_filled_and_follow_the_entries_they_name_but_not_the_callers_values() {
+        let e = element(ZENDESK_LIKE);
+        let template = "https://{demo.site}.example.com/api";
+        let mut fresh = config(&[("demo.site", "acme"), ("base.url", template)]);
+        fill_defaults(&e, &mut fresh, None, None).unwrap();
+        assert_eq!(
+            fresh["base.url"].as_deref(),
+            Some("https://acme.example.com/api")
+        );
+
+        let mut moved = fresh.clone();
+        moved.insert("demo.site".into(), Some("globex".into()));
+        fill_defaults(&e, &mut moved, Some(&fresh), None).unwrap();
+        assert_eq!(
+            moved["base.url"].as_deref(),
+            Some("https://globex.example.com/api")
+        );
+
+        let own = config(&[
+            ("demo.site", "acme"),
+            ("base.url", "http://127.0.0.1:9/api"),
+        ]);
+        let mut changed = own.clone();
+        changed.insert("demo.site".into(), Some("globex".into()));
+        fill_defaults(&e, &mut changed, Some(&own), None).unwrap();
+        assert_eq!(
+            changed["base.url"].as_deref(),
+            Some("http://127.0.0.1:9/api")
+        );
+    }
+
+    #[test]
+    fn parameters_replace_the_callers_and_name_what_is_missing() {
+        let e = element(ZENDESK_LIKE);
+        let mut url = Url::parse("https://acme.example.com/api/x?version=1&page=2").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-tenant", HeaderValue::from_static("forged"));
+        CallParameters::of(&e, &config(&[("demo.tenant", "t-1")]))
+            .unwrap()
+            .apply(&mut url, &mut headers);
+        assert_eq!(url.query(), Some("page=2&version=7"));
+        assert_eq!(headers["x-tenant"], "t-1");
+        assert_eq!(headers.get_all("x-tenant").iter().count(), 1);
+        // An optional value that is not set is not sent.
+        let mut headers = HeaderMap::new();
+        CallParameters::of(&e, &ConfigMap::new())
+            .unwrap()
+            .apply(&mut url, &mut headers);
+        assert!(headers.get("x-tenant").is_none());
+    }
+}
