@@ -255,6 +255,7 @@ impl Services {
         body.insert("key".into(), Value::String(key));
         body.insert("id".into(), Value::from(CUSTOM_ELEMENT_IDS_START));
         let definition = self.checked_definition(body)?;
+        self.check_hub(organization, &definition).await?;
         self.check_key_is_free(organization, &definition.key, None)
             .await?;
         let id = self
@@ -289,6 +290,7 @@ impl Services {
         body.insert("key".into(), Value::String(key));
         body.insert("id".into(), Value::from(current.definition.id));
         let definition = self.checked_definition(body)?;
+        self.check_hub(organization, &definition).await?;
         self.store
             .update_element(organization, &definition, now_ms())
             .await
@@ -497,6 +499,30 @@ impl Services {
             .await
             .map_err(|e| gone_as_not_found(e, &definition.key))?;
         Ok(written)
+    }
+
+    /// The hub a custom element names is one `/hubs` lists to its organization: a
+    /// built-in hub, or one of the organization's own. The catalog's files are held to
+    /// the built-in hub list when they load.
+    async fn check_hub(
+        &self,
+        organization: OrganizationId,
+        definition: &ElementDefinition,
+    ) -> Result<(), ServiceError> {
+        let hub = &definition.hub;
+        if self.catalog.hubs().iter().any(|h| &h.key == hub) {
+            return Ok(());
+        }
+        match self.store.get_hub(organization, hub).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::NotFound) => Err(ServiceError::bad_request(
+                "invalid_element",
+                format!(
+                    "hub: names no hub '{hub}'; use a built-in hub or one of the organization's (POST /hubs)"
+                ),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads a definition the catalog's way (fragments, schema, rules).

@@ -19,6 +19,7 @@ on_both_backends!(
     a_custom_elements_instance_proxies_and_pings_and_holds_its_element,
     a_jdbc_element_is_stored_and_served_but_never_provisioned,
     every_replica_sees_another_replicas_element_changes,
+    a_custom_element_names_a_built_in_hub_or_one_of_its_organizations,
 );
 
 /// A custom OAuth 2.0 element, as a Cloud Elements client would post it: no key (it is
@@ -736,4 +737,46 @@ async fn every_replica_sees_another_replicas_element_changes(backend: Backend) {
         !keys_of(list).contains(&"churrosdbelement".to_owned())
     })
     .await;
+}
+
+fn lists_element(hub: &Value, key: &str) -> bool {
+    hub["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["key"] == key)
+}
+
+async fn a_custom_element_names_a_built_in_hub_or_one_of_its_organizations(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut element = churros();
+    element["hub"] = json!("fieldops");
+    let (status, body) = app.post("/elements", &element).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "invalid_element");
+    assert!(
+        body["message"].as_str().unwrap().starts_with("hub: "),
+        "{body}"
+    );
+    let (_, listed) = app.get("/elements").await;
+    assert!(!keys_of(&listed).contains(&"churrosdbelement".to_owned()));
+
+    let (status, _) = app
+        .post("/hubs", &json!({"key": "fieldops", "name": "Field Ops"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    create(&app, &element).await;
+    let (_, fieldops) = app.get("/hubs/fieldops?hydrate=true").await;
+    assert!(lists_element(&fieldops, "churrosdbelement"), "{fieldops}");
+    // The hub is in use now.
+    let (status, body) = app.call(Method::DELETE, "/hubs/fieldops", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Another organization's hub of that name does not count.
+    let stranger = other_organization(&app).await;
+    let (status, body) = app
+        .call_as(&stranger, Method::POST, "/elements", Some(&element))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "invalid_element");
 }
