@@ -19,7 +19,9 @@ on_both_backends!(
     a_custom_elements_instance_proxies_and_pings_and_holds_its_element,
     a_jdbc_element_is_stored_and_served_but_never_provisioned,
     every_replica_sees_another_replicas_element_changes,
+    custom_elements_are_in_their_organizations_metadata_and_hydrated_hubs,
     a_custom_element_names_a_built_in_hub_or_one_of_its_organizations,
+    a_custom_elements_templated_oauth_url_is_filled_from_the_callers_values,
 );
 
 /// A custom OAuth 2.0 element, as a Cloud Elements client would post it: no key (it is
@@ -739,12 +741,70 @@ async fn every_replica_sees_another_replicas_element_changes(backend: Backend) {
     .await;
 }
 
+async fn anonymous_get(app: &TestApp, path: &str) -> (StatusCode, Value) {
+    let response = app.http.get(app.url(path)).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+fn hub<'a>(hubs: &'a Value, key: &str) -> &'a Value {
+    hubs.as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["key"] == key)
+        .unwrap_or_else(|| panic!("no hub {key} in {hubs}"))
+}
+
 fn lists_element(hub: &Value, key: &str) -> bool {
     hub["elements"]
         .as_array()
         .unwrap()
         .iter()
         .any(|e| e["key"] == key)
+}
+
+async fn custom_elements_are_in_their_organizations_metadata_and_hydrated_hubs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create(&app, &churros()).await;
+
+    let (status, metadata) = app
+        .get("/elements/churrosdbelement/metadata?expand=true")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{metadata}");
+    assert_eq!(metadata["hub"], "crm");
+    assert_eq!(metadata["resources"][0]["name"], "contacts", "{metadata}");
+    let (_, all) = app.get("/elements/metadata").await;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["key"] == "churrosdbelement")
+    );
+    let (_, hubs) = app.get("/hubs?hydrate=true").await;
+    assert!(
+        lists_element(hub(&hubs, "crm"), "churrosdbelement"),
+        "{hubs}"
+    );
+    let (_, crm) = app.get("/hubs/crm?hydrate=true").await;
+    assert!(lists_element(&crm, "churrosdbelement"), "{crm}");
+
+    // Nobody else sees it.
+    let (status, body) = anonymous_get(&app, "/elements/churrosdbelement/metadata").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let stranger = other_organization(&app).await;
+    let (status, _) = app
+        .call_as(
+            &stranger,
+            Method::GET,
+            "/elements/churrosdbelement/metadata",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, theirs) = app
+        .call_as(&stranger, Method::GET, "/hubs?hydrate=true", None)
+        .await;
+    assert!(!lists_element(hub(&theirs, "crm"), "churrosdbelement"));
 }
 
 async fn a_custom_element_names_a_built_in_hub_or_one_of_its_organizations(backend: Backend) {
@@ -779,4 +839,35 @@ async fn a_custom_element_names_a_built_in_hub_or_one_of_its_organizations(backe
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, "invalid_element");
+}
+
+async fn a_custom_elements_templated_oauth_url_is_filled_from_the_callers_values(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut element = churros();
+    element["configuration"][0]["default"] =
+        json!("https://{churros.site}.churros.example/authorize");
+    element["configuration"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "churros.site", "name": "Site", "required": true}));
+    element["oauth"]["allowedHosts"] = json!(["*.churros.example"]);
+    create(&app, &element).await;
+
+    let (status, body) = app
+        .get("/elements/churrosdbelement/oauth/url?apiKey=app&callbackUrl=https://app.example.test/cb&churros.site=acme")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["oauthUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://acme.churros.example/authorize?"),
+        "{body}"
+    );
+    // A custom OAuth 2.0 element is found by the OAuth 1.0a route, which refuses it.
+    let (status, body) = app
+        .get("/elements/churrosdbelement/oauth/token?apiKey=a&apiSecret=s&callbackUrl=https://app.example.test/cb")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "not_oauth1_element");
 }
