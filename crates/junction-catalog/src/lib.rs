@@ -12,7 +12,9 @@ mod hubs;
 pub use hubs::CUSTOM_HUB_IDS;
 use include_dir::{Dir, include_dir};
 use junction_core::credential::{CredentialTemplate, OAuthGrant, placeholders};
-use junction_core::element::{AuthenticationType, ElementDefinition, ProtocolType};
+use junction_core::element::{
+    AuthenticationType, CUSTOM_ELEMENT_IDS_START, ElementDefinition, ProtocolType,
+};
 use junction_core::hub::{HubDefinition, ParameterType};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -42,6 +44,148 @@ pub struct Catalog {
     hubs: Vec<HubDefinition>,
 }
 
+/// What is wrong with one element definition: the field's path and the rule it breaks,
+/// as in `resources[3].method: must be one of GET, POST, PUT, PATCH, DELETE`. The
+/// catalog's files and the Element Builder's JSON get the same words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct DefinitionError {
+    pub field: String,
+    pub rule: String,
+}
+
+fn rule(field: impl Into<String>, rule: impl Into<String>) -> DefinitionError {
+    DefinitionError {
+        field: field.into(),
+        rule: rule.into(),
+    }
+}
+
+/// The shared fragments compiled into this binary (`elements/common/`).
+fn embedded_fragments() -> Result<&'static BTreeMap<String, Entries>, CatalogError> {
+    static FRAGMENTS: std::sync::OnceLock<Result<BTreeMap<String, Entries>, String>> =
+        std::sync::OnceLock::new();
+    FRAGMENTS
+        .get_or_init(|| {
+            let mut fragments = BTreeMap::new();
+            if let Some(common) = ELEMENTS.get_dir("common") {
+                for file in common.files() {
+                    let path = file.path().display().to_string();
+                    let text = file
+                        .contents_utf8()
+                        .ok_or_else(|| format!("{path}: is not UTF-8"))?;
+                    let fragment: Fragment =
+                        serde_norway::from_str(text).map_err(|e| format!("{path}: {e}"))?;
+                    fragments.insert(file_stem(&path), fragment.configuration);
+                }
+            }
+            Ok(fragments)
+        })
+        .as_ref()
+        .map_err(|message| CatalogError::Invalid {
+            path: "elements/common".into(),
+            message: message.clone(),
+        })
+}
+
+/// Reads one element definition the way the catalog reads its files: YAML or JSON text,
+/// `uses:` fragments merged in, then [`validate`]d. For element files kept elsewhere
+/// (`junction elements validate`).
+pub fn parse_definition(text: &str) -> Result<ElementDefinition, DefinitionError> {
+    let document: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| rule("(file)", e.to_string()))?;
+    definition_from_document(document)
+}
+
+/// An element definition from an already parsed document (the Element Builder's JSON
+/// body, converted), read exactly as a catalog file is.
+pub fn definition_from_document(
+    document: serde_norway::Value,
+) -> Result<ElementDefinition, DefinitionError> {
+    let fragments = embedded_fragments().map_err(|e| rule("uses", e.to_string()))?;
+    definition_from(document, fragments)
+}
+
+/// An element definition from JSON (the Element Builder's bodies), read exactly as a
+/// catalog file is.
+pub fn definition_from_json(
+    document: &serde_json::Value,
+) -> Result<ElementDefinition, DefinitionError> {
+    let document =
+        serde_norway::to_value(document).map_err(|e| rule("(element)", e.to_string()))?;
+    definition_from_document(document)
+}
+
+fn definition_from(
+    mut document: serde_norway::Value,
+    fragments: &BTreeMap<String, Entries>,
+) -> Result<ElementDefinition, DefinitionError> {
+    if !document.is_mapping() {
+        return Err(rule("(element)", "must be an object"));
+    }
+    merge_fragments(&mut document, fragments)?;
+    let element: ElementDefinition = serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        serde_rule(&path, &e.inner().to_string())
+    })?;
+    validate(&element)?;
+    Ok(element)
+}
+
+/// serde's words ("unknown variant `FOO`, expected one of `GET`, …") restated as a rule
+/// on a field path.
+fn serde_rule(path: &str, message: &str) -> DefinitionError {
+    let root = path.is_empty() || path == ".";
+    let at = |field: &str| {
+        if root {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message, |(m, _)| m)
+        .trim();
+    let plain = |list: &str| list.replace('`', "");
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|f| f.strip_suffix('`'))
+    {
+        return rule(at(field), "is required");
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        // The path already ends at the unknown field.
+        let field = if path.ends_with(field) {
+            path.to_owned()
+        } else {
+            at(field)
+        };
+        return rule(field, "is not a field of this object");
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((_, expected)) = rest.split_once("expected ")
+    {
+        let expected = expected.trim_start_matches("one of ");
+        return rule(
+            if root { "(element)" } else { path },
+            format!("must be one of {}", plain(expected)),
+        );
+    }
+    if let Some((got, expected)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.split_once(", expected "))
+    {
+        return rule(
+            if root { "(element)" } else { path },
+            format!("must be {}, got {}", plain(expected), plain(got)),
+        );
+    }
+    rule(if root { "(element)" } else { path }, plain(message))
+}
+
 /// Configuration entries as raw YAML mappings, so that a later layer can override some
 /// fields of an entry and inherit the rest.
 type Entries = Vec<serde_norway::Mapping>;
@@ -55,19 +199,7 @@ struct Fragment {
 impl Catalog {
     /// The catalog compiled into this binary.
     pub fn embedded() -> Result<Self, CatalogError> {
-        let mut fragments = BTreeMap::new();
-        if let Some(common) = ELEMENTS.get_dir("common") {
-            for file in common.files() {
-                let path = file.path().display().to_string();
-                let name = file_stem(&path);
-                let text = file
-                    .contents_utf8()
-                    .ok_or_else(|| invalid(&path, "is not UTF-8"))?;
-                let fragment: Fragment =
-                    serde_norway::from_str(text).map_err(|e| invalid(&path, e.to_string()))?;
-                fragments.insert(name, fragment.configuration);
-            }
-        }
+        let fragments = embedded_fragments()?;
         let mut files = Vec::new();
         for file in ELEMENTS.files() {
             let path = file.path().display().to_string();
@@ -79,7 +211,7 @@ impl Catalog {
                 .ok_or_else(|| invalid(&path, "is not UTF-8"))?;
             files.push((path, text.to_owned()));
         }
-        let mut catalog = Self::from_sources(&fragments, files)?;
+        let mut catalog = Self::from_sources(fragments, files)?;
         let hubs = ELEMENTS
             .get_file(hubs::HUBS_FILE)
             .and_then(|f| f.contents_utf8())
@@ -96,18 +228,24 @@ impl Catalog {
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for (path, text) in files {
-            let mut document: serde_norway::Value =
+            let document: serde_norway::Value =
                 serde_norway::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
-            merge_fragments(&path, &mut document, fragments)?;
-            let element: ElementDefinition =
-                serde_norway::from_value(document).map_err(|e| invalid(&path, e.to_string()))?;
+            let element =
+                definition_from(document, fragments).map_err(|e| invalid(&path, e.to_string()))?;
             if file_stem(&path) != element.key {
                 return Err(invalid(
                     &path,
                     format!("file name must be the element key '{}.yaml'", element.key),
                 ));
             }
-            validate(&path, &element)?;
+            if element.id >= CUSTOM_ELEMENT_IDS_START {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "id: built-in ids must lie below {CUSTOM_ELEMENT_IDS_START}, where custom element ids start"
+                    ),
+                ));
+            }
             let index = elements.len();
             if by_key.insert(element.key.clone(), index).is_some() {
                 return Err(invalid(&path, format!("duplicate key '{}'", element.key)));
@@ -163,27 +301,37 @@ fn file_stem(path: &str) -> String {
 /// Later layers win field by field: an element that overrides only an entry's `default`
 /// keeps the fragment's name, type and validation.
 fn merge_fragments(
-    path: &str,
     document: &mut serde_norway::Value,
     fragments: &BTreeMap<String, Entries>,
-) -> Result<(), CatalogError> {
+) -> Result<(), DefinitionError> {
     let uses: Vec<String> = match document.get("uses") {
-        Some(v) => {
-            serde_norway::from_value(v.clone()).map_err(|e| invalid(path, format!("uses: {e}")))?
-        }
+        Some(v) => serde_norway::from_value(v.clone()).map_err(|e| rule("uses", e.to_string()))?,
         None => Vec::new(),
     };
     let own: Entries = match document.get("configuration") {
-        Some(v) => serde_norway::from_value(v.clone())
-            .map_err(|e| invalid(path, format!("configuration: {e}")))?,
+        Some(v) => {
+            serde_norway::from_value(v.clone()).map_err(|e| rule("configuration", e.to_string()))?
+        }
         None => Vec::new(),
     };
+    // A fragment's entry may be overridden; the element naming one key twice is a mistake.
+    let mut own_keys = std::collections::HashSet::new();
+    for (i, entry) in own.iter().enumerate() {
+        if let Some(key) = entry.get("key").and_then(|k| k.as_str())
+            && !own_keys.insert(key)
+        {
+            return Err(rule(
+                format!("configuration[{i}].key"),
+                format!("'{key}' appears twice"),
+            ));
+        }
+    }
     let mut layers: Vec<&Entries> = Vec::new();
     for name in &uses {
         layers.push(
             fragments
                 .get(name)
-                .ok_or_else(|| invalid(path, format!("uses unknown fragment '{name}'")))?,
+                .ok_or_else(|| rule("uses", format!("names no known fragment '{name}'")))?,
         );
     }
     layers.push(&own);
@@ -191,7 +339,7 @@ fn merge_fragments(
         |m: &serde_norway::Mapping| m.get("key").and_then(|k| k.as_str()).map(str::to_owned);
     let mut merged: Entries = Vec::new();
     for entry in layers.into_iter().flatten() {
-        let key = key_of(entry).ok_or_else(|| invalid(path, "a configuration entry has no key"))?;
+        let key = key_of(entry).ok_or_else(|| rule("configuration", "every entry needs a key"))?;
         match merged
             .iter_mut()
             .find(|m| key_of(m).as_deref() == Some(key.as_str()))
@@ -270,29 +418,59 @@ pub fn sample_configuration(e: &ElementDefinition) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
+/// Longest element key.
+pub const MAX_KEY: usize = 64;
+
+/// The field path of the configuration entry `key` (`configuration[3]`), or of the list
+/// when the element does not declare it.
+fn entry_at(e: &ElementDefinition, key: &str) -> String {
+    e.configuration
+        .iter()
+        .position(|c| c.key == key)
+        .map_or_else(
+            || "configuration".to_owned(),
+            |i| format!("configuration[{i}]"),
+        )
+}
+
+/// The rules every element definition follows, wherever it comes from: a catalog file,
+/// `junction elements validate`, or the Element Builder (`POST /elements`, its
+/// sub-resources). The error names the field by its path. Whether the hub it names exists
+/// depends on where it is kept (the catalog's hub list, or also the organization's own
+/// hubs), so that is checked by whoever keeps it.
+pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
     if e.key.is_empty()
+        || e.key.len() > MAX_KEY
         || !e
             .key
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
     {
-        return Err(invalid(path, "key must be lowercase letters and digits"));
+        return Err(rule(
+            "key",
+            format!("must be 1 to {MAX_KEY} lowercase letters and digits"),
+        ));
     }
     if e.id <= 0 {
-        return Err(invalid(path, "id must be a positive number"));
+        return Err(rule("id", "must be a positive number"));
+    }
+    if e.name.trim().is_empty() {
+        return Err(rule("name", "must not be empty"));
     }
     let mut seen = std::collections::HashSet::new();
-    for entry in &e.configuration {
+    for (i, entry) in e.configuration.iter().enumerate() {
+        if entry.key.trim().is_empty() {
+            return Err(rule(format!("configuration[{i}].key"), "must not be empty"));
+        }
         if !seen.insert(entry.key.as_str()) {
-            return Err(invalid(
-                path,
-                format!("configuration key '{}' appears twice", entry.key),
+            return Err(rule(
+                format!("configuration[{i}].key"),
+                format!("'{}' appears twice", entry.key),
             ));
         }
         if entry.required && entry.internal {
-            return Err(invalid(
-                path,
+            return Err(rule(
+                format!("configuration[{i}]"),
                 format!("'{}' cannot be both required and internal", entry.key),
             ));
         }
@@ -302,31 +480,36 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
             && !TEMPLATED_KEYS.contains(&entry.key.as_str())
             && let Err(message) = entry.normalize(default)
         {
-            return Err(invalid(path, format!("default: {message}")));
+            return Err(rule(format!("configuration[{i}].default"), message));
         }
     }
     let sample = sample_configuration(e);
     for key in TEMPLATED_KEYS {
-        check_template(path, e, key)?;
+        check_template(e, key)?;
     }
     let resolved = |key: &str| e.resolve(key, &sample).ok().flatten();
     if let Some(ping) = &e.ping
         && !ping.starts_with('/')
     {
-        return Err(invalid(
-            path,
-            format!("ping must be a path starting with '/', got '{ping}'"),
+        return Err(rule(
+            "ping",
+            format!("must be a path starting with '/', got '{ping}'"),
         ));
     }
+    for (i, resource) in e.resources.iter().enumerate() {
+        if !resource.path.starts_with('/') {
+            return Err(rule(format!("resources[{i}].path"), "must start with '/'"));
+        }
+    }
     if e.authentication.kind != AuthenticationType::Oauth2 && e.oauth.is_some() {
-        return Err(invalid(
-            path,
+        return Err(rule(
+            "oauth",
             "only oauth2 elements have an 'oauth' section",
         ));
     }
     if e.authentication.kind != AuthenticationType::Oauth1 && e.oauth1.is_some() {
-        return Err(invalid(
-            path,
+        return Err(rule(
+            "oauth1",
             "only oauth1 elements have an 'oauth1' section",
         ));
     }
@@ -335,8 +518,8 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
         AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom
     );
     if !uses_credentials && !e.credentials.is_empty() {
-        return Err(invalid(
-            path,
+        return Err(rule(
+            "credentials",
             "only basic, apiKey and custom elements have 'credentials'",
         ));
     }
@@ -346,35 +529,37 @@ fn validate(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
         return Ok(());
     }
     match e.authentication.kind {
-        AuthenticationType::Oauth2 => validate_oauth2(path, e, &sample)?,
-        AuthenticationType::Oauth1 => validate_oauth1(path, e, &sample)?,
+        AuthenticationType::Oauth2 => validate_oauth2(e, &sample)?,
+        AuthenticationType::Oauth1 => validate_oauth1(e, &sample)?,
         AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom => {
-            validate_credentials(path, e)?
+            validate_credentials(e)?
         }
     }
-    validate_parameters(path, e)?;
-    let base = resolved(keys::BASE_URL)
-        .ok_or_else(|| invalid(path, "http elements need a default for 'base.url'"))?;
-    check_url(path, keys::BASE_URL, &base)?;
+    validate_parameters(e)?;
+    let base = resolved(keys::BASE_URL).ok_or_else(|| {
+        rule(
+            entry_at(e, keys::BASE_URL),
+            "http elements need a default for 'base.url'",
+        )
+    })?;
+    check_url(e, keys::BASE_URL, &base)?;
     Ok(())
 }
 
 /// A templated default names only entries an instance will have a value for, that are
 /// neither secret (URLs end up in logs) nor internal, and that are not templates
 /// themselves.
-fn check_template(path: &str, e: &ElementDefinition, key: &str) -> Result<(), CatalogError> {
+fn check_template(e: &ElementDefinition, key: &str) -> Result<(), DefinitionError> {
     let Some(default) = e.config_entry(key).and_then(|c| c.default.as_deref()) else {
         return Ok(());
     };
-    let names =
-        placeholders(default).map_err(|err| invalid(path, format!("default of '{key}': {err}")))?;
+    let field = format!("{}.default", entry_at(e, key));
+    let names = placeholders(default).map_err(|err| rule(&field, err.to_string()))?;
     for name in names {
         let entry = e.config_entry(&name).ok_or_else(|| {
-            invalid(
-                path,
-                format!(
-                    "default of '{key}' names '{{{name}}}', which is not a configuration entry"
-                ),
+            rule(
+                &field,
+                format!("names '{{{name}}}', which is not a configuration entry"),
             )
         })?;
         let problem = if entry.is_secret() {
@@ -389,24 +574,20 @@ fn check_template(path: &str, e: &ElementDefinition, key: &str) -> Result<(), Ca
             None
         };
         if let Some(problem) = problem {
-            return Err(invalid(
-                path,
-                format!("default of '{key}' names '{{{name}}}', which {problem}"),
-            ));
+            return Err(rule(&field, format!("names '{{{name}}}', which {problem}")));
         }
     }
     Ok(())
 }
 
 fn validate_oauth2(
-    path: &str,
     e: &ElementDefinition,
     sample: &BTreeMap<String, String>,
-) -> Result<(), CatalogError> {
+) -> Result<(), DefinitionError> {
     let oauth = e
         .oauth
         .as_ref()
-        .ok_or_else(|| invalid(path, "oauth2 elements need an 'oauth' section"))?;
+        .ok_or_else(|| rule("oauth", "oauth2 elements need an 'oauth' section"))?;
     let code_flow = oauth.grant == OAuthGrant::AuthorizationCode;
     let (urls, required): (&[&str], &[&str]) = if code_flow {
         (
@@ -425,16 +606,20 @@ fn validate_oauth2(
         "clientCredentials elements"
     };
     for key in urls {
-        let value = e
-            .resolve(key, sample)
-            .ok()
-            .flatten()
-            .ok_or_else(|| invalid(path, format!("{flow} need a default for '{key}'")))?;
-        check_url(path, key, &value)?;
+        let value = e.resolve(key, sample).ok().flatten().ok_or_else(|| {
+            rule(
+                entry_at(e, key),
+                format!("{flow} need a default for '{key}'"),
+            )
+        })?;
+        check_url(e, key, &value)?;
     }
     for key in required {
         if !e.config_entry(key).is_some_and(|c| c.required) {
-            return Err(invalid(path, format!("'{key}' must be a required entry")));
+            return Err(rule(
+                entry_at(e, key),
+                format!("'{key}' must be a required entry"),
+            ));
         }
     }
     for target in oauth
@@ -443,39 +628,38 @@ fn validate_oauth2(
         .chain(oauth.provision.iter().map(|s| &s.into))
     {
         if e.config_entry(target).is_none() {
-            return Err(invalid(
-                path,
+            return Err(rule(
+                "oauth",
                 format!("'{target}' is written at provisioning but not declared in configuration"),
             ));
         }
     }
     if oauth.scope_separator.is_empty() {
-        return Err(invalid(path, "scopeSeparator cannot be empty"));
+        return Err(rule("oauth.scopeSeparator", "cannot be empty"));
     }
     for name in oauth.authorization_parameters.keys() {
         if RESERVED_AUTHORIZATION_PARAMETERS.contains(&name.as_str())
             || oauth.callback_parameter.names().any(|c| c == name)
         {
-            return Err(invalid(
-                path,
-                format!("authorizationParameters: '{name}' is set by Junction itself"),
+            return Err(rule(
+                format!("oauth.authorizationParameters.{name}"),
+                "is set by Junction itself",
             ));
         }
     }
-    check_pins(path, e, sample, &oauth.allowed_hosts, urls, |h| {
+    check_pins(e, sample, "oauth", &oauth.allowed_hosts, urls, |h| {
         oauth.allows_host(h)
     })
 }
 
 fn validate_oauth1(
-    path: &str,
     e: &ElementDefinition,
     sample: &BTreeMap<String, String>,
-) -> Result<(), CatalogError> {
+) -> Result<(), DefinitionError> {
     let spec = e
         .oauth1
         .as_ref()
-        .ok_or_else(|| invalid(path, "oauth1 elements need an 'oauth1' section"))?;
+        .ok_or_else(|| rule("oauth1", "oauth1 elements need an 'oauth1' section"))?;
     let urls = [
         keys::REQUEST_URL,
         keys::AUTHORIZATION_URL,
@@ -483,30 +667,28 @@ fn validate_oauth1(
         keys::BASE_URL,
     ];
     for key in urls {
-        let value =
-            e.resolve(key, sample).ok().flatten().ok_or_else(|| {
-                invalid(path, format!("oauth1 elements need a default for '{key}'"))
-            })?;
-        check_url(path, key, &value)?;
+        let value = e.resolve(key, sample).ok().flatten().ok_or_else(|| {
+            rule(
+                entry_at(e, key),
+                format!("oauth1 elements need a default for '{key}'"),
+            )
+        })?;
+        check_url(e, key, &value)?;
     }
     for key in [keys::API_KEY, keys::API_SECRET, keys::CALLBACK_URL] {
         if !e.config_entry(key).is_some_and(|c| c.required) {
-            return Err(invalid(path, format!("'{key}' must be a required entry")));
+            return Err(rule(
+                entry_at(e, key),
+                format!("'{key}' must be a required entry"),
+            ));
         }
     }
     for (name, template) in &spec.authorization_parameters {
+        let field = format!("oauth1.authorizationParameters.{name}");
         if name == "oauth_token" {
-            return Err(invalid(
-                path,
-                "authorizationParameters: 'oauth_token' is set by Junction itself",
-            ));
+            return Err(rule(field, "is set by Junction itself"));
         }
-        check_names_declared(
-            path,
-            e,
-            &format!("authorizationParameters.{name}"),
-            template,
-        )?;
+        check_names_declared(e, &field, template)?;
     }
     let allows = |host: &str| {
         spec.allowed_hosts.is_empty()
@@ -515,19 +697,20 @@ fn validate_oauth1(
                 .iter()
                 .any(|p| junction_core::element::host_matches(p, host))
     };
-    check_pins(path, e, sample, &spec.allowed_hosts, &urls, allows)
+    check_pins(e, sample, "oauth1", &spec.allowed_hosts, &urls, allows)
 }
 
 /// Every host pin is a host pattern, and the element's own (filled-in) defaults pass its
-/// pins, or no instance could start.
+/// pins, or no instance could start. `section`: `oauth` or `oauth1`, where the pins are.
 fn check_pins(
-    path: &str,
     e: &ElementDefinition,
     sample: &BTreeMap<String, String>,
+    section: &str,
     pins: &[String],
     urls: &[&str],
     allows: impl Fn(&str) -> bool,
-) -> Result<(), CatalogError> {
+) -> Result<(), DefinitionError> {
+    let field = format!("{section}.allowedHosts");
     // A customer's own value lands in a templated URL: without pins it could name any
     // host, and the app's client secret would follow it there.
     let templated = urls.iter().any(|key| {
@@ -536,16 +719,16 @@ fn check_pins(
             .is_some_and(|d| d.contains('{'))
     });
     if templated && pins.is_empty() {
-        return Err(invalid(
-            path,
-            "an element with templated URLs must pin its hosts (allowedHosts)",
+        return Err(rule(
+            field,
+            "an element with templated URLs must pin its hosts",
         ));
     }
-    for pattern in pins {
+    for (i, pattern) in pins.iter().enumerate() {
         if !junction_core::element::is_host_pattern(pattern) {
-            return Err(invalid(
-                path,
-                format!("allowedHosts: '{pattern}' is not a host name or '*.domain'"),
+            return Err(rule(
+                format!("{field}[{i}]"),
+                format!("'{pattern}' is not a host name or '*.domain'"),
             ));
         }
     }
@@ -558,8 +741,8 @@ fn check_pins(
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
         if !allows(&host) {
-            return Err(invalid(
-                path,
+            return Err(rule(
+                &field,
                 format!("the default of '{key}' is on '{host}', which allowedHosts does not allow"),
             ));
         }
@@ -571,10 +754,10 @@ fn check_pins(
 /// at least one secret, so a credential made of public values alone is a mistake caught
 /// here. A custom element may send an identifying header beside its secret ones (Algolia's
 /// application id next to its API key), so there it is enough that one credential does.
-fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
+fn validate_credentials(e: &ElementDefinition) -> Result<(), DefinitionError> {
     if e.credentials.is_empty() {
-        return Err(invalid(
-            path,
+        return Err(rule(
+            "credentials",
             format!(
                 "{} elements need a 'credentials' list",
                 auth_name(e.authentication.kind)
@@ -594,25 +777,23 @@ fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), Catalog
         if let CredentialTemplate::Header { name, .. } = credential
             && !is_header_name(name)
         {
-            return Err(invalid(
-                path,
-                format!("{field}.name: '{name}' is not a header name"),
+            return Err(rule(
+                format!("{field}.name"),
+                format!("'{name}' is not a header name"),
             ));
         }
         let mut names = Vec::new();
         for text in texts {
-            names.extend(check_names_declared(path, e, &field, text)?);
+            names.extend(check_names_declared(e, &field, text)?);
         }
         let secret = names
             .iter()
             .any(|n| e.config_entry(n).is_some_and(|c| c.is_secret()));
         reads_secret |= secret;
         if !secret && kind != AuthenticationType::Custom {
-            return Err(invalid(
-                path,
-                format!(
-                    "{field}: must read at least one secret entry (type PASSWORD or secret: true)"
-                ),
+            return Err(rule(
+                field,
+                "must read at least one secret entry (type PASSWORD or secret: true)",
             ));
         }
         let fits = match (kind, credential) {
@@ -623,10 +804,10 @@ fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), Catalog
             _ => false,
         };
         if !fits {
-            return Err(invalid(
-                path,
+            return Err(rule(
+                field,
                 format!(
-                    "{field}: a {} element's credentials are {}",
+                    "a {} element's credentials are {}",
                     auth_name(kind),
                     match kind {
                         AuthenticationType::Basic => "in: basic",
@@ -637,9 +818,9 @@ fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), Catalog
         }
     }
     if !reads_secret {
-        return Err(invalid(
-            path,
-            "credentials: at least one must read a secret entry (type PASSWORD or secret: true)",
+        return Err(rule(
+            "credentials",
+            "at least one must read a secret entry (type PASSWORD or secret: true)",
         ));
     }
     Ok(())
@@ -648,7 +829,7 @@ fn validate_credentials(path: &str, e: &ElementDefinition) -> Result<(), Catalog
 /// Element-level parameters sent on every call (a header or query parameter from
 /// configuration or a fixed value) name entries the instance has and vendor names a
 /// request can carry.
-fn validate_parameters(path: &str, e: &ElementDefinition) -> Result<(), CatalogError> {
+fn validate_parameters(e: &ElementDefinition) -> Result<(), DefinitionError> {
     for (i, parameter) in e.parameters.iter().enumerate() {
         let field = format!("parameters[{i}]");
         let sent = matches!(
@@ -661,15 +842,15 @@ fn validate_parameters(path: &str, e: &ElementDefinition) -> Result<(), CatalogE
         match parameter.kind {
             ParameterType::Configuration => {
                 let entry = e.config_entry(&parameter.name).ok_or_else(|| {
-                    invalid(
-                        path,
-                        format!("{field}: '{}' is not a configuration entry", parameter.name),
+                    rule(
+                        format!("{field}.name"),
+                        format!("'{}' is not a configuration entry", parameter.name),
                     )
                 })?;
                 if entry.internal {
-                    return Err(invalid(
-                        path,
-                        format!("{field}: '{}' is internal", parameter.name),
+                    return Err(rule(
+                        format!("{field}.name"),
+                        format!("'{}' is internal", parameter.name),
                     ));
                 }
             }
@@ -678,16 +859,13 @@ fn validate_parameters(path: &str, e: &ElementDefinition) -> Result<(), CatalogE
         }
         if parameter.vendor_type == ParameterType::Header && !is_header_name(&parameter.vendor_name)
         {
-            return Err(invalid(
-                path,
-                format!(
-                    "{field}.vendorName: '{}' is not a header name",
-                    parameter.vendor_name
-                ),
+            return Err(rule(
+                format!("{field}.vendorName"),
+                format!("'{}' is not a header name", parameter.vendor_name),
             ));
         }
         if parameter.vendor_name.is_empty() {
-            return Err(invalid(path, format!("{field}.vendorName is empty")));
+            return Err(rule(format!("{field}.vendorName"), "must not be empty"));
         }
     }
     Ok(())
@@ -701,26 +879,22 @@ fn is_header_name(name: &str) -> bool {
 
 /// The keys `template` names, each a declared entry that an instance has a value for.
 fn check_names_declared(
-    path: &str,
     e: &ElementDefinition,
     field: &str,
     template: &str,
-) -> Result<Vec<String>, CatalogError> {
-    let names = placeholders(template).map_err(|err| invalid(path, format!("{field}: {err}")))?;
+) -> Result<Vec<String>, DefinitionError> {
+    let names = placeholders(template).map_err(|err| rule(field, err.to_string()))?;
     for name in &names {
-        let entry = e.config_entry(name).ok_or_else(|| {
-            invalid(
-                path,
-                format!("{field}: '{{{name}}}' is not a configuration entry"),
-            )
-        })?;
+        let entry = e
+            .config_entry(name)
+            .ok_or_else(|| rule(field, format!("'{{{name}}}' is not a configuration entry")))?;
         if entry.internal {
-            return Err(invalid(path, format!("{field}: '{{{name}}}' is internal")));
+            return Err(rule(field, format!("'{{{name}}}' is internal")));
         }
         if !entry.required && entry.default.is_none() {
-            return Err(invalid(
-                path,
-                format!("{field}: '{{{name}}}' must be required or have a default"),
+            return Err(rule(
+                field,
+                format!("'{{{name}}}' must be required or have a default"),
             ));
         }
     }
@@ -737,12 +911,12 @@ fn auth_name(kind: AuthenticationType) -> &'static str {
     }
 }
 
-fn check_url(path: &str, key: &str, value: &str) -> Result<(), CatalogError> {
+fn check_url(e: &ElementDefinition, key: &str, value: &str) -> Result<(), DefinitionError> {
     match url::Url::parse(value) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
-        _ => Err(invalid(
-            path,
-            format!("default of '{key}' must be an http(s) URL, got '{value}'"),
+        _ => Err(rule(
+            format!("{}.default", entry_at(e, key)),
+            format!("the default of '{key}' must be an http(s) URL, got '{value}'"),
         )),
     }
 }
@@ -861,7 +1035,10 @@ mod tests {
 
     #[test]
     fn file_name_must_match_the_key() {
-        let text = format!("{MINIMAL}{MINIMAL_CREDENTIALS}");
+        let text = basic(
+            "",
+            "  - {in: basic, username: '{demo.api.key}', password: X}\n",
+        );
         let err = load(&[("wrong.yaml", &text)]).unwrap_err();
         assert!(err.to_string().contains("demo.yaml"), "{err}");
     }
@@ -998,7 +1175,10 @@ mod tests {
         let overriding = format!(
             "{oauth}oauth: {{allowedHosts: ['*.example.com'], authorizationParameters: {{client_id: x}}}}\n"
         );
-        refused(&overriding, "'client_id' is set by Junction itself");
+        refused(
+            &overriding,
+            "oauth.authorizationParameters.client_id: is set by Junction itself",
+        );
     }
 
     #[test]
@@ -1036,7 +1216,7 @@ mod tests {
             &with(
                 "  - {name: demo.tenent, vendorName: X-Tenant, type: configuration, vendorType: header}\n",
             ),
-            "parameters[0]: 'demo.tenent' is not a configuration entry",
+            "parameters[0].name: 'demo.tenent' is not a configuration entry",
         );
         refused(
             &with("  - {name: v1, vendorName: 'X Version', type: value, vendorType: header}\n"),
@@ -1109,6 +1289,39 @@ mod tests {
     fn unknown_fields_are_refused() {
         let text = format!("{MINIMAL}{MINIMAL_CREDENTIALS}colour: blue\n");
         assert!(load(&[("demo.yaml", &text)]).is_err());
+    }
+
+    #[test]
+    fn a_bad_definition_names_the_field_path_and_the_rule() {
+        let text = format!(
+            "{MINIMAL}resources:\n  - {{path: /hubs/crm/a, method: GET, vendorPath: /a}}\n  - {{path: /hubs/crm/b, method: FETCH, vendorPath: /b}}\n"
+        );
+        let err = parse_definition(&text).unwrap_err();
+        assert_eq!(err.field, "resources[1].method", "{err}");
+        assert!(err.rule.starts_with("must be one of GET, POST"), "{err}");
+        let json = r#"{"id":1,"key":"demo","name":"Demo","hookName":"d","hub":"crm","description":"d","image":"","authentication":{"type":"basic"},"configuration":[{"key":"a","name":"a"},{"key":"a","name":"b"}]}"#;
+        let err = parse_definition(json).unwrap_err();
+        assert_eq!(err.to_string(), "configuration[1].key: 'a' appears twice");
+        let err = parse_definition(&MINIMAL.replace("key: demo", "key: Demo")).unwrap_err();
+        assert_eq!(err.field, "key");
+        let err = parse_definition(&MINIMAL.replace("name: Demo\n", "")).unwrap_err();
+        assert_eq!(err.to_string(), "name: is required");
+        let err = parse_definition(&format!("{MINIMAL}oauth: {{colour: blue}}\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "oauth.colour: is not a field of this object"
+        );
+    }
+
+    #[test]
+    fn built_in_ids_stay_below_the_custom_range() {
+        let text = basic(
+            "",
+            "  - {in: basic, username: '{demo.api.key}', password: X}\n",
+        )
+        .replace("id: 1", "id: 100000");
+        let err = load(&[("demo.yaml", &text)]).unwrap_err();
+        assert!(err.to_string().contains("below 100000"), "{err}");
     }
 
     #[test]

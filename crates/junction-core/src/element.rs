@@ -29,6 +29,11 @@ impl Serialize for SharedJson {
     }
 }
 
+/// Ids of custom (Element Builder) elements start here; every built-in id lies below, so
+/// an instance's element id alone says where its definition lives, and the two kinds can
+/// never clash.
+pub const CUSTOM_ELEMENT_IDS_START: i64 = 100_000;
+
 /// One element as loaded from its data file (after shared fragments were merged in).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -36,6 +41,10 @@ pub struct ElementDefinition {
     /// `summary()` serialized, made on first use.
     #[serde(skip)]
     summary_json: std::sync::OnceLock<SharedJson>,
+    /// A custom element, made through the Element Builder and seen only by the
+    /// organization that made it (`private` in its summary). Set before first use.
+    #[serde(skip)]
+    pub private: bool,
     pub id: i64,
     pub key: String,
     pub name: String,
@@ -588,7 +597,7 @@ impl ElementDefinition {
             transformations_enabled: false,
             bulk_download_enabled: false,
             bulk_upload_enabled: false,
-            cloneable: false,
+            cloneable: true,
             extendable: false,
             beta: self.beta,
             authentication: self.authentication.clone(),
@@ -596,7 +605,7 @@ impl ElementDefinition {
             hub: self.hub.clone(),
             protocol_type: self.protocol_type.as_str(),
             parameters: Vec::new(),
-            private: false,
+            private: self.private,
         }
     }
 

@@ -2,15 +2,17 @@
 //! (`/elements/metadata`, `/elements/{keyOrId}/metadata`), and hubs (`/hubs`).
 //!
 //! Every listing here gets its elements from [`Services::visible_elements`] and
-//! [`Services::find_element`], the one place that decides which elements a caller sees.
+//! [`Services::find_element`] (in `elements.rs`), the one place that decides which
+//! elements a caller sees: the built-ins and the caller's organization's custom elements.
 
+use crate::elements::derive_key;
 use crate::instances::platform_user;
 use crate::{Caller, ServiceError, Services};
 use junction_catalog::CUSTOM_HUB_IDS;
 use junction_core::element::Authentication;
 use junction_core::hub::{HubDefinition, ResourceType, is_catalog_key};
 use junction_core::sanitize::strip_html;
-use junction_core::{ElementDefinition, ElementSummary, OrganizationId};
+use junction_core::{ElementDefinition, ElementSummary};
 use junction_store::{HubRecord, NewHub, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -110,31 +112,6 @@ pub struct HubBody {
 }
 
 impl Services {
-    /// Every element `caller` may see, ordered by id: the built-in catalog (an anonymous
-    /// caller sees exactly that). The one source for every listing of elements.
-    pub async fn visible_elements(
-        &self,
-        caller: Option<&Caller>,
-    ) -> Result<Vec<Arc<ElementDefinition>>, ServiceError> {
-        // Built-in elements are the same for everyone; `caller` is where an organization's
-        // own elements come in.
-        let _ = caller;
-        Ok(self.catalog.list().into_iter().cloned().collect())
-    }
-
-    /// The element `key_or_id` names, if `caller` may see it; otherwise 404.
-    pub async fn find_element(
-        &self,
-        caller: Option<&Caller>,
-        key_or_id: &str,
-    ) -> Result<Arc<ElementDefinition>, ServiceError> {
-        let _ = caller;
-        self.catalog
-            .get(key_or_id)
-            .cloned()
-            .ok_or_else(|| ServiceError::ElementNotFound(key_or_id.to_owned()))
-    }
-
     /// `GET /elements/metadata`.
     pub async fn elements_metadata(
         &self,
@@ -312,17 +289,6 @@ impl Services {
             .await
             .map_err(|e| hub_not_found(e, key))
     }
-
-    /// The organization a caller acts for; an Element token's is its account's.
-    pub(crate) async fn organization_of(
-        &self,
-        caller: &Caller,
-    ) -> Result<OrganizationId, ServiceError> {
-        match caller {
-            Caller::User(p) => Ok(p.organization_id),
-            Caller::Instance(t) => Ok(self.store.account_organization(t.account_id).await?),
-        }
-    }
 }
 
 fn hub_not_found(e: StoreError, key: &str) -> ServiceError {
@@ -330,14 +296,6 @@ fn hub_not_found(e: StoreError, key: &str) -> ServiceError {
         StoreError::NotFound => ServiceError::HubNotFound(key.to_owned()),
         other => other.into(),
     }
-}
-
-/// Cloud Elements derives keys from names the same way: lower case, letters and digits.
-fn derive_key(name: &str) -> String {
-    name.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
 }
 
 fn is_http_url(raw: &str) -> bool {
@@ -556,10 +514,5 @@ mod tests {
         let names: Vec<&str> = r.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["accounts", "contacts"]);
         assert_eq!(r[1].operations.len(), 2);
-    }
-
-    #[test]
-    fn keys_are_derived_from_names() {
-        assert_eq!(derive_key("Churros DB element"), "churrosdbelement");
     }
 }

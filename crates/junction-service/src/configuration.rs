@@ -205,7 +205,7 @@ impl Services {
         id: i64,
     ) -> Result<Vec<ConfigEntryView>, ServiceError> {
         let record = self.owned_instance(caller, id).await?;
-        let element = self.element_of(&record)?;
+        let element = self.element_of(&record).await?;
         Ok(entry_views(&element, &record.config))
     }
 
@@ -232,7 +232,7 @@ impl Services {
         property_value: &Value,
     ) -> Result<ConfigEntryView, ServiceError> {
         let record = self.owned_instance(caller, id).await?;
-        let element = self.element_of(&record)?;
+        let element = self.element_of(&record).await?;
         let key = record
             .config
             .keys()

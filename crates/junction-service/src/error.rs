@@ -11,6 +11,21 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("no element with key or id '{0}'")]
     ElementNotFound(String),
+    /// A write to a built-in element, which only its clones allow.
+    #[error(
+        "element '{0}' is built in and read-only; clone it with POST /elements/{0}/clone and change the clone"
+    )]
+    ReadOnlyElement(String),
+    /// One part of an element (a configuration entry, resource, parameter, hook, object
+    /// or field) that the element does not have.
+    #[error("element '{element}' has no {part} '{id}'")]
+    ElementPartNotFound {
+        element: String,
+        part: &'static str,
+        id: String,
+    },
+    #[error("element '{key}' still has {instances} instance(s); delete them before the element")]
+    ElementInUse { key: String, instances: i64 },
     #[error("no instance with id {0}")]
     InstanceNotFound(i64),
     #[error("no configuration entry with id {0}")]

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use junction_core::config::keys;
 use junction_core::credential::OAuthGrant;
-use junction_core::element::AuthenticationType;
+use junction_core::element::{AuthenticationType, ProtocolType};
 use junction_core::sanitize::strip_html;
 use junction_core::{ConfigMap, ElementDefinition, InstanceId, UserId};
 use junction_store::{
@@ -327,26 +327,34 @@ pub(crate) fn page_size(raw: Option<&str>) -> Result<i64, ServiceError> {
 }
 
 impl Services {
-    pub(crate) fn element(&self, key_or_id: &str) -> Result<Arc<ElementDefinition>, ServiceError> {
-        self.catalog
-            .get(key_or_id)
-            .cloned()
-            .ok_or_else(|| ServiceError::ElementNotFound(key_or_id.to_owned()))
+    async fn element(
+        &self,
+        caller: &Caller,
+        key_or_id: &str,
+    ) -> Result<Arc<ElementDefinition>, ServiceError> {
+        self.find_element(Some(caller), key_or_id).await
     }
 
     /// Which element the request means: the route's `{keyOrId}`, or the body's
     /// `element.key`/`element.id`; both must agree when both are given.
-    fn requested_element(
+    async fn requested_element(
         &self,
+        caller: &Caller,
         from_path: Option<&str>,
         body: Option<&ElementRef>,
     ) -> Result<Arc<ElementDefinition>, ServiceError> {
         let from_body = match body {
-            Some(ElementRef { key: Some(k), .. }) => Some(self.element(k)?),
-            Some(ElementRef { id: Some(id), .. }) => Some(self.element(&id.to_string())?),
+            Some(ElementRef { key: Some(k), .. }) => Some(self.element(caller, k).await?),
+            Some(ElementRef { id: Some(id), .. }) => {
+                Some(self.element(caller, &id.to_string()).await?)
+            }
             _ => None,
         };
-        match (from_path.map(|p| self.element(p)).transpose()?, from_body) {
+        let from_path = match from_path {
+            Some(p) => Some(self.element(caller, p).await?),
+            None => None,
+        };
+        match (from_path, from_body) {
             (Some(a), Some(b)) if a.key != b.key => Err(ServiceError::bad_request(
                 "element_mismatch",
                 format!(
@@ -387,7 +395,18 @@ impl Services {
         body: InstanceBody,
     ) -> Result<InstanceView, ServiceError> {
         let user_id = platform_user(caller)?;
-        let element = self.requested_element(element_from_path, body.element.as_ref())?;
+        let element = self
+            .requested_element(caller, element_from_path, body.element.as_ref())
+            .await?;
+        if element.protocol_type == ProtocolType::Jdbc {
+            return Err(ServiceError::bad_request(
+                "unsupported_protocol",
+                format!(
+                    "element '{}' uses protocolType jdbc, which Junction stores but cannot provision",
+                    element.key
+                ),
+            ));
+        }
         let external = external_authentication(body.external_authentication.as_deref())?;
         let name = clean_name(body.name.as_deref(), &element.name)?;
         let tags = clean_tags(body.tags.clone().unwrap_or_default(), &name)?;
@@ -419,7 +438,13 @@ impl Services {
                 token_expires_at: expires_at,
                 now: now_ms(),
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                junction_store::StoreError::ElementGone => {
+                    ServiceError::ElementNotFound(element.key.clone())
+                }
+                other => other.into(),
+            })?;
         tracing::info!(instance_id = %record.id, element = %element.key, "instance provisioned");
         let user = self.store.get_user(user_id).await?;
         Ok(InstanceView::new(&element, record, user))
@@ -436,9 +461,11 @@ impl Services {
         mode: UpdateMode,
     ) -> Result<InstanceView, ServiceError> {
         let record = self.owned_instance(caller, id).await?;
-        let element = self.element_of(&record)?;
+        let element = self.element_of(&record).await?;
         if let Some(requested) = body.element.as_ref() {
-            let named = self.requested_element(None, Some(requested))?;
+            let named = self
+                .requested_element(caller, None, Some(requested))
+                .await?;
             if named.key != element.key {
                 return Err(ServiceError::bad_request(
                     "element_mismatch",
@@ -584,12 +611,10 @@ impl Services {
             .filter(|t| !t.is_empty())
             .map(decode_cursor)
             .transpose()?;
-        let element_key = query
-            .element
-            .as_deref()
-            .map(|k| self.element(k))
-            .transpose()?
-            .map(|e| e.key.clone());
+        let element_key = match query.element.as_deref() {
+            Some(k) => Some(self.element(caller, k).await?.key.clone()),
+            None => None,
+        };
         let page = self
             .store
             .list_instances(
@@ -607,7 +632,7 @@ impl Services {
         let mut users: HashMap<UserId, UserRecord> = HashMap::new();
         let mut items = Vec::with_capacity(page.items.len());
         for record in page.items {
-            let element = self.element_of(&record)?;
+            let element = self.element_of(&record).await?;
             let user = match users.get(&record.user_id) {
                 Some(u) => u.clone(),
                 None => {
@@ -637,7 +662,7 @@ impl Services {
     }
 
     pub(crate) async fn view(&self, record: InstanceRecord) -> Result<InstanceView, ServiceError> {
-        let element = self.element_of(&record)?;
+        let element = self.element_of(&record).await?;
         let user = self.store.get_user(record.user_id).await?;
         Ok(InstanceView::new(&element, record, user))
     }
@@ -661,7 +686,7 @@ impl Services {
         change: impl FnOnce(&mut InstanceRecord),
     ) -> Result<InstanceRecord, ServiceError> {
         change(&mut record);
-        let element = self.element_of(&record)?;
+        let element = self.element_of(&record).await?;
         let (public, secrets) = split(&element, record.config.clone());
         let now = now_ms();
         self.store
@@ -721,21 +746,6 @@ impl Services {
             Some(own) if own.0 != id => Err(ServiceError::InstanceNotFound(id)),
             _ => Ok(()),
         }
-    }
-
-    pub(crate) fn element_of(
-        &self,
-        record: &InstanceRecord,
-    ) -> Result<Arc<ElementDefinition>, ServiceError> {
-        self.catalog
-            .get(&record.element_key)
-            .cloned()
-            .ok_or_else(|| {
-                ServiceError::Internal(format!(
-                    "instance {} uses element '{}', which is no longer in the catalog",
-                    record.id, record.element_key
-                ))
-            })
     }
 }
 

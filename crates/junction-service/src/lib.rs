@@ -12,6 +12,7 @@ mod auth_limit;
 mod catalog;
 mod configuration;
 mod credentials;
+mod elements;
 mod error;
 mod hosts;
 mod instances;
@@ -48,6 +49,7 @@ pub mod limits {
     }
 }
 pub use configuration::{ConfigEntryView, config_id};
+pub use elements::{ElementPart, FoundElement, derive_key};
 pub use error::ServiceError;
 pub use instances::{
     DEFAULT_PAGE_SIZE, ElementRef, InstanceBody, InstanceList, ListInstances, MAX_PAGE_SIZE,

@@ -4,7 +4,7 @@ use crate::configuration::normalized;
 use crate::hosts;
 use crate::schemes::oauth1_credentials;
 use crate::templates;
-use crate::{ServiceError, Services};
+use crate::{Caller, ServiceError, Services};
 use junction_core::config::config_value_from_json;
 use junction_core::config::keys;
 use junction_core::credential::{OAuthGrant, TemplateError, fill};
@@ -210,10 +210,11 @@ impl Services {
     /// consumer, with its callback.
     pub async fn oauth_request_token(
         &self,
+        caller: Option<&Caller>,
         key_or_id: &str,
         params: &OAuthTokenParams,
     ) -> Result<OAuthTokenResponse, ServiceError> {
-        let element = self.element(key_or_id)?;
+        let element = self.find_element(caller, key_or_id).await?;
         oauth1_only(&element)?;
         missing_parameters(&[
             ("apiKey", &params.api_key),
@@ -277,15 +278,16 @@ impl Services {
         })
     }
 
-    pub fn oauth_url(
+    /// `caller`: when the call was authenticated, its organization's custom elements are
+    /// found too.
+    pub async fn oauth_url(
         &self,
+        caller: Option<&Caller>,
         key_or_id: &str,
         params: &OAuthUrlParams,
     ) -> Result<OAuthUrlResponse, ServiceError> {
-        let element = self
-            .catalog
-            .get(key_or_id)
-            .ok_or_else(|| ServiceError::ElementNotFound(key_or_id.to_owned()))?;
+        let found = self.find_element(caller, key_or_id).await?;
+        let element: &ElementDefinition = &found;
         if element.authentication.kind == AuthenticationType::Oauth1 {
             return self.oauth1_url(element, params);
         }

@@ -216,7 +216,7 @@ impl Services {
                 "this instance is disabled".to_owned(),
             ));
         }
-        let element = self.element_of(&record)?;
+        let element = self.element_of(&record).await?;
         let base_url = record
             .config
             .get(keys::BASE_URL)

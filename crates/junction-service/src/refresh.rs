@@ -421,7 +421,7 @@ impl Services {
             if !is_needed(&record, &need, now) {
                 return Ok(Outcome::Current(stored_token(&record)?));
             }
-            let element = self.element_of(&record)?;
+            let element = self.element_of(&record).await?;
             let Some((spec, grant)) = element
                 .oauth
                 .as_ref()

@@ -18,6 +18,7 @@
 //! Reads that must see the latest committed row, such as a refresh deciding whether to
 //! spend a refresh token, bypass the copies (`Store::get_instance_fresh`).
 
+use crate::elements::{CustomElement, OrganizationElements};
 use crate::{InstanceRecord, Principal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +36,8 @@ pub(crate) enum Change {
     Account(i64),
     /// A user was removed, so some `User …, Organization …` pair no longer proves anyone.
     Users,
+    /// A custom element of an organization was created, changed or deleted.
+    Element { organization: i64, id: i64 },
 }
 
 impl Change {
@@ -44,12 +47,20 @@ impl Change {
             Self::Instance(id) => format!("instance:{id}"),
             Self::Account(id) => format!("account:{id}"),
             Self::Users => "users".to_owned(),
+            Self::Element { organization, id } => format!("element:{organization}:{id}"),
         }
     }
 
     /// Reads a payload back; anything unknown means "drop everything", which is always safe.
     pub(crate) fn parse(payload: &str) -> Option<Self> {
         let (kind, id) = payload.split_once(':').unwrap_or((payload, ""));
+        if kind == "element" {
+            let (organization, id) = id.split_once(':')?;
+            return Some(Self::Element {
+                organization: organization.parse().ok()?,
+                id: id.parse().ok()?,
+            });
+        }
         match (kind, id.parse::<i64>()) {
             ("instance", Ok(id)) => Some(Self::Instance(id)),
             ("account", Ok(id)) => Some(Self::Account(id)),
@@ -110,6 +121,10 @@ pub(crate) struct Cache {
     /// and ids are never reused, so only the instance copy needs invalidating.
     tokens: moka::sync::Cache<Vec<u8>, i64>,
     users: moka::sync::Cache<UserKey, Principal>,
+    /// Each organization's custom elements, weighed by their size.
+    organization_elements: moka::sync::Cache<i64, Arc<OrganizationElements>>,
+    /// Custom elements by id, for resolving an instance's element on every call.
+    custom_elements: moka::sync::Cache<i64, Arc<CustomElement>>,
     enabled: bool,
     /// False while a replica may have missed another replica's writes.
     coherent: AtomicBool,
@@ -132,6 +147,18 @@ impl Cache {
                 .build(),
             users: moka::sync::Cache::builder()
                 .max_capacity(settings.capacity)
+                .time_to_live(ttl)
+                .build(),
+            organization_elements: moka::sync::Cache::builder()
+                .max_capacity(settings.capacity.saturating_mul(TYPICAL_INSTANCE_BYTES))
+                .weigher(|_, elements: &Arc<OrganizationElements>| elements.weight())
+                .time_to_live(ttl)
+                .build(),
+            custom_elements: moka::sync::Cache::builder()
+                .max_capacity(settings.capacity.saturating_mul(TYPICAL_INSTANCE_BYTES))
+                .weigher(|_, element: &Arc<CustomElement>| {
+                    u32::try_from(element.stored_bytes + 256).unwrap_or(u32::MAX)
+                })
                 .time_to_live(ttl)
                 .build(),
             enabled: !settings.ttl.is_zero() && settings.capacity > 0,
@@ -209,6 +236,43 @@ impl Cache {
         }
     }
 
+    pub(crate) fn organization_elements(
+        &self,
+        organization: i64,
+    ) -> Option<Arc<OrganizationElements>> {
+        if !self.usable() {
+            return None;
+        }
+        self.organization_elements.get(&organization)
+    }
+
+    pub(crate) fn keep_organization_elements(
+        &self,
+        ticket: Ticket,
+        organization: i64,
+        elements: Arc<OrganizationElements>,
+    ) {
+        self.organization_elements.insert(organization, elements);
+        if self.epoch.load(Ordering::SeqCst) != ticket.0 {
+            self.organization_elements.invalidate(&organization);
+        }
+    }
+
+    pub(crate) fn custom_element(&self, id: i64) -> Option<Arc<CustomElement>> {
+        if !self.usable() {
+            return None;
+        }
+        self.custom_elements.get(&id)
+    }
+
+    pub(crate) fn keep_custom_element(&self, ticket: Ticket, element: Arc<CustomElement>) {
+        let id = element.definition.id;
+        self.custom_elements.insert(id, element);
+        if self.epoch.load(Ordering::SeqCst) != ticket.0 {
+            self.custom_elements.invalidate(&id);
+        }
+    }
+
     /// Drops the copies a committed write made stale.
     pub(crate) fn forget(&self, change: Change) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -219,6 +283,10 @@ impl Cache {
                 self.users.invalidate_all();
             }
             Change::Users => self.users.invalidate_all(),
+            Change::Element { organization, id } => {
+                self.organization_elements.invalidate(&organization);
+                self.custom_elements.invalidate(&id);
+            }
         }
     }
 
@@ -227,6 +295,8 @@ impl Cache {
         self.instances.invalidate_all();
         self.tokens.invalidate_all();
         self.users.invalidate_all();
+        self.organization_elements.invalidate_all();
+        self.custom_elements.invalidate_all();
     }
 
     /// Whether this replica currently hears every other replica's writes.
@@ -412,10 +482,19 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_and_unknown_ones_are_refused() {
-        for change in [Change::Instance(42), Change::Account(9), Change::Users] {
+        for change in [
+            Change::Instance(42),
+            Change::Account(9),
+            Change::Users,
+            Change::Element {
+                organization: 3,
+                id: 100_004,
+            },
+        ] {
             assert_eq!(Change::parse(&change.payload()), Some(change));
         }
         assert_eq!(Change::parse("instance:x"), None);
         assert_eq!(Change::parse("something"), None);
+        assert_eq!(Change::parse("element:3"), None);
     }
 }

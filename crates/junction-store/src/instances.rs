@@ -240,6 +240,24 @@ impl Store {
             .keyring()
             .seal(&token_context(&token_hash), new.token.expose().as_bytes())?;
         let mut tx = self.writer().begin().await?;
+        if new.element_id >= junction_core::element::CUSTOM_ELEMENT_IDS_START {
+            // Shared with other new instances, exclusive of the element's deletion (which
+            // locks the row, then counts instances): the instance is counted there, or it
+            // finds the element gone here.
+            let lock = match self.dialect() {
+                crate::Dialect::Postgres => " for share",
+                crate::Dialect::Sqlite => "",
+            };
+            let element = sqlx::query(AssertSqlSafe(format!(
+                "select id from custom_elements where id = $1{lock}"
+            )))
+            .bind(new.element_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if element.is_none() {
+                return Err(StoreError::ElementGone);
+            }
+        }
         let id: i64 = sqlx::query_scalar(
             "insert into instances (account_id, user_id, element_id, element_key, name, token_hash, \
              token_sealed, config, secrets, valid, disabled, trace_logging, external_authentication, \

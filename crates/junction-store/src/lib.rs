@@ -9,6 +9,7 @@
 
 mod accounts;
 mod cache;
+mod elements;
 mod hubs;
 mod instances;
 mod refresh;
@@ -21,6 +22,7 @@ pub use accounts::{
     UserRemoval,
 };
 pub use cache::CacheSettings;
+pub use elements::{CustomElement, OrganizationElements};
 pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
@@ -42,6 +44,12 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A custom element cannot be deleted while instances use it.
+    #[error("the element still has {instances} instance(s)")]
+    ElementInUse { instances: i64 },
+    /// The custom element a new instance names was deleted meanwhile.
+    #[error("the element no longer exists")]
+    ElementGone,
     #[error("stored data could not be decrypted: {0}")]
     Crypto(#[from] CryptoError),
     #[error("stored data is corrupt: {0}")]

@@ -129,6 +129,19 @@ enum AccountsCommand {
 enum ElementsCommand {
     /// List every element: id, key, hub and name.
     List,
+    /// Check element definition files (YAML or JSON) with the same rules as the built-in
+    /// catalog and `POST /elements`; prints each file's verdict, fails if any is invalid.
+    Validate {
+        /// Element definition files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Print a built-in element's JSON, which `POST /elements` takes as it is. Custom
+    /// elements live in the database: export them with `GET /elements/{key}/export`.
+    Export {
+        /// The element's key or id.
+        key: String,
+    },
 }
 
 fn init_logging(settings: &LogSettings) {
@@ -274,6 +287,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
             for e in catalog.list() {
                 println!("{:>5}  {:<20} {:<10} {}", e.id, e.key, e.hub, e.name);
             }
+            Ok(())
+        }
+        Command::Elements(ElementsCommand::Validate { files }) => {
+            let mut invalid = 0;
+            for file in &files {
+                let verdict = std::fs::read_to_string(file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| {
+                        junction_catalog::parse_definition(&text).map_err(|e| e.to_string())
+                    });
+                match verdict {
+                    Ok(e) => println!("{}: ok ({}, id {})", file.display(), e.key, e.id),
+                    Err(message) => {
+                        invalid += 1;
+                        println!("{}: {message}", file.display());
+                    }
+                }
+            }
+            if invalid > 0 {
+                anyhow::bail!("{invalid} of {} element file(s) are invalid", files.len());
+            }
+            Ok(())
+        }
+        Command::Elements(ElementsCommand::Export { key }) => {
+            let catalog = junction_catalog::Catalog::embedded()?;
+            let element = catalog.get(&key).with_context(|| {
+                format!(
+                    "no built-in element '{key}'; custom elements live in the database: \
+                     export them with GET /elements/api-v2/elements/{key}/export"
+                )
+            })?;
+            println!("{}", serde_json::to_string_pretty(&**element)?);
             Ok(())
         }
     }

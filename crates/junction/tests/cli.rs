@@ -280,6 +280,52 @@ fn config_example_and_elements_list_explain_themselves() {
 }
 
 #[test]
+fn element_files_are_validated_and_built_ins_exported_for_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = junction(dir.path())
+        .args(["elements", "export", "acton"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let exported: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(exported["key"], "acton");
+    let good = dir.path().join("acton.json");
+    std::fs::write(&good, &output.stdout).unwrap();
+    let mut broken = exported.clone();
+    broken["configuration"][0]["type"] = serde_json::json!("TEXTFIELD_9");
+    let bad = dir.path().join("broken.yaml");
+    std::fs::write(&bad, serde_json::to_string(&broken).unwrap()).unwrap();
+
+    let output = junction(dir.path())
+        .args(["elements", "validate"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok (acton, id 39)"));
+    let output = junction(dir.path())
+        .args(["elements", "validate"])
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("broken.yaml: configuration[0].type: must be one of TEXTFIELD_128"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("1 of 2"));
+
+    let output = junction(dir.path())
+        .args(["elements", "export", "mycustom"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/export"));
+}
+
+#[test]
 fn a_second_server_on_the_same_sqlite_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let first = serve(junction(dir.path()));

@@ -153,6 +153,17 @@ impl From<ServiceError> for ApiError {
             ServiceError::ElementNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "element_not_found", e.to_string())
             }
+            ServiceError::ReadOnlyElement(_) => {
+                Self::new(StatusCode::FORBIDDEN, "read_only_element", e.to_string())
+            }
+            ServiceError::ElementPartNotFound { .. } => Self::new(
+                StatusCode::NOT_FOUND,
+                "element_part_not_found",
+                e.to_string(),
+            ),
+            ServiceError::ElementInUse { .. } => {
+                Self::new(StatusCode::CONFLICT, "element_in_use", e.to_string())
+            }
             ServiceError::InstanceNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "instance_not_found", e.to_string())
             }

@@ -57,6 +57,13 @@ pub fn router() -> Router<AppState> {
             "/elements/{key_or_id}/instances",
             get(list_for_element).post(create_for_element),
         )
+        .route(
+            "/elements/{key_or_id}/instances/{id}",
+            get(show_of_element)
+                .put(replace_of_element)
+                .patch(merge_of_element)
+                .delete(remove_of_element),
+        )
 }
 
 fn number(raw: &str, what: &'static str, code: &'static str) -> Result<i64, ApiError> {
@@ -750,4 +757,95 @@ async fn trace_logs_own(
     RawQuery(query): RawQuery,
 ) -> Result<(HeaderMap, Json<Vec<TraceLogView>>), ApiError> {
     trace_logs_response(&state, &caller, None, query).await
+}
+
+/// `/elements/{keyOrId}/instances/{id}`: the instance, if it is one of that element's.
+async fn of_element(
+    state: &AppState,
+    caller: &junction_service::Caller,
+    key_or_id: &str,
+    id: &str,
+) -> Result<i64, ApiError> {
+    let id = instance_id(id)?;
+    state
+        .services
+        .check_instance_of_element(caller, key_or_id, id)
+        .await?;
+    Ok(id)
+}
+
+#[utoipa::path(
+    get,
+    path = "/elements/{key_or_id}/instances/{id}",
+    tag = "instances",
+    summary = "Get an instance of this element",
+    params(("key_or_id" = String, Path, description = "Element key or id"), ("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
+async fn show_of_element(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((key_or_id, id)): Path<(String, String)>,
+) -> Result<Json<InstanceView>, ApiError> {
+    let id = of_element(&state, &caller, &key_or_id, &id).await?;
+    Ok(Json(state.services.get_instance(&caller, id).await?))
+}
+
+#[utoipa::path(
+    put,
+    path = "/elements/{key_or_id}/instances/{id}",
+    tag = "instances",
+    summary = "Replace an instance of this element",
+    params(("key_or_id" = String, Path, description = "Element key or id"), ("id" = i64, Path, description = "Instance id")),
+    request_body = InstanceBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
+async fn replace_of_element(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((key_or_id, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<InstanceBody>,
+) -> Result<Json<InstanceView>, ApiError> {
+    let id = of_element(&state, &caller, &key_or_id, &id).await?;
+    update(&state, &caller, Some(id), body, UpdateMode::Replace).await
+}
+
+#[utoipa::path(
+    patch,
+    path = "/elements/{key_or_id}/instances/{id}",
+    tag = "instances",
+    summary = "Change part of an instance of this element",
+    params(("key_or_id" = String, Path, description = "Element key or id"), ("id" = i64, Path, description = "Instance id")),
+    request_body = InstanceBody,
+    security(("authorization" = [])),
+    responses((status = 200, body = InstanceView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
+async fn merge_of_element(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((key_or_id, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<InstanceBody>,
+) -> Result<Json<InstanceView>, ApiError> {
+    let id = of_element(&state, &caller, &key_or_id, &id).await?;
+    update(&state, &caller, Some(id), body, UpdateMode::Merge).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/elements/{key_or_id}/instances/{id}",
+    tag = "instances",
+    summary = "Delete an instance of this element",
+    params(("key_or_id" = String, Path, description = "Element key or id"), ("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = Object), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
+async fn remove_of_element(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((key_or_id, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let id = of_element(&state, &caller, &key_or_id, &id).await?;
+    delete(&state, &caller, Some(id)).await
 }

@@ -32,6 +32,13 @@ use utoipa::{Modify, OpenApi};
         elements::show,
         elements::oauth_url_get,
         elements::oauth_url_post,
+        elements::create,
+        elements::replace,
+        elements::remove,
+        elements::activate,
+        elements::deactivate,
+        elements::clone,
+        elements::export,
         elements::oauth_token,
         elements::metadata_list,
         elements::metadata,
@@ -66,6 +73,10 @@ use utoipa::{Modify, OpenApi};
         instances::trace_logs,
         instances::list_for_element,
         instances::create_for_element,
+        instances::show_of_element,
+        instances::replace_of_element,
+        instances::merge_of_element,
+        instances::remove_of_element,
         accounts::list,
         accounts::create,
         accounts::show,
@@ -145,8 +156,83 @@ impl Modify for Security {
 /// being served empty.
 pub fn document() -> Result<Value, serde_json::Error> {
     let mut doc = serde_json::to_value(ApiDoc::openapi())?;
+    element_parts(&mut doc);
     state_limits(&mut doc);
     Ok(doc)
+}
+
+/// The Element Builder's part routes (`elements::part_handlers!`): five operations on
+/// each of configuration entries, resources, parameters, hooks, objects and fields.
+fn element_parts(doc: &mut Value) {
+    let param = |name: &str, description: &str| json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}});
+    let error = json!({"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiErrorBody"}}}});
+    let object = json!({"description": "The item (the configuration list: an object holding the entries by key)", "content": {"application/json": {"schema": {}}}});
+    let body =
+        json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+    let operation = |summary: String, params: &[Value], with_body: bool, writes: bool| {
+        let mut responses = serde_json::Map::new();
+        responses.insert("200".into(), object.clone());
+        for status in ["400", "401", "404"] {
+            responses.insert(status.into(), error.clone());
+        }
+        if writes {
+            responses.insert("403".into(), error.clone());
+            responses.insert("409".into(), error.clone());
+        }
+        let mut op = json!({
+            "tags": ["elements"],
+            "summary": summary,
+            "parameters": params,
+            "security": [{"authorization": []}],
+            "responses": responses,
+        });
+        if with_body {
+            op["requestBody"] = body.clone();
+        }
+        op
+    };
+    let element = param("key_or_id", "Element key or id");
+    let parts = [
+        ("configuration", "configuration entry", "key", None),
+        ("resources", "resource", "id", None),
+        ("parameters", "element-wide parameter", "id", None),
+        ("hooks", "element-wide hook", "id", None),
+        ("objects", "object", "name", None),
+        ("fields", "object field", "name", Some("name")),
+    ];
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (part, noun, by, parent) in parts {
+        let (collection, mut params) = match parent {
+            Some(object) => (
+                format!("/elements/{{key_or_id}}/objects/{{{object}}}/fields"),
+                vec![element.clone(), param(object, "Object name")],
+            ),
+            None => (
+                format!("/elements/{{key_or_id}}/{part}"),
+                vec![element.clone()],
+            ),
+        };
+        // Objects are addressed by `{name}`, which their fields' routes share.
+        let item_name = if part == "objects" { "name" } else { "item" };
+        paths.insert(
+            collection.clone(),
+            json!({
+                "get": operation(format!("List the element's {noun}s"), &params, false, false),
+                "post": operation(format!("Add a {noun} to a custom element"), &params, true, true),
+            }),
+        );
+        params.push(param(item_name, &format!("The {noun}'s {by}")));
+        paths.insert(
+            format!("{collection}/{{{item_name}}}"),
+            json!({
+                "get": operation(format!("Get one {noun}"), &params, false, false),
+                "put": operation(format!("Replace a {noun} of a custom element"), &params, true, true),
+                "delete": operation(format!("Remove a {noun} from a custom element"), &params, false, true),
+            }),
+        );
+    }
 }
 
 /// Writes what Junction enforces into the document: the size limits on lists, strings

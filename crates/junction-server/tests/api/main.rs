@@ -7,6 +7,7 @@ mod helpers;
 
 mod accounts;
 mod auth_types;
+mod builder;
 mod catalog;
 mod errors;
 mod hubs;
