@@ -101,6 +101,19 @@ pub fn derive_key(name: &str) -> String {
         .collect()
 }
 
+/// The key of the `n`th copy of `source`: `{source}clone`, then `{source}clone2`, …, with
+/// `source` shortened so that the key stays within the key length limit.
+fn clone_key(source: &str, n: u32) -> String {
+    let suffix = if n == 1 {
+        "clone".to_owned()
+    } else {
+        format!("clone{n}")
+    };
+    let room = junction_catalog::MAX_KEY.saturating_sub(suffix.len());
+    let base: String = source.chars().take(room).collect();
+    format!("{base}{suffix}")
+}
+
 fn invalid(e: junction_catalog::DefinitionError) -> ServiceError {
     ServiceError::bad_request("invalid_element", e.to_string())
 }
@@ -358,14 +371,15 @@ impl Services {
             entry.default = None;
         }
         let taken = self.store.organization_elements(organization).await?;
-        let base = format!("{}clone", source.definition().key);
-        let mut key = base.clone();
+        let source_key = &source.definition().key;
         let mut n = 1;
+        let mut key = clone_key(source_key, n);
         while self.catalog.get(&key).is_some() || taken.get(&key).is_some() {
             n += 1;
-            key = format!("{base}{n}");
+            key = clone_key(source_key, n);
         }
         copy.key = key;
+        junction_catalog::validate(&copy).map_err(invalid)?;
         let id = self
             .store
             .insert_element(organization, &copy, now_ms())
@@ -471,7 +485,17 @@ impl Services {
                             .filter_map(|i| i.get(field).and_then(Value::as_i64))
                             .max()
                             .unwrap_or(0)
-                            + 1;
+                            .checked_add(1)
+                            .ok_or_else(|| {
+                                ServiceError::bad_request(
+                                    "invalid_body",
+                                    format!(
+                                        "element '{key}' has a {} with the largest possible \
+                                         {field}: give this one's {field}",
+                                        part.noun()
+                                    ),
+                                )
+                            })?;
                         value.insert(field.into(), Value::from(next));
                     }
                     None => {

@@ -22,6 +22,8 @@ on_both_backends!(
     custom_elements_are_in_their_organizations_metadata_and_hydrated_hubs,
     a_custom_element_names_a_built_in_hub_or_one_of_its_organizations,
     a_custom_elements_templated_oauth_url_is_filled_from_the_callers_values,
+    a_part_after_one_with_the_largest_id_must_name_its_own,
+    clones_of_elements_with_long_keys_get_keys_within_the_limit,
 );
 
 /// A custom OAuth 2.0 element, as a Cloud Elements client would post it: no key (it is
@@ -870,4 +872,55 @@ async fn a_custom_elements_templated_oauth_url_is_filled_from_the_callers_values
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, "not_oauth1_element");
+}
+
+async fn a_part_after_one_with_the_largest_id_must_name_its_own(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create(&app, &churros()).await;
+    let base = "/elements/churrosdbelement/resources";
+    let (status, body) = app
+        .post(
+            base,
+            &json!({"id": i64::MAX, "path": "/hubs/crm/a", "method": "GET", "vendorPath": "/a"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post(
+            base,
+            &json!({"path": "/hubs/crm/b", "method": "GET", "vendorPath": "/b"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "invalid_body");
+    assert!(message.contains("id"), "{message}");
+    let (_, listed) = app.get(base).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let (status, body) = app
+        .post(
+            base,
+            &json!({"id": 7, "path": "/hubs/crm/b", "method": "GET", "vendorPath": "/b"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn clones_of_elements_with_long_keys_get_keys_within_the_limit(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let long = "k".repeat(64);
+    let mut element = churros();
+    element["key"] = json!(long);
+    create(&app, &element).await;
+    let path = format!("/elements/{long}/clone");
+    let (status, first) = app.call(Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["key"], format!("{}clone", "k".repeat(59)));
+    let (status, second) = app.call(Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["key"], format!("{}clone2", "k".repeat(58)));
+    for clone in [&first, &second] {
+        let key = clone["key"].as_str().unwrap();
+        let (status, found) = app.get(&format!("/elements/{key}")).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+    }
 }
