@@ -690,12 +690,18 @@ fn validate_oauth1(
         }
         check_names_declared(e, &field, template)?;
     }
+    // Step 1 of OAuth 1.0a is anonymous and may name its own request-token URL: pins are
+    // what keep it to the provider.
+    if spec.allowed_hosts.is_empty() {
+        return Err(rule(
+            "oauth1.allowedHosts",
+            "oauth1 elements must pin the hosts they talk to",
+        ));
+    }
     let allows = |host: &str| {
-        spec.allowed_hosts.is_empty()
-            || spec
-                .allowed_hosts
-                .iter()
-                .any(|p| junction_core::element::host_matches(p, host))
+        spec.allowed_hosts
+            .iter()
+            .any(|p| junction_core::element::host_matches(p, host))
     };
     check_pins(e, sample, "oauth1", &spec.allowed_hosts, &urls, allows)
 }

@@ -51,8 +51,15 @@ pub struct OAuthTokenParams {
     /// Where the provider sends the customer back (`oauth_callback`).
     pub callback_url: Option<String>,
     /// The temporary-credentials endpoint, when it is not the element's
-    /// `oauth.request.url` (a provider's own host); held to the element's host pins.
+    /// `oauth.request.url` (a provider's own host); taken only for an element that pins
+    /// its hosts, and held to those pins.
     pub request_token_url: Option<String>,
+    /// Values of the configuration entries the element's `oauth.request.url` is templated
+    /// from, by key.
+    #[serde(flatten)]
+    #[param(ignore)]
+    #[schema(ignore)]
+    pub configuration: BTreeMap<String, Value>,
 }
 
 /// OAuth 1.0a temporary credentials: the request token and its secret. The secret comes
@@ -158,6 +165,7 @@ fn template_values(
             None => values.remove(key),
         };
     }
+    templates::check_host_safe(element, &values, "invalid_parameter")?;
     Ok(values)
 }
 
@@ -198,13 +206,6 @@ fn check_pinned(element: &ElementDefinition, key: &str, url: &str) -> Result<(),
     }
 }
 
-fn default_of(element: &ElementDefinition, key: &str) -> String {
-    element
-        .config_entry(key)
-        .and_then(|c| c.default.clone())
-        .unwrap_or_default()
-}
-
 impl Services {
     /// OAuth 1.0a step 1 (RFC 5849 §2.1): temporary credentials for the caller's
     /// consumer, with its callback.
@@ -224,8 +225,29 @@ impl Services {
         let callback = present(&params.callback_url).unwrap_or_default();
         check_callback_url(callback)?;
         let request_url = match present(&params.request_token_url) {
+            // This call is anonymous: without pins, a given URL would send a signed
+            // request anywhere on the caller's behalf.
+            Some(_)
+                if element
+                    .oauth1
+                    .as_ref()
+                    .is_none_or(|o| o.allowed_hosts.is_empty()) =>
+            {
+                return Err(ServiceError::bad_request(
+                    "invalid_parameter",
+                    format!(
+                        "element '{}' pins no hosts, so requestTokenUrl cannot be given: \
+                         its own '{}' is used",
+                        element.key,
+                        keys::REQUEST_URL
+                    ),
+                ));
+            }
             Some(given) => given.to_owned(),
-            None => default_of(&element, keys::REQUEST_URL),
+            None => {
+                let values = template_values(&element, &params.configuration)?;
+                filled(&element, keys::REQUEST_URL, &values)?
+            }
         };
         check_pinned(&element, keys::REQUEST_URL, &request_url)?;
         let mut config = ConfigMap::new();
@@ -259,11 +281,19 @@ impl Services {
             .iter()
             .flat_map(|o| o.authorization_parameters.iter())
         {
-            let value = fill(template, &defaults).map_err(|e| {
-                ServiceError::Internal(format!(
+            let value = fill(template, &defaults).map_err(|e| match e {
+                TemplateError::Missing(missing) => ServiceError::bad_request(
+                    "missing_parameter",
+                    format!(
+                        "missing required parameter(s): {missing} (element '{}' builds \
+                         authorization parameter '{name}' from it)",
+                        element.key
+                    ),
+                ),
+                TemplateError::Unclosed => ServiceError::Internal(format!(
                     "element '{}' authorization parameter '{name}': {e}",
                     element.key
-                ))
+                )),
             })?;
             extra.push((name.clone(), value));
         }

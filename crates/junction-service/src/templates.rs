@@ -53,6 +53,7 @@ pub(crate) fn fill_defaults(
     given: Option<&Map<String, Value>>,
 ) -> Result<(), ServiceError> {
     let now = values(config);
+    check_host_safe(element, &now, "invalid_configuration")?;
     let before = stored.map(values);
     for key in TEMPLATED_KEYS {
         let Some(template) = template(element, key) else {
@@ -90,15 +91,72 @@ fn without(values: &BTreeMap<String, String>, key: &str) -> BTreeMap<String, Str
     rest
 }
 
-/// The entries the element's templated defaults name: the values a caller may give step 1
-/// of the authorization to fill its authorization URL and scope.
+/// The entries the element's templated defaults and OAuth 1.0a authorization parameters
+/// name: the values a caller may give the authorization steps to fill its URLs and scope.
 pub(crate) fn template_names(element: &ElementDefinition) -> BTreeSet<String> {
+    let parameters = element
+        .oauth1
+        .iter()
+        .flat_map(|o| o.authorization_parameters.values())
+        .map(String::as_str);
     TEMPLATED_KEYS
         .iter()
         .filter_map(|key| template(element, key))
+        .chain(parameters)
         .filter_map(|t| placeholders(t).ok())
         .flatten()
         .collect()
+}
+
+/// The entries a templated URL or scope of the element places after its own start, where
+/// a value becomes part of the host (or path) the URL names. A template that starts with
+/// a placeholder takes a whole address from it, which the host pins then judge.
+fn placed_names(element: &ElementDefinition) -> BTreeSet<String> {
+    TEMPLATED_KEYS
+        .iter()
+        .filter_map(|key| template(element, key))
+        .flat_map(|t| {
+            placeholders(t)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(move |name| !t.trim_start().starts_with(&format!("{{{name}}}")))
+        })
+        .collect()
+}
+
+/// `value` is dot-separated labels of letters, digits and hyphens: nothing in it can end
+/// the host early (`evil.com#`, `10.0.0.5/`, `user@`) and move the URL to another one
+/// than its template names, past the host pins.
+fn is_host_safe(value: &str) -> bool {
+    value.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
+}
+
+/// Refuses, with `code` and naming the key, a value a template places in its URL that is
+/// not [`is_host_safe`]. An empty value is left to the template's own missing-value error.
+pub(crate) fn check_host_safe(
+    element: &ElementDefinition,
+    values: &BTreeMap<String, String>,
+    code: &'static str,
+) -> Result<(), ServiceError> {
+    let placed = placed_names(element);
+    for (key, value) in values {
+        if placed.contains(key) && !value.is_empty() && !is_host_safe(value) {
+            return Err(ServiceError::bad_request(
+                code,
+                format!(
+                    "'{key}' is placed in the URLs of element '{}' and may hold only letters, \
+                     digits, '-' and '.' between non-empty labels",
+                    element.key
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The element-level parameters every call carries: headers and query parameters from

@@ -36,6 +36,8 @@ on_both_backends!(
     oauth1_request_token_authorization_and_exchange_against_a_real_server,
     oauth1_calls_are_signed_including_form_bodies,
     oauth1_provisioning_names_missing_callback_values,
+    oauth1_steps_fill_their_templates_from_the_callers_values_and_name_what_is_missing,
+    oauth1_elements_pin_their_hosts_and_a_given_request_token_url_is_held_to_them,
 );
 
 /// What the provider must see on every call, and what it saw.
@@ -903,4 +905,101 @@ async fn element_parameters_go_on_every_call_and_ping_without_overriding_the_cre
     let last = provider.seen().pop().unwrap();
     assert_eq!(last.path, "/v1/users/me");
     assert_eq!(last.header("notion-version"), Some("2022-06-28"));
+}
+
+/// A custom OAuth 1.0a element on the authlib peer whose request-token URL and an
+/// authorization parameter are templated from values the caller gives.
+fn templated_oauth1(peer: &Peer) -> Value {
+    let host = url::Url::parse(&peer.base_url)
+        .unwrap()
+        .host_str()
+        .unwrap()
+        .to_owned();
+    json!({
+        "name": "Templated Tokens",
+        "description": "OAuth 1.0a with templated endpoints",
+        "hub": "crm",
+        "authentication": {"type": "oauth1"},
+        "uses": ["oauth1"],
+        "configuration": [
+            {"key": "base.url", "name": "Base URL", "default": format!("{}/api", peer.base_url)},
+            {"key": "oauth.request.url", "name": "Request token URL",
+             "default": format!("{}/{{templated.segment}}/request_token", peer.base_url)},
+            {"key": "oauth.authorization.url", "name": "Authorization URL", "default": peer.authorize_url()},
+            {"key": "oauth.token.url", "name": "Token URL", "default": peer.token_url()},
+            {"key": "templated.segment", "name": "Segment", "required": true},
+            {"key": "templated.app", "name": "App name", "required": true}
+        ],
+        "oauth1": {
+            "signatureMethod": "HMAC-SHA1",
+            "authorizationParameters": {"name": "{templated.app}"},
+            "allowedHosts": [host]
+        }
+    })
+}
+
+async fn oauth1_steps_fill_their_templates_from_the_callers_values_and_name_what_is_missing(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let peer = Peer::shared(PeerKind::AuthlibOAuth1).await;
+    let (status, body) = app.post("/elements", &templated_oauth1(peer)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let step_one = format!(
+        "/elements/templatedtokens/oauth/token?apiKey={CLIENT_ID}&apiSecret={CLIENT_SECRET}&callbackUrl=https://app.example.test/cb"
+    );
+
+    // The request-token URL is filled from the value given (`.../oauth/request_token`).
+    let (status, temporary) = app
+        .get(&format!("{step_one}&templated.segment=oauth"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{temporary}");
+    let request_token = temporary["token"].as_str().unwrap().to_owned();
+    let (status, body) = app.get(&step_one).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "missing_parameter");
+    assert!(message.contains("templated.segment"), "{message}");
+
+    // Step 2 takes the values its authorization parameters name, and names a missing one.
+    let step_two = format!(
+        "/elements/templatedtokens/oauth/url?apiKey={CLIENT_ID}&callbackUrl=https://app.example.test/cb&requestToken={request_token}"
+    );
+    let (status, body) = app.get(&step_two).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "missing_parameter");
+    assert!(message.contains("templated.app"), "{message}");
+    let (status, body) = app
+        .get(&format!("{step_two}&templated.app=Acme%20Sync"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let url = url::Url::parse(body["oauthUrl"].as_str().unwrap()).unwrap();
+    let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["name"], "Acme Sync");
+    assert_eq!(query["oauth_token"], request_token);
+}
+
+async fn oauth1_elements_pin_their_hosts_and_a_given_request_token_url_is_held_to_them(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let peer = Peer::shared(PeerKind::AuthlibOAuth1).await;
+    let mut unpinned = templated_oauth1(peer);
+    unpinned["oauth1"]
+        .as_object_mut()
+        .unwrap()
+        .remove("allowedHosts");
+    let (status, body) = app.post("/elements", &unpinned).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "invalid_element");
+    assert!(message.contains("oauth1.allowedHosts"), "{message}");
+    assert!(app.get("/elements/templatedtokens").await.0 == StatusCode::NOT_FOUND);
+
+    // Trello pins its hosts: a request-token URL elsewhere is refused before any call.
+    let (status, body) = app
+        .get(&format!(
+            "/elements/trello/oauth/token?apiKey={CLIENT_ID}&apiSecret={CLIENT_SECRET}&callbackUrl=https://app.example.test/cb&requestTokenUrl=https://evil.example/request_token"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "host_not_allowed");
 }
