@@ -717,4 +717,14 @@ mod tests {
         assert_eq!(derive_key("Über-CRM 2!"), "bercrm2");
         assert_eq!(derive_key("  "), "");
     }
+
+    #[test]
+    fn clone_keys_shorten_their_source_to_fit_the_limit() {
+        assert_eq!(clone_key("sfdc", 1), "sfdcclone");
+        assert_eq!(clone_key("sfdc", 12), "sfdcclone12");
+        let long = "k".repeat(junction_catalog::MAX_KEY);
+        for n in [1, 9, 10, 1000] {
+            assert_eq!(clone_key(&long, n).len(), junction_catalog::MAX_KEY);
+        }
+    }
 }

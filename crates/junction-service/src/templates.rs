@@ -297,6 +297,30 @@ mod tests {
     }
 
     #[test]
+    fn only_host_labels_may_fill_a_template_past_its_start() {
+        for good in ["acme", "acme-2", "eu.acme", "10.0.0.5"] {
+            assert!(is_host_safe(good), "{good}");
+        }
+        for bad in [
+            "evil.com#",
+            "a/b",
+            "me@x",
+            "x?",
+            "x:1",
+            "a b",
+            "a..b",
+            ".a",
+            "a.",
+        ] {
+            assert!(!is_host_safe(bad), "{bad}");
+        }
+        let e = element(ZENDESK_LIKE);
+        let mut config = config(&[("demo.site", "10.0.0.5#")]);
+        let refused = fill_defaults(&e, &mut config, None, None).unwrap_err();
+        assert!(refused.to_string().contains("demo.site"), "{refused}");
+    }
+
+    #[test]
     fn parameters_replace_the_callers_and_name_what_is_missing() {
         let e = element(ZENDESK_LIKE);
         let mut url = Url::parse("https://acme.example.com/api/x?version=1&page=2").unwrap();
