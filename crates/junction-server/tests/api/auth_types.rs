@@ -28,6 +28,7 @@ on_both_backends!(
     custom_headers_are_templated_from_configuration,
     missing_credentials_are_named_and_nothing_is_stored,
     moving_a_configured_instance_to_another_host_takes_its_credentials_in_the_same_request,
+    keys_that_are_not_all_the_credential_secrets_do_not_move_an_instance,
     element_parameters_go_on_every_call_and_ping_without_overriding_the_credential,
     a_refused_validation_call_is_a_400_with_the_providers_words_and_stores_nothing,
     new_credentials_in_an_update_are_validated_before_they_are_stored,
@@ -813,6 +814,76 @@ async fn moving_a_configured_instance_to_another_host_takes_its_credentials_in_t
     let (status, body) = proxy(&app, &instance, "/leads").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(other.seen().len(), 2);
+}
+
+async fn keys_that_are_not_all_the_credential_secrets_do_not_move_an_instance(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let provider = Checker::start(Arc::new(|s: &Seen| {
+        s.header("x-algolia-application-id") == Some(ALGOLIA_APP)
+            && s.header("x-algolia-api-key") == Some(API_KEY)
+    }))
+    .await;
+    let (status, instance) = create(
+        &app,
+        "algolia",
+        json!({
+            "base.url": provider.base_url,
+            "algolia.application.id": ALGOLIA_APP,
+            "algolia.api.key": API_KEY,
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let id = instance["id"].as_i64().unwrap();
+    let before = app.get(&format!("/instances/{id}/configuration")).await.1;
+    let evil = Checker::start(Arc::new(|_: &Seen| true)).await;
+    // Keys the element does not read, a non-secret key it does read, an empty secret:
+    // none of them is a re-authorization, so the stored API key must not go to `evil`.
+    for configuration in [
+        json!({"base.url": evil.base_url, "oauth.api.key": "", "oauth.api.secret": "x"}),
+        json!({"base.url": evil.base_url, "algolia.application.id": "OTHER"}),
+    ] {
+        let (status, body) = app
+            .call(
+                Method::PATCH,
+                &format!("/instances/{id}"),
+                Some(&json!({ "configuration": configuration })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{configuration}: {body}");
+        let message = assert_error(&body, "host_change_requires_authorization");
+        assert!(message.contains("'algolia.api.key'"), "{message}");
+    }
+    // An empty secret is no credential at all.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {"base.url": evil.base_url, "algolia.api.key": ""}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(evil.seen().is_empty(), "nothing went to the new host");
+    let after = app.get(&format!("/instances/{id}/configuration")).await.1;
+    assert_eq!(before, after, "nothing changed");
+    let (status, body) = proxy(&app, &instance, "/indexes").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Every credential secret given: the move goes ahead, and only the new key is sent.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {
+                "base.url": evil.base_url,
+                "algolia.api.key": "sk_new-key",
+            }})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = evil.seen();
+    assert_eq!(seen.len(), 1, "the new key was checked at the new host");
+    assert_eq!(seen[0].header("x-algolia-api-key"), Some("sk_new-key"));
 }
 
 /// Sends a proxied GET with the caller's own `headers`.
