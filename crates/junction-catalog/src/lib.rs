@@ -13,7 +13,7 @@ pub use hubs::CUSTOM_HUB_IDS;
 use include_dir::{Dir, include_dir};
 use junction_core::credential::{CredentialTemplate, OAuthGrant, placeholders};
 use junction_core::element::{
-    AuthenticationType, CUSTOM_ELEMENT_IDS_START, ElementDefinition, ProtocolType,
+    AuthenticationType, CUSTOM_ELEMENT_IDS_START, ElementDefinition, ProtocolType, must_be_secret,
 };
 use junction_core::hub::{HubDefinition, ParameterType};
 use std::collections::{BTreeMap, HashMap};
@@ -466,6 +466,24 @@ pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
             return Err(rule(
                 format!("configuration[{i}].key"),
                 format!("'{}' appears twice", entry.key),
+            ));
+        }
+        if must_be_secret(&entry.key) && !entry.is_secret() {
+            return Err(rule(
+                format!("configuration[{i}].type"),
+                format!(
+                    "'{}' holds a credential: declare it PASSWORD (or secret: true)",
+                    entry.key
+                ),
+            ));
+        }
+        if entry.is_secret() && entry.default.is_some() {
+            return Err(rule(
+                format!("configuration[{i}].default"),
+                format!(
+                    "'{}' is a secret: a default would be stored and served in clear",
+                    entry.key
+                ),
             ));
         }
         if entry.required && entry.internal {
@@ -1056,12 +1074,44 @@ mod tests {
         assert!(err.to_string().contains("oauth.authorization.url"), "{err}");
     }
 
+    fn oauth_with(api_key: &str, api_secret: &str) -> String {
+        MINIMAL.replace("{type: basic}", "{type: oauth2}")
+            + "configuration:\n"
+            + &format!("  - {{key: oauth.api.key, name: k, {api_key}required: true}}\n")
+            + &format!("  - {{key: oauth.api.secret, name: s, {api_secret}required: true}}\n")
+            + "  - {key: oauth.callback.url, name: c, required: true}\n"
+            + "  - {key: oauth.authorization.url, name: a, default: 'https://login.example.com/auth'}\n"
+            + "  - {key: oauth.token.url, name: t, default: 'https://login.example.com/token'}\n"
+            + "  - {key: base.url, name: b, default: 'https://api.example.com'}\n"
+            + "oauth: {}\n"
+    }
+
+    #[test]
+    fn reserved_credential_keys_cannot_be_declared_plain_text() {
+        let ok = oauth_with("type: PASSWORD, ", "secret: true, ");
+        assert!(load(&[("demo.yaml", &ok)]).is_ok());
+        for (key, secret) in [("", "type: PASSWORD, "), ("type: PASSWORD, ", "")] {
+            let err = load(&[("demo.yaml", &oauth_with(key, secret))]).unwrap_err();
+            assert!(err.to_string().contains("holds a credential"), "{err}");
+        }
+    }
+
+    #[test]
+    fn secret_entries_cannot_carry_a_default() {
+        let text = oauth_with("type: PASSWORD, ", "type: PASSWORD, default: s3cr3t, ");
+        let err = load(&[("demo.yaml", &text)]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("oauth.api.secret"), "{message}");
+        assert!(message.contains("default"), "{message}");
+        assert!(!message.contains("s3cr3t"), "{message}");
+    }
+
     #[test]
     fn host_pins_must_be_host_patterns_that_the_defaults_pass() {
         let oauth = MINIMAL.replace("{type: basic}", "{type: oauth2}")
             + "configuration:\n"
-            + "  - {key: oauth.api.key, name: k, required: true}\n"
-            + "  - {key: oauth.api.secret, name: s, required: true}\n"
+            + "  - {key: oauth.api.key, name: k, type: PASSWORD, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, type: PASSWORD, required: true}\n"
             + "  - {key: oauth.callback.url, name: c, required: true}\n"
             + "  - {key: oauth.authorization.url, name: a, default: 'https://login.example.com/auth'}\n"
             + "  - {key: oauth.token.url, name: t, default: 'https://login.example.com/token'}\n"
@@ -1167,8 +1217,8 @@ mod tests {
         let oauth = MINIMAL.replace("{type: basic}", "{type: oauth2}")
             + "configuration:\n"
             + "  - {key: demo.site, name: s, required: true}\n"
-            + "  - {key: oauth.api.key, name: k, required: true}\n"
-            + "  - {key: oauth.api.secret, name: s, required: true}\n"
+            + "  - {key: oauth.api.key, name: k, type: PASSWORD, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, type: PASSWORD, required: true}\n"
             + "  - {key: oauth.callback.url, name: c, required: true}\n"
             + "  - {key: oauth.authorization.url, name: a, default: 'https://{demo.site}.example.com/auth'}\n"
             + "  - {key: oauth.token.url, name: t, default: 'https://{demo.site}.example.com/token'}\n"
@@ -1234,8 +1284,8 @@ mod tests {
     fn client_credentials_elements_need_no_authorization_url_or_callback() {
         let text = MINIMAL.replace("{type: basic}", "{type: oauth2}")
             + "configuration:\n"
-            + "  - {key: oauth.api.key, name: k, required: true}\n"
-            + "  - {key: oauth.api.secret, name: s, required: true}\n"
+            + "  - {key: oauth.api.key, name: k, type: PASSWORD, required: true}\n"
+            + "  - {key: oauth.api.secret, name: s, type: PASSWORD, required: true}\n"
             + "  - {key: oauth.token.url, name: t, default: 'https://login.example.com/token'}\n"
             + "  - {key: base.url, name: b, default: 'https://api.example.com'}\n"
             + "oauth: {grant: clientCredentials, allowedHosts: ['*.example.com']}\n";
@@ -1248,7 +1298,7 @@ mod tests {
     fn oauth1_elements_declare_their_three_endpoints() {
         let text = MINIMAL.replace("{type: basic}", "{type: oauth1}")
             + "configuration:\n"
-            + "  - {key: oauth.api.key, name: k, required: true}\n"
+            + "  - {key: oauth.api.key, name: k, type: PASSWORD, required: true}\n"
             + "  - {key: oauth.api.secret, name: s, type: PASSWORD, required: true}\n"
             + "  - {key: oauth.callback.url, name: c, required: true}\n"
             + "  - {key: oauth.request.url, name: r, default: 'https://example.com/request'}\n"

@@ -646,14 +646,22 @@ impl ElementDefinition {
     }
 
     /// Whether a configuration key holds a secret: encrypted at rest, masked on output.
-    /// Keys the element does not declare are secret when they are among the platform's
-    /// reserved secrets or when their words say so ([`crate::config::looks_secret`]).
+    /// The platform's reserved secrets are secret whatever the element declares: a custom
+    /// element's author must not be able to unmask them; a declaration can only make more
+    /// keys secret. Keys the element does not declare are secret also when their words
+    /// say so ([`crate::config::looks_secret`]).
     pub fn is_secret_key(&self, key: &str) -> bool {
-        match self.config_entry(key) {
-            Some(entry) => entry.is_secret(),
-            None => RESERVED_SECRET_KEYS.contains(&key) || crate::config::looks_secret(key),
-        }
+        must_be_secret(key)
+            || match self.config_entry(key) {
+                Some(entry) => entry.is_secret(),
+                None => crate::config::looks_secret(key),
+            }
     }
+}
+
+/// Whether `key` is a secret whatever an element declares.
+pub fn must_be_secret(key: &str) -> bool {
+    RESERVED_SECRET_KEYS.contains(&key)
 }
 
 /// Configuration keys Cloud Elements reserves for credentials; masked even when an
@@ -671,6 +679,29 @@ pub const RESERVED_SECRET_KEYS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_secrets_stay_secret_whatever_the_element_declares() {
+        let e: ElementDefinition = serde_json::from_value(serde_json::json!({
+            "id": 1, "key": "demo", "name": "Demo", "hookName": "Demo", "hub": "crm",
+            "description": "d", "image": "i", "authentication": {"type": "custom"},
+            "configuration": [
+                {"key": "oauth.user.token", "name": "t", "type": "TEXTFIELD_128"},
+                {"key": "oauth.api.secret", "name": "s", "secret": false},
+                {"key": "demo.app", "name": "a"},
+                {"key": "demo.pin", "name": "p", "type": "PASSWORD"},
+            ],
+        }))
+        .unwrap();
+        assert!(e.is_secret_key("oauth.user.token"));
+        assert!(e.is_secret_key("oauth.api.secret"));
+        assert!(e.is_secret_key("demo.pin"));
+        assert!(!e.is_secret_key("demo.app"));
+        assert!(
+            e.is_secret_key("demo.client_secret"),
+            "undeclared, by its words"
+        );
+    }
 
     fn entry(yaml: &str) -> ConfigEntry {
         serde_json::from_str(yaml).unwrap()

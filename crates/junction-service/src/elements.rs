@@ -304,11 +304,34 @@ impl Services {
         body.insert("id".into(), Value::from(current.definition.id));
         let definition = self.checked_definition(body)?;
         self.check_hub(organization, &definition).await?;
-        self.store
-            .update_element(organization, &definition, now_ms())
-            .await
-            .map_err(|e| gone_as_not_found(e, &definition.key))?;
+        self.store_update(organization, &current.definition, &definition)
+            .await?;
         self.stored_element(definition.id).await
+    }
+
+    /// Stores `definition` over `current`. A change that would expose or misread what
+    /// instances already store (a secret entry made plain text, another authentication
+    /// type) is made only while no instance uses the element.
+    async fn store_update(
+        &self,
+        organization: OrganizationId,
+        current: &ElementDefinition,
+        definition: &ElementDefinition,
+    ) -> Result<(), ServiceError> {
+        let change = unsafe_change(current, definition);
+        self.store
+            .update_unused_element(organization, definition, now_ms(), change.is_some())
+            .await
+            .map_err(|e| match (e, change) {
+                (StoreError::ElementInUse { instances }, Some(change)) => {
+                    ServiceError::ElementChangeInUse {
+                        key: definition.key.clone(),
+                        instances,
+                        change,
+                    }
+                }
+                (e, _) => gone_as_not_found(e, &definition.key),
+            })
     }
 
     /// `DELETE /elements/{keyOrId}`: only an element no instance uses.
@@ -352,8 +375,9 @@ impl Services {
     }
 
     /// `POST /elements/{keyOrId}/clone`: a private copy, with a new key and id, of any
-    /// element the caller sees. The copy's `oauth.api.key` has no default: a clone is
-    /// usually made to bring one's own OAuth application.
+    /// element the caller sees. The copy's `oauth.api.key` and secret entries have no
+    /// default: a clone is usually made to bring one's own OAuth application, and a
+    /// secret default would be served to anyone who reads the element.
     pub async fn clone_element(
         &self,
         caller: &Caller,
@@ -363,12 +387,16 @@ impl Services {
         let source = self.lookup_element(Some(organization), key_or_id).await?;
         let mut copy = ElementDefinition::clone(source.definition());
         copy.private = false;
-        if let Some(entry) = copy
+        let secrets: Vec<String> = copy
             .configuration
-            .iter_mut()
-            .find(|e| e.key == "oauth.api.key")
-        {
-            entry.default = None;
+            .iter()
+            .filter(|e| copy.is_secret_key(&e.key))
+            .map(|e| e.key.clone())
+            .collect();
+        for entry in &mut copy.configuration {
+            if entry.key == "oauth.api.key" || secrets.contains(&entry.key) {
+                entry.default = None;
+            }
         }
         let taken = self.store.organization_elements(organization).await?;
         let source_key = &source.definition().key;
@@ -518,10 +546,8 @@ impl Services {
             (None, None) => None,
         };
         let definition = self.checked_definition(object(document)?)?;
-        self.store
-            .update_element(organization, &definition, now_ms())
-            .await
-            .map_err(|e| gone_as_not_found(e, &definition.key))?;
+        self.store_update(organization, &current.definition, &definition)
+            .await?;
         Ok(written)
     }
 
@@ -614,6 +640,32 @@ impl Services {
             .map(|c| Arc::clone(&c.definition))
             .ok_or_else(|| ServiceError::ElementNotFound(id.to_string()))
     }
+}
+
+/// What in the change from `current` to `proposed` instances of the element could not
+/// survive, in words: their sealed secrets would be shown, or their credentials read
+/// the wrong way.
+fn unsafe_change(current: &ElementDefinition, proposed: &ElementDefinition) -> Option<String> {
+    if current.authentication.kind != proposed.authentication.kind {
+        // The wire name, as the caller wrote it.
+        let name = |d: &ElementDefinition| {
+            serde_json::to_value(d.authentication.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        return Some(format!(
+            "changing authentication.type from '{}' to '{}'",
+            name(current),
+            name(proposed)
+        ));
+    }
+    current
+        .configuration
+        .iter()
+        .map(|e| e.key.as_str())
+        .find(|key| current.is_secret_key(key) && !proposed.is_secret_key(key))
+        .map(|key| format!("making secret entry '{key}' plain text"))
 }
 
 fn platform_organization(caller: &Caller) -> Result<OrganizationId, ServiceError> {

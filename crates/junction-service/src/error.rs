@@ -26,6 +26,14 @@ pub enum ServiceError {
     },
     #[error("element '{key}' still has {instances} instance(s); delete them before the element")]
     ElementInUse { key: String, instances: i64 },
+    #[error(
+        "element '{key}' still has {instances} instance(s): {change} would misread their stored configuration; create a new element instead"
+    )]
+    ElementChangeInUse {
+        key: String,
+        instances: i64,
+        change: String,
+    },
     #[error("no instance with id {0}")]
     InstanceNotFound(i64),
     #[error("no configuration entry with id {0}")]

@@ -220,12 +220,7 @@ pub(crate) fn check_update(
 fn reauthorization(element: &ElementDefinition) -> String {
     match element.authentication.kind {
         AuthenticationType::Basic | AuthenticationType::ApiKey | AuthenticationType::Custom => {
-            let mut names: Vec<String> = Vec::new();
-            for key in element.credentials.iter().flat_map(|c| c.keys()) {
-                if element.is_secret_key(&key) && !names.contains(&key) {
-                    names.push(key);
-                }
-            }
+            let names = credential_secrets(element);
             format!(
                 "the credentials for the new host in the same request (configuration {}), \
                  which are checked there before anything is stored",
@@ -256,6 +251,17 @@ fn reauthorization(element: &ElementDefinition) -> String {
     }
 }
 
+/// The secret configuration keys the element's credential templates read, each once.
+pub(crate) fn credential_secrets(element: &ElementDefinition) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for key in element.credentials.iter().flat_map(|c| c.keys()) {
+        if element.is_secret_key(&key) && !names.contains(&key) {
+            names.push(key);
+        }
+    }
+    names
+}
+
 /// A full update (`PUT`) that leaves a bound URL out keeps it: going back to the
 /// element's default would move the credentials without a re-authorization.
 pub(crate) fn keep_bound_urls(fresh: &mut ConfigMap, stored: &ConfigMap) {
@@ -277,6 +283,25 @@ pub(crate) fn forget_stored_tokens(
         let named = given.is_some_and(|g| g.contains_key(&entry.key));
         if entry.internal && entry.is_secret() && !named {
             config.insert(entry.key.clone(), None);
+        }
+    }
+}
+
+/// Drops every stored secret from `config` that the request does not give a value for:
+/// after a move, a secret kept from before would be sent to the new host.
+pub(crate) fn forget_stored_secrets(
+    element: &ElementDefinition,
+    config: &mut ConfigMap,
+    given: Option<&Map<String, Value>>,
+) {
+    for (key, value) in config.iter_mut() {
+        let named = given.is_some_and(|g| {
+            g.get(key)
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_empty())
+        });
+        if element.is_secret_key(key) && !named {
+            *value = None;
         }
     }
 }

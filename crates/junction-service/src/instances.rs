@@ -116,14 +116,38 @@ impl InstanceBody {
         }
     }
 
-    /// Whether the body sets any configuration value the element's credentials read.
-    fn sets_credentials(&self, element: &ElementDefinition) -> bool {
+    /// Whether the body sets any configuration value the element's credentials read: new
+    /// credentials are checked before anything is stored.
+    fn sets_credentials(&self, element: &ElementDefinition, client_credentials: bool) -> bool {
         let Some(given) = self.configuration.as_ref() else {
             return false;
         };
         let mut keys: Vec<String> = element.credentials.iter().flat_map(|c| c.keys()).collect();
-        keys.extend([keys::API_KEY.to_owned(), keys::API_SECRET.to_owned()]);
+        if client_credentials {
+            keys.extend([keys::API_KEY.to_owned(), keys::API_SECRET.to_owned()]);
+        }
         keys.iter().any(|k| given.contains_key(k))
+    }
+
+    /// Whether the body re-authorizes the instance from its configuration alone: it gives
+    /// every secret the element's credentials read (for the client credentials grant, the
+    /// client secret) a non-empty value. Anything less would send stored secrets along.
+    fn gives_all_secrets(&self, element: &ElementDefinition, client_credentials: bool) -> bool {
+        let Some(given) = self.configuration.as_ref() else {
+            return false;
+        };
+        let secrets = if client_credentials {
+            vec![keys::API_SECRET.to_owned()]
+        } else {
+            hosts::credential_secrets(element)
+        };
+        let filled = |k: &String| {
+            given
+                .get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.trim().is_empty())
+        };
+        !secrets.is_empty() && secrets.iter().all(filled)
     }
 }
 
@@ -530,20 +554,33 @@ impl Services {
                 Some(oauth1) => Some(oauth1),
                 // New credentials in the configuration are checked (and, for the client
                 // credentials grant, spent on a token) before anything is stored.
-                None if schemes::uses_templates(&element) && body.sets_credentials(&element) => {
+                None if schemes::uses_templates(&element)
+                    && body.sets_credentials(&element, false) =>
+                {
                     Some(Authorization::Configured)
                 }
-                None if client_credentials && body.sets_credentials(&element) => {
+                None if client_credentials && body.sets_credentials(&element, true) => {
                     Some(Authorization::ClientCredentials)
                 }
                 None => None,
             },
         };
         let reauthorized = reauthorize.is_some();
-        let moved = hosts::check_update(caller, &element, &record.config, &config, reauthorized)?;
+        // Credentials from the configuration move the instance only when they are all new:
+        // a stored secret must never reach a host the caller just named.
+        let from_configuration = matches!(
+            reauthorize,
+            Some(Authorization::Configured | Authorization::ClientCredentials)
+        );
+        let may_move = reauthorized
+            && (!from_configuration || body.gives_all_secrets(&element, client_credentials));
+        let moved = hosts::check_update(caller, &element, &record.config, &config, may_move)?;
         self.check_pins(&element, &config, Some(&record.config))?;
         if moved {
             hosts::forget_stored_tokens(&element, &mut config, body.configuration.as_ref());
+            if from_configuration {
+                hosts::forget_stored_secrets(&element, &mut config, body.configuration.as_ref());
+            }
         }
         if let Some(authorization) = reauthorize {
             expires_at = self

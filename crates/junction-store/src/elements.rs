@@ -168,8 +168,45 @@ impl Store {
         definition: &ElementDefinition,
         now: i64,
     ) -> Result<(), StoreError> {
+        self.update_unused_element(organization, definition, now, false)
+            .await
+    }
+
+    /// [`Self::update_element`], refused with `ElementInUse` when `unused` is set and an
+    /// instance uses the element: a change that would misread their stored
+    /// configuration.
+    pub async fn update_unused_element(
+        &self,
+        organization: OrganizationId,
+        definition: &ElementDefinition,
+        now: i64,
+        unused: bool,
+    ) -> Result<(), StoreError> {
         let json = to_json(definition)?;
         let mut tx = self.writer().begin().await?;
+        if unused {
+            // Taken first, as for a delete: an instance created meanwhile on another
+            // replica either counts here or is made after the change.
+            let owned = sqlx::query(AssertSqlSafe(format!(
+                "select id from custom_elements where organization_id = $1 and id = $2{}",
+                self.row_lock()
+            )))
+            .bind(organization.0)
+            .bind(definition.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if owned.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            let instances: i64 =
+                sqlx::query_scalar("select count(*) from instances where element_id = $1")
+                    .bind(definition.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if instances > 0 {
+                return Err(StoreError::ElementInUse { instances });
+            }
+        }
         let done = sqlx::query(
             "update custom_elements set key = $1, definition = $2, updated_at = $3 \
              where organization_id = $4 and id = $5",

@@ -161,7 +161,7 @@ impl From<ServiceError> for ApiError {
                 "element_part_not_found",
                 e.to_string(),
             ),
-            ServiceError::ElementInUse { .. } => {
+            ServiceError::ElementInUse { .. } | ServiceError::ElementChangeInUse { .. } => {
                 Self::new(StatusCode::CONFLICT, "element_in_use", e.to_string())
             }
             ServiceError::InstanceNotFound(_) => {

@@ -28,6 +28,8 @@ on_both_backends!(
     custom_headers_are_templated_from_configuration,
     missing_credentials_are_named_and_nothing_is_stored,
     moving_a_configured_instance_to_another_host_takes_its_credentials_in_the_same_request,
+    keys_that_are_not_all_the_credential_secrets_do_not_move_an_instance,
+    a_templated_host_moves_only_with_every_credential_secret,
     element_parameters_go_on_every_call_and_ping_without_overriding_the_credential,
     a_refused_validation_call_is_a_400_with_the_providers_words_and_stores_nothing,
     new_credentials_in_an_update_are_validated_before_they_are_stored,
@@ -815,6 +817,155 @@ async fn moving_a_configured_instance_to_another_host_takes_its_credentials_in_t
     let (status, body) = proxy(&app, &instance, "/leads").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(other.seen().len(), 2);
+}
+
+async fn keys_that_are_not_all_the_credential_secrets_do_not_move_an_instance(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let provider = Checker::start(Arc::new(|s: &Seen| {
+        s.header("x-algolia-application-id") == Some(ALGOLIA_APP)
+            && s.header("x-algolia-api-key") == Some(API_KEY)
+    }))
+    .await;
+    let (status, instance) = create(
+        &app,
+        "algolia",
+        json!({
+            "base.url": provider.base_url,
+            "algolia.application.id": ALGOLIA_APP,
+            "algolia.api.key": API_KEY,
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let id = instance["id"].as_i64().unwrap();
+    let before = app.get(&format!("/instances/{id}/configuration")).await.1;
+    let evil = Checker::start(Arc::new(|_: &Seen| true)).await;
+    // Keys the element does not read, a non-secret key it does read, an empty secret:
+    // none of them is a re-authorization, so the stored API key must not go to `evil`.
+    for configuration in [
+        json!({"base.url": evil.base_url, "oauth.api.key": "", "oauth.api.secret": "x"}),
+        json!({"base.url": evil.base_url, "algolia.application.id": "OTHER"}),
+    ] {
+        let (status, body) = app
+            .call(
+                Method::PATCH,
+                &format!("/instances/{id}"),
+                Some(&json!({ "configuration": configuration })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{configuration}: {body}");
+        let message = assert_error(&body, "host_change_requires_authorization");
+        assert!(message.contains("'algolia.api.key'"), "{message}");
+    }
+    // An empty secret is no credential at all.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {"base.url": evil.base_url, "algolia.api.key": ""}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(evil.seen().is_empty(), "nothing went to the new host");
+    let after = app.get(&format!("/instances/{id}/configuration")).await.1;
+    assert_eq!(before, after, "nothing changed");
+    let (status, body) = proxy(&app, &instance, "/indexes").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Every credential secret given: the move goes ahead, and only the new key is sent.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {
+                "base.url": evil.base_url,
+                "algolia.api.key": "sk_new-key",
+            }})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = evil.seen();
+    assert_eq!(seen.len(), 1, "the new key was checked at the new host");
+    assert_eq!(seen[0].header("x-algolia-api-key"), Some("sk_new-key"));
+}
+
+/// Freshdesk's shape (basic credentials, `base.url` templated from a per-customer host)
+/// as a custom element, so that the host can be a local provider.
+async fn a_templated_host_moves_only_with_every_credential_secret(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, body) = app
+        .post(
+            "/elements",
+            &json!({
+                "name": "Desk", "key": "desk", "description": "d", "hub": "general",
+                "authentication": {"type": "basic"},
+                "ping": "/me",
+                "configuration": [
+                    {"key": "desk.domain", "name": "Domain", "required": true},
+                    {"key": "desk.api.key", "name": "API key", "type": "PASSWORD", "required": true},
+                    {"key": "base.url", "name": "b", "default": "http://{desk.domain}/v1"},
+                ],
+                "credentials": [{"in": "basic", "username": "{desk.api.key}", "password": "X"}],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expected = basic(CLOSE_KEY, "X");
+    let provider = Checker::start(Arc::new(move |s: &Seen| {
+        s.authorization.as_deref() == Some(expected.as_str())
+    }))
+    .await;
+    let host = |c: &Checker| {
+        c.base_url
+            .trim_start_matches("http://")
+            .trim_end_matches("/v1")
+            .to_owned()
+    };
+    let (status, instance) = create(
+        &app,
+        "desk",
+        json!({"desk.domain": host(&provider), "desk.api.key": CLOSE_KEY}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let id = instance["id"].as_i64().unwrap();
+    let before = app.get(&format!("/instances/{id}/configuration")).await.1;
+
+    let evil = Checker::start(Arc::new(|_: &Seen| true)).await;
+    let evil_domain = format!("{}#", host(&evil));
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {"desk.domain": evil_domain, "oauth.api.key": ""}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "host_change_requires_authorization");
+    assert!(message.contains("'desk.api.key'"), "{message}");
+    assert!(
+        evil.seen().is_empty(),
+        "the stored API key went to the new host"
+    );
+    let after = app.get(&format!("/instances/{id}/configuration")).await.1;
+    assert_eq!(before, after, "nothing changed");
+
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(
+                &json!({"configuration": {"desk.domain": evil_domain, "desk.api.key": "new-key"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = evil.seen();
+    assert_eq!(seen.len(), 1, "the new key was checked at the new host");
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(basic("new-key", "X").as_str())
+    );
 }
 
 /// Sends a proxied GET with the caller's own `headers`.

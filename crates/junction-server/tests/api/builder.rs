@@ -24,6 +24,9 @@ on_both_backends!(
     a_custom_elements_templated_oauth_url_is_filled_from_the_callers_values,
     a_part_after_one_with_the_largest_id_must_name_its_own,
     clones_of_elements_with_long_keys_get_keys_within_the_limit,
+    a_custom_element_cannot_unmask_reserved_secrets_or_default_them,
+    secret_entries_and_the_authentication_type_stay_while_instances_exist,
+    clones_carry_no_secret_defaults,
 );
 
 /// A custom OAuth 2.0 element, as a Cloud Elements client would post it: no key (it is
@@ -41,7 +44,7 @@ fn churros() -> Value {
             {"key": "oauth.authorization.url", "name": "Authorization URL", "default": "https://auth.churros.example/authorize"},
             {"key": "oauth.token.url", "name": "Token URL", "default": "https://auth.churros.example/token"},
             {"key": "base.url", "name": "Base URL", "default": "https://api.churros.example/v1"},
-            {"key": "oauth.api.key", "name": "Client id", "required": true, "default": "churros-app"}
+            {"key": "oauth.api.key", "name": "Client id", "required": true}
         ],
         "oauth": {"scopeSeparator": ","},
         "resources": [
@@ -923,4 +926,159 @@ async fn clones_of_elements_with_long_keys_get_keys_within_the_limit(backend: Ba
         let (status, found) = app.get(&format!("/elements/{key}")).await;
         assert_eq!(status, StatusCode::OK, "{found}");
     }
+}
+
+async fn a_custom_element_cannot_unmask_reserved_secrets_or_default_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut plain = churros();
+    plain["uses"] = json!([]);
+    plain["configuration"] = json!([
+        {"key": "oauth.authorization.url", "name": "a", "default": "https://auth.churros.example/authorize"},
+        {"key": "oauth.token.url", "name": "t", "default": "https://auth.churros.example/token"},
+        {"key": "base.url", "name": "b", "default": "https://api.churros.example/v1"},
+        {"key": "oauth.callback.url", "name": "c", "required": true},
+        {"key": "oauth.api.key", "name": "k", "type": "PASSWORD", "required": true},
+        {"key": "oauth.api.secret", "name": "s", "type": "TEXTFIELD_128", "required": true},
+    ]);
+    let (status, body) = app.post("/elements", &plain).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "invalid_element");
+    assert!(message.contains("oauth.api.secret"), "{message}");
+
+    let mut defaulted = churros();
+    defaulted["configuration"][3]["default"] = json!("churros-app");
+    let (status, body) = app.post("/elements", &defaulted).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = assert_error(&body, "invalid_element");
+    assert!(message.contains("default"), "{message}");
+    assert!(!message.contains("churros-app"), "{message}");
+
+    let (_, list) = app.get("/elements?custom=true").await;
+    assert!(
+        !list.to_string().contains("churros"),
+        "nothing was stored: {list}"
+    );
+}
+
+/// A custom element with a secret of its own read by its credentials.
+fn vault() -> Value {
+    json!({
+        "name": "Vault",
+        "key": "vault",
+        "description": "d",
+        "hub": "general",
+        "authentication": {"type": "custom"},
+        "configuration": [
+            {"key": "base.url", "name": "b", "default": "https://api.vault.example"},
+            {"key": "vault.pin", "name": "PIN", "type": "PASSWORD", "required": true},
+            {"key": "vault.seal", "name": "Seal", "type": "PASSWORD", "required": true},
+        ],
+        "credentials": [
+            {"in": "header", "name": "X-Pin", "value": "{vault.pin}"},
+            {"in": "header", "name": "X-Seal", "value": "{vault.seal}"},
+        ],
+    })
+}
+
+async fn secret_entries_and_the_authentication_type_stay_while_instances_exist(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (base_url, provider) = echo_provider().await;
+    create(&app, &vault()).await;
+    let mut plain = vault();
+    plain["configuration"][1]["type"] = json!("TEXTFIELD_128");
+    let mut basic = vault();
+    basic["authentication"] = json!({"type": "basic"});
+    basic["credentials"] =
+        json!([{"in": "basic", "username": "{vault.pin}", "password": "{vault.seal}"}]);
+
+    let (status, instance) = app
+        .post(
+            "/elements/vault/instances",
+            &json!({"name": "v", "configuration": {"base.url": base_url, "vault.pin": "1234-secret", "vault.seal": "s"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let id = instance["id"].as_i64().unwrap();
+    let before = app.get("/elements/vault").await.1;
+    for (method, path, body, what) in [
+        (Method::PUT, "/elements/vault", plain.clone(), "vault.pin"),
+        (
+            Method::PUT,
+            "/elements/vault",
+            basic.clone(),
+            "authentication.type",
+        ),
+        (
+            Method::PUT,
+            "/elements/vault/configuration/vault.pin",
+            plain["configuration"][1].clone(),
+            "vault.pin",
+        ),
+    ] {
+        let (status, answer) = app.call(method.clone(), path, Some(&body)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method} {path}: {answer}");
+        let message = assert_error(&answer, "element_in_use");
+        assert!(message.contains(what), "{message}");
+        assert!(message.contains("1 instance"), "{message}");
+    }
+    assert_eq!(
+        app.get("/elements/vault").await.1,
+        before,
+        "nothing changed"
+    );
+    let (_, shown) = app.get(&format!("/instances/{id}")).await;
+    assert!(!shown.to_string().contains("1234-secret"), "{shown}");
+
+    // Changes that keep secrets secret go ahead; without instances, anything valid does.
+    let mut described = vault();
+    described["description"] = json!("still a vault");
+    let (status, body) = app
+        .call(Method::PUT, "/elements/vault", Some(&described))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = app
+        .call(Method::DELETE, &format!("/instances/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app.call(Method::PUT, "/elements/vault", Some(&basic)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    provider.abort();
+}
+
+async fn clones_carry_no_secret_defaults(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let element = create(&app, &churros()).await;
+    // An element stored before secret defaults were refused still has one.
+    let mut definition: Value = element.clone();
+    for entry in definition["configuration"].as_array_mut().unwrap() {
+        if entry["key"] == "oauth.api.secret" {
+            entry["default"] = json!("old-client-secret");
+        }
+    }
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    let stored: String =
+        sqlx::query_scalar("select definition from custom_elements where key = 'churrosdbelement'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let mut stored: Value = serde_json::from_str(&stored).unwrap();
+    for entry in stored["configuration"].as_array_mut().unwrap() {
+        if entry["key"] == "oauth.api.secret" {
+            entry["default"] = json!("old-client-secret");
+        }
+    }
+    sqlx::query("update custom_elements set definition = $1 where key = 'churrosdbelement'")
+        .bind(stored.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+    let (status, clone) = app
+        .call(Method::POST, "/elements/churrosdbelement/clone", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{clone}");
+    assert!(!clone.to_string().contains("old-client-secret"), "{clone}");
+    let key = clone["key"].as_str().unwrap();
+    let (_, exported) = app.get(&format!("/elements/{key}/export")).await;
+    assert!(!exported.to_string().contains("old-client-secret"));
 }
