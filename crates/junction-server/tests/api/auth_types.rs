@@ -889,7 +889,7 @@ async fn keys_that_are_not_all_the_credential_secrets_do_not_move_an_instance(ba
     assert_eq!(seen[0].header("x-algolia-api-key"), Some("sk_new-key"));
 }
 
-/// Freshdesk's shape (basic credentials, `base.url` templated from a per-customer host)
+/// Freshdesk's shape (basic credentials, `base.url` templated from a per-customer value)
 /// as a custom element, so that the host can be a local provider.
 async fn a_templated_host_moves_only_with_every_credential_secret(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -901,9 +901,9 @@ async fn a_templated_host_moves_only_with_every_credential_secret(backend: Backe
                 "authentication": {"type": "basic"},
                 "ping": "/me",
                 "configuration": [
-                    {"key": "desk.domain", "name": "Domain", "required": true},
+                    {"key": "desk.site", "name": "Site", "default": "https://desk.example.com"},
                     {"key": "desk.api.key", "name": "API key", "type": "PASSWORD", "required": true},
-                    {"key": "base.url", "name": "b", "default": "http://{desk.domain}/v1"},
+                    {"key": "base.url", "name": "b", "default": "{desk.site}/v1"},
                 ],
                 "credentials": [{"in": "basic", "username": "{desk.api.key}", "password": "X"}],
             }),
@@ -915,16 +915,13 @@ async fn a_templated_host_moves_only_with_every_credential_secret(backend: Backe
         s.authorization.as_deref() == Some(expected.as_str())
     }))
     .await;
-    let host = |c: &Checker| {
-        c.base_url
-            .trim_start_matches("http://")
-            .trim_end_matches("/v1")
-            .to_owned()
-    };
+    // The placeholder opens the template, so it holds a whole address (scheme, host and
+    // port of the local provider), as Zoho's and DocuSign's do.
+    let site = |c: &Checker| c.base_url.trim_end_matches("/v1").to_owned();
     let (status, instance) = create(
         &app,
         "desk",
-        json!({"desk.domain": host(&provider), "desk.api.key": CLOSE_KEY}),
+        json!({"desk.site": site(&provider), "desk.api.key": CLOSE_KEY}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{instance}");
@@ -932,12 +929,12 @@ async fn a_templated_host_moves_only_with_every_credential_secret(backend: Backe
     let before = app.get(&format!("/instances/{id}/configuration")).await.1;
 
     let evil = Checker::start(Arc::new(|_: &Seen| true)).await;
-    let evil_domain = format!("{}#", host(&evil));
+    let evil_site = format!("{}#", site(&evil));
     let (status, body) = app
         .call(
             Method::PATCH,
             &format!("/instances/{id}"),
-            Some(&json!({"configuration": {"desk.domain": evil_domain, "oauth.api.key": ""}})),
+            Some(&json!({"configuration": {"desk.site": evil_site, "oauth.api.key": ""}})),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -954,9 +951,7 @@ async fn a_templated_host_moves_only_with_every_credential_secret(backend: Backe
         .call(
             Method::PATCH,
             &format!("/instances/{id}"),
-            Some(
-                &json!({"configuration": {"desk.domain": evil_domain, "desk.api.key": "new-key"}}),
-            ),
+            Some(&json!({"configuration": {"desk.site": evil_site, "desk.api.key": "new-key"}})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
