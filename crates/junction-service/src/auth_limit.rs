@@ -137,50 +137,39 @@ impl FailureLimiter {
     }
 }
 
+/// What a call's credentials must prove, which decides how the header is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// A platform call: a user, or an Element token for its own instance
+    /// ([`Services::authenticate`]).
+    Platform,
+    /// An `/instances/…` twin without an id: the Element token's instance, also beside its
+    /// account's user ([`Services::authenticate_addressed`]).
+    TokenInstance,
+    /// A call that acts as the instance, such as the proxy
+    /// ([`Services::authenticate_instance`]).
+    ActingInstance,
+}
+
 impl Services {
-    /// [`Services::authenticate`] for a client at `client`, within its failure budget.
-    pub async fn authenticate_from(
+    /// Authenticates a call from a client at `client`, within that address's budget of
+    /// failed authentications.
+    pub async fn authenticate_within_budget(
         &self,
+        addressing: Addressing,
         client: Option<IpAddr>,
         header: Option<&str>,
     ) -> Result<Caller, ServiceError> {
-        self.within_budget(client, header.is_some(), self.authenticate(header))
+        let attempt = async {
+            match addressing {
+                Addressing::Platform => self.authenticate(header).await,
+                Addressing::TokenInstance => self.authenticate_addressed(header).await,
+                Addressing::ActingInstance => self.authenticate_instance(header).await,
+            }
+        };
+        self.auth_failures
+            .guard(client, header.is_some(), attempt)
             .await
-    }
-
-    /// [`Services::authenticate_instance`] for a client at `client`, within its failure
-    /// budget.
-    pub async fn authenticate_instance_from(
-        &self,
-        client: Option<IpAddr>,
-        header: Option<&str>,
-    ) -> Result<Caller, ServiceError> {
-        self.within_budget(client, header.is_some(), self.authenticate_instance(header))
-            .await
-    }
-
-    /// [`Services::authenticate_addressed`] for a client at `client`, within its failure
-    /// budget.
-    pub async fn authenticate_addressed_from(
-        &self,
-        client: Option<IpAddr>,
-        header: Option<&str>,
-    ) -> Result<Caller, ServiceError> {
-        self.within_budget(
-            client,
-            header.is_some(),
-            self.authenticate_addressed(header),
-        )
-        .await
-    }
-
-    async fn within_budget(
-        &self,
-        client: Option<IpAddr>,
-        presented: bool,
-        attempt: impl Future<Output = Result<Caller, ServiceError>>,
-    ) -> Result<Caller, ServiceError> {
-        self.auth_failures.guard(client, presented, attempt).await
     }
 }
 

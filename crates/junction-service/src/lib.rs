@@ -27,7 +27,7 @@ mod view;
 
 pub use accounts::{AccountBody, AccountUserView, AccountView, NewUserView, UserBody};
 pub use auth::{Caller, parse_authorization};
-pub use auth_limit::FailureLimiter;
+pub use auth_limit::{Addressing, FailureLimiter};
 pub use catalog::{
     ElementMetadata, EventsMetadata, HubBody, HubView, MAX_HUB_NAME, MAX_HUB_TEXT,
     OperationMetadata, ResourceMetadata,

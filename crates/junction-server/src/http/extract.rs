@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use junction_service::{Caller, Services};
+use junction_service::{Addressing, Caller, Services};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::error::Category;
@@ -372,13 +372,7 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = state
-            .services
-            .authenticate_from(
-                client_address(parts, &state.services),
-                authorization_header(parts)?,
-            )
-            .await?;
+        let caller = authenticated(parts, state, Addressing::Platform).await?;
         admit(parts, state, caller).map(Self)
     }
 }
@@ -416,15 +410,26 @@ impl FromRequestParts<AppState> for TwinAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = state
-            .services
-            .authenticate_addressed_from(
-                client_address(parts, &state.services),
-                authorization_header(parts)?,
-            )
-            .await?;
+        let caller = authenticated(parts, state, Addressing::TokenInstance).await?;
         admit(parts, state, caller).map(Self)
     }
+}
+
+/// The caller the `Authorization` header proves, counted against the client address's
+/// budget of failed authentications.
+pub(crate) async fn authenticated(
+    parts: &Parts,
+    state: &AppState,
+    addressing: Addressing,
+) -> Result<Caller, ApiError> {
+    Ok(state
+        .services
+        .authenticate_within_budget(
+            addressing,
+            client_address(parts, &state.services),
+            authorization_header(parts)?,
+        )
+        .await?)
 }
 
 /// Names the caller's instance on the response and takes one of the caller's permits.

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use junction_oauth::{ProxyBody, REPLAY_LIMIT};
-use junction_service::{Caller, PingView, ProxyRequest};
+use junction_service::{Addressing, Caller, PingView, ProxyRequest};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -35,13 +35,8 @@ impl FromRequestParts<AppState> for InstanceAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = state
-            .services
-            .authenticate_instance_from(
-                super::extract::client_address(parts, &state.services),
-                super::extract::authorization_header(parts)?,
-            )
-            .await?;
+        let caller =
+            super::extract::authenticated(parts, state, Addressing::ActingInstance).await?;
         note_instance(parts, &caller);
         Ok(Self(caller))
     }
