@@ -295,9 +295,7 @@ impl Store {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
-        self.announce(&mut *tx, Change::Account(id.0)).await?;
-        tx.commit().await?;
-        self.forget(Change::Account(id.0));
+        self.commit_announced(tx, Change::Account(id.0)).await?;
         Ok(AccountRemoval::Removed { instances, users })
     }
 
@@ -418,9 +416,7 @@ impl Store {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
-        self.announce(&mut *tx, Change::Users).await?;
-        tx.commit().await?;
-        self.forget(Change::Users);
+        self.commit_announced(tx, Change::Users).await?;
         Ok(UserRemoval::Removed)
     }
 }

@@ -154,9 +154,7 @@ impl Store {
             organization: organization.0,
             id,
         };
-        self.announce(&mut *tx, change).await?;
-        tx.commit().await?;
-        self.forget(change);
+        self.commit_announced(tx, change).await?;
         Ok(id)
     }
 
@@ -226,9 +224,7 @@ impl Store {
             organization: organization.0,
             id: definition.id,
         };
-        self.announce(&mut *tx, change).await?;
-        tx.commit().await?;
-        self.forget(change);
+        self.commit_announced(tx, change).await?;
         Ok(())
     }
 
@@ -270,9 +266,7 @@ impl Store {
             organization: organization.0,
             id,
         };
-        self.announce(&mut *tx, change).await?;
-        tx.commit().await?;
-        self.forget(change);
+        self.commit_announced(tx, change).await?;
         Ok(())
     }
 }

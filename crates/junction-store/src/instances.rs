@@ -534,10 +534,8 @@ impl Store {
                 seen.push(tag);
             }
         }
-        self.announce(&mut *tx, Change::Instance(update.id.0))
+        self.commit_announced(tx, Change::Instance(update.id.0))
             .await?;
-        tx.commit().await?;
-        self.forget(Change::Instance(update.id.0));
         Ok(())
     }
 
@@ -568,9 +566,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.announce(&mut *tx, Change::Instance(id.0)).await?;
-        tx.commit().await?;
-        self.forget(Change::Instance(id.0));
+        self.commit_announced(tx, Change::Instance(id.0)).await?;
         Ok(())
     }
 

@@ -500,6 +500,19 @@ impl Store {
     pub(crate) fn forget(&self, change: Change) {
         self.cache.forget(change);
     }
+
+    /// Commits a write, announcing `change` to other replicas inside the transaction and
+    /// dropping this process's stale copies once it has committed.
+    pub(crate) async fn commit_announced(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        self.announce(&mut *tx, change).await?;
+        tx.commit().await?;
+        self.forget(change);
+        Ok(())
+    }
 }
 
 /// Creates a missing SQLite file readable by its owner only. SQLite gives its `-wal` and

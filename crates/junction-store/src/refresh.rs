@@ -158,9 +158,8 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        self.announce(&mut *tx, Change::Instance(new.id.0)).await?;
-        tx.commit().await?;
-        self.forget(Change::Instance(new.id.0));
+        self.commit_announced(tx, Change::Instance(new.id.0))
+            .await?;
         Ok(true)
     }
 
