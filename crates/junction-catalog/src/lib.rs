@@ -1445,6 +1445,44 @@ mod tests {
     }
 
     #[test]
+    fn paging_and_query_blocks_name_what_their_style_needs() {
+        let resource = |block: &str| {
+            let base = basic(
+                "",
+                "  - {in: basic, username: '{demo.api.key}', password: X}\n",
+            );
+            format!(
+                "{base}resources:\n  - {{path: /hubs/crm/a, method: GET, vendorPath: /a, {block}}}\n"
+            )
+        };
+        let size = "pageSize: {name: limit, default: 50, max: 100}";
+        let good = resource(&format!(
+            "paging: {{style: cursor, param: c, next: meta.next, {size}}}"
+        ));
+        assert!(
+            parse_definition(&good).is_ok(),
+            "{:?}",
+            parse_definition(&good).err()
+        );
+        for (block, field) in [
+            (format!("paging: {{style: offset, {size}}}"), "resources[0].paging.param"),
+            (format!("paging: {{style: cursor, param: c, {size}}}"), "resources[0].paging.next"),
+            (
+                "paging: {style: offset, param: o, pageSize: {name: limit, default: 500, max: 100}}".to_owned(),
+                "resources[0].paging.pageSize",
+            ),
+            ("query: {translation: soql, parameter: q}".to_owned(), "resources[0].query.template"),
+            (
+                "query: {translation: parameters, rules: [{field: a, operators: ['~'], parameter: a}]}".to_owned(),
+                "resources[0].query.rules[0].operators",
+            ),
+        ] {
+            let err = parse_definition(&resource(&block)).unwrap_err();
+            assert_eq!(err.field, field, "{block}: {err}");
+        }
+    }
+
+    #[test]
     fn a_bad_definition_names_the_field_path_and_the_rule() {
         let text = format!(
             "{MINIMAL}resources:\n  - {{path: /hubs/crm/a, method: GET, vendorPath: /a}}\n  - {{path: /hubs/crm/b, method: FETCH, vendorPath: /b}}\n"

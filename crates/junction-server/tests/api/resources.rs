@@ -637,7 +637,7 @@ async fn every_paging_style_walks_a_thousand_records_without_gap_or_repeat(backe
     // A next page on another host is not followed.
     let evil = get(&app, &instance, "/evil?pageSize=5").await;
     assert_eq!(evil.status, StatusCode::BAD_GATEWAY, "{}", evil.body);
-    assert_error(&evil.body, "provider_bad_response");
+    assert_error(&evil.body, "provider_answer_unusable");
 }
 
 async fn page_and_page_size_address_pages_where_the_vendor_allows_it(backend: Backend) {
