@@ -41,7 +41,7 @@ fn record(i: u64) -> Value {
     json!({
         "id": i,
         "name": format!("record {i}"),
-        "email": if i % 7 == 0 { Value::Null } else { json!(format!("r{i}@example.com")) },
+        "email": if i.is_multiple_of(7) { Value::Null } else { json!(format!("r{i}@example.com")) },
         "nested": {"note": null, "rank": i % 10},
     })
 }
@@ -188,7 +188,7 @@ async fn vendor(
                 .get(2)
                 .map(|l| l.trim_start_matches("01g-").parse::<u64>().unwrap())
                 .unwrap_or(0);
-            if at == 0 && q.get("q").is_none() {
+            if at == 0 && !q.contains_key("q") {
                 return (
                     AxumStatus::BAD_REQUEST,
                     axum::Json(json!([{"message": "MALFORMED_QUERY: no query", "errorCode": "MALFORMED_QUERY"}])),
