@@ -719,3 +719,51 @@ async fn many_concurrent_runs_share_two_slots_and_all_complete() {
     seen.sort_unstable();
     assert_eq!(seen, (0..24).collect::<Vec<_>>());
 }
+
+const README_EXAMPLE: &str = r#"
+// preRequest: page with the vendor's own parameter names; answer from configuration
+// without a vendor call when the caller asks only for the account's currency.
+if (request_parameters.fields === "currency") {
+  return done({ continue: false, response_body: { currency: configuration["account.currency"] } });
+}
+const page = Number(request_parameters.page || 1);
+done({
+  request_vendor_parameters: Object.assign({}, request_vendor_parameters, {
+    offset: (page - 1) * 100, count: 100,
+  }),
+  request_vendor_headers: { "X-Requested-At": new Date().toISOString() },
+});
+"#;
+
+#[tokio::test]
+async fn the_readme_example_pages_and_answers_without_the_vendor() {
+    let globals = |parameters: Value| {
+        json!({
+            "request_parameters": parameters,
+            "request_vendor_parameters": {"list": "contacts"},
+            "configuration": {"account.currency": "EUR"},
+            "meta_data": {"now": "2026-11-26T12:00:00Z"},
+        })
+    };
+
+    let paged = run(README_EXAMPLE, globals(json!({"page": "3"})))
+        .await
+        .expect("paging run");
+    let answered = run(README_EXAMPLE, globals(json!({"fields": "currency"})))
+        .await
+        .expect("short-circuit run");
+
+    assert!(paged.proceed);
+    assert_eq!(
+        Value::Object(paged.output),
+        json!({
+            "request_vendor_parameters": {"list": "contacts", "offset": 200, "count": 100},
+            "request_vendor_headers": {"X-Requested-At": "2026-11-26T12:00:00.000Z"},
+        })
+    );
+    assert!(!answered.proceed);
+    assert_eq!(
+        Value::Object(answered.output),
+        json!({"response_body": {"currency": "EUR"}})
+    );
+}
