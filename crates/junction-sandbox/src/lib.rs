@@ -138,6 +138,19 @@ impl Sandbox {
         script: &str,
         input: Map<String, Value>,
     ) -> Result<HookResult, HookError> {
+        let limits = self.limits;
+        let (owned_name, owned_script) = (name.to_owned(), script.to_owned());
+        self.in_slot(name, move || {
+            engine::execute(&owned_name, &owned_script, &input, limits)
+        })
+        .await
+    }
+
+    /// Runs `work` on a blocking thread once a slot is free.
+    async fn in_slot<F>(&self, name: &str, work: F) -> Result<HookResult, HookError>
+    where
+        F: FnOnce() -> Result<HookResult, HookError> + Send + 'static,
+    {
         let internal = || HookError::Internal {
             name: name.to_owned(),
         };
@@ -147,12 +160,9 @@ impl Sandbox {
             .acquire_owned()
             .await
             .map_err(|_| internal())?;
-        let limits = self.limits;
-        let (owned_name, owned_script) = (name.to_owned(), script.to_owned());
         let task = tokio::task::spawn_blocking(move || {
-            let result = engine::execute(&owned_name, &owned_script, &input, limits);
-            drop(permit);
-            result
+            let _permit = permit;
+            work()
         });
         // A panic inside the engine ends here as a JoinError, never in the caller's task.
         task.await.unwrap_or_else(|_| Err(internal()))
@@ -191,5 +201,63 @@ mod tests {
         );
         assert_eq!(bytes(1536), "1536 bytes");
         assert_eq!(bytes(512 * 1024), "512 KiB");
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_run_is_an_error_and_frees_its_slot() {
+        let sandbox = Sandbox::new(Limits::default(), 1);
+
+        let panicked = sandbox
+            .in_slot("'event' of element 'sfdc'", || panic!("engine bug"))
+            .await;
+        let next = sandbox.run("next", "done({ ok: true });", Map::new()).await;
+
+        assert_eq!(
+            panicked,
+            Err(HookError::Internal {
+                name: "'event' of element 'sfdc'".to_owned()
+            })
+        );
+        assert_eq!(next.map(|r| r.output["ok"].clone()), Ok(Value::Bool(true)));
+    }
+
+    #[tokio::test]
+    async fn no_more_runs_than_slots_are_in_progress_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::Instant;
+
+        const RUNS: usize = 3;
+        let sandbox = Sandbox::new(Limits::default(), 2);
+        let started = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..RUNS {
+            let sandbox = sandbox.clone();
+            let (started, running, most) = (started.clone(), running.clone(), most.clone());
+            tasks.spawn(async move {
+                sandbox
+                    .in_slot("slot", move || {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        // Unbounded, all three would be here at once, each waiting for the
+                        // others; bounded, the first two give up waiting for the third.
+                        let until = Instant::now() + Duration::from_secs(2);
+                        while started.load(Ordering::SeqCst) < RUNS && Instant::now() < until {
+                            std::thread::yield_now();
+                        }
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok(HookResult::default())
+                    })
+                    .await
+            });
+        }
+
+        while let Some(joined) = tasks.join_next().await {
+            assert!(matches!(joined, Ok(Ok(_))));
+        }
+        assert_eq!(started.load(Ordering::SeqCst), RUNS);
+        assert!(most.load(Ordering::SeqCst) <= 2);
     }
 }

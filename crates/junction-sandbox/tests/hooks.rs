@@ -767,3 +767,19 @@ async fn the_readme_example_pages_and_answers_without_the_vendor() {
         json!({"response_body": {"currency": "EUR"}})
     );
 }
+
+#[tokio::test]
+async fn catastrophic_regex_backtracking_times_out() {
+    let limits = Limits {
+        time: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let error = run_with(
+        limits,
+        "const hit = /^(a+)+$/.test('a'.repeat(40) + 'b'); done({ hit });",
+    )
+    .await
+    .expect_err("backtracks for ages");
+
+    assert!(matches!(error, HookError::Timeout { .. }), "{error:?}");
+}
