@@ -32,7 +32,8 @@ pub struct Limits {
     /// Wall time from the start of the run (waiting for a free slot not counted), including
     /// turning the inputs into JavaScript and the output back.
     pub time: Duration,
-    /// Bytes the run's JavaScript heap may hold, inputs included.
+    /// Bytes the run's JavaScript heap may hold, inputs included. 0 means no limit (QuickJS's
+    /// convention), so a setting feeding it should refuse 0.
     pub memory_bytes: usize,
 }
 
@@ -129,9 +130,11 @@ impl Sandbox {
     }
 
     /// Runs `script` with each entry of `input` as a global variable and `done`, `console`
-    /// beside them. The script is the body of a strict-mode function, so it may `return`.
-    /// `meta_data.now` (milliseconds since the epoch, or an ISO-8601 text) is what `Date.now()`
-    /// and `new Date()` give; without it they give the time the run started, frozen.
+    /// beside them (they win over inputs of the same name). The script is the body of a
+    /// strict-mode function, so it may `return`. `meta_data.now` (milliseconds since the
+    /// epoch, or an ISO-8601 text) is what `Date.now()` and `new Date()` give; without it
+    /// they give the time the run started, frozen. `name` describes the hook in errors, for
+    /// example `'preRequest' of resource 'GET /hubs/crm/contacts'`.
     pub async fn run(
         &self,
         name: &str,
