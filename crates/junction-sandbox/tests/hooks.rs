@@ -783,3 +783,17 @@ async fn catastrophic_regex_backtracking_times_out() {
 
     assert!(matches!(error, HookError::Timeout { .. }), "{error:?}");
 }
+
+#[tokio::test]
+async fn outputs_travel_as_json() {
+    let out = output(
+        "done({ gone: undefined, f() { return 1; }, big: 2 ** 53, when: new Date(0), nested: { n: null } });",
+        json!({}),
+    )
+    .await;
+
+    assert_eq!(
+        Value::Object(out),
+        json!({"big": 9_007_199_254_740_992_u64, "when": "1970-01-01T00:00:00.000Z", "nested": {"n": null}})
+    );
+}
