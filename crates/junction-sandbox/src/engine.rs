@@ -29,8 +29,8 @@ enum Done {
     Refused(String),
 }
 
-/// How a run ended, decided inside the context and turned into a result after it is gone
-/// (some checks need the runtime, which is locked while the context is in use).
+/// How a run ended as seen inside the context. A passed deadline outranks all of it: an
+/// interrupted script may have ended in any of these ways.
 enum Ending {
     Finished,
     /// Building the context or handing over the inputs failed.
