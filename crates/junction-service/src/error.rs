@@ -58,9 +58,10 @@ pub enum ServiceError {
     /// next page on another host).
     #[error("the provider's answer could not be used: {0}")]
     ProviderAnswer(String),
-    /// The element asks for something this Junction cannot do (a hook).
-    #[error("{0}")]
-    NotImplemented(String),
+    /// An element's hook failed (it threw, ran out of time or memory, or gave an
+    /// unusable output); `status` is 400 when the script threw, 502 otherwise.
+    #[error("{message}")]
+    HookFailed { status: u16, message: String },
     /// The request contradicts what is stored (a duplicate, or a deletion that would
     /// leave something behind).
     #[error("{0}")]

@@ -85,6 +85,8 @@ pub struct Services {
     pub auth_failures: Arc<FailureLimiter>,
     /// Where trace log entries go to be written.
     pub traces: TraceWriter,
+    /// Runs elements' JavaScript hooks.
+    pub sandbox: junction_sandbox::Sandbox,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

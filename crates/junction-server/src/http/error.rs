@@ -212,13 +212,15 @@ impl From<ServiceError> for ApiError {
                 from_provider: true,
                 ..Self::new(
                     StatusCode::BAD_GATEWAY,
-                    "provider_bad_response",
+                    "provider_answer_unusable",
                     e.to_string(),
                 )
             },
-            ServiceError::NotImplemented(m) => {
-                Self::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", m)
-            }
+            ServiceError::HookFailed { status, message } => Self::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                "hook_failed",
+                message,
+            ),
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::BadRequest { code, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, message)

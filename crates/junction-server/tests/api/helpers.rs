@@ -60,6 +60,8 @@ pub struct Options {
     pub statement_timeout: u64,
     /// `JUNCTION_CALLER_CONCURRENCY`.
     pub caller_concurrency: usize,
+    /// `JUNCTION_HOOK_TIMEOUT`, milliseconds.
+    pub hook_timeout_ms: u64,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             trust_forwarded_for: false,
             statement_timeout: 30,
             caller_concurrency: 8,
+            hook_timeout_ms: 1000,
         }
     }
 }
@@ -125,6 +128,8 @@ impl TestApp {
             trust_forwarded_for: options.trust_forwarded_for,
             database_statement_timeout: options.statement_timeout,
             caller_concurrency: options.caller_concurrency,
+            hook_timeout: options.hook_timeout_ms,
+            hook_memory: 32,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");

@@ -29,6 +29,10 @@ on_both_backends!(
     a_disabled_instance_is_refused_but_still_describes_its_objects,
     response_parameters_are_kept_in_the_configuration,
     binary_resources_stream_through_unchanged,
+    pre_request_hooks_reshape_the_vendor_call_element_first,
+    post_request_hooks_replace_the_answer_and_store_configuration,
+    a_hook_that_stops_the_call_answers_without_the_vendor,
+    failing_hooks_are_named_and_never_reach_the_vendor,
 );
 
 const RECORDS: u64 = 1000;
@@ -237,6 +241,7 @@ async fn vendor(
             "id": id,
             "query": raw_query,
             "trace": parts.headers.get("x-vendor-trace").and_then(|v| v.to_str().ok()),
+            "order": parts.headers.get("x-order").and_then(|v| v.to_str().ok()),
             "nothing": null,
         })),
         ["whoami"] => json(json!({"user": {"id": "u-77"}, "plan": null})),
@@ -815,4 +820,128 @@ async fn binary_resources_stream_through_unchanged(backend: Backend) {
     let bytes = response.bytes().await.unwrap();
     let expected: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     assert_eq!(bytes.as_ref(), expected.as_slice());
+}
+
+/// [`element`] with hooks: one on the element, run on every call, and some per resource.
+fn hooked_element(key: &str) -> Value {
+    let mut e = element(key);
+    e["hooks"] = json!([{"type": "preRequest", "body":
+        "done({request_vendor_headers: Object.assign({}, request_vendor_headers, {'X-Order': 'element'})});"}]);
+    let hooked = |path: &str, kind: &str, body: &str| {
+        json!({"path": format!("/hubs/crm/{path}"), "method": "GET", "vendorPath": format!("/echo/{path}"),
+               "hooks": [{"type": kind, "body": body}]})
+    };
+    let resources = e["resources"].as_array_mut().unwrap();
+    resources.push(hooked(
+        "reshaped",
+        "preRequest",
+        "done({request_vendor_parameters: Object.assign({}, request_vendor_parameters, \
+           {tenant: configuration['vendor.tenant'], asked: request_parameters.q}), \
+           request_vendor_headers: {'X-Vendor-Trace': request_method + ' ' + request_path, \
+           'X-Order': request_vendor_headers['x-order'] + ',resource'}});",
+    ));
+    resources.push(hooked(
+        "wrapped",
+        "postRequest",
+        "done({response_body: {wrapped: response_body.id, status: response_status_code, error: response_iserror}, \
+           configuration: {'vendor.user.id': 'set-by-hook'}});",
+    ));
+    resources.push(hooked(
+        "short",
+        "preRequest",
+        "if (request_parameters.stop === 'yes') { return done({continue: false, response_body: {answered: 'by the hook', empty: null}}); } done({});",
+    ));
+    resources.push(hooked(
+        "throwing",
+        "preRequest",
+        "throw new Error('no ' + 'way');",
+    ));
+    resources.push(hooked("looping", "preRequest", "while (true) {}"));
+    resources.push(hooked("silent", "postRequest", "const x = 1;"));
+    e
+}
+
+async fn hooked_setup(app: &TestApp, key: &str) -> (Vendor, Value) {
+    let vendor = Vendor::start().await;
+    let (status, body) = app.post("/elements", &hooked_element(key)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(app, key, &vendor).await;
+    (vendor, instance)
+}
+
+async fn pre_request_hooks_reshape_the_vendor_call_element_first(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = hooked_setup(&app, "prehooks").await;
+    let answer = get(&app, &instance, "/hubs/crm/reshaped?q=find%20me").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let (_, query, headers, _) = vendor.last("/v1/echo/reshaped");
+    let q = query_map(query.as_deref());
+    assert_eq!(q["tenant"], "t-1");
+    assert_eq!(q["asked"], "find me");
+    assert_eq!(headers["x-vendor-trace"], "GET /reshaped");
+    assert_eq!(headers["x-order"], "element,resource");
+    assert!(
+        headers.contains_key("authorization"),
+        "the credential is still added"
+    );
+}
+
+async fn post_request_hooks_replace_the_answer_and_store_configuration(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = hooked_setup(&app, "posthooks").await;
+    let id = instance["id"].as_i64().unwrap();
+    let answer = get(&app, &instance, "/wrapped").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({"wrapped": "wrapped", "status": 200, "error": false})
+    );
+    let (_, config) = app.get(&format!("/instances/{id}/configuration")).await;
+    let entry = config
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "vendor.user.id")
+        .unwrap_or_else(|| panic!("{config}"));
+    assert_eq!(entry["propertyValue"], "set-by-hook", "{entry}");
+}
+
+async fn a_hook_that_stops_the_call_answers_without_the_vendor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = hooked_setup(&app, "shorthooks").await;
+    let before = vendor.count();
+    let answer = get(&app, &instance, "/short?stop=yes").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, json!({"answered": "by the hook"}));
+    assert_eq!(vendor.count(), before, "the vendor was called");
+    let through = get(&app, &instance, "/short").await;
+    assert_eq!(through.body["id"], "short", "{}", through.body);
+    assert_eq!(vendor.count(), before + 1);
+}
+
+async fn failing_hooks_are_named_and_never_reach_the_vendor(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            hook_timeout_ms: 200,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (vendor, instance) = hooked_setup(&app, "badhooks").await;
+    let before = vendor.count();
+    let thrown = get(&app, &instance, "/throwing").await;
+    assert_eq!(thrown.status, StatusCode::BAD_REQUEST, "{}", thrown.body);
+    let message = assert_error(&thrown.body, "hook_failed");
+    assert!(message.contains("'preRequest' of resource"), "{message}");
+    assert!(message.contains("no way"), "{message}");
+    let looping = get(&app, &instance, "/looping").await;
+    assert_eq!(looping.status, StatusCode::BAD_GATEWAY, "{}", looping.body);
+    let message = assert_error(&looping.body, "hook_failed");
+    assert!(message.contains("200 ms"), "{message}");
+    assert_eq!(vendor.count(), before);
+    let silent = get(&app, &instance, "/silent").await;
+    assert_eq!(silent.status, StatusCode::BAD_GATEWAY, "{}", silent.body);
+    let message = assert_error(&silent.body, "hook_failed");
+    assert!(message.contains("done()"), "{message}");
 }
