@@ -35,6 +35,8 @@ use std::sync::Arc;
 
 /// The largest vendor answer read as JSON.
 const MAX_VENDOR_BODY: usize = 16 * 1024 * 1024;
+/// Vendor pages one hub call reads at most while Junction filters them itself.
+const MAX_VENDOR_CALLS: usize = 10;
 
 /// A hub resource call as the caller sent it.
 #[derive(Debug)]
@@ -91,7 +93,7 @@ impl Services {
             return self.stream(&target, resource, &bindings, request).await;
         }
         let query = HubQuery::parse(request.query.as_deref());
-        let _query_plan = query::plan(&element, resource, &query)?;
+        let query_plan = query::plan(&element, resource, &query)?;
         let tokens = Tokens {
             store: &self.store,
             context: token_context(&record, resource, &request.path, &query),
@@ -120,95 +122,118 @@ impl Services {
         let mut configuration = Vec::new();
 
         let mut position = plan.position.clone();
-        let mut page = vendor;
-        let url = plan.apply(&position, &mut page)?;
-        if hooks::any(&element, resource, HookType::PreRequest) {
-            let pre = hooks::pre_request(
-                &self.sandbox,
-                &element,
-                resource,
-                &hub_side,
-                &target.base_url,
-                &mut page,
-            )
-            .await?;
-            configuration.extend(pre.configuration);
-            if let Some(mut answer) = pre.answer {
+        let size = plan.size.unwrap_or(usize::MAX);
+        let mut list: Vec<Value> = Vec::new();
+        let mut calls = 0;
+        let token = loop {
+            calls += 1;
+            let mut page = vendor.clone();
+            let url = plan.apply(&position, &mut page)?;
+            query_plan.apply(&mut page);
+            if hooks::any(&element, resource, HookType::PreRequest) {
+                let pre = hooks::pre_request(
+                    &self.sandbox,
+                    &element,
+                    resource,
+                    &hub_side,
+                    &target.base_url,
+                    &mut page,
+                )
+                .await?;
+                configuration.extend(pre.configuration);
+                if let Some(mut answer) = pre.answer {
+                    self.keep_configuration(&record, &element, configuration)
+                        .await?;
+                    if strip {
+                        response::strip_nulls(&mut answer);
+                    }
+                    return json_answer(&answer, HeaderMap::new());
+                }
+            }
+            check_vendor_path(&page.path)?;
+            let mut answer = self.vendor_call(&target, &page, url).await?;
+            if hooks::any(&element, resource, HookType::PostRequest) {
+                let post = hooks::post_request(
+                    &self.sandbox,
+                    &element,
+                    resource,
+                    &hub_side,
+                    &target.base_url,
+                    &page,
+                    &mut answer,
+                )
+                .await?;
+                configuration.extend(post.configuration);
+            }
+            if !(200..300).contains(&answer.status) {
                 self.keep_configuration(&record, &element, configuration)
                     .await?;
-                if strip {
-                    response::strip_nulls(&mut answer);
-                }
-                return json_answer(&answer, HeaderMap::new());
+                return Err(ServiceError::ProviderStatus {
+                    status: answer.status,
+                    provider_message: response::error_message_of(
+                        &answer.body,
+                        element.error_message_path.as_deref(),
+                    ),
+                });
             }
-        }
-        check_vendor_path(&page.path)?;
-        let mut answer = self.vendor_call(&target, &page, url).await?;
-        if hooks::any(&element, resource, HookType::PostRequest) {
-            let post = hooks::post_request(
-                &self.sandbox,
+            configuration.extend(request::response_configuration(
                 &element,
                 resource,
-                &hub_side,
-                &target.base_url,
-                &page,
-                &mut answer,
-            )
-            .await?;
-            configuration.extend(post.configuration);
-        }
-        if !(200..300).contains(&answer.status) {
-            self.keep_configuration(&record, &element, configuration)
-                .await?;
-            return Err(ServiceError::ProviderStatus {
-                status: answer.status,
-                provider_message: response::error_message_of(
-                    &answer.body,
-                    element.error_message_path.as_deref(),
-                ),
-            });
-        }
-        configuration.extend(request::response_configuration(
-            &element,
-            resource,
-            Some(&answer.body),
-            &answer.headers,
-        ));
+                Some(&answer.body),
+                &answer.headers,
+            ));
+            let Some(mut records) = response::records(&answer.body, resource.root_key.as_deref())
+            else {
+                // A single object, as the vendor sent it.
+                self.keep_configuration(&record, &element, configuration)
+                    .await?;
+                let mut single = query_plan.project(answer.body);
+                if strip {
+                    response::strip_nulls(&mut single);
+                }
+                return json_answer(&single, HeaderMap::new());
+            };
+            let next = plan.next(
+                &position.vendor,
+                &answer.body,
+                &answer.headers,
+                records.len(),
+                &base,
+            )?;
+            query_plan.sort(&mut records);
+            let total = records.len();
+            let mut consumed = position.skip;
+            for record in records.into_iter().skip(position.skip) {
+                if list.len() == size {
+                    break;
+                }
+                consumed += 1;
+                if query_plan.matches(&record) {
+                    list.push(query_plan.project(record));
+                }
+            }
+            if consumed < total {
+                // The rest of this vendor page is for the next hub page.
+                break Some(Position {
+                    vendor: position.vendor,
+                    skip: consumed,
+                });
+            }
+            let Some(vendor) = next else { break None };
+            let following = Position { vendor, skip: 0 };
+            // Filtering inside Junction reads on until the page is full, within a bound
+            // per hub call; the token carries where it stopped.
+            if list.len() == size || !query_plan.filters() || calls >= MAX_VENDOR_CALLS {
+                break Some(following);
+            }
+            position = following;
+        };
         self.keep_configuration(&record, &element, configuration)
             .await?;
-        let mut out_headers = HeaderMap::new();
-        let Some(records) = response::records(&answer.body, resource.root_key.as_deref()) else {
-            // A single object, as the vendor sent it.
-            let mut single = answer.body;
-            if strip {
-                response::strip_nulls(&mut single);
-            }
-            return json_answer(&single, out_headers);
-        };
-        let next = plan.next(
-            &position.vendor,
-            &answer.body,
-            &answer.headers,
-            records.len(),
-            &base,
-        )?;
-        let size = plan.size.unwrap_or(usize::MAX);
-        let available = records.len().saturating_sub(position.skip);
-        let taken = available.min(size);
-        let mut list: Vec<Value> = records
-            .into_iter()
-            .skip(position.skip)
-            .take(taken)
-            .collect();
-        let token = if taken < available {
-            position.skip += taken;
-            Some(position)
-        } else {
-            next.map(|vendor| Position { vendor, skip: 0 })
-        };
         if strip {
             list.iter_mut().for_each(response::strip_nulls);
         }
+        let mut out_headers = HeaderMap::new();
         out_headers.insert(
             HeaderName::from_static("elements-returned-count"),
             HeaderValue::from(list.len()),

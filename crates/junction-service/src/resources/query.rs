@@ -1,14 +1,38 @@
 //! `where`, `orderBy` and `fields` of a hub call, as the resource's `query` block says
 //! they reach the vendor.
 
-use super::request::HubQuery;
+use super::request::{HubQuery, VendorRequest};
 use crate::ServiceError;
 use junction_core::ElementDefinition;
 use junction_core::hub::{Resource, Translation};
+use serde_json::Value;
 
 /// How this call's query is served.
 #[derive(Debug, Default)]
 pub(super) struct QueryPlan {}
+
+impl QueryPlan {
+    /// Sets what the vendor is sent of the query.
+    pub(super) fn apply(&self, _vendor: &mut VendorRequest) {}
+
+    /// Whether Junction filters records itself.
+    pub(super) fn filters(&self) -> bool {
+        false
+    }
+
+    /// Whether `record` is one the caller asked for.
+    pub(super) fn matches(&self, _record: &Value) -> bool {
+        true
+    }
+
+    /// `record` with only the fields the caller asked for.
+    pub(super) fn project(&self, record: Value) -> Value {
+        record
+    }
+
+    /// Orders one whole list, where Junction sorts.
+    pub(super) fn sort(&self, _records: &mut [Value]) {}
+}
 
 fn unsupported(element: &ElementDefinition, resource: &Resource, what: &str) -> ServiceError {
     ServiceError::bad_request(
