@@ -7,3 +7,4 @@ pub mod browser;
 pub mod db;
 pub mod graph;
 pub mod peers;
+pub mod vendors;
