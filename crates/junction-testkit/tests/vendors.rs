@@ -1219,3 +1219,192 @@ async fn instagram_reads_the_token_from_the_query_and_pages_by_next_url() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["meta"]["code"], 400);
 }
+
+// ---- Facebook Graph ---------------------------------------------------------------
+
+#[tokio::test]
+async fn graph_lead_ads_need_a_page_token_and_page_through_every_lead() {
+    use junction_testkit::graph::{GraphConfig, GraphServer};
+    let graph = GraphServer::start(GraphConfig::default()).await;
+    let http = client();
+    let page = graph.config().pages[0].id.clone();
+    let user_token = graph.issue_user_token();
+    let (status, body) = send(
+        http.get(format!("{}/{page}/leadgen_forms", graph.api_url()))
+            .query(&[("access_token", &user_token)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], 210, "{body}");
+
+    let page_token = graph.issue_page_token(0);
+    let (status, forms) = send(
+        http.get(format!("{}/{page}/leadgen_forms", graph.api_url()))
+            .query(&[("access_token", &page_token)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{forms}");
+    assert_eq!(forms["data"].as_array().unwrap().len(), 2);
+    let form = forms["data"][0]["id"].as_str().unwrap().to_owned();
+
+    let mut ids = HashSet::new();
+    let mut organic = 0;
+    let mut next = Some(format!(
+        "{}/{form}/leads?limit=100&access_token={page_token}",
+        graph.api_url()
+    ));
+    while let Some(url) = next.take() {
+        let (status, body) = send(http.get(&url)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for lead in body["data"].as_array().unwrap() {
+            assert!(ids.insert(lead["id"].as_str().unwrap().to_owned()));
+            assert_eq!(lead["field_data"][0]["name"], "email");
+            organic += usize::from(lead.get("ad_id").is_none());
+        }
+        next = body["paging"]["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(ids.len(), 1050);
+    assert!(organic > 0, "organic leads carry no ad fields");
+    let lead = ids.iter().next().unwrap();
+    let (status, body) = send(
+        http.get(format!("{}/{lead}", graph.api_url()))
+            .bearer_auth(&page_token)
+            .query(&[("fields", "created_time,field_data")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+
+    let other_page = graph.issue_page_token(1);
+    let (status, body) = send(
+        http.get(format!("{}/{form}/leads", graph.api_url()))
+            .bearer_auth(&other_page),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], 200);
+    assert!(
+        graph
+            .requests()
+            .iter()
+            .any(|r| r.param("access_token") == Some(page_token.as_str())),
+        "requests are recorded"
+    );
+}
+
+#[tokio::test]
+async fn graph_page_subscribed_apps_can_be_set_read_and_removed() {
+    use junction_testkit::graph::{GraphConfig, GraphServer};
+    let graph = GraphServer::start(GraphConfig::default()).await;
+    let http = client();
+    let page = graph.config().pages[2].id.clone();
+    let token = graph.issue_page_token(2);
+    let url = format!("{}/{page}/subscribed_apps", graph.api_url());
+    let (status, body) = send(
+        http.post(&url)
+            .bearer_auth(&token)
+            .form(&[("subscribed_fields", "leadgen,bogus")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], 100);
+    let (status, body) = send(
+        http.post(&url)
+            .bearer_auth(&token)
+            .form(&[("subscribed_fields", "leadgen,feed")]),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "success": true })));
+    let (_, body) = send(http.get(&url).bearer_auth(&token)).await;
+    assert_eq!(
+        body["data"][0]["subscribed_fields"],
+        json!(["leadgen", "feed"])
+    );
+    let (_, body) = send(http.delete(&url).bearer_auth(&token)).await;
+    assert_eq!(body["success"], true);
+    let (_, body) = send(http.get(&url).bearer_auth(&token)).await;
+    assert_eq!(body["data"], json!([]));
+    let (status, body) = send(http.get(&url).bearer_auth(graph.issue_user_token())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], 210);
+}
+
+#[tokio::test]
+async fn graph_feed_posts_are_created_listed_and_deleted_with_comments_and_likes() {
+    use junction_testkit::graph::{GraphConfig, GraphServer};
+    let graph = GraphServer::start(GraphConfig::default()).await;
+    let http = client();
+    let page = graph.config().pages[0].id.clone();
+    let token = graph.issue_page_token(0);
+    let feed = format!("{}/{page}/feed", graph.api_url());
+    let (status, body) = send(http.post(&feed).bearer_auth(&token).json(&json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], 100);
+    let (status, body) = send(
+        http.post(&feed)
+            .bearer_auth(graph.issue_user_token())
+            .json(&json!({ "message": "hi" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], 210);
+
+    let (status, created) = send(
+        http.post(&feed)
+            .bearer_auth(&token)
+            .json(&json!({ "message": "Fresh bread" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let post = created["id"].as_str().unwrap().to_owned();
+    let mut seen = 0;
+    let mut found = false;
+    let mut next = Some(format!("{feed}?limit=10&access_token={token}"));
+    while let Some(url) = next.take() {
+        let (_, body) = send(http.get(&url)).await;
+        for item in body["data"].as_array().unwrap() {
+            seen += 1;
+            found |= item["id"] == post.as_str();
+        }
+        next = body["paging"]["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, 31);
+    assert!(found);
+
+    let seeded = format!("{page}_{:015}", 503);
+    let (_, comments) = send(
+        http.get(format!("{}/{seeded}/comments", graph.api_url()))
+            .query(&[("summary", "true")])
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(comments["summary"]["total_count"], 3, "{comments}");
+    let (_, likes) = send(
+        http.get(format!("{}/{seeded}/likes", graph.api_url()))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(likes["data"].as_array().unwrap().len(), 3);
+
+    let (_, body) = send(
+        http.delete(format!("{}/{post}", graph.api_url()))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(body["success"], true);
+    let (status, body) = send(
+        http.get(format!("{}/{post}", graph.api_url()))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["error_subcode"], 33);
+
+    let user_token = graph.issue_user_token();
+    let (_, mine) = send(
+        http.get(format!("{}/me/feed", graph.api_url()))
+            .bearer_auth(&user_token),
+    )
+    .await;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 10);
+}
