@@ -1067,7 +1067,8 @@ async fn acton_refuses_a_wrong_token_and_downloads_a_list_by_offset() {
         .bearer_auth(&config.token),
     )
     .await;
-    assert_eq!(listing["folders"][0]["entries"][0]["size"], 1050);
+    assert_eq!(listing["result"][0]["size"], 1050);
+    assert_eq!(listing["totalCount"], 3);
 
     let mut ids = HashSet::new();
     let mut offset = 0;
@@ -1108,12 +1109,6 @@ async fn acton_refuses_a_wrong_token_and_downloads_a_list_by_offset() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(body["status"], "failure");
     }
-    let (_, categories) = send(
-        http.get(format!("{}/api/1/subscription/category", acton.url()))
-            .bearer_auth(&config.token),
-    )
-    .await;
-    assert_eq!(categories["categories"].as_array().unwrap().len(), 3);
     let (_, optouts) = send(
         http.get(format!("{}/api/1/list/optout?count=10", acton.url()))
             .bearer_auth(&config.token),
@@ -1407,4 +1402,189 @@ async fn graph_feed_posts_are_created_listed_and_deleted_with_comments_and_likes
     )
     .await;
     assert_eq!(mine["data"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn acton_subscriptions_opt_out_and_back_in_by_form_body() {
+    let config = ActOnConfig::default();
+    let acton = ActOn::start(config.clone()).await;
+    let http = client();
+    let (_, categories) = send(
+        http.get(format!("{}/api/1/subscription/category", acton.url()))
+            .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(categories["result"][0]["name"], "Newsletter");
+    let url = format!("{}/api/1/subscription/optout", acton.url());
+    let (_, before) = send(
+        http.get(&url)
+            .query(&[("category", "Newsletter"), ("count", "5")])
+            .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(before["totalCount"], 30);
+    assert_eq!(before["result"].as_array().unwrap().len(), 5);
+    assert!(before["result"][0]["timestamp"].is_i64());
+
+    let (status, body) = send(
+        http.put(&url)
+            .bearer_auth(&config.token)
+            .json(&json!({ "email": "a@b.test", "category": "Newsletter" })),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "Act-On takes a form body: {body}"
+    );
+    let (status, body) = send(
+        http.put(&url)
+            .bearer_auth(&config.token)
+            .form(&[("email", "a@b.test"), ("category", "Newsletter")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["message"],
+        "OptOut entry added for subscription category : Newsletter"
+    );
+    let (_, after) = send(
+        http.get(&url)
+            .query(&[("category", "Newsletter")])
+            .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(after["totalCount"], 31);
+    let (_, body) = send(http.put(&url).bearer_auth(&config.token).form(&[
+        ("email", "a@b.test"),
+        ("category", "Newsletter"),
+        ("action", "optin"),
+    ]))
+    .await;
+    assert_eq!(body["status"], "success");
+    let (_, after) = send(
+        http.get(&url)
+            .query(&[("category", "Newsletter")])
+            .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(after["totalCount"], 30);
+    let (status, _) = send(
+        http.get(&url)
+            .query(&[("category", "Nope")])
+            .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+fn multipart(boundary: &str, parts: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = String::new();
+    for (name, value) in parts {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    body.into_bytes()
+}
+
+#[tokio::test]
+async fn acton_lists_are_created_merged_and_deleted_from_multipart_csv() {
+    let config = ActOnConfig::default();
+    let acton = ActOn::start(config.clone()).await;
+    let http = client();
+    let boundary = "acton-b";
+    let post = |parts: &[(&str, &str)]| {
+        http.post(format!("{}/api/1/list", acton.url()))
+            .bearer_auth(&config.token)
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(multipart(boundary, parts))
+    };
+    let specs = r#"[{"columnHeading":"E-mail Address","ignoreColumn":"N"},{"columnHeading":"First Name","ignoreColumn":"N"}]"#;
+    let (status, body) = send(post(&[("listname", "Webinar")])).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "uploadspecs is required: {body}"
+    );
+    let (status, body) = send(post(&[
+        ("listname", "Webinar"),
+        ("uploadspecs", specs),
+        ("file", "E-mail Address,First Name\na@x.test,Ann,extra\n"),
+    ]))
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "column count is checked: {body}"
+    );
+    let (status, created) = send(post(&[
+        ("listname", "Webinar"),
+        ("uploadspecs", specs),
+        ("quotecharacter", "DOUBLE_QUOTE"),
+        (
+            "file",
+            "E-mail Address,First Name\na@x.test,\"Ann, Jr\"\nb@x.test,Bob\n",
+        ),
+    ]))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let list = created["listId"].as_str().unwrap().to_owned();
+    let (_, rows) = send(
+        http.get(format!("{}/api/1/list/{list}", acton.url()))
+            .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(rows["totalCount"], 2);
+    assert_eq!(
+        rows["headers"],
+        json!([ID_HEADER, "E-mail Address", "First Name"])
+    );
+    assert_eq!(rows["data"][0][2], "Ann, Jr");
+
+    let (status, body) = send(
+        http.put(format!("{}/api/1/list/{list}", acton.url()))
+            .bearer_auth(&config.token)
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(multipart(
+                boundary,
+                &[
+                    ("mergemode", "UPSERT"),
+                    ("uploadspecs", specs),
+                    (
+                        "file",
+                        "E-mail Address,First Name\nb@x.test,Robert\nc@x.test,Cy\n",
+                    ),
+                ],
+            )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, rows) = send(
+        http.get(format!("{}/api/1/list/{list}", acton.url()))
+            .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(rows["totalCount"], 3);
+    assert_eq!(rows["data"][1][2], "Robert");
+
+    let (_, body) = send(
+        http.delete(format!("{}/api/1/list/{list}", acton.url()))
+            .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(body["status"], "success");
+    let (status, _) = send(
+        http.get(format!("{}/api/1/list/{list}", acton.url()))
+            .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
