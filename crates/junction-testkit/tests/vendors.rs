@@ -1588,3 +1588,44 @@ async fn acton_lists_are_created_merged_and_deleted_from_multipart_csv() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn salesforce_serves_child_relationships_and_attachment_bodies() {
+    use junction_testkit::vendors::salesforce::{attachment_body, record_id};
+    let config = SalesforceConfig::default();
+    let sf = Salesforce::start(config.clone()).await;
+    let http = client();
+    let account = record_id("001", 1);
+    let get = |path: String| {
+        http.get(format!("{}{SF}/sobjects/{path}", sf.url()))
+            .bearer_auth(&config.token)
+    };
+
+    let (status, tasks) = send(get(format!("Account/{account}/Tasks"))).await;
+    assert_eq!(status, StatusCode::OK, "{tasks}");
+    let expected = count(sf.store(), "Task", |t| t["WhatId"] == account.as_str());
+    assert!(expected > 0);
+    assert_eq!(tasks["totalSize"], expected);
+    assert_eq!(tasks["done"], true);
+    assert_eq!(tasks["records"][0]["attributes"]["type"], "Task");
+
+    let contact = record_id("003", 1);
+    let (_, tasks) = send(get(format!("Contact/{contact}/Tasks"))).await;
+    assert_eq!(
+        tasks["totalSize"],
+        count(sf.store(), "Task", |t| t["WhoId"] == contact.as_str())
+    );
+
+    let (_, attachments) = send(get(format!("Account/{account}/Attachments"))).await;
+    let first = &attachments["records"][0];
+    assert_eq!(first["ParentId"], account.as_str());
+    let id = first["Id"].as_str().unwrap();
+    let n: usize = id[5..15].parse().unwrap();
+    let body = get(format!("Attachment/{id}/Body")).send().await.unwrap();
+    assert_eq!(body.status(), StatusCode::OK);
+    assert_eq!(body.bytes().await.unwrap().to_vec(), attachment_body(n - 1));
+
+    let (status, body) = send(get(format!("Account/{account}/Nonsense"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body[0]["errorCode"], "NOT_FOUND");
+}

@@ -12,7 +12,9 @@
 //!   else it cannot parse is `MALFORMED_QUERY`, as Salesforce answers.
 //! - `sobjects`, `sobjects/{Object}/describe`, `sobjects/{Object}/{id}` (GET, PATCH →
 //!   204, DELETE → 204), `POST sobjects/{Object}` → `{"id","success":true,"errors":[]}`,
-//!   multipart `POST sobjects/ContentVersion` and `…/ContentVersion/{id}/VersionData`.
+//!   multipart `POST sobjects/ContentVersion` (or `Attachment`) and the binary
+//!   `…/ContentVersion/{id}/VersionData` / `…/Attachment/{id}/Body`; child
+//!   relationships `sobjects/{Object}/{id}/{Contacts|Opportunities|Cases|Tasks|Events|Notes|Attachments}`.
 //! - `chatter/users/me` and `/services/oauth2/userinfo`.
 //! - Errors are arrays `[{"message","errorCode"}]`; a wrong bearer token gets 401
 //!   `INVALID_SESSION_ID`.
@@ -311,6 +313,22 @@ fn objects() -> Vec<ObjectInfo> {
             ],
         ),
         object(
+            "Attachment",
+            "Attachments",
+            "00P",
+            vec![
+                id(),
+                f("Name", "string", false, true),
+                f("ParentId", "reference", false, true),
+                f("ContentType", "string", true, true),
+                f("BodyLength", "int", true, false),
+                f("Body", "base64", true, true),
+                owner(),
+                created(),
+                modified(),
+            ],
+        ),
+        object(
             "ContentDocument",
             "Content Documents",
             "069",
@@ -585,19 +603,74 @@ fn seed_store(config: &SalesforceConfig) -> Store {
             m.insert("IsActive".into(), json!(i % 2 == 0));
         }),
     );
+    store.seed(
+        "Attachment",
+        "Id",
+        build(config.small, "00P", &|i, m| {
+            m.insert("Name".into(), json!(format!("scan-{}.txt", i + 1)));
+            m.insert("ParentId".into(), json!(account(i % 5)));
+            m.insert("ContentType".into(), nullable(i, 1, 3, json!("text/plain")));
+            m.insert("BodyLength".into(), json!(attachment_body(i).len()));
+            m.insert(
+                "Body".into(),
+                json!(format!(
+                    "/services/data/{API_VERSION}/sobjects/Attachment/{}/Body",
+                    record_id("00P", i as u64 + 1)
+                )),
+            );
+        }),
+    );
     store.seed("ContentDocument", "Id", Vec::new());
     store.seed("ContentVersion", "Id", Vec::new());
     store
+}
+
+/// The bytes of seeded attachment `index`.
+pub fn attachment_body(index: usize) -> Vec<u8> {
+    format!(
+        "attachment {} for {}\n",
+        index + 1,
+        seed::company(index % 5)
+    )
+    .into_bytes()
+}
+
+// The binary field of the objects that carry one.
+fn blob_field(object: &str) -> Option<&'static str> {
+    match object {
+        "ContentVersion" => Some("VersionData"),
+        "Attachment" => Some("Body"),
+        _ => None,
+    }
+}
+
+// Child relationships served under `sobjects/{Object}/{id}/{Relationship}`:
+// (relationship, child object, child field pointing at the parent).
+fn relationship(parent: &str, name: &str) -> Option<(&'static str, &'static str)> {
+    let person = matches!(parent, "Contact" | "Lead");
+    match (parent, name) {
+        ("Account", "Contacts") => Some(("Contact", "AccountId")),
+        ("Account", "Opportunities") => Some(("Opportunity", "AccountId")),
+        ("Contact", "Cases") => Some(("Case", "ContactId")),
+        (_, "Tasks") => Some(("Task", if person { "WhoId" } else { "WhatId" })),
+        (_, "Events") => Some(("Event", if person { "WhoId" } else { "WhatId" })),
+        (_, "Notes") => Some(("Note", "ParentId")),
+        (_, "Attachments") => Some(("Attachment", "ParentId")),
+        _ => None,
+    }
 }
 
 impl Salesforce {
     /// Starts a stand-in seeded per `config`.
     pub async fn start(config: SalesforceConfig) -> SalesforceServer {
         let store = seed_store(&config);
+        let files = (0..config.small)
+            .map(|i| (record_id("00P", i as u64 + 1), attachment_body(i)))
+            .collect();
         let vendor = Salesforce {
             objects: objects(),
             cursors: Mutex::new(HashMap::new()),
-            files: Mutex::new(HashMap::new()),
+            files: Mutex::new(files),
             next_id: AtomicU64::new(900_000),
             next_cursor: AtomicU64::new(1),
         };
@@ -685,16 +758,8 @@ impl Salesforce {
             (["sobjects"], "GET") => self.list_objects(version),
             (["sobjects", object, "describe"], "GET") => self.describe(version, object),
             (["sobjects", object], "POST") => self.create(core, request, version, object),
-            (["sobjects", "ContentVersion", id, "VersionData"], "GET") => {
-                match lock(&self.files).get(*id) {
-                    Some(bytes) => (
-                        StatusCode::OK,
-                        [(header::CONTENT_TYPE, "application/octet-stream")],
-                        bytes.clone(),
-                    )
-                        .into_response(),
-                    None => not_found(),
-                }
+            (["sobjects", object, id, field], "GET") => {
+                self.sub_resource(core, version, object, id, field)
             }
             (["sobjects", object, id], "GET") => self.get(core, request, version, object, id),
             (["sobjects", object, id], "PATCH") => self.update(core, request, object, id),
@@ -1003,8 +1068,8 @@ impl Salesforce {
         let Some(o) = self.object(object) else {
             return not_found();
         };
-        if o.name == "ContentVersion" && !request.parts.is_empty() {
-            return self.create_file(core, request);
+        if blob_field(o.name).is_some() && !request.parts.is_empty() {
+            return self.create_file(core, request, o);
         }
         let mut fields = match self.check_body(o, request, true) {
             Ok(fields) => fields,
@@ -1030,37 +1095,89 @@ impl Salesforce {
                 record.insert(f.name.to_owned(), json!(false));
             }
         }
-        if o.name == "ContentVersion" {
+        if let Some(blob) = blob_field(o.name) {
             let data = record
-                .get("VersionData")
+                .get(blob)
                 .and_then(Value::as_str)
                 .and_then(|b| {
                     use base64::Engine as _;
                     base64::engine::general_purpose::STANDARD.decode(b).ok()
                 })
                 .unwrap_or_default();
-            return self.store_file(core, record, data, version);
+            return self.store_file(core, o, record, data, version);
         }
         core.store.insert(o.name, Value::Object(record));
         created(&id)
     }
 
-    fn create_file(&self, core: &Core, request: &RecordedRequest) -> Response {
+    fn sub_resource(
+        &self,
+        core: &Core,
+        version: &str,
+        object: &str,
+        id: &str,
+        field: &str,
+    ) -> Response {
+        let Some(o) = self.object(object) else {
+            return not_found();
+        };
+        if core.store.get(o.name, id).is_none() {
+            return not_found();
+        }
+        if blob_field(o.name) == Some(field) {
+            return match lock(&self.files).get(id) {
+                Some(bytes) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    bytes.clone(),
+                )
+                    .into_response(),
+                None => not_found(),
+            };
+        }
+        let Some((child, parent_field)) = relationship(o.name, field) else {
+            return not_found();
+        };
+        let Some(c) = self.object(child) else {
+            return not_found();
+        };
+        let records: Vec<Arc<Value>> = core
+            .store
+            .all(child)
+            .into_iter()
+            .filter(|r| r.get(parent_field).and_then(Value::as_str) == Some(id))
+            .collect();
+        let cursor = Cursor {
+            object: child.to_owned(),
+            fields: c
+                .fields
+                .iter()
+                .filter(|f| f.kind != "base64")
+                .map(|f| f.name.to_owned())
+                .collect(),
+            batch: records.len().max(1),
+            records,
+        };
+        page(&cursor, "", 0, version)
+    }
+
+    fn create_file(&self, core: &Core, request: &RecordedRequest, o: &ObjectInfo) -> Response {
+        let blob = blob_field(o.name).unwrap_or_default();
         let entity = request
             .parts
             .iter()
-            .find(|p| p.name == "entity_content")
+            .find(|p| p.name.starts_with("entity_"))
             .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok());
-        let data = request.parts.iter().find(|p| p.name == "VersionData");
+        let data = request.parts.iter().find(|p| p.name == blob);
         let (Some(Value::Object(entity)), Some(data)) = (entity, data) else {
             return sf_error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_MULTIPART_REQUEST",
-                "A multipart ContentVersion insert needs an entity_content JSON part and a VersionData part",
+                &format!(
+                    "A multipart {} insert needs an entity_ JSON part and a {blob} part",
+                    o.name
+                ),
             );
-        };
-        let Some(o) = self.object("ContentVersion") else {
-            return not_found();
         };
         let mut record = Map::new();
         for f in &o.fields {
@@ -1068,29 +1185,34 @@ impl Salesforce {
         }
         for (k, v) in entity {
             match o.field(&k) {
-                Some(f) if f.writable && f.name != "VersionData" => {
+                Some(f) if f.writable && f.name != blob => {
                     record.insert(f.name.to_owned(), v);
                 }
                 _ => {
                     return sf_error(
                         StatusCode::BAD_REQUEST,
                         "INVALID_FIELD",
-                        &format!("No such column '{k}' on sobject of type ContentVersion"),
+                        &format!("No such column '{k}' on sobject of type {}", o.name),
                     );
                 }
             }
         }
-        for required in ["Title", "PathOnClient"] {
-            if record.get(required).is_none_or(Value::is_null) {
-                return super::json(
-                    StatusCode::BAD_REQUEST,
-                    &json!([{
-                        "message": format!("Required fields are missing: [{required}]"),
-                        "errorCode": "REQUIRED_FIELD_MISSING",
-                        "fields": [required],
-                    }]),
-                );
-            }
+        let missing: Vec<&str> = o
+            .fields
+            .iter()
+            .filter(|f| !f.nillable && f.writable && f.name != "OwnerId")
+            .filter(|f| record.get(f.name).is_none_or(Value::is_null))
+            .map(|f| f.name)
+            .collect();
+        if !missing.is_empty() {
+            return super::json(
+                StatusCode::BAD_REQUEST,
+                &json!([{
+                    "message": format!("Required fields are missing: [{}]", missing.join(", ")),
+                    "errorCode": "REQUIRED_FIELD_MISSING",
+                    "fields": missing,
+                }]),
+            );
         }
         let now = chrono::Utc::now()
             .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
@@ -1098,47 +1220,54 @@ impl Salesforce {
         record.insert("OwnerId".into(), json!(USER_ID));
         record.insert("CreatedDate".into(), json!(now));
         record.insert("LastModifiedDate".into(), json!(now));
-        self.store_file(core, record, data.data.clone(), API_VERSION)
+        self.store_file(core, o, record, data.data.clone(), API_VERSION)
     }
 
     fn store_file(
         &self,
         core: &Core,
+        o: &ObjectInfo,
         mut record: Map<String, Value>,
         data: Vec<u8>,
         version: &str,
     ) -> Response {
-        let id = self.new_id("068");
-        let document = self.new_id("069");
-        let extension = record
-            .get("PathOnClient")
-            .and_then(Value::as_str)
-            .and_then(|p| p.rsplit_once('.'))
-            .map(|(_, e)| e.to_owned());
+        let id = self.new_id(o.prefix);
+        let blob = blob_field(o.name).unwrap_or_default();
         record.insert("Id".into(), json!(id));
-        record.insert("ContentDocumentId".into(), json!(document));
-        record.insert("FileExtension".into(), json!(extension));
-        record.insert("ContentSize".into(), json!(data.len()));
         record.insert(
-            "VersionData".into(),
+            blob.into(),
             json!(format!(
-                "/services/data/{version}/sobjects/ContentVersion/{id}/VersionData"
+                "/services/data/{version}/sobjects/{}/{id}/{blob}",
+                o.name
             )),
         );
-        core.store.insert(
-            "ContentDocument",
-            json!({
-                "Id": document,
-                "Title": record.get("Title"),
-                "FileExtension": extension,
-                "ContentSize": data.len(),
-                "LatestPublishedVersionId": id,
-                "OwnerId": USER_ID,
-                "CreatedDate": record.get("CreatedDate"),
-                "LastModifiedDate": record.get("LastModifiedDate"),
-            }),
-        );
-        core.store.insert("ContentVersion", Value::Object(record));
+        if o.name == "Attachment" {
+            record.insert("BodyLength".into(), json!(data.len()));
+        } else {
+            let document = self.new_id("069");
+            let extension = record
+                .get("PathOnClient")
+                .and_then(Value::as_str)
+                .and_then(|p| p.rsplit_once('.'))
+                .map(|(_, e)| e.to_owned());
+            record.insert("ContentDocumentId".into(), json!(document));
+            record.insert("FileExtension".into(), json!(extension));
+            record.insert("ContentSize".into(), json!(data.len()));
+            core.store.insert(
+                "ContentDocument",
+                json!({
+                    "Id": document,
+                    "Title": record.get("Title"),
+                    "FileExtension": extension,
+                    "ContentSize": data.len(),
+                    "LatestPublishedVersionId": id,
+                    "OwnerId": USER_ID,
+                    "CreatedDate": record.get("CreatedDate"),
+                    "LastModifiedDate": record.get("LastModifiedDate"),
+                }),
+            );
+        }
+        core.store.insert(o.name, Value::Object(record));
         lock(&self.files).insert(id.clone(), data);
         created(&id)
     }
@@ -1182,7 +1311,7 @@ impl Salesforce {
         if !core.store.delete(o.name, id) {
             return not_found();
         }
-        if o.name == "ContentVersion" {
+        if blob_field(o.name).is_some() {
             lock(&self.files).remove(id);
         }
         StatusCode::NO_CONTENT.into_response()
