@@ -417,6 +417,31 @@ async fn salesforce_stores_a_multipart_file_and_streams_it_back() {
     .await;
     assert_eq!(meta["records"][0]["ContentSize"], 70_000);
     assert_eq!(meta["records"][0]["FileExtension"], "bin");
+
+    let document = meta["records"][0]["Id"].as_str().unwrap();
+    let (status, _) = send(
+        http.delete(format!(
+            "{}{SF}/sobjects/ContentDocument/{document}",
+            sf.url()
+        ))
+        .bearer_auth(&config.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let gone = http
+        .get(format!(
+            "{}{SF}/sobjects/ContentVersion/{id}/VersionData",
+            sf.url()
+        ))
+        .bearer_auth(&config.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        gone.status(),
+        StatusCode::NOT_FOUND,
+        "versions go with their document"
+    );
 }
 
 #[tokio::test]

@@ -1314,6 +1314,20 @@ impl Salesforce {
         if blob_field(o.name).is_some() {
             lock(&self.files).remove(id);
         }
+        // Deleting a file's ContentDocument deletes all of its versions, as in Salesforce.
+        if o.name == "ContentDocument" {
+            let versions: Vec<String> = core
+                .store
+                .all("ContentVersion")
+                .iter()
+                .filter(|v| v["ContentDocumentId"] == id)
+                .filter_map(|v| v["Id"].as_str().map(str::to_owned))
+                .collect();
+            for version in versions {
+                core.store.delete("ContentVersion", &version);
+                lock(&self.files).remove(&version);
+            }
+        }
         StatusCode::NO_CONTENT.into_response()
     }
 }
