@@ -3,7 +3,7 @@
 //! and the nodes and edges the Facebook elements read and write: `/{page-id}`,
 //! `/{page-id}/leadgen_forms`, `/{form-id}/leads` (with `field_data`), `/{lead-id}`,
 //! `/{page-id}/subscribed_apps` (GET, POST, DELETE), `/me/feed` and `/{page-id}/feed`
-//! (list and create), `/{post-id}` (GET, DELETE), `/{post-id}/comments` and
+//! (list and create), `/{post-id}` (GET, POST to edit, DELETE), `/{post-id}/comments` and
 //! `/{post-id}/likes` (shapes from the Graph API reference: Page, Page Lead Gen Forms,
 //! Leadgen Form Leads, Page Subscribed Apps, Page Feed, Object Comments and Likes).
 //!

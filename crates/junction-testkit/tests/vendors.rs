@@ -1407,6 +1407,19 @@ async fn graph_feed_posts_are_created_listed_and_deleted_with_comments_and_likes
     assert_eq!(likes["data"].as_array().unwrap().len(), 3);
 
     let (_, body) = send(
+        http.post(format!("{}/{post}", graph.api_url()))
+            .bearer_auth(&token)
+            .form(&[("message", "Fresh rye bread")]),
+    )
+    .await;
+    assert_eq!(body["success"], true);
+    let (_, body) = send(
+        http.get(format!("{}/{post}", graph.api_url()))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(body["message"], "Fresh rye bread");
+    let (_, body) = send(
         http.delete(format!("{}/{post}", graph.api_url()))
             .bearer_auth(&token),
     )

@@ -242,6 +242,22 @@ pub(super) fn route(
             check(shared, params, headers, page, false)
                 .map(|_| ok(select_fields(public(form), params.get("fields"))))
         }
+        (Node::Post(post), None, "POST") => check(shared, params, headers, page, page.is_some())
+            .map(|_| {
+                let Some(message) = params.get("message").filter(|m| !m.is_empty()) else {
+                    return graph_error(
+                        StatusCode::BAD_REQUEST,
+                        100,
+                        None,
+                        "(#100) Missing message or attachment",
+                    );
+                };
+                let id = post["id"].as_str().unwrap_or_default();
+                let mut changes = Map::new();
+                changes.insert("message".into(), json!(message));
+                shared.store.update("posts", id, &changes);
+                ok(json!({ "success": true }))
+            }),
         (Node::Post(post), None, "DELETE") => check(shared, params, headers, page, page.is_some())
             .map(|_| {
                 let id = post["id"].as_str().unwrap_or_default();

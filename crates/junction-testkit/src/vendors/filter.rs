@@ -40,7 +40,8 @@ pub enum Op {
     Gt,
     /// Greater than or equal.
     Ge,
-    /// SQL `LIKE` with `%` and `_`, case-insensitive.
+    /// SQL `LIKE` with `%` and `_`, case-insensitive; a literal `%` or `_` in the
+    /// pattern is written U+0001 or U+0002.
     Like,
     /// Case-insensitive substring (JQL `~`, HubSpot `CONTAINS_TOKEN`).
     Contains,
@@ -140,7 +141,12 @@ fn test(value: &Value, op: Op, values: &[Lit]) -> bool {
             .iter()
             .any(|v| compare(value, v) == Some(Ordering::Equal)),
         Op::Like => match (value, first) {
-            (Value::String(s), Lit::Str(p)) => like(&s.to_lowercase(), &p.to_lowercase()),
+            (Value::String(s), Lit::Str(p)) => {
+                // A pattern's escaped `%`/`_` arrive as U+0001/U+0002 (see `Op::Like`); the
+                // text's own `%`/`_` are mapped the same way so only those match them.
+                let text = s.to_lowercase().replace('%', "\u{1}").replace('_', "\u{2}");
+                like(&text, &p.to_lowercase())
+            }
             _ => false,
         },
         Op::Contains | Op::NotContains => {
@@ -245,6 +251,15 @@ mod tests {
         assert!(like("abc", "a_c"));
         assert!(!like("abc", "a_"));
         assert!(like("", "%"));
+        let cond = |p: &str| Expr::Cond {
+            field: "a".into(),
+            op: Op::Like,
+            values: vec![Lit::Str(p.into())],
+        };
+        let record = |v: &str| serde_json::json!({ "a": v });
+        assert!(cond("x\u{2}%").matches(&record("X_y")));
+        assert!(!cond("x\u{2}%").matches(&record("Xzy")));
+        assert!(cond("x_%").matches(&record("Xzy")));
     }
 
     #[test]
