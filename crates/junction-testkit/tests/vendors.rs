@@ -118,6 +118,13 @@ async fn salesforce_query_walk_follows_next_records_url_without_gap_or_repeat() 
         "a finished walk closes its cursor"
     );
 
+    let usage = http
+        .get(format!("{}{SF}/sobjects", sf.url()))
+        .bearer_auth(&config.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(usage.headers()["sforce-limit-info"], "api-usage=4/15000");
     let first = &sf.requests()[0];
     assert_eq!(first.header("sforce-query-options"), Some("batchSize=500"));
     assert_eq!(

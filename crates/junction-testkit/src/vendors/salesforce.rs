@@ -17,7 +17,8 @@
 //!   relationships `sobjects/{Object}/{id}/{Contacts|Opportunities|Cases|Tasks|Events|Notes|Attachments}`.
 //! - `chatter/users/me` and `/services/oauth2/userinfo`.
 //! - Errors are arrays `[{"message","errorCode"}]`; a wrong bearer token gets 401
-//!   `INVALID_SESSION_ID`.
+//!   `INVALID_SESSION_ID`. Answers carry `Sforce-Limit-Info: api-usage=N/15000`;
+//!   `queryAll` is served like `query`.
 //!
 //! Records are kept shared (`Arc`) and a query snapshots the matches once, so a paged
 //! walk of 100,000 records costs one filter pass and one serialization per record.
@@ -46,6 +47,8 @@ pub const USER_ID: &str = "005Dn0000000001AAA";
 pub const USERNAME: &str = "admin@junction.example.test";
 
 const DEFAULT_BATCH: usize = 2000;
+// The daily API request allocation reported in `Sforce-Limit-Info`.
+const DAILY_API_LIMIT: u64 = 15_000;
 const MIN_BATCH: usize = 200;
 
 /// How many records of each object to seed.
@@ -86,6 +89,7 @@ pub struct Salesforce {
     files: Mutex<HashMap<String, Vec<u8>>>,
     next_id: AtomicU64,
     next_cursor: AtomicU64,
+    api_calls: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -673,6 +677,7 @@ impl Salesforce {
             files: Mutex::new(files),
             next_id: AtomicU64::new(900_000),
             next_cursor: AtomicU64::new(1),
+            api_calls: AtomicU64::new(0),
         };
         VendorServer::spawn(vendor, Credential::Bearer(config.token), store).await
     }
@@ -733,13 +738,20 @@ impl Vendor for Salesforce {
         }
         let segments = request.segments();
         let method = request.method.as_str();
-        match segments.as_slice() {
+        let mut response = match segments.as_slice() {
             ["services", "oauth2", "userinfo"] if method == "GET" => userinfo(core),
             ["services", "data", version, rest @ ..] if is_version(version) => {
                 self.data(core, request, version, rest)
             }
             _ => not_found(),
+        };
+        let calls = self.api_calls.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+        if let Ok(value) =
+            header::HeaderValue::from_str(&format!("api-usage={calls}/{DAILY_API_LIMIT}"))
+        {
+            response.headers_mut().insert("sforce-limit-info", value);
         }
+        response
     }
 }
 
@@ -753,8 +765,8 @@ impl Salesforce {
     ) -> Response {
         let method = request.method.as_str();
         match (rest, method) {
-            (["query"], "GET") => self.query(core, request, version),
-            (["query", locator], "GET") => self.query_more(version, locator),
+            (["query" | "queryAll"], "GET") => self.query(core, request, version),
+            (["query" | "queryAll", locator], "GET") => self.query_more(version, locator),
             (["sobjects"], "GET") => self.list_objects(version),
             (["sobjects", object, "describe"], "GET") => self.describe(version, object),
             (["sobjects", object], "POST") => self.create(core, request, version, object),
@@ -1399,7 +1411,8 @@ fn write_record(out: &mut String, object: &str, fields: &[String], record: &Valu
     );
     for field in fields {
         let value = record.get(field).unwrap_or(&Value::Null);
-        let _ = write!(out, ",{}:{}", Value::String(field.clone()), value);
+        // Field names come from the describe: plain identifiers that need no escaping.
+        let _ = write!(out, ",\"{field}\":{value}");
     }
     out.push('}');
 }
@@ -2048,6 +2061,7 @@ mod tests {
             files: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             next_cursor: AtomicU64::new(1),
+            api_calls: AtomicU64::new(0),
         }
     }
 
