@@ -129,6 +129,7 @@ struct GraphState {
     page_tokens: HashMap<(String, usize), String>,
     token_exchanges: usize,
     long_lived_exchanges: usize,
+    posts_created: usize,
 }
 
 #[derive(Debug)]

@@ -352,11 +352,12 @@ fn create_post(shared: &Shared, owner: &str, params: &Params) -> Response {
             "(#100) Missing message or attachment",
         );
     }
-    let n = shared.store.len("posts") + 10_000;
-    let id = format!(
-        "{owner}_{:015}",
-        n + uuid::Uuid::new_v4().as_u128() as usize % 1_000_000
-    );
+    let n = {
+        let mut state = shared.lock();
+        state.posts_created += 1;
+        state.posts_created
+    };
+    let id = format!("{owner}_{:015}", 900_000 + n);
     let mut post = json!({
         "id": id,
         "owner": owner,
