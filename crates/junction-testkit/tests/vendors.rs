@@ -344,6 +344,33 @@ async fn salesforce_describes_objects_and_the_user() {
         .find(|f| f["name"] == "Birthdate")
         .unwrap();
     assert_eq!(birthdate["type"], "date");
+    let account_id = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "AccountId")
+        .unwrap();
+    assert_eq!(account_id["referenceTo"], json!(["Account"]));
+    let (_, lead) = send(
+        http.get(format!("{}{SF}/sobjects/Lead/describe", sf.url()))
+            .bearer_auth(&config.token),
+    )
+    .await;
+    let status = lead["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "Status")
+        .unwrap();
+    let values: Vec<&str> = status["picklistValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap())
+        .collect();
+    for lead in sf.store().all("Lead") {
+        assert!(values.contains(&lead["Status"].as_str().unwrap()), "{lead}");
+    }
     assert_eq!(birthdate["nillable"], true);
     assert!(birthdate["label"].is_string());
 

@@ -46,6 +46,48 @@ pub const USER_ID: &str = "005Dn0000000001AAA";
 /// That user's username.
 pub const USERNAME: &str = "admin@junction.example.test";
 
+const LEAD_STATUS: [&str; 3] = [
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Closed - Converted",
+];
+const STAGES: [&str; 3] = ["Prospecting", "Negotiation", "Closed Won"];
+const CASE_STATUS: [&str; 3] = ["New", "Working", "Closed"];
+const PRIORITIES: [&str; 3] = ["Low", "Medium", "High"];
+const TASK_STATUS: [&str; 2] = ["Not Started", "Completed"];
+const CAMPAIGN_STATUS: [&str; 2] = ["Planned", "In Progress"];
+
+// The values of each picklist field, as its describe lists them and the seed uses them.
+fn picklist(object: &str, field: &str) -> &'static [&'static str] {
+    match (object, field) {
+        ("Account", "Industry") => &seed::INDUSTRIES,
+        ("Lead", "Status") => &LEAD_STATUS,
+        ("Opportunity", "StageName") => &STAGES,
+        ("Case", "Status") => &CASE_STATUS,
+        ("Case", "Priority") => &PRIORITIES,
+        ("Task", "Status") => &TASK_STATUS,
+        ("Campaign", "Status") => &CAMPAIGN_STATUS,
+        _ => &[],
+    }
+}
+
+// The objects a reference field may point at.
+fn reference_to(field: &str) -> &'static [&'static str] {
+    match field {
+        "AccountId" => &["Account"],
+        "ContactId" => &["Contact"],
+        "OwnerId" => &["User"],
+        "WhoId" => &["Contact", "Lead"],
+        "WhatId" => &["Account", "Opportunity", "Case"],
+        "ParentId" | "FirstPublishLocationId" => {
+            &["Account", "Contact", "Lead", "Opportunity", "Case"]
+        }
+        "ContentDocumentId" => &["ContentDocument"],
+        "LatestPublishedVersionId" => &["ContentVersion"],
+        _ => &[],
+    }
+}
+
 const DEFAULT_BATCH: usize = 2000;
 // The daily API request allocation reported in `Sforce-Limit-Info`.
 const DAILY_API_LIMIT: u64 = 15_000;
@@ -464,18 +506,7 @@ fn seed_store(config: &SalesforceConfig) -> Store {
             m.insert("LastName".into(), json!(seed::last_name(i + 7)));
             m.insert("Company".into(), json!(seed::company(i + 7)));
             m.insert("Email".into(), nullable(i, 2, 9, json!(seed::email(i + 7))));
-            m.insert(
-                "Status".into(),
-                json!(seed::choice(
-                    &[
-                        "Open - Not Contacted",
-                        "Working - Contacted",
-                        "Closed - Converted"
-                    ],
-                    i,
-                    14
-                )),
-            );
+            m.insert("Status".into(), json!(seed::choice(&LEAD_STATUS, i, 14)));
         }),
     );
     store.seed(
@@ -491,7 +522,7 @@ fn seed_store(config: &SalesforceConfig) -> Store {
                 "Amount".into(),
                 nullable(i, 1, 7, json!(seed::number(i, 15, 100_000) as f64)),
             );
-            let stage = seed::choice(&["Prospecting", "Negotiation", "Closed Won"], i, 16);
+            let stage = seed::choice(&STAGES, i, 16);
             m.insert("StageName".into(), json!(stage));
             m.insert("CloseDate".into(), json!(seed::date(i, 17).to_string()));
             m.insert("IsWon".into(), json!(stage == "Closed Won"));
@@ -505,18 +536,10 @@ fn seed_store(config: &SalesforceConfig) -> Store {
                 "Subject".into(),
                 json!(format!("Case {}: {} is down", i + 1, seed::city(i))),
             );
-            m.insert(
-                "Status".into(),
-                json!(seed::choice(&["New", "Working", "Closed"], i, 18)),
-            );
+            m.insert("Status".into(), json!(seed::choice(&CASE_STATUS, i, 18)));
             m.insert(
                 "Priority".into(),
-                nullable(
-                    i,
-                    1,
-                    6,
-                    json!(seed::choice(&["Low", "Medium", "High"], i, 19)),
-                ),
+                nullable(i, 1, 6, json!(seed::choice(&PRIORITIES, i, 19))),
             );
             m.insert(
                 "ContactId".into(),
@@ -553,10 +576,7 @@ fn seed_store(config: &SalesforceConfig) -> Store {
             m.insert("Subject".into(), json!(format!("Call {}", i + 1)));
             m.insert("WhoId".into(), json!(related(i % 5)));
             m.insert("WhatId".into(), json!(account(i % 5)));
-            m.insert(
-                "Status".into(),
-                json!(seed::choice(&["Not Started", "Completed"], i, 20)),
-            );
+            m.insert("Status".into(), json!(seed::choice(&TASK_STATUS, i, 20)));
             m.insert(
                 "ActivityDate".into(),
                 nullable(i, 1, 4, json!(seed::date(i, 21).to_string())),
@@ -593,12 +613,7 @@ fn seed_store(config: &SalesforceConfig) -> Store {
             m.insert("Name".into(), json!(format!("Campaign {}", i + 1)));
             m.insert(
                 "Status".into(),
-                nullable(
-                    i,
-                    1,
-                    5,
-                    json!(seed::choice(&["Planned", "In Progress"], i, 22)),
-                ),
+                nullable(i, 1, 5, json!(seed::choice(&CAMPAIGN_STATUS, i, 22))),
             );
             m.insert(
                 "StartDate".into(),
@@ -830,6 +845,12 @@ impl Salesforce {
                     "sortable": true,
                     "custom": false,
                     "length": if family(f.kind) == Family::Text { 255 } else { 0 },
+                    "picklistValues": picklist(o.name, f.name)
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| json!({ "active": true, "defaultValue": i == 0, "label": v, "value": v }))
+                        .collect::<Vec<_>>(),
+                    "referenceTo": reference_to(f.name),
                 })
             })
             .collect();

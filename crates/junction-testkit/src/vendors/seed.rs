@@ -29,7 +29,8 @@ const SUFFIX: [&str; 4] = ["Inc", "LLC", "GmbH", "Ltd"];
 const CITY: [&str; 8] = [
     "Berlin", "Denver", "Lisbon", "Osaka", "Nairobi", "Austin", "Oslo", "Lyon",
 ];
-const INDUSTRY: [&str; 6] = [
+/// The industries [`industry`] picks from.
+pub const INDUSTRIES: [&str; 6] = [
     "Technology",
     "Banking",
     "Retail",
@@ -89,7 +90,7 @@ pub fn city(index: usize) -> &'static str {
 
 /// An industry.
 pub fn industry(index: usize) -> &'static str {
-    pick(&INDUSTRY, index, 6)
+    pick(&INDUSTRIES, index, 6)
 }
 
 /// One of `choices`.
