@@ -58,6 +58,10 @@ async fn salesforce_refuses_a_wrong_token_with_invalid_session_id() {
         json!([{ "message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID" }])
     );
 
+    let (status, versions) = send(client().get(format!("{}/services/data", sf.url()))).await;
+    assert_eq!(status, StatusCode::OK, "the version list needs no session");
+    assert_eq!(versions[0]["url"], SF);
+
     sf.set_credential(Credential::Bearer("rotated".into()));
     let token = SalesforceConfig::default().token;
     let (status, _) = send(

@@ -15,7 +15,7 @@
 //!   multipart `POST sobjects/ContentVersion` (or `Attachment`) and the binary
 //!   `…/ContentVersion/{id}/VersionData` / `…/Attachment/{id}/Body`; child
 //!   relationships `sobjects/{Object}/{id}/{Contacts|Opportunities|Cases|Tasks|Events|Notes|Attachments}`.
-//! - `chatter/users/me` and `/services/oauth2/userinfo`.
+//! - `chatter/users/me`, `/services/oauth2/userinfo` and the version list `/services/data`.
 //! - Errors are arrays `[{"message","errorCode"}]`; a wrong bearer token gets 401
 //!   `INVALID_SESSION_ID`. Answers carry `Sforce-Limit-Info: api-usage=N/15000`;
 //!   `queryAll` is served like `query`.
@@ -744,6 +744,13 @@ fn is_version(segment: &str) -> bool {
 
 impl Vendor for Salesforce {
     fn handle(&self, core: &Core, request: &RecordedRequest) -> Response {
+        // The version list is the one resource Salesforce serves without a session.
+        if request.method == "GET" && request.segments() == ["services", "data"] {
+            return super::json(
+                StatusCode::OK,
+                &json!([{ "label": "Winter '24", "url": format!("/services/data/{API_VERSION}"), "version": &API_VERSION[1..] }]),
+            );
+        }
         if !core.authorized(request) {
             return sf_error(
                 StatusCode::UNAUTHORIZED,
