@@ -246,6 +246,29 @@ impl Literal {
     }
 }
 
+/// Reads a JSON-shaped number. Integers stay exact when they fit 64 bits; anything else
+/// goes through Rust's correctly rounded `f64` parsing, so printing and re-reading a
+/// number gives it back bit for bit. Non-finite results are not numbers.
+pub(crate) fn parse_number(text: &str) -> Option<serde_json::Number> {
+    let body = text.strip_prefix('-').unwrap_or(text);
+    if !body.starts_with(|c: char| c.is_ascii_digit())
+        || !body
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+    {
+        return None;
+    }
+    if let Ok(i) = text.parse::<i64>() {
+        return Some(i.into());
+    }
+    if let Ok(u) = text.parse::<u64>() {
+        return Some(u.into());
+    }
+    text.parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+}
+
 pub(crate) fn quote_ceql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }

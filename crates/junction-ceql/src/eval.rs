@@ -27,7 +27,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Number, Value};
 
-use crate::ast::{DateValue, Expr, Field, Literal, Operator};
+use crate::ast::{DateValue, Expr, Field, Literal, Operator, parse_number};
 use crate::parse::{Direction, OrderBy, parse_field};
 
 /// Whether `record` matches `expr`; see the module documentation for the typing rules.
@@ -109,9 +109,8 @@ pub fn lookup<'a>(record: &'a Value, field: &Field) -> &'a Value {
 }
 
 fn number_from_str(s: &str) -> Option<Number> {
-    let s = s.trim();
     // Only JSON-shaped numbers: "NaN", "inf" or "0x10" are strings, not numbers.
-    s.parse::<Number>().ok()
+    parse_number(s.trim())
 }
 
 fn compare_numbers(a: &Number, b: &Number) -> Option<Ordering> {
@@ -463,7 +462,7 @@ mod tests {
             ]
         );
         let desc = parse_order_by("d desc").expect("parses");
-        let mut dates = vec![
+        let mut dates = [
             json!({"d": "2026-01-02"}),
             json!({}),
             json!({"d": "2026-01-01T23:00:00-05:00"}),

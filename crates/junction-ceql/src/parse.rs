@@ -12,7 +12,9 @@
 //! literal   := string | number | TRUE | FALSE | NULL
 //! ```
 
-use crate::ast::{Expr, Field, Literal, Operator, Span, is_ident_continue, is_ident_start};
+use crate::ast::{
+    Expr, Field, Literal, Operator, Span, is_ident_continue, is_ident_start, parse_number,
+};
 
 /// Longest input accepted, in bytes. Queries arrive in URLs; anything longer is hostile or
 /// a mistake, and the bound keeps every pass over the tree cheap.
@@ -173,11 +175,11 @@ fn lex(src: &Source<'_>) -> Result<Vec<Token>, ParseError> {
             c if c == '-' || c.is_ascii_digit() => {
                 let end = number_end(text, start);
                 let literal = &text[start..end];
-                let number = literal.parse::<serde_json::Number>().map_err(|_| {
+                let number = parse_number(literal).ok_or_else(|| {
                     if literal == "-" {
                         src.error(start, "expected a number after '-'")
                     } else {
-                        src.error(start, format!("'{literal}' is not a valid number"))
+                        src.error(start, format!("'{literal}' is not a number JSON can hold"))
                     }
                 })?;
                 while chars.peek().is_some_and(|&(i, _)| i < end) {
@@ -660,6 +662,8 @@ mod tests {
         assert!(e.message.contains("right after a number"), "{e}");
         let e = err("a = -");
         assert!(e.message.contains("number after '-'"), "{e}");
+        let e = err("a = 1e999");
+        assert!(e.message.contains("not a number JSON can hold"), "{e}");
     }
 
     #[test]
