@@ -502,3 +502,61 @@ impl fmt::Display for Expr {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_iso_dates_and_offset_date_times_read_as_dates() {
+        let date = |s: &str| Literal::String(s.into()).as_date();
+        assert!(matches!(date("2026-01-31"), Some(DateValue::Date(_))));
+        assert!(matches!(
+            date("2026-01-01T00:00:00Z"),
+            Some(DateValue::DateTime(_))
+        ));
+        assert!(matches!(
+            date("2026-01-01T10:00:00.123-08:00"),
+            Some(DateValue::DateTime(_))
+        ));
+        for not_a_date in [
+            "2026-13-01",
+            "2026-02-30",
+            "2026-01-01T00:00:00",
+            "2026-01-01 00:00:00Z",
+            "26-01-01",
+            "yesterday",
+        ] {
+            assert_eq!(date(not_a_date), None, "{not_a_date}");
+        }
+        assert_eq!(Literal::Number(20260101.into()).as_date(), None);
+    }
+
+    #[test]
+    fn operators_read_their_own_spellings_in_any_case() {
+        for op in Operator::ALL {
+            assert_eq!(Operator::from_name(op.as_str()), Some(op));
+            assert_eq!(Operator::from_name(&op.as_str().to_lowercase()), Some(op));
+        }
+        assert_eq!(Operator::from_name("<>"), Some(Operator::Ne));
+        assert_eq!(
+            Operator::from_name("is  not\tnull"),
+            Some(Operator::IsNotNull)
+        );
+        assert_eq!(Operator::from_name("~"), None);
+    }
+
+    #[test]
+    fn fields_print_bare_only_when_they_read_back_as_names() {
+        let printed = |segments: &[&str]| {
+            Field::new(segments.iter().map(|s| s.to_string()).collect()).to_string()
+        };
+        assert_eq!(printed(&["Account", "Name"]), "Account.Name");
+        assert_eq!(printed(&["a.b"]), "`a.b`");
+        assert_eq!(printed(&["Story Points"]), "`Story Points`");
+        assert_eq!(printed(&["and"]), "`and`");
+        assert_eq!(printed(&["1st"]), "`1st`");
+        assert_eq!(printed(&["a`b"]), "`a``b`");
+        assert_eq!(printed(&["Créé__c"]), "Créé__c");
+    }
+}
