@@ -33,6 +33,9 @@ on_both_backends!(
     post_request_hooks_replace_the_answer_and_store_configuration,
     a_hook_that_stops_the_call_answers_without_the_vendor,
     failing_hooks_are_named_and_never_reach_the_vendor,
+    where_is_evaluated_by_junction_across_vendor_pages_without_gap_or_repeat,
+    where_and_order_by_become_soql_or_vendor_parameters,
+    queries_an_element_cannot_serve_are_refused_naming_the_operator,
 );
 
 const RECORDS: u64 = 1000;
@@ -340,6 +343,18 @@ fn element(key: &str) -> Value {
             with(get("links", "/link/items"), json!({
                 "paging": paging("linkHeader", json!({"pageSize": size("per_page", 100, 500)}))})),
             get("everything", "/all/items"),
+            with(get("filtered", "/offset/items"), json!({"rootKey": "items",
+                "paging": paging("offset", json!({"param": "offset", "more": "has_more", "pageSize": size("limit", 100, 100)})),
+                "query": {"translation": "junction"}})),
+            with(get("sorted", "/all/items"), json!({"query": {"translation": "junction"}})),
+            with(get("sq", "/sf/query"), json!({"rootKey": "records",
+                "query": {"translation": "soql", "parameter": "q",
+                          "template": "SELECT Id, Name FROM Account WHERE {where} {orderBy}"}})),
+            with(get("byparams", "/echo/params"), json!({
+                "query": {"translation": "parameters", "rules": [
+                    {"field": "email", "operators": ["="], "parameter": "email"},
+                    {"field": "created", "operators": [">="], "parameter": "created_after"},
+                ]}})),
             {"path": "/hubs/crm/accounts", "method": "POST", "vendorPath": "/echo/new",
              "parameters": [{"name": "body", "vendorName": "body", "type": "body", "vendorType": "body"}]},
             with(json!({"path": "/hubs/crm/echo/{id}", "method": "POST", "vendorPath": "/echo/{vid}", "vendorMethod": "PUT"}), json!({
@@ -944,4 +959,119 @@ async fn failing_hooks_are_named_and_never_reach_the_vendor(backend: Backend) {
     assert_eq!(silent.status, StatusCode::BAD_GATEWAY, "{}", silent.body);
     let message = assert_error(&silent.body, "hook_failed");
     assert!(message.contains("done()"), "{message}");
+}
+
+async fn where_is_evaluated_by_junction_across_vendor_pages_without_gap_or_repeat(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "filtering").await;
+    // Every seventh record has a null email: 142 of 1,000, spread over ten vendor pages.
+    let expected: Vec<u64> = (1..=RECORDS).filter(|i| i.is_multiple_of(7)).collect();
+    let (seen, _) = walk(
+        &app,
+        &instance,
+        "/filtered?pageSize=30&where=email%20IS%20NULL%20AND%20nested.rank%20%3E%3D%200",
+    )
+    .await;
+    assert_eq!(seen, expected);
+    let page = get(
+        &app,
+        &instance,
+        "/filtered?pageSize=3&where=id%20%3C%2010&fields=id,name",
+    )
+    .await;
+    assert_eq!(
+        page.body,
+        json!([{"id": 1, "name": "record 1"}, {"id": 2, "name": "record 2"}, {"id": 3, "name": "record 3"}])
+    );
+    // A whole list is sorted by Junction.
+    let sorted = get(
+        &app,
+        &instance,
+        "/sorted?pageSize=4&orderBy=nested.rank%20desc,%20id%20asc",
+    )
+    .await;
+    assert_eq!(ids(&sorted.body), vec![9, 19, 29, 39]);
+    let (walked, _) = walk(
+        &app,
+        &instance,
+        "/sorted?pageSize=300&orderBy=nested.rank%20desc,%20id%20asc",
+    )
+    .await;
+    assert_eq!(walked.len(), RECORDS as usize);
+    assert_eq!(&walked[..2], &[9, 19]);
+}
+
+async fn where_and_order_by_become_soql_or_vendor_parameters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "translating").await;
+    let answer = get(
+        &app,
+        &instance,
+        "/sq?pageSize=5&where=Name%20%3D%20%27O%27%27Hara%27%20AND%20Amount%20%3E%205&orderBy=Name%20desc",
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let (_, query, _, _) = vendor.last("/v1/sf/query");
+    assert_eq!(
+        query_map(query.as_deref())["q"],
+        "SELECT Id, Name FROM Account WHERE (Name = 'O\\'Hara' AND Amount > 5) ORDER BY Name DESC"
+    );
+    let answer = get(&app, &instance, "/sq").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let (_, query, _, _) = vendor.last("/v1/sf/query");
+    assert_eq!(
+        query_map(query.as_deref())["q"],
+        "SELECT Id, Name FROM Account"
+    );
+    let answer = get(
+        &app,
+        &instance,
+        "/byparams?where=email%20%3D%20%27a%40b.c%27%20AND%20created%20%3E%3D%20%272026-01-01%27",
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let (_, query, _, _) = vendor.last("/v1/echo/params");
+    let q = query_map(query.as_deref());
+    assert_eq!(q["email"], "a@b.c");
+    assert_eq!(q["created_after"], "2026-01-01");
+    assert!(!q.contains_key("where"), "{q:?}");
+}
+
+async fn queries_an_element_cannot_serve_are_refused_naming_the_operator(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "refusing").await;
+    let before = vendor.count();
+    for (path, code, words) in [
+        (
+            "/byparams?where=email%20LIKE%20%27a%25%27",
+            "unsupported_query",
+            "LIKE",
+        ),
+        (
+            "/byparams?where=email%20%3D%20%27a%27%20OR%20email%20%3D%20%27b%27",
+            "unsupported_query",
+            "OR",
+        ),
+        ("/byparams?orderBy=email", "unsupported_query", "orderBy"),
+        ("/accounts?where=id%20%3D%201", "unsupported_query", "where"),
+        ("/filtered?orderBy=id", "unsupported_query", "orderBy"),
+        ("/filtered?where=id%20%3D%3D%201", "invalid_query", "column"),
+        ("/filtered?where=(id%20%3D%201", "invalid_query", "column"),
+    ] {
+        let answer = get(&app, &instance, path).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            answer.body
+        );
+        let message = assert_error(&answer.body, code);
+        assert!(message.contains(words), "{path}: {message}");
+        if code == "unsupported_query" {
+            assert!(message.contains("'refusing'"), "{path}: {message}");
+        }
+    }
+    assert_eq!(vendor.count(), before, "a refused query reached the vendor");
 }
