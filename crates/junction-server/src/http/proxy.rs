@@ -159,10 +159,12 @@ async fn ping(
         ("page" = Option<u32>, Query, description = "1-based page, where the vendor addresses pages"),
         ("nextPage" = Option<String>, Query, description = "The previous page's `Elements-Next-Page-Token`"),
         ("where" = Option<String>, Query, description = "A CEQL condition, where the element serves it"),
+        ("orderBy" = Option<String>, Query, description = "CEQL ordering, e.g. `Name asc, CreatedDate desc`"),
+        ("fields" = Option<String>, Query, description = "Fields to keep, e.g. `Id,Name`"),
     ),
     responses(
         (status = 200, description = "The resource's answer: a list as a JSON array, or one object"),
-        (status = 400, body = ApiErrorBody, description = "`missing_parameter`, `invalid_page_token`, `invalid_parameter`, `unsupported_query`, `invalid_body`, `hook_failed` (a hook threw), or the provider's own 400 (`provider_error`)"),
+        (status = 400, body = ApiErrorBody, description = "`missing_parameter`, `invalid_page_token`, `invalid_parameter`, `invalid_query`, `unsupported_query`, `invalid_body`, `hook_failed` (a hook threw), or the provider's own 400 (`provider_error`)"),
         (status = 401, body = ApiErrorBody, description = "No Element token, or one that names no instance"),
         (status = 403, body = ApiErrorBody, description = "The instance is disabled"),
         (status = 404, body = ApiErrorBody, description = "The instance's element has no such resource"),
