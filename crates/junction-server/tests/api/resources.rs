@@ -373,6 +373,9 @@ fn element(key: &str) -> Value {
             get("odd", "/error/odd"),
             get("slow", "/slow"),
             with(get("files/{id}", "/files/{id}"), json!({"stream": true})),
+            with(get("moving", "/whoami"), json!({"parameters": [
+                {"name": "base.url", "vendorName": "user.id", "type": "configuration", "vendorType": "bodyField", "source": "response"},
+            ]})),
             with(get("me", "/whoami"), json!({"parameters": [
                 {"name": "vendor.user.id", "vendorName": "user.id", "type": "configuration", "vendorType": "bodyField", "source": "response"},
             ]})),
@@ -811,6 +814,15 @@ async fn response_parameters_are_kept_in_the_configuration(backend: Backend) {
         .find(|e| e["key"] == "vendor.user.id")
         .unwrap_or_else(|| panic!("{config}"));
     assert_eq!(entry["propertyValue"], "u-77", "{entry}");
+    // A vendor answer cannot move the host the instance's credential goes to: the same
+    // checks as a PATCH with the Element token apply.
+    let moving = get(&app, &instance, "/moving").await;
+    assert_eq!(moving.status, StatusCode::FORBIDDEN, "{}", moving.body);
+    let (_, after) = app.get(&format!("/instances/{id}/configuration")).await;
+    assert_eq!(
+        after, config,
+        "nothing was written by a refused configuration change"
+    );
 }
 
 async fn binary_resources_stream_through_unchanged(backend: Backend) {

@@ -142,7 +142,7 @@ impl Services {
                 .await?;
                 configuration.extend(pre.configuration);
                 if let Some(mut answer) = pre.answer {
-                    self.keep_configuration(&record, &element, configuration)
+                    self.keep_configuration(caller, &record, &element, configuration)
                         .await?;
                     if strip {
                         response::strip_nulls(&mut answer);
@@ -166,7 +166,7 @@ impl Services {
                 configuration.extend(post.configuration);
             }
             if !(200..300).contains(&answer.status) {
-                self.keep_configuration(&record, &element, configuration)
+                self.keep_configuration(caller, &record, &element, configuration)
                     .await?;
                 return Err(ServiceError::ProviderStatus {
                     status: answer.status,
@@ -185,7 +185,7 @@ impl Services {
             let Some(mut records) = response::records(&answer.body, resource.root_key.as_deref())
             else {
                 // A single object, as the vendor sent it.
-                self.keep_configuration(&record, &element, configuration)
+                self.keep_configuration(caller, &record, &element, configuration)
                     .await?;
                 let mut single = query_plan.project(answer.body);
                 if strip {
@@ -228,7 +228,7 @@ impl Services {
             }
             position = following;
         };
-        self.keep_configuration(&record, &element, configuration)
+        self.keep_configuration(caller, &record, &element, configuration)
             .await?;
         if strip {
             list.iter_mut().for_each(response::strip_nulls);
@@ -330,12 +330,14 @@ impl Services {
     }
 
     /// Stores configuration values a call learned (`source: response` parameters, a
-    /// hook's `configuration` output) into the instance, through the same update as any
-    /// other configuration change, in one write. Only declared entries, or keys that hold
-    /// no credential, may be written this way: a vendor answer or a script must not plant
-    /// a secret the element never asked for.
+    /// hook's `configuration` output) into the instance, through the same update, and
+    /// checks, as a `PATCH` by the caller (so an Element token cannot move `base.url`
+    /// this way either), in one write. Only declared entries, or keys that hold no
+    /// credential, may be written: a vendor answer or a script must not plant a secret
+    /// the element never asked for.
     async fn keep_configuration(
         &self,
+        caller: &Caller,
         record: &Arc<InstanceRecord>,
         element: &ElementDefinition,
         changes: Vec<(String, String)>,
@@ -348,13 +350,13 @@ impl Services {
         if changes.is_empty() {
             return Ok(());
         }
+        let given: serde_json::Map<String, Value> = changes
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
         let current = Arc::unwrap_or_clone(Arc::clone(record));
-        self.save(current, |r| {
-            for (key, value) in changes {
-                r.config.insert(key, Some(value));
-            }
-        })
-        .await?;
+        self.change_configuration(caller, current, element, &given)
+            .await?;
         Ok(())
     }
 
