@@ -860,6 +860,10 @@ fn validate_credentials(e: &ElementDefinition) -> Result<(), DefinitionError> {
 /// caller could not send.
 fn validate_resource(i: usize, r: &Resource) -> Result<(), DefinitionError> {
     let field = |rest: &str| format!("resources[{i}].{rest}");
+    // A streamed body is never read, so no hook could see or change it.
+    if r.stream && !r.hooks.is_empty() {
+        return Err(rule(field("hooks"), "a stream resource runs no hooks"));
+    }
     if let Some(paging) = &r.paging {
         let needs = |what: &str, present: bool| {
             if present {
@@ -1472,6 +1476,10 @@ mod tests {
                 "resources[0].paging.pageSize",
             ),
             ("query: {translation: soql, parameter: q}".to_owned(), "resources[0].query.template"),
+            (
+                "stream: true, hooks: [{type: preRequest, body: 'done({})'}]".to_owned(),
+                "resources[0].hooks",
+            ),
             (
                 "query: {translation: parameters, rules: [{field: a, operators: ['~'], parameter: a}]}".to_owned(),
                 "resources[0].query.rules[0].operators",
