@@ -101,7 +101,8 @@ pub fn swagger(
         if let Some(model) = &resource.model
             && let Some(name) = definitions.add_model(model)
         {
-            models.insert(operation_key(resource), name);
+            // The first resource on a route is the one documented, with its model.
+            models.entry(operation_key(resource)).or_insert(name);
         }
     }
     let standard = definitions.add_standard();
