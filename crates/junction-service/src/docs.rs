@@ -1206,6 +1206,24 @@ mod tests {
     }
 
     #[test]
+    fn the_first_resource_on_a_route_is_documented_with_its_own_model() {
+        let e = element(json!({"resources": [
+            {"path": "/hubs/crm/things", "method": "POST", "vendorPath": "/a", "operationId": "first",
+             "model": {"name": "first", "type": "object"}},
+            {"path": "/things", "method": "POST", "vendorPath": "/b", "operationId": "second",
+             "model": {"name": "second", "type": "object"}}
+        ]}));
+        let doc = swagger(&e, &base(), None);
+        let create = &doc["paths"]["/things"]["post"];
+        assert_eq!(create["operationId"], "first");
+        assert_eq!(
+            create["responses"]["200"]["schema"]["$ref"],
+            "#/definitions/first"
+        );
+        assert_sound("a route declared twice", &doc);
+    }
+
+    #[test]
     fn a_model_named_like_a_standard_definition_keeps_its_name() {
         let e = element(json!({"resources": [
             {"path": "/hubs/crm/errors", "method": "GET", "vendorPath": "/e",
