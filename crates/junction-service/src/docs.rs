@@ -341,6 +341,10 @@ fn operation(
         .filter(|p| p.source == ParameterSource::Request)
         .collect();
     for name in &placeholders {
+        // A name a path repeats (`/a/{id}/b/{id}`) is one parameter.
+        if !taken.insert((name.clone(), "path")) {
+            continue;
+        }
         let given = declared
             .iter()
             .find(|p| p.kind == ParameterType::Path && &p.name == name);
@@ -349,7 +353,6 @@ fn operation(
         if let Some(description) = given.and_then(|p| p.description.as_deref()) {
             param["description"] = Value::String(description.to_owned());
         }
-        taken.insert((name.clone(), "path"));
         parameters.push(param);
     }
     let has_form = declared
@@ -1221,6 +1224,19 @@ mod tests {
             "#/definitions/first"
         );
         assert_sound("a route declared twice", &doc);
+    }
+
+    #[test]
+    fn a_placeholder_named_twice_is_one_path_parameter() {
+        let e = element(json!({"resources": [
+            {"path": "/hubs/crm/a/{id}/b/{id}", "method": "GET", "vendorPath": "/a/{id}"}
+        ]}));
+        let doc = swagger(&e, &base(), None);
+        let params = doc["paths"]["/a/{id}/b/{id}"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        assert_eq!(params.iter().filter(|p| p["in"] == "path").count(), 1);
+        assert_sound("a repeated placeholder", &doc);
     }
 
     #[test]
