@@ -17,6 +17,7 @@ on_both_backends!(
     a_custom_elements_resources_models_and_objects_are_documented_for_its_organization_only,
     an_instance_is_documented_also_while_disabled,
     the_public_url_names_the_host_and_base_path,
+    the_requests_host_names_the_host_unless_it_is_no_plain_host,
     swagger_ui_opens_an_elements_document,
 );
 
@@ -411,6 +412,28 @@ async fn the_public_url_names_the_host_and_base_path(backend: Backend) {
     assert_eq!(doc["basePath"], "/junction/elements/api-v2/hubs/marketing");
     assert_eq!(doc["schemes"], json!(["https"]));
     assert_sound("acton behind a public URL", &doc);
+}
+
+async fn the_requests_host_names_the_host_unless_it_is_no_plain_host(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for (host, expected) in [
+        ("docs.example.com:9000", "docs.example.com:9000"),
+        ("docs.example.com", "docs.example.com"),
+        ("evil.example/x?y#", "localhost"),
+        ("a\"b", "localhost"),
+    ] {
+        let response = app
+            .http
+            .get(app.url("/elements/sfdc/docs"))
+            .header("Host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+        let doc: Value = response.json().await.unwrap();
+        assert_eq!(doc["host"], expected, "{host}");
+        assert_eq!(doc["basePath"], "/elements/api-v2/hubs/crm", "{host}");
+    }
 }
 
 async fn swagger_ui_opens_an_elements_document(backend: Backend) {
