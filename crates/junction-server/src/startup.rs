@@ -244,7 +244,11 @@ impl App {
             .with_context(|| format!("binding {}", config.listen))?;
         let bootstrapped = bootstrap(&store, config).await?;
         let services = services(store, config)?;
-        let router = crate::http::router(services.clone(), config.caller_concurrency)?;
+        let router = crate::http::router(
+            services.clone(),
+            config.caller_concurrency,
+            config.public_url.clone(),
+        )?;
         Ok(Self {
             listener,
             router,

@@ -12,6 +12,7 @@ mod auth_limit;
 mod catalog;
 mod configuration;
 mod credentials;
+pub mod docs;
 mod elements;
 mod error;
 mod hosts;

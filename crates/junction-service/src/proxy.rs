@@ -5,7 +5,7 @@
 //! the provider refused with 401 once after a refresh, and wait out a provider's rate
 //! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
 
-use crate::auth::{PresentedSecrets, parse_authorization};
+use crate::auth::{Disabled, PresentedSecrets, parse_authorization};
 use crate::schemes::{StaticAuth, static_auth};
 use crate::templates::CallParameters;
 use crate::trace::{self, Tracer};
@@ -74,7 +74,7 @@ impl Services {
     ) -> Result<Caller, ServiceError> {
         let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let presented = parse_authorization(header.ok_or_else(|| unauthorized(needs_token))?)?;
-        self.instance_of(&presented).await
+        self.instance_of(&presented, Disabled::Refused).await
     }
 
     /// The instance whose Element token `presented` carries, checked against the User and
@@ -82,6 +82,7 @@ impl Services {
     pub(crate) async fn instance_of(
         &self,
         presented: &PresentedSecrets,
+        disabled: Disabled,
     ) -> Result<Caller, ServiceError> {
         let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let token = presented
@@ -115,7 +116,7 @@ impl Services {
                 ));
             }
         }
-        if principal.disabled {
+        if principal.disabled && disabled == Disabled::Refused {
             return Err(ServiceError::Forbidden(
                 "this instance is disabled".to_owned(),
             ));

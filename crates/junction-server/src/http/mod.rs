@@ -2,6 +2,7 @@
 //! Elements; `/health` sits at the root for load balancers.
 
 mod accounts;
+mod docs;
 mod elements;
 pub mod error;
 pub mod extract;
@@ -35,17 +36,25 @@ pub struct AppState {
     pub catalog_json: Arc<elements::CatalogJson>,
     /// Calls in progress per caller (`JUNCTION_CALLER_CONCURRENCY`).
     pub limits: Arc<limit::CallerLimits>,
+    /// Where clients reach Junction (`JUNCTION_PUBLIC_URL`), for documents that name it.
+    pub public_url: Option<Arc<url::Url>>,
 }
 
-pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<Router> {
+pub fn router(
+    services: Services,
+    caller_concurrency: usize,
+    public_url: Option<url::Url>,
+) -> anyhow::Result<Router> {
     let state = AppState {
         catalog_json: Arc::new(elements::CatalogJson::build(&services.catalog)?),
         services: Arc::new(services),
         limits: limit::CallerLimits::new(caller_concurrency),
+        public_url: public_url.map(Arc::new),
     };
     let document = openapi::document().context("building the OpenAPI document")?;
     let api = Router::new()
         .merge(elements::router())
+        .merge(docs::router())
         .merge(instances::router())
         .merge(accounts::router())
         .merge(hubs::router())
@@ -62,6 +71,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
                 .external_url_unchecked(format!("{API_PREFIX}/openapi.json"), document)
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
+        .merge(docs::ui_router())
         .fallback(|| async {
             ApiError::not_found("no such route; the API lives under /elements/api-v2")
         })

@@ -2,7 +2,7 @@
 //! served at `/elements/api-v2/openapi.json` with an offline Swagger UI at `/docs`.
 
 use super::error::ApiErrorBody;
-use super::{accounts, elements, hubs, instances, proxy};
+use super::{accounts, docs, elements, hubs, instances, proxy};
 use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
@@ -42,6 +42,9 @@ use utoipa::{Modify, OpenApi};
         elements::oauth_token,
         elements::metadata_list,
         elements::metadata,
+        docs::element,
+        docs::instance,
+        docs::own_instance,
         hubs::list,
         hubs::create,
         hubs::show,

@@ -60,6 +60,8 @@ pub struct Options {
     pub statement_timeout: u64,
     /// `JUNCTION_CALLER_CONCURRENCY`.
     pub caller_concurrency: usize,
+    /// `JUNCTION_PUBLIC_URL`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             trust_forwarded_for: false,
             statement_timeout: 30,
             caller_concurrency: 8,
+            public_url: None,
         }
     }
 }
@@ -99,6 +102,7 @@ impl TestApp {
     async fn start(db: Arc<TestDatabase>, options: Options) -> Self {
         let config = Config::from_settings(Settings {
             listen: "127.0.0.1:0".into(),
+            public_url: options.public_url.clone(),
             database: DatabaseSettings {
                 database_url: db.url.clone(),
                 database_url_file: None,
