@@ -21,6 +21,7 @@ on_both_backends!(
     a_providers_retry_after_holds_back_the_next_call,
     an_app_limit_is_shared_by_the_instances_of_an_element_and_an_instance_limit_is_not,
     an_oauth_app_limit_is_shared_by_instances_with_the_same_client_id_only,
+    a_caller_that_goes_away_while_waiting_gives_its_slot_back,
 );
 
 /// What the provider allows each credential: so many calls in any window of so long.
@@ -380,6 +381,70 @@ async fn an_oauth_app_limit_is_shared_by_instances_with_the_same_client_id_only(
         assert_eq!(keys.len(), 2, "{keys:?}");
         assert!(keys.iter().all(|k| !k.contains("client")), "{keys:?}");
     }
+}
+
+async fn a_caller_that_goes_away_while_waiting_gives_its_slot_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    // One call at a time, one slot every (4 s + jitter) / 2 = 2.125 s, waits of up to 3 s.
+    element(
+        &app,
+        "queued",
+        json!([{"requests": 2, "per": 4, "burst": 1, "maxWait": 3}]),
+    )
+    .await;
+    let token = instance(&app, "queued", &vendor, "key-1").await;
+    let (status, body, _) = call(&app, &token, Method::GET, "/things").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The second call books the next slot, 2.125 s on, and its caller leaves before then.
+    let impatient = app
+        .http
+        .get(app.url("/proxy/things"))
+        .header("Authorization", format!("Element {token}"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(impatient.is_err_and(|e| e.is_timeout()));
+    // The server learns that the caller left when it sees the connection close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The third gets that slot back; had it stayed booked, the third's would be 4.25 s
+    // after the first call, beyond the 3 s it may wait.
+    let (status, body, _) = call(&app, &token, Method::GET, "/things").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        vendor.arrivals().len(),
+        2,
+        "the call whose caller left was sent"
+    );
+}
+
+/// A budget whose schedule has run out holds nothing, and is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_budgets_are_pruned_from_postgresql() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let vendor = Vendor::start().await;
+    // One slot per 0.1 s + jitter: the budget is idle 0.35 s after a call.
+    element(&app, "brief", json!([{"requests": 1, "per": 0.1}])).await;
+    let token = instance(&app, "brief", &vendor, "key-1").await;
+    let (status, body, _) = call(&app, &token, Method::GET, "/things").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.db.url).await.unwrap();
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from rate_budgets")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await, 1);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pruned = app.services.store.prune_rate_budgets().await.unwrap();
+
+    assert_eq!(pruned, 1);
+    assert_eq!(rows().await, 0);
 }
 
 mod replicas {
