@@ -30,6 +30,11 @@ const MAX_DEFERRAL: Duration = Duration::from_secs(86_400);
 const PRUNE_INTERVAL_MS: i64 = 60_000;
 /// Rounds of booking a common time for all budgets of a call before giving up.
 const MAX_ROUNDS: usize = 4;
+/// How much earlier than the call's time a budget's slot may be and still count as the
+/// same time (microseconds): the budgets are booked one statement after another, and
+/// the clock moves in between. Sending that much after a booked time stays within
+/// [`JITTER`].
+const SAME_TIME: i64 = 100_000;
 
 /// The pacer of one process.
 #[derive(Debug)]
@@ -160,6 +165,11 @@ impl Services {
     /// Waits for a slot in every budget of a call, or refuses the call with
     /// `rate_limited` when one lies beyond its limit's `maxWait`. Dropped while waiting,
     /// it gives its slots back.
+    ///
+    /// All budgets must book the same time. A budget whose slot comes later than the
+    /// others' raises that time, and only the budgets booked earlier are booked again,
+    /// so the budget that holds the call back is booked once: a booking that cannot be
+    /// given back (another call was booked after it) then costs only a budget with room.
     pub(crate) async fn pace(&self, budgets: &Budgets) -> Result<(), ServiceError> {
         if budgets.0.is_empty() {
             return Ok(());
@@ -169,15 +179,21 @@ impl Services {
             store: self.store.clone(),
             slots: Vec::new(),
         };
-        let mut common: Option<i64> = None;
+        let mut target: Option<i64> = None;
+        let mut clock = 0;
         for _ in 0..MAX_ROUNDS {
-            held.give_back().await;
-            let mut later = None;
-            let mut clock = 0;
-            for budget in &budgets.0 {
+            for (index, budget) in budgets.0.iter().enumerate() {
+                let booked_in_time = held
+                    .slots
+                    .iter()
+                    .any(|b| b.index == index && target.is_none_or(|t| b.at + SAME_TIME >= t));
+                if booked_in_time {
+                    continue;
+                }
+                held.give_back_one(index).await;
                 match self
                     .store
-                    .take_rate_slot(&budget.key, budget.pace, common)
+                    .take_rate_slot(&budget.key, budget.pace, target)
                     .await?
                 {
                     Slot::Refused { free_in } => {
@@ -185,32 +201,28 @@ impl Services {
                         return Err(refused(budget, free_in));
                     }
                     Slot::Granted { at, now, tat } => {
-                        held.slots.push((budget.clone(), tat));
+                        held.slots.push(Booked {
+                            index,
+                            budget: budget.clone(),
+                            tat,
+                            at,
+                        });
                         clock = now;
-                        match common {
-                            None => common = Some(at),
-                            Some(t) if at > t => {
-                                later = Some(at);
-                                break;
-                            }
-                            Some(_) => {}
-                        }
+                        target = Some(target.map_or(at, |t| t.max(at)));
                     }
                 }
             }
-            match later {
-                // A budget had no slot at the time the others booked: book them all
-                // again at its time.
-                Some(at) => common = Some(at),
-                None => {
-                    let wait = common.map_or(0, |t| t - clock);
-                    if wait > 0 {
-                        tracing::debug!(wait_ms = wait / 1000, "waiting for a rate-limit slot");
-                        tokio::time::sleep(Duration::from_micros(wait.unsigned_abs())).await;
-                    }
-                    held.slots.clear();
-                    return Ok(());
+            let Some(target) = target else {
+                break;
+            };
+            if held.slots.iter().all(|b| b.at + SAME_TIME >= target) {
+                let wait = target - clock;
+                if wait > 0 {
+                    tracing::debug!(wait_ms = wait / 1000, "waiting for a rate-limit slot");
+                    tokio::time::sleep(Duration::from_micros(wait.unsigned_abs())).await;
                 }
+                held.slots.clear();
+                return Ok(());
             }
         }
         held.give_back().await;
@@ -288,20 +300,40 @@ fn refused(budget: &Budget, free_in: i64) -> ServiceError {
 /// caller went away while waiting), it gives them back.
 struct Held {
     store: Store,
-    slots: Vec<(Budget, i64)>,
+    slots: Vec<Booked>,
+}
+
+/// One budget's booking for a call.
+struct Booked {
+    /// Which of the call's budgets.
+    index: usize,
+    budget: Budget,
+    /// Identifies the booking when it is given back.
+    tat: i64,
+    /// When it lets the call go.
+    at: i64,
 }
 
 impl Held {
     async fn give_back(&mut self) {
-        for (budget, tat) in self.slots.drain(..) {
-            if let Err(e) = self
-                .store
-                .return_rate_slot(&budget.key, budget.pace, tat)
-                .await
-            {
-                tracing::warn!(error = %e, "could not give back a rate-limit slot");
-            }
+        for booked in self.slots.drain(..) {
+            return_slot(&self.store, booked).await;
         }
+    }
+
+    async fn give_back_one(&mut self, index: usize) {
+        if let Some(at) = self.slots.iter().position(|b| b.index == index) {
+            return_slot(&self.store, self.slots.swap_remove(at)).await;
+        }
+    }
+}
+
+async fn return_slot(store: &Store, booked: Booked) {
+    if let Err(e) = store
+        .return_rate_slot(&booked.budget.key, booked.budget.pace, booked.tat)
+        .await
+    {
+        tracing::warn!(error = %e, "could not give back a rate-limit slot");
     }
 }
 
