@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 on_both_backends!(
     a_burst_through_junction_never_meets_the_providers_limit,
     a_burst_beyond_the_longest_wait_is_refused_before_the_provider_sees_it,
+    a_call_under_two_limits_goes_when_both_have_a_slot,
     a_providers_retry_after_holds_back_the_next_call,
     an_app_limit_is_shared_by_the_instances_of_an_element_and_an_instance_limit_is_not,
     an_oauth_app_limit_is_shared_by_instances_with_the_same_client_id_only,
@@ -203,6 +204,33 @@ async fn a_burst_through_junction_never_meets_the_providers_limit(backend: Backe
     let vendor = Vendor::start().await;
     element(&app, "paced", json!([{"requests": LIMIT, "per": 2}])).await;
     let token = instance(&app, "paced", &vendor, "key-1").await;
+
+    let answers = burst(&app, &token, 12).await;
+
+    for (status, body, _) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+    }
+    let arrivals = vendor.arrivals();
+    assert_eq!(arrivals.len(), 12);
+    assert_eq!(vendor.refused(), 0, "the provider refused a call");
+    let most = most_in_any_window(&arrivals, WINDOW);
+    assert!(most <= LIMIT, "{most} calls arrived within one window");
+}
+
+/// The second limit binds: each call books the time its slot allows in both budgets.
+async fn a_call_under_two_limits_goes_when_both_have_a_slot(backend: Backend) {
+    let app = patient(backend).await;
+    let vendor = Vendor::start().await;
+    element(
+        &app,
+        "twice",
+        json!([
+            {"requests": 100, "per": 60, "scope": "instance"},
+            {"requests": LIMIT, "per": 2, "scope": "app"},
+        ]),
+    )
+    .await;
+    let token = instance(&app, "twice", &vendor, "key-1").await;
 
     let answers = burst(&app, &token, 12).await;
 
