@@ -78,7 +78,13 @@ impl Pacer {
         let interval = (window + sustained - 1) / sustained;
         let max_wait = limit.max_wait().min(self.max_wait_cap);
         Budget {
-            key: format!("{scope_key}:{}/{}", limit.requests, micros(limit.per.0)),
+            // Budgets are shared only by calls that pace alike: one schedule kept under
+            // two pacings would hold to neither.
+            key: format!(
+                "{scope_key}:{}/{}/{burst}",
+                limit.requests,
+                micros(limit.per.0)
+            ),
             pace: Pace {
                 interval,
                 tolerance: (burst - 1) * interval,
@@ -369,7 +375,7 @@ mod tests {
         assert_eq!(b.pace.interval, 750_000);
         assert_eq!(b.pace.tolerance, 1_500_000);
         assert_eq!(b.pace.max_wait, 10_000_000);
-        assert_eq!(b.key, "i1:5/2000000");
+        assert_eq!(b.key, "i1:5/2000000/3");
         let b = pacer.budget(
             &limit(r#"{"requests": 100, "per": 10, "burst": 1, "maxWait": 60}"#),
             "i1",
