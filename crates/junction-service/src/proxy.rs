@@ -3,7 +3,8 @@
 //!
 //! Both send the instance's current access token the way its element says, replay a call
 //! the provider refused with 401 once after a refresh, and wait out a provider's rate
-//! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
+//! limit when it says how long to (`Retry-After`) and the call is safe to repeat. Each
+//! attempt first waits for a slot under the limits the element declares (`pacer.rs`).
 
 use crate::auth::{PresentedSecrets, parse_authorization};
 use crate::schemes::{StaticAuth, static_auth};
