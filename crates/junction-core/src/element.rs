@@ -98,6 +98,9 @@ pub struct ElementDefinition {
     /// The objects its resources read and write (spec §6.6).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<ObjectDefinition>,
+    /// The provider's documented request limits, which Junction's calls stay under.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<crate::rate::RateLimit>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]

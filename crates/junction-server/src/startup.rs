@@ -7,7 +7,7 @@ use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
-use junction_service::{FailureLimiter, RefreshCoordinator, Services, TraceWriter, now_ms};
+use junction_service::{FailureLimiter, Pacer, RefreshCoordinator, Services, TraceWriter, now_ms};
 use junction_store::{NewOrganization, OrganizationCreated, Store, StoreError, StoreSettings};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -186,6 +186,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
             config.trust_forwarded_for,
         )),
         traces,
+        pacer: Arc::new(Pacer::new(config.outbound_timeout)),
     })
 }
 

@@ -86,6 +86,10 @@ pub enum ServiceError {
     /// The caller must slow down; `retry_after` is in seconds.
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },
+    /// The provider's declared rate limit has no slot for this call within the wait
+    /// allowed, so it was not sent; `retry_after` (seconds) is when one is free.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
     #[error("storage failure")]
     Store(#[source] StoreError),
     #[error("internal failure: {0}")]

@@ -18,6 +18,7 @@ mod error;
 mod hosts;
 mod instances;
 mod oauth_url;
+mod pacer;
 mod proxy;
 mod redact;
 mod refresh;
@@ -57,6 +58,7 @@ pub use instances::{
     ProviderData, UpdateMode,
 };
 pub use oauth_url::{OAuthTokenParams, OAuthTokenResponse, OAuthUrlParams, OAuthUrlResponse};
+pub use pacer::Pacer;
 pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
 pub use trace::{
@@ -84,6 +86,8 @@ pub struct Services {
     pub auth_failures: Arc<FailureLimiter>,
     /// Where trace log entries go to be written.
     pub traces: TraceWriter,
+    /// Paces provider calls under the limits elements declare.
+    pub pacer: Arc<Pacer>,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

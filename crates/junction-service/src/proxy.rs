@@ -3,7 +3,8 @@
 //!
 //! Both send the instance's current access token the way its element says, replay a call
 //! the provider refused with 401 once after a refresh, and wait out a provider's rate
-//! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
+//! limit when it says how long to (`Retry-After`) and the call is safe to repeat. Each
+//! attempt first waits for a slot under the limits the element declares (`pacer.rs`).
 
 use crate::auth::{Disabled, PresentedSecrets, parse_authorization};
 use crate::schemes::{StaticAuth, static_auth};
@@ -263,6 +264,7 @@ impl Services {
         let mut tries = 1;
         let mut waited = Duration::ZERO;
         let tracer = Tracer::of(&self.traces, &target.record, &target.element);
+        let budgets = self.rate_budgets(&target.element, &target.record).await?;
         loop {
             let auth = match &held {
                 Held::Fixed(fixed) => fixed.as_provider_auth(),
@@ -278,7 +280,10 @@ impl Services {
                 body,
                 auth,
             };
+            self.pace(&budgets).await?;
             let response = trace::send(&self.proxy, tracer.as_ref(), call).await?;
+            self.heed_provider_limit(&budgets, response.status, &response.headers)
+                .await;
             let Some(again) = replay.clone() else {
                 return Ok(response);
             };
@@ -341,7 +346,10 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+pub(crate) fn retry_after(
+    headers: &HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

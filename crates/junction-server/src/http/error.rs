@@ -231,6 +231,13 @@ impl From<ServiceError> for ApiError {
                 retry_after: Some(retry_after),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
             },
+            ServiceError::RateLimited {
+                message,
+                retry_after,
+            } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            },
             ServiceError::Store(StoreError::Timeout(ref cause)) => {
                 tracing::warn!(error = %cause, "a database statement timed out");
                 Self {

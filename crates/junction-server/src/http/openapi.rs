@@ -353,7 +353,11 @@ fn state_limits(doc: &mut Value) {
         "`too_many_requests`: this address failed to authenticate too often, or the caller \
          already has JUNCTION_CALLER_CONCURRENCY calls in progress",
     );
-    let guessing = error("`too_many_requests`: this address failed to authenticate too often");
+    let guessing = error(
+        "`too_many_requests`: this address failed to authenticate too often; \
+         `rate_limited`: the element's declared provider rate limit has no free slot \
+         within its `maxWait`, so the provider was not called",
+    );
     let timeout = error("`database_timeout`: the database did not answer in time");
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;

@@ -18,6 +18,7 @@ mod outbound;
 mod paging;
 mod provisioning;
 mod proxy;
+mod rate_limits;
 mod refresh;
 mod replicas;
 mod tenant_hosts;
