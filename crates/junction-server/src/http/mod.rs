@@ -2,6 +2,7 @@
 //! Elements; `/health` sits at the root for load balancers.
 
 mod accounts;
+mod console;
 mod elements;
 pub mod error;
 pub mod extract;
@@ -54,6 +55,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
     Ok(Router::new()
         .nest(API_PREFIX, api)
         .merge(health::router())
+        .merge(console::router())
         // Swagger UI's assets are compiled in (`vendored`), so /docs works offline. Its
         // default `validatorUrl` would send the document to validator.swagger.io from
         // every browser that opens the page.
@@ -75,6 +77,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors())
+        .layer(middleware::from_fn(console::security_headers))
         .layer(middleware::from_fn(request_context))
         .with_state(state))
 }
