@@ -4,6 +4,7 @@
 //! from tests), and a scripted browser that walks an authorization URL to its callback.
 
 pub mod browser;
+pub mod chromium;
 pub mod db;
 pub mod graph;
 pub mod peers;
