@@ -225,6 +225,13 @@ fn external_authentication(raw: Option<&str>) -> Result<&'static str, ServiceErr
     }
 }
 
+/// Checks a name and tags given ahead of provisioning (a Connect session's), by the same
+/// rules the instance will be held to.
+pub(crate) fn check_name_and_tags(name: Option<&str>, tags: &[String]) -> Result<(), ServiceError> {
+    let name = clean_name(name, "instance")?;
+    clean_tags(tags.to_vec(), &name).map(|_| ())
+}
+
 fn clean_name(raw: Option<&str>, fallback: &str) -> Result<String, ServiceError> {
     let name = match raw.map(strip_html) {
         Some(n) if !n.is_empty() => n,
