@@ -2,6 +2,7 @@
 //! Elements; `/health` sits at the root for load balancers.
 
 mod accounts;
+mod connect;
 mod console;
 mod elements;
 pub mod error;
@@ -50,12 +51,14 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         .merge(instances::router())
         .merge(accounts::router())
         .merge(hubs::router())
+        .merge(connect::router())
         .merge(proxy::router())
         .fallback(|| async { ApiError::not_found("no such API route") });
     Ok(Router::new()
         .nest(API_PREFIX, api)
         .merge(health::router())
         .merge(console::router())
+        .merge(connect::callback_router())
         // Swagger UI's assets are compiled in (`vendored`), so /docs works offline. Its
         // default `validatorUrl` would send the document to validator.swagger.io from
         // every browser that opens the page.

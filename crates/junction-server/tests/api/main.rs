@@ -9,6 +9,7 @@ mod accounts;
 mod auth_types;
 mod builder;
 mod catalog;
+mod connect;
 mod console;
 mod errors;
 mod hubs;
