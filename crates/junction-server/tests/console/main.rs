@@ -9,6 +9,7 @@
 #[allow(dead_code)]
 mod helpers;
 
+mod connect;
 mod console;
 
 use helpers::{ORG_SECRET, TestApp, USER_SECRET};
