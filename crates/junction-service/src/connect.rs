@@ -572,6 +572,10 @@ impl Services {
         configuration: Map<String, Value>,
         code: Option<String>,
     ) -> InstanceBody {
+        let code_verifier = session
+            .pkce_verifier
+            .as_ref()
+            .map(|v| v.expose().to_owned());
         InstanceBody {
             element: Some(ElementRef {
                 key: Some(element_key.to_owned()),
@@ -579,6 +583,7 @@ impl Services {
             }),
             provider_data: code.map(|code| ProviderData {
                 code: Some(code),
+                code_verifier,
                 ..ProviderData::default()
             }),
             configuration: Some(configuration),
@@ -674,7 +679,19 @@ impl Services {
             })
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
+        let pkce = element.oauth.as_ref().is_some_and(|spec| spec.pkce);
+        let verifier = if pkce {
+            Some(
+                junction_crypto::generate_secret(32)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let params = OAuthUrlParams {
+            code_challenge: verifier
+                .as_ref()
+                .map(|v| junction_crypto::pkce_challenge(v.expose())),
             api_key: Some(client_id),
             callback_url: Some(format!("{}{CALLBACK_PATH}", session.base_url)),
             state: Some(state.expose().to_owned()),
@@ -684,7 +701,14 @@ impl Services {
         let url = self.oauth_url(Some(&owner), &element.key, &params).await?;
         if !self
             .store
-            .start_connect_authorization(&session, &element.key, &state, &given, now)
+            .start_connect_authorization(
+                &session,
+                &element.key,
+                &state,
+                &given,
+                verifier.as_ref(),
+                now,
+            )
             .await?
         {
             return Err(ServiceError::ConnectSessionUsed);

@@ -70,11 +70,17 @@ pub struct ProviderData {
     pub oauth_token: Option<String>,
     pub oauth_verifier: Option<String>,
     pub secret: Option<String>,
+    /// The PKCE verifier of the authorization that gave `code`, when it sent a challenge.
+    pub code_verifier: Option<String>,
 }
 
 impl InstanceBody {
     fn code(&self) -> Option<&str> {
         self.provider_field(|p| p.code.as_deref())
+    }
+
+    fn code_verifier(&self) -> Option<&str> {
+        self.provider_field(|p| p.code_verifier.as_deref())
     }
 
     fn provider_field(&self, field: impl Fn(&ProviderData) -> Option<&str>) -> Option<&str> {
@@ -172,7 +178,12 @@ fn provisioning<'b>(
             if oauth_spec(element)?.grant == OAuthGrant::ClientCredentials {
                 return Ok(Authorization::ClientCredentials);
             }
-            body.code().map(Authorization::Code).ok_or_else(|| {
+            body.code()
+                .map(|code| Authorization::Code {
+                    code,
+                    verifier: body.code_verifier(),
+                })
+                .ok_or_else(|| {
                 ServiceError::bad_request("missing_parameter", "providerData.code is required")
             })
         }
@@ -555,7 +566,10 @@ impl Services {
             external,
             body.external_authentication.is_some(),
         ) {
-            (Some(code), _, _) => Some(Authorization::Code(code)),
+            (Some(code), _, _) => Some(Authorization::Code {
+                code,
+                verifier: body.code_verifier(),
+            }),
             (None, "initial", true) => Some(Authorization::External),
             _ => match body.oauth1()? {
                 Some(oauth1) => Some(oauth1),

@@ -39,6 +39,12 @@ fn session_context(token_hash: &[u8]) -> Vec<u8> {
     context
 }
 
+fn session_pkce_context(token_hash: &[u8]) -> Vec<u8> {
+    let mut context = b"connect-session-pkce:".to_vec();
+    context.extend_from_slice(token_hash);
+    context
+}
+
 fn session_config_context(token_hash: &[u8]) -> Vec<u8> {
     let mut context = b"connect-session-configuration:".to_vec();
     context.extend_from_slice(token_hash);
@@ -106,6 +112,8 @@ pub struct ConnectSessionRecord {
     pub app: Option<(String, Secret)>,
     /// What the end customer typed when the authorization started.
     pub configuration: BTreeMap<String, String>,
+    /// The PKCE verifier of the authorization in progress.
+    pub pkce_verifier: Option<Secret>,
     token_hash: Vec<u8>,
     /// Stored status, or `Expired` once an open session's time is up.
     pub status: ConnectStatus,
@@ -131,7 +139,7 @@ pub struct NewConnectSession<'a> {
 }
 
 const SESSION_COLUMNS: &str = "id, account_id, user_id, token_hash, elements, name, tags, \
-    return_url, base_url, app_client_id, app_sealed, config_sealed, status, element_key, instance_id, error, \
+    return_url, base_url, app_client_id, app_sealed, config_sealed, pkce_sealed, status, element_key, instance_id, error, \
     expires_at, created_at";
 
 fn json_list(row: &AnyRow, column: &str) -> Result<Vec<String>, StoreError> {
@@ -332,6 +340,17 @@ impl Store {
             }
             None => BTreeMap::new(),
         };
+        let pkce_verifier = match row.try_get::<Option<Vec<u8>>, _>("pkce_sealed")? {
+            Some(sealed) => {
+                let opened = self
+                    .keyring()
+                    .open(&session_pkce_context(&token_hash), &sealed)?;
+                Some(Secret::new(String::from_utf8(opened.to_vec()).map_err(
+                    |e| StoreError::Corrupt(format!("connect session verifier: {e}")),
+                )?))
+            }
+            None => None,
+        };
         let expires_at: i64 = row.try_get("expires_at")?;
         let mut status = ConnectStatus::parse(&row.try_get::<String, _>("status")?)?;
         if status.is_open() && now >= expires_at {
@@ -348,6 +367,7 @@ impl Store {
             base_url: row.try_get("base_url")?,
             app,
             configuration,
+            pkce_verifier,
             token_hash,
             status,
             element_key: row.try_get("element_key")?,
@@ -424,8 +444,17 @@ impl Store {
         element_key: &str,
         state: &Secret,
         configuration: &BTreeMap<String, String>,
+        pkce_verifier: Option<&Secret>,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let pkce = pkce_verifier
+            .map(|v| {
+                self.keyring().seal(
+                    &session_pkce_context(&session.token_hash),
+                    v.expose().as_bytes(),
+                )
+            })
+            .transpose()?;
         let config =
             serde_json::to_vec(configuration).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sealed = self
@@ -433,12 +462,13 @@ impl Store {
             .seal(&session_config_context(&session.token_hash), &config)?;
         let done = sqlx::query(
             "update connect_sessions set status = 'authorizing', element_key = $1, state_hash = $2, \
-             config_sealed = $3 \
-             where id = $4 and status in ('pending', 'authorizing') and expires_at > $5",
+             config_sealed = $3, pkce_sealed = $4 \
+             where id = $5 and status in ('pending', 'authorizing') and expires_at > $6",
         )
         .bind(element_key)
         .bind(self.keyring().lookup_hash(state.expose()))
         .bind(sealed)
+        .bind(pkce)
         .bind(session.id)
         .bind(now)
         .execute(self.writer())
@@ -488,7 +518,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "update connect_sessions set status = $1, instance_id = $2, error = $3, state_hash = null, \
-             config_sealed = null \
+             config_sealed = null, pkce_sealed = null \
              where id = $4 and status in ('pending', 'authorizing', 'completing')",
         )
         .bind(status.as_str())

@@ -18,6 +18,7 @@ on_both_backends!(
     an_expired_session_is_refused_with_its_own_status,
     the_page_takes_only_what_the_customer_must_provide,
     a_non_oauth_element_is_provisioned_from_the_page_and_may_be_retried,
+    an_element_that_takes_pkce_gets_a_challenge_and_its_verifier,
 );
 
 pub const RETURN_URL: &str = "https://app.example.test/connected";
@@ -433,4 +434,76 @@ async fn a_non_oauth_element_is_provisioned_from_the_page_and_may_be_retried(bac
     );
     let (status, _) = as_page(&app, token, Method::GET, None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+async fn an_element_that_takes_pkce_gets_a_challenge_and_its_verifier(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let peer = peer_for(&app).await;
+    // Salesforce takes PKCE; a clone says so in its element data.
+    let (status, clone) = app.call(Method::POST, "/elements/sfdc/clone", None).await;
+    assert_eq!(status, StatusCode::OK, "{clone}");
+    let (status, mut element) = app.get("/elements/sfdcclone/export").await;
+    assert_eq!(status, StatusCode::OK, "{element}");
+    element["oauth"]["pkce"] = json!(true);
+    let (status, body) = app
+        .call(Method::PUT, "/elements/sfdcclone", Some(&element))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post(
+            "/oauth-apps",
+            &json!({"element": "sfdcclone", "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET,
+                    "configuration": {"oauth.token.url": peer.token_url(), "base.url": peer.api_url()}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let created = new_session(
+        &app,
+        json!({"element": "sfdcclone", "returnUrl": RETURN_URL}),
+    )
+    .await;
+    let token = created["token"].as_str().unwrap();
+    let (status, next) = as_page(
+        &app,
+        token,
+        Method::POST,
+        Some(&json!({"element": "sfdcclone"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let redirect = next["redirectUrl"].as_str().unwrap();
+    let q: std::collections::HashMap<_, _> = url::Url::parse(redirect)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(q["code_challenge_method"], "S256", "{redirect}");
+    assert_eq!(q["code_challenge"].len(), 43, "{redirect}");
+
+    // The provider checks the verifier against the challenge at the code exchange.
+    let callback = authorize(&app, &peer, redirect, "").await;
+    let back = follow_callback(&app, &callback).await;
+    assert!(back.starts_with(RETURN_URL), "{back}");
+    let (_, view) = app
+        .get(&format!("/connect/sessions/{}", created["id"]))
+        .await;
+    assert_eq!(view["status"], "completed", "{view}");
+
+    // An element that does not take it gets no challenge.
+    store_app(&app, &peer).await;
+    let created = new_session(&app, json!({"element": "sfdc", "returnUrl": RETURN_URL})).await;
+    let (_, next) = as_page(
+        &app,
+        created["token"].as_str().unwrap(),
+        Method::POST,
+        Some(&json!({"element": "sfdc"})),
+    )
+    .await;
+    assert!(
+        !next["redirectUrl"]
+            .as_str()
+            .unwrap()
+            .contains("code_challenge"),
+        "{next}"
+    );
 }

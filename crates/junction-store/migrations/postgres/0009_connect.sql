@@ -31,6 +31,8 @@ create table connect_sessions (
     -- What the end customer typed (sealed: it may hold their credentials), kept from the
     -- start of an OAuth authorization until its callback creates the instance.
     config_sealed bytea,
+    -- The PKCE verifier of the authorization in progress, sealed.
+    pkce_sealed bytea,
     status text not null,
     element_key text,
     instance_id bigint,
