@@ -71,7 +71,7 @@ fn base_url(headers: &HeaderMap) -> Result<String, ApiError> {
     summary = "Store the account's OAuth app (client id and secret) for an element",
     request_body = OAuthAppBody,
     security(("authorization" = [])),
-    responses((status = 200, body = OAuthAppView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody)),
+    responses((status = 200, body = OAuthAppView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
 )]
 async fn put_app(
     State(state): State<AppState>,
@@ -128,7 +128,7 @@ async fn remove_app(
     summary = "Create a single-use Connect session for one end customer",
     request_body = ConnectSessionBody,
     security(("authorization" = [])),
-    responses((status = 201, body = ConnectSessionCreated), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody)),
+    responses((status = 201, body = ConnectSessionCreated), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
 )]
 async fn create_session(
     State(state): State<AppState>,
@@ -193,7 +193,7 @@ impl FromRequestParts<AppState> for ConnectToken {
     tag = "connect",
     summary = "What the Connect page shows: the elements and what the customer must provide",
     security(("connect" = [])),
-    responses((status = 200, body = ConnectPageView), (status = 401, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 410, body = ApiErrorBody)),
+    responses((status = 200, body = ConnectPageView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 410, body = ApiErrorBody)),
 )]
 async fn page(
     State(state): State<AppState>,
@@ -209,7 +209,7 @@ async fn page(
     summary = "Connect: the provider's authorization URL, or the app's returnUrl once provisioned",
     request_body = ConnectStartBody,
     security(("connect" = [])),
-    responses((status = 200, body = ConnectNext), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 410, body = ApiErrorBody)),
+    responses((status = 200, body = ConnectNext), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 410, body = ApiErrorBody), (status = 502, body = ApiErrorBody), (status = 504, body = ApiErrorBody)),
 )]
 async fn start(
     State(state): State<AppState>,

@@ -115,6 +115,29 @@ async fn connecting_sfdc_goes_through_the_provider_and_lists_the_instance() {
     assert_eq!(list[0]["tags"], json!(["customer-42"]));
     browser.screenshot(&screenshot_path("instance")).await;
 
+    // Re-authorizing keeps the instance and its token.
+    let token = list[0]["token"].clone();
+    browser.click("Re-authorize").await;
+    browser.fill("OAuth API Key", CLIENT_ID).await;
+    browser.fill("OAuth API Secret", CLIENT_SECRET).await;
+    browser.click("Advanced settings").await;
+    browser.fill("OAuth Token URL", &peer.token_url()).await;
+    browser.fill("Base URL", &peer.api_url()).await;
+    browser.click("Re-authorize").await;
+    let at_salesforce = browser
+        .wait_for_url("Salesforce's authorization page", |u| {
+            u.host_str() == Some("login.salesforce.com")
+        })
+        .await;
+    let mut at_peer = url::Url::parse(&peer.authorize_url()).unwrap();
+    at_peer.set_query(at_salesforce.query());
+    browser.goto(at_peer.as_str()).await;
+    browser.control("Instance actions").await;
+    let again = instances(&app).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["id"], list[0]["id"]);
+    assert_eq!(again[0]["token"], token);
+
     browser.click("Instances").await;
     browser.see("1 shown").await;
     browser.see("Acme Salesforce").await;
@@ -199,6 +222,13 @@ async fn an_instance_is_disabled_re_enabled_and_deleted_from_its_page() {
     browser.button("Disable").await;
     let (_, body) = app.get(&format!("/instances/{id}")).await;
     assert_eq!(body["disabled"], false);
+
+    browser.click("Test call").await;
+    browser.see("The provider answered at").await;
+    browser.click("Start trace logging").await;
+    browser.button("Stop trace logging").await;
+    let (_, body) = app.get(&format!("/instances/{id}")).await;
+    assert_eq!(body["traceLoggingEnabled"], true, "{body}");
 
     browser.click("Delete").await;
     browser.see("Delete Switchable?").await;
