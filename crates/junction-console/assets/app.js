@@ -125,7 +125,7 @@ async function elementPage(key) {
         h('dt', {}, 'Authentication'), h('dd', {}, el.authentication?.type || ''),
         h('dt', {}, 'Set-up notes'), h('dd', {}, el.configDescription || '—')),
       h('div', { class: 'actions' },
-        h('a', { href: `#/connect/${el.key}` }, h('button', { type: 'button', tabindex: -1 }, `Connect ${el.name}`)),
+        h('a', { href: `#/connect/${el.key}`, class: 'button' }, `Connect ${el.name}`),
         h('a', { href: `/docs#/` }, 'API docs (Swagger UI)')),
       h('h2', {}, 'Configuration'),
       h('table', {}, h('thead', {}, h('tr', {}, ['Key', 'Name', 'Type', 'Required', 'Default'].map((t) => h('th', {}, t)))),
@@ -272,7 +272,7 @@ async function instances(query) {
   const tag = h('input', { type: 'text', value: query.get('tag') || '' });
   const filters = h('form', { class: 'row card', role: 'search' }, field('Search instances', search), field('Tag', tag),
     h('button', { type: 'submit' }, 'Filter'),
-    h('a', { href: '#/catalog' }, h('button', { type: 'button', class: 'secondary', tabindex: -1 }, 'Connect an element')));
+    h('a', { href: '#/catalog', class: 'button secondary' }, 'Connect an element'));
   filters.addEventListener('submit', (event) => {
     event.preventDefault();
     const q = new URLSearchParams();
