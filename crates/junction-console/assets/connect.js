@@ -61,7 +61,7 @@ async function start() {
   choose.addEventListener('input', render);
   const form = h('form', { class: 'card' },
     h('h1', {}, session.elements.length === 1 ? `Connect ${session.elements[0].name}` : 'Connect an account'),
-    h('p', { class: 'muted' }, `${session.appName || 'The app'} asks to connect to your account. This link works until ${new Date(session.expiresAt).toLocaleTimeString()}.`),
+    h('p', { class: 'muted' }, `The app that sent you here asks to connect to your account. This link works until ${new Date(session.expiresAt).toLocaleTimeString()}.`),
     session.elements.length > 1 ? field('Service', choose) : null,
     fields, status,
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Connect')));

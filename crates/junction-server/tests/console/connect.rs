@@ -95,6 +95,19 @@ async fn the_customer_connects_through_the_page_and_returns_to_the_app() {
         "the app's client stays server side"
     );
     browser.screenshot(&screenshot_path("connect-page")).await;
+    let origin = s.app.root_url("");
+    let loaded = browser
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name)",
+            vec![],
+        )
+        .await;
+    for name in loaded.as_array().unwrap() {
+        assert!(
+            name.as_str().unwrap().starts_with(&origin),
+            "the page loaded {name}"
+        );
+    }
 
     authorize(&browser, &s, "").await;
     let back = browser

@@ -343,3 +343,38 @@ impl Airtable {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_list_pages_searches_and_filters_by_tag() {
+    let Some((app, browser)) = start().await else {
+        return;
+    };
+    let airtable = Airtable::start().await;
+    for n in 0..55 {
+        let tag = if n % 10 == 0 { "vip" } else { "standard" };
+        let (status, body) = app
+            .post(
+                "/instances",
+                &json!({"element": {"key": "airtable"}, "name": format!("Base {n:02}"), "tags": [tag],
+                        "configuration": {"airtable.token": AIRTABLE_TOKEN, "base.url": airtable.base_url}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    signed_in(&app, &browser).await;
+    browser.see("50 shown of 55").await;
+    browser.click("Next page").await;
+    browser.see("5 shown").await;
+    browser.see("Base 54").await;
+    browser.click("First page").await;
+    browser.see("50 shown of 55").await;
+
+    browser.fill("Tag", "vip").await;
+    browser.click("Filter").await;
+    browser.see("6 shown of 6").await;
+    browser.fill("Tag", "").await;
+    browser.fill("Search instances", "Base 4").await;
+    browser.click("Filter").await;
+    browser.see("10 shown of 10").await;
+    browser.see("Base 49").await;
+}
