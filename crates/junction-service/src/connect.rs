@@ -249,6 +249,17 @@ fn with_query(base: &str, pairs: &[(&str, String)]) -> String {
     }
 }
 
+/// What the customer's page may say about a failure: the provider's refusal or Junction's
+/// answer to the input, never a storage or internal failure's details.
+fn customer_message(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Store(_) | ServiceError::Internal(_) => {
+            "Junction could not finish the connection".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The Connect page's own address for an outcome the customer is shown.
 fn outcome(base_url: &str, status: &str, message: Option<&str>) -> String {
     let mut pairs = vec![("status", status.to_owned())];
@@ -763,21 +774,19 @@ impl Services {
         {
             return Ok(outcome(&base, "used", None));
         }
-        let (client_id, client_secret, app_config) =
-            match self.session_app(&session, &element_key).await {
-                Ok(app) => app,
-                Err(e) => {
-                    self.store
-                        .finish_connect_session(
-                            session.id,
-                            ConnectStatus::Failed,
-                            None,
-                            Some(&e.to_string()),
-                        )
-                        .await?;
-                    return Ok(outcome(&base, "failed", Some(&e.to_string())));
-                }
-            };
+        let (client_id, client_secret, app_config) = match self
+            .session_app(&session, &element_key)
+            .await
+        {
+            Ok(app) => app,
+            Err(e) => {
+                let message = customer_message(&e);
+                self.store
+                    .finish_connect_session(session.id, ConnectStatus::Failed, None, Some(&message))
+                    .await?;
+                return Ok(outcome(&base, "failed", Some(&message)));
+            }
+        };
         let mut configuration: Map<String, Value> = app_config
             .into_iter()
             .chain(session.configuration.clone())
@@ -818,7 +827,7 @@ impl Services {
                 ))
             }
             Err(e) => {
-                let message = e.to_string();
+                let message = customer_message(&e);
                 self.store
                     .finish_connect_session(session.id, ConnectStatus::Failed, None, Some(&message))
                     .await?;

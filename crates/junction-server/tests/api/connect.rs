@@ -19,6 +19,7 @@ on_both_backends!(
     the_page_takes_only_what_the_customer_must_provide,
     a_non_oauth_element_is_provisioned_from_the_page_and_may_be_retried,
     an_element_that_takes_pkce_gets_a_challenge_and_its_verifier,
+    a_code_the_provider_refuses_fails_the_session_with_its_reason,
 );
 
 pub const RETURN_URL: &str = "https://app.example.test/connected";
@@ -506,4 +507,43 @@ async fn an_element_that_takes_pkce_gets_a_challenge_and_its_verifier(backend: B
             .contains("code_challenge"),
         "{next}"
     );
+}
+
+async fn a_code_the_provider_refuses_fails_the_session_with_its_reason(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let peer = peer_for(&app).await;
+    let (status, body) = app
+        .post(
+            "/oauth-apps",
+            &json!({"element": "sfdc", "clientId": CLIENT_ID, "clientSecret": "not-the-secret",
+                    "configuration": {"oauth.token.url": peer.token_url(), "base.url": peer.api_url()}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let created = new_session(&app, json!({"element": "sfdc", "returnUrl": RETURN_URL})).await;
+    let (_, next) = as_page(
+        &app,
+        created["token"].as_str().unwrap(),
+        Method::POST,
+        Some(&json!({"element": "sfdc"})),
+    )
+    .await;
+    let callback = authorize(&app, &peer, next["redirectUrl"].as_str().unwrap(), "").await;
+    let back = follow_callback(&app, &callback).await;
+    let back = url::Url::parse(&back).unwrap();
+    assert_eq!(back.path(), "/connect");
+    let q: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    assert_eq!(q["status"], "failed");
+    assert!(q["message"].contains("provider"), "{q:?}");
+    assert!(!back.as_str().contains("not-the-secret"));
+    let (_, view) = app
+        .get(&format!("/connect/sessions/{}", created["id"]))
+        .await;
+    assert_eq!(view["status"], "failed", "{view}");
+    assert!(
+        view["error"].as_str().unwrap().contains("provider"),
+        "{view}"
+    );
+    let (_, list) = app.get("/instances").await;
+    assert_eq!(list, json!([]));
 }
