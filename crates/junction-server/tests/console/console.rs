@@ -378,3 +378,68 @@ async fn the_instance_list_pages_searches_and_filters_by_tag() {
     browser.see("10 shown of 10").await;
     browser.see("Base 49").await;
 }
+
+/// The keys a keyboard user presses, as WebDriver spells them.
+const TAB: &str = "\u{e004}";
+const ENTER: &str = "\u{e007}";
+
+async fn focused_label(browser: &Chromium) -> String {
+    browser
+        .execute(
+            "const e = document.activeElement;
+             return e.labels && e.labels[0] ? e.labels[0].textContent
+                  : (e.getAttribute('aria-label') || e.textContent || '').trim();",
+            vec![],
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_and_opening_an_instance_work_from_the_keyboard() {
+    let Some((app, browser)) = start().await else {
+        return;
+    };
+    let airtable = Airtable::start().await;
+    airtable_instance(&app, &airtable).await;
+    browser.goto(&app.root_url("/")).await;
+    browser.see("Sign in").await;
+    // The page puts the cursor in the first field.
+    assert_eq!(focused_label(&browser).await, "User secret");
+    let keys = browser.client.active_element().await.unwrap();
+    keys.send_keys(&format!("{}{TAB}", crate::helpers::USER_SECRET))
+        .await
+        .unwrap();
+    assert_eq!(focused_label(&browser).await, "Organization secret");
+    browser
+        .client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&format!("{}{ENTER}", crate::helpers::ORG_SECRET))
+        .await
+        .unwrap();
+    browser.see("Search instances").await;
+    // Tab from the top reaches the instance's link; Enter opens it.
+    let mut reached = false;
+    for _ in 0..20 {
+        let active = browser.client.active_element().await.unwrap();
+        active.send_keys(TAB).await.unwrap();
+        if focused_label(&browser).await == "Switchable" {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the instance link is reachable with Tab");
+    browser
+        .client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(ENTER)
+        .await
+        .unwrap();
+    browser.control("Instance actions").await;
+}
