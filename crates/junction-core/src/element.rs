@@ -293,6 +293,10 @@ pub struct OAuthSpec {
     /// sandboxes and My Domain hosts).
     #[serde(default)]
     pub site_address: bool,
+    /// The provider takes PKCE (RFC 7636, S256): an authorization carries a code
+    /// challenge, and its code exchange the verifier.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pkce: bool,
     #[serde(default)]
     pub token_request: TokenRequestSpec,
     /// Extra token-response fields copied into configuration keys, e.g.

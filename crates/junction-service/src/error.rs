@@ -83,6 +83,17 @@ pub enum ServiceError {
         /// The provider's reason, as stored on the instance.
         reason: Option<String>,
     },
+    /// A Connect token that names no session.
+    #[error("this Connect link is not valid")]
+    ConnectSessionInvalid,
+    #[error("this Connect link has expired; the app must create a new session")]
+    ConnectSessionExpired,
+    #[error("this Connect link was already used; the app must create a new session")]
+    ConnectSessionUsed,
+    #[error("no Connect session with id {0}")]
+    ConnectSessionNotFound(i64),
+    #[error("no OAuth app with id {0}")]
+    OAuthAppNotFound(i64),
     /// The caller must slow down; `retry_after` is in seconds.
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },

@@ -11,6 +11,7 @@ mod auth;
 mod auth_limit;
 mod catalog;
 mod configuration;
+mod connect;
 mod credentials;
 pub mod docs;
 mod elements;
@@ -51,6 +52,11 @@ pub mod limits {
     }
 }
 pub use configuration::{ConfigEntryView, config_id};
+pub use connect::{
+    CALLBACK_PATH as CONNECT_CALLBACK_PATH, ConnectCallback, ConnectElementView, ConnectFieldView,
+    ConnectNext, ConnectPageView, ConnectSessionBody, ConnectSessionCreated, ConnectSessionView,
+    ConnectStartBody, InlineOAuthApp, OAuthAppBody, OAuthAppView,
+};
 pub use elements::{ElementPart, FoundElement, derive_key};
 pub use error::ServiceError;
 pub use instances::{

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod cache;
+mod connect;
 mod elements;
 mod hubs;
 mod instances;
@@ -23,6 +24,9 @@ pub use accounts::{
     UserRemoval,
 };
 pub use cache::CacheSettings;
+pub use connect::{
+    ConnectSessionRecord, ConnectStatus, NewConnectSession, NewOAuthApp, OAuthAppRecord,
+};
 pub use elements::{CustomElement, OrganizationElements};
 pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};

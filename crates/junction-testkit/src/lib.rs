@@ -7,6 +7,7 @@
 //! to its callback, and the checks every generated Swagger 2.0 document must pass.
 
 pub mod browser;
+pub mod chromium;
 pub mod db;
 pub mod graph;
 pub mod peers;

@@ -184,6 +184,25 @@ impl From<ServiceError> for ApiError {
             ServiceError::ResourceNotFound { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "resource_not_found", e.to_string())
             }
+            ServiceError::ConnectSessionInvalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "connect_session_invalid",
+                e.to_string(),
+            ),
+            ServiceError::ConnectSessionExpired => {
+                Self::new(StatusCode::GONE, "connect_session_expired", e.to_string())
+            }
+            ServiceError::ConnectSessionUsed => {
+                Self::new(StatusCode::CONFLICT, "connect_session_used", e.to_string())
+            }
+            ServiceError::ConnectSessionNotFound(_) => Self::new(
+                StatusCode::NOT_FOUND,
+                "connect_session_not_found",
+                e.to_string(),
+            ),
+            ServiceError::OAuthAppNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "oauth_app_not_found", e.to_string())
+            }
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::BadRequest { code, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, message)

@@ -3,6 +3,8 @@
 
 mod accounts;
 mod docs;
+mod connect;
+mod console;
 mod elements;
 pub mod error;
 pub mod extract;
@@ -58,11 +60,14 @@ pub fn router(
         .merge(instances::router())
         .merge(accounts::router())
         .merge(hubs::router())
+        .merge(connect::router())
         .merge(proxy::router())
         .fallback(|| async { ApiError::not_found("no such API route") });
     Ok(Router::new()
         .nest(API_PREFIX, api)
         .merge(health::router())
+        .merge(console::router())
+        .merge(connect::callback_router())
         // Swagger UI's assets are compiled in (`vendored`), so /docs works offline. Its
         // default `validatorUrl` would send the document to validator.swagger.io from
         // every browser that opens the page.
@@ -85,6 +90,7 @@ pub fn router(
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors())
+        .layer(middleware::from_fn(console::security_headers))
         .layer(middleware::from_fn(request_context))
         .with_state(state))
 }

@@ -10,6 +10,8 @@ mod auth_types;
 mod builder;
 mod catalog;
 mod docs;
+mod connect;
+mod console;
 mod errors;
 mod hubs;
 mod lifecycle;
