@@ -18,6 +18,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Address (or host name) and port the API listens on.",
     ),
     (
+        "JUNCTION_PUBLIC_URL",
+        "",
+        "The URL clients reach Junction at, such as https://hub.example.com (a path prefix is kept), as the element API documents name it. Unset: the request's Host, over http.",
+    ),
+    (
         "JUNCTION_DATABASE_URL",
         "./junction.db",
         "SQLite file (created if missing; also `sqlite:path`) or postgres://user:password@host/db to share one PostgreSQL between replicas. JUNCTION_DATABASE_URL_FILE: read it from a file.",
@@ -180,6 +185,9 @@ pub struct Settings {
     /// Address (or host name) and port to listen on.
     #[arg(long, env = "JUNCTION_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// The URL clients reach Junction at, as API documents name it.
+    #[arg(long, env = "JUNCTION_PUBLIC_URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub database: DatabaseSettings,
     /// First user's secret on an empty database.
@@ -304,6 +312,8 @@ pub struct ServerLimits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where clients reach Junction; `None`: where each request says it went (`Host`).
+    pub public_url: Option<url::Url>,
     pub database: DatabaseConfig,
     pub bootstrap_user_secret: Option<Secret>,
     pub bootstrap_organization_secret: Option<Secret>,
@@ -542,6 +552,12 @@ impl Config {
         };
         Ok(Self {
             listen,
+            public_url: s
+                .public_url
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(public_url)
+                .transpose()?,
             database,
             bootstrap_user_secret: bootstrap(
                 "JUNCTION_BOOTSTRAP_USER_SECRET",
@@ -645,6 +661,26 @@ impl Config {
     }
 }
 
+/// `JUNCTION_PUBLIC_URL`: an absolute http(s) URL with a host, nothing a document could
+/// not repeat (credentials, a query, a fragment).
+fn public_url(raw: &str) -> anyhow::Result<url::Url> {
+    let name = setting_name("JUNCTION_PUBLIC_URL");
+    let url = url::Url::parse(raw.trim()).with_context(|| {
+        format!("{name}: '{raw}' is not an absolute URL like https://hub.example.com")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("{name}: '{raw}' must be an http or https URL with a host");
+    }
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        bail!("{name}: '{raw}' must not carry credentials, a query or a fragment");
+    }
+    Ok(url)
+}
+
 /// `JUNCTION_LISTEN`: an address, or a host name resolved once at start (its first
 /// address is used).
 fn resolve_listen(raw: &str) -> anyhow::Result<SocketAddr> {
@@ -704,6 +740,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             listen: "127.0.0.1:0".into(),
+            public_url: None,
             database: DatabaseSettings {
                 database_url: "./x.db".into(),
                 database_url_file: None,
@@ -760,6 +797,25 @@ mod tests {
         let mut s = settings();
         s.database_statement_timeout = 0;
         assert_eq!(Config::from_settings(s).unwrap().statement_timeout, None);
+    }
+
+    #[test]
+    fn a_public_url_must_be_a_plain_http_url() {
+        for bad in [
+            "hub.example.com",
+            "ftp://hub.example.com",
+            "https://u:p@hub.example.com",
+            "https://hub.example.com/?x=1",
+        ] {
+            let mut s = settings();
+            s.public_url = Some(bad.into());
+            let err = Config::from_settings(s).unwrap_err().to_string();
+            assert!(err.starts_with("JUNCTION_PUBLIC_URL"), "{bad}: {err}");
+        }
+        let mut s = settings();
+        s.public_url = Some("https://hub.example.com/junction".into());
+        let url = Config::from_settings(s).unwrap().public_url.unwrap();
+        assert_eq!(url.as_str(), "https://hub.example.com/junction");
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Options {
     pub caller_concurrency: usize,
     /// `JUNCTION_HOOK_TIMEOUT`, milliseconds.
     pub hook_timeout_ms: u64,
+    /// `JUNCTION_PUBLIC_URL`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -75,6 +77,7 @@ impl Default for Options {
             statement_timeout: 30,
             caller_concurrency: 8,
             hook_timeout_ms: 1000,
+            public_url: None,
         }
     }
 }
@@ -102,6 +105,7 @@ impl TestApp {
     async fn start(db: Arc<TestDatabase>, options: Options) -> Self {
         let config = Config::from_settings(Settings {
             listen: "127.0.0.1:0".into(),
+            public_url: options.public_url.clone(),
             database: DatabaseSettings {
                 database_url: db.url.clone(),
                 database_url_file: None,
