@@ -83,6 +83,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Calls one caller (a user, or an Element token) may have in progress at once, proxied calls aside; more answer 429 too_many_requests with Retry-After.",
     ),
     (
+        "JUNCTION_HOOK_TIMEOUT",
+        "1000",
+        "Milliseconds one JavaScript hook of an element may run; a longer one ends the call with 502 hook_failed.",
+    ),
+    (
+        "JUNCTION_HOOK_MEMORY",
+        "32",
+        "MiB of JavaScript heap one hook run may use, its inputs included; more ends the call with 502 hook_failed.",
+    ),
+    (
         "JUNCTION_HEADER_READ_TIMEOUT",
         "10",
         "Seconds a client has to send a request's headers. A kept-alive connection that sends no new request is closed after the same time.",
@@ -265,6 +275,12 @@ pub struct Settings {
     /// Calls one caller may have in progress at once (proxied calls aside).
     #[arg(long, env = "JUNCTION_CALLER_CONCURRENCY", default_value = "8")]
     pub caller_concurrency: usize,
+    /// Milliseconds one hook run may take.
+    #[arg(long, env = "JUNCTION_HOOK_TIMEOUT", default_value = "1000")]
+    pub hook_timeout: u64,
+    /// MiB of JavaScript heap one hook run may use.
+    #[arg(long, env = "JUNCTION_HOOK_MEMORY", default_value = "32")]
+    pub hook_memory: usize,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -315,6 +331,8 @@ pub struct Config {
     pub statement_timeout: Option<std::time::Duration>,
     /// Calls one caller may have in progress at once.
     pub caller_concurrency: usize,
+    /// Bounds on each run of an element's JavaScript hook.
+    pub hooks: junction_sandbox::Limits,
 }
 
 /// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
@@ -612,6 +630,25 @@ impl Config {
                 ),
                 n => n,
             },
+            hooks: junction_sandbox::Limits {
+                time: match s.hook_timeout {
+                    0 => bail!(
+                        "{} must be at least 1",
+                        setting_name("JUNCTION_HOOK_TIMEOUT")
+                    ),
+                    ms => Duration::from_millis(ms),
+                },
+                // The sandbox reads 0 as "no limit", which a setting must not allow.
+                memory_bytes: match s.hook_memory {
+                    0 => bail!(
+                        "{} must be at least 1",
+                        setting_name("JUNCTION_HOOK_MEMORY")
+                    ),
+                    mib => mib.checked_mul(1024 * 1024).with_context(|| {
+                        format!("{} is too large", setting_name("JUNCTION_HOOK_MEMORY"))
+                    })?,
+                },
+            },
         })
     }
 
@@ -729,6 +766,25 @@ mod tests {
             trust_forwarded_for: false,
             database_statement_timeout: 30,
             caller_concurrency: 8,
+            hook_timeout: 1000,
+            hook_memory: 32,
+        }
+    }
+
+    #[test]
+    fn hook_limits_must_be_positive_and_are_read_in_their_units() {
+        let config = Config::from_settings(settings()).unwrap();
+        assert_eq!(config.hooks.time, Duration::from_millis(1000));
+        assert_eq!(config.hooks.memory_bytes, 32 * 1024 * 1024);
+        for (timeout, memory, name) in [
+            (0, 32, "JUNCTION_HOOK_TIMEOUT"),
+            (1000, 0, "JUNCTION_HOOK_MEMORY"),
+        ] {
+            let mut s = settings();
+            s.hook_timeout = timeout;
+            s.hook_memory = memory;
+            let err = Config::from_settings(s).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{err}");
         }
     }
 

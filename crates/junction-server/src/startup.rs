@@ -186,6 +186,10 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
             config.trust_forwarded_for,
         )),
         traces,
+        sandbox: junction_sandbox::Sandbox::new(
+            config.hooks,
+            std::thread::available_parallelism().map_or(2, usize::from),
+        ),
         pacer: Arc::new(Pacer::new(config.outbound_timeout)),
     })
 }

@@ -150,6 +150,9 @@ pub enum Addressing {
     /// A call that acts as the instance, such as the proxy
     /// ([`Services::authenticate_instance`]).
     ActingInstance,
+    /// A hub resource call: as [`Addressing::ActingInstance`], a disabled instance
+    /// included ([`Services::authenticate_hub_instance`]).
+    HubInstance,
     /// As `Platform`, for a call that only reads what an instance offers (its API
     /// docs): a disabled instance's Element token still proves it.
     PlatformReading,
@@ -171,6 +174,7 @@ impl Services {
                 Addressing::Platform => self.authenticate(header).await,
                 Addressing::TokenInstance => self.authenticate_addressed(header).await,
                 Addressing::ActingInstance => self.authenticate_instance(header).await,
+                Addressing::HubInstance => self.authenticate_hub_instance(header).await,
                 Addressing::PlatformReading => {
                     self.authenticate_checked(header, Disabled::Admitted).await
                 }

@@ -46,6 +46,22 @@ pub enum ServiceError {
     HubNotFound(String),
     #[error("element '{element}' has no hub resource {resource}")]
     ResourceNotFound { element: String, resource: String },
+    /// The resource exists at that path, for other methods.
+    #[error("element '{element}' has no {method} on hub resource {resource}; it allows {}", .allowed.join(", "))]
+    MethodNotAllowed {
+        element: String,
+        method: String,
+        resource: String,
+        allowed: Vec<&'static str>,
+    },
+    /// The provider's answer cannot be used as its element says it should (not JSON, a
+    /// next page on another host).
+    #[error("the provider's answer could not be used: {0}")]
+    ProviderAnswer(String),
+    /// An element's hook failed (it threw, ran out of time or memory, or gave an
+    /// unusable output); `status` is 400 when the script threw, 502 otherwise.
+    #[error("{message}")]
+    HookFailed { status: u16, message: String },
     /// The request contradicts what is stored (a duplicate, or a deletion that would
     /// leave something behind).
     #[error("{0}")]

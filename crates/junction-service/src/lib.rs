@@ -23,6 +23,7 @@ mod pacer;
 mod proxy;
 mod redact;
 mod refresh;
+mod resources;
 mod schemes;
 mod templates;
 mod trace;
@@ -67,6 +68,7 @@ pub use oauth_url::{OAuthTokenParams, OAuthTokenResponse, OAuthUrlParams, OAuthU
 pub use pacer::Pacer;
 pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
+pub use resources::HubRequest;
 pub use trace::{
     DEFAULT_TRACE_SECONDS, MAX_TRACE_SECONDS, TraceLogList, TraceLogView, TraceLoggingConfig,
     TraceWriter,
@@ -92,6 +94,8 @@ pub struct Services {
     pub auth_failures: Arc<FailureLimiter>,
     /// Where trace log entries go to be written.
     pub traces: TraceWriter,
+    /// Runs elements' JavaScript hooks.
+    pub sandbox: junction_sandbox::Sandbox,
     /// Paces provider calls under the limits elements declare.
     pub pacer: Arc<Pacer>,
 }

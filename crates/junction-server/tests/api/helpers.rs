@@ -60,6 +60,8 @@ pub struct Options {
     pub statement_timeout: u64,
     /// `JUNCTION_CALLER_CONCURRENCY`.
     pub caller_concurrency: usize,
+    /// `JUNCTION_HOOK_TIMEOUT`, milliseconds.
+    pub hook_timeout_ms: u64,
     /// `JUNCTION_PUBLIC_URL`.
     pub public_url: Option<String>,
 }
@@ -74,6 +76,7 @@ impl Default for Options {
             trust_forwarded_for: false,
             statement_timeout: 30,
             caller_concurrency: 8,
+            hook_timeout_ms: 1000,
             public_url: None,
         }
     }
@@ -129,6 +132,8 @@ impl TestApp {
             trust_forwarded_for: options.trust_forwarded_for,
             database_statement_timeout: options.statement_timeout,
             caller_concurrency: options.caller_concurrency,
+            hook_timeout: options.hook_timeout_ms,
+            hook_memory: 32,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");
