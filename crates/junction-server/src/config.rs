@@ -118,6 +118,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Count failed authentications against the last X-Forwarded-For address instead of the TCP peer. Set it only behind a proxy that adds that header; otherwise clients choose their own address.",
     ),
     (
+        "JUNCTION_METRICS_LISTEN",
+        "",
+        "Address and port of a separate listener serving GET /metrics in the Prometheus text format, such as 127.0.0.1:9090. Unset: no metrics are kept or served.",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
@@ -265,6 +270,9 @@ pub struct Settings {
     /// Calls one caller may have in progress at once (proxied calls aside).
     #[arg(long, env = "JUNCTION_CALLER_CONCURRENCY", default_value = "8")]
     pub caller_concurrency: usize,
+    /// Address and port of the metrics listener (`GET /metrics`); unset: none.
+    #[arg(long, env = "JUNCTION_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -315,6 +323,8 @@ pub struct Config {
     pub statement_timeout: Option<std::time::Duration>,
     /// Calls one caller may have in progress at once.
     pub caller_concurrency: usize,
+    /// Where `GET /metrics` is served; `None`: nowhere, and nothing is recorded.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
@@ -612,6 +622,23 @@ impl Config {
                 ),
                 n => n,
             },
+            metrics_listen: s
+                .metrics_listen
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|raw| {
+                    resolve_listen(raw).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{}",
+                            e.to_string().replace(
+                                &setting_name("JUNCTION_LISTEN"),
+                                &setting_name("JUNCTION_METRICS_LISTEN")
+                            )
+                        )
+                    })
+                })
+                .transpose()?,
         })
     }
 
@@ -729,7 +756,19 @@ mod tests {
             trust_forwarded_for: false,
             database_statement_timeout: 30,
             caller_concurrency: 8,
+            metrics_listen: None,
         }
+    }
+
+    #[test]
+    fn a_bad_metrics_address_names_its_setting() {
+        let mut s = settings();
+        s.metrics_listen = Some("nowhere".into());
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.starts_with("JUNCTION_METRICS_LISTEN"), "{err}");
+        let mut s = settings();
+        s.metrics_listen = Some(" ".into());
+        assert_eq!(Config::from_settings(s).unwrap().metrics_listen, None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use junction_server::startup::open_store;
 use junction_server::{App, Config};
 use junction_service::now_ms;
 use junction_store::{NewOrganization, StoreSettings};
+use junction_telemetry::statements::StatementLayer;
 use serde_json::json;
 use std::io::Write;
 use std::process::ExitCode;
@@ -81,6 +82,14 @@ enum Command {
     Serve(Settings),
     /// Apply database migrations and exit.
     Migrate(DatabaseSettings),
+    /// Copy a SQLite database to FILE, consistently, even while a server uses it; its key
+    /// file is copied to FILE.key. PostgreSQL: use pg_dump (see the README).
+    Backup {
+        #[command(flatten)]
+        database: DatabaseSettings,
+        /// Where to write the copy; it must not exist yet.
+        file: std::path::PathBuf,
+    },
     /// Print configuration help.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -144,18 +153,27 @@ enum ElementsCommand {
     },
 }
 
-fn init_logging(settings: &LogSettings) {
+/// The log on standard error, and with `metrics` the layer that times database
+/// statements. Each has its own filter: the log's level does not decide what is measured.
+fn init_logging(settings: &LogSettings, metrics: bool) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // The filter was validated when the settings were parsed.
     let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a terminal: logs sent to a file or a collector stay plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match settings.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let log = match settings.log_format {
+        LogFormat::Json => log.json().with_filter(filter).boxed(),
+        LogFormat::Text => log.with_filter(filter).boxed(),
+    };
+    let statements = metrics.then(|| StatementLayer.with_filter(StatementLayer::filter()));
+    tracing_subscriber::registry()
+        .with(log)
+        .with(statements)
+        .init();
 }
 
 /// Parses the command line and environment. A bad value is reported with both of its
@@ -202,7 +220,9 @@ fn env_of(command: &clap::Command, long: &str) -> Option<String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let (cli, matches) = parse();
-    init_logging(&cli.log);
+    let metrics = matches!(&cli.command, Command::Serve(s)
+        if s.metrics_listen.as_deref().is_some_and(|m| !m.trim().is_empty()));
+    init_logging(&cli.log, metrics);
     let mut sub = Some(&matches);
     while let Some(m) = sub {
         for name in secrets_on_the_command_line(m) {
@@ -230,6 +250,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let store = open_store(&database, StoreSettings::default()).await?;
             store.close().await;
             println!("database at {} is up to date", database.url);
+            Ok(())
+        }
+        Command::Backup { database, file } => {
+            let database = DatabaseConfig::from_settings(database)?;
+            let written = junction_server::backup::backup(&database, &file).await?;
+            println!(
+                "{}",
+                json!({
+                    "database": written.database.display().to_string(),
+                    "keyFile": written.key_file.as_ref().map(|k| k.display().to_string()),
+                })
+            );
+            if written.key_file.is_none() {
+                tracing::warn!(
+                    "the key is set in JUNCTION_ENCRYPTION_KEY, not in a key file: keep it with                      the backup, which cannot be read without it"
+                );
+            }
             Ok(())
         }
         Command::Config(ConfigCommand::Example) => {
@@ -351,6 +388,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let addr = app.local_addr()?;
+    if let Some(metrics_addr) = app.metrics_addr() {
+        tracing::info!(%metrics_addr, "metrics at http://{metrics_addr}/metrics");
+    }
     tracing::info!(%addr, database = %config.database.url, "Junction is listening; API at http://{addr}/elements/api-v2");
     app.run(shutdown_signal()).await?;
     tracing::info!("stopped cleanly");

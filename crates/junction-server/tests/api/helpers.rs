@@ -30,6 +30,8 @@ macro_rules! on_both_backends {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The metrics listener, with `Options::metrics`.
+    pub metrics_addr: Option<SocketAddr>,
     pub http: reqwest::Client,
     /// Shared by the replicas of one test (`TestApp::replica`).
     pub db: Arc<TestDatabase>,
@@ -62,6 +64,8 @@ pub struct Options {
     pub caller_concurrency: usize,
     /// `JUNCTION_PUBLIC_URL`.
     pub public_url: Option<String>,
+    /// `JUNCTION_METRICS_LISTEN` on a free loopback port.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -75,6 +79,7 @@ impl Default for Options {
             statement_timeout: 30,
             caller_concurrency: 8,
             public_url: None,
+            metrics: false,
         }
     }
 }
@@ -129,10 +134,12 @@ impl TestApp {
             trust_forwarded_for: options.trust_forwarded_for,
             database_statement_timeout: options.statement_timeout,
             caller_concurrency: options.caller_concurrency,
+            metrics_listen: options.metrics.then(|| "127.0.0.1:0".to_owned()),
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");
         let addr = app.local_addr().unwrap();
+        let metrics_addr = app.metrics_addr();
         let services = app.services().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run(async {
@@ -144,6 +151,7 @@ impl TestApp {
             .unwrap();
         Self {
             addr,
+            metrics_addr,
             http,
             db,
             services,

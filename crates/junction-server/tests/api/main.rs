@@ -14,6 +14,7 @@ mod errors;
 mod hubs;
 mod lifecycle;
 mod limits;
+mod operations;
 mod outbound;
 mod paging;
 mod provisioning;
