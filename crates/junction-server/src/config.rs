@@ -128,6 +128,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
     ),
     ("JUNCTION_LOG_FORMAT", "text", "`text` or `json`."),
+    (
+        "JUNCTION_OTLP_ENDPOINT",
+        "",
+        "Base URL of an OpenTelemetry collector, such as http://127.0.0.1:4318: spans of requests and provider calls go to its /v1/traces over OTLP/HTTP (protobuf). Unset: no spans are exported.",
+    ),
 ];
 
 /// `JUNCTION_X (--x)`: how an error names a setting, so that whoever set either form

@@ -6,7 +6,12 @@
 //! listener is off by default) every recording is a no-op. Metrics are per process;
 //! every label takes values from a bounded set (route templates, built-in element keys,
 //! fixed outcome words), never ids, raw paths or query strings.
+//!
+//! Spans go to an OpenTelemetry collector when the exporter (`otlp`, a cargo feature on
+//! by default) is configured.
 
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod statements;
 pub mod trace_context;
 

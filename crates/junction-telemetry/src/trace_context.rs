@@ -31,6 +31,44 @@ impl TraceContext {
     }
 }
 
+impl TraceContext {
+    /// Makes `span` part of this trace for the exporter, and returns the trace id to
+    /// report. Without an exporter that is this context's own; with one, the id the
+    /// exporter gives the span: the caller's when it sent one, else a new one.
+    pub fn adopt(&self, span: &tracing::Span) -> String {
+        #[cfg(feature = "otlp")]
+        {
+            use opentelemetry::trace::{
+                SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+            };
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            if let Some(parent) = &self.parent_id
+                && let (Ok(trace_id), Ok(span_id)) =
+                    (TraceId::from_hex(&self.trace_id), SpanId::from_hex(parent))
+            {
+                let flags = if self.sampled {
+                    TraceFlags::SAMPLED
+                } else {
+                    TraceFlags::default()
+                };
+                let remote =
+                    SpanContext::new(trace_id, span_id, flags, true, TraceState::default());
+                // Fails only where no exporter listens, which then has nothing to continue.
+                let _ =
+                    span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+            }
+            let context = span.context();
+            let exported = context.span().span_context().clone();
+            if exported.is_valid() {
+                return format!("{:032x}", exported.trace_id());
+            }
+        }
+        #[cfg(not(feature = "otlp"))]
+        let _ = span;
+        self.trace_id.clone()
+    }
+}
+
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

@@ -10,6 +10,15 @@ use junction_server::startup::open_store;
 use junction_server::{App, Config};
 use junction_service::now_ms;
 use junction_store::{NewOrganization, StoreSettings};
+#[cfg(feature = "otlp")]
+use junction_telemetry::otlp::Exporter;
+/// Nothing to flush without the exporter.
+#[cfg(not(feature = "otlp"))]
+struct Exporter;
+#[cfg(not(feature = "otlp"))]
+impl Exporter {
+    fn shutdown(self) {}
+}
 use junction_telemetry::statements::StatementLayer;
 use serde_json::json;
 use std::io::Write;
@@ -57,6 +66,23 @@ struct LogSettings {
         ignore_case = true
     )]
     log_format: LogFormat,
+    /// OpenTelemetry collector (OTLP/HTTP) to send traces to, e.g. http://127.0.0.1:4318.
+    #[arg(
+        long,
+        env = "JUNCTION_OTLP_ENDPOINT",
+        global = true,
+        help_heading = "Logging",
+        value_parser = parse_otlp_endpoint
+    )]
+    otlp_endpoint: Option<String>,
+}
+
+fn parse_otlp_endpoint(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("expected an http(s) URL such as http://127.0.0.1:4318".into());
+    }
+    Ok(raw.trim().to_owned())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,27 +179,46 @@ enum ElementsCommand {
     },
 }
 
-/// The log on standard error, and with `metrics` the layer that times database
-/// statements. Each has its own filter: the log's level does not decide what is measured.
-fn init_logging(settings: &LogSettings, metrics: bool) {
+/// The log on standard error, with `metrics` the layer that times database statements,
+/// and with an OTLP endpoint the span exporter. Each has its own filter: the log's level
+/// decides neither what is measured nor what is exported.
+fn init_logging(settings: &LogSettings, metrics: bool) -> anyhow::Result<Option<Exporter>> {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    // A list rather than `Option`s: an absent `Option` layer before a filtered one
+    // disables spans for the filtered one too.
+    let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = Vec::new();
     // The filter was validated when the settings were parsed.
     let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a terminal: logs sent to a file or a collector stay plain text.
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let log = match settings.log_format {
+    layers.push(match settings.log_format {
         LogFormat::Json => log.json().with_filter(filter).boxed(),
         LogFormat::Text => log.with_filter(filter).boxed(),
-    };
-    let statements = metrics.then(|| StatementLayer.with_filter(StatementLayer::filter()));
-    tracing_subscriber::registry()
-        .with(log)
-        .with(statements)
-        .init();
+    });
+    if metrics {
+        layers.push(StatementLayer.with_filter(StatementLayer::filter()).boxed());
+    }
+    let mut exporter = None;
+    if let Some(endpoint) = settings.otlp_endpoint.as_deref() {
+        #[cfg(feature = "otlp")]
+        {
+            let (layer, started) = junction_telemetry::otlp::layer(endpoint)
+                .context("JUNCTION_OTLP_ENDPOINT (--otlp-endpoint)")?;
+            layers.push(layer.boxed());
+            exporter = Some(started);
+        }
+        #[cfg(not(feature = "otlp"))]
+        anyhow::bail!(
+            "JUNCTION_OTLP_ENDPOINT (--otlp-endpoint) is {endpoint}, but this junction was \
+             built without the `otlp` feature"
+        );
+    }
+    tracing_subscriber::registry().with(layers).init();
+    Ok(exporter)
 }
 
 /// Parses the command line and environment. A bad value is reported with both of its
@@ -222,7 +267,13 @@ async fn main() -> ExitCode {
     let (cli, matches) = parse();
     let metrics = matches!(&cli.command, Command::Serve(s)
         if s.metrics_listen.as_deref().is_some_and(|m| !m.trim().is_empty()));
-    init_logging(&cli.log, metrics);
+    let exporter = match init_logging(&cli.log, metrics) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("junction: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut sub = Some(&matches);
     while let Some(m) = sub {
         for name in secrets_on_the_command_line(m) {
@@ -233,13 +284,18 @@ async fn main() -> ExitCode {
         }
         sub = m.subcommand().map(|(_, m)| m);
     }
-    match run(cli.command).await {
+    let code = match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("junction: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // Sends the spans still buffered; it blocks, so not on the runtime's threads.
+    if let Some(exporter) = exporter {
+        let _ = tokio::task::spawn_blocking(move || exporter.shutdown()).await;
     }
+    code
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

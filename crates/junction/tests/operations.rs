@@ -836,3 +836,139 @@ async fn a_full_disk_under_sqlite_answers_503_and_writes_resume_once_there_is_ro
     assert_eq!(status, StatusCode::OK, "{body}");
     drop(server);
 }
+
+/// What an OpenTelemetry collector stand-in received on `POST /v1/traces`.
+#[cfg(feature = "otlp")]
+#[derive(Default)]
+struct Received {
+    content_types: Vec<String>,
+    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+}
+
+/// A collector accepting OTLP/HTTP protobuf on `/v1/traces`, decoding what it gets.
+#[cfg(feature = "otlp")]
+async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Received>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Received::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().route(
+        "/v1/traces",
+        axum::routing::post({
+            let received = std::sync::Arc::clone(&received);
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let received = std::sync::Arc::clone(&received);
+                async move {
+                    let request = ExportTraceServiceRequest::decode(body).unwrap();
+                    let mut received = received.lock().unwrap();
+                    received
+                        .content_types
+                        .push(headers["content-type"].to_str().unwrap().to_owned());
+                    for resource in request.resource_spans {
+                        for scope in resource.scope_spans {
+                            received.spans.extend(scope.spans);
+                        }
+                    }
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        Vec::<u8>::new(),
+                    )
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, received)
+}
+
+#[cfg(feature = "otlp")]
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(feature = "otlp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_go_to_the_otlp_collector_in_the_callers_trace() {
+    let (endpoint, received) = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = junction(dir.path());
+    cmd.env("JUNCTION_OTLP_ENDPOINT", &endpoint);
+    let mut server = serve(cmd);
+    let provider = close_provider().await;
+    let (_, token) = server.close_instance(&provider, "traced", "").await;
+    let caller = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = server
+        .http
+        .get(server.url("/proxy/leads"))
+        .header("Authorization", format!("Element {token}"))
+        .header("traceparent", format!("00-{caller}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["elements-trace-id"], caller);
+    let response = server
+        .http
+        .get(server.url("/instances"))
+        .header("Authorization", platform_auth())
+        .send()
+        .await
+        .unwrap();
+    let own = response.headers()["elements-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(own, caller);
+
+    // SIGTERM: the exporter sends what it still holds before the process exits.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(server.child.wait().unwrap().success());
+
+    let received = received.lock().unwrap();
+    assert!(!received.spans.is_empty());
+    assert!(
+        received
+            .content_types
+            .iter()
+            .all(|c| c == "application/x-protobuf"),
+        "{:?}",
+        received.content_types
+    );
+    let in_callers: Vec<_> = received
+        .spans
+        .iter()
+        .filter(|s| hex(&s.trace_id) == caller)
+        .collect();
+    let request = in_callers
+        .iter()
+        .find(|s| s.name == "request")
+        .unwrap_or_else(|| {
+            let seen: Vec<_> = received
+                .spans
+                .iter()
+                .map(|s| (s.name.clone(), hex(&s.trace_id), hex(&s.parent_span_id)))
+                .collect();
+            panic!("the request's span does not continue the caller's trace: {seen:?}")
+        });
+    assert_eq!(hex(&request.parent_span_id), "00f067aa0ba902b7");
+    let call = in_callers
+        .iter()
+        .find(|s| s.name == "provider_call")
+        .expect("the provider call's span is in the same trace");
+    assert_eq!(call.parent_span_id, request.span_id);
+    assert!(
+        received
+            .spans
+            .iter()
+            .any(|s| s.name == "request" && hex(&s.trace_id) == own),
+        "Elements-Trace-Id names the exported trace"
+    );
+}

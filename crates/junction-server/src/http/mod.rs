@@ -130,11 +130,13 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        trace_id = %trace.trace_id,
+        trace_id = tracing::field::Empty,
         parent_id = trace.parent_id.as_deref(),
         method = %method,
         route = route.as_deref(),
     );
+    let trace_id = trace.adopt(&span);
+    span.record("trace_id", trace_id.as_str());
     let mut response = REQUEST_ID
         .scope(
             id.clone(),
@@ -146,7 +148,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert("elements-request-id", value);
     }
-    if let Ok(value) = HeaderValue::from_str(&trace.trace_id) {
+    if let Ok(value) = HeaderValue::from_str(&trace_id) {
         headers.insert("elements-trace-id", value);
     }
     if !preflight {
@@ -163,7 +165,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     if let Some(path) = logged {
         tracing::debug!(
             request_id = %id,
-            trace_id = %trace.trace_id,
+            trace_id,
             %method,
             path,
             status,
