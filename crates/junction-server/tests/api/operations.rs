@@ -3,7 +3,10 @@
 
 use crate::helpers::{Options, TestApp};
 use crate::on_both_backends;
+use crate::provisioning::{Provider, provision};
+use crate::refresh::set_token_expiry;
 use junction_testkit::db::Backend;
+use junction_testkit::peers::{Peer, PeerKind};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::Duration;
@@ -13,6 +16,7 @@ on_both_backends!(
     a_pending_migration_makes_a_replica_unready,
     every_response_carries_a_trace_id_continuing_the_callers_trace,
     requests_are_counted_by_route_template_not_by_path,
+    token_refreshes_are_counted_by_element_and_outcome,
 );
 
 async fn ready(app: &TestApp, path: &str) -> (StatusCode, Option<String>, Value) {
@@ -141,4 +145,46 @@ async fn requests_are_counted_by_route_template_not_by_path(backend: Backend) {
         "{text}"
     );
     assert!(!text.contains("98765432"), "{text}");
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let metrics = app.metrics_addr.expect("metrics listener");
+    app.http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A counter's value in an exposition, 0 when the series does not exist yet.
+fn counter(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+async fn token_refreshes_are_counted_by_element_and_outcome(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            cache_ttl: 0,
+            metrics: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let peer = Peer::start(PeerKind::Oidc, &[("AT_TTL", "120")]).await;
+    let instance = provision(&app, "sfdc", &Provider::peer(&peer), "").await;
+    let id = instance["id"].as_i64().unwrap();
+    let renewed = r#"junction_token_refreshes_total{element="sfdc",outcome="renewed"}"#;
+    // Other tests in this process renew tokens too: the counter only grows.
+    let before = counter(&scrape(&app).await, renewed);
+    set_token_expiry(&app, id, junction_service::now_ms() + 30_000).await;
+    let report = junction_server::jobs::run_once(&app.services, Duration::from_secs(60)).await;
+    assert_eq!(report.refreshed, 1, "{report:?}");
+    let after = counter(&scrape(&app).await, renewed);
+    assert!(after > before, "{before} -> {after}");
 }
