@@ -202,21 +202,24 @@ fn init_logging(settings: &LogSettings, metrics: bool) -> anyhow::Result<Option<
     if metrics {
         layers.push(StatementLayer.with_filter(StatementLayer::filter()).boxed());
     }
-    let mut exporter = None;
-    if let Some(endpoint) = settings.otlp_endpoint.as_deref() {
-        #[cfg(feature = "otlp")]
-        {
+    #[cfg(feature = "otlp")]
+    let exporter = match settings.otlp_endpoint.as_deref() {
+        Some(endpoint) => {
             let (layer, started) = junction_telemetry::otlp::layer(endpoint)
                 .context("JUNCTION_OTLP_ENDPOINT (--otlp-endpoint)")?;
             layers.push(layer.boxed());
-            exporter = Some(started);
+            Some(started)
         }
-        #[cfg(not(feature = "otlp"))]
-        anyhow::bail!(
+        None => None,
+    };
+    #[cfg(not(feature = "otlp"))]
+    let exporter: Option<Exporter> = match settings.otlp_endpoint.as_deref() {
+        Some(endpoint) => anyhow::bail!(
             "JUNCTION_OTLP_ENDPOINT (--otlp-endpoint) is {endpoint}, but this junction was \
              built without the `otlp` feature"
-        );
-    }
+        ),
+        None => None,
+    };
     tracing_subscriber::registry().with(layers).init();
     Ok(exporter)
 }
