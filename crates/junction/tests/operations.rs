@@ -406,6 +406,10 @@ async fn request_mix(server: &Api, words: &[String]) {
 async fn a_generated_request_mix_leaves_the_series_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(with_metrics(dir.path()));
+    // A warm-up round first: copies kept in memory turn later lookups into hits, a series
+    // of its own that the first round cannot show yet.
+    let warm_up = noise(20);
+    request_mix(&server, &warm_up).await;
     let first = noise(60);
     request_mix(&server, &first).await;
     let after_first = series(&server.metrics().await);
@@ -420,10 +424,18 @@ async fn a_generated_request_mix_leaves_the_series_bounded() {
         "new series appeared: {:?}",
         after_second.difference(&after_first).collect::<Vec<_>>()
     );
-    for word in first.iter().chain(&second) {
-        assert!(!text.contains(word.as_str()), "{word} became a label value");
+    // Label sets only: sample values may hold any digits.
+    let labels: String = after_second
+        .iter()
+        .filter_map(|series| series.split_once('{').map(|(_, labels)| labels))
+        .collect();
+    for word in warm_up.iter().chain(&first).chain(&second) {
+        assert!(
+            !labels.contains(word.as_str()),
+            "{word} became a label value"
+        );
     }
-    assert!(!text.contains("1000000"), "an id became a label value");
+    assert!(!labels.contains("100000"), "an id became a label value");
     let routes: BTreeSet<&str> = text
         .lines()
         .filter(|l| l.starts_with("junction_http_requests_total{"))
