@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite's OAuth2 peers need (idempotent):
+# Installs what the test suite's OAuth2 peers and its metrics check need (idempotent):
+#   promtool             Debian's prometheus package, when root (else a notice)
 #   tests/peers/oidc     npm ci (oidc-provider, express) from package-lock.json
 #   tests/peers/authlib  a virtualenv in .venv with requirements.txt (authlib, flask)
 #   chromium             Debian's chromium and chromium-driver for the console's browser
@@ -22,6 +23,18 @@ run_quiet() {  # run a command, show its output only when it fails
     exit 1
   fi
 }
+
+# --- promtool (Debian's prometheus package), which checks the metrics exposition ---
+if command -v promtool >/dev/null; then
+  echo "promtool: installed"
+elif [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  echo "promtool: apt-get install prometheus"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends prometheus >"$LOG" 2>&1 \
+    || echo "promtool: apt-get install prometheus failed; the metrics test skips its check"
+else
+  echo "promtool: not installed (apt-get install prometheus); the metrics test skips its check"
+fi
 
 # --- oidc-provider peer (node) ---
 OIDC="$PEERS/oidc"

@@ -128,11 +128,21 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Count failed authentications against the last X-Forwarded-For address instead of the TCP peer. Set it only behind a proxy that adds that header; otherwise clients choose their own address.",
     ),
     (
+        "JUNCTION_METRICS_LISTEN",
+        "",
+        "Address and port of a separate listener serving GET /metrics in the Prometheus text format, such as 127.0.0.1:9090. Unset: no metrics are kept or served.",
+    ),
+    (
         "JUNCTION_LOG",
         "info",
         "Log filter, e.g. `info` or `junction_service=debug,info`.",
     ),
     ("JUNCTION_LOG_FORMAT", "text", "`text` or `json`."),
+    (
+        "JUNCTION_OTLP_ENDPOINT",
+        "",
+        "Base URL of an OpenTelemetry collector, such as http://127.0.0.1:4318: spans of requests and provider calls go to its /v1/traces over OTLP/HTTP (protobuf). Unset: no spans are exported.",
+    ),
 ];
 
 /// `JUNCTION_X (--x)`: how an error names a setting, so that whoever set either form
@@ -281,6 +291,9 @@ pub struct Settings {
     /// MiB of JavaScript heap one hook run may use.
     #[arg(long, env = "JUNCTION_HOOK_MEMORY", default_value = "32")]
     pub hook_memory: usize,
+    /// Address and port of the metrics listener (`GET /metrics`); unset: none.
+    #[arg(long, env = "JUNCTION_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -333,6 +346,8 @@ pub struct Config {
     pub caller_concurrency: usize,
     /// Bounds on each run of an element's JavaScript hook.
     pub hooks: junction_sandbox::Limits,
+    /// Where `GET /metrics` is served; `None`: nowhere, and nothing is recorded.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
@@ -649,6 +664,23 @@ impl Config {
                     })?,
                 },
             },
+            metrics_listen: s
+                .metrics_listen
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|raw| {
+                    resolve_listen(raw).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{}",
+                            e.to_string().replace(
+                                &setting_name("JUNCTION_LISTEN"),
+                                &setting_name("JUNCTION_METRICS_LISTEN")
+                            )
+                        )
+                    })
+                })
+                .transpose()?,
         })
     }
 
@@ -785,7 +817,19 @@ mod tests {
             s.hook_memory = memory;
             let err = Config::from_settings(s).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");
+            metrics_listen: None,
         }
+    }
+
+    #[test]
+    fn a_bad_metrics_address_names_its_setting() {
+        let mut s = settings();
+        s.metrics_listen = Some("nowhere".into());
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.starts_with("JUNCTION_METRICS_LISTEN"), "{err}");
+        let mut s = settings();
+        s.metrics_listen = Some(" ".into());
+        assert_eq!(Config::from_settings(s).unwrap().metrics_listen, None);
     }
 
     #[test]

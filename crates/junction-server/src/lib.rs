@@ -5,6 +5,7 @@
 //! listener; `http` holds thin handlers (parse, call one service, render) and the single
 //! place where errors become HTTP responses.
 
+pub mod backup;
 pub mod config;
 pub mod http;
 pub mod jobs;

@@ -27,6 +27,8 @@ pub struct Bootstrapped {
 
 pub struct App {
     listener: TcpListener,
+    /// `JUNCTION_METRICS_LISTEN`, bound.
+    metrics_listener: Option<TcpListener>,
     router: axum::Router,
     services: Services,
     refresh_interval: Option<std::time::Duration>,
@@ -247,6 +249,21 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                if junction_telemetry::install().is_none() {
+                    tracing::warn!(
+                        "another metrics recorder is installed in this process; /metrics shows nothing of Junction"
+                    );
+                }
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("binding the metrics listener {addr}"))?,
+                )
+            }
+            None => None,
+        };
         let bootstrapped = bootstrap(&store, config).await?;
         let services = services(store, config)?;
         let router = crate::http::router(
@@ -256,6 +273,7 @@ impl App {
         )?;
         Ok(Self {
             listener,
+            metrics_listener,
             router,
             services,
             refresh_interval: config.refresh_interval,
@@ -268,6 +286,13 @@ impl App {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `GET /metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn services(&self) -> &Services {
@@ -303,6 +328,16 @@ impl App {
                 stop_rx,
             )
         });
+        // A plain server: Prometheus scrapes it from inside the deployment, and it must
+        // outlive neither the API nor the process.
+        let metrics = self.metrics_listener.map(|listener| {
+            let router = crate::http::metrics::router(store.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            })
+        });
         let shutdown = async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -314,6 +349,9 @@ impl App {
             && let Err(e) = job.await
         {
             tracing::error!(error = %e, "the token refresh job failed");
+        }
+        if let Some(metrics) = metrics {
+            metrics.abort();
         }
         store.close().await;
         drop(self.sqlite_lock);

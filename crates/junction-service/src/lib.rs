@@ -18,6 +18,7 @@ mod elements;
 mod error;
 mod hosts;
 mod instances;
+mod metered;
 mod oauth_url;
 mod pacer;
 mod proxy;

@@ -8,6 +8,7 @@
 //! attempt first waits for a slot under the limits the element declares (`pacer.rs`).
 
 use crate::auth::{Disabled, PresentedSecrets, parse_authorization};
+use crate::metered;
 use crate::schemes::{StaticAuth, static_auth};
 use crate::templates::CallParameters;
 use crate::trace::{self, Tracer};
@@ -288,7 +289,8 @@ impl Services {
                 auth,
             };
             self.pace(&budgets).await?;
-            let response = trace::send(&self.proxy, tracer.as_ref(), call).await?;
+            let sent = trace::send(&self.proxy, tracer.as_ref(), call);
+            let response = metered::provider_call(&target.element, sent).await?;
             self.heed_provider_limit(&budgets, response.status, &response.headers)
                 .await;
             let Some(again) = replay.clone() else {

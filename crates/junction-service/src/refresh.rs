@@ -490,7 +490,9 @@ impl Services {
         let id = record.id;
         let now = now_ms();
         let mut config = record.config.clone();
-        match self.renew(spec, grant, &config).await {
+        let renewed = self.renew(spec, grant, &config).await;
+        crate::metered::token_refresh(element, &renewed);
+        match renewed {
             Ok(Some(tokens)) => {
                 // Persisted before anything else: a rotated refresh token exists nowhere
                 // but in this response.

@@ -186,7 +186,7 @@ impl Cache {
         if !self.usable() {
             return None;
         }
-        self.instances.get(&id)
+        looked_up("instance", self.instances.get(&id))
     }
 
     /// The instance `token` belongs to. The record's own token is compared too: ids are
@@ -199,7 +199,7 @@ impl Cache {
         if !self.usable() {
             return None;
         }
-        let id = self.tokens.get(token_hash)?;
+        let id = looked_up("token", self.tokens.get(token_hash))?;
         self.instances
             .get(&id)
             .filter(|record| record.token.expose() == token)
@@ -226,7 +226,7 @@ impl Cache {
         if !self.usable() {
             return None;
         }
-        self.users.get(key)
+        looked_up("user", self.users.get(key))
     }
 
     pub(crate) fn keep_user(&self, ticket: Ticket, key: UserKey, principal: Principal) {
@@ -243,7 +243,7 @@ impl Cache {
         if !self.usable() {
             return None;
         }
-        self.organization_elements.get(&organization)
+        looked_up("elements", self.organization_elements.get(&organization))
     }
 
     pub(crate) fn keep_organization_elements(
@@ -262,7 +262,7 @@ impl Cache {
         if !self.usable() {
             return None;
         }
-        self.custom_elements.get(&id)
+        looked_up("element", self.custom_elements.get(&id))
     }
 
     pub(crate) fn keep_custom_element(&self, ticket: Ticket, element: Arc<CustomElement>) {
@@ -311,10 +311,15 @@ impl Cache {
         }
     }
 
-    #[cfg(test)]
-    fn is_coherent(&self) -> bool {
+    pub(crate) fn is_coherent(&self) -> bool {
         self.coherent.load(Ordering::Acquire)
     }
+}
+
+/// Counts a lookup's hit or miss; lookups while the copies are unusable are not counted.
+fn looked_up<T>(kind: &'static str, found: Option<T>) -> Option<T> {
+    junction_telemetry::cache_lookup(kind, found.is_some());
+    found
 }
 
 /// Follows the other replicas' writes on PostgreSQL until `stop` fires or is dropped.
@@ -359,13 +364,15 @@ pub(crate) async fn follow(
                     Some(change) => cache.forget(change),
                     None => cache.forget_all(),
                 },
-                // The connection dropped and was made again: whatever was announced in
-                // between is lost, so nothing kept before can be trusted.
+                // The connection dropped. The listener would quietly connect again on the
+                // next call, but copies filled before its LISTEN is back could miss writes
+                // announced meanwhile: stop using copies until it is, as for an error.
                 Ok(None) => {
-                    tracing::info!(
-                        "the database connection for other replicas' writes was re-established"
+                    tracing::warn!(
+                        "lost the database connection for other replicas' writes; reading instances from the database until it is back"
                     );
-                    cache.forget_all();
+                    cache.set_coherent(false);
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "lost the database connection for other replicas' writes; reading instances from the database until it is back");

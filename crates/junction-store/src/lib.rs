@@ -64,6 +64,14 @@ pub enum StoreError {
     /// the database is overloaded, and the caller may try again later.
     #[error("the database did not answer in time")]
     Timeout(#[source] sqlx::Error),
+    /// The database cannot be reached (stopped, restarting, the network is down), or no
+    /// connection to it could be had in time: the caller may try again later.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database cannot store what it is asked to (a full disk, a read-only file):
+    /// nothing was written.
+    #[error("the database cannot write")]
+    Unwritable(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("migration failed")]
@@ -94,15 +102,61 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        // 57014 (query_canceled): PostgreSQL's statement timeout, or a cancellation.
-        let canceled = e
-            .as_database_error()
-            .is_some_and(|db| db.code().as_deref() == Some("57014"));
-        if canceled || matches!(e, sqlx::Error::PoolTimedOut) {
-            Self::Timeout(e)
-        } else {
-            Self::Database(e)
+        let code = e.as_database_error().and_then(|db| db.code());
+        match (&e, code.as_deref()) {
+            // 57014 (query_canceled): PostgreSQL's statement timeout, or a cancellation.
+            (_, Some("57014")) => Self::Timeout(e),
+            // Class 08 (connection exception); 57P01-57P03: the server is shutting down,
+            // crashed or is still starting; 53300: too many connections.
+            (_, Some(c))
+                if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300") =>
+            {
+                Self::Unavailable(e)
+            }
+            // SQLite's primary result codes: 13 SQLITE_FULL, 8 SQLITE_READONLY, 10 SQLITE_IOERR
+            // (extended codes keep the primary one in their low byte).
+            (_, Some(c)) if sqlite_primary(c).is_some_and(|p| matches!(p, 8 | 10 | 13)) => {
+                Self::Unwritable(e)
+            }
+            // A stopped server refuses connections, and the pool keeps trying until its
+            // acquire timeout: from outside that is the database being unavailable.
+            (
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+                _,
+            ) => Self::Unavailable(e),
+            _ => Self::Database(e),
         }
+    }
+}
+
+/// A SQLite result code's primary part. SQLite's (extended) codes are numbers below
+/// 10000; PostgreSQL's SQLSTATEs are always five characters, some of them digits only.
+fn sqlite_primary(code: &str) -> Option<u32> {
+    (code.len() <= 4)
+        .then(|| code.parse::<u32>().ok())
+        .flatten()
+        .map(|c| c & 0xff)
+}
+
+/// What `GET /ready` reports of the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// A trivial statement answered within the check's time limit.
+    pub reachable: bool,
+    /// Every migration this build knows was applied (and no newer one is missing here).
+    pub migrations_current: bool,
+    /// PostgreSQL with in-memory copies: whether the listener for other replicas' writes
+    /// is connected. `None` where there is no such listener.
+    pub listener_connected: Option<bool>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.reachable && self.migrations_current && self.listener_connected != Some(false)
     }
 }
 
@@ -421,10 +475,7 @@ impl Store {
 
     /// Applies pending migrations for this dialect; returns how many ran.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
-        let migrator = match self.dialect {
-            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
-        };
+        let migrator = self.migrator();
         let before = self.applied_migrations().await.unwrap_or(0);
         match self.dialect {
             // A migration (an index over a large table) and the wait for another replica's
@@ -444,11 +495,101 @@ impl Store {
         Ok(after.saturating_sub(before))
     }
 
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
+        }
+    }
+
     async fn applied_migrations(&self) -> Result<usize, sqlx::Error> {
         let count: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
             .fetch_one(&self.pool)
             .await?;
         Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    /// What `GET /ready` needs to know, each check bounded by `limit`.
+    pub async fn readiness(&self, limit: Duration) -> Readiness {
+        let checked = tokio::time::timeout(limit, async {
+            sqlx::query("select 1").execute(&self.pool).await?;
+            let applied: Option<i64> =
+                sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+                    .fetch_one(&self.pool)
+                    .await?;
+            Ok::<_, sqlx::Error>(applied)
+        })
+        .await;
+        let (reachable, applied) = match checked {
+            Ok(Ok(applied)) => (true, applied),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "readiness: the database did not answer");
+                (false, None)
+            }
+            Err(_) => (false, None),
+        };
+        let known = self.migrator().iter().map(|m| m.version).max();
+        let listener_connected = (self.dialect == Dialect::Postgres && self.cache.enabled())
+            .then(|| self.cache.is_coherent());
+        junction_telemetry::database_up(reachable);
+        Readiness {
+            reachable,
+            migrations_current: reachable && applied == known,
+            listener_connected,
+        }
+    }
+
+    /// Samples the connection pools into the metrics (read when they are exposed).
+    pub fn record_pool_metrics(&self) {
+        let record = |name, pool: &AnyPool| {
+            junction_telemetry::pool(
+                name,
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            );
+        };
+        match self.dialect {
+            Dialect::Sqlite => {
+                record("reader", &self.pool);
+                record("writer", &self.writer);
+            }
+            Dialect::Postgres => record("main", &self.pool),
+        }
+    }
+
+    /// A consistent copy of a SQLite database in a new file, taken while it serves
+    /// (`VACUUM INTO` reads one snapshot; writers carry on meanwhile). The file is created
+    /// readable by its owner only. PostgreSQL is backed up with its own tools.
+    pub async fn backup_sqlite(&self, target: &std::path::Path) -> Result<(), StoreError> {
+        if self.dialect != Dialect::Sqlite {
+            return Err(StoreError::BadUrl(
+                "only a SQLite database is backed up by Junction itself".into(),
+            ));
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        // SQLite writes into an empty file it is given, keeping its permissions.
+        options
+            .open(target)
+            .map_err(|source| StoreError::CreateFile {
+                path: target.display().to_string(),
+                source,
+            })?;
+        let written = sqlx::query("vacuum into $1")
+            .bind(target.to_string_lossy().into_owned())
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(target);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// Cheap liveness check for `/health`.

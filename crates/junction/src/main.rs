@@ -10,6 +10,16 @@ use junction_server::startup::open_store;
 use junction_server::{App, Config};
 use junction_service::now_ms;
 use junction_store::{NewOrganization, StoreSettings};
+#[cfg(feature = "otlp")]
+use junction_telemetry::otlp::Exporter;
+/// Nothing to flush without the exporter.
+#[cfg(not(feature = "otlp"))]
+struct Exporter;
+#[cfg(not(feature = "otlp"))]
+impl Exporter {
+    fn shutdown(self) {}
+}
+use junction_telemetry::statements::StatementLayer;
 use serde_json::json;
 use std::io::Write;
 use std::process::ExitCode;
@@ -56,6 +66,23 @@ struct LogSettings {
         ignore_case = true
     )]
     log_format: LogFormat,
+    /// OpenTelemetry collector (OTLP/HTTP) to send traces to, e.g. http://127.0.0.1:4318.
+    #[arg(
+        long,
+        env = "JUNCTION_OTLP_ENDPOINT",
+        global = true,
+        help_heading = "Logging",
+        value_parser = parse_otlp_endpoint
+    )]
+    otlp_endpoint: Option<String>,
+}
+
+fn parse_otlp_endpoint(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("expected an http(s) URL such as http://127.0.0.1:4318".into());
+    }
+    Ok(raw.trim().to_owned())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -81,6 +108,14 @@ enum Command {
     Serve(Settings),
     /// Apply database migrations and exit.
     Migrate(DatabaseSettings),
+    /// Copy a SQLite database to FILE, consistently, even while a server uses it; its key
+    /// file is copied to FILE.key. PostgreSQL: use pg_dump (see the README).
+    Backup {
+        #[command(flatten)]
+        database: DatabaseSettings,
+        /// Where to write the copy; it must not exist yet.
+        file: std::path::PathBuf,
+    },
     /// Print configuration help.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -144,18 +179,49 @@ enum ElementsCommand {
     },
 }
 
-fn init_logging(settings: &LogSettings) {
+/// The log on standard error, with `metrics` the layer that times database statements,
+/// and with an OTLP endpoint the span exporter. Each has its own filter: the log's level
+/// decides neither what is measured nor what is exported.
+fn init_logging(settings: &LogSettings, metrics: bool) -> anyhow::Result<Option<Exporter>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // A list rather than `Option`s: an absent `Option` layer before a filtered one
+    // disables spans for the filtered one too.
+    let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = Vec::new();
     // The filter was validated when the settings were parsed.
     let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a terminal: logs sent to a file or a collector stay plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match settings.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    layers.push(match settings.log_format {
+        LogFormat::Json => log.json().with_filter(filter).boxed(),
+        LogFormat::Text => log.with_filter(filter).boxed(),
+    });
+    if metrics {
+        layers.push(StatementLayer.with_filter(StatementLayer::filter()).boxed());
     }
+    #[cfg(feature = "otlp")]
+    let exporter = match settings.otlp_endpoint.as_deref() {
+        Some(endpoint) => {
+            let (layer, started) = junction_telemetry::otlp::layer(endpoint)
+                .context("JUNCTION_OTLP_ENDPOINT (--otlp-endpoint)")?;
+            layers.push(layer.boxed());
+            Some(started)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "otlp"))]
+    let exporter: Option<Exporter> = match settings.otlp_endpoint.as_deref() {
+        Some(endpoint) => anyhow::bail!(
+            "JUNCTION_OTLP_ENDPOINT (--otlp-endpoint) is {endpoint}, but this junction was \
+             built without the `otlp` feature"
+        ),
+        None => None,
+    };
+    tracing_subscriber::registry().with(layers).init();
+    Ok(exporter)
 }
 
 /// Parses the command line and environment. A bad value is reported with both of its
@@ -202,7 +268,15 @@ fn env_of(command: &clap::Command, long: &str) -> Option<String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let (cli, matches) = parse();
-    init_logging(&cli.log);
+    let metrics = matches!(&cli.command, Command::Serve(s)
+        if s.metrics_listen.as_deref().is_some_and(|m| !m.trim().is_empty()));
+    let exporter = match init_logging(&cli.log, metrics) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("junction: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut sub = Some(&matches);
     while let Some(m) = sub {
         for name in secrets_on_the_command_line(m) {
@@ -213,13 +287,18 @@ async fn main() -> ExitCode {
         }
         sub = m.subcommand().map(|(_, m)| m);
     }
-    match run(cli.command).await {
+    let code = match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("junction: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // Sends the spans still buffered; it blocks, so not on the runtime's threads.
+    if let Some(exporter) = exporter {
+        let _ = tokio::task::spawn_blocking(move || exporter.shutdown()).await;
     }
+    code
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -230,6 +309,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let store = open_store(&database, StoreSettings::default()).await?;
             store.close().await;
             println!("database at {} is up to date", database.url);
+            Ok(())
+        }
+        Command::Backup { database, file } => {
+            let database = DatabaseConfig::from_settings(database)?;
+            let written = junction_server::backup::backup(&database, &file).await?;
+            println!(
+                "{}",
+                json!({
+                    "database": written.database.display().to_string(),
+                    "keyFile": written.key_file.as_ref().map(|k| k.display().to_string()),
+                })
+            );
+            if written.key_file.is_none() {
+                tracing::warn!(
+                    "the key is set in JUNCTION_ENCRYPTION_KEY, not in a key file: keep it with                      the backup, which cannot be read without it"
+                );
+            }
             Ok(())
         }
         Command::Config(ConfigCommand::Example) => {
@@ -351,6 +447,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let addr = app.local_addr()?;
+    if let Some(metrics_addr) = app.metrics_addr() {
+        tracing::info!(%metrics_addr, "metrics at http://{metrics_addr}/metrics");
+    }
     tracing::info!(%addr, database = %config.database.url, "Junction is listening; API at http://{addr}/elements/api-v2");
     app.run(shutdown_signal()).await?;
     tracing::info!("stopped cleanly");

@@ -991,7 +991,7 @@ fn a_request_body_sent_too_slowly_fails_after_the_body_timeout() {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut answer = [0u8; 512];
+    let mut answer = [0u8; 4096];
     let n = stream.read(&mut answer).unwrap_or(0);
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");

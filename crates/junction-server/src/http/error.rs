@@ -28,7 +28,7 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub provider_message: Option<String>,
-    /// Seconds for the `Retry-After` header of a 429.
+    /// Seconds for the `Retry-After` header of a 429 or 503.
     pub retry_after: Option<u64>,
     /// The methods a 405 names in its `Allow` header.
     pub allow: Option<String>,
@@ -303,6 +303,28 @@ impl From<ServiceError> for ApiError {
                         StatusCode::SERVICE_UNAVAILABLE,
                         "database_timeout",
                         "the database did not answer in time; retry shortly",
+                    )
+                }
+            }
+            ServiceError::Store(StoreError::Unavailable(ref cause)) => {
+                tracing::warn!(error = %cause, "the database is unavailable");
+                Self {
+                    retry_after: Some(1),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database_unavailable",
+                        "the database cannot be reached right now; retry shortly",
+                    )
+                }
+            }
+            ServiceError::Store(StoreError::Unwritable(ref cause)) => {
+                tracing::error!(error = %cause, "the database cannot write (is its disk full?)");
+                Self {
+                    retry_after: Some(30),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database_unwritable",
+                        "the database cannot store changes right now (its storage is full or read-only); nothing was changed",
                     )
                 }
             }

@@ -1,5 +1,6 @@
 //! The HTTP surface. Every API route lives under `/elements/api-v2`, as in Cloud
-//! Elements; `/health` sits at the root for load balancers.
+//! Elements; `/health` and `/ready` sit at the root for load balancers, and `/metrics`
+//! on a listener of its own (`metrics.rs`).
 
 mod accounts;
 mod connect;
@@ -12,17 +13,19 @@ mod health;
 mod hubs;
 mod instances;
 pub mod limit;
+pub mod metrics;
 pub mod openapi;
 mod proxy;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use error::{ApiError, REQUEST_ID};
 use junction_service::Services;
+use junction_telemetry::trace_context::TraceContext;
 use std::sync::Arc;
 use tower::Layer;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -63,6 +66,7 @@ pub fn router(
         .merge(hubs::router())
         .merge(connect::router())
         .merge(proxy::router())
+        .merge(health::api_router())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
@@ -136,26 +140,48 @@ async fn hub_paths(mut req: Request, next: Next) -> Response {
 
 /// Gives every request an id: in the `Elements-Request-Id` header, in error bodies and in
 /// the log, so one failing call can be traced from a customer's report to the log line.
+/// Every request also belongs to a trace: the caller's W3C `traceparent` is continued,
+/// otherwise one starts here; its id is in `Elements-Trace-Id` and on the request's span.
 /// Every response to a call an Element token authenticated also names the token's
 /// instance (`Elements-Element-Instance-Id`), as Cloud Elements does, so a caller
 /// juggling many tokens can tell answers apart. At debug level it logs each request's
-/// method, path, status and duration (never headers: they carry secrets). One
-/// middleware does all of it: it runs on every request, proxied calls included.
+/// method, path, status and duration (never headers: they carry secrets), and it counts
+/// the request by its route template. One middleware does all of it: it runs on every
+/// request, proxied calls included.
 async fn request_context(mut req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     // Exposing headers means something on actual responses only, as the CORS layer has it.
     let preflight = req.method() == Method::OPTIONS;
-    let logged = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let method = req.method().clone();
+    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
+    // The template, never the path: paths carry ids, which would make a series each.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     // 128 random bits from the thread's generator: unique enough for a trace id, and
     // no system call on the hot path.
     let id = format!("{:032x}", rand::random::<u128>());
+    let trace = TraceContext::continue_or_start(
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
     let slot = extract::ElementInstance::default();
     req.extensions_mut().insert(slot.clone());
     // Holds the caller's permit (see `limit.rs`) until the response is ready.
     let permit = limit::PermitSlot::default();
     req.extensions_mut().insert(permit.clone());
-    let span = tracing::info_span!("request", request_id = %id);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        trace_id = tracing::field::Empty,
+        parent_id = trace.parent_id.as_deref(),
+        method = %method,
+        route = route.as_deref(),
+    );
+    let trace_id = trace.adopt(&span);
+    span.record("trace_id", trace_id.as_str());
     let mut response = REQUEST_ID
         .scope(
             id.clone(),
@@ -167,6 +193,9 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert("elements-request-id", value);
     }
+    if let Ok(value) = HeaderValue::from_str(&trace_id) {
+        headers.insert("elements-trace-id", value);
+    }
     if !preflight {
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -176,12 +205,15 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     if let Some(instance) = slot.0.get() {
         headers.insert("elements-element-instance-id", HeaderValue::from(*instance));
     }
-    if let Some((method, path)) = logged {
+    let status = response.status().as_u16();
+    junction_telemetry::http_request(route.as_deref(), method.as_str(), status, started.elapsed());
+    if let Some(path) = logged {
         tracing::debug!(
             request_id = %id,
+            trace_id,
             %method,
             path,
-            status = response.status().as_u16(),
+            status,
             micros = started.elapsed().as_micros() as u64,
             "request answered"
         );

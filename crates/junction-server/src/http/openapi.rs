@@ -151,6 +151,7 @@ use utoipa::{Modify, OpenApi};
         (name = "hubs", description = "Calls to an instance's provider, authenticated by its Element token"),
         (name = "catalog", description = "Hubs: the built-in ones and the organization's own"),
         (name = "connect", description = "The hosted Connect page: OAuth apps, Connect sessions and the page's own calls"),
+        (name = "operations", description = "Running Junction: readiness for load balancers"),
     )
 )]
 pub struct ApiDoc;
@@ -187,7 +188,46 @@ pub fn document() -> Result<Value, serde_json::Error> {
     let mut doc = serde_json::to_value(ApiDoc::openapi())?;
     element_parts(&mut doc);
     state_limits(&mut doc);
+    readiness(&mut doc);
     Ok(doc)
+}
+
+/// `GET /ready`, served at the root for load balancers and under the API prefix, where
+/// this document lists it.
+fn readiness(doc: &mut Value) {
+    let schema = json!({
+        "type": "object",
+        "required": ["status", "database", "migrations", "listener"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "unavailable"]},
+            "database": {"type": "string", "enum": ["reachable", "unreachable"]},
+            "migrations": {"type": "string", "enum": ["current", "pending", "unknown"]},
+            "listener": {
+                "type": "string",
+                "enum": ["connected", "disconnected", "not used"],
+                "description": "PostgreSQL: the connection that hears other replicas' writes"
+            },
+        },
+    });
+    let answer = |description: &str| json!({"description": description, "content": {"application/json": {"schema": schema.clone()}}});
+    let mut unavailable = answer("Something is missing: the body says what");
+    unavailable["headers"] = json!({"Retry-After": {
+        "description": "Seconds to wait before asking again",
+        "schema": {"type": "integer"},
+    }});
+    let operation = json!({
+        "tags": ["operations"],
+        "summary": "Whether this server can serve every call",
+        "description": "The database answers within 2 s, its migrations are current and, on PostgreSQL, the connection that hears other replicas' writes is up. Also served at `/ready`, outside the API prefix.",
+        "operationId": "ready",
+        "responses": {
+            "200": answer("Ready"),
+            "503": unavailable,
+        },
+    });
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        paths.insert("/ready".into(), json!({"get": operation}));
+    }
 }
 
 /// The Element Builder's part routes (`elements::part_handlers!`): five operations on

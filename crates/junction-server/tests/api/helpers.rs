@@ -30,6 +30,8 @@ macro_rules! on_both_backends {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The metrics listener, with `Options::metrics`.
+    pub metrics_addr: Option<SocketAddr>,
     pub http: reqwest::Client,
     /// Shared by the replicas of one test (`TestApp::replica`).
     pub db: Arc<TestDatabase>,
@@ -64,6 +66,8 @@ pub struct Options {
     pub hook_timeout_ms: u64,
     /// `JUNCTION_PUBLIC_URL`.
     pub public_url: Option<String>,
+    /// `JUNCTION_METRICS_LISTEN` on a free loopback port.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -78,6 +82,7 @@ impl Default for Options {
             caller_concurrency: 8,
             hook_timeout_ms: 1000,
             public_url: None,
+            metrics: false,
         }
     }
 }
@@ -134,10 +139,12 @@ impl TestApp {
             caller_concurrency: options.caller_concurrency,
             hook_timeout: options.hook_timeout_ms,
             hook_memory: 32,
+            metrics_listen: options.metrics.then(|| "127.0.0.1:0".to_owned()),
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");
         let addr = app.local_addr().unwrap();
+        let metrics_addr = app.metrics_addr();
         let services = app.services().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run(async {
@@ -149,6 +156,7 @@ impl TestApp {
             .unwrap();
         Self {
             addr,
+            metrics_addr,
             http,
             db,
             services,

@@ -16,6 +16,7 @@ mod errors;
 mod hubs;
 mod lifecycle;
 mod limits;
+mod operations;
 mod outbound;
 mod paging;
 mod provisioning;
