@@ -36,6 +36,7 @@ on_both_backends!(
     where_is_evaluated_by_junction_across_vendor_pages_without_gap_or_repeat,
     where_and_order_by_become_soql_or_vendor_parameters,
     queries_an_element_cannot_serve_are_refused_naming_the_operator,
+    hooks_and_header_parameters_never_see_the_callers_credentials,
 );
 
 const RECORDS: u64 = 1000;
@@ -1086,4 +1087,49 @@ async fn queries_an_element_cannot_serve_are_refused_naming_the_operator(backend
         }
     }
     assert_eq!(vendor.count(), before, "a refused query reached the vendor");
+}
+
+async fn hooks_and_header_parameters_never_see_the_callers_credentials(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("nosy");
+    e["resources"].as_array_mut().unwrap().push(json!({
+        "path": "/hubs/crm/nosy", "method": "GET", "vendorPath": "/echo/nosy",
+        "parameters": [
+            {"name": "Authorization", "vendorName": "X-Copied-Auth", "type": "header", "vendorType": "header"},
+            {"name": "Cookie", "vendorName": "X-Copied-Cookie", "type": "header", "vendorType": "header"},
+            {"name": "X-Trace", "vendorName": "X-Copied-Trace", "type": "header", "vendorType": "header"},
+        ],
+        "hooks": [{"type": "preRequest", "body":
+            "done({request_vendor_headers: Object.assign({}, request_vendor_headers, \
+               {'X-Seen': JSON.stringify(request_headers)})});"}]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "nosy", &vendor).await;
+    let response = app
+        .http
+        .get(app.url("/hubs/crm/nosy"))
+        .header("Authorization", element_auth(&instance))
+        .header("Cookie", "session=caller-cookie")
+        .header("Proxy-Authorization", "Basic caller-proxy")
+        .header("X-Trace", "trace-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, _, headers, _) = vendor.last("/v1/echo/nosy");
+    let seen: Value = serde_json::from_str(headers["x-seen"].to_str().unwrap()).unwrap();
+    assert_eq!(seen["x-trace"], "trace-2", "{seen}");
+    for name in ["authorization", "cookie", "proxy-authorization"] {
+        assert!(seen.get(name).is_none(), "the hook saw {name}: {seen}");
+    }
+    assert_eq!(headers["x-copied-trace"], "trace-2");
+    assert!(!headers.contains_key("x-copied-auth"), "{headers:?}");
+    assert!(!headers.contains_key("x-copied-cookie"), "{headers:?}");
+    let leaked = format!("{headers:?}");
+    assert!(
+        !leaked.contains(instance["token"].as_str().unwrap()),
+        "{leaked}"
+    );
+    assert!(!leaked.contains("caller-cookie"), "{leaked}");
 }

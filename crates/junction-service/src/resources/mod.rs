@@ -100,10 +100,14 @@ impl Services {
         };
         let plan = Plan::read(resource.paging.as_ref(), &query, &tokens)?;
         let body = json_body(request.body).await?;
+        // Hooks are written by an organization's admin and `type: header` parameters copy
+        // to the vendor: neither may see the caller's own credentials (its User secret
+        // belongs to whoever calls, possibly another account) or cookies.
+        let caller_headers = forwardable_request_headers(&request.headers);
         let incoming = Incoming {
             bindings: &bindings,
             query: &query,
-            headers: &request.headers,
+            headers: &caller_headers,
             body: body.as_ref(),
             config: &record.config,
         };
@@ -113,7 +117,7 @@ impl Services {
             method: request.method.as_str(),
             path: &request.path,
             parameters: query.as_json(),
-            headers: &request.headers,
+            headers: &caller_headers,
             body: body.as_ref(),
             config: &record.config,
             instance_id: record.id.0,
@@ -370,10 +374,11 @@ impl Services {
         request: HubRequest,
     ) -> Result<ProxyResponse, ServiceError> {
         let query = HubQuery::parse(request.query.as_deref());
+        let caller_headers = forwardable_request_headers(&request.headers);
         let incoming = Incoming {
             bindings,
             query: &query,
-            headers: &request.headers,
+            headers: &caller_headers,
             body: None,
             config: &target.record.config,
         };
