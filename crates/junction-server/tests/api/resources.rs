@@ -37,6 +37,7 @@ on_both_backends!(
     where_and_order_by_become_soql_or_vendor_parameters,
     queries_an_element_cannot_serve_are_refused_naming_the_operator,
     hooks_and_header_parameters_never_see_the_callers_credentials,
+    configuration_learned_by_a_call_never_undoes_a_disable_made_meanwhile,
 );
 
 const RECORDS: u64 = 1000;
@@ -1132,4 +1133,94 @@ async fn hooks_and_header_parameters_never_see_the_callers_credentials(backend: 
         "{leaked}"
     );
     assert!(!leaked.contains("caller-cookie"), "{leaked}");
+}
+
+/// A vendor whose one endpoint answers only once the test lets it: `arrived` says a call
+/// is waiting, `release` lets it answer.
+struct GatedVendor {
+    base_url: String,
+    arrived: tokio::sync::mpsc::Receiver<()>,
+    release: Arc<tokio::sync::Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GatedVendor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl GatedVendor {
+    async fn start(answer: Value) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let (tx, arrived) = tokio::sync::mpsc::channel(8);
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let gate = Arc::clone(&release);
+        let app = Router::new().fallback(move || {
+            let (tx, gate, answer) = (tx.clone(), Arc::clone(&gate), answer.clone());
+            async move {
+                tx.send(()).await.unwrap();
+                gate.acquire().await.unwrap().forget();
+                axum::Json(answer)
+            }
+        });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base_url,
+            arrived,
+            release,
+            task,
+        }
+    }
+}
+
+async fn configuration_learned_by_a_call_never_undoes_a_disable_made_meanwhile(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut vendor = GatedVendor::start(json!({"user": {"id": "learned"}})).await;
+    let (status, body) = app.post("/elements", &element("gated")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, instance) = app
+        .post(
+            "/instances",
+            &json!({"element": {"key": "gated"}, "name": "n", "configuration": {
+                "vendor.api.key": API_KEY, "base.url": vendor.base_url,
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let id = instance["id"].as_i64().unwrap();
+    let call = {
+        let (http, url, auth) = (app.http.clone(), app.url("/me"), element_auth(&instance));
+        tokio::spawn(async move {
+            http.get(url)
+                .header("Authorization", auth)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    vendor.arrived.recv().await.unwrap();
+    let (status, body) = app
+        .call(Method::DELETE, &format!("/instances/{id}/enabled"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    vendor.release.add_permits(1);
+    assert_eq!(call.await.unwrap(), StatusCode::OK);
+    let (_, shown) = app.get(&format!("/instances/{id}")).await;
+    assert_eq!(
+        shown["disabled"], true,
+        "the call re-enabled the instance: {shown}"
+    );
+    let (_, config) = app.get(&format!("/instances/{id}/configuration")).await;
+    let entry = config
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "vendor.user.id")
+        .unwrap_or_else(|| panic!("{config}"));
+    assert_eq!(entry["propertyValue"], "learned", "{entry}");
 }

@@ -349,16 +349,25 @@ impl Services {
         let changes: Vec<(String, String)> = changes
             .into_iter()
             .filter(|(k, _)| element.config_entry(k).is_some() || !element.is_secret_key(k))
-            .filter(|(k, v)| record.config.get(k).cloned().flatten().as_ref() != Some(v))
             .collect();
         if changes.is_empty() {
             return Ok(());
         }
+        // The record read when the call began may be seconds old (a vendor call, hooks,
+        // several pages): writing it back would undo a disable or a PATCH made meanwhile,
+        // so the learned values go onto the instance as it is now.
+        let current = self
+            .store
+            .get_instance_fresh(record.account_id, record.id)
+            .await?;
         let given: serde_json::Map<String, Value> = changes
             .into_iter()
+            .filter(|(k, v)| current.config.get(k).cloned().flatten().as_ref() != Some(v))
             .map(|(k, v)| (k, Value::String(v)))
             .collect();
-        let current = Arc::unwrap_or_clone(Arc::clone(record));
+        if given.is_empty() {
+            return Ok(());
+        }
         self.change_configuration(caller, current, element, &given)
             .await?;
         Ok(())
