@@ -38,6 +38,7 @@ on_both_backends!(
     queries_an_element_cannot_serve_are_refused_naming_the_operator,
     hooks_and_header_parameters_never_see_the_callers_credentials,
     configuration_learned_by_a_call_never_undoes_a_disable_made_meanwhile,
+    a_vendor_write_stands_when_the_configuration_it_taught_is_refused,
 );
 
 const RECORDS: u64 = 1000;
@@ -817,9 +818,9 @@ async fn response_parameters_are_kept_in_the_configuration(backend: Backend) {
         .unwrap_or_else(|| panic!("{config}"));
     assert_eq!(entry["propertyValue"], "u-77", "{entry}");
     // A vendor answer cannot move the host the instance's credential goes to: the same
-    // checks as a PATCH with the Element token apply.
+    // checks as a PATCH with the Element token apply, and the vendor's answer stands.
     let moving = get(&app, &instance, "/moving").await;
-    assert_eq!(moving.status, StatusCode::FORBIDDEN, "{}", moving.body);
+    assert_eq!(moving.status, StatusCode::OK, "{}", moving.body);
     let (_, after) = app.get(&format!("/instances/{id}/configuration")).await;
     assert_eq!(
         after, config,
@@ -1223,4 +1224,35 @@ async fn configuration_learned_by_a_call_never_undoes_a_disable_made_meanwhile(b
         .find(|e| e["key"] == "vendor.user.id")
         .unwrap_or_else(|| panic!("{config}"));
     assert_eq!(entry["propertyValue"], "learned", "{entry}");
+}
+
+async fn a_vendor_write_stands_when_the_configuration_it_taught_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("teacher");
+    e["resources"].as_array_mut().unwrap().push(json!({
+        "path": "/hubs/crm/notes", "method": "POST", "vendorPath": "/echo/created",
+        "parameters": [
+            {"name": "body", "vendorName": "body", "type": "body", "vendorType": "body"},
+            {"name": "base.url", "vendorName": "id", "type": "configuration", "vendorType": "bodyField", "source": "response"},
+        ]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "teacher", &vendor).await;
+    let id = instance["id"].as_i64().unwrap();
+    let (_, before) = app.get(&format!("/instances/{id}/configuration")).await;
+    let calls = vendor.count();
+    let created = hub(
+        &app,
+        &instance,
+        Method::POST,
+        "/notes",
+        Some(&json!({"text": "hi"})),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.body["id"], "created", "{}", created.body);
+    assert_eq!(vendor.count(), calls + 1);
+    let (_, after) = app.get(&format!("/instances/{id}/configuration")).await;
+    assert_eq!(after, before, "a refused value was stored");
 }

@@ -170,8 +170,8 @@ impl Services {
                 configuration.extend(post.configuration);
             }
             if !(200..300).contains(&answer.status) {
-                self.keep_configuration(caller, &record, &element, configuration)
-                    .await?;
+                self.keep_learned(caller, &record, &element, configuration)
+                    .await;
                 return Err(ServiceError::ProviderStatus {
                     status: answer.status,
                     provider_message: response::error_message_of(
@@ -189,8 +189,8 @@ impl Services {
             let Some(mut records) = response::records(&answer.body, resource.root_key.as_deref())
             else {
                 // A single object, as the vendor sent it.
-                self.keep_configuration(caller, &record, &element, configuration)
-                    .await?;
+                self.keep_learned(caller, &record, &element, configuration)
+                    .await;
                 let mut single = query_plan.project(answer.body);
                 if strip {
                     response::strip_nulls(&mut single);
@@ -232,8 +232,8 @@ impl Services {
             }
             position = following;
         };
-        self.keep_configuration(caller, &record, &element, configuration)
-            .await?;
+        self.keep_learned(caller, &record, &element, configuration)
+            .await;
         if strip {
             list.iter_mut().for_each(response::strip_nulls);
         }
@@ -331,6 +331,40 @@ impl Services {
             headers,
             body,
         })
+    }
+
+    /// [`Self::keep_configuration`] once the vendor has answered. The vendor's answer
+    /// stands even when the learned values cannot be stored: the vendor may already have
+    /// written something, and an error would make the caller retry and write it twice.
+    /// Values learned from an answer cannot be checked before the call, so they are
+    /// checked here and a refusal is logged (instance and key names, never the values).
+    async fn keep_learned(
+        &self,
+        caller: &Caller,
+        record: &Arc<InstanceRecord>,
+        element: &ElementDefinition,
+        changes: Vec<(String, String)>,
+    ) {
+        let keys: Vec<String> = changes.iter().map(|(k, _)| k.clone()).collect();
+        if let Err(e) = self
+            .keep_configuration(caller, record, element, changes)
+            .await
+        {
+            // Refusal messages may quote the value; only its kind is logged.
+            let reason = match &e {
+                ServiceError::Store(_) => "storage failure",
+                ServiceError::BadRequest { code, .. } => code,
+                ServiceError::Forbidden(_) => "forbidden for this caller",
+                ServiceError::MissingConfiguration(_) => "missing configuration",
+                _ => "refused",
+            };
+            tracing::warn!(
+                instance = record.id.0,
+                keys = ?keys,
+                reason,
+                "configuration learned by a hub call was not stored"
+            );
+        }
     }
 
     /// Stores configuration values a call learned (`source: response` parameters, a
