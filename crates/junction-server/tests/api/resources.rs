@@ -39,6 +39,7 @@ on_both_backends!(
     hooks_and_header_parameters_never_see_the_callers_credentials,
     configuration_learned_by_a_call_never_undoes_a_disable_made_meanwhile,
     a_vendor_write_stands_when_the_configuration_it_taught_is_refused,
+    caller_pairs_naming_vendor_parameters_junction_sets_are_refused,
 );
 
 const RECORDS: u64 = 1000;
@@ -1255,4 +1256,50 @@ async fn a_vendor_write_stands_when_the_configuration_it_taught_is_refused(backe
     assert_eq!(vendor.count(), calls + 1);
     let (_, after) = app.get(&format!("/instances/{id}/configuration")).await;
     assert_eq!(after, before, "a refused value was stored");
+}
+
+async fn caller_pairs_naming_vendor_parameters_junction_sets_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "shadowed").await;
+    let before = vendor.count();
+    for (path, name) in [
+        ("/accounts?offset=500&pageSize=50", "offset"),
+        ("/accounts?limit=100000", "limit"),
+        ("/pages?per_page=1000", "per_page"),
+        ("/cursors?cursor=c-900", "cursor"),
+        ("/sq?q=SELECT+Password+FROM+User", "q"),
+        ("/byparams?created_after=2020", "created_after"),
+        ("/soql?q=SELECT+Id+FROM+User", "q"),
+    ] {
+        let answer = get(&app, &instance, path).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            answer.body
+        );
+        let message = assert_error(&answer.body, "invalid_parameter");
+        assert!(message.contains(&format!("'{name}'")), "{path}: {message}");
+    }
+    let declared = hub(
+        &app,
+        &instance,
+        Method::POST,
+        "/echo/1?search=a&q=b",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(
+        declared.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        declared.body
+    );
+    assert_eq!(vendor.count(), before, "a refused call reached the vendor");
+    let other = get(&app, &instance, "/accounts?pageSize=2&status=open").await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+    let (_, query, _, _) = vendor.last("/v1/offset/items");
+    let query = query.unwrap();
+    assert!(query.contains("status=open"), "{query}");
+    assert_eq!(query.matches("offset=").count(), 1, "{query}");
 }
