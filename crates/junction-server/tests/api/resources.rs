@@ -40,6 +40,7 @@ on_both_backends!(
     configuration_learned_by_a_call_never_undoes_a_disable_made_meanwhile,
     a_vendor_write_stands_when_the_configuration_it_taught_is_refused,
     caller_pairs_naming_vendor_parameters_junction_sets_are_refused,
+    parameters_and_hooks_cannot_set_headers_junction_owns,
 );
 
 const RECORDS: u64 = 1000;
@@ -1302,4 +1303,68 @@ async fn caller_pairs_naming_vendor_parameters_junction_sets_are_refused(backend
     let query = query.unwrap();
     assert!(query.contains("status=open"), "{query}");
     assert_eq!(query.matches("offset=").count(), 1, "{query}");
+}
+
+async fn parameters_and_hooks_cannot_set_headers_junction_owns(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("hosty");
+    let resources = e["resources"].as_array_mut().unwrap();
+    for (path, header) in [
+        ("host", "Host"),
+        ("cookie", "Cookie"),
+        ("framing", "Transfer-Encoding"),
+    ] {
+        resources.push(json!({
+            "path": format!("/hubs/crm/param-{path}"), "method": "GET", "vendorPath": "/echo/p",
+            "parameters": [{"name": "h", "vendorName": header, "type": "query", "vendorType": "header"}]}));
+        resources.push(json!({
+            "path": format!("/hubs/crm/hook-{path}"), "method": "GET", "vendorPath": "/echo/h",
+            "hooks": [{"type": "preRequest", "body":
+                format!("done({{request_vendor_headers: {{'{header}': 'x'}}}});")}]}));
+    }
+    resources.push(json!({
+        "path": "/hubs/crm/param-ok", "method": "GET", "vendorPath": "/echo/ok",
+        "parameters": [{"name": "h", "vendorName": "X-Fine", "type": "query", "vendorType": "header"}]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "hosty", &vendor).await;
+    let before = vendor.count();
+    for (path, header) in [
+        ("host", "host"),
+        ("cookie", "cookie"),
+        ("framing", "transfer-encoding"),
+    ] {
+        let param = get(
+            &app,
+            &instance,
+            &format!("/param-{path}?h=internal.example"),
+        )
+        .await;
+        assert_eq!(
+            param.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            param.body
+        );
+        let message = assert_error(&param.body, "invalid_parameter");
+        assert!(message.contains(&format!("'{header}'")), "{message}");
+        let hook = get(&app, &instance, &format!("/hook-{path}")).await;
+        assert_eq!(
+            hook.status,
+            StatusCode::BAD_GATEWAY,
+            "{path}: {}",
+            hook.body
+        );
+        let message = assert_error(&hook.body, "hook_failed");
+        assert!(message.contains(&format!("'{header}'")), "{message}");
+    }
+    assert_eq!(
+        vendor.count(),
+        before,
+        "a refused header reached the vendor"
+    );
+    let fine = get(&app, &instance, "/param-ok?h=yes").await;
+    assert_eq!(fine.status, StatusCode::OK, "{}", fine.body);
+    assert_eq!(vendor.last("/v1/echo/ok").2["x-fine"], "yes");
 }

@@ -106,9 +106,15 @@ impl VendorRequest {
         ) else {
             return Err(ServiceError::bad_request(
                 "invalid_parameter",
-                format!("'{value}' cannot be sent in the '{name}' header"),
+                format!("the value for the '{name}' header cannot be sent in a header"),
             ));
         };
+        if junction_oauth::is_reserved_request_header(&name) {
+            return Err(ServiceError::bad_request(
+                "invalid_parameter",
+                format!("Junction sets the '{name}' header of a vendor call itself"),
+            ));
+        }
         self.headers.insert(name, value);
         Ok(())
     }
