@@ -41,6 +41,7 @@ on_both_backends!(
     a_vendor_write_stands_when_the_configuration_it_taught_is_refused,
     caller_pairs_naming_vendor_parameters_junction_sets_are_refused,
     parameters_and_hooks_cannot_set_headers_junction_owns,
+    a_page_token_never_follows_a_base_url_the_instance_left,
 );
 
 const RECORDS: u64 = 1000;
@@ -1367,4 +1368,38 @@ async fn parameters_and_hooks_cannot_set_headers_junction_owns(backend: Backend)
     let fine = get(&app, &instance, "/param-ok?h=yes").await;
     assert_eq!(fine.status, StatusCode::OK, "{}", fine.body);
     assert_eq!(vendor.last("/v1/echo/ok").2["x-fine"], "yes");
+}
+
+async fn a_page_token_never_follows_a_base_url_the_instance_left(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (old, instance) = setup(&app, "moved").await;
+    let new = Vendor::start().await;
+    let id = instance["id"].as_i64().unwrap();
+    let first = get(&app, &instance, "/graph?pageSize=10").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let token = first.header("elements-next-page-token").unwrap().to_owned();
+    let patch = json!({"configuration": {"base.url": new.base_url, "vendor.api.key": API_KEY}});
+    let (status, body) = app
+        .call(Method::PATCH, &format!("/instances/{id}"), Some(&patch))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (before_old, before_new) = (old.count(), new.count());
+    let replayed = get(
+        &app,
+        &instance,
+        &format!("/graph?pageSize=10&nextPage={token}"),
+    )
+    .await;
+    assert_eq!(
+        replayed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        replayed.body
+    );
+    assert_error(&replayed.body, "invalid_page_token");
+    assert_eq!(old.count(), before_old, "the old base.url was called");
+    assert_eq!(new.count(), before_new);
+    let restart = get(&app, &instance, "/graph?pageSize=10").await;
+    assert_eq!(ids(&restart.body), (1..=10).collect::<Vec<_>>());
+    assert_eq!(new.count(), before_new + 1);
 }

@@ -96,7 +96,7 @@ impl Services {
         let query_plan = query::plan(&element, resource, &query)?;
         let tokens = Tokens {
             store: &self.store,
-            context: token_context(&record, resource, &request.path, &query),
+            context: token_context(&record, resource, &request.path, &query, &target.base_url),
         };
         let plan = Plan::read(resource.paging.as_ref(), &query, &tokens)?;
         let body = json_body(request.body).await?;
@@ -132,7 +132,18 @@ impl Services {
         let token = loop {
             calls += 1;
             let mut page = vendor.clone();
-            let url = plan.apply(&position, &mut page)?;
+            let url = match plan.apply(&position, &mut page)? {
+                // base.url may have moved since the token was issued: the instance's
+                // credential only goes to its current origin and allowed paths.
+                Some(url) => {
+                    let url = paging::recheck(&base, &url)?;
+                    if let Ok(parsed) = url::Url::parse(&url) {
+                        check_vendor_path(parsed.path())?;
+                    }
+                    Some(url)
+                }
+                None => None,
+            };
             query_plan.apply(&mut page);
             if hooks::any(&element, resource, HookType::PreRequest) {
                 let pre = hooks::pre_request(
@@ -484,19 +495,21 @@ async fn json_body(body: ProxyBody) -> Result<Option<Value>, ServiceError> {
     })
 }
 
-/// What a page token is bound to: the instance, the resource, the hub path (its bound
-/// placeholders) and the query that shaped the pages. A token used anywhere else fails
-/// to open.
+/// What a page token is bound to: the instance and its `base.url`, the resource, the
+/// hub path (its bound placeholders) and the query that shaped the pages. A token used
+/// anywhere else fails to open.
 fn token_context(
     record: &InstanceRecord,
     resource: &Resource,
     path: &str,
     query: &HubQuery,
+    base_url: &str,
 ) -> Vec<u8> {
     let get = |name| query.get(name).unwrap_or_default();
     let context = json!([
-        "junction page token 1",
+        "junction page token 2",
         record.id.0,
+        base_url,
         resource.method.as_str(),
         resource.path,
         path,

@@ -88,6 +88,28 @@ fn positive(query: &HubQuery, name: &str) -> Result<Option<usize>, ServiceError>
         .transpose()
 }
 
+/// How long a page token opens after it was issued. A walk is a run of calls, not a
+/// bookmark; a bound keeps an old position (and a vendor URL in it) from being replayed
+/// long after the instance changed.
+pub(super) const TOKEN_MAX_AGE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A position as sealed: with when it was issued.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    #[serde(flatten)]
+    position: Position,
+    #[serde(rename = "t")]
+    issued_ms: i64,
+}
+
+/// Whether a token issued at `issued_ms` still opens at `now_ms`; a little clock skew
+/// between replicas is allowed.
+fn fresh(issued_ms: i64, now_ms: i64) -> bool {
+    const SKEW_MS: i64 = 60 * 1000;
+    issued_ms <= now_ms.saturating_add(SKEW_MS)
+        && now_ms.saturating_sub(issued_ms) <= TOKEN_MAX_AGE_MS
+}
+
 /// Seals and opens page tokens for one hub call's context.
 pub(super) struct Tokens<'a> {
     pub store: &'a Store,
@@ -97,7 +119,11 @@ pub(super) struct Tokens<'a> {
 
 impl Tokens<'_> {
     pub(super) fn seal(&self, position: &Position) -> Result<String, ServiceError> {
-        let plain = serde_json::to_vec(position)
+        let sealed = Sealed {
+            position: position.clone(),
+            issued_ms: crate::now_ms(),
+        };
+        let plain = serde_json::to_vec(&sealed)
             .map_err(|e| ServiceError::Internal(format!("page token: {e}")))?;
         let sealed = self.store.seal_opaque(&self.context, &plain)?;
         Ok(URL_SAFE_NO_PAD.encode(sealed))
@@ -111,7 +137,11 @@ impl Tokens<'_> {
             .store
             .open_opaque(&self.context, &blob)
             .ok_or_else(invalid_token)?;
-        serde_json::from_slice(&plain).map_err(|_| invalid_token())
+        let sealed: Sealed = serde_json::from_slice(&plain).map_err(|_| invalid_token())?;
+        if !fresh(sealed.issued_ms, crate::now_ms()) {
+            return Err(invalid_token());
+        }
+        Ok(sealed.position)
     }
 }
 
@@ -298,6 +328,13 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// A next-page URL taken from a token, checked again when used: the instance's
+/// `base.url` may have moved since the token was issued.
+pub(super) fn recheck(base: &Url, next: &str) -> Result<String, ServiceError> {
+    let url = same_origin(base, next).map_err(|_| invalid_token())?;
+    Ok(url)
+}
+
 /// `next` resolved against `base` (absolute, root-relative as Salesforce's
 /// `nextRecordsUrl`, or relative to the base path), refused unless on `base`'s origin.
 fn same_origin(base: &Url, next: &str) -> Result<String, ServiceError> {
@@ -362,6 +399,19 @@ mod tests {
         );
         assert_eq!(link_next(&h).as_deref(), Some("https://a.example/x?page=3"));
         assert_eq!(link_next(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn page_tokens_open_for_a_day_after_they_were_issued() {
+        let issued = 1_700_000_000_000;
+        assert!(fresh(issued, issued));
+        assert!(fresh(issued, issued + TOKEN_MAX_AGE_MS));
+        assert!(!fresh(issued, issued + TOKEN_MAX_AGE_MS + 1));
+        assert!(!fresh(issued, i64::MIN));
+        assert!(
+            !fresh(issued + 2 * 60 * 1000, issued),
+            "issued in the future"
+        );
     }
 
     #[test]
