@@ -42,6 +42,7 @@ on_both_backends!(
     caller_pairs_naming_vendor_parameters_junction_sets_are_refused,
     parameters_and_hooks_cannot_set_headers_junction_owns,
     a_page_token_never_follows_a_base_url_the_instance_left,
+    page_tokens_are_bound_to_the_resources_own_query_parameters,
 );
 
 const RECORDS: u64 = 1000;
@@ -1402,4 +1403,32 @@ async fn a_page_token_never_follows_a_base_url_the_instance_left(backend: Backen
     let restart = get(&app, &instance, "/graph?pageSize=10").await;
     assert_eq!(ids(&restart.body), (1..=10).collect::<Vec<_>>());
     assert_eq!(new.count(), before_new + 1);
+}
+
+async fn page_tokens_are_bound_to_the_resources_own_query_parameters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "boundq").await;
+    let first = get(&app, &instance, "/accounts?pageSize=10&status=open").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let token = first.header("elements-next-page-token").unwrap().to_owned();
+    for path in [
+        format!("/accounts?pageSize=10&status=closed&nextPage={token}"),
+        format!("/accounts?pageSize=10&nextPage={token}"),
+    ] {
+        let refused = get(&app, &instance, &path).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            refused.body
+        );
+        assert_error(&refused.body, "invalid_page_token");
+    }
+    let same = get(
+        &app,
+        &instance,
+        &format!("/accounts?status=open&pageSize=10&nextPage={token}"),
+    )
+    .await;
+    assert_eq!(ids(&same.body), (11..=20).collect::<Vec<_>>());
 }

@@ -496,7 +496,8 @@ async fn json_body(body: ProxyBody) -> Result<Option<Value>, ServiceError> {
 }
 
 /// What a page token is bound to: the instance and its `base.url`, the resource, the
-/// hub path (its bound placeholders) and the query that shaped the pages. A token used
+/// hub path (its bound placeholders) and every query pair that shaped the pages (`where`,
+/// `orderBy`, `fields`, `pageSize` and the resource's own parameters). A token used
 /// anywhere else fails to open.
 fn token_context(
     record: &InstanceRecord,
@@ -505,7 +506,6 @@ fn token_context(
     query: &HubQuery,
     base_url: &str,
 ) -> Vec<u8> {
-    let get = |name| query.get(name).unwrap_or_default();
     let context = json!([
         "junction page token 2",
         record.id.0,
@@ -513,10 +513,7 @@ fn token_context(
         resource.method.as_str(),
         resource.path,
         path,
-        get("where"),
-        get("orderBy"),
-        get("fields"),
-        get("pageSize"),
+        query.shaping_pairs(),
     ]);
     context.to_string().into_bytes()
 }

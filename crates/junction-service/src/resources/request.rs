@@ -47,6 +47,19 @@ impl HubQuery {
             .collect()
     }
 
+    /// Every decoded pair but the walk's own (`page`, `nextPage`), sorted: what shaped
+    /// the pages a token walks.
+    pub(super) fn shaping_pairs(&self) -> Vec<(&str, &str)> {
+        let mut pairs: Vec<(&str, &str)> = self
+            .pairs
+            .iter()
+            .filter(|(k, _, _)| k != "page" && k != "nextPage")
+            .map(|(k, v, _)| (k.as_str(), v.as_str()))
+            .collect();
+        pairs.sort_unstable();
+        pairs
+    }
+
     /// The first value of `name`.
     pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
