@@ -43,6 +43,7 @@ on_both_backends!(
     parameters_and_hooks_cannot_set_headers_junction_owns,
     a_page_token_never_follows_a_base_url_the_instance_left,
     page_tokens_are_bound_to_the_resources_own_query_parameters,
+    a_page_number_beyond_any_offset_is_refused,
 );
 
 const RECORDS: u64 = 1000;
@@ -1431,4 +1432,25 @@ async fn page_tokens_are_bound_to_the_resources_own_query_parameters(backend: Ba
     )
     .await;
     assert_eq!(ids(&same.body), (11..=20).collect::<Vec<_>>());
+}
+
+async fn a_page_number_beyond_any_offset_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "farpage").await;
+    let before = vendor.count();
+    for path in [
+        "/accounts?page=18446744073709551615&pageSize=200",
+        "/everything?page=18446744073709551615&pageSize=1000",
+    ] {
+        let answer = get(&app, &instance, path).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            answer.body
+        );
+        let message = assert_error(&answer.body, "invalid_parameter");
+        assert!(message.contains("'page'"), "{message}");
+    }
+    assert_eq!(vendor.count(), before);
 }

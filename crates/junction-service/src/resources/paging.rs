@@ -171,18 +171,27 @@ impl<'a> Plan<'a> {
             (Some(token), _) => tokens.open(token)?,
             (None, None) | (None, Some(1)) => Position::start(),
             (None, Some(n)) => {
-                let before = (n - 1) as u64 * size.unwrap_or(UNPAGED_PAGE_SIZE) as u64;
+                let too_far = || {
+                    ServiceError::bad_request(
+                        "invalid_parameter",
+                        format!("'page' {n} is beyond the last page anyone can address"),
+                    )
+                };
+                let n = n as u64;
+                let before = (n - 1)
+                    .checked_mul(size.unwrap_or(UNPAGED_PAGE_SIZE) as u64)
+                    .ok_or_else(too_far)?;
                 match paging {
                     None => Position {
                         vendor: Vendor::Start,
-                        skip: usize::try_from(before).unwrap_or(usize::MAX),
+                        skip: usize::try_from(before).map_err(|_| too_far())?,
                     },
                     Some(p) if p.style == PagingStyle::Offset => Position {
                         vendor: Vendor::Offset(before),
                         skip: 0,
                     },
                     Some(p) if p.style == PagingStyle::Page => Position {
-                        vendor: Vendor::Page(p.first_page + n as u64 - 1),
+                        vendor: Vendor::Page(p.first_page.checked_add(n - 1).ok_or_else(too_far)?),
                         skip: 0,
                     },
                     Some(_) => {
@@ -281,14 +290,15 @@ impl<'a> Plan<'a> {
                     Vendor::Offset(n) => *n,
                     _ => 0,
                 };
-                Some(Vendor::Offset(at + count as u64))
+                // At the end of the numbers there is no next page to name.
+                at.checked_add(count as u64).map(Vendor::Offset)
             }
             PagingStyle::Page => {
                 let at = match current {
                     Vendor::Page(n) => *n,
                     _ => paging.first_page,
                 };
-                Some(Vendor::Page(at + 1))
+                at.checked_add(1).map(Vendor::Page)
             }
             PagingStyle::Cursor => {
                 let cursor = match &paging.next_header {
