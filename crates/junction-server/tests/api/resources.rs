@@ -44,6 +44,7 @@ on_both_backends!(
     a_page_token_never_follows_a_base_url_the_instance_left,
     page_tokens_are_bound_to_the_resources_own_query_parameters,
     a_page_number_beyond_any_offset_is_refused,
+    stream_callers_choose_only_content_type_and_accept,
 );
 
 const RECORDS: u64 = 1000;
@@ -1453,4 +1454,30 @@ async fn a_page_number_beyond_any_offset_is_refused(backend: Backend) {
         assert!(message.contains("'page'"), "{message}");
     }
     assert_eq!(vendor.count(), before);
+}
+
+async fn stream_callers_choose_only_content_type_and_accept(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("pinned");
+    e["resources"].as_array_mut().unwrap().push(json!({
+        "path": "/hubs/crm/tenantfiles/{id}", "method": "GET", "vendorPath": "/files/{id}", "stream": true,
+        "parameters": [{"name": "vendor.tenant", "vendorName": "X-Tenant", "type": "configuration", "vendorType": "header"}]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "pinned", &vendor).await;
+    let response = app
+        .http
+        .get(app.url("/hubs/crm/tenantfiles/r"))
+        .header("Authorization", element_auth(&instance))
+        .header("X-Tenant", "other")
+        .header("Accept", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, _, headers, _) = vendor.last("/v1/files/r");
+    assert_eq!(headers["x-tenant"], "t-1");
+    assert_eq!(headers.get_all("x-tenant").iter().count(), 1);
+    assert_eq!(headers["accept"], "application/octet-stream");
 }

@@ -19,7 +19,7 @@ mod route;
 use crate::proxy::{Target, check_vendor_path};
 use crate::{Caller, ServiceError, Services};
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use junction_core::ElementDefinition;
 use junction_core::hub::{HookType, Resource};
@@ -438,10 +438,12 @@ impl Services {
         };
         let mapped = request::build(&target.element, resource, &incoming)?;
         check_vendor_path(&mapped.path)?;
-        let mut headers = forwardable_request_headers(&request.headers);
+        let mut headers = caller_headers.clone();
         for (name, value) in &mapped.headers {
-            // The caller says what its body is and what it accepts back.
-            if !headers.contains_key(name) {
+            // The caller says what its body is and what it accepts back; every other
+            // header the element maps (a tenant, an API version) is the element's.
+            let callers = name == CONTENT_TYPE || name == ACCEPT;
+            if !(callers && headers.contains_key(name)) {
                 headers.insert(name.clone(), value.clone());
             }
         }
