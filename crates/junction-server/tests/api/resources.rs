@@ -45,6 +45,7 @@ on_both_backends!(
     page_tokens_are_bound_to_the_resources_own_query_parameters,
     a_page_number_beyond_any_offset_is_refused,
     stream_callers_choose_only_content_type_and_accept,
+    hub_calls_count_against_the_callers_calls_in_progress,
 );
 
 const RECORDS: u64 = 1000;
@@ -1480,4 +1481,51 @@ async fn stream_callers_choose_only_content_type_and_accept(backend: Backend) {
     assert_eq!(headers["x-tenant"], "t-1");
     assert_eq!(headers.get_all("x-tenant").iter().count(), 1);
     assert_eq!(headers["accept"], "application/octet-stream");
+}
+
+async fn hub_calls_count_against_the_callers_calls_in_progress(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            caller_concurrency: 1,
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut vendor = GatedVendor::start(json!({"user": {"id": "u-1"}})).await;
+    let (status, body) = app.post("/elements", &element("permits")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, instance) = app
+        .post(
+            "/instances",
+            &json!({"element": {"key": "permits"}, "name": "n", "configuration": {
+                "vendor.api.key": API_KEY, "base.url": vendor.base_url,
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let call = {
+        let (http, url, auth) = (app.http.clone(), app.url("/me"), element_auth(&instance));
+        tokio::spawn(async move {
+            http.get(url)
+                .header("Authorization", auth)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    vendor.arrived.recv().await.unwrap();
+    let second = tokio::select! {
+        answer = get(&app, &instance, "/me") => answer,
+        _ = vendor.arrived.recv() => panic!("a second call of the caller reached the vendor"),
+    };
+    assert_eq!(
+        second.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        second.body
+    );
+    vendor.release.add_permits(1);
+    assert_eq!(call.await.unwrap(), StatusCode::OK);
 }

@@ -130,6 +130,7 @@ fn failed(error: HookError) -> ServiceError {
         HookError::Internal { .. } => {
             return ServiceError::Internal(error.to_string());
         }
+        HookError::Busy { .. } => 503,
         _ => 502,
     };
     ServiceError::HookFailed {
