@@ -46,6 +46,8 @@ on_both_backends!(
     a_page_number_beyond_any_offset_is_refused,
     stream_callers_choose_only_content_type_and_accept,
     hub_calls_count_against_the_callers_calls_in_progress,
+    an_unsendable_header_value_is_refused_without_being_echoed,
+    sdk_style_authorization_reaches_resources_but_not_oauth_apps_or_connect,
 );
 
 const RECORDS: u64 = 1000;
@@ -1528,4 +1530,51 @@ async fn hub_calls_count_against_the_callers_calls_in_progress(backend: Backend)
     );
     vendor.release.add_permits(1);
     assert_eq!(call.await.unwrap(), StatusCode::OK);
+}
+
+async fn an_unsendable_header_value_is_refused_without_being_echoed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("echoless");
+    e["resources"].as_array_mut().unwrap().push(json!({
+        "path": "/hubs/crm/tabbed", "method": "GET", "vendorPath": "/echo/t",
+        "parameters": [{"name": "h", "vendorName": "X-Tabbed", "type": "query", "vendorType": "header"}]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "echoless", &vendor).await;
+    let refused = get(&app, &instance, "/tabbed?h=secret%01value").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    let message = assert_error(&refused.body, "invalid_parameter");
+    assert!(message.contains("'X-Tabbed'"), "{message}");
+    assert!(
+        !refused.body.to_string().contains("secret"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(vendor.count(), 0);
+}
+
+async fn sdk_style_authorization_reaches_resources_but_not_oauth_apps_or_connect(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "sdk").await;
+    let auth = format!("{}, {}", app.platform_auth(), element_auth(&instance));
+    let call = |path: &str| {
+        app.http
+            .get(app.url(path))
+            .header("Authorization", &auth)
+            .send()
+    };
+    let accounts = call("/accounts?pageSize=3").await.unwrap();
+    assert_eq!(accounts.status(), StatusCode::OK);
+    let body: Value = accounts.json().await.unwrap();
+    assert_eq!(ids(&body), vec![1, 2, 3], "{body}");
+    let apps = call("/oauth-apps").await.unwrap();
+    assert_eq!(apps.status(), StatusCode::OK);
+    let body: Value = apps.json().await.unwrap();
+    assert!(body.is_array(), "{body}");
+    let session = call("/connect/sessions/999999").await.unwrap();
+    let status = session.status();
+    let body: Value = session.json().await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "connect_session_not_found");
 }
