@@ -258,9 +258,13 @@ mod tests {
         };
         started.await.unwrap();
 
-        let queued = sandbox
-            .run("'preRequest' of resource 'GET /x'", "done({});", Map::new())
-            .await;
+        // The guard only turns an unbounded wait into a failure instead of a hang.
+        let queued = tokio::time::timeout(
+            Duration::from_secs(30),
+            sandbox.run("'preRequest' of resource 'GET /x'", "done({});", Map::new()),
+        )
+        .await
+        .expect("the run waited for a slot without bound");
         release.send(()).unwrap();
 
         assert_eq!(
