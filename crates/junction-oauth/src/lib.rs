@@ -21,7 +21,7 @@ pub use error::OAuthError;
 pub use proxy::{
     PROXIED_CONTENT_SECURITY_POLICY, ProviderAuth, ProxyBody, ProxyCall, ProxyClient,
     ProxyResponse, REPLAY_LIMIT, authorize, forwardable_request_headers,
-    forwardable_response_headers, provider_message,
+    forwardable_response_headers, is_reserved_request_header, provider_message,
 };
 pub use refresh::{
     ClientCredentials, client_credentials_grant, exchange_long_lived, refresh_grant,

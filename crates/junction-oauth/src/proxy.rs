@@ -495,22 +495,31 @@ fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
             .any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
-/// The caller's headers that may reach the provider. Junction's own credentials
-/// (`Authorization`), the caller's cookies and the connection's headers stay behind;
-/// the client sets `Host` and the body's length itself; `Expect` would wait for an
-/// interim answer the client does not relay.
+/// Request headers only Junction itself sets on a provider call, whoever else asks (a
+/// caller, an element's parameters or hooks): the credential (`Authorization`), cookies,
+/// the connection's headers; the client sets `Host` and the body's length itself (a
+/// chosen `Host` would reach another virtual host behind the same address, a chosen
+/// length would break the framing); `Expect` would wait for an interim answer the client
+/// does not relay.
+pub fn is_reserved_request_header(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || name.as_str() == "proxy-connection"
+        || [
+            header::HOST,
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::CONTENT_LENGTH,
+            header::EXPECT,
+        ]
+        .contains(name)
+}
+
+/// The caller's headers that may reach the provider: all but
+/// [`is_reserved_request_header`] ones and those its `Connection` header names.
 pub fn forwardable_request_headers(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        let dropped = is_hop_by_hop(name, headers)
-            || [
-                header::HOST,
-                header::AUTHORIZATION,
-                header::COOKIE,
-                header::CONTENT_LENGTH,
-                header::EXPECT,
-            ]
-            .contains(name);
+        let dropped = is_reserved_request_header(name) || is_hop_by_hop(name, headers);
         if !dropped {
             out.append(name.clone(), value.clone());
         }

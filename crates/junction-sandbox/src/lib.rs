@@ -77,6 +77,10 @@ pub enum HookError {
     NoDone { name: String },
     #[error("hook {name} gave an unusable output: {message}")]
     BadOutput { name: String, message: String },
+    /// Every slot stayed taken for as long as one run may last: other hooks are keeping
+    /// the sandbox busy, so this one is not queued behind them any longer.
+    #[error("hook {name} found no free sandbox slot within {} ms", waited.as_millis())]
+    Busy { name: String, waited: Duration },
     /// The engine itself failed (it could not start, or it panicked); not the script's fault.
     #[error("hook {name} could not be run")]
     Internal { name: String },
@@ -92,6 +96,7 @@ impl HookError {
             | Self::Syntax { name, .. }
             | Self::NoDone { name }
             | Self::BadOutput { name, .. }
+            | Self::Busy { name, .. }
             | Self::Internal { name } => name,
         }
     }
@@ -159,9 +164,15 @@ impl Sandbox {
         };
         // The permit moves into the blocking task: a caller that stops waiting does not free
         // the slot before the script has actually stopped.
-        let permit = Arc::clone(&self.slots)
-            .acquire_owned()
+        // The wait is bounded by the time one run may take, so hooks that burn their whole
+        // limit (one tenant's, say) delay everyone else's by at most that much.
+        let waited = self.limits.time;
+        let permit = tokio::time::timeout(waited, Arc::clone(&self.slots).acquire_owned())
             .await
+            .map_err(|_| HookError::Busy {
+                name: name.to_owned(),
+                waited,
+            })?
             .map_err(|_| internal())?;
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -225,12 +236,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_that_finds_no_free_slot_within_the_time_limit_is_busy() {
+        let limits = Limits {
+            time: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let sandbox = Sandbox::new(limits, 1);
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let sandbox = sandbox.clone();
+            tokio::spawn(async move {
+                sandbox
+                    .in_slot("holder", move || {
+                        let _ = started_tx.send(());
+                        let _ = released.recv();
+                        Ok(HookResult::default())
+                    })
+                    .await
+            })
+        };
+        started.await.unwrap();
+
+        // The guard only turns an unbounded wait into a failure instead of a hang.
+        let queued = tokio::time::timeout(
+            Duration::from_secs(30),
+            sandbox.run("'preRequest' of resource 'GET /x'", "done({});", Map::new()),
+        )
+        .await
+        .expect("the run waited for a slot without bound");
+        release.send(()).unwrap();
+
+        assert_eq!(
+            queued,
+            Err(HookError::Busy {
+                name: "'preRequest' of resource 'GET /x'".to_owned(),
+                waited: Duration::from_millis(50),
+            })
+        );
+        assert!(holder.await.unwrap().is_ok());
+        assert!(sandbox.run("after", "done({});", Map::new()).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn no_more_runs_than_slots_are_in_progress_at_once() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::time::Instant;
 
         const RUNS: usize = 3;
-        let sandbox = Sandbox::new(Limits::default(), 2);
+        // Long enough that the third run waits for a slot rather than giving up.
+        let limits = Limits {
+            time: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let sandbox = Sandbox::new(limits, 2);
         let started = Arc::new(AtomicUsize::new(0));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));

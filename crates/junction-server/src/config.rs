@@ -800,6 +800,7 @@ mod tests {
             caller_concurrency: 8,
             hook_timeout: 1000,
             hook_memory: 32,
+            metrics_listen: None,
         }
     }
 
@@ -817,7 +818,6 @@ mod tests {
             s.hook_memory = memory;
             let err = Config::from_settings(s).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");
-            metrics_listen: None,
         }
     }
 

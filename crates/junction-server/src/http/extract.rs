@@ -464,7 +464,7 @@ pub(crate) async fn authenticated(
 }
 
 /// Names the caller's instance on the response and takes one of the caller's permits.
-fn admit(parts: &Parts, state: &AppState, caller: Caller) -> Result<Caller, ApiError> {
+pub(crate) fn admit(parts: &Parts, state: &AppState, caller: Caller) -> Result<Caller, ApiError> {
     note_instance(parts, &caller);
     if let Some(slot) = parts.extensions.get::<PermitSlot>() {
         let permit = state.limits.try_acquire(&caller)?;

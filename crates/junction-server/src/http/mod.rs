@@ -108,15 +108,27 @@ async fn method_not_allowed() -> ApiError {
 
 /// First path segments of platform routes that keep their meaning with an Element token:
 /// the routes that address the token's own instance (`/instances…`), act as it
-/// (`/proxy/…`, `/hubs/{hub}/…`), or describe the catalog (`/elements…`). `/docs`,
-/// `/health` and the OpenAPI document live outside the API prefix.
-const INSTANCE_PLATFORM_ROUTES: [&str; 4] = ["instances", "proxy", "hubs", "elements"];
+/// (`/proxy/…`, `/hubs/{hub}/…`), or describe the catalog (`/elements…`), and the
+/// routes of the app that embeds Junction (`/oauth-apps…`, `/connect/…`), which never
+/// act as an instance but are sent by SDKs that put the Element token on every call.
+/// An element resource of one of these names is reached as `/hubs/{hub}/<name>`. `/docs`,
+/// `/health`, the console and the OpenAPI document live outside the API prefix.
+const KEPT_PLATFORM_ROUTES: [&str; 6] = [
+    "instances",
+    "proxy",
+    "hubs",
+    "elements",
+    "oauth-apps",
+    "connect",
+];
 
 /// The one rule for bare hub paths (spec §5.1): a call with an Element token to any
 /// other API path is a hub resource call, as if sent to `/hubs/<hub>/<path>` (the hub
 /// segment means nothing), so `GET /accounts` with an Element token reaches the
-/// element's `accounts` resource. Without an Element token the platform routes answer
-/// as always (`GET /accounts` with User and Organization secrets is the accounts API).
+/// element's `accounts` resource, also when User and Organization secrets come along
+/// (Cloud Elements' SDKs send all three). Without an Element token the platform routes
+/// answer as always (`GET /accounts` with User and Organization secrets is the accounts
+/// API).
 async fn hub_paths(mut req: Request, next: Next) -> Response {
     let has_element_token = req
         .headers()
@@ -126,7 +138,7 @@ async fn hub_paths(mut req: Request, next: Next) -> Response {
         .is_some_and(|p| p.element.is_some());
     let path = req.uri().path();
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    if has_element_token && !first.is_empty() && !INSTANCE_PLATFORM_ROUTES.contains(&first) {
+    if has_element_token && !first.is_empty() && !KEPT_PLATFORM_ROUTES.contains(&first) {
         let rewritten = match req.uri().query() {
             Some(query) => format!("/hubs/_{path}?{query}"),
             None => format!("/hubs/_{path}"),

@@ -40,8 +40,9 @@ impl FromRequestParts<AppState> for HubAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = super::extract::authenticated(parts, state, Addressing::HubInstance).await?;
-        note_instance(parts, &caller);
-        Ok(Self(caller))
+        // A hub call holds a provider connection and perhaps a hook slot: it counts
+        // against the caller's calls in progress like every other call.
+        super::extract::admit(parts, state, caller).map(Self)
     }
 }
 

@@ -36,6 +36,18 @@ on_both_backends!(
     where_is_evaluated_by_junction_across_vendor_pages_without_gap_or_repeat,
     where_and_order_by_become_soql_or_vendor_parameters,
     queries_an_element_cannot_serve_are_refused_naming_the_operator,
+    hooks_and_header_parameters_never_see_the_callers_credentials,
+    configuration_learned_by_a_call_never_undoes_a_disable_made_meanwhile,
+    a_vendor_write_stands_when_the_configuration_it_taught_is_refused,
+    caller_pairs_naming_vendor_parameters_junction_sets_are_refused,
+    parameters_and_hooks_cannot_set_headers_junction_owns,
+    a_page_token_never_follows_a_base_url_the_instance_left,
+    page_tokens_are_bound_to_the_resources_own_query_parameters,
+    a_page_number_beyond_any_offset_is_refused,
+    stream_callers_choose_only_content_type_and_accept,
+    hub_calls_count_against_the_callers_calls_in_progress,
+    an_unsendable_header_value_is_refused_without_being_echoed,
+    sdk_style_authorization_reaches_resources_but_not_oauth_apps_or_connect,
 );
 
 const RECORDS: u64 = 1000;
@@ -815,9 +827,9 @@ async fn response_parameters_are_kept_in_the_configuration(backend: Backend) {
         .unwrap_or_else(|| panic!("{config}"));
     assert_eq!(entry["propertyValue"], "u-77", "{entry}");
     // A vendor answer cannot move the host the instance's credential goes to: the same
-    // checks as a PATCH with the Element token apply.
+    // checks as a PATCH with the Element token apply, and the vendor's answer stands.
     let moving = get(&app, &instance, "/moving").await;
-    assert_eq!(moving.status, StatusCode::FORBIDDEN, "{}", moving.body);
+    assert_eq!(moving.status, StatusCode::OK, "{}", moving.body);
     let (_, after) = app.get(&format!("/instances/{id}/configuration")).await;
     assert_eq!(
         after, config,
@@ -1086,4 +1098,483 @@ async fn queries_an_element_cannot_serve_are_refused_naming_the_operator(backend
         }
     }
     assert_eq!(vendor.count(), before, "a refused query reached the vendor");
+}
+
+async fn hooks_and_header_parameters_never_see_the_callers_credentials(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("nosy");
+    e["resources"].as_array_mut().unwrap().push(json!({
+        "path": "/hubs/crm/nosy", "method": "GET", "vendorPath": "/echo/nosy",
+        "parameters": [
+            {"name": "Authorization", "vendorName": "X-Copied-Auth", "type": "header", "vendorType": "header"},
+            {"name": "Cookie", "vendorName": "X-Copied-Cookie", "type": "header", "vendorType": "header"},
+            {"name": "X-Trace", "vendorName": "X-Copied-Trace", "type": "header", "vendorType": "header"},
+        ],
+        "hooks": [{"type": "preRequest", "body":
+            "done({request_vendor_headers: Object.assign({}, request_vendor_headers, \
+               {'X-Seen': JSON.stringify(request_headers)})});"}]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "nosy", &vendor).await;
+    let response = app
+        .http
+        .get(app.url("/hubs/crm/nosy"))
+        .header("Authorization", element_auth(&instance))
+        .header("Cookie", "session=caller-cookie")
+        .header("Proxy-Authorization", "Basic caller-proxy")
+        .header("X-Trace", "trace-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, _, headers, _) = vendor.last("/v1/echo/nosy");
+    let seen: Value = serde_json::from_str(headers["x-seen"].to_str().unwrap()).unwrap();
+    assert_eq!(seen["x-trace"], "trace-2", "{seen}");
+    for name in ["authorization", "cookie", "proxy-authorization"] {
+        assert!(seen.get(name).is_none(), "the hook saw {name}: {seen}");
+    }
+    assert_eq!(headers["x-copied-trace"], "trace-2");
+    assert!(!headers.contains_key("x-copied-auth"), "{headers:?}");
+    assert!(!headers.contains_key("x-copied-cookie"), "{headers:?}");
+    let leaked = format!("{headers:?}");
+    assert!(
+        !leaked.contains(instance["token"].as_str().unwrap()),
+        "{leaked}"
+    );
+    assert!(!leaked.contains("caller-cookie"), "{leaked}");
+}
+
+/// A vendor whose one endpoint answers only once the test lets it: `arrived` says a call
+/// is waiting, `release` lets it answer.
+struct GatedVendor {
+    base_url: String,
+    arrived: tokio::sync::mpsc::Receiver<()>,
+    release: Arc<tokio::sync::Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GatedVendor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl GatedVendor {
+    async fn start(answer: Value) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let (tx, arrived) = tokio::sync::mpsc::channel(8);
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let gate = Arc::clone(&release);
+        let app = Router::new().fallback(move || {
+            let (tx, gate, answer) = (tx.clone(), Arc::clone(&gate), answer.clone());
+            async move {
+                tx.send(()).await.unwrap();
+                gate.acquire().await.unwrap().forget();
+                axum::Json(answer)
+            }
+        });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base_url,
+            arrived,
+            release,
+            task,
+        }
+    }
+}
+
+async fn configuration_learned_by_a_call_never_undoes_a_disable_made_meanwhile(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut vendor = GatedVendor::start(json!({"user": {"id": "learned"}})).await;
+    let (status, body) = app.post("/elements", &element("gated")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, instance) = app
+        .post(
+            "/instances",
+            &json!({"element": {"key": "gated"}, "name": "n", "configuration": {
+                "vendor.api.key": API_KEY, "base.url": vendor.base_url,
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let id = instance["id"].as_i64().unwrap();
+    let call = {
+        let (http, url, auth) = (app.http.clone(), app.url("/me"), element_auth(&instance));
+        tokio::spawn(async move {
+            http.get(url)
+                .header("Authorization", auth)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    vendor.arrived.recv().await.unwrap();
+    let (status, body) = app
+        .call(Method::DELETE, &format!("/instances/{id}/enabled"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    vendor.release.add_permits(1);
+    assert_eq!(call.await.unwrap(), StatusCode::OK);
+    let (_, shown) = app.get(&format!("/instances/{id}")).await;
+    assert_eq!(
+        shown["disabled"], true,
+        "the call re-enabled the instance: {shown}"
+    );
+    let (_, config) = app.get(&format!("/instances/{id}/configuration")).await;
+    let entry = config
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "vendor.user.id")
+        .unwrap_or_else(|| panic!("{config}"));
+    assert_eq!(entry["propertyValue"], "learned", "{entry}");
+}
+
+async fn a_vendor_write_stands_when_the_configuration_it_taught_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("teacher");
+    e["resources"].as_array_mut().unwrap().push(json!({
+        "path": "/hubs/crm/notes", "method": "POST", "vendorPath": "/echo/created",
+        "parameters": [
+            {"name": "body", "vendorName": "body", "type": "body", "vendorType": "body"},
+            {"name": "base.url", "vendorName": "id", "type": "configuration", "vendorType": "bodyField", "source": "response"},
+        ]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "teacher", &vendor).await;
+    let id = instance["id"].as_i64().unwrap();
+    let (_, before) = app.get(&format!("/instances/{id}/configuration")).await;
+    let calls = vendor.count();
+    let created = hub(
+        &app,
+        &instance,
+        Method::POST,
+        "/notes",
+        Some(&json!({"text": "hi"})),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.body["id"], "created", "{}", created.body);
+    assert_eq!(vendor.count(), calls + 1);
+    let (_, after) = app.get(&format!("/instances/{id}/configuration")).await;
+    assert_eq!(after, before, "a refused value was stored");
+}
+
+async fn caller_pairs_naming_vendor_parameters_junction_sets_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "shadowed").await;
+    let before = vendor.count();
+    for (path, name) in [
+        ("/accounts?offset=500&pageSize=50", "offset"),
+        ("/accounts?limit=100000", "limit"),
+        ("/pages?per_page=1000", "per_page"),
+        ("/cursors?cursor=c-900", "cursor"),
+        ("/sq?q=SELECT+Password+FROM+User", "q"),
+        ("/byparams?created_after=2020", "created_after"),
+        ("/soql?q=SELECT+Id+FROM+User", "q"),
+    ] {
+        let answer = get(&app, &instance, path).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            answer.body
+        );
+        let message = assert_error(&answer.body, "invalid_parameter");
+        assert!(message.contains(&format!("'{name}'")), "{path}: {message}");
+    }
+    let declared = hub(
+        &app,
+        &instance,
+        Method::POST,
+        "/echo/1?search=a&q=b",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(
+        declared.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        declared.body
+    );
+    assert_eq!(vendor.count(), before, "a refused call reached the vendor");
+    let other = get(&app, &instance, "/accounts?pageSize=2&status=open").await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.body);
+    let (_, query, _, _) = vendor.last("/v1/offset/items");
+    let query = query.unwrap();
+    assert!(query.contains("status=open"), "{query}");
+    assert_eq!(query.matches("offset=").count(), 1, "{query}");
+}
+
+async fn parameters_and_hooks_cannot_set_headers_junction_owns(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("hosty");
+    let resources = e["resources"].as_array_mut().unwrap();
+    for (path, header) in [
+        ("host", "Host"),
+        ("cookie", "Cookie"),
+        ("framing", "Transfer-Encoding"),
+    ] {
+        resources.push(json!({
+            "path": format!("/hubs/crm/param-{path}"), "method": "GET", "vendorPath": "/echo/p",
+            "parameters": [{"name": "h", "vendorName": header, "type": "query", "vendorType": "header"}]}));
+        resources.push(json!({
+            "path": format!("/hubs/crm/hook-{path}"), "method": "GET", "vendorPath": "/echo/h",
+            "hooks": [{"type": "preRequest", "body":
+                format!("done({{request_vendor_headers: {{'{header}': 'x'}}}});")}]}));
+    }
+    resources.push(json!({
+        "path": "/hubs/crm/param-ok", "method": "GET", "vendorPath": "/echo/ok",
+        "parameters": [{"name": "h", "vendorName": "X-Fine", "type": "query", "vendorType": "header"}]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "hosty", &vendor).await;
+    let before = vendor.count();
+    for (path, header) in [
+        ("host", "host"),
+        ("cookie", "cookie"),
+        ("framing", "transfer-encoding"),
+    ] {
+        let param = get(
+            &app,
+            &instance,
+            &format!("/param-{path}?h=internal.example"),
+        )
+        .await;
+        assert_eq!(
+            param.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            param.body
+        );
+        let message = assert_error(&param.body, "invalid_parameter");
+        assert!(message.contains(&format!("'{header}'")), "{message}");
+        let hook = get(&app, &instance, &format!("/hook-{path}")).await;
+        assert_eq!(
+            hook.status,
+            StatusCode::BAD_GATEWAY,
+            "{path}: {}",
+            hook.body
+        );
+        let message = assert_error(&hook.body, "hook_failed");
+        assert!(message.contains(&format!("'{header}'")), "{message}");
+    }
+    assert_eq!(
+        vendor.count(),
+        before,
+        "a refused header reached the vendor"
+    );
+    let fine = get(&app, &instance, "/param-ok?h=yes").await;
+    assert_eq!(fine.status, StatusCode::OK, "{}", fine.body);
+    assert_eq!(vendor.last("/v1/echo/ok").2["x-fine"], "yes");
+}
+
+async fn a_page_token_never_follows_a_base_url_the_instance_left(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (old, instance) = setup(&app, "moved").await;
+    let new = Vendor::start().await;
+    let id = instance["id"].as_i64().unwrap();
+    let first = get(&app, &instance, "/graph?pageSize=10").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let token = first.header("elements-next-page-token").unwrap().to_owned();
+    let patch = json!({"configuration": {"base.url": new.base_url, "vendor.api.key": API_KEY}});
+    let (status, body) = app
+        .call(Method::PATCH, &format!("/instances/{id}"), Some(&patch))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (before_old, before_new) = (old.count(), new.count());
+    let replayed = get(
+        &app,
+        &instance,
+        &format!("/graph?pageSize=10&nextPage={token}"),
+    )
+    .await;
+    assert_eq!(
+        replayed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        replayed.body
+    );
+    assert_error(&replayed.body, "invalid_page_token");
+    assert_eq!(old.count(), before_old, "the old base.url was called");
+    assert_eq!(new.count(), before_new);
+    let restart = get(&app, &instance, "/graph?pageSize=10").await;
+    assert_eq!(ids(&restart.body), (1..=10).collect::<Vec<_>>());
+    assert_eq!(new.count(), before_new + 1);
+}
+
+async fn page_tokens_are_bound_to_the_resources_own_query_parameters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "boundq").await;
+    let first = get(&app, &instance, "/accounts?pageSize=10&status=open").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let token = first.header("elements-next-page-token").unwrap().to_owned();
+    for path in [
+        format!("/accounts?pageSize=10&status=closed&nextPage={token}"),
+        format!("/accounts?pageSize=10&nextPage={token}"),
+    ] {
+        let refused = get(&app, &instance, &path).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            refused.body
+        );
+        assert_error(&refused.body, "invalid_page_token");
+    }
+    let same = get(
+        &app,
+        &instance,
+        &format!("/accounts?status=open&pageSize=10&nextPage={token}"),
+    )
+    .await;
+    assert_eq!(ids(&same.body), (11..=20).collect::<Vec<_>>());
+}
+
+async fn a_page_number_beyond_any_offset_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "farpage").await;
+    let before = vendor.count();
+    for path in [
+        "/accounts?page=18446744073709551615&pageSize=200",
+        "/everything?page=18446744073709551615&pageSize=1000",
+    ] {
+        let answer = get(&app, &instance, path).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            answer.body
+        );
+        let message = assert_error(&answer.body, "invalid_parameter");
+        assert!(message.contains("'page'"), "{message}");
+    }
+    assert_eq!(vendor.count(), before);
+}
+
+async fn stream_callers_choose_only_content_type_and_accept(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("pinned");
+    e["resources"].as_array_mut().unwrap().push(json!({
+        "path": "/hubs/crm/tenantfiles/{id}", "method": "GET", "vendorPath": "/files/{id}", "stream": true,
+        "parameters": [{"name": "vendor.tenant", "vendorName": "X-Tenant", "type": "configuration", "vendorType": "header"}]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "pinned", &vendor).await;
+    let response = app
+        .http
+        .get(app.url("/hubs/crm/tenantfiles/r"))
+        .header("Authorization", element_auth(&instance))
+        .header("X-Tenant", "other")
+        .header("Accept", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, _, headers, _) = vendor.last("/v1/files/r");
+    assert_eq!(headers["x-tenant"], "t-1");
+    assert_eq!(headers.get_all("x-tenant").iter().count(), 1);
+    assert_eq!(headers["accept"], "application/octet-stream");
+}
+
+async fn hub_calls_count_against_the_callers_calls_in_progress(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            caller_concurrency: 1,
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut vendor = GatedVendor::start(json!({"user": {"id": "u-1"}})).await;
+    let (status, body) = app.post("/elements", &element("permits")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, instance) = app
+        .post(
+            "/instances",
+            &json!({"element": {"key": "permits"}, "name": "n", "configuration": {
+                "vendor.api.key": API_KEY, "base.url": vendor.base_url,
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let call = {
+        let (http, url, auth) = (app.http.clone(), app.url("/me"), element_auth(&instance));
+        tokio::spawn(async move {
+            http.get(url)
+                .header("Authorization", auth)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    vendor.arrived.recv().await.unwrap();
+    let second = tokio::select! {
+        answer = get(&app, &instance, "/me") => answer,
+        _ = vendor.arrived.recv() => panic!("a second call of the caller reached the vendor"),
+    };
+    assert_eq!(
+        second.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        second.body
+    );
+    vendor.release.add_permits(1);
+    assert_eq!(call.await.unwrap(), StatusCode::OK);
+}
+
+async fn an_unsendable_header_value_is_refused_without_being_echoed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("echoless");
+    e["resources"].as_array_mut().unwrap().push(json!({
+        "path": "/hubs/crm/tabbed", "method": "GET", "vendorPath": "/echo/t",
+        "parameters": [{"name": "h", "vendorName": "X-Tabbed", "type": "query", "vendorType": "header"}]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "echoless", &vendor).await;
+    let refused = get(&app, &instance, "/tabbed?h=secret%01value").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    let message = assert_error(&refused.body, "invalid_parameter");
+    assert!(message.contains("'X-Tabbed'"), "{message}");
+    assert!(
+        !refused.body.to_string().contains("secret"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(vendor.count(), 0);
+}
+
+async fn sdk_style_authorization_reaches_resources_but_not_oauth_apps_or_connect(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "sdk").await;
+    let auth = format!("{}, {}", app.platform_auth(), element_auth(&instance));
+    let call = |path: &str| {
+        app.http
+            .get(app.url(path))
+            .header("Authorization", &auth)
+            .send()
+    };
+    let accounts = call("/accounts?pageSize=3").await.unwrap();
+    assert_eq!(accounts.status(), StatusCode::OK);
+    let body: Value = accounts.json().await.unwrap();
+    assert_eq!(ids(&body), vec![1, 2, 3], "{body}");
+    let apps = call("/oauth-apps").await.unwrap();
+    assert_eq!(apps.status(), StatusCode::OK);
+    let body: Value = apps.json().await.unwrap();
+    assert!(body.is_array(), "{body}");
+    let session = call("/connect/sessions/999999").await.unwrap();
+    let status = session.status();
+    let body: Value = session.json().await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "connect_session_not_found");
 }

@@ -130,6 +130,7 @@ fn failed(error: HookError) -> ServiceError {
         HookError::Internal { .. } => {
             return ServiceError::Internal(error.to_string());
         }
+        HookError::Busy { .. } => 503,
         _ => 502,
     };
     ServiceError::HookFailed {
@@ -212,6 +213,12 @@ pub(super) async fn pre_request(
                 for (k, v) in headers {
                     let header = HeaderName::from_bytes(k.as_bytes())
                         .map_err(|_| bad_output(&name, "a header name is not valid"))?;
+                    if junction_oauth::is_reserved_request_header(&header) {
+                        return Err(bad_output(
+                            &name,
+                            &format!("Junction sets the '{header}' header of a vendor call itself"),
+                        ));
+                    }
                     if v.is_null() {
                         vendor.headers.remove(&header);
                     } else {

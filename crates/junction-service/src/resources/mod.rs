@@ -19,7 +19,7 @@ mod route;
 use crate::proxy::{Target, check_vendor_path};
 use crate::{Caller, ServiceError, Services};
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use junction_core::ElementDefinition;
 use junction_core::hub::{HookType, Resource};
@@ -96,14 +96,18 @@ impl Services {
         let query_plan = query::plan(&element, resource, &query)?;
         let tokens = Tokens {
             store: &self.store,
-            context: token_context(&record, resource, &request.path, &query),
+            context: token_context(&record, resource, &request.path, &query, &target.base_url),
         };
         let plan = Plan::read(resource.paging.as_ref(), &query, &tokens)?;
         let body = json_body(request.body).await?;
+        // Hooks are written by an organization's admin and `type: header` parameters copy
+        // to the vendor: neither may see the caller's own credentials (its User secret
+        // belongs to whoever calls, possibly another account) or cookies.
+        let caller_headers = forwardable_request_headers(&request.headers);
         let incoming = Incoming {
             bindings: &bindings,
             query: &query,
-            headers: &request.headers,
+            headers: &caller_headers,
             body: body.as_ref(),
             config: &record.config,
         };
@@ -113,7 +117,7 @@ impl Services {
             method: request.method.as_str(),
             path: &request.path,
             parameters: query.as_json(),
-            headers: &request.headers,
+            headers: &caller_headers,
             body: body.as_ref(),
             config: &record.config,
             instance_id: record.id.0,
@@ -128,7 +132,18 @@ impl Services {
         let token = loop {
             calls += 1;
             let mut page = vendor.clone();
-            let url = plan.apply(&position, &mut page)?;
+            let url = match plan.apply(&position, &mut page)? {
+                // base.url may have moved since the token was issued: the instance's
+                // credential only goes to its current origin and allowed paths.
+                Some(url) => {
+                    let url = paging::recheck(&base, &url)?;
+                    if let Ok(parsed) = url::Url::parse(&url) {
+                        check_vendor_path(parsed.path())?;
+                    }
+                    Some(url)
+                }
+                None => None,
+            };
             query_plan.apply(&mut page);
             if hooks::any(&element, resource, HookType::PreRequest) {
                 let pre = hooks::pre_request(
@@ -166,8 +181,8 @@ impl Services {
                 configuration.extend(post.configuration);
             }
             if !(200..300).contains(&answer.status) {
-                self.keep_configuration(caller, &record, &element, configuration)
-                    .await?;
+                self.keep_learned(caller, &record, &element, configuration)
+                    .await;
                 return Err(ServiceError::ProviderStatus {
                     status: answer.status,
                     provider_message: response::error_message_of(
@@ -185,8 +200,8 @@ impl Services {
             let Some(mut records) = response::records(&answer.body, resource.root_key.as_deref())
             else {
                 // A single object, as the vendor sent it.
-                self.keep_configuration(caller, &record, &element, configuration)
-                    .await?;
+                self.keep_learned(caller, &record, &element, configuration)
+                    .await;
                 let mut single = query_plan.project(answer.body);
                 if strip {
                     response::strip_nulls(&mut single);
@@ -228,8 +243,8 @@ impl Services {
             }
             position = following;
         };
-        self.keep_configuration(caller, &record, &element, configuration)
-            .await?;
+        self.keep_learned(caller, &record, &element, configuration)
+            .await;
         if strip {
             list.iter_mut().for_each(response::strip_nulls);
         }
@@ -329,6 +344,40 @@ impl Services {
         })
     }
 
+    /// [`Self::keep_configuration`] once the vendor has answered. The vendor's answer
+    /// stands even when the learned values cannot be stored: the vendor may already have
+    /// written something, and an error would make the caller retry and write it twice.
+    /// Values learned from an answer cannot be checked before the call, so they are
+    /// checked here and a refusal is logged (instance and key names, never the values).
+    async fn keep_learned(
+        &self,
+        caller: &Caller,
+        record: &Arc<InstanceRecord>,
+        element: &ElementDefinition,
+        changes: Vec<(String, String)>,
+    ) {
+        let keys: Vec<String> = changes.iter().map(|(k, _)| k.clone()).collect();
+        if let Err(e) = self
+            .keep_configuration(caller, record, element, changes)
+            .await
+        {
+            // Refusal messages may quote the value; only its kind is logged.
+            let reason = match &e {
+                ServiceError::Store(_) => "storage failure",
+                ServiceError::BadRequest { code, .. } => code,
+                ServiceError::Forbidden(_) => "forbidden for this caller",
+                ServiceError::MissingConfiguration(_) => "missing configuration",
+                _ => "refused",
+            };
+            tracing::warn!(
+                instance = record.id.0,
+                keys = ?keys,
+                reason,
+                "configuration learned by a hub call was not stored"
+            );
+        }
+    }
+
     /// Stores configuration values a call learned (`source: response` parameters, a
     /// hook's `configuration` output) into the instance, through the same update, and
     /// checks, as a `PATCH` by the caller (so an Element token cannot move `base.url`
@@ -345,16 +394,25 @@ impl Services {
         let changes: Vec<(String, String)> = changes
             .into_iter()
             .filter(|(k, _)| element.config_entry(k).is_some() || !element.is_secret_key(k))
-            .filter(|(k, v)| record.config.get(k).cloned().flatten().as_ref() != Some(v))
             .collect();
         if changes.is_empty() {
             return Ok(());
         }
+        // The record read when the call began may be seconds old (a vendor call, hooks,
+        // several pages): writing it back would undo a disable or a PATCH made meanwhile,
+        // so the learned values go onto the instance as it is now.
+        let current = self
+            .store
+            .get_instance_fresh(record.account_id, record.id)
+            .await?;
         let given: serde_json::Map<String, Value> = changes
             .into_iter()
+            .filter(|(k, v)| current.config.get(k).cloned().flatten().as_ref() != Some(v))
             .map(|(k, v)| (k, Value::String(v)))
             .collect();
-        let current = Arc::unwrap_or_clone(Arc::clone(record));
+        if given.is_empty() {
+            return Ok(());
+        }
         self.change_configuration(caller, current, element, &given)
             .await?;
         Ok(())
@@ -370,19 +428,22 @@ impl Services {
         request: HubRequest,
     ) -> Result<ProxyResponse, ServiceError> {
         let query = HubQuery::parse(request.query.as_deref());
+        let caller_headers = forwardable_request_headers(&request.headers);
         let incoming = Incoming {
             bindings,
             query: &query,
-            headers: &request.headers,
+            headers: &caller_headers,
             body: None,
             config: &target.record.config,
         };
         let mapped = request::build(&target.element, resource, &incoming)?;
         check_vendor_path(&mapped.path)?;
-        let mut headers = forwardable_request_headers(&request.headers);
+        let mut headers = caller_headers.clone();
         for (name, value) in &mapped.headers {
-            // The caller says what its body is and what it accepts back.
-            if !headers.contains_key(name) {
+            // The caller says what its body is and what it accepts back; every other
+            // header the element maps (a tenant, an API version) is the element's.
+            let callers = name == CONTENT_TYPE || name == ACCEPT;
+            if !(callers && headers.contains_key(name)) {
                 headers.insert(name.clone(), value.clone());
             }
         }
@@ -436,26 +497,25 @@ async fn json_body(body: ProxyBody) -> Result<Option<Value>, ServiceError> {
     })
 }
 
-/// What a page token is bound to: the instance, the resource, the hub path (its bound
-/// placeholders) and the query that shaped the pages. A token used anywhere else fails
-/// to open.
+/// What a page token is bound to: the instance and its `base.url`, the resource, the
+/// hub path (its bound placeholders) and every query pair that shaped the pages (`where`,
+/// `orderBy`, `fields`, `pageSize` and the resource's own parameters). A token used
+/// anywhere else fails to open.
 fn token_context(
     record: &InstanceRecord,
     resource: &Resource,
     path: &str,
     query: &HubQuery,
+    base_url: &str,
 ) -> Vec<u8> {
-    let get = |name| query.get(name).unwrap_or_default();
     let context = json!([
-        "junction page token 1",
+        "junction page token 2",
         record.id.0,
+        base_url,
         resource.method.as_str(),
         resource.path,
         path,
-        get("where"),
-        get("orderBy"),
-        get("fields"),
-        get("pageSize"),
+        query.shaping_pairs(),
     ]);
     context.to_string().into_bytes()
 }

@@ -88,6 +88,28 @@ fn positive(query: &HubQuery, name: &str) -> Result<Option<usize>, ServiceError>
         .transpose()
 }
 
+/// How long a page token opens after it was issued. A walk is a run of calls, not a
+/// bookmark; a bound keeps an old position (and a vendor URL in it) from being replayed
+/// long after the instance changed.
+pub(super) const TOKEN_MAX_AGE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A position as sealed: with when it was issued.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    #[serde(flatten)]
+    position: Position,
+    #[serde(rename = "t")]
+    issued_ms: i64,
+}
+
+/// Whether a token issued at `issued_ms` still opens at `now_ms`; a little clock skew
+/// between replicas is allowed.
+fn fresh(issued_ms: i64, now_ms: i64) -> bool {
+    const SKEW_MS: i64 = 60 * 1000;
+    issued_ms <= now_ms.saturating_add(SKEW_MS)
+        && now_ms.saturating_sub(issued_ms) <= TOKEN_MAX_AGE_MS
+}
+
 /// Seals and opens page tokens for one hub call's context.
 pub(super) struct Tokens<'a> {
     pub store: &'a Store,
@@ -97,7 +119,11 @@ pub(super) struct Tokens<'a> {
 
 impl Tokens<'_> {
     pub(super) fn seal(&self, position: &Position) -> Result<String, ServiceError> {
-        let plain = serde_json::to_vec(position)
+        let sealed = Sealed {
+            position: position.clone(),
+            issued_ms: crate::now_ms(),
+        };
+        let plain = serde_json::to_vec(&sealed)
             .map_err(|e| ServiceError::Internal(format!("page token: {e}")))?;
         let sealed = self.store.seal_opaque(&self.context, &plain)?;
         Ok(URL_SAFE_NO_PAD.encode(sealed))
@@ -111,7 +137,11 @@ impl Tokens<'_> {
             .store
             .open_opaque(&self.context, &blob)
             .ok_or_else(invalid_token)?;
-        serde_json::from_slice(&plain).map_err(|_| invalid_token())
+        let sealed: Sealed = serde_json::from_slice(&plain).map_err(|_| invalid_token())?;
+        if !fresh(sealed.issued_ms, crate::now_ms()) {
+            return Err(invalid_token());
+        }
+        Ok(sealed.position)
     }
 }
 
@@ -141,18 +171,27 @@ impl<'a> Plan<'a> {
             (Some(token), _) => tokens.open(token)?,
             (None, None) | (None, Some(1)) => Position::start(),
             (None, Some(n)) => {
-                let before = (n - 1) as u64 * size.unwrap_or(UNPAGED_PAGE_SIZE) as u64;
+                let too_far = || {
+                    ServiceError::bad_request(
+                        "invalid_parameter",
+                        format!("'page' {n} is beyond the last page anyone can address"),
+                    )
+                };
+                let n = n as u64;
+                let before = (n - 1)
+                    .checked_mul(size.unwrap_or(UNPAGED_PAGE_SIZE) as u64)
+                    .ok_or_else(too_far)?;
                 match paging {
                     None => Position {
                         vendor: Vendor::Start,
-                        skip: usize::try_from(before).unwrap_or(usize::MAX),
+                        skip: usize::try_from(before).map_err(|_| too_far())?,
                     },
                     Some(p) if p.style == PagingStyle::Offset => Position {
                         vendor: Vendor::Offset(before),
                         skip: 0,
                     },
                     Some(p) if p.style == PagingStyle::Page => Position {
-                        vendor: Vendor::Page(p.first_page + n as u64 - 1),
+                        vendor: Vendor::Page(p.first_page.checked_add(n - 1).ok_or_else(too_far)?),
                         skip: 0,
                     },
                     Some(_) => {
@@ -251,14 +290,15 @@ impl<'a> Plan<'a> {
                     Vendor::Offset(n) => *n,
                     _ => 0,
                 };
-                Some(Vendor::Offset(at + count as u64))
+                // At the end of the numbers there is no next page to name.
+                at.checked_add(count as u64).map(Vendor::Offset)
             }
             PagingStyle::Page => {
                 let at = match current {
                     Vendor::Page(n) => *n,
                     _ => paging.first_page,
                 };
-                Some(Vendor::Page(at + 1))
+                at.checked_add(1).map(Vendor::Page)
             }
             PagingStyle::Cursor => {
                 let cursor = match &paging.next_header {
@@ -296,6 +336,13 @@ impl<'a> Plan<'a> {
         };
         Ok(next)
     }
+}
+
+/// A next-page URL taken from a token, checked again when used: the instance's
+/// `base.url` may have moved since the token was issued.
+pub(super) fn recheck(base: &Url, next: &str) -> Result<String, ServiceError> {
+    let url = same_origin(base, next).map_err(|_| invalid_token())?;
+    Ok(url)
 }
 
 /// `next` resolved against `base` (absolute, root-relative as Salesforce's
@@ -362,6 +409,19 @@ mod tests {
         );
         assert_eq!(link_next(&h).as_deref(), Some("https://a.example/x?page=3"));
         assert_eq!(link_next(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn page_tokens_open_for_a_day_after_they_were_issued() {
+        let issued = 1_700_000_000_000;
+        assert!(fresh(issued, issued));
+        assert!(fresh(issued, issued + TOKEN_MAX_AGE_MS));
+        assert!(!fresh(issued, issued + TOKEN_MAX_AGE_MS + 1));
+        assert!(!fresh(issued, i64::MIN));
+        assert!(
+            !fresh(issued + 2 * 60 * 1000, issued),
+            "issued in the future"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 use junction_core::ElementDefinition;
 use junction_core::config::ConfigMap;
-use junction_core::hub::{Parameter, ParameterSource, ParameterType, Resource};
+use junction_core::hub::{PageSizeIn, Parameter, ParameterSource, ParameterType, Resource};
 use serde_json::{Map, Value};
 
 /// Query parameters the engine reads itself; they never reach the vendor as sent.
@@ -45,6 +45,19 @@ impl HubQuery {
             .iter()
             .map(|(k, v, _)| (k.clone(), Value::String(v.clone())))
             .collect()
+    }
+
+    /// Every decoded pair but the walk's own (`page`, `nextPage`), sorted: what shaped
+    /// the pages a token walks.
+    pub(super) fn shaping_pairs(&self) -> Vec<(&str, &str)> {
+        let mut pairs: Vec<(&str, &str)> = self
+            .pairs
+            .iter()
+            .filter(|(k, _, _)| k != "page" && k != "nextPage")
+            .map(|(k, v, _)| (k.as_str(), v.as_str()))
+            .collect();
+        pairs.sort_unstable();
+        pairs
     }
 
     /// The first value of `name`.
@@ -106,9 +119,15 @@ impl VendorRequest {
         ) else {
             return Err(ServiceError::bad_request(
                 "invalid_parameter",
-                format!("'{value}' cannot be sent in the '{name}' header"),
+                format!("the value for the '{name}' header cannot be sent in a header"),
             ));
         };
+        if junction_oauth::is_reserved_request_header(&name) {
+            return Err(ServiceError::bad_request(
+                "invalid_parameter",
+                format!("Junction sets the '{name}' header of a vendor call itself"),
+            ));
+        }
         self.headers.insert(name, value);
         Ok(())
     }
@@ -281,10 +300,22 @@ pub(super) fn build(
     } else {
         format!("/{path}")
     };
+    let owned = owned_query_names(element, resource);
     for (key, _, raw) in &incoming.query.pairs {
-        if !ENGINE_PARAMETERS.contains(&key.as_str()) && !read_from_query.contains(&key.as_str()) {
-            request.passed_query.push(raw.clone());
+        if ENGINE_PARAMETERS.contains(&key.as_str()) || read_from_query.contains(&key.as_str()) {
+            continue;
         }
+        if owned.contains(&key.as_str()) {
+            return Err(ServiceError::bad_request(
+                "invalid_parameter",
+                format!(
+                    "'{key}' is a vendor parameter Junction sets for this resource (paging, \
+                     page size, query or a declared parameter); use pageSize, page, nextPage \
+                     or where instead"
+                ),
+            ));
+        }
+        request.passed_query.push(raw.clone());
     }
     request.body = if !form.is_empty() {
         VendorBody::Form(form)
@@ -311,6 +342,34 @@ pub(super) fn build(
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
     Ok(request)
+}
+
+/// The vendor query parameters the engine itself sets for `resource`: its paging
+/// position and page size, its SOQL/JQL statement or filter-rule parameters, and every
+/// declared parameter sent in the query. A caller's pair of the same name would shadow or
+/// duplicate them (vendors differ on which of two values they read), so it is refused.
+pub(super) fn owned_query_names<'a>(
+    element: &'a ElementDefinition,
+    resource: &'a Resource,
+) -> Vec<&'a str> {
+    let mut names: Vec<&str> = element
+        .parameters
+        .iter()
+        .chain(resource.parameters.iter())
+        .filter(|p| p.source == ParameterSource::Request && p.vendor_type == ParameterType::Query)
+        .map(|p| p.vendor_name.as_str())
+        .collect();
+    if let Some(paging) = &resource.paging {
+        names.extend(paging.param.as_deref());
+        if paging.page_size.location == PageSizeIn::Query {
+            names.push(&paging.page_size.name);
+        }
+    }
+    if let Some(query) = &resource.query {
+        names.extend(query.parameter.as_deref());
+        names.extend(query.rules.iter().map(|r| r.parameter.as_str()));
+    }
+    names
 }
 
 fn method_of(name: &str) -> Method {
