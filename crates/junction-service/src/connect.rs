@@ -759,9 +759,13 @@ impl Services {
                 ConnectStatus::Failed
             };
             let reason = query.error_description.as_deref().unwrap_or(error);
-            self.store
-                .finish_connect_session(session.id, status, None, Some(reason))
-                .await?;
+            if !self
+                .store
+                .end_connect_authorization(&session, status, reason)
+                .await?
+            {
+                return Ok(outcome(&base, "used", None));
+            }
             return Ok(outcome(&base, status.as_str(), Some(reason)));
         }
         let Some(code) = query.code.filter(|c| !c.is_empty()) else {
@@ -769,7 +773,7 @@ impl Services {
         };
         if !self
             .store
-            .claim_connect_session(session.id, &element_key, now)
+            .claim_connect_authorization(&session, now)
             .await?
         {
             return Ok(outcome(&base, "used", None));

@@ -3,6 +3,7 @@
 
 use crate::helpers::{TestApp, assert_error};
 use crate::on_both_backends;
+use junction_store::ConnectStatus;
 use junction_testkit::browser::Browser;
 use junction_testkit::db::Backend;
 use junction_testkit::peers::{CLIENT_ID, CLIENT_SECRET, Peer, PeerKind};
@@ -20,6 +21,8 @@ on_both_backends!(
     a_non_oauth_element_is_provisioned_from_the_page_and_may_be_retried,
     an_element_that_takes_pkce_gets_a_challenge_and_its_verifier,
     a_code_the_provider_refuses_fails_the_session_with_its_reason,
+    an_error_and_a_code_for_one_state_end_the_session_once,
+    a_code_for_a_replaced_state_cannot_finish_the_session,
 );
 
 pub const RETURN_URL: &str = "https://app.example.test/connected";
@@ -546,4 +549,134 @@ async fn a_code_the_provider_refuses_fails_the_session_with_its_reason(backend: 
     );
     let (_, list) = app.get("/instances").await;
     assert_eq!(list, json!([]));
+}
+
+fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(elapsed.as_millis()).unwrap()
+}
+
+/// The `state` Junction sent the provider in an authorization URL.
+fn state_of(redirect: &str) -> String {
+    url::Url::parse(redirect)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+/// An authorizing `sfdc` session: its id, and the page's answer to Connect.
+async fn authorizing(app: &TestApp, peer: &Peer) -> (i64, String) {
+    store_app(app, peer).await;
+    let created = new_session(app, json!({"element": "sfdc", "returnUrl": RETURN_URL})).await;
+    let token = created["token"].as_str().unwrap();
+    let (status, next) = as_page(app, token, Method::POST, Some(&json!({"element": "sfdc"}))).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    (
+        created["id"].as_i64().unwrap(),
+        next["redirectUrl"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Two answers for one `state`, an `error=` and a `code=`, whose callbacks both read the
+/// session before either wrote: whichever writes first ends it, and the other changes
+/// nothing (a code that claimed the session keeps it while it makes the instance).
+async fn an_error_and_a_code_for_one_state_end_the_session_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let peer = peer_for(&app).await;
+    let store = &app.services.store;
+
+    // The code first: the error's write must not turn a finishing session into a failure.
+    let (id, redirect) = authorizing(&app, &peer).await;
+    let state = state_of(&redirect);
+    let read_by_error = store
+        .connect_session_by_state(&state, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    let read_by_code = store
+        .connect_session_by_state(&state, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .claim_connect_authorization(&read_by_code, now_ms())
+            .await
+            .unwrap()
+    );
+    let ended = store
+        .end_connect_authorization(&read_by_error, ConnectStatus::Denied, "access_denied")
+        .await
+        .unwrap();
+    assert!(!ended);
+    let (_, view) = app.get(&format!("/connect/sessions/{id}")).await;
+    assert_eq!(view["status"], "completing", "{view}");
+    assert_eq!(view["error"], Value::Null);
+
+    // The error first: the code's claim finds nothing to finish.
+    let (id, redirect) = authorizing(&app, &peer).await;
+    let state = state_of(&redirect);
+    let read_by_error = store
+        .connect_session_by_state(&state, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    let read_by_code = store
+        .connect_session_by_state(&state, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .end_connect_authorization(&read_by_error, ConnectStatus::Denied, "access_denied")
+            .await
+            .unwrap()
+    );
+    let claimed = store
+        .claim_connect_authorization(&read_by_code, now_ms())
+        .await
+        .unwrap();
+    assert!(!claimed);
+    let (_, view) = app.get(&format!("/connect/sessions/{id}")).await;
+    assert_eq!(view["status"], "denied", "{view}");
+    assert_eq!(view["error"], "access_denied");
+}
+
+/// The customer pressed Connect again while an earlier answer's callback had read the
+/// session: only the latest authorization's `state` may finish it.
+async fn a_code_for_a_replaced_state_cannot_finish_the_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let peer = peer_for(&app).await;
+    store_app(&app, &peer).await;
+    let created = new_session(&app, json!({"element": "sfdc", "returnUrl": RETURN_URL})).await;
+    let token = created["token"].as_str().unwrap();
+    let connect_body = json!({"element": "sfdc"});
+    let connect = || as_page(&app, token, Method::POST, Some(&connect_body));
+    let (_, first) = connect().await;
+    let store = &app.services.store;
+    let read_with_first = store
+        .connect_session_by_state(&state_of(first["redirectUrl"].as_str().unwrap()), now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, second) = connect().await;
+
+    let claimed = store
+        .claim_connect_authorization(&read_with_first, now_ms())
+        .await
+        .unwrap();
+    assert!(!claimed);
+    let (_, view) = app
+        .get(&format!("/connect/sessions/{}", created["id"]))
+        .await;
+    assert_eq!(view["status"], "authorizing", "{view}");
+    // The latest authorization still finishes it.
+    let callback = authorize(&app, &peer, second["redirectUrl"].as_str().unwrap(), "").await;
+    let back = follow_callback(&app, &callback).await;
+    assert!(back.starts_with(RETURN_URL), "{back}");
 }
