@@ -6,6 +6,7 @@
 use crate::instances::{ElementRef, InstanceBody, ProviderData, platform_user};
 use crate::view::iso8601;
 use crate::{Caller, OAuthUrlParams, ServiceError, Services, now_ms};
+use junction_core::config::keys;
 use junction_core::credential::OAuthGrant;
 use junction_core::element::AuthenticationType;
 use junction_core::{AccountId, ElementDefinition, Secret, UserId};
@@ -677,17 +678,14 @@ impl Services {
         let (client_id, _, _) = self.session_app(&session, &element.key).await?;
         let state = junction_crypto::generate_secret(32)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        // Only values the element's authorization URL is built from go to it.
-        let templates: BTreeMap<String, Value> = given
+        // The URL is built from what the instance will hold: the app's values (a
+        // subdomain the app fills is not asked of the customer) under the customer's.
+        // Only values the element's templates name go to it.
+        let named = crate::templates::template_names(&element);
+        let templates: BTreeMap<String, Value> = app_config
             .iter()
-            .filter(|(k, _)| {
-                let placeholder = format!("{{{k}}}");
-                element.configuration.iter().any(|c| {
-                    c.default
-                        .as_deref()
-                        .is_some_and(|d| d.contains(&placeholder))
-                })
-            })
+            .chain(&given)
+            .filter(|(k, _)| named.contains(*k))
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
         let pkce = element.oauth.as_ref().is_some_and(|spec| spec.pkce);
@@ -706,6 +704,8 @@ impl Services {
             api_key: Some(client_id),
             callback_url: Some(format!("{}{CALLBACK_PATH}", session.base_url)),
             state: Some(state.expose().to_owned()),
+            // The customer approves the scope the instance will record.
+            scope: app_config.get(keys::SCOPE).cloned(),
             configuration: templates,
             ..OAuthUrlParams::default()
         };

@@ -23,6 +23,7 @@ on_both_backends!(
     a_code_the_provider_refuses_fails_the_session_with_its_reason,
     an_error_and_a_code_for_one_state_end_the_session_once,
     a_code_for_a_replaced_state_cannot_finish_the_session,
+    the_authorization_url_takes_the_oauth_apps_values_and_scope,
 );
 
 pub const RETURN_URL: &str = "https://app.example.test/connected";
@@ -679,4 +680,37 @@ async fn a_code_for_a_replaced_state_cannot_finish_the_session(backend: Backend)
     let callback = authorize(&app, &peer, second["redirectUrl"].as_str().unwrap(), "").await;
     let back = follow_callback(&app, &callback).await;
     assert!(back.starts_with(RETURN_URL), "{back}");
+}
+
+/// An app that fills the element's templated subdomain and sets a scope: the customer is
+/// not asked for the subdomain, and is sent to the app's host to approve the app's scope.
+async fn the_authorization_url_takes_the_oauth_apps_values_and_scope(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, body) = app
+        .post(
+            "/oauth-apps",
+            &json!({"element": "zendesk", "clientId": "zd-client", "clientSecret": "zd-secret",
+                    "configuration": {"zendesk.subdomain": "acme", "oauth.scope": "tickets:read users:read"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let created = new_session(&app, json!({"element": "zendesk", "returnUrl": RETURN_URL})).await;
+    let token = created["token"].as_str().unwrap();
+    let (_, page) = as_page(&app, token, Method::GET, None).await;
+    assert_eq!(page["elements"][0]["fields"], json!([]), "{page}");
+
+    let (status, next) = as_page(
+        &app,
+        token,
+        Method::POST,
+        Some(&json!({"element": "zendesk"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let redirect = url::Url::parse(next["redirectUrl"].as_str().unwrap()).unwrap();
+    assert_eq!(redirect.host_str(), Some("acme.zendesk.com"), "{redirect}");
+    assert_eq!(redirect.path(), "/oauth/authorizations/new");
+    let q: std::collections::HashMap<_, _> = redirect.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], "zd-client");
+    assert_eq!(q["scope"], "tickets:read users:read");
 }
