@@ -68,6 +68,15 @@ impl From<OAuthAppRecord> for OAuthAppView {
     }
 }
 
+/// Which account's OAuth apps or sessions a call reads or deletes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct AccountParams {
+    /// Another account of the organization (administrators only); default: the caller's.
+    pub account_id: Option<i64>,
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InlineOAuthApp {
@@ -368,16 +377,22 @@ impl Services {
     pub async fn list_oauth_apps(
         &self,
         caller: &Caller,
+        params: AccountParams,
     ) -> Result<Vec<OAuthAppView>, ServiceError> {
-        platform_user(caller)?;
-        let apps = self.store.list_oauth_apps(caller.account_id()).await?;
+        let (principal, _) = self.target_account(caller, params.account_id).await?;
+        let apps = self.store.list_oauth_apps(principal.account_id).await?;
         Ok(apps.into_iter().map(OAuthAppView::from).collect())
     }
 
-    pub async fn delete_oauth_app(&self, caller: &Caller, id: i64) -> Result<(), ServiceError> {
-        platform_user(caller)?;
+    pub async fn delete_oauth_app(
+        &self,
+        caller: &Caller,
+        id: i64,
+        params: AccountParams,
+    ) -> Result<(), ServiceError> {
+        let (principal, _) = self.target_account(caller, params.account_id).await?;
         self.store
-            .delete_oauth_app(caller.account_id(), id)
+            .delete_oauth_app(principal.account_id, id)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::OAuthAppNotFound(id),
@@ -496,11 +511,12 @@ impl Services {
         &self,
         caller: &Caller,
         id: i64,
+        params: AccountParams,
     ) -> Result<ConnectSessionView, ServiceError> {
-        platform_user(caller)?;
+        let (principal, _) = self.target_account(caller, params.account_id).await?;
         let session = self
             .store
-            .get_connect_session(caller.account_id(), id, now_ms())
+            .get_connect_session(principal.account_id, id, now_ms())
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::ConnectSessionNotFound(id),

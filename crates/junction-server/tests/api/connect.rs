@@ -1,7 +1,7 @@
 //! The hosted Connect page's API: OAuth apps, Connect sessions, and the end customer's
 //! path through a real authorization server back to the app.
 
-use crate::helpers::{TestApp, assert_error};
+use crate::helpers::{ORG_SECRET, TestApp, assert_error};
 use crate::on_both_backends;
 use junction_store::ConnectStatus;
 use junction_testkit::browser::Browser;
@@ -24,6 +24,7 @@ on_both_backends!(
     an_error_and_a_code_for_one_state_end_the_session_once,
     a_code_for_a_replaced_state_cannot_finish_the_session,
     the_authorization_url_takes_the_oauth_apps_values_and_scope,
+    an_admin_lists_deletes_and_polls_what_they_made_for_another_account,
 );
 
 pub const RETURN_URL: &str = "https://app.example.test/connected";
@@ -713,4 +714,95 @@ async fn the_authorization_url_takes_the_oauth_apps_values_and_scope(backend: Ba
     let q: std::collections::HashMap<_, _> = redirect.query_pairs().into_owned().collect();
     assert_eq!(q["client_id"], "zd-client");
     assert_eq!(q["scope"], "tickets:read users:read");
+}
+
+/// A new account of the test organization with one user who is not an administrator;
+/// answers the account's id and that user's credentials.
+async fn account_with_user(app: &TestApp, name: &str) -> (i64, String) {
+    let (status, account) = app.post("/accounts", &json!({"name": name})).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    let id = account["id"].as_i64().unwrap();
+    let (status, user) = app
+        .post(
+            &format!("/accounts/{id}/users"),
+            &json!({"emailAddress": format!("user@{name}.test"), "firstName": "A", "lastName": "User"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    let auth = format!(
+        "User {}, Organization {ORG_SECRET}",
+        user["secret"].as_str().unwrap()
+    );
+    (id, auth)
+}
+
+/// What an administrator creates for another account (`accountId`) they can also list,
+/// poll and delete with the same `accountId`; a user of a third account finds none of it.
+async fn an_admin_lists_deletes_and_polls_what_they_made_for_another_account(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (acme, acme_user) = account_with_user(&app, "acme").await;
+    let (_, stranger) = account_with_user(&app, "globex").await;
+    let (status, oauth_app) = app
+        .post(
+            "/oauth-apps",
+            &json!({"element": "sfdc", "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET, "accountId": acme}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{oauth_app}");
+    let app_id = oauth_app["id"].as_i64().unwrap();
+    let created = new_session(
+        &app,
+        json!({"element": "sfdc", "returnUrl": RETURN_URL, "accountId": acme}),
+    )
+    .await;
+    let session = format!("/connect/sessions/{}", created["id"]);
+
+    // The administrator, for the other account.
+    let (status, view) = app.get(&format!("{session}?accountId={acme}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["status"], "pending");
+    let (status, apps) = app.get(&format!("/oauth-apps?accountId={acme}")).await;
+    assert_eq!(status, StatusCode::OK, "{apps}");
+    assert_eq!(apps[0]["id"], app_id, "{apps}");
+    assert_eq!(apps[0]["accountId"], acme);
+    // Without accountId, the administrator's own account, which has none of it.
+    let (status, body) = app.get(&session).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "connect_session_not_found");
+    let (_, apps) = app.get("/oauth-apps").await;
+    assert_eq!(apps, json!([]));
+    let (status, body) = app.get("/oauth-apps?accountId=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "invalid_query");
+
+    // A user of a third account neither sees nor deletes any of it.
+    let (status, body) = app.call_as(&stranger, Method::GET, &session, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "connect_session_not_found");
+    let delete = format!("/oauth-apps/{app_id}");
+    let (status, body) = app.call_as(&stranger, Method::DELETE, &delete, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "oauth_app_not_found");
+    let (status, body) = app
+        .call_as(
+            &stranger,
+            Method::DELETE,
+            &format!("{delete}?accountId={acme}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The account's own user sees its session.
+    let (status, view) = app.call_as(&acme_user, Method::GET, &session, None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+
+    // The administrator revokes the secret they stored for the other account.
+    let (status, body) = app.call(Method::DELETE, &delete, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = app
+        .call(Method::DELETE, &format!("{delete}?accountId={acme}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, apps) = app.get(&format!("/oauth-apps?accountId={acme}")).await;
+    assert_eq!(apps, json!([]));
 }
