@@ -6,6 +6,7 @@
 use crate::instances::{ElementRef, InstanceBody, ProviderData, platform_user};
 use crate::view::iso8601;
 use crate::{Caller, OAuthUrlParams, ServiceError, Services, now_ms};
+use junction_core::config::keys;
 use junction_core::credential::OAuthGrant;
 use junction_core::element::AuthenticationType;
 use junction_core::{AccountId, ElementDefinition, Secret, UserId};
@@ -65,6 +66,15 @@ impl From<OAuthAppRecord> for OAuthAppView {
             created_date: iso8601(app.created_at),
         }
     }
+}
+
+/// Which account's OAuth apps or sessions a call reads or deletes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct AccountParams {
+    /// Another account of the organization (administrators only); default: the caller's.
+    pub account_id: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -367,16 +377,22 @@ impl Services {
     pub async fn list_oauth_apps(
         &self,
         caller: &Caller,
+        params: AccountParams,
     ) -> Result<Vec<OAuthAppView>, ServiceError> {
-        platform_user(caller)?;
-        let apps = self.store.list_oauth_apps(caller.account_id()).await?;
+        let (principal, _) = self.target_account(caller, params.account_id).await?;
+        let apps = self.store.list_oauth_apps(principal.account_id).await?;
         Ok(apps.into_iter().map(OAuthAppView::from).collect())
     }
 
-    pub async fn delete_oauth_app(&self, caller: &Caller, id: i64) -> Result<(), ServiceError> {
-        platform_user(caller)?;
+    pub async fn delete_oauth_app(
+        &self,
+        caller: &Caller,
+        id: i64,
+        params: AccountParams,
+    ) -> Result<(), ServiceError> {
+        let (principal, _) = self.target_account(caller, params.account_id).await?;
         self.store
-            .delete_oauth_app(caller.account_id(), id)
+            .delete_oauth_app(principal.account_id, id)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::OAuthAppNotFound(id),
@@ -495,11 +511,12 @@ impl Services {
         &self,
         caller: &Caller,
         id: i64,
+        params: AccountParams,
     ) -> Result<ConnectSessionView, ServiceError> {
-        platform_user(caller)?;
+        let (principal, _) = self.target_account(caller, params.account_id).await?;
         let session = self
             .store
-            .get_connect_session(caller.account_id(), id, now_ms())
+            .get_connect_session(principal.account_id, id, now_ms())
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::ConnectSessionNotFound(id),
@@ -677,17 +694,14 @@ impl Services {
         let (client_id, _, _) = self.session_app(&session, &element.key).await?;
         let state = junction_crypto::generate_secret(32)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        // Only values the element's authorization URL is built from go to it.
-        let templates: BTreeMap<String, Value> = given
+        // The URL is built from what the instance will hold: the app's values (a
+        // subdomain the app fills is not asked of the customer) under the customer's.
+        // Only values the element's templates name go to it.
+        let named = crate::templates::template_names(&element);
+        let templates: BTreeMap<String, Value> = app_config
             .iter()
-            .filter(|(k, _)| {
-                let placeholder = format!("{{{k}}}");
-                element.configuration.iter().any(|c| {
-                    c.default
-                        .as_deref()
-                        .is_some_and(|d| d.contains(&placeholder))
-                })
-            })
+            .chain(&given)
+            .filter(|(k, _)| named.contains(*k))
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
         let pkce = element.oauth.as_ref().is_some_and(|spec| spec.pkce);
@@ -706,6 +720,8 @@ impl Services {
             api_key: Some(client_id),
             callback_url: Some(format!("{}{CALLBACK_PATH}", session.base_url)),
             state: Some(state.expose().to_owned()),
+            // The customer approves the scope the instance will record.
+            scope: app_config.get(keys::SCOPE).cloned(),
             configuration: templates,
             ..OAuthUrlParams::default()
         };
@@ -759,9 +775,13 @@ impl Services {
                 ConnectStatus::Failed
             };
             let reason = query.error_description.as_deref().unwrap_or(error);
-            self.store
-                .finish_connect_session(session.id, status, None, Some(reason))
-                .await?;
+            if !self
+                .store
+                .end_connect_authorization(&session, status, reason)
+                .await?
+            {
+                return Ok(outcome(&base, "used", None));
+            }
             return Ok(outcome(&base, status.as_str(), Some(reason)));
         }
         let Some(code) = query.code.filter(|c| !c.is_empty()) else {
@@ -769,7 +789,7 @@ impl Services {
         };
         if !self
             .store
-            .claim_connect_session(session.id, &element_key, now)
+            .claim_connect_authorization(&session, now)
             .await?
         {
             return Ok(outcome(&base, "used", None));

@@ -55,9 +55,9 @@ pub mod limits {
 }
 pub use configuration::{ConfigEntryView, config_id};
 pub use connect::{
-    CALLBACK_PATH as CONNECT_CALLBACK_PATH, ConnectCallback, ConnectElementView, ConnectFieldView,
-    ConnectNext, ConnectPageView, ConnectSessionBody, ConnectSessionCreated, ConnectSessionView,
-    ConnectStartBody, InlineOAuthApp, OAuthAppBody, OAuthAppView,
+    AccountParams, CALLBACK_PATH as CONNECT_CALLBACK_PATH, ConnectCallback, ConnectElementView,
+    ConnectFieldView, ConnectNext, ConnectPageView, ConnectSessionBody, ConnectSessionCreated,
+    ConnectSessionView, ConnectStartBody, InlineOAuthApp, OAuthAppBody, OAuthAppView,
 };
 pub use elements::{ElementPart, FoundElement, derive_key};
 pub use error::ServiceError;

@@ -115,6 +115,8 @@ pub struct ConnectSessionRecord {
     /// The PKCE verifier of the authorization in progress.
     pub pkce_verifier: Option<Secret>,
     token_hash: Vec<u8>,
+    /// The lookup hash of the OAuth `state` bound when this record was read.
+    state_hash: Option<Vec<u8>>,
     /// Stored status, or `Expired` once an open session's time is up.
     pub status: ConnectStatus,
     pub element_key: Option<String>,
@@ -139,8 +141,8 @@ pub struct NewConnectSession<'a> {
 }
 
 const SESSION_COLUMNS: &str = "id, account_id, user_id, token_hash, elements, name, tags, \
-    return_url, base_url, app_client_id, app_sealed, config_sealed, pkce_sealed, status, element_key, instance_id, error, \
-    expires_at, created_at";
+    return_url, base_url, app_client_id, app_sealed, config_sealed, pkce_sealed, state_hash, status, element_key, \
+    instance_id, error, expires_at, created_at";
 
 fn json_list(row: &AnyRow, column: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(&row.try_get::<String, _>(column)?)
@@ -369,6 +371,7 @@ impl Store {
             configuration,
             pkce_verifier,
             token_hash,
+            state_hash: row.try_get("state_hash")?,
             status,
             element_key: row.try_get("element_key")?,
             instance_id: row.try_get("instance_id")?,
@@ -491,6 +494,55 @@ impl Store {
         .bind(element_key)
         .bind(id)
         .bind(now)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes a session whose provider answered with a code for finishing, only while the
+    /// authorization that answered is still the session's latest: a `state` an
+    /// authorization started since has replaced cannot finish it.
+    pub async fn claim_connect_authorization(
+        &self,
+        session: &ConnectSessionRecord,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let Some(state_hash) = session.state_hash.as_deref() else {
+            return Ok(false);
+        };
+        let done = sqlx::query(
+            "update connect_sessions set status = 'completing', state_hash = null \
+             where id = $1 and status = 'authorizing' and state_hash = $2 and expires_at > $3",
+        )
+        .bind(session.id)
+        .bind(state_hash)
+        .bind(now)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a session whose provider answered with an error, in the same statement that
+    /// checks the authorization is still waiting for its answer: a code that came back
+    /// for the same `state` and already claimed the session keeps it. False when it did.
+    pub async fn end_connect_authorization(
+        &self,
+        session: &ConnectSessionRecord,
+        status: ConnectStatus,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(state_hash) = session.state_hash.as_deref() else {
+            return Ok(false);
+        };
+        let done = sqlx::query(
+            "update connect_sessions set status = $1, error = $2, state_hash = null, \
+             config_sealed = null, pkce_sealed = null \
+             where id = $3 and status = 'authorizing' and state_hash = $4",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(session.id)
+        .bind(state_hash)
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)

@@ -5,6 +5,7 @@
 use super::AppState;
 use super::error::{ApiError, ApiErrorBody};
 use super::extract::{ApiJson, Auth, authorization_header};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,8 +13,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use junction_service::{
-    ConnectCallback, ConnectNext, ConnectPageView, ConnectSessionBody, ConnectSessionCreated,
-    ConnectSessionView, ConnectStartBody, OAuthAppBody, OAuthAppView,
+    AccountParams, ConnectCallback, ConnectNext, ConnectPageView, ConnectSessionBody,
+    ConnectSessionCreated, ConnectSessionView, ConnectStartBody, OAuthAppBody, OAuthAppView,
 };
 
 /// Routes under the API prefix.
@@ -64,6 +65,15 @@ fn base_url(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
+/// `?accountId=`, or a clear 400 naming what is wrong with the query.
+fn account_params(
+    query: Result<Query<AccountParams>, QueryRejection>,
+) -> Result<AccountParams, ApiError> {
+    query
+        .map(|Query(params)| params)
+        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text()))
+}
+
 #[utoipa::path(
     post,
     path = "/oauth-apps",
@@ -86,14 +96,17 @@ async fn put_app(
     path = "/oauth-apps",
     tag = "connect",
     summary = "List the account's OAuth apps (secrets masked)",
+    params(AccountParams),
     security(("authorization" = [])),
-    responses((status = 200, body = [OAuthAppView]), (status = 401, body = ApiErrorBody)),
+    responses((status = 200, body = [OAuthAppView]), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
 )]
 async fn list_apps(
     State(state): State<AppState>,
     Auth(caller): Auth,
+    query: Result<Query<AccountParams>, QueryRejection>,
 ) -> Result<Json<Vec<OAuthAppView>>, ApiError> {
-    Ok(Json(state.services.list_oauth_apps(&caller).await?))
+    let params = account_params(query)?;
+    Ok(Json(state.services.list_oauth_apps(&caller, params).await?))
 }
 
 #[utoipa::path(
@@ -101,15 +114,17 @@ async fn list_apps(
     path = "/oauth-apps/{id}",
     tag = "connect",
     summary = "Delete one of the account's OAuth apps",
-    params(("id" = i64, Path, description = "OAuth app id")),
+    params(("id" = i64, Path, description = "OAuth app id"), AccountParams),
     security(("authorization" = [])),
-    responses((status = 200), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    responses((status = 200), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
 )]
 async fn remove_app(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
+    query: Result<Query<AccountParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = account_params(query)?;
     let id = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -117,7 +132,7 @@ async fn remove_app(
             "no such OAuth app",
         )
     })?;
-    state.services.delete_oauth_app(&caller, id).await?;
+    state.services.delete_oauth_app(&caller, id, params).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -149,15 +164,17 @@ async fn create_session(
     path = "/connect/sessions/{id}",
     tag = "connect",
     summary = "A Connect session's status, and its instance once completed",
-    params(("id" = i64, Path, description = "Connect session id")),
+    params(("id" = i64, Path, description = "Connect session id"), AccountParams),
     security(("authorization" = [])),
-    responses((status = 200, body = ConnectSessionView), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+    responses((status = 200, body = ConnectSessionView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
 )]
 async fn show_session(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
+    query: Result<Query<AccountParams>, QueryRejection>,
 ) -> Result<Json<ConnectSessionView>, ApiError> {
+    let params = account_params(query)?;
     let id = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -165,7 +182,12 @@ async fn show_session(
             "no such Connect session",
         )
     })?;
-    Ok(Json(state.services.get_connect_session(&caller, id).await?))
+    Ok(Json(
+        state
+            .services
+            .get_connect_session(&caller, id, params)
+            .await?,
+    ))
 }
 
 /// `Authorization: Connect <token>`, the page's proof of its session.

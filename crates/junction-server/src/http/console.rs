@@ -60,7 +60,10 @@ const DOCS_POLICY: &str = "default-src 'none'; script-src 'self'; \
     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Adds the HTML security headers to every HTML response, whichever route made it; JSON
-/// answers are left as they are, so the API stays callable from other origins.
+/// answers are left as they are, so the API stays callable from other origins. A policy
+/// the route already set stands: a provider's page relayed by the passthrough or a stream
+/// resource carries a sandboxing policy, and Junction's own would let it run as
+/// Junction's origin.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let docs = req.uri().path().starts_with("/docs");
     let mut response = next.run(req).await;
@@ -71,11 +74,13 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         .is_some_and(|v| v.starts_with("text/html"));
     if html {
         let headers = response.headers_mut();
-        let policy = if docs { DOCS_POLICY } else { PAGE_POLICY };
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(policy),
-        );
+        if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+            let policy = if docs { DOCS_POLICY } else { PAGE_POLICY };
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(policy),
+            );
+        }
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         headers.insert(
             header::REFERRER_POLICY,

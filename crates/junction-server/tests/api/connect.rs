@@ -1,8 +1,9 @@
 //! The hosted Connect page's API: OAuth apps, Connect sessions, and the end customer's
 //! path through a real authorization server back to the app.
 
-use crate::helpers::{TestApp, assert_error};
+use crate::helpers::{ORG_SECRET, TestApp, assert_error};
 use crate::on_both_backends;
+use junction_store::ConnectStatus;
 use junction_testkit::browser::Browser;
 use junction_testkit::db::Backend;
 use junction_testkit::peers::{CLIENT_ID, CLIENT_SECRET, Peer, PeerKind};
@@ -20,6 +21,10 @@ on_both_backends!(
     a_non_oauth_element_is_provisioned_from_the_page_and_may_be_retried,
     an_element_that_takes_pkce_gets_a_challenge_and_its_verifier,
     a_code_the_provider_refuses_fails_the_session_with_its_reason,
+    an_error_and_a_code_for_one_state_end_the_session_once,
+    a_code_for_a_replaced_state_cannot_finish_the_session,
+    the_authorization_url_takes_the_oauth_apps_values_and_scope,
+    an_admin_lists_deletes_and_polls_what_they_made_for_another_account,
 );
 
 pub const RETURN_URL: &str = "https://app.example.test/connected";
@@ -546,4 +551,258 @@ async fn a_code_the_provider_refuses_fails_the_session_with_its_reason(backend: 
     );
     let (_, list) = app.get("/instances").await;
     assert_eq!(list, json!([]));
+}
+
+fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(elapsed.as_millis()).unwrap()
+}
+
+/// The `state` Junction sent the provider in an authorization URL.
+fn state_of(redirect: &str) -> String {
+    url::Url::parse(redirect)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+/// An authorizing `sfdc` session: its id, and the page's answer to Connect.
+async fn authorizing(app: &TestApp, peer: &Peer) -> (i64, String) {
+    store_app(app, peer).await;
+    let created = new_session(app, json!({"element": "sfdc", "returnUrl": RETURN_URL})).await;
+    let token = created["token"].as_str().unwrap();
+    let (status, next) = as_page(app, token, Method::POST, Some(&json!({"element": "sfdc"}))).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    (
+        created["id"].as_i64().unwrap(),
+        next["redirectUrl"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Two answers for one `state`, an `error=` and a `code=`, whose callbacks both read the
+/// session before either wrote: whichever writes first ends it, and the other changes
+/// nothing (a code that claimed the session keeps it while it makes the instance).
+async fn an_error_and_a_code_for_one_state_end_the_session_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let peer = peer_for(&app).await;
+    let store = &app.services.store;
+
+    // The code first: the error's write must not turn a finishing session into a failure.
+    let (id, redirect) = authorizing(&app, &peer).await;
+    let state = state_of(&redirect);
+    let read_by_error = store
+        .connect_session_by_state(&state, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    let read_by_code = store
+        .connect_session_by_state(&state, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .claim_connect_authorization(&read_by_code, now_ms())
+            .await
+            .unwrap()
+    );
+    let ended = store
+        .end_connect_authorization(&read_by_error, ConnectStatus::Denied, "access_denied")
+        .await
+        .unwrap();
+    assert!(!ended);
+    let (_, view) = app.get(&format!("/connect/sessions/{id}")).await;
+    assert_eq!(view["status"], "completing", "{view}");
+    assert_eq!(view["error"], Value::Null);
+
+    // The error first: the code's claim finds nothing to finish.
+    let (id, redirect) = authorizing(&app, &peer).await;
+    let state = state_of(&redirect);
+    let read_by_error = store
+        .connect_session_by_state(&state, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    let read_by_code = store
+        .connect_session_by_state(&state, now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .end_connect_authorization(&read_by_error, ConnectStatus::Denied, "access_denied")
+            .await
+            .unwrap()
+    );
+    let claimed = store
+        .claim_connect_authorization(&read_by_code, now_ms())
+        .await
+        .unwrap();
+    assert!(!claimed);
+    let (_, view) = app.get(&format!("/connect/sessions/{id}")).await;
+    assert_eq!(view["status"], "denied", "{view}");
+    assert_eq!(view["error"], "access_denied");
+}
+
+/// The customer pressed Connect again while an earlier answer's callback had read the
+/// session: only the latest authorization's `state` may finish it.
+async fn a_code_for_a_replaced_state_cannot_finish_the_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let peer = peer_for(&app).await;
+    store_app(&app, &peer).await;
+    let created = new_session(&app, json!({"element": "sfdc", "returnUrl": RETURN_URL})).await;
+    let token = created["token"].as_str().unwrap();
+    let connect_body = json!({"element": "sfdc"});
+    let connect = || as_page(&app, token, Method::POST, Some(&connect_body));
+    let (_, first) = connect().await;
+    let store = &app.services.store;
+    let read_with_first = store
+        .connect_session_by_state(&state_of(first["redirectUrl"].as_str().unwrap()), now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, second) = connect().await;
+
+    let claimed = store
+        .claim_connect_authorization(&read_with_first, now_ms())
+        .await
+        .unwrap();
+    assert!(!claimed);
+    let (_, view) = app
+        .get(&format!("/connect/sessions/{}", created["id"]))
+        .await;
+    assert_eq!(view["status"], "authorizing", "{view}");
+    // The latest authorization still finishes it.
+    let callback = authorize(&app, &peer, second["redirectUrl"].as_str().unwrap(), "").await;
+    let back = follow_callback(&app, &callback).await;
+    assert!(back.starts_with(RETURN_URL), "{back}");
+}
+
+/// An app that fills the element's templated subdomain and sets a scope: the customer is
+/// not asked for the subdomain, and is sent to the app's host to approve the app's scope.
+async fn the_authorization_url_takes_the_oauth_apps_values_and_scope(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, body) = app
+        .post(
+            "/oauth-apps",
+            &json!({"element": "zendesk", "clientId": "zd-client", "clientSecret": "zd-secret",
+                    "configuration": {"zendesk.subdomain": "acme", "oauth.scope": "tickets:read users:read"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let created = new_session(&app, json!({"element": "zendesk", "returnUrl": RETURN_URL})).await;
+    let token = created["token"].as_str().unwrap();
+    let (_, page) = as_page(&app, token, Method::GET, None).await;
+    assert_eq!(page["elements"][0]["fields"], json!([]), "{page}");
+
+    let (status, next) = as_page(
+        &app,
+        token,
+        Method::POST,
+        Some(&json!({"element": "zendesk"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let redirect = url::Url::parse(next["redirectUrl"].as_str().unwrap()).unwrap();
+    assert_eq!(redirect.host_str(), Some("acme.zendesk.com"), "{redirect}");
+    assert_eq!(redirect.path(), "/oauth/authorizations/new");
+    let q: std::collections::HashMap<_, _> = redirect.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], "zd-client");
+    assert_eq!(q["scope"], "tickets:read users:read");
+}
+
+/// A new account of the test organization with one user who is not an administrator;
+/// answers the account's id and that user's credentials.
+async fn account_with_user(app: &TestApp, name: &str) -> (i64, String) {
+    let (status, account) = app.post("/accounts", &json!({"name": name})).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    let id = account["id"].as_i64().unwrap();
+    let (status, user) = app
+        .post(
+            &format!("/accounts/{id}/users"),
+            &json!({"emailAddress": format!("user@{name}.test"), "firstName": "A", "lastName": "User"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    let auth = format!(
+        "User {}, Organization {ORG_SECRET}",
+        user["secret"].as_str().unwrap()
+    );
+    (id, auth)
+}
+
+/// What an administrator creates for another account (`accountId`) they can also list,
+/// poll and delete with the same `accountId`; a user of a third account finds none of it.
+async fn an_admin_lists_deletes_and_polls_what_they_made_for_another_account(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (acme, acme_user) = account_with_user(&app, "acme").await;
+    let (_, stranger) = account_with_user(&app, "globex").await;
+    let (status, oauth_app) = app
+        .post(
+            "/oauth-apps",
+            &json!({"element": "sfdc", "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET, "accountId": acme}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{oauth_app}");
+    let app_id = oauth_app["id"].as_i64().unwrap();
+    let created = new_session(
+        &app,
+        json!({"element": "sfdc", "returnUrl": RETURN_URL, "accountId": acme}),
+    )
+    .await;
+    let session = format!("/connect/sessions/{}", created["id"]);
+
+    // The administrator, for the other account.
+    let (status, view) = app.get(&format!("{session}?accountId={acme}")).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["status"], "pending");
+    let (status, apps) = app.get(&format!("/oauth-apps?accountId={acme}")).await;
+    assert_eq!(status, StatusCode::OK, "{apps}");
+    assert_eq!(apps[0]["id"], app_id, "{apps}");
+    assert_eq!(apps[0]["accountId"], acme);
+    // Without accountId, the administrator's own account, which has none of it.
+    let (status, body) = app.get(&session).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "connect_session_not_found");
+    let (_, apps) = app.get("/oauth-apps").await;
+    assert_eq!(apps, json!([]));
+    let (status, body) = app.get("/oauth-apps?accountId=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "invalid_query");
+
+    // A user of a third account neither sees nor deletes any of it.
+    let (status, body) = app.call_as(&stranger, Method::GET, &session, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "connect_session_not_found");
+    let delete = format!("/oauth-apps/{app_id}");
+    let (status, body) = app.call_as(&stranger, Method::DELETE, &delete, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_error(&body, "oauth_app_not_found");
+    let (status, body) = app
+        .call_as(
+            &stranger,
+            Method::DELETE,
+            &format!("{delete}?accountId={acme}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The account's own user sees its session.
+    let (status, view) = app.call_as(&acme_user, Method::GET, &session, None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+
+    // The administrator revokes the secret they stored for the other account.
+    let (status, body) = app.call(Method::DELETE, &delete, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = app
+        .call(Method::DELETE, &format!("{delete}?accountId={acme}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, apps) = app.get(&format!("/oauth-apps?accountId={acme}")).await;
+    assert_eq!(apps, json!([]));
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 on_both_backends!(
     an_out_of_range_refresh_interval_is_refused_and_nothing_is_stored,
     a_proxied_page_sets_no_cookie_and_runs_sandboxed,
+    a_streamed_hub_page_runs_sandboxed,
     a_deleted_instance_leaves_no_checked_base_url_behind,
     an_element_token_cannot_re_point_where_credentials_go,
     moving_a_credential_url_to_another_host_needs_a_new_code_and_drops_the_tokens,
@@ -171,6 +172,65 @@ async fn a_proxied_page_sets_no_cookie_and_runs_sandboxed(backend: Backend) {
     assert_eq!(policies.len(), 1, "{headers:?}");
     assert!(
         policies[0].to_str().unwrap().starts_with("sandbox"),
+        "{headers:?}"
+    );
+}
+
+/// A provider's HTML that a `stream: true` hub resource relays keeps the sandboxing
+/// policy too, not the one Junction's own pages carry.
+async fn a_streamed_hub_page_runs_sandboxed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let page = || async {
+        (
+            [
+                ("content-type", "text/html; charset=utf-8"),
+                ("content-security-policy", "default-src *"),
+            ],
+            "<script>fetch('/elements/api-v2/instances')</script>",
+        )
+            .into_response()
+    };
+    let provider = Api::start(Router::new().route("/files/{id}", get(page))).await;
+    let element = json!({
+        "name": "pages", "key": "pages", "description": "a vendor", "hub": "documents",
+        "authentication": {"type": "basic"},
+        "configuration": [
+            {"key": "vendor.api.key", "name": "API key", "type": "PASSWORD", "required": true},
+            {"key": "base.url", "name": "Base URL", "default": "https://vendor.example/api"},
+        ],
+        "credentials": [{"in": "basic", "username": "{vendor.api.key}", "password": "X"}],
+        "resources": [{"path": "/hubs/documents/files/{id}", "method": "GET",
+                       "vendorPath": "/files/{id}", "stream": true}],
+    });
+    let (status, body) = app.post("/elements", &element).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, instance) = app
+        .post(
+            "/instances",
+            &json!({"element": {"key": "pages"}, "name": "n", "configuration": {
+                "vendor.api.key": "k", "base.url": provider.base_url,
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+
+    let response = app
+        .http
+        .get(app.url("/hubs/documents/files/report"))
+        .header(
+            "Authorization",
+            format!("Element {}", instance["token"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let policies: Vec<_> = headers.get_all("content-security-policy").iter().collect();
+    assert_eq!(
+        policies,
+        [junction_oauth::PROXIED_CONTENT_SECURITY_POLICY],
         "{headers:?}"
     );
 }
