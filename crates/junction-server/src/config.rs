@@ -93,6 +93,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "MiB of JavaScript heap one hook run may use, its inputs included; more ends the call with 502 hook_failed.",
     ),
     (
+        "JUNCTION_CONNECT_RETENTION",
+        "24",
+        "Hours a Connect session is kept after it expires, whatever its status (an app can poll it until then); it and its hashed token are then deleted.",
+    ),
+    (
         "JUNCTION_HEADER_READ_TIMEOUT",
         "10",
         "Seconds a client has to send a request's headers. A kept-alive connection that sends no new request is closed after the same time.",
@@ -281,6 +286,9 @@ pub struct Settings {
     /// MiB of JavaScript heap one hook run may use.
     #[arg(long, env = "JUNCTION_HOOK_MEMORY", default_value = "32")]
     pub hook_memory: usize,
+    /// Hours a Connect session is kept after it expires.
+    #[arg(long, env = "JUNCTION_CONNECT_RETENTION", default_value = "24")]
+    pub connect_retention: u64,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -333,6 +341,8 @@ pub struct Config {
     pub caller_concurrency: usize,
     /// Bounds on each run of an element's JavaScript hook.
     pub hooks: junction_sandbox::Limits,
+    /// How long a Connect session outlives its expiry before it is deleted.
+    pub connect_retention: Duration,
 }
 
 /// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
@@ -649,6 +659,13 @@ impl Config {
                     })?,
                 },
             },
+            connect_retention: Duration::from_secs(
+                at_least_one("JUNCTION_CONNECT_RETENTION", s.connect_retention)?
+                    .checked_mul(3600)
+                    .with_context(|| {
+                        format!("{} is too large", setting_name("JUNCTION_CONNECT_RETENTION"))
+                    })?,
+            ),
         })
     }
 
@@ -768,6 +785,7 @@ mod tests {
             caller_concurrency: 8,
             hook_timeout: 1000,
             hook_memory: 32,
+            connect_retention: 24,
         }
     }
 

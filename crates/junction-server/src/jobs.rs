@@ -1,5 +1,6 @@
 //! Background work: the sweep that renews provider tokens before they expire, so a
-//! customer's call rarely waits for a refresh and a long-lived Graph token never lapses.
+//! customer's call rarely waits for a refresh and a long-lived Graph token never lapses;
+//! the purge of Connect sessions past their retention.
 
 use junction_service::{Services, SweepReport};
 use std::time::Duration;
@@ -64,5 +65,58 @@ pub fn spawn_refresh_job(
             }
         }
         tracing::info!("token refresh sweeps stopped");
+    })
+}
+
+/// Time between purges of Connect sessions past their retention.
+const CONNECT_PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// One purge of the Connect sessions that expired more than `retention` ago, `batch`
+/// per statement; failures are logged and never end the job.
+pub async fn purge_connect_sessions_once(
+    services: &Services,
+    retention: Duration,
+    batch: i64,
+) -> u64 {
+    match services.purge_connect_sessions(retention, batch).await {
+        Ok(purged) => {
+            if purged > 0 {
+                tracing::info!(purged, "expired Connect sessions deleted");
+            }
+            purged
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "purging Connect sessions failed");
+            0
+        }
+    }
+}
+
+/// Purges Connect sessions past their retention every ten minutes until `stop` turns
+/// true. The first purge waits its turn too: a session a minute past its retention
+/// harms no one, and a start stays quick.
+pub fn spawn_connect_purge_job(
+    services: Services,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(CONNECT_PURGE_INTERVAL) => {
+                    purge_connect_sessions_once(
+                        &services,
+                        retention,
+                        junction_service::CONNECT_PURGE_BATCH,
+                    )
+                    .await;
+                }
+            }
+        }
     })
 }

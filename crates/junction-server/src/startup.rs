@@ -31,6 +31,7 @@ pub struct App {
     services: Services,
     refresh_interval: Option<std::time::Duration>,
     refresh_concurrency: usize,
+    connect_retention: std::time::Duration,
     limits: ServerLimits,
     pub bootstrapped: Option<Bootstrapped>,
     /// Held while serving: see `claim_sqlite`.
@@ -260,6 +261,7 @@ impl App {
             services,
             refresh_interval: config.refresh_interval,
             refresh_concurrency: config.refresh_concurrency,
+            connect_retention: config.connect_retention,
             limits: config.limits,
             bootstrapped,
             sqlite_lock,
@@ -303,6 +305,11 @@ impl App {
                 stop_rx,
             )
         });
+        let purge = crate::jobs::spawn_connect_purge_job(
+            self.services.clone(),
+            self.connect_retention,
+            stop_tx.subscribe(),
+        );
         let shutdown = async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -314,6 +321,9 @@ impl App {
             && let Err(e) = job.await
         {
             tracing::error!(error = %e, "the token refresh job failed");
+        }
+        if let Err(e) = purge.await {
+            tracing::error!(error = %e, "the Connect session purge job failed");
         }
         store.close().await;
         drop(self.sqlite_lock);

@@ -20,6 +20,7 @@ on_both_backends!(
     a_non_oauth_element_is_provisioned_from_the_page_and_may_be_retried,
     an_element_that_takes_pkce_gets_a_challenge_and_its_verifier,
     a_code_the_provider_refuses_fails_the_session_with_its_reason,
+    sessions_past_their_retention_are_purged_in_batches_with_their_tokens,
 );
 
 pub const RETURN_URL: &str = "https://app.example.test/connected";
@@ -546,4 +547,61 @@ async fn a_code_the_provider_refuses_fails_the_session_with_its_reason(backend: 
     );
     let (_, list) = app.get("/instances").await;
     assert_eq!(list, json!([]));
+}
+
+async fn sessions_past_their_retention_are_purged_in_batches_with_their_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        sessions.push(
+            new_session(
+                &app,
+                json!({"element": "airtable", "returnUrl": RETURN_URL, "expiresIn": 60}),
+            )
+            .await,
+        );
+    }
+    let id = |s: &Value| s["id"].as_i64().unwrap();
+    let (old, kept) = sessions.split_at(3);
+    for session in old {
+        expire(&app, id(session)).await;
+    }
+    // Expired an hour ago: still inside a day's retention.
+    let an_hour_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    sqlx::query("update connect_sessions set expires_at = $1 where id = $2")
+        .bind(an_hour_ago)
+        .bind(id(&kept[0]))
+        .execute(&pool(&app).await)
+        .await
+        .unwrap();
+
+    // Two per batch: three old sessions take two batches.
+    let purged = junction_server::jobs::purge_connect_sessions_once(
+        &app.services,
+        std::time::Duration::from_secs(24 * 3600),
+        2,
+    )
+    .await;
+    assert_eq!(purged, 3);
+
+    for session in old {
+        let (status, body) = app
+            .get(&format!("/connect/sessions/{}", id(session)))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_error(&body, "connect_session_not_found");
+        let token = session["token"].as_str().unwrap();
+        let (status, body) = as_page(&app, token, Method::GET, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_error(&body, "connect_session_invalid");
+    }
+    let (_, view) = app.get(&format!("/connect/sessions/{}", id(&kept[0]))).await;
+    assert_eq!(view["status"], "expired");
+    let (_, view) = app.get(&format!("/connect/sessions/{}", id(&kept[1]))).await;
+    assert_eq!(view["status"], "pending");
+    let rows: Vec<i64> = sqlx::query_scalar("select id from connect_sessions order by id")
+        .fetch_all(&pool(&app).await)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![id(&kept[0]), id(&kept[1])]);
 }

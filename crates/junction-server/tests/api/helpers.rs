@@ -134,6 +134,7 @@ impl TestApp {
             caller_concurrency: options.caller_concurrency,
             hook_timeout: options.hook_timeout_ms,
             hook_memory: 32,
+            connect_retention: 24,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");
