@@ -663,7 +663,10 @@ impl Config {
                 at_least_one("JUNCTION_CONNECT_RETENTION", s.connect_retention)?
                     .checked_mul(3600)
                     .with_context(|| {
-                        format!("{} is too large", setting_name("JUNCTION_CONNECT_RETENTION"))
+                        format!(
+                            "{} is too large",
+                            setting_name("JUNCTION_CONNECT_RETENTION")
+                        )
                     })?,
             ),
         })

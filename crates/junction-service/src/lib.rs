@@ -56,7 +56,8 @@ pub use configuration::{ConfigEntryView, config_id};
 pub use connect::{
     CALLBACK_PATH as CONNECT_CALLBACK_PATH, ConnectCallback, ConnectElementView, ConnectFieldView,
     ConnectNext, ConnectPageView, ConnectSessionBody, ConnectSessionCreated, ConnectSessionView,
-    ConnectStartBody, InlineOAuthApp, OAuthAppBody, OAuthAppView, PURGE_BATCH as CONNECT_PURGE_BATCH,
+    ConnectStartBody, InlineOAuthApp, OAuthAppBody, OAuthAppView,
+    PURGE_BATCH as CONNECT_PURGE_BATCH,
 };
 pub use elements::{ElementPart, FoundElement, derive_key};
 pub use error::ServiceError;

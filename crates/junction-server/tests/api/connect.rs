@@ -1,7 +1,7 @@
 //! The hosted Connect page's API: OAuth apps, Connect sessions, and the end customer's
 //! path through a real authorization server back to the app.
 
-use crate::helpers::{TestApp, assert_error};
+use crate::helpers::{Options, TestApp, assert_error};
 use crate::on_both_backends;
 use junction_testkit::browser::Browser;
 use junction_testkit::db::Backend;
@@ -21,6 +21,8 @@ on_both_backends!(
     an_element_that_takes_pkce_gets_a_challenge_and_its_verifier,
     a_code_the_provider_refuses_fails_the_session_with_its_reason,
     sessions_past_their_retention_are_purged_in_batches_with_their_tokens,
+    the_link_and_callback_follow_the_host_without_a_public_url,
+    the_link_and_callback_follow_the_public_url_when_set,
 );
 
 pub const RETURN_URL: &str = "https://app.example.test/connected";
@@ -585,9 +587,7 @@ async fn sessions_past_their_retention_are_purged_in_batches_with_their_tokens(b
     assert_eq!(purged, 3);
 
     for session in old {
-        let (status, body) = app
-            .get(&format!("/connect/sessions/{}", id(session)))
-            .await;
+        let (status, body) = app.get(&format!("/connect/sessions/{}", id(session))).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert_error(&body, "connect_session_not_found");
         let token = session["token"].as_str().unwrap();
@@ -595,13 +595,75 @@ async fn sessions_past_their_retention_are_purged_in_batches_with_their_tokens(b
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert_error(&body, "connect_session_invalid");
     }
-    let (_, view) = app.get(&format!("/connect/sessions/{}", id(&kept[0]))).await;
+    let (_, view) = app
+        .get(&format!("/connect/sessions/{}", id(&kept[0])))
+        .await;
     assert_eq!(view["status"], "expired");
-    let (_, view) = app.get(&format!("/connect/sessions/{}", id(&kept[1]))).await;
+    let (_, view) = app
+        .get(&format!("/connect/sessions/{}", id(&kept[1])))
+        .await;
     assert_eq!(view["status"], "pending");
     let rows: Vec<i64> = sqlx::query_scalar("select id from connect_sessions order by id")
         .fetch_all(&pool(&app).await)
         .await
         .unwrap();
     assert_eq!(rows, vec![id(&kept[0]), id(&kept[1])]);
+}
+
+/// Creates an sfdc session through a proxy that names Junction `junction.internal:8443`
+/// over https, starts its authorization, and returns the link and the `redirect_uri`.
+async fn link_and_callback(app: &TestApp) -> (String, String) {
+    let (status, body) = app
+        .post(
+            "/oauth-apps",
+            &json!({"element": "sfdc", "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = app
+        .http
+        .post(app.url("/connect/sessions"))
+        .header("Authorization", app.platform_auth())
+        .header("Host", "junction.internal:8443")
+        .header("X-Forwarded-Proto", "https")
+        .json(&json!({"element": "sfdc", "returnUrl": RETURN_URL}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    let token = created["token"].as_str().unwrap();
+    let (status, next) = as_page(app, token, Method::POST, Some(&json!({"element": "sfdc"}))).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let redirect = url::Url::parse(next["redirectUrl"].as_str().unwrap()).unwrap();
+    let (_, callback) = redirect
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap();
+    let link = created["url"].as_str().unwrap().replace(token, "TOKEN");
+    (link, callback.into_owned())
+}
+
+async fn the_link_and_callback_follow_the_host_without_a_public_url(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (link, callback) = link_and_callback(&app).await;
+    assert_eq!(link, "https://junction.internal:8443/connect#TOKEN");
+    assert_eq!(callback, "https://junction.internal:8443/connect/callback");
+}
+
+async fn the_link_and_callback_follow_the_public_url_when_set(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            public_url: Some("https://hub.example.com/junction/".into()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (link, callback) = link_and_callback(&app).await;
+    assert_eq!(link, "https://hub.example.com/junction/connect#TOKEN");
+    assert_eq!(
+        callback,
+        "https://hub.example.com/junction/connect/callback"
+    );
 }
