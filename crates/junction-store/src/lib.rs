@@ -10,6 +10,7 @@
 mod accounts;
 mod cache;
 mod elements;
+pub mod events;
 mod hubs;
 mod instances;
 mod refresh;
@@ -23,6 +24,10 @@ pub use accounts::{
 };
 pub use cache::CacheSettings;
 pub use elements::{CustomElement, OrganizationElements};
+pub use events::{
+    Attempt, ClaimedDelivery, DeliveryOutcome, DeliveryResult, EventPage, EventQuery, EventRecord,
+    FinderCandidate, NewEvent, NewNotification,
+};
 pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
