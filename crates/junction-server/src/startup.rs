@@ -7,6 +7,7 @@ use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
+use junction_service::events::EventHub;
 use junction_service::{FailureLimiter, RefreshCoordinator, Services, TraceWriter, now_ms};
 use junction_store::{NewOrganization, OrganizationCreated, Store, StoreError, StoreSettings};
 use std::future::Future;
@@ -175,6 +176,14 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
     // than the whole call, so large bodies can stream.
     let proxy = ProxyClient::new(settings)?;
     let traces = TraceWriter::start(store.clone());
+    // Callbacks get the address policy and no redirects like provider calls, with their
+    // own timeout.
+    let callbacks = OutboundClient::new(OutboundSettings {
+        request_timeout: config.events.timeout,
+        connect_timeout: config.events.timeout.min(std::time::Duration::from_secs(5)),
+        ..settings
+    })?;
+    let events = Arc::new(EventHub::start(store.clone(), callbacks, config.events));
     Ok(Services {
         store,
         catalog: Arc::new(catalog),
@@ -186,6 +195,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
             config.trust_forwarded_for,
         )),
         traces,
+        events,
     })
 }
 
@@ -234,6 +244,15 @@ impl App {
                 tracing::warn!(
                     released,
                     "released refresh leases left by a Junction process that stopped mid-refresh"
+                );
+            }
+            // Likewise notifications that were being sent: they go out again at once,
+            // under the same Elements-Webhook-Id.
+            let resent = store.release_all_delivery_leases().await?;
+            if resent > 0 {
+                tracing::warn!(
+                    resent,
+                    "event notifications left in flight by a stopped Junction process are sent again"
                 );
             }
         }
@@ -294,6 +313,11 @@ impl App {
                 stop_rx,
             )
         });
+        let event_jobs = crate::jobs::spawn_event_jobs(
+            self.services.clone(),
+            self.services.events.settings.workers,
+            stop_tx.subscribe(),
+        );
         let shutdown = async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -305,6 +329,11 @@ impl App {
             && let Err(e) = job.await
         {
             tracing::error!(error = %e, "the token refresh job failed");
+        }
+        for job in event_jobs {
+            if let Err(e) = job.await {
+                tracing::error!(error = %e, "an event job failed");
+            }
         }
         store.close().await;
         drop(self.sqlite_lock);

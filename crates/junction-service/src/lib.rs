@@ -14,6 +14,7 @@ mod configuration;
 mod credentials;
 mod elements;
 mod error;
+pub mod events;
 mod hosts;
 mod instances;
 mod oauth_url;
@@ -83,6 +84,8 @@ pub struct Services {
     pub auth_failures: Arc<FailureLimiter>,
     /// Where trace log entries go to be written.
     pub traces: TraceWriter,
+    /// The events pipeline: outbox writer, delivery state, settings.
+    pub events: Arc<events::EventHub>,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

@@ -76,7 +76,7 @@ fn number(raw: &str, what: &'static str, code: &'static str) -> Result<i64, ApiE
     })
 }
 
-fn instance_id(raw: &str) -> Result<i64, ApiError> {
+pub(super) fn instance_id(raw: &str) -> Result<i64, ApiError> {
     number(raw, "instance id", "invalid_instance_id")
 }
 
@@ -111,7 +111,11 @@ async fn list_response(
 }
 
 /// The paging headers every list answers with.
-fn page_headers(returned: usize, total: Option<i64>, next_page: Option<String>) -> HeaderMap {
+pub(super) fn page_headers(
+    returned: usize,
+    total: Option<i64>,
+    next_page: Option<String>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {

@@ -4,6 +4,7 @@
 mod accounts;
 mod elements;
 pub mod error;
+mod events;
 pub mod extract;
 mod health;
 mod hubs;
@@ -47,6 +48,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
     let api = Router::new()
         .merge(elements::router())
         .merge(instances::router())
+        .merge(events::router())
         .merge(accounts::router())
         .merge(hubs::router())
         .merge(proxy::router())

@@ -2,7 +2,7 @@
 //! served at `/elements/api-v2/openapi.json` with an offline Swagger UI at `/docs`.
 
 use super::error::ApiErrorBody;
-use super::{accounts, elements, hubs, instances, proxy};
+use super::{accounts, elements, events, hubs, instances, proxy};
 use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
@@ -77,6 +77,18 @@ use utoipa::{Modify, OpenApi};
         instances::replace_of_element,
         instances::merge_of_element,
         instances::remove_of_element,
+        events::handshake,
+        events::handshake_for_instance,
+        events::receive,
+        events::receive_for_instance,
+        events::list,
+        events::list_own,
+        events::show,
+        events::show_own,
+        events::replay,
+        events::replay_own,
+        events::replay_failed,
+        events::replay_failed_own,
         accounts::list,
         accounts::create,
         accounts::show,
@@ -121,6 +133,10 @@ use utoipa::{Modify, OpenApi};
         OperationMetadata,
         HubBody,
         HubView,
+        events::WebhookAccepted,
+        junction_service::events::EventView,
+        junction_service::events::NotifiedAttempt,
+        junction_service::events::ReplayView,
     )),
     modifiers(&Security),
     tags(
@@ -129,6 +145,7 @@ use utoipa::{Modify, OpenApi};
         (name = "accounts", description = "Accounts and users, for organization administrators"),
         (name = "hubs", description = "Calls to an instance's provider, authenticated by its Element token"),
         (name = "catalog", description = "Hubs: the built-in ones and the organization's own"),
+        (name = "events", description = "Provider webhooks in, and the event records of an instance"),
     )
 )]
 pub struct ApiDoc;
