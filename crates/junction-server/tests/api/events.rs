@@ -874,3 +874,40 @@ async fn the_events_api_pages_filters_and_stays_in_the_account(backend: Backend)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+mod two_replicas {
+    /// Two Junction processes on one PostgreSQL, both receiving webhooks and both
+    /// delivering: every event reaches the app, and (nothing failing) exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::two_replicas_deliver_each_event_once(junction_testkit::db::Backend::Postgres).await
+    }
+}
+
+async fn two_replicas_deliver_each_event_once(backend: Backend) {
+    let first = TestApp::spawn(backend).await;
+    let second = first.replica().await;
+    let receiver = Receiver::start(&[], 200).await;
+    let id = facebook_instance(&first, &receiver.url).await;
+    let mut events = Vec::new();
+    for n in 0..100 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        events.push(signed_lead(app, "111", &[&format!("L{n}")]).await);
+    }
+    let got = receiver.wait_for(100).await;
+    // Settle: a duplicate would arrive within a lease's time; none may.
+    for event in &events {
+        let record = event_when(&first, id, event, &["NOTIFIED"]).await;
+        assert_eq!(
+            record["notifiedData"].as_array().unwrap().len(),
+            1,
+            "{record}"
+        );
+    }
+    let got_ids: std::collections::BTreeSet<String> = got
+        .iter()
+        .map(|r| r.json()["message"]["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(receiver.got().len(), 100, "each event delivered once");
+    assert_eq!(got_ids, events.into_iter().collect());
+}

@@ -154,7 +154,9 @@ impl Services {
     pub async fn deliver_due(&self, limit: i64) -> Result<DeliveryReport, ServiceError> {
         let hub = &self.events;
         let now = now_ms();
-        let lease = (hub.settings.timeout + Duration::from_secs(30)).as_millis() as i64;
+        // Long enough for the slowest send of the batch and the write recording it; short
+        // enough that a killed replica's notifications go out again soon.
+        let lease = (hub.settings.timeout + Duration::from_secs(10)).as_millis() as i64;
         let claimed = self
             .store
             .claim_deliveries(&hub.owner, now, now + lease, limit)
