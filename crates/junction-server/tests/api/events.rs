@@ -911,3 +911,91 @@ async fn two_replicas_deliver_each_event_once(backend: Backend) {
     assert_eq!(receiver.got().len(), 100, "each event delivered once");
     assert_eq!(got_ids, events.into_iter().collect());
 }
+
+on_both_backends!(an_element_event_hook_turns_the_payload_into_events);
+
+/// A custom element's `event` hook (JavaScript, Cloud Elements' spelling) decides the
+/// events; the hook sees the payload, the provider's headers and the configuration.
+async fn an_element_event_hook_turns_the_payload_into_events(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start(&[], 200).await;
+    let hook = r#"
+        const out = events.changes.map(c => ({
+            event_object_type: configuration['ticker.object'],
+            event_object_id: String(c.ref),
+            event_type: c.gone ? 'DELETED' : 'UPDATED',
+            event_date: events.at,
+        }));
+        done({events: out, ignored: events.eventHeaders['x-ticker-source']});
+    "#;
+    let (status, element) = app
+        .post(
+            "/elements",
+            &json!({
+                "name": "Ticker",
+                "key": "ticker",
+                "description": "d",
+                "hub": "general",
+                "authentication": {"type": "custom"},
+                "uses": ["events"],
+                "configuration": [
+                    {"key": "base.url", "name": "b", "default": "https://api.ticker.example"},
+                    {"key": "ticker.secret", "name": "Secret", "type": "PASSWORD", "required": true},
+                    {"key": "ticker.object", "name": "Object", "default": "quotes"},
+                ],
+                "credentials": [{"in": "header", "name": "X-Secret", "value": "{ticker.secret}"}],
+                "hooks": [{"type": "event", "body": hook}],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{element}");
+    let (status, instance) = app
+        .post(
+            "/elements/ticker/instances",
+            &json!({"name": "t", "configuration": {
+                "ticker.secret": "s3",
+                "event.notification.enabled": true,
+                "event.notification.callback.url": receiver.url,
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let id = instance["id"].as_i64().unwrap();
+    let body = serde_json::to_vec(&json!({"at": "2026-11-26T10:00:00Z",
+        "changes": [{"ref": 7}, {"ref": 8, "gone": true}]}))
+    .unwrap();
+    let (status, answer) = post_webhook(
+        &app,
+        &format!("/events/ticker/{id}"),
+        &[("x-ticker-source", "feed".to_owned())],
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let got = receiver.wait_for(1).await;
+    let events = got[0].json()["message"]["events"].clone();
+    assert_eq!(
+        events,
+        json!([
+            {"objectType": "quotes", "objectId": "7", "eventType": "UPDATED",
+             "date": "2026-11-26T10:00:00Z", "elementKey": "ticker"},
+            {"objectType": "quotes", "objectId": "8", "eventType": "DELETED",
+             "date": "2026-11-26T10:00:00Z", "elementKey": "ticker"},
+        ])
+    );
+    // A hook that fails stores nothing and says which hook.
+    let (status, answer) = post_webhook(
+        &app,
+        &format!("/events/ticker/{id}"),
+        &[],
+        serde_json::to_vec(&json!({"at": 1})).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        assert_error(&answer, "event_hook_failed").contains("'event' of element 'ticker'"),
+        "{answer}"
+    );
+    let (_, stored) = app.get(&format!("/instances/{id}/events")).await;
+    assert_eq!(stored.as_array().unwrap().len(), 1);
+}
