@@ -219,6 +219,10 @@ async fn facebook_instance(app: &TestApp, callback: &str) -> i64 {
         instance["configuration"]["event.notification.signature.key"], "********",
         "the signature key is masked: {instance}"
     );
+    assert_eq!(
+        instance["eventWebhookUrl"],
+        format!("/elements/api-v2/events/facebookleadads/{id}")
+    );
     id
 }
 
