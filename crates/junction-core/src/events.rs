@@ -114,8 +114,9 @@ pub struct Normalize {
     pub date: Option<Field>,
 }
 
-/// A value read from an item: a constant, or the value at `path`, optionally mapped
-/// (`map`, with `default` for values the map lacks).
+/// A value read from an item: a constant, or the value at `path` (from the whole payload
+/// when the path starts with `$.`), optionally mapped (`map`, with `default` for values
+/// the map lacks).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Field {
@@ -130,11 +131,11 @@ pub struct Field {
 }
 
 impl Field {
-    /// The field's text for `item`, if it has one.
-    pub fn read(&self, item: &Value) -> Option<String> {
+    /// The field's text for `item` of `payload`, if it has one.
+    pub fn read(&self, item: &Value, payload: &Value) -> Option<String> {
         let raw = match (&self.value, &self.path) {
             (Some(v), _) => Some(v.clone()),
-            (None, Some(path)) => select(item, path).into_iter().next().and_then(text),
+            (None, Some(path)) => self.at(item, payload, path).and_then(text),
             (None, None) => None,
         };
         match raw {
@@ -143,6 +144,16 @@ impl Field {
             }
             Some(r) => Some(r),
             None => self.default.clone(),
+        }
+    }
+}
+
+impl Field {
+    /// The first value at `path`, relative to `item` or (`$.`) to `payload`.
+    pub fn at<'a>(&self, item: &'a Value, payload: &'a Value, path: &str) -> Option<&'a Value> {
+        match path.strip_prefix("$.") {
+            Some(rooted) => select(payload, rooted).into_iter().next(),
+            None => select(item, path).into_iter().next(),
         }
     }
 }
@@ -214,23 +225,24 @@ mod tests {
             map: BTreeMap::new(),
             default: None,
         };
-        assert_eq!(constant.read(&item).as_deref(), Some("leads"));
+        assert_eq!(constant.read(&item, &item).as_deref(), Some("leads"));
         let id = Field {
             value: None,
             path: Some("source.id".into()),
             map: BTreeMap::new(),
             default: None,
         };
-        assert_eq!(id.read(&item).as_deref(), Some("7"));
+        assert_eq!(id.read(&item, &item).as_deref(), Some("7"));
         let kind = Field {
             value: None,
             path: Some("trigger".into()),
             map: BTreeMap::from([("FILE.TRASHED".into(), "DELETED".into())]),
             default: Some("UPDATED".into()),
         };
-        assert_eq!(kind.read(&item).as_deref(), Some("DELETED"));
+        assert_eq!(kind.read(&item, &item).as_deref(), Some("DELETED"));
         assert_eq!(
-            kind.read(&json!({"trigger": "FILE.RENAMED"})).as_deref(),
+            kind.read(&json!({"trigger": "FILE.RENAMED"}), &item)
+                .as_deref(),
             Some("UPDATED")
         );
     }

@@ -1003,3 +1003,50 @@ async fn an_element_event_hook_turns_the_payload_into_events(backend: Backend) {
     let (_, stored) = app.get(&format!("/instances/{id}/events")).await;
     assert_eq!(stored.as_array().unwrap().len(), 1);
 }
+
+on_both_backends!(a_salesforce_webhook_named_by_its_header_becomes_one_event_per_object);
+
+/// Cloud Elements' simulated Salesforce event: the instance comes from the
+/// `Element-Instances` header, the event type from the payload's `action`.
+async fn a_salesforce_webhook_named_by_its_header_becomes_one_event_per_object(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start(&[], 200).await;
+    let instance = crate::lifecycle::external_instance(&app, "crm").await;
+    let id = instance["id"].as_i64().unwrap();
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {
+                "event.notification.enabled": true,
+                "event.notification.callback.url": receiver.url,
+            }})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let body = serde_json::to_vec(&json!({"objects": [
+        {"attributes": {"type": "Contact", "url": "/services/data/v36.0/sobjects/Contact/003A"},
+         "Id": "003A", "LastModifiedDate": "2026-11-26T09:00:00.000+0000"},
+        {"attributes": {"type": "Account"}, "Id": "001B"}],
+        "action": "create"}))
+    .unwrap();
+    let (status, answer) = post_webhook(
+        &app,
+        "/events/sfdc",
+        &[("element-instances", id.to_string())],
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let got = receiver.wait_for(1).await;
+    let events = got[0].json()["message"]["events"].clone();
+    assert_eq!(events[0]["objectType"], "Contact");
+    assert_eq!(events[0]["objectId"], "003A");
+    assert_eq!(events[0]["eventType"], "CREATED");
+    assert_eq!(events[0]["date"], "2026-11-26T09:00:00.000+0000");
+    assert_eq!(events[1]["objectType"], "Account");
+    assert!(
+        got[0].header("elements-webhook-signature").is_empty(),
+        "no key, no signature"
+    );
+}

@@ -441,6 +441,8 @@ fn ordering_key(events: &[Value]) -> String {
     };
     match events.split_first() {
         Some((first, rest)) if rest.iter().all(|e| key(e) == key(first)) => key(first),
-        _ => String::new(),
+        Some(_) => String::new(),
+        // Raw only: about no object Junction knows, so ordered after nothing.
+        None => format!("#{}", uuid::Uuid::new_v4()),
     }
 }

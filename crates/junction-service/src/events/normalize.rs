@@ -62,11 +62,11 @@ pub(crate) fn from_data(spec: &Normalize, payload: &Value, element: &str, now: i
     select(payload, &spec.items)
         .into_iter()
         .filter_map(|item| {
-            let object_type = spec.object_type.read(item)?;
-            let object_id = spec.object_id.read(item)?;
+            let object_type = spec.object_type.read(item, payload)?;
+            let object_id = spec.object_id.read(item, payload)?;
             let event_type = spec
                 .event_type
-                .read(item)
+                .read(item, payload)
                 .map(|t| t.to_ascii_uppercase())
                 .filter(|t| EVENT_TYPES.contains(&t.as_str()))
                 .unwrap_or_else(|| "UPDATED".into());
@@ -74,7 +74,7 @@ pub(crate) fn from_data(spec: &Normalize, payload: &Value, element: &str, now: i
                 .date
                 .as_ref()
                 .and_then(|d| match &d.path {
-                    Some(path) => select(item, path).into_iter().next().cloned(),
+                    Some(path) => d.at(item, payload, path).cloned(),
                     None => d.value.clone().map(Value::String),
                 })
                 .and_then(|v| date_text(&v))
