@@ -272,10 +272,31 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.writer().begin().await?;
-        let mut events = BTreeSet::new();
+        // Delivered rows, the common case, are written with one statement; the fence
+        // (`lease_owner`) says through `returning` which of them were still ours.
+        let delivered: Vec<&DeliveryResult> = results
+            .iter()
+            .filter(|r| matches!(r.outcome, DeliveryOutcome::Delivered))
+            .collect();
+        let mut written: BTreeSet<i64> = BTreeSet::new();
+        for chunk in delivered.chunks(500) {
+            let sql = format!(
+                "update event_deliveries set state = '{DELIVERED}', next_attempt_at = $1, \
+                 attempts = attempts + 1, lease_owner = null, lease_until = null, updated_at = $1 \
+                 where lease_owner = $2 and id in ({}) returning id",
+                placeholders(3, chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql))
+                .bind(now)
+                .bind(owner);
+            for r in chunk {
+                q = q.bind(r.id);
+            }
+            written.extend(q.fetch_all(&mut *tx).await?);
+        }
         for r in results {
             let (state, next, counted) = match r.outcome {
-                DeliveryOutcome::Delivered => (DELIVERED, now, 1),
+                DeliveryOutcome::Delivered => continue,
                 DeliveryOutcome::Retry(at) => (PENDING, at, 1),
                 DeliveryOutcome::Failed => (FAILED, now, 1),
                 DeliveryOutcome::Deferred(at) => (PENDING, at, 0),
@@ -293,25 +314,52 @@ impl Store {
             .bind(owner)
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() != 1 {
-                continue;
+            if done.rows_affected() == 1 {
+                written.insert(r.id);
             }
-            if let Some(a) = &r.attempt {
-                sqlx::query(
-                    "insert into event_attempts (event_id, delivery_id, attempted_at, status_code, \
-                     duration_ms, error) values ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(r.event_id)
-                .bind(r.id)
-                .bind(a.attempted_at)
-                .bind(a.status_code)
-                .bind(a.duration_ms)
-                .bind(a.error.as_deref())
-                .execute(&mut *tx)
-                .await?;
-            }
-            events.insert(r.event_id);
         }
+        let attempts: Vec<(&DeliveryResult, &Attempt)> = results
+            .iter()
+            .filter(|r| written.contains(&r.id))
+            .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
+            .collect();
+        for chunk in attempts.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 6;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "insert into event_attempts (event_id, delivery_id, attempted_at, status_code, \
+                 duration_ms, error) values {}",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (r, a) in chunk {
+                q = q
+                    .bind(r.event_id)
+                    .bind(r.id)
+                    .bind(a.attempted_at)
+                    .bind(a.status_code)
+                    .bind(a.duration_ms)
+                    .bind(a.error.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let events: BTreeSet<i64> = results
+            .iter()
+            .filter(|r| written.contains(&r.id))
+            .map(|r| r.event_id)
+            .collect();
         settle_status(&mut tx, &events.into_iter().collect::<Vec<_>>(), now).await?;
         tx.commit().await?;
         Ok(())

@@ -56,7 +56,8 @@ create table event_deliveries (
     created_at bigint not null,
     updated_at bigint not null
 );
-create index event_deliveries_due on event_deliveries(state, next_attempt_at, id);
+create index event_deliveries_due on event_deliveries(state, next_attempt_at);
+create index event_deliveries_queue on event_deliveries(state, id);
 create index event_deliveries_order on event_deliveries(instance_id, ordering_key, state, id);
 create index event_deliveries_waiting on event_deliveries(instance_id, state, id);
 create index event_deliveries_callback on event_deliveries(callback, state);
