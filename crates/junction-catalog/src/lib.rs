@@ -15,7 +15,9 @@ use junction_core::credential::{CredentialTemplate, OAuthGrant, placeholders};
 use junction_core::element::{
     AuthenticationType, CUSTOM_ELEMENT_IDS_START, ElementDefinition, ProtocolType, must_be_secret,
 };
-use junction_core::hub::{HubDefinition, ParameterType};
+use junction_core::hub::{
+    CEQL_OPERATORS, HubDefinition, PageSizeIn, PagingStyle, ParameterType, Resource, Translation,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -518,7 +520,9 @@ pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
         if !resource.path.starts_with('/') {
             return Err(rule(format!("resources[{i}].path"), "must start with '/'"));
         }
+        validate_resource(i, resource)?;
     }
+    validate_rate_limits(e)?;
     if e.authentication.kind != AuthenticationType::Oauth2 && e.oauth.is_some() {
         return Err(rule(
             "oauth",
@@ -561,6 +565,56 @@ pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
         )
     })?;
     check_url(e, keys::BASE_URL, &base)?;
+    Ok(())
+}
+
+/// Most limits one element may declare.
+const MAX_RATE_LIMITS: usize = 8;
+/// Shortest and longest windows a limit may name: pacing finer than a tenth of a second
+/// is lost in network jitter, and no provider documents a window past a month.
+const MIN_RATE_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_RATE_PERIOD: std::time::Duration = std::time::Duration::from_secs(31 * 86_400);
+/// Longest `maxWait`: a caller is never held for more than an hour.
+const MAX_RATE_WAIT: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+fn validate_rate_limits(e: &ElementDefinition) -> Result<(), DefinitionError> {
+    if e.rate_limits.len() > MAX_RATE_LIMITS {
+        return Err(rule(
+            "rateLimits",
+            format!("at most {MAX_RATE_LIMITS} limits"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, limit) in e.rate_limits.iter().enumerate() {
+        let at = |field: &str| format!("rateLimits[{i}].{field}");
+        if limit.requests == 0 {
+            return Err(rule(at("requests"), "must be at least 1"));
+        }
+        if limit.per.0 < MIN_RATE_PERIOD || limit.per.0 > MAX_RATE_PERIOD {
+            return Err(rule(at("per"), "must be between 0.1 seconds and 31 days"));
+        }
+        if let Some(burst) = limit.burst
+            && (burst == 0 || burst > limit.requests)
+        {
+            return Err(rule(
+                at("burst"),
+                format!("must be between 1 and requests ({})", limit.requests),
+            ));
+        }
+        if limit.max_wait.is_some_and(|w| w.0 > MAX_RATE_WAIT) {
+            return Err(rule(at("maxWait"), "must be at most 3600 seconds"));
+        }
+        if !seen.insert((limit.scope, limit.per)) {
+            return Err(rule(
+                format!("rateLimits[{i}]"),
+                format!(
+                    "a second {} limit per {}: declare the stricter one only",
+                    limit.scope.as_str(),
+                    limit.per
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -853,6 +907,104 @@ fn validate_credentials(e: &ElementDefinition) -> Result<(), DefinitionError> {
 /// Element-level parameters sent on every call (a header or query parameter from
 /// configuration or a fixed value) name entries the instance has and vendor names a
 /// request can carry.
+/// A resource's paging and query blocks name what their style needs, and nothing a
+/// caller could not send.
+fn validate_resource(i: usize, r: &Resource) -> Result<(), DefinitionError> {
+    let field = |rest: &str| format!("resources[{i}].{rest}");
+    // A streamed body is never read, so no hook could see or change it.
+    if r.stream && !r.hooks.is_empty() {
+        return Err(rule(field("hooks"), "a stream resource runs no hooks"));
+    }
+    if let Some(paging) = &r.paging {
+        let needs = |what: &str, present: bool| {
+            if present {
+                Ok(())
+            } else {
+                Err(rule(
+                    field(&format!("paging.{what}")),
+                    format!("the {:?} style needs it", paging.style),
+                ))
+            }
+        };
+        match paging.style {
+            PagingStyle::Offset | PagingStyle::Page => needs("param", paging.param.is_some())?,
+            PagingStyle::Cursor => {
+                needs("param", paging.param.is_some())?;
+                needs(
+                    "next",
+                    paging.next.is_some() || paging.next_header.is_some(),
+                )?;
+            }
+            PagingStyle::NextUrl => needs("next", paging.next.is_some())?,
+            PagingStyle::LinkHeader => {}
+        }
+        if paging.first_page > 1 {
+            return Err(rule(field("paging.firstPage"), "must be 0 or 1"));
+        }
+        let size = &paging.page_size;
+        if size.max == 0 || size.default == 0 || size.default > size.max {
+            return Err(rule(
+                field("paging.pageSize"),
+                "default and max must be positive, default at most max",
+            ));
+        }
+        if size.name.is_empty()
+            || (size.location == PageSizeIn::Header && !is_header_name(&size.name))
+        {
+            return Err(rule(
+                field("paging.pageSize.name"),
+                "must be a parameter or header name",
+            ));
+        }
+        if let Some(template) = &size.template
+            && !template.contains("{pageSize}")
+        {
+            return Err(rule(
+                field("paging.pageSize.template"),
+                "must contain '{pageSize}'",
+            ));
+        }
+    }
+    if let Some(query) = &r.query {
+        match query.translation {
+            Translation::Soql | Translation::Jql => {
+                if query.parameter.as_deref().is_none_or(str::is_empty) {
+                    return Err(rule(field("query.parameter"), "names the vendor parameter"));
+                }
+                if !query
+                    .template
+                    .as_deref()
+                    .is_some_and(|t| t.contains("{where}"))
+                {
+                    return Err(rule(field("query.template"), "must contain '{where}'"));
+                }
+            }
+            Translation::Parameters => {
+                if query.rules.is_empty() {
+                    return Err(rule(field("query.rules"), "must list at least one rule"));
+                }
+                for (j, filter) in query.rules.iter().enumerate() {
+                    if let Some(bad) = filter
+                        .operators
+                        .iter()
+                        .find(|o| !CEQL_OPERATORS.contains(&o.to_uppercase().as_str()))
+                    {
+                        return Err(rule(
+                            field(&format!("query.rules[{j}].operators")),
+                            format!(
+                                "'{bad}' is not a CEQL operator (one of {})",
+                                CEQL_OPERATORS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            Translation::Junction | Translation::None => {}
+        }
+    }
+    Ok(())
+}
+
 fn validate_parameters(e: &ElementDefinition) -> Result<(), DefinitionError> {
     for (i, parameter) in e.parameters.iter().enumerate() {
         let field = format!("parameters[{i}]");
@@ -1342,9 +1494,100 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_name_positive_requests_a_sane_window_and_a_burst_within_them() {
+        let with = |limits: &str| {
+            basic(
+                "",
+                "  - {in: basic, username: '{demo.api.key}', password: ''}\n",
+            )
+            .replace(
+                "credentials:",
+                &format!("rateLimits: {limits}\ncredentials:"),
+            )
+        };
+        assert!(parse_definition(&with("[{requests: 5, per: 2}, {requests: 100000, per: 1day, scope: app, burst: 10, maxWait: 30}]")).is_ok());
+        for (limits, expected) in [
+            (
+                "[{requests: 0, per: 2}]",
+                "rateLimits[0].requests: must be at least 1",
+            ),
+            (
+                "[{requests: 5, per: 0}]",
+                "rateLimits[0].per: must be between 0.1 seconds and 31 days",
+            ),
+            (
+                "[{requests: 5, per: 90days}]",
+                "rateLimits[0].per: must be between 0.1 seconds and 31 days",
+            ),
+            (
+                "[{requests: 5, per: 2, burst: 6}]",
+                "rateLimits[0].burst: must be between 1 and requests (5)",
+            ),
+            (
+                "[{requests: 5, per: 2, maxWait: 2h}]",
+                "rateLimits[0].maxWait: must be at most 3600 seconds",
+            ),
+            (
+                "[{requests: 5, per: 2}, {requests: 9, per: 2s}]",
+                "rateLimits[1]: a second instance limit per 2s: declare the stricter one only",
+            ),
+            ("[{requests: 5, per: soon}]", "rateLimits[0].per"),
+            (
+                "[{requests: 5, per: 2, scope: org}]",
+                "rateLimits[0].scope: must be one of instance or app",
+            ),
+        ] {
+            let err = parse_definition(&with(limits)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{limits}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let text = format!("{MINIMAL}{MINIMAL_CREDENTIALS}colour: blue\n");
         assert!(load(&[("demo.yaml", &text)]).is_err());
+    }
+
+    #[test]
+    fn paging_and_query_blocks_name_what_their_style_needs() {
+        let resource = |block: &str| {
+            let base = basic(
+                "",
+                "  - {in: basic, username: '{demo.api.key}', password: X}\n",
+            );
+            format!(
+                "{base}resources:\n  - {{path: /hubs/crm/a, method: GET, vendorPath: /a, {block}}}\n"
+            )
+        };
+        let size = "pageSize: {name: limit, default: 50, max: 100}";
+        let good = resource(&format!(
+            "paging: {{style: cursor, param: c, next: meta.next, {size}}}"
+        ));
+        assert!(
+            parse_definition(&good).is_ok(),
+            "{:?}",
+            parse_definition(&good).err()
+        );
+        for (block, field) in [
+            (format!("paging: {{style: offset, {size}}}"), "resources[0].paging.param"),
+            (format!("paging: {{style: cursor, param: c, {size}}}"), "resources[0].paging.next"),
+            (
+                "paging: {style: offset, param: o, pageSize: {name: limit, default: 500, max: 100}}".to_owned(),
+                "resources[0].paging.pageSize",
+            ),
+            ("query: {translation: soql, parameter: q}".to_owned(), "resources[0].query.template"),
+            (
+                "stream: true, hooks: [{type: preRequest, body: 'done({})'}]".to_owned(),
+                "resources[0].hooks",
+            ),
+            (
+                "query: {translation: parameters, rules: [{field: a, operators: ['~'], parameter: a}]}".to_owned(),
+                "resources[0].query.rules[0].operators",
+            ),
+        ] {
+            let err = parse_definition(&resource(&block)).unwrap_err();
+            assert_eq!(err.field, field, "{block}: {err}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
 use junction_service::events::EventHub;
-use junction_service::{FailureLimiter, RefreshCoordinator, Services, TraceWriter, now_ms};
+use junction_service::{FailureLimiter, Pacer, RefreshCoordinator, Services, TraceWriter, now_ms};
 use junction_store::{NewOrganization, OrganizationCreated, Store, StoreError, StoreSettings};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -183,7 +183,16 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
         connect_timeout: config.events.timeout.min(std::time::Duration::from_secs(5)),
         ..settings
     })?;
-    let events = Arc::new(EventHub::start(store.clone(), callbacks, config.events));
+    let sandbox = junction_sandbox::Sandbox::new(
+        config.hooks,
+        std::thread::available_parallelism().map_or(2, usize::from),
+    );
+    let events = Arc::new(EventHub::start(
+        store.clone(),
+        callbacks,
+        sandbox.clone(),
+        config.events,
+    ));
     Ok(Services {
         store,
         catalog: Arc::new(catalog),
@@ -196,6 +205,8 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
         )),
         traces,
         events,
+        sandbox,
+        pacer: Arc::new(Pacer::new(config.outbound_timeout)),
     })
 }
 
@@ -263,7 +274,11 @@ impl App {
             .with_context(|| format!("binding {}", config.listen))?;
         let bootstrapped = bootstrap(&store, config).await?;
         let services = services(store, config)?;
-        let router = crate::http::router(services.clone(), config.caller_concurrency)?;
+        let router = crate::http::router(
+            services.clone(),
+            config.caller_concurrency,
+            config.public_url.clone(),
+        )?;
         Ok(Self {
             listener,
             router,

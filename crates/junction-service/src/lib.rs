@@ -11,16 +11,20 @@ mod auth;
 mod auth_limit;
 mod catalog;
 mod configuration;
+mod connect;
 mod credentials;
+pub mod docs;
 mod elements;
 mod error;
 pub mod events;
 mod hosts;
 mod instances;
 mod oauth_url;
+mod pacer;
 mod proxy;
 mod redact;
 mod refresh;
+mod resources;
 mod schemes;
 mod templates;
 mod trace;
@@ -50,6 +54,11 @@ pub mod limits {
     }
 }
 pub use configuration::{ConfigEntryView, config_id};
+pub use connect::{
+    CALLBACK_PATH as CONNECT_CALLBACK_PATH, ConnectCallback, ConnectElementView, ConnectFieldView,
+    ConnectNext, ConnectPageView, ConnectSessionBody, ConnectSessionCreated, ConnectSessionView,
+    ConnectStartBody, InlineOAuthApp, OAuthAppBody, OAuthAppView,
+};
 pub use elements::{ElementPart, FoundElement, derive_key};
 pub use error::ServiceError;
 pub use instances::{
@@ -57,8 +66,10 @@ pub use instances::{
     ProviderData, UpdateMode,
 };
 pub use oauth_url::{OAuthTokenParams, OAuthTokenResponse, OAuthUrlParams, OAuthUrlResponse};
+pub use pacer::Pacer;
 pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
+pub use resources::HubRequest;
 pub use trace::{
     DEFAULT_TRACE_SECONDS, MAX_TRACE_SECONDS, TraceLogList, TraceLogView, TraceLoggingConfig,
     TraceWriter,
@@ -86,6 +97,10 @@ pub struct Services {
     pub traces: TraceWriter,
     /// The events pipeline: outbox writer, delivery state, settings.
     pub events: Arc<events::EventHub>,
+    /// Runs elements' JavaScript hooks.
+    pub sandbox: junction_sandbox::Sandbox,
+    /// Paces provider calls under the limits elements declare.
+    pub pacer: Arc<Pacer>,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

@@ -9,10 +9,12 @@
 
 mod accounts;
 mod cache;
+mod connect;
 mod elements;
 pub mod events;
 mod hubs;
 mod instances;
+mod rate;
 mod refresh;
 mod startup;
 mod tenancy;
@@ -23,6 +25,9 @@ pub use accounts::{
     UserRemoval,
 };
 pub use cache::CacheSettings;
+pub use connect::{
+    ConnectSessionRecord, ConnectStatus, NewConnectSession, NewOAuthApp, OAuthAppRecord,
+};
 pub use elements::{CustomElement, OrganizationElements};
 pub use events::{
     Attempt, ClaimedDelivery, DeliveryOutcome, DeliveryResult, EventPage, EventQuery, EventRecord,
@@ -30,6 +35,7 @@ pub use events::{
 };
 pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
+pub use rate::{Pace, Slot};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use startup::UnrevealedFirstStart;
 pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
@@ -273,6 +279,8 @@ pub struct Store {
     /// Cancellations in flight, each on a connection outside the pool; see
     /// [`CANCELS_IN_FLIGHT`].
     cancels: Arc<tokio::sync::Semaphore>,
+    /// Outbound rate-limit budgets on SQLite (`rate.rs`); PostgreSQL keeps them in a table.
+    budgets: Arc<rate::MemoryBudgets>,
 }
 
 /// Cancellations (each a new PostgreSQL connection) in flight at once. Beyond this, an
@@ -385,6 +393,7 @@ impl Store {
             stop_follower: Arc::new(Mutex::new(Some(stop))),
             url: url.clone(),
             cancels: Arc::new(tokio::sync::Semaphore::new(CANCELS_IN_FLIGHT)),
+            budgets: Arc::new(rate::MemoryBudgets::new()),
         })
     }
 
@@ -464,6 +473,18 @@ impl Store {
         }
         self.pool.close().await;
         self.writer.close().await;
+    }
+
+    /// Seals a value handed to callers to bring back (a page token) under the primary
+    /// key; `context` binds it to where it may be used.
+    pub fn seal_opaque(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(self.keyring.seal(context, plaintext)?)
+    }
+
+    /// Opens what [`Store::seal_opaque`] sealed under the same `context`; `None` for
+    /// anything forged, altered or sealed for another context.
+    pub fn open_opaque(&self, context: &[u8], blob: &[u8]) -> Option<Vec<u8>> {
+        self.keyring.open(context, blob).ok().map(|p| p.to_vec())
     }
 
     pub(crate) fn keyring(&self) -> &Keyring {

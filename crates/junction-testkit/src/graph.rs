@@ -1,11 +1,20 @@
 //! A local stand-in for Facebook's Graph API: the manual login flow's OAuth dialog and
-//! token endpoint, long-lived token exchange, `/me` and the paged `/me/accounts` edge.
+//! token endpoint, long-lived token exchange, `/me` and the paged `/me/accounts` edge,
+//! and the nodes and edges the Facebook elements read and write: `/{page-id}`,
+//! `/{page-id}/leadgen_forms`, `/{form-id}/leads` (with `field_data`), `/{lead-id}`,
+//! `/{page-id}/subscribed_apps` (GET, POST, DELETE), `/me/feed` and `/{page-id}/feed`
+//! (list and create), `/{post-id}` (GET, POST to edit, DELETE), `/{post-id}/comments` and
+//! `/{post-id}/likes` (shapes from the Graph API reference: Page, Page Lead Gen Forms,
+//! Leadgen Form Leads, Page Subscribed Apps, Page Feed, Object Comments and Likes).
 //!
 //! The real Graph API cannot be reached from tests, so this server reproduces its
 //! documented behaviour, including its error shape
 //! (`{"error":{"message","type","code","error_subcode","fbtrace_id"}}` with HTTP 400),
 //! single-use authorization codes and cursor paging with absolute `next` URLs.
 //! Every route is served both under a version segment (`/v2.8/me`) and without one.
+//! As Graph does, the lead-ads and page-write edges want a page access token (a user
+//! token gets error 210), and each page token only opens its own page. Every request is
+//! recorded ([`GraphServer::requests`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -21,6 +30,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 use url::Url;
+
+use crate::vendors::{RecordedRequest, Store};
+
+mod nodes;
+use nodes::seed_nodes;
 
 /// `expires_in` of every user token, as Graph reports for long-lived tokens (about 60 days).
 pub const LONG_LIVED_EXPIRES_IN: u64 = 5_183_944;
@@ -64,6 +78,8 @@ pub struct GraphConfig {
     pub redirect_uri: String,
     /// Pages listed by `/me/accounts`, in order.
     pub pages: Vec<GraphPage>,
+    /// Leads on the first lead form of the first page (the other forms hold 3 each).
+    pub leads: usize,
 }
 
 impl Default for GraphConfig {
@@ -81,6 +97,7 @@ impl Default for GraphConfig {
                 page("101000000000002", "Junction Bikes"),
                 page("101000000000003", "Junction Books"),
             ],
+            leads: 1050,
         }
     }
 }
@@ -99,6 +116,8 @@ struct Shared {
     config: GraphConfig,
     base_url: String,
     state: Mutex<GraphState>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    store: Store,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +129,7 @@ struct GraphState {
     page_tokens: HashMap<(String, usize), String>,
     token_exchanges: usize,
     long_lived_exchanges: usize,
+    posts_created: usize,
 }
 
 #[derive(Debug)]
@@ -135,10 +155,13 @@ impl GraphServer {
             .local_addr()
             .expect("reading the Graph stand-in's address");
         let base_url = format!("http://{addr}");
+        let store = seed_nodes(&config);
         let shared = Arc::new(Shared {
             config,
             base_url: base_url.clone(),
             state: Mutex::new(GraphState::default()),
+            requests: Mutex::new(Vec::new()),
+            store,
         });
         let app = Router::new()
             .fallback(dispatch)
@@ -197,6 +220,21 @@ impl GraphServer {
     pub fn issue_user_token(&self) -> String {
         self.shared.lock().issue(Principal::User)
     }
+
+    /// A valid page token for the page at `index` in the config.
+    pub fn issue_page_token(&self, index: usize) -> String {
+        self.shared.lock().issue(Principal::Page(index))
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        crate::vendors::lock(&self.shared.requests).clone()
+    }
+
+    /// The pages' forms, leads, posts, comments, likes and app subscriptions.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
 }
 
 impl Drop for GraphServer {
@@ -252,6 +290,41 @@ async fn dispatch(
     if method == Method::POST && is_form {
         params.extend(url::form_urlencoded::parse(&body).into_owned());
     }
+    // Graph also takes the parameters of a POST as a JSON object.
+    if method == Method::POST
+        && let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&body)
+    {
+        for (key, value) in object {
+            let value = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            params.entry(key).or_insert(value);
+        }
+    }
+    crate::vendors::lock(&shared.requests).push(RecordedRequest {
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri
+            .query()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+        parts: Vec::new(),
+    });
 
     let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     let (version, rest) = match segments.split_first() {
@@ -266,21 +339,24 @@ async fn dispatch(
         ([node, "accounts"], "GET") if is_user(node) => {
             accounts(&shared, version, &params, &headers)
         }
-        _ => {
-            let object = rest.first().copied().unwrap_or_default();
-            graph_error_typed(
-                StatusCode::BAD_REQUEST,
-                "GraphMethodException",
-                100,
-                Some(33),
-                &format!(
-                    "Unsupported {} request. Object with ID '{object}' does not exist, cannot \
-                     be loaded due to missing permissions, or does not support this operation.",
-                    method.as_str().to_lowercase()
-                ),
-            )
-        }
+        _ => nodes::route(&shared, version, rest, method.as_str(), &params, &headers)
+            .unwrap_or_else(|| unsupported(rest, &method)),
     }
+}
+
+fn unsupported(rest: &[&str], method: &Method) -> Response {
+    let object = rest.first().copied().unwrap_or_default();
+    graph_error_typed(
+        StatusCode::BAD_REQUEST,
+        "GraphMethodException",
+        100,
+        Some(33),
+        &format!(
+            "Unsupported {} request. Object with ID '{object}' does not exist, cannot \
+             be loaded due to missing permissions, or does not support this operation.",
+            method.as_str().to_lowercase()
+        ),
+    )
 }
 
 // Graph versions look like `v2.8`, `v19.0`.

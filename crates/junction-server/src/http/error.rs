@@ -5,7 +5,7 @@
 //! cause goes to the log, never to the caller.
 
 use axum::Json;
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{ALLOW, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use junction_oauth::OAuthError;
@@ -30,6 +30,11 @@ pub struct ApiError {
     pub provider_message: Option<String>,
     /// Seconds for the `Retry-After` header of a 429.
     pub retry_after: Option<u64>,
+    /// The methods a 405 names in its `Allow` header.
+    pub allow: Option<String>,
+    /// The error comes from the provider (`Elements-Error: true`), as Cloud Elements
+    /// marks it.
+    pub from_provider: bool,
 }
 
 /// The body of every error response.
@@ -54,6 +59,8 @@ impl ApiError {
             message: message.into(),
             provider_message: None,
             retry_after: None,
+            allow: None,
+            from_provider: false,
         }
     }
 
@@ -91,6 +98,14 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(ALLOW, allow);
+        }
+        if self.from_provider {
+            response
+                .headers_mut()
+                .insert("elements-error", HeaderValue::from_static("true"));
         }
         response
     }
@@ -141,6 +156,7 @@ fn provider_error(e: OAuthError) -> ApiError {
     };
     ApiError {
         provider_message,
+        from_provider: true,
         ..ApiError::new(status, code, message)
     }
 }
@@ -193,6 +209,46 @@ impl From<ServiceError> for ApiError {
             ServiceError::ResourceNotFound { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "resource_not_found", e.to_string())
             }
+            ServiceError::MethodNotAllowed { ref allowed, .. } => Self {
+                allow: Some(allowed.join(", ")),
+                ..Self::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    e.to_string(),
+                )
+            },
+            ServiceError::ProviderAnswer(_) => Self {
+                from_provider: true,
+                ..Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "provider_answer_unusable",
+                    e.to_string(),
+                )
+            },
+            ServiceError::HookFailed { status, message } => Self::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                "hook_failed",
+                message,
+            ),
+            ServiceError::ConnectSessionInvalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "connect_session_invalid",
+                e.to_string(),
+            ),
+            ServiceError::ConnectSessionExpired => {
+                Self::new(StatusCode::GONE, "connect_session_expired", e.to_string())
+            }
+            ServiceError::ConnectSessionUsed => {
+                Self::new(StatusCode::CONFLICT, "connect_session_used", e.to_string())
+            }
+            ServiceError::ConnectSessionNotFound(_) => Self::new(
+                StatusCode::NOT_FOUND,
+                "connect_session_not_found",
+                e.to_string(),
+            ),
+            ServiceError::OAuthAppNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "oauth_app_not_found", e.to_string())
+            }
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::BadRequest { code, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -209,6 +265,7 @@ impl From<ServiceError> for ApiError {
                 ref provider_message,
             } => Self {
                 provider_message: provider_message.clone(),
+                from_provider: true,
                 ..Self::new(
                     StatusCode::from_u16(status)
                         .ok()
@@ -239,6 +296,13 @@ impl From<ServiceError> for ApiError {
             } => Self {
                 retry_after: Some(retry_after),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+            },
+            ServiceError::RateLimited {
+                message,
+                retry_after,
+            } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
             },
             ServiceError::Store(StoreError::Timeout(ref cause)) => {
                 tracing::warn!(error = %cause, "a database statement timed out");

@@ -68,6 +68,10 @@ pub struct Options {
     pub events_retry_delay_ms: u64,
     /// `JUNCTION_EVENTS_TIMEOUT`, seconds.
     pub events_timeout: u64,
+    /// `JUNCTION_HOOK_TIMEOUT`, milliseconds.
+    pub hook_timeout_ms: u64,
+    /// `JUNCTION_PUBLIC_URL`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -84,6 +88,8 @@ impl Default for Options {
             events_retries: 3,
             events_retry_delay_ms: 50,
             events_timeout: 2,
+            hook_timeout_ms: 1000,
+            public_url: None,
         }
     }
 }
@@ -111,6 +117,7 @@ impl TestApp {
     async fn start(db: Arc<TestDatabase>, options: Options) -> Self {
         let config = Config::from_settings(Settings {
             listen: "127.0.0.1:0".into(),
+            public_url: options.public_url.clone(),
             database: DatabaseSettings {
                 database_url: db.url.clone(),
                 database_url_file: None,
@@ -143,6 +150,8 @@ impl TestApp {
             trust_forwarded_for: options.trust_forwarded_for,
             database_statement_timeout: options.statement_timeout,
             caller_concurrency: options.caller_concurrency,
+            hook_timeout: options.hook_timeout_ms,
+            hook_memory: 32,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");

@@ -94,10 +94,12 @@ impl std::fmt::Debug for EventHub {
 }
 
 impl EventHub {
-    /// Starts the outbox writer on the current runtime.
+    /// Starts the outbox writer on the current runtime. `sandbox` runs elements' `event`
+    /// hooks (the one every hook of the process shares).
     pub fn start(
         store: junction_store::Store,
         client: OutboundClient,
+        sandbox: junction_sandbox::Sandbox,
         settings: EventSettings,
     ) -> Self {
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -107,7 +109,7 @@ impl EventHub {
             writer: outbox::OutboxWriter::start(store, std::sync::Arc::clone(&wake)),
             wake,
             breakers: Mutex::new(HashMap::new()),
-            sandbox: junction_sandbox::Sandbox::new(junction_sandbox::Limits::default(), 4),
+            sandbox,
             dropped: AtomicU64::new(0),
             owner: format!("events-{}", uuid::Uuid::new_v4()),
         }

@@ -1,0 +1,507 @@
+//! The resource engine: a hub call (`/hubs/{hub}/{path}`, or the bare `/{path}`) run
+//! against the instance's element as one pipeline, in this order:
+//!
+//! route (which resource) → request mapping (its parameters) → query (`where`,
+//! `orderBy`, `fields`) → paging (which vendor page) → `preRequest` hooks → credential
+//! and outbound call (the passthrough's, with refresh, replay and `Retry-After`) →
+//! `postRequest` hooks → response mapping (`rootKey`, nulls) → paging (the next token).
+//!
+//! Everything an element does differently is its data (`resources`, `parameters`,
+//! `paging`, `query`), never code here.
+
+mod hooks;
+mod paging;
+mod query;
+mod request;
+mod response;
+mod route;
+
+use crate::proxy::{Target, check_vendor_path};
+use crate::{Caller, ServiceError, Services};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode};
+use junction_core::ElementDefinition;
+use junction_core::hub::{HookType, Resource};
+use junction_oauth::{
+    ProxyBody, ProxyResponse, forwardable_request_headers, forwardable_response_headers,
+};
+use junction_store::InstanceRecord;
+use paging::{Plan, Position, Tokens};
+use request::{HubQuery, Incoming, VendorBody, VendorRequest};
+use route::Route;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The largest vendor answer read as JSON.
+const MAX_VENDOR_BODY: usize = 16 * 1024 * 1024;
+/// Vendor pages one hub call reads at most while Junction filters them itself.
+const MAX_VENDOR_CALLS: usize = 10;
+
+/// A hub resource call as the caller sent it.
+#[derive(Debug)]
+pub struct HubRequest {
+    pub method: Method,
+    /// The resource path without `/hubs/<hub>`, starting with `/`, percent-encoding as
+    /// the caller wrote it.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: ProxyBody,
+}
+
+/// The hub's answer.
+fn answer(status: StatusCode, headers: HeaderMap, body: Bytes) -> ProxyResponse {
+    ProxyResponse {
+        status,
+        headers,
+        body: reqwest::Body::from(body),
+    }
+}
+
+fn json_answer(value: &Value, mut headers: HeaderMap) -> Result<ProxyResponse, ServiceError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| ServiceError::Internal(format!("serializing an answer: {e}")))?;
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(answer(StatusCode::OK, headers, Bytes::from(bytes)))
+}
+
+impl Services {
+    /// Runs one hub resource call for the Element token's instance.
+    pub async fn hub_resource(
+        &self,
+        caller: &Caller,
+        request: HubRequest,
+    ) -> Result<ProxyResponse, ServiceError> {
+        let id = caller.only_instance().ok_or_else(|| {
+            ServiceError::Unauthorized(
+                "this call acts as an instance: send 'Authorization: Element <token>'".to_owned(),
+            )
+        })?;
+        let record = self.owned_instance_shared(caller, id.0).await?;
+        let element = self.element_of(&record).await?;
+        let (resource, bindings) = match route::find(&element, &request.method, &request.path)? {
+            // Describing the element needs no provider, so a disabled instance may.
+            Route::Objects => return json_answer(&objects(&element), HeaderMap::new()),
+            Route::ObjectMetadata(name) => {
+                return json_answer(&object_metadata(&element, &name)?, HeaderMap::new());
+            }
+            Route::Resource(resource, bindings) => (resource, bindings),
+        };
+        let target = self.target_of(Arc::clone(&record), Arc::clone(&element))?;
+        if resource.stream {
+            return self.stream(&target, resource, &bindings, request).await;
+        }
+        let query = HubQuery::parse(request.query.as_deref());
+        let query_plan = query::plan(&element, resource, &query)?;
+        let tokens = Tokens {
+            store: &self.store,
+            context: token_context(&record, resource, &request.path, &query),
+        };
+        let plan = Plan::read(resource.paging.as_ref(), &query, &tokens)?;
+        let body = json_body(request.body).await?;
+        let incoming = Incoming {
+            bindings: &bindings,
+            query: &query,
+            headers: &request.headers,
+            body: body.as_ref(),
+            config: &record.config,
+        };
+        let vendor = request::build(&element, resource, &incoming)?;
+        let base = self.proxy.check_url("base.url", &target.base_url)?;
+        let hub_side = hooks::HubSide {
+            method: request.method.as_str(),
+            path: &request.path,
+            parameters: query.as_json(),
+            headers: &request.headers,
+            body: body.as_ref(),
+            config: &record.config,
+            instance_id: record.id.0,
+        };
+        let strip = response::strips_nulls(&record.config);
+        let mut configuration = Vec::new();
+
+        let mut position = plan.position.clone();
+        let size = plan.size.unwrap_or(usize::MAX);
+        let mut list: Vec<Value> = Vec::new();
+        let mut calls = 0;
+        let token = loop {
+            calls += 1;
+            let mut page = vendor.clone();
+            let url = plan.apply(&position, &mut page)?;
+            query_plan.apply(&mut page);
+            if hooks::any(&element, resource, HookType::PreRequest) {
+                let pre = hooks::pre_request(
+                    &self.sandbox,
+                    &element,
+                    resource,
+                    &hub_side,
+                    &target.base_url,
+                    &mut page,
+                )
+                .await?;
+                configuration.extend(pre.configuration);
+                if let Some(mut answer) = pre.answer {
+                    self.keep_configuration(caller, &record, &element, configuration)
+                        .await?;
+                    if strip {
+                        response::strip_nulls(&mut answer);
+                    }
+                    return json_answer(&answer, HeaderMap::new());
+                }
+            }
+            check_vendor_path(&page.path)?;
+            let mut answer = self.vendor_call(&target, &page, url).await?;
+            if hooks::any(&element, resource, HookType::PostRequest) {
+                let post = hooks::post_request(
+                    &self.sandbox,
+                    &element,
+                    resource,
+                    &hub_side,
+                    &target.base_url,
+                    &page,
+                    &mut answer,
+                )
+                .await?;
+                configuration.extend(post.configuration);
+            }
+            if !(200..300).contains(&answer.status) {
+                self.keep_configuration(caller, &record, &element, configuration)
+                    .await?;
+                return Err(ServiceError::ProviderStatus {
+                    status: answer.status,
+                    provider_message: response::error_message_of(
+                        &answer.body,
+                        element.error_message_path.as_deref(),
+                    ),
+                });
+            }
+            configuration.extend(request::response_configuration(
+                &element,
+                resource,
+                Some(&answer.body),
+                &answer.headers,
+            ));
+            let Some(mut records) = response::records(&answer.body, resource.root_key.as_deref())
+            else {
+                // A single object, as the vendor sent it.
+                self.keep_configuration(caller, &record, &element, configuration)
+                    .await?;
+                let mut single = query_plan.project(answer.body);
+                if strip {
+                    response::strip_nulls(&mut single);
+                }
+                return json_answer(&single, HeaderMap::new());
+            };
+            let next = plan.next(
+                &position.vendor,
+                &answer.body,
+                &answer.headers,
+                records.len(),
+                &base,
+            )?;
+            query_plan.sort(&mut records);
+            let total = records.len();
+            let mut consumed = position.skip;
+            for record in records.into_iter().skip(position.skip) {
+                if list.len() == size {
+                    break;
+                }
+                consumed += 1;
+                if query_plan.matches(&record) {
+                    list.push(query_plan.project(record));
+                }
+            }
+            if consumed < total {
+                // The rest of this vendor page is for the next hub page.
+                break Some(Position {
+                    vendor: position.vendor,
+                    skip: consumed,
+                });
+            }
+            let Some(vendor) = next else { break None };
+            let following = Position { vendor, skip: 0 };
+            // Filtering inside Junction reads on until the page is full, within a bound
+            // per hub call; the token carries where it stopped.
+            if list.len() == size || !query_plan.filters() || calls >= MAX_VENDOR_CALLS {
+                break Some(following);
+            }
+            position = following;
+        };
+        self.keep_configuration(caller, &record, &element, configuration)
+            .await?;
+        if strip {
+            list.iter_mut().for_each(response::strip_nulls);
+        }
+        let mut out_headers = HeaderMap::new();
+        out_headers.insert(
+            HeaderName::from_static("elements-returned-count"),
+            HeaderValue::from(list.len()),
+        );
+        if let Some(token) = token {
+            let sealed = tokens.seal(&token)?;
+            let value = HeaderValue::from_str(&sealed)
+                .map_err(|_| ServiceError::Internal("page token is not a header".to_owned()))?;
+            out_headers.insert(HeaderName::from_static("elements-next-page-token"), value);
+        }
+        json_answer(&Value::Array(list), out_headers)
+    }
+
+    /// The instance's provider, refusing a disabled instance.
+    fn target_of(
+        &self,
+        record: Arc<InstanceRecord>,
+        element: Arc<ElementDefinition>,
+    ) -> Result<Target, ServiceError> {
+        if record.disabled {
+            return Err(ServiceError::Forbidden(
+                "this instance is disabled".to_owned(),
+            ));
+        }
+        Target::of(record, element)
+    }
+
+    /// Sends one vendor call and reads its answer: JSON, or for an error status whatever
+    /// text the vendor sent.
+    async fn vendor_call(
+        &self,
+        target: &Target,
+        vendor: &VendorRequest,
+        url: Option<String>,
+    ) -> Result<hooks::VendorAnswer, ServiceError> {
+        let url = match url {
+            Some(url) => self.proxy.check_url("base.url", &url)?,
+            None => {
+                let query = vendor.query_string();
+                self.proxy.target_url(
+                    target.record.id.0,
+                    "base.url",
+                    &target.base_url,
+                    &vendor.path,
+                    Some(&query),
+                )?
+            }
+        };
+        let body = match &vendor.body {
+            VendorBody::Empty => Bytes::new(),
+            VendorBody::Json(value) => Bytes::from(
+                serde_json::to_vec(value)
+                    .map_err(|e| ServiceError::Internal(format!("vendor body: {e}")))?,
+            ),
+            VendorBody::Form(pairs) => Bytes::from(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(pairs)
+                    .finish(),
+            ),
+        };
+        let response = self
+            .call_provider(
+                target,
+                vendor.method.clone(),
+                url,
+                vendor.headers.clone(),
+                ProxyBody::Buffered(body),
+            )
+            .await?;
+        let status = response.status;
+        let headers = response.headers.clone();
+        let bytes = response.read_body(MAX_VENDOR_BODY).await?;
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(value) => value,
+                Err(_) if !status.is_success() => {
+                    Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                Err(_) => {
+                    return Err(ServiceError::ProviderAnswer(format!(
+                        "HTTP {} with a body that is not JSON",
+                        status.as_u16()
+                    )));
+                }
+            }
+        };
+        Ok(hooks::VendorAnswer {
+            status: status.as_u16(),
+            headers,
+            body,
+        })
+    }
+
+    /// Stores configuration values a call learned (`source: response` parameters, a
+    /// hook's `configuration` output) into the instance, through the same update, and
+    /// checks, as a `PATCH` by the caller (so an Element token cannot move `base.url`
+    /// this way either), in one write. Only declared entries, or keys that hold no
+    /// credential, may be written: a vendor answer or a script must not plant a secret
+    /// the element never asked for.
+    async fn keep_configuration(
+        &self,
+        caller: &Caller,
+        record: &Arc<InstanceRecord>,
+        element: &ElementDefinition,
+        changes: Vec<(String, String)>,
+    ) -> Result<(), ServiceError> {
+        let changes: Vec<(String, String)> = changes
+            .into_iter()
+            .filter(|(k, _)| element.config_entry(k).is_some() || !element.is_secret_key(k))
+            .filter(|(k, v)| record.config.get(k).cloned().flatten().as_ref() != Some(v))
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let given: serde_json::Map<String, Value> = changes
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        let current = Arc::unwrap_or_clone(Arc::clone(record));
+        self.change_configuration(caller, current, element, &given)
+            .await?;
+        Ok(())
+    }
+
+    /// A resource whose bodies are not JSON (files): the caller's body goes to the vendor
+    /// and the vendor's answer comes back, both unchanged and streamed.
+    async fn stream(
+        &self,
+        target: &Target,
+        resource: &Resource,
+        bindings: &route::Bindings,
+        request: HubRequest,
+    ) -> Result<ProxyResponse, ServiceError> {
+        let query = HubQuery::parse(request.query.as_deref());
+        let incoming = Incoming {
+            bindings,
+            query: &query,
+            headers: &request.headers,
+            body: None,
+            config: &target.record.config,
+        };
+        let mapped = request::build(&target.element, resource, &incoming)?;
+        check_vendor_path(&mapped.path)?;
+        let mut headers = forwardable_request_headers(&request.headers);
+        for (name, value) in &mapped.headers {
+            // The caller says what its body is and what it accepts back.
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        let url = self.proxy.target_url(
+            target.record.id.0,
+            "base.url",
+            &target.base_url,
+            &mapped.path,
+            Some(&mapped.query_string()),
+        )?;
+        let response = self
+            .call_provider(target, mapped.method, url, headers, request.body)
+            .await?;
+        if !response.status.is_success() {
+            let status = response.status.as_u16();
+            let bytes = response
+                .read_body(MAX_VENDOR_BODY)
+                .await
+                .unwrap_or_default();
+            return Err(ServiceError::ProviderStatus {
+                status,
+                provider_message: response::error_message(
+                    &bytes,
+                    target.element.error_message_path.as_deref(),
+                ),
+            });
+        }
+        Ok(ProxyResponse {
+            headers: forwardable_response_headers(&response.headers),
+            ..response
+        })
+    }
+}
+
+/// The request body as JSON; none when empty.
+async fn json_body(body: ProxyBody) -> Result<Option<Value>, ServiceError> {
+    let bytes = match body {
+        ProxyBody::Buffered(bytes) => bytes,
+        ProxyBody::Streaming(_) => {
+            return Err(ServiceError::bad_request(
+                "invalid_body",
+                "the request body is larger than this resource accepts",
+            ));
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        ServiceError::bad_request("invalid_body", format!("the request body is not JSON: {e}"))
+    })
+}
+
+/// What a page token is bound to: the instance, the resource, the hub path (its bound
+/// placeholders) and the query that shaped the pages. A token used anywhere else fails
+/// to open.
+fn token_context(
+    record: &InstanceRecord,
+    resource: &Resource,
+    path: &str,
+    query: &HubQuery,
+) -> Vec<u8> {
+    let get = |name| query.get(name).unwrap_or_default();
+    let context = json!([
+        "junction page token 1",
+        record.id.0,
+        resource.method.as_str(),
+        resource.path,
+        path,
+        get("where"),
+        get("orderBy"),
+        get("fields"),
+        get("pageSize"),
+    ]);
+    context.to_string().into_bytes()
+}
+
+/// `GET /objects`: the names of the element's declared objects.
+fn objects(element: &ElementDefinition) -> Value {
+    Value::Array(
+        element
+            .objects
+            .iter()
+            .map(|o| Value::String(o.name.clone()))
+            .collect(),
+    )
+}
+
+/// `GET /objects/{name}/metadata`, Cloud Elements' shape, from the declared fields.
+fn object_metadata(element: &ElementDefinition, name: &str) -> Result<Value, ServiceError> {
+    let object = element
+        .objects
+        .iter()
+        .find(|o| o.name == name)
+        .ok_or_else(|| ServiceError::ElementPartNotFound {
+            element: element.key.clone(),
+            part: "object",
+            id: name.to_owned(),
+        })?;
+    let fields: Vec<Value> = object
+        .fields
+        .iter()
+        .map(|f| {
+            let mut field = json!({
+                "vendorPath": f.name,
+                "vendorDisplayName": f.name,
+                "type": f.kind,
+                "vendorReadOnly": f.read_only,
+                "vendorRequired": f.required,
+                "hidden": f.hidden,
+            });
+            if let Some(format) = &f.format {
+                field["format"] = json!(format);
+            }
+            if f.primary_key || object.primary_key_name.as_deref() == Some(f.name.as_str()) {
+                field["primaryKey"] = json!(true);
+            }
+            field
+        })
+        .collect();
+    Ok(json!({ "fields": fields }))
+}
