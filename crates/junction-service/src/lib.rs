@@ -16,6 +16,7 @@ mod credentials;
 pub mod docs;
 mod elements;
 mod error;
+pub mod events;
 mod hosts;
 mod instances;
 mod oauth_url;
@@ -95,6 +96,8 @@ pub struct Services {
     pub auth_failures: Arc<FailureLimiter>,
     /// Where trace log entries go to be written.
     pub traces: TraceWriter,
+    /// The events pipeline: outbox writer, delivery state, settings.
+    pub events: Arc<events::EventHub>,
     /// Runs elements' JavaScript hooks.
     pub sandbox: junction_sandbox::Sandbox,
     /// Paces provider calls under the limits elements declare.
