@@ -3,7 +3,10 @@
 //! `GET /instances?pageSize=…` page by page over HTTP and time every page, and time
 //! `GET /instances/{id}` for random ids. For `bench/proxy/run.sh`, `bare-proxy` is the
 //! HTTP stack Junction's proxy is built on (axum in, reqwest out, bodies streamed) with
-//! none of Junction's own work, to tell the stack's cost from Junction's.
+//! none of Junction's own work, to tell the stack's cost from Junction's. `events`
+//! drives `bench/events.sh`: webhooks in, notifications out, through one Junction.
+
+mod events;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -68,6 +71,33 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         warmup: usize,
     },
+    /// Webhooks in and notifications out through a running Junction: throughput,
+    /// latency at light, half and full load, and the backlog after an outage. Prints JSON.
+    Events {
+        /// The API base, e.g. http://127.0.0.1:8080/elements/api-v2
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        authorization: String,
+        /// Webhooks in the throughput run.
+        #[arg(long, default_value_t = 20_000)]
+        count: u64,
+        /// Concurrent senders in the throughput run.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds of each latency run.
+        #[arg(long, default_value_t = 10.0)]
+        phase_seconds: f64,
+        /// Webhooks a second at light load.
+        #[arg(long, default_value_t = 50.0)]
+        light_rate: f64,
+        /// Seconds the receiver answers 503.
+        #[arg(long, default_value_t = 60.0)]
+        outage_seconds: f64,
+        /// Webhooks a second during the outage.
+        #[arg(long, default_value_t = 200.0)]
+        outage_rate: f64,
+    },
     /// Forward every request to UPSTREAM with a fixed Authorization header, streaming
     /// both ways: axum and reqwest as Junction uses them, and nothing else.
     BareProxy {
@@ -119,6 +149,28 @@ async fn main() -> anyhow::Result<()> {
             upstream,
             read_timeout,
         } => bare_proxy(listen, upstream, read_timeout).await,
+        Command::Events {
+            api,
+            authorization,
+            count,
+            concurrency,
+            phase_seconds,
+            light_rate,
+            outage_seconds,
+            outage_rate,
+        } => {
+            events::run(events::Options {
+                api,
+                authorization,
+                count,
+                concurrency,
+                phase_seconds,
+                light_rate,
+                outage_seconds,
+                outage_rate,
+            })
+            .await
+        }
     }
 }
 

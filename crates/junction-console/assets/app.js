@@ -323,8 +323,10 @@ async function instancePage(id) {
   const box = h('div', {});
   show(box);
   await guard(box, async () => {
-    const inst = await api.get(`/instances/${id}`);
-    const config = await api.get(`/instances/${id}/configuration`);
+    // The events panel is its own module, fetched with the instance, so the instance
+    // list, the page most visits start on, does not wait for it.
+    const [inst, config, { eventsPanel }] = await Promise.all([
+      api.get(`/instances/${id}`), api.get(`/instances/${id}/configuration`), import('./events.js')]);
     const status = h('div', { 'aria-live': 'polite' });
     const act = (label, work, attrs = {}) => h('button', {
       type: 'button', ...attrs,
@@ -367,8 +369,7 @@ async function instancePage(id) {
         act('Delete', async () => confirm.showModal(), { class: 'danger' })),
       status, confirm,
       h('h2', {}, 'Configuration'), configTable(id, config, status),
-      h('h2', {}, 'Events'),
-      h('p', { class: 'muted' }, inst.eventsEnabled ? 'Events are enabled for this instance.' : 'Events are not enabled for this instance.'));
+      h('h2', {}, 'Events'), eventsPanel(inst));
   });
 }
 

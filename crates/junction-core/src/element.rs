@@ -98,6 +98,9 @@ pub struct ElementDefinition {
     /// The objects its resources read and write (spec §6.6).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<ObjectDefinition>,
+    /// How provider webhooks are verified, routed and normalized (spec §4.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<crate::events::EventsSpec>,
     /// Dotted path of the message in the vendor's error bodies, for vendors whose errors
     /// the general extractor misreads.
     #[serde(default, skip_serializing_if = "Option::is_none")]

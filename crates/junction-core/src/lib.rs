@@ -9,6 +9,7 @@
 pub mod config;
 pub mod credential;
 pub mod element;
+pub mod events;
 pub mod hub;
 pub mod ids;
 pub mod net;

@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use junction_core::Secret;
 use junction_crypto::Keyring;
+use junction_service::events::EventSettings;
 use junction_store::{CacheSettings, DatabaseUrl, Dialect, StoreSettings};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,36 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Token refreshes a sweep runs at once (each is one call to a provider's token endpoint).",
     ),
     (
+        "JUNCTION_EVENTS_WORKERS",
+        "4",
+        "Event delivery workers in each replica; each sends up to 32 notifications at once. 0 turns delivery off here (webhooks are still received and stored, for another replica to deliver).",
+    ),
+    (
+        "JUNCTION_EVENTS_RETRIES",
+        "9",
+        "Retries of an event notification the app's callback did not accept (any answer but 2xx, or none in time); after the last the event is FAILED and can be replayed.",
+    ),
+    (
+        "JUNCTION_EVENTS_RETRY_DELAY_MS",
+        "4000",
+        "Milliseconds before the first retry; each later retry waits four times longer (Cloud Elements' 4^n seconds), give or take 20%.",
+    ),
+    (
+        "JUNCTION_EVENTS_TIMEOUT",
+        "10",
+        "Seconds the app's callback has to answer one notification.",
+    ),
+    (
+        "JUNCTION_EVENTS_RETENTION",
+        "168",
+        "Hours delivered events are kept for the events API before they are deleted (failed ones are kept until replayed).",
+    ),
+    (
+        "JUNCTION_EVENTS_STANDARD_WEBHOOKS",
+        "true",
+        "Also send the Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) when a signature key is set.",
+    ),
+    (
         "JUNCTION_CACHE_TTL",
         "30",
         "Seconds an in-process copy of an instance or user may serve calls. Copies are dropped on every write, by every replica (PostgreSQL LISTEN/NOTIFY); this bounds only what a silently lost notification could leave. 0 turns the copies off.",
@@ -91,6 +122,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "JUNCTION_HOOK_MEMORY",
         "32",
         "MiB of JavaScript heap one hook run may use, its inputs included; more ends the call with 502 hook_failed.",
+    ),
+    (
+        "JUNCTION_CONNECT_RETENTION",
+        "24",
+        "Hours a Connect session is kept after it expires, whatever its status (an app can poll it until then); it and its hashed token are then deleted.",
     ),
     (
         "JUNCTION_HEADER_READ_TIMEOUT",
@@ -247,6 +283,24 @@ pub struct Settings {
     /// Token refreshes a sweep runs at once.
     #[arg(long, env = "JUNCTION_REFRESH_CONCURRENCY", default_value = "16")]
     pub refresh_concurrency: usize,
+    /// Event delivery workers; 0 turns delivery off in this process.
+    #[arg(long, env = "JUNCTION_EVENTS_WORKERS", default_value = "4")]
+    pub events_workers: usize,
+    /// Retries of an event notification.
+    #[arg(long, env = "JUNCTION_EVENTS_RETRIES", default_value = "9")]
+    pub events_retries: u32,
+    /// Milliseconds before the first retry (each later one waits four times longer).
+    #[arg(long, env = "JUNCTION_EVENTS_RETRY_DELAY_MS", default_value = "4000")]
+    pub events_retry_delay_ms: u64,
+    /// Seconds a callback has to answer.
+    #[arg(long, env = "JUNCTION_EVENTS_TIMEOUT", default_value = "10")]
+    pub events_timeout: u64,
+    /// Hours delivered events are kept.
+    #[arg(long, env = "JUNCTION_EVENTS_RETENTION", default_value = "168")]
+    pub events_retention: u64,
+    /// Also send the Standard Webhooks headers.
+    #[arg(long, env = "JUNCTION_EVENTS_STANDARD_WEBHOOKS", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub events_standard_webhooks: bool,
     /// Seconds an in-process copy of an instance or user may serve calls; 0 disables.
     #[arg(long, env = "JUNCTION_CACHE_TTL", default_value = "30")]
     pub cache_ttl: u64,
@@ -294,6 +348,9 @@ pub struct Settings {
     /// Address and port of the metrics listener (`GET /metrics`); unset: none.
     #[arg(long, env = "JUNCTION_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Hours a Connect session is kept after it expires.
+    #[arg(long, env = "JUNCTION_CONNECT_RETENTION", default_value = "24")]
+    pub connect_retention: u64,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -335,6 +392,8 @@ pub struct Config {
     /// Time between token refresh sweeps; `None`: no sweeps.
     pub refresh_interval: Option<Duration>,
     pub refresh_concurrency: usize,
+    /// Event delivery.
+    pub events: EventSettings,
     pub cache: CacheSettings,
     pub limits: ServerLimits,
     /// Failed authentications per client address and minute; 0: no limit.
@@ -348,6 +407,8 @@ pub struct Config {
     pub hooks: junction_sandbox::Limits,
     /// Where `GET /metrics` is served; `None`: nowhere, and nothing is recorded.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a Connect session outlives its expiry before it is deleted.
+    pub connect_retention: Duration,
 }
 
 /// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
@@ -600,6 +661,19 @@ impl Config {
                 ),
                 n => n,
             },
+            events: EventSettings {
+                workers: s.events_workers,
+                retries: s.events_retries,
+                first_retry_delay: Duration::from_millis(s.events_retry_delay_ms),
+                timeout: Duration::from_secs(at_least_one(
+                    "JUNCTION_EVENTS_TIMEOUT",
+                    s.events_timeout,
+                )?),
+                retention: Duration::from_secs(
+                    at_least_one("JUNCTION_EVENTS_RETENTION", s.events_retention)? * 3600,
+                ),
+                standard_webhooks: s.events_standard_webhooks,
+            },
             cache: CacheSettings {
                 ttl: Duration::from_secs(s.cache_ttl),
                 capacity: s.cache_capacity,
@@ -681,6 +755,16 @@ impl Config {
                     })
                 })
                 .transpose()?,
+            connect_retention: Duration::from_secs(
+                at_least_one("JUNCTION_CONNECT_RETENTION", s.connect_retention)?
+                    .checked_mul(3600)
+                    .with_context(|| {
+                        format!(
+                            "{} is too large",
+                            setting_name("JUNCTION_CONNECT_RETENTION")
+                        )
+                    })?,
+            ),
         })
     }
 
@@ -787,6 +871,12 @@ mod tests {
             outbound_timeout: 30,
             refresh_interval: 60,
             refresh_concurrency: 16,
+            events_workers: 4,
+            events_retries: 9,
+            events_retry_delay_ms: 4000,
+            events_timeout: 10,
+            events_retention: 168,
+            events_standard_webhooks: true,
             cache_ttl: 30,
             cache_capacity: 10_000,
             header_read_timeout: 10,
@@ -801,6 +891,7 @@ mod tests {
             hook_timeout: 1000,
             hook_memory: 32,
             metrics_listen: None,
+            connect_retention: 24,
         }
     }
 

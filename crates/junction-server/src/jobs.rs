@@ -1,5 +1,7 @@
 //! Background work: the sweep that renews provider tokens before they expire, so a
-//! customer's call rarely waits for a refresh and a long-lived Graph token never lapses.
+//! customer's call rarely waits for a refresh and a long-lived Graph token never lapses;
+//! event delivery workers; pruning of delivered events; the purge of Connect sessions
+//! past their retention.
 
 use junction_service::{Services, SweepReport};
 use std::time::Duration;
@@ -64,5 +66,135 @@ pub fn spawn_refresh_job(
             }
         }
         tracing::info!("token refresh sweeps stopped");
+    })
+}
+
+/// Notifications one worker claims and sends at once.
+pub const DELIVERY_BATCH: i64 = 32;
+
+/// Longest an idle delivery worker sleeps before looking for due notifications again
+/// (new ones wake it at once; another replica's, and retries, come due on their own).
+const DELIVERY_IDLE: Duration = Duration::from_millis(500);
+
+/// How often delivered events past their retention are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Starts `workers` event delivery loops and the retention job; each stops when `stop`
+/// turns true, after finishing the batch in hand (a batch cut short between the
+/// receiver's answer and the write recording it would only be sent again).
+pub fn spawn_event_jobs(
+    services: Services,
+    workers: usize,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut jobs: Vec<JoinHandle<()>> = (0..workers)
+        .map(|_| {
+            let services = services.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let stored = services.deliveries_stored();
+                    let claimed = match services.deliver_due(DELIVERY_BATCH).await {
+                        Ok(report) => report.claimed,
+                        Err(e) => {
+                            tracing::error!(error = %e, "event delivery round failed");
+                            0
+                        }
+                    };
+                    if claimed > 0 {
+                        continue;
+                    }
+                    tokio::select! {
+                        changed = stop.changed() => {
+                            if changed.is_err() || *stop.borrow() {
+                                break;
+                            }
+                        }
+                        () = stored => {}
+                        () = services.wait_for_deliveries(DELIVERY_IDLE) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut stop = stop;
+    jobs.push(tokio::spawn(async move {
+        loop {
+            match services.prune_events().await {
+                Ok(0) => {}
+                Ok(pruned) => {
+                    tracing::info!(pruned, "delivered events past their retention deleted")
+                }
+                Err(e) => tracing::error!(error = %e, "pruning events failed"),
+            }
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            }
+        }
+    }));
+    if workers > 0 {
+        tracing::info!(workers, "event delivery started");
+    }
+    jobs
+}
+
+/// Time between purges of Connect sessions past their retention.
+const CONNECT_PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// One purge of the Connect sessions that expired more than `retention` ago, `batch`
+/// per statement; failures are logged and never end the job.
+pub async fn purge_connect_sessions_once(
+    services: &Services,
+    retention: Duration,
+    batch: i64,
+) -> u64 {
+    match services.purge_connect_sessions(retention, batch).await {
+        Ok(purged) => {
+            if purged > 0 {
+                tracing::info!(purged, "expired Connect sessions deleted");
+            }
+            purged
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "purging Connect sessions failed");
+            0
+        }
+    }
+}
+
+/// Purges Connect sessions past their retention every ten minutes until `stop` turns
+/// true. The first purge waits its turn too: a session a minute past its retention
+/// harms no one, and a start stays quick.
+pub fn spawn_connect_purge_job(
+    services: Services,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(CONNECT_PURGE_INTERVAL) => {
+                    purge_connect_sessions_once(
+                        &services,
+                        retention,
+                        junction_service::CONNECT_PURGE_BATCH,
+                    )
+                    .await;
+                }
+            }
+        }
     })
 }

@@ -7,6 +7,7 @@ use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
+use junction_service::events::EventHub;
 use junction_service::{FailureLimiter, Pacer, RefreshCoordinator, Services, TraceWriter, now_ms};
 use junction_store::{NewOrganization, OrganizationCreated, Store, StoreError, StoreSettings};
 use std::future::Future;
@@ -33,6 +34,7 @@ pub struct App {
     services: Services,
     refresh_interval: Option<std::time::Duration>,
     refresh_concurrency: usize,
+    connect_retention: std::time::Duration,
     limits: ServerLimits,
     pub bootstrapped: Option<Bootstrapped>,
     /// Held while serving: see `claim_sqlite`.
@@ -177,6 +179,23 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
     // than the whole call, so large bodies can stream.
     let proxy = ProxyClient::new(settings)?;
     let traces = TraceWriter::start(store.clone());
+    // Callbacks get the address policy and no redirects like provider calls, with their
+    // own timeout.
+    let callbacks = OutboundClient::new(OutboundSettings {
+        request_timeout: config.events.timeout,
+        connect_timeout: config.events.timeout.min(std::time::Duration::from_secs(5)),
+        ..settings
+    })?;
+    let sandbox = junction_sandbox::Sandbox::new(
+        config.hooks,
+        std::thread::available_parallelism().map_or(2, usize::from),
+    );
+    let events = Arc::new(EventHub::start(
+        store.clone(),
+        callbacks,
+        sandbox.clone(),
+        config.events,
+    ));
     Ok(Services {
         store,
         catalog: Arc::new(catalog),
@@ -188,10 +207,8 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
             config.trust_forwarded_for,
         )),
         traces,
-        sandbox: junction_sandbox::Sandbox::new(
-            config.hooks,
-            std::thread::available_parallelism().map_or(2, usize::from),
-        ),
+        events,
+        sandbox,
         pacer: Arc::new(Pacer::new(config.outbound_timeout)),
     })
 }
@@ -243,6 +260,15 @@ impl App {
                     "released refresh leases left by a Junction process that stopped mid-refresh"
                 );
             }
+            // Likewise notifications that were being sent: they go out again at once,
+            // under the same Elements-Webhook-Id.
+            let resent = store.release_all_delivery_leases().await?;
+            if resent > 0 {
+                tracing::warn!(
+                    resent,
+                    "event notifications left in flight by a stopped Junction process are sent again"
+                );
+            }
         }
         // Bound before the first organization is created: a start that cannot listen must
         // not leave behind an organization whose secrets it never got to print.
@@ -278,6 +304,7 @@ impl App {
             services,
             refresh_interval: config.refresh_interval,
             refresh_concurrency: config.refresh_concurrency,
+            connect_retention: config.connect_retention,
             limits: config.limits,
             bootstrapped,
             sqlite_lock,
@@ -338,6 +365,16 @@ impl App {
                 }
             })
         });
+        let purge = crate::jobs::spawn_connect_purge_job(
+            self.services.clone(),
+            self.connect_retention,
+            stop_tx.subscribe(),
+        );
+        let event_jobs = crate::jobs::spawn_event_jobs(
+            self.services.clone(),
+            self.services.events.settings.workers,
+            stop_tx.subscribe(),
+        );
         let shutdown = async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -352,6 +389,14 @@ impl App {
         }
         if let Some(metrics) = metrics {
             metrics.abort();
+        }
+        if let Err(e) = purge.await {
+            tracing::error!(error = %e, "the Connect session purge job failed");
+        }
+        for job in event_jobs {
+            if let Err(e) = job.await {
+                tracing::error!(error = %e, "an event job failed");
+            }
         }
         store.close().await;
         drop(self.sqlite_lock);

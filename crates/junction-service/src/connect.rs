@@ -26,6 +26,8 @@ pub const SESSION_SECONDS_MAX: i64 = 24 * 60 * 60;
 pub const MAX_SESSION_ELEMENTS: usize = 20;
 /// Where the provider sends the customer back, under Junction's own address.
 pub const CALLBACK_PATH: &str = "/connect/callback";
+/// Sessions one purge statement deletes.
+pub const PURGE_BATCH: i64 = 500;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -280,6 +282,26 @@ fn outcome(base_url: &str, status: &str, message: Option<&str>) -> String {
 }
 
 impl Services {
+    /// Deletes every Connect session that expired more than `retention` ago, `batch` at a
+    /// time (each batch its own short statement), and returns how many went.
+    pub async fn purge_connect_sessions(
+        &self,
+        retention: std::time::Duration,
+        batch: i64,
+    ) -> Result<u64, ServiceError> {
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(retention_ms);
+        let batch = batch.max(1);
+        let mut purged = 0;
+        loop {
+            let deleted = self.store.purge_connect_sessions(cutoff, batch).await?;
+            purged += deleted;
+            if deleted < batch.unsigned_abs() {
+                return Ok(purged);
+            }
+        }
+    }
+
     async fn target_account(
         &self,
         caller: &Caller,

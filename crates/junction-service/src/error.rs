@@ -36,6 +36,14 @@ pub enum ServiceError {
     },
     #[error("no instance with id {0}")]
     InstanceNotFound(i64),
+    /// A webhook names (or its payload leads to) no instance of its element.
+    #[error("no instance of this element receives this webhook")]
+    WebhookInstanceNotFound,
+    /// A webhook's signature is missing or does not match its body.
+    #[error("the webhook's signature is missing or wrong: {0}")]
+    InvalidSignature(String),
+    #[error("no event with id {0}")]
+    EventNotFound(i64),
     #[error("no configuration entry with id {0}")]
     ConfigurationNotFound(i64),
     #[error("no account with id {0}")]

@@ -16,6 +16,7 @@ mod credentials;
 pub mod docs;
 mod elements;
 mod error;
+pub mod events;
 mod hosts;
 mod instances;
 mod metered;
@@ -58,6 +59,7 @@ pub use connect::{
     AccountParams, CALLBACK_PATH as CONNECT_CALLBACK_PATH, ConnectCallback, ConnectElementView,
     ConnectFieldView, ConnectNext, ConnectPageView, ConnectSessionBody, ConnectSessionCreated,
     ConnectSessionView, ConnectStartBody, InlineOAuthApp, OAuthAppBody, OAuthAppView,
+    PURGE_BATCH as CONNECT_PURGE_BATCH,
 };
 pub use elements::{ElementPart, FoundElement, derive_key};
 pub use error::ServiceError;
@@ -95,6 +97,8 @@ pub struct Services {
     pub auth_failures: Arc<FailureLimiter>,
     /// Where trace log entries go to be written.
     pub traces: TraceWriter,
+    /// The events pipeline: outbox writer, delivery state, settings.
+    pub events: Arc<events::EventHub>,
     /// Runs elements' JavaScript hooks.
     pub sandbox: junction_sandbox::Sandbox,
     /// Paces provider calls under the limits elements declare.

@@ -44,6 +44,9 @@ pub struct InstanceView {
     #[schema(value_type = std::collections::HashMap<String, Option<String>>)]
     pub configuration: MaskedConfig,
     pub events_enabled: bool,
+    /// Where the provider sends this instance's webhooks, under the API's base URL
+    /// (the "Webhook URL" of Cloud Elements' console).
+    pub event_webhook_url: String,
     pub trace_logging_enabled: bool,
     pub caching_enabled: bool,
     pub external_authentication: String,
@@ -114,6 +117,7 @@ impl InstanceView {
             cache_time_to_live: 0,
             configuration: MaskedConfig::new(Arc::clone(element), record.config),
             events_enabled,
+            event_webhook_url: format!("/elements/api-v2/events/{}/{}", element.key, record.id),
             trace_logging_enabled,
             caching_enabled: false,
             external_authentication: record.external_authentication,

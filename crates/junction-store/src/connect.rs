@@ -581,4 +581,23 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// Deletes up to `batch` sessions that expired before `expired_before`, with their
+    /// token hashes and whatever sealed values they still hold; returns how many went.
+    /// Small batches keep each delete short, so it never holds up sessions being created.
+    pub async fn purge_connect_sessions(
+        &self,
+        expired_before: i64,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "delete from connect_sessions where id in \
+             (select id from connect_sessions where expires_at < $1 order by expires_at limit $2)",
+        )
+        .bind(expired_before)
+        .bind(batch)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
 }

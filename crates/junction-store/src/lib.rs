@@ -11,6 +11,7 @@ mod accounts;
 mod cache;
 mod connect;
 mod elements;
+pub mod events;
 mod hubs;
 mod instances;
 mod rate;
@@ -28,6 +29,10 @@ pub use connect::{
     ConnectSessionRecord, ConnectStatus, NewConnectSession, NewOAuthApp, OAuthAppRecord,
 };
 pub use elements::{CustomElement, OrganizationElements};
+pub use events::{
+    Attempt, ClaimedDelivery, DeliveryOutcome, DeliveryResult, EventPage, EventQuery, EventRecord,
+    FinderCandidate, NewEvent, NewNotification,
+};
 pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
 pub use rate::{Pace, Slot};

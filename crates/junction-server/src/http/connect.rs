@@ -32,10 +32,14 @@ pub fn callback_router() -> Router<AppState> {
     Router::new().route(junction_service::CONNECT_CALLBACK_PATH, get(callback))
 }
 
-/// Junction's address as the caller reached it: the Connect page's link and the
-/// provider's callback are built on it. `X-Forwarded-Proto: https` from a TLS-ending
-/// proxy makes it https.
-fn base_url(headers: &HeaderMap) -> Result<String, ApiError> {
+/// Junction's address, which the Connect page's link and the provider's callback are
+/// built on: `JUNCTION_PUBLIC_URL` when set, since behind a proxy the Host a request
+/// arrives with need not be the one customers can reach; else the address the caller
+/// reached, made https by `X-Forwarded-Proto: https` from a TLS-ending proxy.
+fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(public) = &state.public_url {
+        return Ok(public.as_str().trim_end_matches('/').to_owned());
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -151,7 +155,7 @@ async fn create_session(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ConnectSessionBody>,
 ) -> Result<Response, ApiError> {
-    let base = base_url(&headers)?;
+    let base = base_url(&state, &headers)?;
     let created = state
         .services
         .create_connect_session(&caller, &base, body)
@@ -246,7 +250,7 @@ async fn callback(
     headers: HeaderMap,
     Query(query): Query<ConnectCallback>,
 ) -> Result<Redirect, ApiError> {
-    let fallback = base_url(&headers).unwrap_or_default();
+    let fallback = base_url(&state, &headers).unwrap_or_default();
     let next = state.services.connect_callback(&fallback, query).await?;
     Ok(Redirect::to(&next))
 }

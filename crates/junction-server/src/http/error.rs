@@ -183,6 +183,15 @@ impl From<ServiceError> for ApiError {
             ServiceError::InstanceNotFound(_) => {
                 Self::new(StatusCode::NOT_FOUND, "instance_not_found", e.to_string())
             }
+            ServiceError::WebhookInstanceNotFound => {
+                Self::new(StatusCode::NOT_FOUND, "instance_not_found", e.to_string())
+            }
+            ServiceError::InvalidSignature(_) => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string())
+            }
+            ServiceError::EventNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "event_not_found", e.to_string())
+            }
             ServiceError::ConfigurationNotFound(_) => Self::new(
                 StatusCode::NOT_FOUND,
                 "configuration_not_found",

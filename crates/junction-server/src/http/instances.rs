@@ -111,7 +111,11 @@ async fn list_response(
 }
 
 /// The paging headers every list answers with.
-fn page_headers(returned: usize, total: Option<i64>, next_page: Option<String>) -> HeaderMap {
+pub(super) fn page_headers(
+    returned: usize,
+    total: Option<i64>,
+    next_page: Option<String>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {

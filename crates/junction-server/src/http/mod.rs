@@ -8,6 +8,7 @@ mod console;
 mod docs;
 mod elements;
 pub mod error;
+mod events;
 pub mod extract;
 mod health;
 mod hubs;
@@ -62,6 +63,7 @@ pub fn router(
         .merge(elements::router())
         .merge(docs::router())
         .merge(instances::router())
+        .merge(events::router())
         .merge(accounts::router())
         .merge(hubs::router())
         .merge(connect::router())

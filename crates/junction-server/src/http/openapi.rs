@@ -2,7 +2,7 @@
 //! served at `/elements/api-v2/openapi.json` with an offline Swagger UI at `/docs`.
 
 use super::error::ApiErrorBody;
-use super::{accounts, connect, docs, elements, hubs, instances, proxy};
+use super::{accounts, connect, docs, elements, events, hubs, instances, proxy};
 use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
@@ -80,6 +80,18 @@ use utoipa::{Modify, OpenApi};
         instances::replace_of_element,
         instances::merge_of_element,
         instances::remove_of_element,
+        events::handshake,
+        events::handshake_for_instance,
+        events::receive,
+        events::receive_for_instance,
+        events::list,
+        events::list_own,
+        events::show,
+        events::show_own,
+        events::replay,
+        events::replay_own,
+        events::replay_failed,
+        events::replay_failed_own,
         accounts::list,
         accounts::create,
         accounts::show,
@@ -131,6 +143,10 @@ use utoipa::{Modify, OpenApi};
         OperationMetadata,
         HubBody,
         HubView,
+        events::WebhookAccepted,
+        junction_service::events::EventView,
+        junction_service::events::NotifiedAttempt,
+        junction_service::events::ReplayView,
         junction_service::OAuthAppBody,
         junction_service::OAuthAppView,
         junction_service::InlineOAuthApp,
@@ -150,6 +166,7 @@ use utoipa::{Modify, OpenApi};
         (name = "accounts", description = "Accounts and users, for organization administrators"),
         (name = "hubs", description = "Calls to an instance's provider, authenticated by its Element token"),
         (name = "catalog", description = "Hubs: the built-in ones and the organization's own"),
+        (name = "events", description = "Provider webhooks in, and the event records of an instance"),
         (name = "connect", description = "The hosted Connect page: OAuth apps, Connect sessions and the page's own calls"),
         (name = "operations", description = "Running Junction: readiness for load balancers"),
     )

@@ -1,7 +1,7 @@
 //! The hosted Connect page's API: OAuth apps, Connect sessions, and the end customer's
 //! path through a real authorization server back to the app.
 
-use crate::helpers::{ORG_SECRET, TestApp, assert_error};
+use crate::helpers::{ORG_SECRET, Options, TestApp, assert_error};
 use crate::on_both_backends;
 use junction_store::ConnectStatus;
 use junction_testkit::browser::Browser;
@@ -25,6 +25,9 @@ on_both_backends!(
     a_code_for_a_replaced_state_cannot_finish_the_session,
     the_authorization_url_takes_the_oauth_apps_values_and_scope,
     an_admin_lists_deletes_and_polls_what_they_made_for_another_account,
+    sessions_past_their_retention_are_purged_in_batches_with_their_tokens,
+    the_link_and_callback_follow_the_host_without_a_public_url,
+    the_link_and_callback_follow_the_public_url_when_set,
 );
 
 pub const RETURN_URL: &str = "https://app.example.test/connected";
@@ -805,4 +808,121 @@ async fn an_admin_lists_deletes_and_polls_what_they_made_for_another_account(bac
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, apps) = app.get(&format!("/oauth-apps?accountId={acme}")).await;
     assert_eq!(apps, json!([]));
+}
+
+async fn sessions_past_their_retention_are_purged_in_batches_with_their_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        sessions.push(
+            new_session(
+                &app,
+                json!({"element": "airtable", "returnUrl": RETURN_URL, "expiresIn": 60}),
+            )
+            .await,
+        );
+    }
+    let id = |s: &Value| s["id"].as_i64().unwrap();
+    let (old, kept) = sessions.split_at(3);
+    for session in old {
+        expire(&app, id(session)).await;
+    }
+    // Expired an hour ago: still inside a day's retention.
+    let an_hour_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    sqlx::query("update connect_sessions set expires_at = $1 where id = $2")
+        .bind(an_hour_ago)
+        .bind(id(&kept[0]))
+        .execute(&pool(&app).await)
+        .await
+        .unwrap();
+
+    // Two per batch: three old sessions take two batches.
+    let purged = junction_server::jobs::purge_connect_sessions_once(
+        &app.services,
+        std::time::Duration::from_secs(24 * 3600),
+        2,
+    )
+    .await;
+    assert_eq!(purged, 3);
+
+    for session in old {
+        let (status, body) = app.get(&format!("/connect/sessions/{}", id(session))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_error(&body, "connect_session_not_found");
+        let token = session["token"].as_str().unwrap();
+        let (status, body) = as_page(&app, token, Method::GET, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_error(&body, "connect_session_invalid");
+    }
+    let (_, view) = app
+        .get(&format!("/connect/sessions/{}", id(&kept[0])))
+        .await;
+    assert_eq!(view["status"], "expired");
+    let (_, view) = app
+        .get(&format!("/connect/sessions/{}", id(&kept[1])))
+        .await;
+    assert_eq!(view["status"], "pending");
+    let rows: Vec<i64> = sqlx::query_scalar("select id from connect_sessions order by id")
+        .fetch_all(&pool(&app).await)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![id(&kept[0]), id(&kept[1])]);
+}
+
+/// Creates an sfdc session through a proxy that names Junction `junction.internal:8443`
+/// over https, starts its authorization, and returns the link and the `redirect_uri`.
+async fn link_and_callback(app: &TestApp) -> (String, String) {
+    let (status, body) = app
+        .post(
+            "/oauth-apps",
+            &json!({"element": "sfdc", "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = app
+        .http
+        .post(app.url("/connect/sessions"))
+        .header("Authorization", app.platform_auth())
+        .header("Host", "junction.internal:8443")
+        .header("X-Forwarded-Proto", "https")
+        .json(&json!({"element": "sfdc", "returnUrl": RETURN_URL}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    let token = created["token"].as_str().unwrap();
+    let (status, next) = as_page(app, token, Method::POST, Some(&json!({"element": "sfdc"}))).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let redirect = url::Url::parse(next["redirectUrl"].as_str().unwrap()).unwrap();
+    let (_, callback) = redirect
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap();
+    let link = created["url"].as_str().unwrap().replace(token, "TOKEN");
+    (link, callback.into_owned())
+}
+
+async fn the_link_and_callback_follow_the_host_without_a_public_url(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (link, callback) = link_and_callback(&app).await;
+    assert_eq!(link, "https://junction.internal:8443/connect#TOKEN");
+    assert_eq!(callback, "https://junction.internal:8443/connect/callback");
+}
+
+async fn the_link_and_callback_follow_the_public_url_when_set(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            public_url: Some("https://hub.example.com/junction/".into()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (link, callback) = link_and_callback(&app).await;
+    assert_eq!(link, "https://hub.example.com/junction/connect#TOKEN");
+    assert_eq!(
+        callback,
+        "https://hub.example.com/junction/connect/callback"
+    );
 }

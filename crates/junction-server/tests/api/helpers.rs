@@ -62,6 +62,14 @@ pub struct Options {
     pub statement_timeout: u64,
     /// `JUNCTION_CALLER_CONCURRENCY`.
     pub caller_concurrency: usize,
+    /// `JUNCTION_EVENTS_WORKERS`.
+    pub events_workers: usize,
+    /// `JUNCTION_EVENTS_RETRIES`.
+    pub events_retries: u32,
+    /// `JUNCTION_EVENTS_RETRY_DELAY_MS`.
+    pub events_retry_delay_ms: u64,
+    /// `JUNCTION_EVENTS_TIMEOUT`, seconds.
+    pub events_timeout: u64,
     /// `JUNCTION_HOOK_TIMEOUT`, milliseconds.
     pub hook_timeout_ms: u64,
     /// `JUNCTION_PUBLIC_URL`.
@@ -80,6 +88,10 @@ impl Default for Options {
             trust_forwarded_for: false,
             statement_timeout: 30,
             caller_concurrency: 8,
+            events_workers: 2,
+            events_retries: 3,
+            events_retry_delay_ms: 50,
+            events_timeout: 2,
             hook_timeout_ms: 1000,
             public_url: None,
             metrics: false,
@@ -126,6 +138,12 @@ impl TestApp {
             // Tests drive sweeps themselves (see refresh.rs), so counts stay exact.
             refresh_interval: 0,
             refresh_concurrency: 16,
+            events_workers: options.events_workers,
+            events_retries: options.events_retries,
+            events_retry_delay_ms: options.events_retry_delay_ms,
+            events_timeout: options.events_timeout,
+            events_retention: 168,
+            events_standard_webhooks: true,
             cache_ttl: options.cache_ttl,
             cache_capacity: 10_000,
             header_read_timeout: 10,
@@ -140,6 +158,7 @@ impl TestApp {
             hook_timeout: options.hook_timeout_ms,
             hook_memory: 32,
             metrics_listen: options.metrics.then(|| "127.0.0.1:0".to_owned()),
+            connect_retention: 24,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");

@@ -13,6 +13,7 @@ mod connect;
 mod console;
 mod docs;
 mod errors;
+mod events;
 mod hubs;
 mod lifecycle;
 mod limits;

@@ -11,6 +11,7 @@ mod helpers;
 
 mod connect;
 mod console;
+mod events;
 
 use helpers::{ORG_SECRET, TestApp, USER_SECRET};
 use junction_testkit::chromium::Chromium;

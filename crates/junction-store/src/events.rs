@@ -1,0 +1,759 @@
+//! Events and their outbox (see migration 0010): event records written together with
+//! their notifications, delivery claims under a lease, the outcome of each attempt, the
+//! events API's reads, replays and pruning.
+
+use crate::{Dialect, Store, StoreError, placeholders};
+use junction_core::{AccountId, InstanceId};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::BTreeSet;
+
+/// What an event record's `status` says.
+pub mod status {
+    /// Stored; nothing was sent yet (or there is nowhere to send it).
+    pub const RECEIVED: &str = "RECEIVED";
+    /// At least one attempt was made; notifications are still on their way.
+    pub const DISPATCHED: &str = "DISPATCHED";
+    /// Every notification was delivered.
+    pub const NOTIFIED: &str = "NOTIFIED";
+    /// A notification used up its retries (or its callback answered 410 Gone).
+    pub const FAILED: &str = "FAILED";
+}
+
+const PENDING: &str = "pending";
+const DELIVERED: &str = "delivered";
+const FAILED: &str = "failed";
+
+/// One notification to send for a new event.
+pub struct NewNotification {
+    /// `Elements-Webhook-Id`: kept across every retry and replay.
+    pub webhook_id: String,
+    /// The body, given the event's id (which the insert assigns).
+    pub body: Box<dyn Fn(i64) -> String + Send + Sync>,
+    /// The object it is about, or '' when it holds several.
+    pub ordering_key: String,
+    /// The receiver's origin.
+    pub callback: String,
+}
+
+/// An event to store with its notifications.
+pub struct NewEvent {
+    pub instance_id: InstanceId,
+    pub account_id: AccountId,
+    pub element_key: String,
+    /// `webhook` or `polling`.
+    pub source: &'static str,
+    pub provider_data: String,
+    /// The normalized events, a JSON array.
+    pub events: String,
+    pub notifications: Vec<NewNotification>,
+}
+
+/// A notification claimed for sending.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub event_id: i64,
+    pub instance_id: InstanceId,
+    pub account_id: AccountId,
+    pub webhook_id: String,
+    pub body: String,
+    pub callback: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// What became of one claimed notification.
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// Try again at this time (epoch ms).
+    Retry(i64),
+    /// No more attempts: it stays failed until replayed.
+    Failed,
+    /// Not attempted (its receiver's circuit is open): wait until this time, with no
+    /// attempt counted.
+    Deferred(i64),
+}
+
+/// What one attempt got, for `notifiedData`.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub attempted_at: i64,
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+/// The result of sending one claimed notification.
+#[derive(Debug, Clone)]
+pub struct DeliveryResult {
+    pub id: i64,
+    pub event_id: i64,
+    pub outcome: DeliveryOutcome,
+    pub attempt: Option<Attempt>,
+}
+
+/// An event record as the events API shows it.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: i64,
+    pub instance_id: InstanceId,
+    pub element_key: String,
+    pub source: String,
+    pub status: String,
+    pub provider_data: String,
+    pub events: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Which events a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub status: Option<String>,
+    /// Only events received at or after this time (epoch ms).
+    pub from: Option<i64>,
+    /// Only events received before this time (epoch ms).
+    pub to: Option<i64>,
+    /// Keyset cursor: only events with a smaller id (pages go newest first).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// One page of events, newest first.
+#[derive(Debug)]
+pub struct EventPage {
+    pub items: Vec<EventRecord>,
+    /// Counted on a walk's first page only.
+    pub total: Option<i64>,
+    pub next_before: Option<i64>,
+}
+
+/// An instance a webhook may be for, with the plain (unsealed) configuration value a
+/// finder compares.
+#[derive(Debug, Clone)]
+pub struct FinderCandidate {
+    pub id: InstanceId,
+    pub account_id: AccountId,
+    pub value: Option<String>,
+}
+
+const EVENT_COLUMNS: &str = "id, instance_id, element_key, source, status, provider_data, events, \
+     created_at, updated_at";
+
+impl Store {
+    /// Stores events and their notifications in one transaction; returns the events' ids
+    /// in order. Once this returns, every notification will be sent.
+    pub async fn insert_events(
+        &self,
+        batch: &[NewEvent],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let mut ids = Vec::with_capacity(batch.len());
+        for event in batch {
+            let status = crate::events::status::RECEIVED;
+            let id: i64 = sqlx::query_scalar(
+                "insert into events (instance_id, account_id, element_key, source, status, \
+                 provider_data, events, created_at, updated_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $8) returning id",
+            )
+            .bind(event.instance_id.0)
+            .bind(event.account_id.0)
+            .bind(&event.element_key)
+            .bind(event.source)
+            .bind(status)
+            .bind(&event.provider_data)
+            .bind(&event.events)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            for n in &event.notifications {
+                sqlx::query(
+                    "insert into event_deliveries (event_id, instance_id, account_id, webhook_id, body, \
+                     ordering_key, callback, state, attempts, next_attempt_at, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9)",
+                )
+                .bind(id)
+                .bind(event.instance_id.0)
+                .bind(event.account_id.0)
+                .bind(&n.webhook_id)
+                .bind((n.body)(id))
+                .bind(&n.ordering_key)
+                .bind(&n.callback)
+                .bind(PENDING)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Claims up to `limit` due notifications for `owner` until `lease_until`, oldest
+    /// first, skipping any whose instance has an earlier undelivered notification about
+    /// the same object (or about several objects).
+    pub async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let lock = match self.dialect() {
+            Dialect::Postgres => " for update skip locked",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "update event_deliveries set lease_owner = $1, lease_until = $2 \
+             where (lease_until is null or lease_until < $3) and id in (\
+               select d.id from event_deliveries d \
+               where d.state = 'pending' and d.next_attempt_at <= $3 \
+               and (d.lease_until is null or d.lease_until < $3) \
+               and not exists (select 1 from event_deliveries e where e.instance_id = d.instance_id \
+                 and e.ordering_key = d.ordering_key and e.state = 'pending' and e.id < d.id) \
+               and not exists (select 1 from event_deliveries e where e.instance_id = d.instance_id \
+                 and e.ordering_key = '' and e.state = 'pending' and e.id < d.id) \
+               and (d.ordering_key <> '' or not exists (select 1 from event_deliveries e \
+                 where e.instance_id = d.instance_id and e.state = 'pending' and e.id < d.id)) \
+               order by d.id limit $4{lock}) \
+             returning id, event_id, instance_id, account_id, webhook_id, body, callback, attempts"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.writer())
+            .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                Ok(ClaimedDelivery {
+                    id: row.try_get("id")?,
+                    event_id: row.try_get("event_id")?,
+                    instance_id: InstanceId(row.try_get("instance_id")?),
+                    account_id: AccountId(row.try_get("account_id")?),
+                    webhook_id: row.try_get("webhook_id")?,
+                    body: row.try_get("body")?,
+                    callback: row.try_get("callback")?,
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        claimed.sort_by_key(|d| d.id);
+        Ok(claimed)
+    }
+
+    /// When the earliest pending notification is due (epoch ms), if any is.
+    pub async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "select min(next_attempt_at) from event_deliveries where state = 'pending'",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(next)
+    }
+
+    /// Writes what became of claimed notifications, their attempts and their events'
+    /// status, in one transaction. A row whose lease `owner` no longer holds (it expired
+    /// and another worker took it) is left to that worker.
+    pub async fn finish_deliveries(
+        &self,
+        owner: &str,
+        results: &[DeliveryResult],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer().begin().await?;
+        // Delivered rows, the common case, are written with one statement; the fence
+        // (`lease_owner`) says through `returning` which of them were still ours.
+        let delivered: Vec<&DeliveryResult> = results
+            .iter()
+            .filter(|r| matches!(r.outcome, DeliveryOutcome::Delivered))
+            .collect();
+        let mut written: BTreeSet<i64> = BTreeSet::new();
+        for chunk in delivered.chunks(500) {
+            let sql = format!(
+                "update event_deliveries set state = '{DELIVERED}', next_attempt_at = $1, \
+                 attempts = attempts + 1, lease_owner = null, lease_until = null, updated_at = $1 \
+                 where lease_owner = $2 and id in ({}) returning id",
+                placeholders(3, chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql))
+                .bind(now)
+                .bind(owner);
+            for r in chunk {
+                q = q.bind(r.id);
+            }
+            written.extend(q.fetch_all(&mut *tx).await?);
+        }
+        for r in results {
+            let (state, next, counted) = match r.outcome {
+                DeliveryOutcome::Delivered => continue,
+                DeliveryOutcome::Retry(at) => (PENDING, at, 1),
+                DeliveryOutcome::Failed => (FAILED, now, 1),
+                DeliveryOutcome::Deferred(at) => (PENDING, at, 0),
+            };
+            let done = sqlx::query(
+                "update event_deliveries set state = $1, next_attempt_at = $2, \
+                 attempts = attempts + $3, lease_owner = null, lease_until = null, updated_at = $4 \
+                 where id = $5 and lease_owner = $6",
+            )
+            .bind(state)
+            .bind(next)
+            .bind(counted)
+            .bind(now)
+            .bind(r.id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                written.insert(r.id);
+            }
+        }
+        let attempts: Vec<(&DeliveryResult, &Attempt)> = results
+            .iter()
+            .filter(|r| written.contains(&r.id))
+            .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
+            .collect();
+        for chunk in attempts.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 6;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "insert into event_attempts (event_id, delivery_id, attempted_at, status_code, \
+                 duration_ms, error) values {}",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (r, a) in chunk {
+                q = q
+                    .bind(r.event_id)
+                    .bind(r.id)
+                    .bind(a.attempted_at)
+                    .bind(a.status_code)
+                    .bind(a.duration_ms)
+                    .bind(a.error.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let events: BTreeSet<i64> = results
+            .iter()
+            .filter(|r| written.contains(&r.id))
+            .map(|r| r.event_id)
+            .collect();
+        settle_status(&mut tx, &events.into_iter().collect::<Vec<_>>(), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The receiver at `callback` is failing: its pending notifications due before
+    /// `until` wait until then. Rows in flight keep their lease.
+    pub async fn defer_callback(
+        &self,
+        callback: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "update event_deliveries set next_attempt_at = $1 \
+             where callback = $2 and state = 'pending' and next_attempt_at < $1 \
+             and (lease_until is null or lease_until < $3)",
+        )
+        .bind(until)
+        .bind(callback)
+        .bind(now)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The receiver at `callback` answers again: its waiting retries are due now rather
+    /// than at their scheduled times.
+    pub async fn release_callback(&self, callback: &str, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "update event_deliveries set next_attempt_at = $1 \
+             where callback = $2 and state = 'pending' and next_attempt_at > $1",
+        )
+        .bind(now)
+        .bind(callback)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The instance's receiver is gone (410): its pending notifications fail, to be
+    /// replayed once a callback is set again.
+    pub async fn fail_pending_deliveries(
+        &self,
+        instance: InstanceId,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let events: Vec<i64> = sqlx::query_scalar(
+            "select distinct event_id from event_deliveries where instance_id = $1 and state = 'pending'",
+        )
+        .bind(instance.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "update event_deliveries set state = 'failed', lease_owner = null, lease_until = null, \
+             updated_at = $1 where instance_id = $2 and state = 'pending'",
+        )
+        .bind(now)
+        .bind(instance.0)
+        .execute(&mut *tx)
+        .await?;
+        settle_status(&mut tx, &events, now).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Releases every delivery lease. Only for a process that knows it is the database's
+    /// sole user (SQLite, at start): any lease found is a dead process's, and its
+    /// notifications are sent again at once, under the same ids.
+    pub async fn release_all_delivery_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "update event_deliveries set lease_owner = null, lease_until = null \
+             where lease_owner is not null",
+        )
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The account owning an instance, for webhooks, which carry no credentials.
+    pub async fn instance_account(&self, id: InstanceId) -> Result<AccountId, StoreError> {
+        let account: Option<i64> =
+            sqlx::query_scalar("select account_id from instances where id = $1")
+                .bind(id.0)
+                .fetch_optional(self.pool())
+                .await?;
+        account.map(AccountId).ok_or(StoreError::NotFound)
+    }
+
+    /// The element's enabled instances with the plain configuration value of `key`, for
+    /// an instance finder. Sealed (secret) entries are never compared.
+    pub async fn finder_candidates(
+        &self,
+        element_key: &str,
+        key: &str,
+    ) -> Result<Vec<FinderCandidate>, StoreError> {
+        let rows = sqlx::query(
+            "select id, account_id, config from instances where element_key = $1 and disabled = 0 \
+             order by id",
+        )
+        .bind(element_key)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let config: String = row.try_get("config")?;
+                let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&config)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(FinderCandidate {
+                    id: InstanceId(row.try_get("id")?),
+                    account_id: AccountId(row.try_get("account_id")?),
+                    value: map.get(key).and_then(|v| v.as_str()).map(str::to_owned),
+                })
+            })
+            .collect()
+    }
+
+    /// The account's events of an instance, newest first.
+    pub async fn list_events(
+        &self,
+        account: AccountId,
+        instance: InstanceId,
+        query: &EventQuery,
+    ) -> Result<EventPage, StoreError> {
+        let mut filters = String::from("account_id = $1 and instance_id = $2");
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut n = 3;
+        if let Some(s) = &query.status {
+            filters.push_str(&format!(" and status = ${n}"));
+            binds.push(Bind::Text(s.clone()));
+            n += 1;
+        }
+        if let Some(from) = query.from {
+            filters.push_str(&format!(" and created_at >= ${n}"));
+            binds.push(Bind::Int(from));
+            n += 1;
+        }
+        if let Some(to) = query.to {
+            filters.push_str(&format!(" and created_at < ${n}"));
+            binds.push(Bind::Int(to));
+            n += 1;
+        }
+        let total = match query.before {
+            Some(_) => None,
+            None => {
+                let sql = format!("select count(*) from events where {filters}");
+                let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql))
+                    .bind(account.0)
+                    .bind(instance.0);
+                for b in &binds {
+                    q = match b {
+                        Bind::Text(t) => q.bind(t.clone()),
+                        Bind::Int(i) => q.bind(*i),
+                    };
+                }
+                Some(q.fetch_one(self.pool()).await?)
+            }
+        };
+        if let Some(before) = query.before {
+            filters.push_str(&format!(" and id < ${n}"));
+            binds.push(Bind::Int(before));
+            n += 1;
+        }
+        let sql = format!(
+            "select {EVENT_COLUMNS} from events where {filters} order by id desc limit ${n}"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(account.0)
+            .bind(instance.0);
+        for b in &binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        let mut rows = q.bind(query.limit + 1).fetch_all(self.pool()).await?;
+        let has_more = rows.len() as i64 > query.limit;
+        if has_more {
+            rows.pop();
+        }
+        let mut items = rows
+            .iter()
+            .map(decode_event)
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        self.attach_attempts(&mut items).await?;
+        Ok(EventPage {
+            next_before: if has_more {
+                items.last().map(|e| e.id)
+            } else {
+                None
+            },
+            items,
+            total,
+        })
+    }
+
+    /// One event of the account (of `instance`, when given).
+    pub async fn get_event(
+        &self,
+        account: AccountId,
+        instance: Option<InstanceId>,
+        id: i64,
+    ) -> Result<EventRecord, StoreError> {
+        let sql = format!(
+            "select {EVENT_COLUMNS} from events where account_id = $1 and id = $2 \
+             and ($3 = 0 or instance_id = $3)"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(account.0)
+            .bind(id)
+            .bind(instance.map_or(0, |i| i.0))
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut items = vec![decode_event(&row)?];
+        self.attach_attempts(&mut items).await?;
+        items.pop().ok_or(StoreError::NotFound)
+    }
+
+    async fn attach_attempts(&self, items: &mut [EventRecord]) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "select event_id, attempted_at, status_code, duration_ms, error from event_attempts \
+             where event_id in ({}) order by id",
+            placeholders(1, items.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for e in items.iter() {
+            q = q.bind(e.id);
+        }
+        for row in q.fetch_all(self.pool()).await? {
+            let event_id: i64 = row.try_get("event_id")?;
+            if let Some(e) = items.iter_mut().find(|e| e.id == event_id) {
+                e.attempts.push(Attempt {
+                    attempted_at: row.try_get("attempted_at")?,
+                    status_code: row.try_get("status_code")?,
+                    duration_ms: row.try_get("duration_ms")?,
+                    error: row.try_get("error")?,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends an event's notifications again, now, under their ids; `false` when the
+    /// account has no such event.
+    pub async fn replay_event(
+        &self,
+        account: AccountId,
+        instance: InstanceId,
+        id: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "select id from events where account_id = $1 and instance_id = $2 and id = $3",
+        )
+        .bind(account.0)
+        .bind(instance.0)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "update event_deliveries set state = 'pending', attempts = 0, next_attempt_at = $1, \
+             updated_at = $1 where event_id = $2 and (state <> 'pending' or next_attempt_at > $1)",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        settle_status(&mut tx, &[id], now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Replays every failed event of the instance; returns how many.
+    pub async fn replay_failed_events(
+        &self,
+        account: AccountId,
+        instance: InstanceId,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let events: Vec<i64> = sqlx::query_scalar(
+            "select id from events where account_id = $1 and instance_id = $2 and status = 'FAILED' \
+             order by id",
+        )
+        .bind(account.0)
+        .bind(instance.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        for chunk in events.chunks(500) {
+            let sql = format!(
+                "update event_deliveries set state = 'pending', attempts = 0, next_attempt_at = $1, \
+                 updated_at = $1 where state = 'failed' and event_id in ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+            settle_status(&mut tx, chunk, now).await?;
+        }
+        tx.commit().await?;
+        Ok(events.len() as u64)
+    }
+
+    /// Deletes up to `limit` delivered events last changed before `before` (with their
+    /// notifications and attempts); returns how many. Small batches keep each
+    /// transaction short, so delivery never waits long behind pruning.
+    pub async fn prune_events(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "select id from events where status = 'NOTIFIED' and updated_at < $1 order by id limit $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let list = placeholders(1, ids.len());
+        for table in ["event_attempts", "event_deliveries"] {
+            let sql = format!("delete from {table} where event_id in ({list})");
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in &ids {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let sql = format!("delete from events where id in ({list})");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Recomputes the status of events from their notifications.
+async fn settle_status(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[i64],
+    now: i64,
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "update events set updated_at = $1, status = case \
+               when not exists (select 1 from event_deliveries d where d.event_id = events.id) then status \
+               when exists (select 1 from event_deliveries d where d.event_id = events.id and d.state = 'failed') then 'FAILED' \
+               when not exists (select 1 from event_deliveries d where d.event_id = events.id and d.state = 'pending') then 'NOTIFIED' \
+               when exists (select 1 from event_deliveries d where d.event_id = events.id and d.attempts > 0) then 'DISPATCHED' \
+               else 'RECEIVED' end \
+             where id in ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn decode_event(row: &AnyRow) -> Result<EventRecord, sqlx::Error> {
+    Ok(EventRecord {
+        id: row.try_get("id")?,
+        instance_id: InstanceId(row.try_get("instance_id")?),
+        element_key: row.try_get("element_key")?,
+        source: row.try_get("source")?,
+        status: row.try_get("status")?,
+        provider_data: row.try_get("provider_data")?,
+        events: row.try_get("events")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        attempts: Vec::new(),
+    })
+}

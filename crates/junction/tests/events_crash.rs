@@ -1,0 +1,289 @@
+//! A `junction serve` process killed with SIGKILL while it accepts webhooks and while it
+//! delivers their notifications, then started again on the same database: every webhook
+//! it answered "accepted" reaches the app's callback at least once, a notification sent
+//! again carries the same `Elements-Webhook-Id`, and nothing arrives that was never sent.
+//!
+//! The webhooks go to `/events/sfdc` with the `Element-Instances` header (Cloud Elements'
+//! documented way to simulate a Salesforce event), each carrying a sequence number the
+//! receiver reads back from `message.raw`.
+
+#![allow(clippy::unwrap_used)]
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use junction_testkit::db::{Backend, TestDatabase};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_junction");
+const USER_SECRET: &str = "crash-user-secret-0123456789";
+const ORG_SECRET: &str = "crash-organization-secret-0123456789";
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite() {
+    killed_while_receiving_and_delivering(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres() {
+    killed_while_receiving_and_delivering(Backend::Postgres).await;
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+struct Junction {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Junction {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Junction {
+    fn start(database_url: &str, dir: &std::path::Path) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("JUNCTION_LOG_FORMAT", "json")
+            .env("JUNCTION_LISTEN", "127.0.0.1:0")
+            .env("JUNCTION_DATABASE_URL", database_url)
+            .env("JUNCTION_ENCRYPTION_KEY", KEY)
+            .env("JUNCTION_BOOTSTRAP_USER_SECRET", USER_SECRET)
+            .env("JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET", ORG_SECRET)
+            .env("JUNCTION_OUTBOUND_ALLOW_PRIVATE", "true")
+            .env("JUNCTION_REFRESH_INTERVAL", "0")
+            .env("JUNCTION_EVENTS_TIMEOUT", "1")
+            .env("JUNCTION_EVENTS_RETRIES", "50")
+            .env("JUNCTION_EVENTS_RETRY_DELAY_MS", "100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("junction did not start");
+            if let Ok(event) = serde_json::from_str::<Value>(&line)
+                && let Some(addr) = event["fields"]["addr"].as_str()
+            {
+                break addr.to_owned();
+            }
+        };
+        Self { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/elements/api-v2{path}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown, no flush, no lease released.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// The app's receiver: every notification's sequence number and webhook id.
+#[derive(Default)]
+struct Seen {
+    /// seq → the webhook ids it arrived under.
+    by_seq: Mutex<BTreeMap<u64, BTreeSet<String>>>,
+    /// Milliseconds each answer waits, so that deliveries are in flight at a kill.
+    delay_ms: AtomicU64,
+}
+
+async fn receive(State(seen): State<Arc<Seen>>, headers: HeaderMap, body: String) -> AxumStatus {
+    let delay = seen.delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let message: Value = serde_json::from_str(&body).unwrap();
+    let seq = message["message"]["raw"]["seq"].as_u64().unwrap();
+    let id = headers["elements-webhook-id"].to_str().unwrap().to_owned();
+    seen.by_seq
+        .lock()
+        .unwrap()
+        .entry(seq)
+        .or_default()
+        .insert(id);
+    AxumStatus::OK
+}
+
+async fn start_receiver() -> (Arc<Seen>, String) {
+    let seen = Arc::new(Seen::default());
+    let app = Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (seen, format!("http://{addr}/hook"))
+}
+
+async fn create_instance(junction: &Junction, callback: &str) -> i64 {
+    let response = http()
+        .post(junction.url("/instances"))
+        .header(
+            "Authorization",
+            format!("User {USER_SECRET}, Organization {ORG_SECRET}"),
+        )
+        .json(&json!({
+            "element": {"key": "sfdc"},
+            "externalAuthentication": "initial",
+            "configuration": {
+                "oauth.api.key": "client",
+                "oauth.api.secret": "client-secret",
+                "oauth.callback.url": "https://app.example.test/cb",
+                "oauth.user.token": "access-token",
+                "oauth.user.refresh_token": "refresh-token",
+                "event.notification.enabled": true,
+                "event.notification.callback.url": callback,
+            },
+            "name": "events survive a crash",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let instance: Value = response.json().await.unwrap();
+    instance["id"].as_i64().unwrap()
+}
+
+/// Sends webhooks `from..to` from four concurrent senders until they are done or the
+/// process dies; returns the sequence numbers Junction answered "accepted".
+async fn send_webhooks(url: String, instance: i64, from: u64, to: u64) -> BTreeSet<u64> {
+    let next = Arc::new(AtomicU64::new(from));
+    let accepted = Arc::new(Mutex::new(BTreeSet::new()));
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (next, accepted, url) = (Arc::clone(&next), Arc::clone(&accepted), url.clone());
+            tokio::spawn(async move {
+                let client = http();
+                loop {
+                    let seq = next.fetch_add(1, Ordering::Relaxed);
+                    if seq >= to {
+                        return;
+                    }
+                    let sent = client
+                        .post(&url)
+                        .header("element-instances", instance.to_string())
+                        .json(&json!({"seq": seq, "objects": [{"attributes": {"type": "Contact"}, "Id": seq}], "action": "update"}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == StatusCode::OK => {
+                            let body: Value = r.json().await.unwrap_or(Value::Null);
+                            if body["accepted"] == true {
+                                accepted.lock().unwrap().insert(seq);
+                            }
+                        }
+                        // The process was killed: this one may or may not be stored.
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
+    accepted.lock().unwrap().clone()
+}
+
+/// Waits until every sequence number in `want` reached the receiver (the deadline only
+/// keeps a broken build from hanging: the assertions are on what arrived).
+async fn wait_delivered(seen: &Seen, want: &BTreeSet<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        let got = seen
+            .by_seq
+            .lock()
+            .unwrap()
+            .keys()
+            .copied()
+            .collect::<BTreeSet<_>>();
+        if want.is_subset(&got) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn killed_while_receiving_and_delivering(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (seen, callback) = start_receiver().await;
+    let junction = Junction::start(&db.url, dir.path());
+    let instance = create_instance(&junction, &callback).await;
+    let url = junction.url("/events/sfdc");
+
+    // 1. Killed while accepting webhooks.
+    let sending = tokio::spawn(send_webhooks(url, instance, 0, 1_000_000));
+    let started = Instant::now();
+    while seen.by_seq.lock().unwrap().len() < 200 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    junction.kill();
+    let mut accepted = sending.await.unwrap();
+    assert!(accepted.len() >= 200, "only {} accepted", accepted.len());
+    let sent_before_kill = accepted.iter().max().copied().unwrap_or(0) + 8;
+
+    // 2. Restarted: everything accepted arrives; then killed while notifications are in
+    //    flight (the receiver answers slowly).
+    let junction = Junction::start(&db.url, dir.path());
+    wait_delivered(&seen, &accepted).await;
+    seen.delay_ms.store(300, Ordering::Relaxed);
+    let url = junction.url("/events/sfdc");
+    let second = send_webhooks(url, instance, 2_000_000, 2_000_100).await;
+    assert_eq!(
+        second.len(),
+        100,
+        "every webhook of the second round is accepted"
+    );
+    accepted.extend(&second);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    junction.kill();
+    seen.delay_ms.store(0, Ordering::Relaxed);
+
+    // 3. Restarted again: the interrupted notifications go out again, under their ids.
+    let junction = Junction::start(&db.url, dir.path());
+    wait_delivered(&seen, &accepted).await;
+    let by_seq = seen.by_seq.lock().unwrap().clone();
+    let got: BTreeSet<u64> = by_seq.keys().copied().collect();
+    let lost: Vec<_> = accepted.difference(&got).collect();
+    assert!(lost.is_empty(), "accepted but never delivered: {lost:?}");
+    for (seq, ids) in &by_seq {
+        assert!(
+            *seq < sent_before_kill || (2_000_000..2_000_100).contains(seq),
+            "delivered but never sent: {seq}"
+        );
+        assert_eq!(ids.len(), 1, "seq {seq} arrived under several ids: {ids:?}");
+    }
+    drop(junction);
+}
