@@ -10,6 +10,7 @@ mod auth_types;
 mod builder;
 mod catalog;
 mod errors;
+mod hub_salesforce;
 mod hubs;
 mod lifecycle;
 mod limits;
