@@ -629,7 +629,12 @@ async fn service_cloud_serves_contacts_incidents_and_agents(backend: Backend) {
     assert!(org.sf.store().get("Case", &id).is_none());
 
     let contact = get(&app, &org, &format!("/contacts/{}", record_id("003", 2))).await;
-    assert_eq!(contact.body["LastName"].as_str().is_some(), true);
+    assert_eq!(contact.status, StatusCode::OK, "{}", contact.body);
+    assert!(
+        contact.body["LastName"].as_str().is_some(),
+        "{}",
+        contact.body
+    );
     let agent = get(&app, &org, &format!("/agents/{USER_ID}")).await;
     assert_eq!(agent.status, StatusCode::OK, "{}", agent.body);
     assert_eq!(agent.body["Id"], USER_ID);
