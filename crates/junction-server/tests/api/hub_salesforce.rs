@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 on_both_backends!(
     sfdc_lists_send_soql_and_walk_every_record_once,
+    a_page_size_below_salesforces_batch_is_raised_so_no_locator_is_read_twice,
     sfdc_records_are_created_read_updated_and_deleted,
     sfdc_related_lists_objects_soql_and_the_current_user,
     sfdc_vendor_errors_keep_salesforce_status_and_message,
@@ -352,6 +353,26 @@ async fn sfdc_lists_send_soql_and_walk_every_record_once(backend: Backend) {
         request.header("sforce-query-options"),
         Some("batchSize=2000")
     );
+}
+
+async fn a_page_size_below_salesforces_batch_is_raised_so_no_locator_is_read_twice(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let org = Org::start(&app, "sfdc", SalesforceConfig::default()).await;
+    org.sf.clear_requests();
+    let (ids, pages) = walk(&app, &org, "/hubs/crm/contacts?pageSize=50").await;
+    assert_eq!(ids, stored_ids(&org, "Contact"));
+    // Salesforce answers at least 200 a batch: each is one hub page, read once.
+    assert_eq!(pages, 1200 / 200);
+    let requests = org.sf.requests();
+    assert_eq!(requests.len(), pages);
+    assert_eq!(
+        requests[0].header("sforce-query-options"),
+        Some("batchSize=200")
+    );
+    let locators: HashSet<&str> = requests[1..].iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(locators.len(), pages - 1, "a query locator was used twice");
 }
 
 async fn sfdc_records_are_created_read_updated_and_deleted(backend: Backend) {
