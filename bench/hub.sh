@@ -129,7 +129,9 @@ done
 
 log "walking Accounts with where IsPartner = true: SOQL at Salesforce, then evaluated by Junction"
 filtered_direct=$(walk direct "$SF_URL" "Bearer $SF_TOKEN" "SELECT FIELDS(STANDARD) FROM Account WHERE IsPartner = true" 2000)
-filtered_junction=$(walk junction "$API" "$CUSTOM_AUTH" "/hubs/crm/accounts?where=IsPartner%20%3D%20true" 2000 || echo '{"error": "refused"}')
+filtered_junction=$(walk junction "$API" "$CUSTOM_AUTH" "/hubs/crm/accounts?where=IsPartner%20%3D%20true" 2000 2>"$WORK/filtered.err" ||
+    echo '{"error": "refused"}')
+[[ -s $WORK/filtered.err ]] && log "the filtered walk through Junction failed: $(head -c 300 "$WORK/filtered.err")"
 record "accounts where IsPartner = true" "$ACCOUNTS" 2000 "$filtered_direct" "$filtered_junction"
 rss_after=$(status_kb "$JPID" VmRSS)
 hwm_after=$(status_kb "$JPID" VmHWM)
@@ -182,7 +184,7 @@ print(f"| idle, after provisioning | {mb(idle):.1f} MB | — |")
 print(f"| after the {int(n10):,}-record walks | {mb(rss10):.1f} MB | {mb(hwm10):.1f} MB |")
 print(f"| after the {int(n100):,}-record walks | {mb(rss100):.1f} MB | {mb(hwm100):.1f} MB |")
 print(f"| after the filtered walk | {mb(rss_end):.1f} MB | {mb(hwm_end):.1f} MB |")
-print(f"\nMemory flat in the collection's size (peak after 100k within 10 % of the peak after 10k): "
+print(f"\nMemory flat in the collection's size (peak after {int(n100):,} within 10 % of the peak after {int(n10):,}): "
       f"{flat} ({growth:+.1f} MB).\n")
 note = (f"Other builds were running on the machine ({busy0} compiler/linker processes at the start, {busy1} at the end; "
         f"load average {load0} → {load1}), so these numbers are lower than a quiet machine's."
