@@ -29,6 +29,8 @@ on_both_backends!(
     marketing_cloud_serves_contacts_and_campaigns,
     documents_upload_download_describe_list_and_delete_files,
     declared_objects_describe_the_other_clouds,
+    salesforce_lists_send_where_as_soql_and_return_only_matching_records,
+    what_soql_cannot_say_is_refused_and_order_and_fields_are_served,
 );
 
 const V: &str = "/services/data/v59.0";
@@ -932,4 +934,259 @@ async fn declared_objects_describe_the_other_clouds(backend: Backend) {
             "{element}: declared objects need no vendor call"
         );
     }
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+type Keep = fn(&Value) -> bool;
+
+/// Walks `hub_path` with `where`, and checks the SOQL Salesforce received and that the
+/// records are exactly the stored ones `keep` selects, in order.
+async fn assert_where(
+    app: &TestApp,
+    org: &Org,
+    hub_path: &str,
+    object: &str,
+    (condition, soql, keep): (&str, &str, Keep),
+) {
+    let expected: Vec<String> = org
+        .sf
+        .store()
+        .all(object)
+        .iter()
+        .filter(|r| keep(r))
+        .map(|r| r["Id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!expected.is_empty(), "{hub_path}: {condition} selects none");
+    org.sf.clear_requests();
+    let first = format!("{hub_path}?where={}&pageSize=200", encode(condition));
+    let (ids, _) = walk(app, org, &first).await;
+    assert_eq!(ids, expected, "{hub_path}: {condition}");
+    let sent = &org.sf.requests()[0];
+    assert_eq!(sent.path, format!("{V}/query"));
+    assert_eq!(sent.param("q"), Some(soql), "{hub_path}: {condition}");
+}
+
+async fn salesforce_lists_send_where_as_soql_and_return_only_matching_records(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let sfdc = Org::start(&app, "sfdc", SalesforceConfig::default()).await;
+    let cases: [(&str, &str, (&str, &str, Keep)); 4] = [
+        (
+            "/hubs/crm/accounts",
+            "Account",
+            (
+                "IsPartner = true AND NumberOfEmployees >= 2500",
+                "SELECT FIELDS(STANDARD) FROM Account WHERE (IsPartner = true AND NumberOfEmployees >= 2500)",
+                |r| {
+                    r["IsPartner"] == true
+                        && r["NumberOfEmployees"].as_u64().is_some_and(|n| n >= 2500)
+                },
+            ),
+        ),
+        (
+            "/hubs/crm/contacts",
+            "Contact",
+            (
+                "Birthdate > '2025-06-30' OR Email IS NULL",
+                "SELECT FIELDS(STANDARD) FROM Contact WHERE (Birthdate > 2025-06-30 OR Email = null)",
+                |r| {
+                    r["Birthdate"].as_str().is_some_and(|d| d > "2025-06-30")
+                        || r["Email"].is_null()
+                },
+            ),
+        ),
+        (
+            "/hubs/crm/leads",
+            "Lead",
+            (
+                "Status IN ('Working - Contacted', 'Closed - Converted')",
+                "SELECT FIELDS(STANDARD) FROM Lead WHERE (Status IN ('Working - Contacted', 'Closed - Converted'))",
+                |r| r["Status"] != "Open - Not Contacted",
+            ),
+        ),
+        (
+            "/hubs/crm/opportunities",
+            "Opportunity",
+            (
+                "Name LIKE 'A%' AND NOT StageName = 'Closed Won'",
+                "SELECT FIELDS(STANDARD) FROM Opportunity WHERE (Name LIKE 'A%' AND NOT (StageName = 'Closed Won'))",
+                |r| {
+                    r["Name"].as_str().is_some_and(|n| n.starts_with('A'))
+                        && r["StageName"] != "Closed Won"
+                },
+            ),
+        ),
+    ];
+    for (path, object, case) in cases {
+        assert_where(&app, &sfdc, path, object, case).await;
+    }
+
+    let service = Org::start(&app, "sfdcservicecloud", config_with(1050)).await;
+    let cases: [(&str, &str, (&str, &str, Keep)); 3] = [
+        (
+            "/hubs/helpdesk/contacts",
+            "Contact",
+            (
+                "HasOptedOutOfEmail = true",
+                "SELECT FIELDS(STANDARD) FROM Contact WHERE (HasOptedOutOfEmail = true)",
+                |r| r["HasOptedOutOfEmail"] == true,
+            ),
+        ),
+        (
+            "/hubs/helpdesk/incidents",
+            "Case",
+            (
+                "Priority = 'High' AND Status != 'Closed'",
+                "SELECT FIELDS(STANDARD) FROM Case WHERE (Priority = 'High' AND Status != 'Closed')",
+                |r| r["Priority"] == "High" && r["Status"] != "Closed",
+            ),
+        ),
+        (
+            "/hubs/helpdesk/agents",
+            "User",
+            (
+                "IsActive = false",
+                "SELECT FIELDS(STANDARD) FROM User WHERE (IsActive = false)",
+                |r| r["IsActive"] == false,
+            ),
+        ),
+    ];
+    for (path, object, case) in cases {
+        assert_where(&app, &service, path, object, case).await;
+    }
+
+    let marketing = Org::start(&app, "sfdcmarketingcloud", config_with(1050)).await;
+    let cases: [(&str, &str, (&str, &str, Keep)); 2] = [
+        (
+            "/hubs/marketing/contacts",
+            "Contact",
+            (
+                "LastName LIKE 'L%'",
+                "SELECT FIELDS(STANDARD) FROM Contact WHERE (LastName LIKE 'L%')",
+                |r| r["LastName"].as_str().is_some_and(|n| n.starts_with('L')),
+            ),
+        ),
+        (
+            "/hubs/marketing/campaigns",
+            "Campaign",
+            (
+                "StartDate >= '2025-01-01' AND Status IS NOT NULL",
+                "SELECT FIELDS(STANDARD) FROM Campaign WHERE (StartDate >= 2025-01-01 AND Status != null)",
+                |r| {
+                    r["StartDate"].as_str().is_some_and(|d| d >= "2025-01-01")
+                        && !r["Status"].is_null()
+                },
+            ),
+        ),
+    ];
+    for (path, object, case) in cases {
+        assert_where(&app, &marketing, path, object, case).await;
+    }
+
+    let documents = Org::start(&app, "sfdcdocuments", SalesforceConfig::default()).await;
+    for n in 1..=300u64 {
+        documents.sf.store().insert(
+            "ContentVersion",
+            json!({"Id": record_id("068", n), "Title": format!("file-{n}"), "PathOnClient": format!("file-{n}.pdf"),
+                   "ContentDocumentId": record_id("069", n), "ContentSize": n * 100, "OwnerId": USER_ID}),
+        );
+    }
+    assert_where(
+        &app,
+        &documents,
+        "/hubs/documents/folders/contents",
+        "ContentVersion",
+        (
+            "ContentSize > 25000",
+            "SELECT Id, Title, PathOnClient, ContentDocumentId, FileExtension, ContentSize, FirstPublishLocationId, OwnerId, CreatedDate, LastModifiedDate FROM ContentVersion WHERE (ContentSize > 25000)",
+            |r| r["ContentSize"].as_u64().is_some_and(|n| n > 25000),
+        ),
+    )
+    .await;
+}
+
+async fn what_soql_cannot_say_is_refused_and_order_and_fields_are_served(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = Org::start(&app, "sfdc", SalesforceConfig::default()).await;
+    // A comparison with null is never true in CEQL; SOQL's `= null` means IS NULL, so
+    // it is refused, naming the operator, before anything is sent.
+    org.sf.clear_requests();
+    let refused = get(
+        &app,
+        &org,
+        &format!("/contacts?where={}", encode("Email = null")),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    let message = assert_error(&refused.body, "unsupported_query");
+    assert!(message.contains("'sfdc'"), "{message}");
+    assert!(message.contains("= in where"), "{message}");
+    assert!(message.contains("IS NULL"), "{message}");
+    let odd = get(
+        &app,
+        &org,
+        &format!("/accounts?where={}", encode("`Billing City` = 'Oslo'")),
+    )
+    .await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST, "{}", odd.body);
+    let message = assert_error(&odd.body, "unsupported_query");
+    assert!(message.contains("field name"), "{message}");
+    assert!(org.sf.requests().is_empty(), "nothing reached Salesforce");
+
+    // orderBy becomes SOQL's ORDER BY; fields are projected by Junction.
+    let sorted = get(
+        &app,
+        &org,
+        &format!(
+            "/accounts?where={}&orderBy={}&fields=Id,Name,NumberOfEmployees&pageSize=300",
+            encode("NumberOfEmployees > 4000"),
+            encode("NumberOfEmployees desc, Name")
+        ),
+    )
+    .await;
+    assert_eq!(sorted.status, StatusCode::OK, "{}", sorted.body);
+    assert_eq!(
+        org.last("GET", &format!("{V}/query")).param("q"),
+        Some(
+            "SELECT FIELDS(STANDARD) FROM Account WHERE (NumberOfEmployees > 4000) ORDER BY NumberOfEmployees DESC, Name ASC"
+        )
+    );
+    let employees: Vec<u64> = sorted
+        .list()
+        .iter()
+        .map(|r| r["NumberOfEmployees"].as_u64().unwrap())
+        .collect();
+    assert!(!employees.is_empty());
+    assert!(employees.windows(2).all(|w| w[0] >= w[1]), "{employees:?}");
+    assert!(employees.iter().all(|n| *n > 4000));
+    for record in sorted.list() {
+        let mut keys: Vec<&String> = record.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["Id", "Name", "NumberOfEmployees"], "{record}");
+    }
+
+    // A literal of the wrong type for the field is Salesforce's to refuse.
+    let mistyped = get(
+        &app,
+        &org,
+        &format!("/accounts?where={}", encode("CreatedDate > '2024-06-01'")),
+    )
+    .await;
+    assert_eq!(
+        mistyped.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        mistyped.body
+    );
+    assert_error(&mistyped.body, "provider_error");
+    assert!(
+        mistyped.body["providerMessage"]
+            .as_str()
+            .unwrap()
+            .contains("CreatedDate"),
+        "{}",
+        mistyped.body
+    );
 }
