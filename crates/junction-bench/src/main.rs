@@ -4,9 +4,12 @@
 //! `GET /instances/{id}` for random ids. For `bench/proxy/run.sh`, `bare-proxy` is the
 //! HTTP stack Junction's proxy is built on (axum in, reqwest out, bodies streamed) with
 //! none of Junction's own work, to tell the stack's cost from Junction's. `events`
-//! drives `bench/events.sh`: webhooks in, notifications out, through one Junction.
+//! drives `bench/events.sh`: webhooks in, notifications out, through one Junction. For
+//! `bench/hub.sh`, `salesforce` runs the Salesforce stand-in and `hub-walk` walks a
+//! collection straight against it or through Junction (see `hub.rs`).
 
 mod events;
+mod hub;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -110,6 +113,32 @@ enum Command {
         #[arg(long)]
         read_timeout: Option<u64>,
     },
+    /// Serve the Salesforce stand-in with this many Accounts and Contacts, and a token
+    /// endpoint naming it as `instance_url`; print their addresses as JSON.
+    Salesforce {
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 10_000)]
+        contacts: usize,
+    },
+    /// Walk a paged collection to the end and print the fastest of REPEAT walks as JSON.
+    HubWalk {
+        #[arg(long, value_enum)]
+        via: hub::Via,
+        /// `direct`: the stand-in's address; `junction`: the API base.
+        #[arg(long)]
+        url: String,
+        /// The whole Authorization header value.
+        #[arg(long)]
+        authorization: String,
+        /// `direct`: the SOQL statement; `junction`: the hub path (with its query).
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        page_size: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
 }
 
 #[tokio::main]
@@ -171,6 +200,17 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Salesforce { accounts, contacts } => {
+            hub::serve_salesforce(accounts, contacts).await
+        }
+        Command::HubWalk {
+            via,
+            url,
+            authorization,
+            target,
+            page_size,
+            repeat,
+        } => hub::walk(via, &url, &authorization, &target, page_size, repeat).await,
     }
 }
 

@@ -948,6 +948,12 @@ fn validate_resource(i: usize, r: &Resource) -> Result<(), DefinitionError> {
                 "default and max must be positive, default at most max",
             ));
         }
+        if size.min.is_some_and(|min| min == 0 || min > size.default) {
+            return Err(rule(
+                field("paging.pageSize.min"),
+                "must be positive and at most default",
+            ));
+        }
         if size.name.is_empty()
             || (size.location == PageSizeIn::Header && !is_header_name(&size.name))
         {
@@ -1574,6 +1580,10 @@ mod tests {
             (
                 "paging: {style: offset, param: o, pageSize: {name: limit, default: 500, max: 100}}".to_owned(),
                 "resources[0].paging.pageSize",
+            ),
+            (
+                "paging: {style: offset, param: o, pageSize: {name: limit, default: 50, max: 100, min: 60}}".to_owned(),
+                "resources[0].paging.pageSize.min",
             ),
             ("query: {translation: soql, parameter: q}".to_owned(), "resources[0].query.template"),
             (

@@ -131,6 +131,12 @@ pub struct PageSize {
     pub default: u32,
     /// The most the vendor accepts; a larger `pageSize` is lowered to it.
     pub max: u32,
+    /// The fewest the vendor returns a page (Salesforce's 200); a smaller `pageSize` is
+    /// raised to it. Without it, such a page would be handed out in pieces, each piece
+    /// reading the vendor page again, which a vendor whose next-page URL may be used once
+    /// (a Salesforce query locator) refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

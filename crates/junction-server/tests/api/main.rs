@@ -14,6 +14,7 @@ mod console;
 mod docs;
 mod errors;
 mod events;
+mod hub_salesforce;
 mod hubs;
 mod lifecycle;
 mod limits;

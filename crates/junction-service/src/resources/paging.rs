@@ -160,7 +160,8 @@ impl<'a> Plan<'a> {
             Some(p) => Some(
                 asked
                     .unwrap_or(p.page_size.default as usize)
-                    .min(p.page_size.max as usize),
+                    .min(p.page_size.max as usize)
+                    .max(p.page_size.min.unwrap_or(0) as usize),
             ),
             None if asked.is_some() || page.is_some() || token.is_some() => {
                 Some(asked.unwrap_or(UNPAGED_PAGE_SIZE).min(UNPAGED_MAX))
