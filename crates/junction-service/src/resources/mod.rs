@@ -118,8 +118,8 @@ impl Services {
             .await?;
         let mut out_headers = HeaderMap::new();
         let Some(records) = response::records(&answer, resource.root_key.as_deref()) else {
-            // A single object, as the vendor sent it.
-            let mut answer = answer;
+            // A single object: as the vendor sent it, or the one its `rootKey` names.
+            let mut answer = response::single(answer, resource.root_key.as_deref());
             if response::strips_nulls(&record.config) {
                 response::strip_nulls(&mut answer);
             }
