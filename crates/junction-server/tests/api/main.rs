@@ -10,6 +10,8 @@ mod auth_types;
 mod builder;
 mod catalog;
 mod errors;
+mod hub_crm;
+mod hub_helpdesk;
 mod hubs;
 mod lifecycle;
 mod limits;
