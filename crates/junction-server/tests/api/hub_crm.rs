@@ -23,6 +23,8 @@ on_both_backends!(
     hubspot_walks_a_thousand_contacts_companies_and_deals_by_after,
     hubspot_records_are_created_read_updated_and_deleted_as_properties,
     hubspot_errors_keep_their_status_and_objects_describe_the_fields,
+    close_where_is_filtered_by_junction_and_fields_projected,
+    hubspot_where_is_filtered_by_junction_over_the_properties_asked_for,
 );
 
 /// A hub call's answer.
@@ -102,7 +104,6 @@ pub(crate) async fn walk(
         assert!(pages <= 100, "{first} does not end");
         match page.header("elements-next-page-token") {
             Some(token) => {
-                assert!(!records.is_empty(), "{path}: an empty page with a token");
                 let sep = if first.contains('?') { '&' } else { '?' };
                 path = format!("{first}{sep}nextPage={token}");
             }
@@ -714,4 +715,121 @@ async fn hubspot_errors_keep_their_status_and_objects_describe_the_fields(backen
         ],
     )
     .await;
+}
+
+/// `text` percent-encoded for a query string.
+pub(crate) fn enc(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn close_where_is_filtered_by_junction_and_fields_projected(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (close, instance) = close(&app, 1050).await;
+    let expected: Vec<String> = close
+        .store()
+        .all("lead")
+        .iter()
+        .filter(|l| l["status_label"] == "Qualified" && !l["description"].is_null())
+        .map(|l| text(&l["id"]))
+        .collect();
+    assert!(expected.len() > 100, "{}", expected.len());
+    close.clear_requests();
+    let (seen, _) = walk(
+        &app,
+        &instance,
+        &format!(
+            "/hubs/crm/accounts?pageSize=100&where={}",
+            enc("status_label = 'Qualified' AND description IS NOT NULL")
+        ),
+        |r| text(&r["id"]),
+    )
+    .await;
+    assert_eq!(seen, expected, "a gap or a repeat among the matches");
+    // Close has no CEQL: it was asked for its plain pages, to the last one.
+    let requests = close.requests();
+    assert!(requests.iter().all(|r| r.param("query").is_none()));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.param("_skip").unwrap().parse::<usize>().unwrap() >= 1000)
+    );
+    let projected = get(
+        &app,
+        &instance,
+        "/hubs/crm/contacts?pageSize=3&fields=id,name",
+    )
+    .await;
+    assert_eq!(projected.status, StatusCode::OK, "{}", projected.body);
+    for contact in projected.list() {
+        let mut keys: Vec<&String> = contact.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, vec!["id", "name"], "{contact}");
+    }
+    // Close's lists are paged, so Junction cannot sort them; nothing is sent.
+    let before = close.requests().len();
+    let sorted = get(
+        &app,
+        &instance,
+        "/hubs/crm/opportunities?orderBy=value%20desc",
+    )
+    .await;
+    assert_eq!(sorted.status, StatusCode::BAD_REQUEST, "{}", sorted.body);
+    let message = assert_error(&sorted.body, "unsupported_query");
+    assert!(
+        message.contains("orderBy") && message.contains("closeio"),
+        "{message}"
+    );
+    let broken = get(
+        &app,
+        &instance,
+        &format!("/hubs/crm/accounts?where={}", enc("name = ")),
+    )
+    .await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST, "{}", broken.body);
+    assert_error(&broken.body, "invalid_query");
+    assert_eq!(close.requests().len(), before);
+}
+
+async fn hubspot_where_is_filtered_by_junction_over_the_properties_asked_for(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (hubspot, instance) = hubspot(&app).await;
+    let expected: Vec<String> = hubspot
+        .store()
+        .all("contacts")
+        .iter()
+        .filter(|c| {
+            c["properties"]["lifecyclestage"] == "customer" && !c["properties"]["email"].is_null()
+        })
+        .map(|c| text(&c["id"]))
+        .collect();
+    assert!(expected.len() > 100, "{}", expected.len());
+    hubspot.clear_requests();
+    let (seen, _) = walk(
+        &app,
+        &instance,
+        &format!(
+            "/hubs/crm/contacts?pageSize=100&properties=email,lifecyclestage&where={}",
+            enc("properties.lifecyclestage = 'customer' AND properties.email IS NOT NULL")
+        ),
+        |r| text(&r["id"]),
+    )
+    .await;
+    assert_eq!(seen, expected, "a gap or a repeat among the matches");
+    let requests = hubspot.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.param("properties") == Some("email,lifecyclestage"))
+    );
+    // HubSpot filters only through its search body, so nothing of the where is sent.
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.method == "GET" && r.param("where").is_none())
+    );
+    let before = hubspot.requests().len();
+    let sorted = get(&app, &instance, "/hubs/crm/deals?orderBy=properties.amount").await;
+    assert_eq!(sorted.status, StatusCode::BAD_REQUEST, "{}", sorted.body);
+    assert!(assert_error(&sorted.body, "unsupported_query").contains("orderBy"));
+    assert_eq!(hubspot.requests().len(), before);
 }

@@ -5,7 +5,8 @@
 
 use crate::helpers::{TestApp, assert_error};
 use crate::hub_crm::{
-    assert_objects, assert_provider_error, get, has_null, hub, last_to, text, walk, without_nulls,
+    assert_objects, assert_provider_error, enc, get, has_null, hub, last_to, text, walk,
+    without_nulls,
 };
 use crate::on_both_backends;
 use junction_testkit::db::Backend;
@@ -20,10 +21,12 @@ on_both_backends!(
     jira_walks_a_thousand_issues_by_next_page_token_and_users_by_offset,
     jira_issues_are_created_read_updated_and_deleted,
     jira_errors_keep_their_status_and_objects_describe_the_fields,
+    jira_where_becomes_jql_and_what_jql_cannot_say_is_refused,
     zendesk_lists_send_cursor_paging_and_answer_plain_arrays,
     zendesk_walks_a_thousand_tickets_and_users_and_every_organization,
     zendesk_records_are_created_read_updated_and_deleted_without_envelopes,
     zendesk_errors_keep_their_status_and_objects_describe_the_fields,
+    zendesk_where_is_filtered_by_junction,
 );
 
 /// An OAuth 2.0 instance of `element` holding tokens the caller brought.
@@ -58,7 +61,7 @@ const JIRA_TOKEN: &str = "jira-access-token-1";
 const JIRA_API: &str = "/rest/api/3";
 /// What Junction searches for when the caller gives no `where`: Jira refuses a search
 /// without a restriction.
-const EVERY_ISSUE: &str = "project IS NOT EMPTY ORDER BY key ASC";
+const EVERY_ISSUE: &str = "project IS NOT EMPTY";
 
 async fn jira(app: &TestApp) -> (JiraServer, Value) {
     let jira = Jira::start(JiraConfig {
@@ -80,19 +83,13 @@ async fn jira(app: &TestApp) -> (JiraServer, Value) {
     (jira, instance)
 }
 
-/// Issue keys in Jira's `ORDER BY key` order: by project, then by number.
+/// Issue keys in the order Jira keeps them, which a search without ORDER BY answers.
 fn keys_in_order(jira: &JiraServer) -> Vec<String> {
-    let mut keys: Vec<(String, u64)> = jira
-        .store()
+    jira.store()
         .all("issues")
         .iter()
-        .map(|i| {
-            let (project, number) = i["key"].as_str().unwrap().split_once('-').unwrap();
-            (project.to_owned(), number.parse().unwrap())
-        })
-        .collect();
-    keys.sort();
-    keys.into_iter().map(|(p, n)| format!("{p}-{n}")).collect()
+        .map(|i| text(&i["key"]))
+        .collect()
 }
 
 async fn jira_lists_search_issues_with_jql_and_answer_plain_arrays(backend: Backend) {
@@ -489,4 +486,189 @@ async fn zendesk_errors_keep_their_status_and_objects_describe_the_fields(backen
         ],
     )
     .await;
+}
+
+async fn jira_where_becomes_jql_and_what_jql_cannot_say_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (jira, instance) = jira(&app).await;
+    let field = |i: &Value, path: &str| i["fields"][path]["name"].clone();
+    let expected: Vec<String> = jira
+        .store()
+        .all("issues")
+        .iter()
+        .filter(|i| {
+            field(i, "status") == "Done"
+                && ["High", "Low"].iter().any(|p| field(i, "priority") == *p)
+        })
+        .map(|i| text(&i["key"]))
+        .collect();
+    assert!(expected.len() > 100, "{}", expected.len());
+    jira.clear_requests();
+    let (seen, _) = walk(
+        &app,
+        &instance,
+        &format!(
+            "/hubs/helpdesk/incidents?pageSize=100&where={}",
+            enc("status = 'Done' AND priority IN ('High', 'Low')")
+        ),
+        |i| text(&i["key"]),
+    )
+    .await;
+    assert_eq!(seen, expected, "a gap or a repeat among the matches");
+    for sent in jira.requests() {
+        assert_eq!(
+            sent.param("jql"),
+            Some(r#"(status = "Done" AND priority IN ("High", "Low"))"#)
+        );
+    }
+    // orderBy joins the statement; LIKE '%…%' is JQL's contains.
+    let newest = get(
+        &app,
+        &instance,
+        &format!(
+            "/hubs/helpdesk/incidents?pageSize=3&where={}&orderBy={}",
+            enc("project = 'WEB' AND summary LIKE '%Login%'"),
+            enc("created desc")
+        ),
+    )
+    .await;
+    assert_eq!(newest.status, StatusCode::OK, "{}", newest.body);
+    assert_eq!(
+        last_to(&jira, "GET", &format!("{JIRA_API}/search/jql")).param("jql"),
+        Some(r#"(project = "WEB" AND summary ~ "Login") ORDER BY created DESC"#)
+    );
+    let web: Vec<String> = jira
+        .store()
+        .all("issues")
+        .iter()
+        .rev()
+        .filter(|i| i["fields"]["project"]["key"] == "WEB")
+        .filter(|i| i["fields"]["summary"].as_str().unwrap().contains("Login"))
+        .take(3)
+        .map(|i| text(&i["key"]))
+        .collect();
+    let keys: Vec<String> = newest.list().iter().map(|i| text(&i["key"])).collect();
+    assert_eq!(keys, web);
+    // What JQL cannot say faithfully is refused, naming it, and nothing is sent.
+    let before = jira.requests().len();
+    for (condition, named) in [
+        ("summary LIKE 'Login%'", "LIKE"),
+        ("created > '2024-01-02T10:00:00Z'", "date-time"),
+    ] {
+        let refused = get(
+            &app,
+            &instance,
+            &format!("/hubs/helpdesk/incidents?where={}", enc(condition)),
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+        let message = assert_error(&refused.body, "unsupported_query");
+        assert!(
+            message.contains(named) && message.contains("jira"),
+            "{message}"
+        );
+    }
+    assert_eq!(jira.requests().len(), before);
+    // A field Jira does not know: Jira's own 400, passed on.
+    let unknown = get(
+        &app,
+        &instance,
+        &format!("/hubs/helpdesk/incidents?where={}", enc("nosuchfield = 1")),
+    )
+    .await;
+    assert_provider_error(
+        &unknown,
+        StatusCode::BAD_REQUEST,
+        "Field 'nosuchfield' does not exist or you do not have permission to view it.",
+    );
+    // Users are filtered by Junction.
+    let inactive: Vec<String> = jira
+        .store()
+        .all("users")
+        .iter()
+        .filter(|u| u["active"] == false)
+        .map(|u| text(&u["accountId"]))
+        .collect();
+    let (seen, _) = walk(
+        &app,
+        &instance,
+        &format!(
+            "/hubs/helpdesk/users?pageSize=100&where={}",
+            enc("active = false")
+        ),
+        |u| text(&u["accountId"]),
+    )
+    .await;
+    assert_eq!(seen, inactive);
+}
+
+async fn zendesk_where_is_filtered_by_junction(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (zendesk, instance) = zendesk(&app).await;
+    for (resource, plural, condition, keep) in [
+        (
+            "incidents",
+            "tickets",
+            "status = 'open' AND priority IN ('high', 'urgent')",
+            (|t: &Value| {
+                t["status"] == "open" && (t["priority"] == "high" || t["priority"] == "urgent")
+            }) as fn(&Value) -> bool,
+        ),
+        (
+            "users",
+            "users",
+            "role = 'admin' AND email IS NULL",
+            (|u: &Value| u["role"] == "admin" && u["email"].is_null()) as fn(&Value) -> bool,
+        ),
+        (
+            "organizations",
+            "organizations",
+            "name LIKE 'acme%'",
+            (|o: &Value| {
+                o["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_lowercase()
+                    .starts_with("acme")
+            }) as fn(&Value) -> bool,
+        ),
+    ] {
+        let expected: Vec<String> = zendesk
+            .store()
+            .all(plural)
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| text(&r["id"]))
+            .collect();
+        assert!(!expected.is_empty(), "{resource}");
+        zendesk.clear_requests();
+        let (seen, _) = walk(
+            &app,
+            &instance,
+            &format!(
+                "/hubs/helpdesk/{resource}?pageSize=100&where={}",
+                enc(condition)
+            ),
+            |r| text(&r["id"]),
+        )
+        .await;
+        assert_eq!(
+            seen, expected,
+            "{resource}: a gap or a repeat among the matches"
+        );
+        assert!(
+            zendesk
+                .requests()
+                .iter()
+                .all(|r| r.param("query").is_none())
+        );
+    }
+    let sorted = get(
+        &app,
+        &instance,
+        "/hubs/helpdesk/incidents?orderBy=created_at",
+    )
+    .await;
+    assert_eq!(sorted.status, StatusCode::BAD_REQUEST, "{}", sorted.body);
+    assert!(assert_error(&sorted.body, "unsupported_query").contains("orderBy"));
 }
