@@ -14,6 +14,8 @@ mod console;
 mod docs;
 mod errors;
 mod events;
+mod hub_crm;
+mod hub_helpdesk;
 mod hub_salesforce;
 mod hubs;
 mod lifecycle;

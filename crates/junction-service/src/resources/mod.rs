@@ -199,10 +199,11 @@ impl Services {
             ));
             let Some(mut records) = response::records(&answer.body, resource.root_key.as_deref())
             else {
-                // A single object, as the vendor sent it.
+                // A single object: as the vendor sent it, or the one its `rootKey` names.
                 self.keep_learned(caller, &record, &element, configuration)
                     .await;
-                let mut single = query_plan.project(answer.body);
+                let body = response::single(answer.body, resource.root_key.as_deref());
+                let mut single = query_plan.project(body);
                 if strip {
                     response::strip_nulls(&mut single);
                 }

@@ -47,6 +47,15 @@ pub(super) fn records(answer: &Value, root_key: Option<&str>) -> Option<Vec<Valu
     }
 }
 
+/// A single-object answer as the hub returns it: the object at `root_key` when the key
+/// selects one (Zendesk wraps each record, `{"ticket": {…}}`), else the answer as sent.
+pub(super) fn single(answer: Value, root_key: Option<&str>) -> Value {
+    match root_key.and_then(|key| lookup(&answer, key.trim_start_matches('|'))) {
+        Some(inner @ Value::Object(_)) => inner.clone(),
+        _ => answer,
+    }
+}
+
 /// The vendor's own words in an error body: at the element's declared path first, then
 /// in the shapes vendors commonly use.
 pub(super) fn error_message(body: &[u8], declared: Option<&str>) -> Option<String> {
@@ -112,6 +121,18 @@ mod tests {
         );
         assert!(records(&json!({"id": 1}), None).is_none());
         assert_eq!(records(&json!([1, 2]), None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_root_key_naming_an_object_unwraps_a_single_answer() {
+        let wrapped = json!({"ticket": {"id": 7}});
+        assert_eq!(single(wrapped.clone(), Some("ticket")), json!({"id": 7}));
+        assert_eq!(single(wrapped.clone(), None), wrapped);
+        assert_eq!(single(wrapped.clone(), Some("missing")), wrapped);
+        assert_eq!(
+            single(json!({"id": 7, "tags": "x"}), Some("tags")),
+            json!({"id": 7, "tags": "x"})
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!   beyond it a 400), `_fields` and `query` (`field:value` terms, quoted phrases, free
 //!   text); answers `{"data":[…],"has_more":bool}`.
 //! - `GET|PUT|DELETE /api/v1/{kind}/{id}/` (PUT patches, DELETE answers `{}`),
-//!   `POST /api/v1/{kind}/`.
+//!   `POST /api/v1/{kind}/`; `GET /api/v1/me/` (the key's user, what a ping reads).
 //! - Auth: HTTP basic with the API key as user and an empty password; 401
 //!   `{"error":"The API key you provided is invalid."}`; validation errors are
 //!   `{"errors":[],"field-errors":{"field":"message"}}`.
@@ -194,6 +194,9 @@ impl Vendor for Close {
         }
         let segments = request.segments();
         let method = request.method.as_str();
+        if segments == ["api", "v1", "me"] && method == "GET" {
+            return super::json(StatusCode::OK, &me());
+        }
         let (kind, id) = match segments.as_slice() {
             ["api", "v1", kind] => (*kind, None),
             ["api", "v1", kind, id] => (*kind, Some(*id)),
@@ -220,6 +223,18 @@ impl Vendor for Close {
             _ => error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed."),
         }
     }
+}
+
+// The user the API key belongs to, as `GET /me/` describes it.
+fn me() -> Value {
+    json!({
+        "id": "user_0000000000000000000001",
+        "email": "owner@junction.example.test",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "organizations": [{ "id": "orga_0000000000000000000001", "name": "Junction Test" }],
+        "date_created": "2024-01-01T00:00:00.000000+00:00",
+    })
 }
 
 fn fields(record: &Value, request: &RecordedRequest) -> Value {
