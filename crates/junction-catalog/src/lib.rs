@@ -15,7 +15,9 @@ use junction_core::credential::{CredentialTemplate, OAuthGrant, placeholders};
 use junction_core::element::{
     AuthenticationType, CUSTOM_ELEMENT_IDS_START, ElementDefinition, ProtocolType, must_be_secret,
 };
-use junction_core::hub::{HubDefinition, ParameterType};
+use junction_core::hub::{
+    CEQL_OPERATORS, HubDefinition, PageSizeIn, PagingStyle, ParameterType, Resource, Translation,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -518,6 +520,7 @@ pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
         if !resource.path.starts_with('/') {
             return Err(rule(format!("resources[{i}].path"), "must start with '/'"));
         }
+        validate_resource(i, resource)?;
     }
     if e.authentication.kind != AuthenticationType::Oauth2 && e.oauth.is_some() {
         return Err(rule(
@@ -853,6 +856,100 @@ fn validate_credentials(e: &ElementDefinition) -> Result<(), DefinitionError> {
 /// Element-level parameters sent on every call (a header or query parameter from
 /// configuration or a fixed value) name entries the instance has and vendor names a
 /// request can carry.
+/// A resource's paging and query blocks name what their style needs, and nothing a
+/// caller could not send.
+fn validate_resource(i: usize, r: &Resource) -> Result<(), DefinitionError> {
+    let field = |rest: &str| format!("resources[{i}].{rest}");
+    if let Some(paging) = &r.paging {
+        let needs = |what: &str, present: bool| {
+            if present {
+                Ok(())
+            } else {
+                Err(rule(
+                    field(&format!("paging.{what}")),
+                    format!("the {:?} style needs it", paging.style),
+                ))
+            }
+        };
+        match paging.style {
+            PagingStyle::Offset | PagingStyle::Page => needs("param", paging.param.is_some())?,
+            PagingStyle::Cursor => {
+                needs("param", paging.param.is_some())?;
+                needs(
+                    "next",
+                    paging.next.is_some() || paging.next_header.is_some(),
+                )?;
+            }
+            PagingStyle::NextUrl => needs("next", paging.next.is_some())?,
+            PagingStyle::LinkHeader => {}
+        }
+        if paging.first_page > 1 {
+            return Err(rule(field("paging.firstPage"), "must be 0 or 1"));
+        }
+        let size = &paging.page_size;
+        if size.max == 0 || size.default == 0 || size.default > size.max {
+            return Err(rule(
+                field("paging.pageSize"),
+                "default and max must be positive, default at most max",
+            ));
+        }
+        if size.name.is_empty()
+            || (size.location == PageSizeIn::Header && !is_header_name(&size.name))
+        {
+            return Err(rule(
+                field("paging.pageSize.name"),
+                "must be a parameter or header name",
+            ));
+        }
+        if let Some(template) = &size.template
+            && !template.contains("{pageSize}")
+        {
+            return Err(rule(
+                field("paging.pageSize.template"),
+                "must contain '{pageSize}'",
+            ));
+        }
+    }
+    if let Some(query) = &r.query {
+        match query.translation {
+            Translation::Soql | Translation::Jql => {
+                if query.parameter.as_deref().is_none_or(str::is_empty) {
+                    return Err(rule(field("query.parameter"), "names the vendor parameter"));
+                }
+                if !query
+                    .template
+                    .as_deref()
+                    .is_some_and(|t| t.contains("{where}"))
+                {
+                    return Err(rule(field("query.template"), "must contain '{where}'"));
+                }
+            }
+            Translation::Parameters => {
+                if query.rules.is_empty() {
+                    return Err(rule(field("query.rules"), "must list at least one rule"));
+                }
+                for (j, filter) in query.rules.iter().enumerate() {
+                    if let Some(bad) = filter
+                        .operators
+                        .iter()
+                        .find(|o| !CEQL_OPERATORS.contains(&o.to_uppercase().as_str()))
+                    {
+                        return Err(rule(
+                            field(&format!("query.rules[{j}].operators")),
+                            format!(
+                                "'{bad}' is not a CEQL operator (one of {})",
+                                CEQL_OPERATORS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            Translation::Junction | Translation::None => {}
+        }
+    }
+    Ok(())
+}
+
 fn validate_parameters(e: &ElementDefinition) -> Result<(), DefinitionError> {
     for (i, parameter) in e.parameters.iter().enumerate() {
         let field = format!("parameters[{i}]");
@@ -1345,6 +1442,44 @@ mod tests {
     fn unknown_fields_are_refused() {
         let text = format!("{MINIMAL}{MINIMAL_CREDENTIALS}colour: blue\n");
         assert!(load(&[("demo.yaml", &text)]).is_err());
+    }
+
+    #[test]
+    fn paging_and_query_blocks_name_what_their_style_needs() {
+        let resource = |block: &str| {
+            let base = basic(
+                "",
+                "  - {in: basic, username: '{demo.api.key}', password: X}\n",
+            );
+            format!(
+                "{base}resources:\n  - {{path: /hubs/crm/a, method: GET, vendorPath: /a, {block}}}\n"
+            )
+        };
+        let size = "pageSize: {name: limit, default: 50, max: 100}";
+        let good = resource(&format!(
+            "paging: {{style: cursor, param: c, next: meta.next, {size}}}"
+        ));
+        assert!(
+            parse_definition(&good).is_ok(),
+            "{:?}",
+            parse_definition(&good).err()
+        );
+        for (block, field) in [
+            (format!("paging: {{style: offset, {size}}}"), "resources[0].paging.param"),
+            (format!("paging: {{style: cursor, param: c, {size}}}"), "resources[0].paging.next"),
+            (
+                "paging: {style: offset, param: o, pageSize: {name: limit, default: 500, max: 100}}".to_owned(),
+                "resources[0].paging.pageSize",
+            ),
+            ("query: {translation: soql, parameter: q}".to_owned(), "resources[0].query.template"),
+            (
+                "query: {translation: parameters, rules: [{field: a, operators: ['~'], parameter: a}]}".to_owned(),
+                "resources[0].query.rules[0].operators",
+            ),
+        ] {
+            let err = parse_definition(&resource(&block)).unwrap_err();
+            assert_eq!(err.field, field, "{block}: {err}");
+        }
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub struct ElementDefinition {
     /// The objects its resources read and write (spec §6.6).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<ObjectDefinition>,
+    /// Dotted path of the message in the vendor's error bodies, for vendors whose errors
+    /// the general extractor misreads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]

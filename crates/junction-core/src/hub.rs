@@ -42,7 +42,164 @@ pub struct Resource {
     /// The resource's model (a Swagger 2.0 schema object and its name), kept as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<serde_json::Value>,
+    /// How the vendor pages this list; absent, one vendor answer is the whole list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+    /// How `where` (and `orderBy`, `fields`) reach the vendor; absent, `where` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<Query>,
+    /// Bodies pass through unchanged in both directions (files, binary downloads) instead
+    /// of being read as JSON.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stream: bool,
 }
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A vendor's paging style. The caller always walks with Junction's own `nextPage`
+/// token; this says how each step becomes a vendor call, and where the vendor says more
+/// follows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Paging {
+    pub style: PagingStyle,
+    /// The query parameter carrying the position: the record offset (`offset`), the page
+    /// number (`page`) or the cursor (`cursor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    /// `page` style: the number of the vendor's first page, 0 or 1.
+    #[serde(default = "one")]
+    pub first_page: u64,
+    /// `cursor`: dotted path of the next cursor in the answer; `nextUrl`: of the next
+    /// page's URL (absolute, or relative to `base.url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// `cursor`: a response header holding the next cursor, instead of `next`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_header: Option<String>,
+    /// Dotted path of a boolean in the answer that is true while more records follow
+    /// (`has_more`). Without it a short or empty page, or a missing next cursor or URL,
+    /// is the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<String>,
+    pub page_size: PageSize,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum PagingStyle {
+    /// Offset and limit parameters.
+    Offset,
+    /// A page number and a page size.
+    Page,
+    /// An opaque vendor cursor sent back as a parameter.
+    Cursor,
+    /// The answer holds the next page's URL (Salesforce `nextRecordsUrl`, Graph
+    /// `paging.next`).
+    NextUrl,
+    /// An RFC 8288 `Link: <…>; rel="next"` header.
+    LinkHeader,
+}
+
+impl PagingStyle {
+    /// Whether a caller may jump to page N: only where the vendor addresses pages by
+    /// number or offset.
+    pub fn addressable(self) -> bool {
+        matches!(self, Self::Offset | Self::Page)
+    }
+}
+
+/// How many records the vendor returns per page and how it is asked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PageSize {
+    /// The query parameter or header name.
+    pub name: String,
+    #[serde(default, rename = "in")]
+    pub location: PageSizeIn,
+    /// The value sent, `{pageSize}` standing for the number (Salesforce's
+    /// `Sforce-Query-Options: batchSize={pageSize}`); the bare number when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Used when the caller names no `pageSize`.
+    pub default: u32,
+    /// The most the vendor accepts; a larger `pageSize` is lowered to it.
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum PageSizeIn {
+    #[default]
+    Query,
+    Header,
+}
+
+/// How a resource serves CEQL (`where`, `orderBy`, `fields`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Query {
+    pub translation: Translation,
+    /// `soql`/`jql`: the statement, `{where}` standing for the translated condition
+    /// (`SELECT Id, Name FROM Account WHERE {where}`); `{orderBy}` and `{fields}` may
+    /// appear too. A `where`-less call sends `without` instead, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// `soql`/`jql`: the statement used when the caller sends no `where`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without: Option<String>,
+    /// `soql`/`jql`: the query parameter receiving the statement (`q`, `jql`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// `parameters`: which field and operator pairs map onto which vendor parameter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<FilterRule>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Translation {
+    /// Salesforce's SOQL.
+    Soql,
+    /// Jira's JQL.
+    Jql,
+    /// The vendor's own filter parameters, one per field and operator.
+    Parameters,
+    /// Junction reads the vendor's pages and filters, sorts and projects itself.
+    Junction,
+    /// `where` is refused.
+    None,
+}
+
+/// `field <operator> value` sent as `parameter=value`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterRule {
+    pub field: String,
+    /// CEQL operators as written (`=`, `>=`, `LIKE`, `IN`, …).
+    pub operators: Vec<String>,
+    pub parameter: String,
+}
+
+/// The CEQL operators a [`FilterRule`] may name.
+pub const CEQL_OPERATORS: &[&str] = &[
+    "=",
+    "!=",
+    "<",
+    ">",
+    "<=",
+    ">=",
+    "LIKE",
+    "IN",
+    "IS NULL",
+    "IS NOT NULL",
+];
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "UPPERCASE")]

@@ -149,6 +149,9 @@ pub enum Addressing {
     /// A call that acts as the instance, such as the proxy
     /// ([`Services::authenticate_instance`]).
     ActingInstance,
+    /// A hub resource call: as [`Addressing::ActingInstance`], a disabled instance
+    /// included ([`Services::authenticate_hub_instance`]).
+    HubInstance,
 }
 
 impl Services {
@@ -165,6 +168,7 @@ impl Services {
                 Addressing::Platform => self.authenticate(header).await,
                 Addressing::TokenInstance => self.authenticate_addressed(header).await,
                 Addressing::ActingInstance => self.authenticate_instance(header).await,
+                Addressing::HubInstance => self.authenticate_hub_instance(header).await,
             }
         };
         self.auth_failures

@@ -46,6 +46,21 @@ pub enum ServiceError {
     HubNotFound(String),
     #[error("element '{element}' has no hub resource {resource}")]
     ResourceNotFound { element: String, resource: String },
+    /// The resource exists at that path, for other methods.
+    #[error("element '{element}' has no {method} on hub resource {resource}; it allows {}", .allowed.join(", "))]
+    MethodNotAllowed {
+        element: String,
+        method: String,
+        resource: String,
+        allowed: Vec<&'static str>,
+    },
+    /// The provider's answer cannot be used as its element says it should (not JSON, a
+    /// next page on another host).
+    #[error("the provider's answer could not be used: {0}")]
+    ProviderAnswer(String),
+    /// The element asks for something this Junction cannot do (a hook).
+    #[error("{0}")]
+    NotImplemented(String),
     /// The request contradicts what is stored (a duplicate, or a deletion that would
     /// leave something behind).
     #[error("{0}")]

@@ -20,6 +20,7 @@ mod oauth_url;
 mod proxy;
 mod redact;
 mod refresh;
+mod resources;
 mod schemes;
 mod templates;
 mod trace;
@@ -58,6 +59,7 @@ pub use instances::{
 pub use oauth_url::{OAuthTokenParams, OAuthTokenResponse, OAuthUrlParams, OAuthUrlResponse};
 pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
+pub use resources::HubRequest;
 pub use trace::{
     DEFAULT_TRACE_SECONDS, MAX_TRACE_SECONDS, TraceLogList, TraceLogView, TraceLoggingConfig,
     TraceWriter,

@@ -1,5 +1,6 @@
 //! Calls made to an instance's provider on the caller's behalf: the passthrough proxy
-//! (`/proxy/{*vendorPath}`) and the hub ping.
+//! (`/proxy/{*vendorPath}`), the hub ping, and through [`Services::call_provider`] the
+//! hub resources (`resources/`).
 //!
 //! Both send the instance's current access token the way its element says, replay a call
 //! the provider refused with 401 once after a refresh, and wait out a provider's rate
@@ -55,10 +56,31 @@ pub struct PingView {
 }
 
 /// The instance a provider call is made for.
-struct Target {
-    record: Arc<InstanceRecord>,
-    element: Arc<ElementDefinition>,
-    base_url: String,
+pub(crate) struct Target {
+    pub(crate) record: Arc<InstanceRecord>,
+    pub(crate) element: Arc<ElementDefinition>,
+    pub(crate) base_url: String,
+}
+
+impl Target {
+    /// The instance's element and `base.url`.
+    pub(crate) fn of(
+        record: Arc<InstanceRecord>,
+        element: Arc<ElementDefinition>,
+    ) -> Result<Self, ServiceError> {
+        let base_url = record
+            .config
+            .get(keys::BASE_URL)
+            .cloned()
+            .flatten()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| ServiceError::MissingConfiguration(vec![keys::BASE_URL.to_owned()]))?;
+        Ok(Self {
+            record,
+            element,
+            base_url,
+        })
+    }
 }
 
 fn unauthorized(message: &str) -> ServiceError {
@@ -77,11 +99,31 @@ impl Services {
         self.instance_of(&presented).await
     }
 
+    /// [`Services::authenticate_instance`] for a hub resource call, which a disabled
+    /// instance may make too: the engine refuses it per resource (its `/objects` still
+    /// answer).
+    pub async fn authenticate_hub_instance(
+        &self,
+        header: Option<&str>,
+    ) -> Result<Caller, ServiceError> {
+        let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
+        let presented = parse_authorization(header.ok_or_else(|| unauthorized(needs_token))?)?;
+        self.instance_of_even_disabled(&presented, true).await
+    }
+
     /// The instance whose Element token `presented` carries, checked against the User and
     /// Organization secrets beside it, if any.
     pub(crate) async fn instance_of(
         &self,
         presented: &PresentedSecrets,
+    ) -> Result<Caller, ServiceError> {
+        self.instance_of_even_disabled(presented, false).await
+    }
+
+    async fn instance_of_even_disabled(
+        &self,
+        presented: &PresentedSecrets,
+        disabled_too: bool,
     ) -> Result<Caller, ServiceError> {
         let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let token = presented
@@ -115,7 +157,7 @@ impl Services {
                 ));
             }
         }
-        if principal.disabled {
+        if principal.disabled && !disabled_too {
             return Err(ServiceError::Forbidden(
                 "this instance is disabled".to_owned(),
             ));
@@ -190,22 +232,6 @@ impl Services {
         })
     }
 
-    /// A hub resource call (`/hubs/{hub}/{resource…}`) for the instance: the resource
-    /// `path` (from its first segment, hub left out) of the instance's element. No
-    /// element declares resources Junction executes yet, so every one is unknown.
-    pub async fn hub_resource(
-        &self,
-        caller: &Caller,
-        method: &Method,
-        path: &str,
-    ) -> Result<ProxyResponse, ServiceError> {
-        let target = self.provider_target(caller).await?;
-        Err(ServiceError::ResourceNotFound {
-            element: target.element.key.clone(),
-            resource: format!("{method} {path}"),
-        })
-    }
-
     async fn provider_target(&self, caller: &Caller) -> Result<Target, ServiceError> {
         let id = caller.only_instance().ok_or_else(|| {
             unauthorized("this call acts as an instance: send 'Authorization: Element <token>'")
@@ -217,24 +243,13 @@ impl Services {
             ));
         }
         let element = self.element_of(&record).await?;
-        let base_url = record
-            .config
-            .get(keys::BASE_URL)
-            .cloned()
-            .flatten()
-            .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| ServiceError::MissingConfiguration(vec![keys::BASE_URL.to_owned()]))?;
-        Ok(Target {
-            record,
-            element,
-            base_url,
-        })
+        Target::of(record, element)
     }
 
     /// Sends one provider call, replaying it (only when the body was kept) once with a
     /// refreshed token after a 401, and after the provider's `Retry-After` for 429 and 503
     /// answers to idempotent methods, within [`MAX_TRIES`] and [`MAX_WAIT`].
-    async fn call_provider(
+    pub(crate) async fn call_provider(
         &self,
         target: &Target,
         method: Method,
@@ -359,7 +374,7 @@ const MAX_ENCODING_LAYERS: usize = 3;
 /// API version, for one). Every decoding of the path is checked, so an encoded dot or
 /// slash (`%2e`, `%252e`, `%2f`), a segment parameter (`..;x`) or an overlong UTF-8 form
 /// of either (`%c0%ae`) cannot hide one.
-fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
+pub(crate) fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
     let refused = || {
         ServiceError::bad_request(
             "invalid_path",

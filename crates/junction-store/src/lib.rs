@@ -461,6 +461,18 @@ impl Store {
         self.writer.close().await;
     }
 
+    /// Seals a value handed to callers to bring back (a page token) under the primary
+    /// key; `context` binds it to where it may be used.
+    pub fn seal_opaque(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(self.keyring.seal(context, plaintext)?)
+    }
+
+    /// Opens what [`Store::seal_opaque`] sealed under the same `context`; `None` for
+    /// anything forged, altered or sealed for another context.
+    pub fn open_opaque(&self, context: &[u8], blob: &[u8]) -> Option<Vec<u8>> {
+        self.keyring.open(context, blob).ok().map(|p| p.to_vec())
+    }
+
     pub(crate) fn keyring(&self) -> &Keyring {
         &self.keyring
     }

@@ -5,7 +5,7 @@
 //! cause goes to the log, never to the caller.
 
 use axum::Json;
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{ALLOW, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use junction_oauth::OAuthError;
@@ -30,6 +30,11 @@ pub struct ApiError {
     pub provider_message: Option<String>,
     /// Seconds for the `Retry-After` header of a 429.
     pub retry_after: Option<u64>,
+    /// The methods a 405 names in its `Allow` header.
+    pub allow: Option<String>,
+    /// The error comes from the provider (`Elements-Error: true`), as Cloud Elements
+    /// marks it.
+    pub from_provider: bool,
 }
 
 /// The body of every error response.
@@ -54,6 +59,8 @@ impl ApiError {
             message: message.into(),
             provider_message: None,
             retry_after: None,
+            allow: None,
+            from_provider: false,
         }
     }
 
@@ -91,6 +98,14 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(ALLOW, allow);
+        }
+        if self.from_provider {
+            response
+                .headers_mut()
+                .insert("elements-error", HeaderValue::from_static("true"));
         }
         response
     }
@@ -141,6 +156,7 @@ fn provider_error(e: OAuthError) -> ApiError {
     };
     ApiError {
         provider_message,
+        from_provider: true,
         ..ApiError::new(status, code, message)
     }
 }
@@ -184,6 +200,25 @@ impl From<ServiceError> for ApiError {
             ServiceError::ResourceNotFound { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "resource_not_found", e.to_string())
             }
+            ServiceError::MethodNotAllowed { ref allowed, .. } => Self {
+                allow: Some(allowed.join(", ")),
+                ..Self::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    e.to_string(),
+                )
+            },
+            ServiceError::ProviderAnswer(_) => Self {
+                from_provider: true,
+                ..Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "provider_bad_response",
+                    e.to_string(),
+                )
+            },
+            ServiceError::NotImplemented(m) => {
+                Self::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", m)
+            }
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::BadRequest { code, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -200,6 +235,7 @@ impl From<ServiceError> for ApiError {
                 ref provider_message,
             } => Self {
                 provider_message: provider_message.clone(),
+                from_provider: true,
                 ..Self::new(
                     StatusCode::from_u16(status)
                         .ok()

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use error::{ApiError, REQUEST_ID};
 use junction_service::Services;
 use std::sync::Arc;
+use tower::Layer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -50,9 +51,13 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         .merge(accounts::router())
         .merge(hubs::router())
         .merge(proxy::router())
-        .fallback(|| async { ApiError::not_found("no such API route") });
+        .fallback(|| async { ApiError::not_found("no such API route") })
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    // The bare-path rule must see the path before the API's routes do.
+    let api = middleware::from_fn(hub_paths).layer(api);
     Ok(Router::new()
-        .nest(API_PREFIX, api)
+        .nest_service(API_PREFIX, api)
         .merge(health::router())
         // Swagger UI's assets are compiled in (`vendored`), so /docs works offline. Its
         // default `validatorUrl` would send the document to validator.swagger.io from
@@ -65,18 +70,52 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         .fallback(|| async {
             ApiError::not_found("no such route; the API lives under /elements/api-v2")
         })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not accept that method",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors())
         .layer(middleware::from_fn(request_context))
         .with_state(state))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// First path segments of platform routes that keep their meaning with an Element token:
+/// the routes that address the token's own instance (`/instances…`), act as it
+/// (`/proxy/…`, `/hubs/{hub}/…`), or describe the catalog (`/elements…`). `/docs`,
+/// `/health` and the OpenAPI document live outside the API prefix.
+const INSTANCE_PLATFORM_ROUTES: [&str; 4] = ["instances", "proxy", "hubs", "elements"];
+
+/// The one rule for bare hub paths (spec §5.1): a call with an Element token to any
+/// other API path is a hub resource call, as if sent to `/hubs/<hub>/<path>` (the hub
+/// segment means nothing), so `GET /accounts` with an Element token reaches the
+/// element's `accounts` resource. Without an Element token the platform routes answer
+/// as always (`GET /accounts` with User and Organization secrets is the accounts API).
+async fn hub_paths(mut req: Request, next: Next) -> Response {
+    let has_element_token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| junction_service::parse_authorization(v).ok())
+        .is_some_and(|p| p.element.is_some());
+    let path = req.uri().path();
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    if has_element_token && !first.is_empty() && !INSTANCE_PLATFORM_ROUTES.contains(&first) {
+        let rewritten = match req.uri().query() {
+            Some(query) => format!("/hubs/_{path}?{query}"),
+            None => format!("/hubs/_{path}"),
+        };
+        if let Ok(uri) = rewritten.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    next.run(req).await
 }
 
 /// Gives every request an id: in the `Elements-Request-Id` header, in error bodies and in

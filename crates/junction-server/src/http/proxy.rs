@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use junction_oauth::{ProxyBody, REPLAY_LIMIT};
-use junction_service::{Addressing, Caller, PingView, ProxyRequest};
+use junction_service::{Addressing, Caller, HubRequest, PingView, ProxyRequest};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -27,6 +27,23 @@ pub fn router() -> Router<AppState> {
 
 /// The instance an Element token names; User and Organization secrets may come along.
 struct InstanceAuth(Caller);
+
+/// [`InstanceAuth`] for hub resources, which a disabled instance may call too (the
+/// engine answers 403 for every resource but its `/objects`).
+struct HubAuth(Caller);
+
+impl FromRequestParts<AppState> for HubAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = super::extract::authenticated(parts, state, Addressing::HubInstance).await?;
+        note_instance(parts, &caller);
+        Ok(Self(caller))
+    }
+}
 
 impl FromRequestParts<AppState> for InstanceAuth {
     type Rejection = ApiError;
@@ -122,40 +139,72 @@ async fn ping(
     Ok(Json(state.services.ping(&caller).await?))
 }
 
-/// A hub resource call (`/hubs/{hub}/{resource…}`). The Element token decides the
-/// instance, so it is checked before the path means anything: a caller without one learns
-/// 401, never whether a resource exists.
+/// A hub resource call (`/hubs/{hub}/{resource…}`, or the bare path: see
+/// [`super::hub_paths`]). The Element token decides the instance, so it is checked
+/// before the path means anything: a caller without one learns 401, never whether a
+/// resource exists.
 #[utoipa::path(
     method(get, post, put, patch, delete),
     path = "/hubs/{hub}/{resource}",
     tag = "hubs",
     summary = "Call one of the instance's hub resources",
+    description = "Runs the element's resource for the path (the hub segment is ignored; \
+        the bare `/{resource}` is the same call). Lists are plain JSON arrays with \
+        `Elements-Returned-Count`, and `Elements-Next-Page-Token` while more follow \
+        (send it back as `nextPage`).",
     params(
         ("hub" = String, Path, description = "Any hub name: the Element token decides the instance"),
         ("resource" = String, Path, description = "The resource path, e.g. `contacts/42`"),
+        ("pageSize" = Option<u32>, Query, description = "Records per page"),
+        ("page" = Option<u32>, Query, description = "1-based page, where the vendor addresses pages"),
+        ("nextPage" = Option<String>, Query, description = "The previous page's `Elements-Next-Page-Token`"),
+        ("where" = Option<String>, Query, description = "A CEQL condition, where the element serves it"),
     ),
     responses(
+        (status = 200, description = "The resource's answer: a list as a JSON array, or one object"),
+        (status = 400, body = ApiErrorBody, description = "`missing_parameter`, `invalid_page_token`, `invalid_parameter`, `unsupported_query`, `invalid_body`, or the provider's own 400 (`provider_error`)"),
         (status = 401, body = ApiErrorBody, description = "No Element token, or one that names no instance"),
         (status = 403, body = ApiErrorBody, description = "The instance is disabled"),
         (status = 404, body = ApiErrorBody, description = "The instance's element has no such resource"),
+        (status = 405, body = ApiErrorBody, description = "The resource exists for other methods (see `Allow`)"),
+        (status = 501, body = ApiErrorBody, description = "The resource needs a hook this Junction cannot run"),
+        (status = 502, body = ApiErrorBody, description = "The provider failed or its answer could not be used"),
+        (status = 504, body = ApiErrorBody, description = "The provider did not answer in time"),
     ),
     security(("authorization" = [])),
 )]
 async fn hub_resource(
     State(state): State<AppState>,
-    InstanceAuth(caller): InstanceAuth,
+    HubAuth(caller): HubAuth,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, _body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     // `/hubs/{hub}/…`: the hub segment is ignored, as Cloud Elements does.
     let full = parts.uri.path();
     let resource = full
         .strip_prefix("/hubs/")
         .and_then(|rest| rest.split_once('/'))
         .map_or(full, |(_, resource)| resource);
+    let path = format!("/{resource}");
+    let body = ProxyBody::read(body, REPLAY_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the request body could not be read",
+        )
+    })?;
     let answer = state
         .services
-        .hub_resource(&caller, &parts.method, &format!("/{resource}"))
+        .hub_resource(
+            &caller,
+            HubRequest {
+                method: parts.method,
+                path,
+                query: parts.uri.query().map(str::to_owned),
+                headers: parts.headers,
+                body,
+            },
+        )
         .await?;
     let mut response = Response::new(Body::new(answer.body));
     *response.status_mut() = answer.status;

@@ -19,6 +19,7 @@ mod provisioning;
 mod proxy;
 mod refresh;
 mod replicas;
+mod resources;
 mod tenant_hosts;
 mod trace;
 mod wire;

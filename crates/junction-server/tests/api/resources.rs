@@ -1,0 +1,818 @@
+//! Hub resources: custom elements made through the Element Builder (their resources are
+//! data) run against a local vendor that pages in every style, checks the credential,
+//! and shows what reached it.
+
+use crate::helpers::{Options, TestApp, assert_error};
+use crate::on_both_backends;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode as AxumStatus};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use junction_testkit::db::Backend;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+on_both_backends!(
+    the_hub_segment_is_ignored_and_bare_paths_need_an_element_token,
+    unknown_resources_are_404_and_other_methods_405,
+    parameters_of_every_kind_reach_the_vendor,
+    nulls_are_stripped_until_the_instance_keeps_them,
+    every_paging_style_walks_a_thousand_records_without_gap_or_repeat,
+    page_and_page_size_address_pages_where_the_vendor_allows_it,
+    forged_and_foreign_page_tokens_are_refused,
+    vendor_errors_keep_their_status_and_message,
+    a_vendor_timeout_is_504,
+    a_disabled_instance_is_refused_but_still_describes_its_objects,
+    response_parameters_are_kept_in_the_configuration,
+    binary_resources_stream_through_unchanged,
+);
+
+const RECORDS: u64 = 1000;
+const API_KEY: &str = "vendor-api-key-1";
+/// Salesforce returns query batches of at least this many records.
+const SF_MIN_BATCH: u64 = 200;
+
+/// Record `i` (1-based); every seventh has a null email, all have a null nested note.
+fn record(i: u64) -> Value {
+    json!({
+        "id": i,
+        "name": format!("record {i}"),
+        "email": if i.is_multiple_of(7) { Value::Null } else { json!(format!("r{i}@example.com")) },
+        "nested": {"note": null, "rank": i % 10},
+    })
+}
+
+fn slice(from: u64, count: u64) -> Vec<Value> {
+    (from..(from + count).min(RECORDS))
+        .map(|i| record(i + 1))
+        .collect()
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Each call: method, path, query, headers, body.
+    calls: Vec<(String, String, Option<String>, HeaderMap, Bytes)>,
+}
+
+/// A vendor on a loopback port with one collection of 1,000 records behind every paging
+/// style, basic authentication with [`API_KEY`], and endpoints that fail.
+struct Vendor {
+    base_url: String,
+    seen: Arc<Mutex<Seen>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Vendor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Vendor {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let app = Router::new()
+            .fallback(vendor)
+            .with_state((Arc::clone(&seen), base_url.clone()));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base_url,
+            seen,
+            task,
+        }
+    }
+
+    fn last(&self, path: &str) -> (String, Option<String>, HeaderMap, Bytes) {
+        let seen = self.seen.lock().unwrap();
+        let (method, _, query, headers, body) = seen
+            .calls
+            .iter()
+            .rev()
+            .find(|c| c.1 == path)
+            .cloned()
+            .unwrap_or_else(|| panic!("nothing reached {path}"));
+        (method, query, headers, body)
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().calls.len()
+    }
+}
+
+fn query_map(query: Option<&str>) -> HashMap<String, String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn number(q: &HashMap<String, String>, name: &str, default: u64) -> u64 {
+    q.get(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn expected_auth() -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{API_KEY}:X"));
+    format!("Basic {encoded}")
+}
+
+async fn vendor(
+    State((seen, base)): State<(Arc<Mutex<Seen>>, String)>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let path = parts.uri.path().to_owned();
+    let raw_query = parts.uri.query().map(str::to_owned);
+    seen.lock().unwrap().calls.push((
+        parts.method.to_string(),
+        path.clone(),
+        raw_query.clone(),
+        parts.headers.clone(),
+        body.clone(),
+    ));
+    let authorized = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(expected_auth().as_str());
+    if !authorized {
+        return (
+            AxumStatus::UNAUTHORIZED,
+            axum::Json(json!({"message": "bad credentials"})),
+        )
+            .into_response();
+    }
+    let q = query_map(raw_query.as_deref());
+    let json = |v: Value| axum::Json(v).into_response();
+    let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+    match segments.as_slice() {
+        ["offset", "items"] => {
+            let (offset, limit) = (number(&q, "offset", 0), number(&q, "limit", 25));
+            json(json!({
+                "items": slice(offset, limit),
+                "has_more": offset + limit < RECORDS,
+            }))
+        }
+        ["paged", "items"] => {
+            let (page, size) = (number(&q, "page", 1), number(&q, "per_page", 25));
+            json(json!({"data": slice((page - 1) * size, size)}))
+        }
+        ["cursor", "items"] => {
+            let limit = number(&q, "limit", 25);
+            let at = q
+                .get("cursor")
+                .map(|c| c.trim_start_matches("c-").parse::<u64>().unwrap())
+                .unwrap_or(0);
+            let next = (at + limit < RECORDS).then(|| format!("c-{}", at + limit));
+            json(json!({"records": slice(at, limit), "meta": {"next_cursor": next}}))
+        }
+        ["sf", "query"] | ["sf", "query", _] => {
+            // Salesforce: a batch size below 200 is raised to 200; the next batch is
+            // named by a root-relative `nextRecordsUrl`.
+            let batch = parts
+                .headers
+                .get("sforce-query-options")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("batchSize="))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(2000)
+                .max(SF_MIN_BATCH);
+            let at = segments
+                .get(2)
+                .map(|l| l.trim_start_matches("01g-").parse::<u64>().unwrap())
+                .unwrap_or(0);
+            if at == 0 && !q.contains_key("q") {
+                return (
+                    AxumStatus::BAD_REQUEST,
+                    axum::Json(json!([{"message": "MALFORMED_QUERY: no query", "errorCode": "MALFORMED_QUERY"}])),
+                )
+                    .into_response();
+            }
+            let done = at + batch >= RECORDS;
+            let mut answer =
+                json!({"totalSize": RECORDS, "done": done, "records": slice(at, batch)});
+            if !done {
+                answer["nextRecordsUrl"] = json!(format!("/v1/sf/query/01g-{}", at + batch));
+            }
+            json(answer)
+        }
+        ["graph", "items"] => {
+            let (after, limit) = (number(&q, "after", 0), number(&q, "limit", 25));
+            let mut answer = json!({"data": slice(after, limit), "paging": {}});
+            if after + limit < RECORDS {
+                answer["paging"]["next"] = json!(format!(
+                    "{base}/graph/items?after={}&limit={limit}",
+                    after + limit
+                ));
+            }
+            json(answer)
+        }
+        ["evil", "items"] => json(json!({
+            "data": slice(0, 5),
+            "paging": {"next": "http://198.51.100.7/v1/graph/items?after=5"},
+        })),
+        ["link", "items"] => {
+            let (page, size) = (number(&q, "page", 1), number(&q, "per_page", 25));
+            let mut response = json(Value::Array(slice((page - 1) * size, size)));
+            if page * size < RECORDS {
+                let link = format!(
+                    "<{base}/link/items?page=1&per_page={size}>; rel=\"first\", <{base}/link/items?page={}&per_page={size}>; rel=\"next\"",
+                    page + 1
+                );
+                response
+                    .headers_mut()
+                    .insert("link", HeaderValue::from_str(&link).unwrap());
+            }
+            response
+        }
+        ["all", "items"] => json(Value::Array(slice(0, RECORDS))),
+        ["echo", id] => json(json!({
+            "id": id,
+            "query": raw_query,
+            "trace": parts.headers.get("x-vendor-trace").and_then(|v| v.to_str().ok()),
+            "nothing": null,
+        })),
+        ["whoami"] => json(json!({"user": {"id": "u-77"}, "plan": null})),
+        ["error", "400"] => (
+            AxumStatus::BAD_REQUEST,
+            axum::Json(json!({"errorMessages": ["Field 'foo' does not exist"], "errors": {}})),
+        )
+            .into_response(),
+        ["error", "500"] => (
+            AxumStatus::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": {"message": "the vendor broke"}})),
+        )
+            .into_response(),
+        ["error", "odd"] => (
+            AxumStatus::CONFLICT,
+            axum::Json(json!({"fault": {"detail": "a record with that name exists"}})),
+        )
+            .into_response(),
+        ["slow"] => {
+            tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+            json(json!({}))
+        }
+        ["files", id] => {
+            let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+            let mut response = (AxumStatus::OK, bytes).into_response();
+            let h = response.headers_mut();
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(
+                "content-disposition",
+                HeaderValue::from_str(&format!("attachment; filename=\"{id}.bin\"")).unwrap(),
+            );
+            response
+        }
+        _ => (
+            AxumStatus::NOT_FOUND,
+            axum::Json(json!({"message": "no such path"})),
+        )
+            .into_response(),
+    }
+}
+
+fn paging(style: &str, extra: Value) -> Value {
+    let mut p = json!({"style": style});
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p
+}
+
+fn size(name: &str, default: u32, max: u32) -> Value {
+    json!({"name": name, "default": default, "max": max})
+}
+
+/// The element: every resource the tests call, as Element Builder data.
+fn element(key: &str) -> Value {
+    let get = |path: &str, vendor_path: &str| json!({"path": format!("/hubs/crm/{path}"), "method": "GET", "vendorPath": vendor_path});
+    let with = |mut r: Value, extra: Value| {
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        r
+    };
+    json!({
+        "name": key, "key": key, "description": "a vendor", "hub": "crm",
+        "authentication": {"type": "basic"},
+        "configuration": [
+            {"key": "vendor.api.key", "name": "API key", "type": "PASSWORD", "required": true},
+            {"key": "base.url", "name": "Base URL", "default": "https://vendor.example/v1"},
+            {"key": "vendor.tenant", "name": "Tenant", "default": "t-1"},
+            {"key": "vendor.user.id", "name": "Vendor user"},
+            {"key": "filter.response.nulls", "name": "Filter nulls", "type": "BOOLEAN", "default": "true"},
+        ],
+        "credentials": [{"in": "basic", "username": "{vendor.api.key}", "password": "X"}],
+        "objects": [{"name": "account", "primaryKeyName": "id", "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "name", "type": "string", "required": true},
+        ]}],
+        "resources": [
+            with(get("accounts", "/offset/items"), json!({"rootKey": "|items",
+                "paging": paging("offset", json!({"param": "offset", "more": "has_more", "pageSize": size("limit", 100, 250)}))})),
+            with(get("pages", "/paged/items"), json!({"rootKey": "data",
+                "paging": paging("page", json!({"param": "page", "pageSize": size("per_page", 100, 300)}))})),
+            with(get("cursors", "/cursor/items"), json!({"rootKey": "records",
+                "paging": paging("cursor", json!({"param": "cursor", "next": "meta.next_cursor", "pageSize": size("limit", 100, 500)}))})),
+            with(get("soql", "/sf/query"), json!({"rootKey": "|records",
+                "parameters": [{"name": "SELECT Id FROM Account", "vendorName": "q", "type": "value", "vendorType": "query"}],
+                "paging": paging("nextUrl", json!({"next": "nextRecordsUrl", "more": "!done",
+                    "pageSize": {"name": "Sforce-Query-Options", "in": "header", "template": "batchSize={pageSize}", "default": 200, "max": 2000}}))})),
+            with(get("graph", "/graph/items"), json!({"rootKey": "data",
+                "paging": paging("nextUrl", json!({"next": "paging.next", "pageSize": size("limit", 100, 500)}))})),
+            with(get("evil", "/evil/items"), json!({"rootKey": "data",
+                "paging": paging("nextUrl", json!({"next": "paging.next", "pageSize": size("limit", 100, 500)}))})),
+            with(get("links", "/link/items"), json!({
+                "paging": paging("linkHeader", json!({"pageSize": size("per_page", 100, 500)}))})),
+            get("everything", "/all/items"),
+            {"path": "/hubs/crm/accounts", "method": "POST", "vendorPath": "/echo/new",
+             "parameters": [{"name": "body", "vendorName": "body", "type": "body", "vendorType": "body"}]},
+            with(json!({"path": "/hubs/crm/echo/{id}", "method": "POST", "vendorPath": "/echo/{vid}", "vendorMethod": "PUT"}), json!({
+                "parameters": [
+                    {"name": "id", "vendorName": "vid", "type": "path", "vendorType": "path"},
+                    {"name": "search", "vendorName": "q", "type": "query", "vendorType": "query", "required": true},
+                    {"name": "X-Trace", "vendorName": "X-Vendor-Trace", "type": "header", "vendorType": "header"},
+                    {"name": "name", "vendorName": "contact.fullName", "type": "bodyField", "vendorType": "bodyField"},
+                    {"name": "vendor.tenant", "vendorName": "X-Tenant", "type": "configuration", "vendorType": "header"},
+                    {"name": "2024-01", "vendorName": "api_version", "type": "value", "vendorType": "query"},
+                ]})),
+            get("contacts/{id}", "/echo/{id}"),
+            get("contacts/search", "/echo/searched"),
+            get("broken", "/error/400"),
+            get("failing", "/error/500"),
+            get("odd", "/error/odd"),
+            get("slow", "/slow"),
+            with(get("files/{id}", "/files/{id}"), json!({"stream": true})),
+            with(get("me", "/whoami"), json!({"parameters": [
+                {"name": "vendor.user.id", "vendorName": "user.id", "type": "configuration", "vendorType": "bodyField", "source": "response"},
+            ]})),
+        ],
+        "errorMessagePath": "fault.detail",
+    })
+}
+
+/// An app, the vendor, and one provisioned instance of a custom element for it.
+async fn setup(app: &TestApp, key: &str) -> (Vendor, Value) {
+    let vendor = Vendor::start().await;
+    let (status, body) = app.post("/elements", &element(key)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(app, key, &vendor).await;
+    (vendor, instance)
+}
+
+async fn provision(app: &TestApp, key: &str, vendor: &Vendor) -> Value {
+    let (status, instance) = app
+        .post(
+            "/instances",
+            &json!({"element": {"key": key}, "name": "n", "configuration": {
+                "vendor.api.key": API_KEY, "base.url": vendor.base_url,
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    instance
+}
+
+fn element_auth(instance: &Value) -> String {
+    format!("Element {}", instance["token"].as_str().unwrap())
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+async fn hub(
+    app: &TestApp,
+    instance: &Value,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Answer {
+    let mut request = app
+        .http
+        .request(method, app.url(path))
+        .header("Authorization", element_auth(instance));
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &TestApp, instance: &Value, path: &str) -> Answer {
+    hub(app, instance, Method::GET, path, None).await
+}
+
+fn ids(body: &Value) -> Vec<u64> {
+    body.as_array()
+        .unwrap_or_else(|| panic!("not a list: {body}"))
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect()
+}
+
+async fn the_hub_segment_is_ignored_and_bare_paths_need_an_element_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "hubby").await;
+    let id = instance["id"].as_i64().unwrap();
+    let crm = get(&app, &instance, "/hubs/crm/accounts?pageSize=5").await;
+    assert_eq!(crm.status, StatusCode::OK, "{}", crm.body);
+    assert_eq!(ids(&crm.body), vec![1, 2, 3, 4, 5]);
+    assert_eq!(crm.header("elements-returned-count"), Some("5"));
+    assert_eq!(
+        crm.header("elements-element-instance-id"),
+        Some(id.to_string().as_str())
+    );
+    for path in [
+        "/hubs/documents/accounts?pageSize=5",
+        "/accounts?pageSize=5",
+    ] {
+        let other = get(&app, &instance, path).await;
+        assert_eq!(other.status, StatusCode::OK, "{path}: {}", other.body);
+        assert_eq!(other.body, crm.body, "{path}");
+    }
+    // Without an Element token, /accounts is the platform's accounts API.
+    let (status, accounts) = app.get("/accounts").await;
+    assert_eq!(status, StatusCode::OK, "{accounts}");
+    assert!(
+        accounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a.get("name").is_some()),
+        "{accounts}"
+    );
+    // Instance-addressed platform routes keep their meaning with the token.
+    let (status, me) = app
+        .call_as(&element_auth(&instance), Method::GET, "/instances", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me[0]["id"], id, "{me}");
+}
+
+async fn unknown_resources_are_404_and_other_methods_405(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "routes").await;
+    let missing = get(&app, &instance, "/hubs/crm/leads").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let message = assert_error(&missing.body, "resource_not_found");
+    assert!(message.contains("'routes'"), "{message}");
+    assert!(missing.header("elements-element-instance-id").is_some());
+    let wrong = hub(&app, &instance, Method::DELETE, "/accounts", None).await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{}",
+        wrong.body
+    );
+    assert_error(&wrong.body, "method_not_allowed");
+    assert_eq!(wrong.header("allow"), Some("GET, POST"));
+    // A literal segment beats a placeholder.
+    let searched = get(&app, &instance, "/contacts/search").await;
+    assert_eq!(searched.body["id"], "searched", "{}", searched.body);
+    let one = get(&app, &instance, "/contacts/a%20b").await;
+    assert_eq!(one.body["id"], "a%20b", "{}", one.body);
+    // No Element token: 401 before the path means anything.
+    let (status, body) = app
+        .call_as("Element nope", Method::GET, "/hubs/crm/accounts", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+async fn parameters_of_every_kind_reach_the_vendor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "params").await;
+    let token = element_auth(&instance);
+    let response = app
+        .http
+        .post(app.url("/hubs/crm/echo/a%20b?search=alpha%20beta&extra=kept%2Fas-is"))
+        .header("Authorization", &token)
+        .header("X-Trace", "trace-1")
+        .json(&json!({"name": "Ada", "ignored": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (method, query, headers, body) = vendor.last("/v1/echo/a%20b");
+    assert_eq!(method, "PUT");
+    let query = query.unwrap();
+    let q = query_map(Some(&query));
+    assert_eq!(q["q"], "alpha beta");
+    assert_eq!(q["api_version"], "2024-01");
+    assert!(query.contains("extra=kept%2Fas-is"), "{query}");
+    assert!(!q.contains_key("search"), "{query}");
+    assert_eq!(headers["x-vendor-trace"], "trace-1");
+    assert_eq!(headers["x-tenant"], "t-1");
+    assert_eq!(headers["accept"], "application/json");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"contact": {"fullName": "Ada"}})
+    );
+    // The whole body, as a `body` parameter.
+    let created = hub(
+        &app,
+        &instance,
+        Method::POST,
+        "/accounts",
+        Some(&json!({"name": "Bo", "n": 1})),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let (_, _, _, body) = vendor.last("/v1/echo/new");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"name": "Bo", "n": 1})
+    );
+    // A required parameter missing: 400 naming it, and nothing sent.
+    let before = vendor.count();
+    let missing = hub(&app, &instance, Method::POST, "/echo/1", Some(&json!({}))).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    let message = assert_error(&missing.body, "missing_parameter");
+    assert!(message.contains("'search'"), "{message}");
+    assert_eq!(vendor.count(), before);
+}
+
+async fn nulls_are_stripped_until_the_instance_keeps_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "nulls").await;
+    let id = instance["id"].as_i64().unwrap();
+    let list = get(&app, &instance, "/accounts?pageSize=7").await;
+    let seventh = &list.body[6];
+    assert_eq!(seventh["id"], 7);
+    assert!(seventh.get("email").is_none(), "{seventh}");
+    assert_eq!(seventh["nested"], json!({"rank": 7}));
+    let one = get(&app, &instance, "/contacts/9").await;
+    assert!(one.body.get("nothing").is_none(), "{}", one.body);
+
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {"filter.response.nulls": "false"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let list = get(&app, &instance, "/accounts?pageSize=7").await;
+    assert_eq!(list.body[6]["email"], Value::Null);
+    assert!(list.body[6].get("email").is_some(), "{}", list.body[6]);
+    assert_eq!(list.body[6]["nested"], json!({"note": null, "rank": 7}));
+    let one = get(&app, &instance, "/contacts/9").await;
+    assert!(one.body.get("nothing").is_some(), "{}", one.body);
+}
+
+/// Follows `Elements-Next-Page-Token` from `first` to the end.
+async fn walk(app: &TestApp, instance: &Value, first: &str) -> (Vec<u64>, usize) {
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    let mut path = first.to_owned();
+    loop {
+        let page = get(app, instance, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        let got = ids(&page.body);
+        assert_eq!(
+            page.header("elements-returned-count"),
+            Some(got.len().to_string().as_str())
+        );
+        seen.extend(got);
+        pages += 1;
+        assert!(pages <= 200, "{first} does not end");
+        match page.header("elements-next-page-token") {
+            Some(token) => {
+                let sep = if first.contains('?') { '&' } else { '?' };
+                path = format!("{first}{sep}nextPage={token}");
+            }
+            None => return (seen, pages),
+        }
+    }
+}
+
+async fn every_paging_style_walks_a_thousand_records_without_gap_or_repeat(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "walks").await;
+    let all: Vec<u64> = (1..=RECORDS).collect();
+    for (first, expected_pages) in [
+        ("/accounts?pageSize=100", 10),
+        ("/pages?pageSize=300", 4),
+        ("/cursors?pageSize=250", 4),
+        // Salesforce answers 200 a batch; the caller's 50 are served from each.
+        ("/soql?pageSize=50", 20),
+        ("/graph?pageSize=100", 10),
+        ("/links?pageSize=400", 3),
+        ("/everything?pageSize=300", 4),
+    ] {
+        let (seen, pages) = walk(&app, &instance, first).await;
+        assert_eq!(seen, all, "{first}: a gap or a repeat");
+        assert_eq!(pages, expected_pages, "{first}");
+    }
+    // A page size above the vendor's maximum is lowered to it.
+    let capped = get(&app, &instance, "/accounts?pageSize=5000").await;
+    assert_eq!(ids(&capped.body).len(), 250);
+    // A next page on another host is not followed.
+    let evil = get(&app, &instance, "/evil?pageSize=5").await;
+    assert_eq!(evil.status, StatusCode::BAD_GATEWAY, "{}", evil.body);
+    assert_error(&evil.body, "provider_answer_unusable");
+}
+
+async fn page_and_page_size_address_pages_where_the_vendor_allows_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "pagenums").await;
+    let third = get(&app, &instance, "/accounts?page=3&pageSize=50").await;
+    assert_eq!(ids(&third.body), (101..=150).collect::<Vec<_>>());
+    let (_, query, _, _) = vendor.last("/v1/offset/items");
+    let q = query_map(query.as_deref());
+    assert_eq!((q["offset"].as_str(), q["limit"].as_str()), ("100", "50"));
+    let second = get(&app, &instance, "/pages?page=2&pageSize=30").await;
+    assert_eq!(ids(&second.body), (31..=60).collect::<Vec<_>>());
+    let unpaged = get(&app, &instance, "/everything?page=4&pageSize=10").await;
+    assert_eq!(ids(&unpaged.body), (31..=40).collect::<Vec<_>>());
+    let cursor = get(&app, &instance, "/cursors?page=2&pageSize=10").await;
+    assert_eq!(cursor.status, StatusCode::BAD_REQUEST);
+    let message = assert_error(&cursor.body, "invalid_parameter");
+    assert!(message.contains("nextPage"), "{message}");
+    let bad = get(&app, &instance, "/accounts?pageSize=0").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+async fn forged_and_foreign_page_tokens_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "tokens").await;
+    let other = provision(&app, "tokens", &vendor).await;
+    let first = get(&app, &instance, "/cursors?pageSize=10").await;
+    let token = first.header("elements-next-page-token").unwrap().to_owned();
+    let ok = get(
+        &app,
+        &instance,
+        &format!("/cursors?pageSize=10&nextPage={token}"),
+    )
+    .await;
+    assert_eq!(ids(&ok.body), (11..=20).collect::<Vec<_>>());
+    let mut forged = token.clone().into_bytes();
+    let at = forged.len() / 2;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for path in [
+        format!("/cursors?pageSize=10&nextPage={forged}"),
+        "/cursors?pageSize=10&nextPage=garbage".to_owned(),
+        // Another query, or another resource, than the token was issued for.
+        format!("/cursors?pageSize=20&nextPage={token}"),
+        format!("/accounts?pageSize=10&nextPage={token}"),
+    ] {
+        let refused = get(&app, &instance, &path).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_error(&refused.body, "invalid_page_token");
+    }
+    let foreign = get(
+        &app,
+        &other,
+        &format!("/cursors?pageSize=10&nextPage={token}"),
+    )
+    .await;
+    assert_eq!(foreign.status, StatusCode::BAD_REQUEST);
+    assert_error(&foreign.body, "invalid_page_token");
+}
+
+async fn vendor_errors_keep_their_status_and_message(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "failures").await;
+    for (path, status, message) in [
+        (
+            "/broken",
+            StatusCode::BAD_REQUEST,
+            "Field 'foo' does not exist",
+        ),
+        (
+            "/failing",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the vendor broke",
+        ),
+        // The element names where its vendor puts the message.
+        (
+            "/odd",
+            StatusCode::CONFLICT,
+            "a record with that name exists",
+        ),
+    ] {
+        let answer = get(&app, &instance, path).await;
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+        assert_error(&answer.body, "provider_error");
+        assert_eq!(answer.body["providerMessage"], message, "{path}");
+        assert_eq!(answer.header("elements-error"), Some("true"), "{path}");
+        assert!(answer.header("elements-element-instance-id").is_some());
+    }
+}
+
+async fn a_vendor_timeout_is_504(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            outbound_timeout: 1,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (_vendor, instance) = setup(&app, "sleepy").await;
+    let answer = get(&app, &instance, "/slow").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        answer.body
+    );
+    assert_error(&answer.body, "provider_timeout");
+}
+
+async fn a_disabled_instance_is_refused_but_still_describes_its_objects(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "sleeper").await;
+    let id = instance["id"].as_i64().unwrap();
+    let (status, body) = app
+        .call(Method::DELETE, &format!("/instances/{id}/enabled"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let before = vendor.count();
+    let refused = get(&app, &instance, "/hubs/crm/accounts").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_error(&refused.body, "forbidden");
+    assert_eq!(vendor.count(), before);
+    let objects = get(&app, &instance, "/hubs/crm/objects").await;
+    assert_eq!(objects.status, StatusCode::OK, "{}", objects.body);
+    assert_eq!(objects.body, json!(["account"]));
+    let metadata = get(&app, &instance, "/objects/account/metadata").await;
+    assert_eq!(metadata.status, StatusCode::OK, "{}", metadata.body);
+    let fields = metadata.body["fields"].as_array().unwrap();
+    assert_eq!(fields[0]["vendorPath"], "id");
+    assert_eq!(fields[0]["primaryKey"], true);
+    assert_eq!(fields[1]["type"], "string");
+    assert_eq!(fields[1]["vendorRequired"], true);
+    let missing = get(&app, &instance, "/objects/nope/metadata").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+async fn response_parameters_are_kept_in_the_configuration(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "responder").await;
+    let id = instance["id"].as_i64().unwrap();
+    let me = get(&app, &instance, "/me").await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.body, json!({"user": {"id": "u-77"}}));
+    let (status, config) = app.get(&format!("/instances/{id}/configuration")).await;
+    assert_eq!(status, StatusCode::OK, "{config}");
+    let entry = config
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "vendor.user.id")
+        .unwrap_or_else(|| panic!("{config}"));
+    assert_eq!(entry["propertyValue"], "u-77", "{entry}");
+}
+
+async fn binary_resources_stream_through_unchanged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "files").await;
+    let response = app
+        .http
+        .get(app.url("/hubs/documents/files/report"))
+        .header("Authorization", element_auth(&instance))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"report.bin\""
+    );
+    let bytes = response.bytes().await.unwrap();
+    let expected: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    assert_eq!(bytes.as_ref(), expected.as_slice());
+}

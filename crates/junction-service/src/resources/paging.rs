@@ -1,0 +1,381 @@
+//! Paging over every vendor style behind one cursor.
+//!
+//! The caller walks with `nextPage`; the token is the vendor's position (an offset, a
+//! page number, a cursor or the next page's URL) plus how many records of the page at
+//! that position were already returned, so a vendor page larger than the caller's
+//! `pageSize` (Salesforce sends at least 200) is handed out in pieces without a gap or a
+//! repeat. Tokens are sealed with the keyring (AES-GCM) and bound, as associated data,
+//! to the instance, the resource and the query, so a caller can neither read, forge nor
+//! move one to another instance or query.
+
+use super::request::{HubQuery, VendorRequest, lookup};
+use crate::ServiceError;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use junction_core::hub::{PageSizeIn, Paging, PagingStyle};
+use junction_store::Store;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+/// Records per page for a resource whose vendor does not page, when the caller pages.
+pub(super) const UNPAGED_PAGE_SIZE: usize = 200;
+/// The largest `pageSize` of a resource whose vendor does not page.
+const UNPAGED_MAX: usize = 1000;
+
+/// Where the vendor's next page is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) enum Vendor {
+    Start,
+    Offset(u64),
+    Page(u64),
+    Cursor(String),
+    Url(String),
+}
+
+/// A point in the walk: the vendor page, and how many of its records were handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Position {
+    #[serde(rename = "v")]
+    pub vendor: Vendor,
+    #[serde(rename = "s")]
+    pub skip: usize,
+}
+
+impl Position {
+    pub(super) fn start() -> Self {
+        Self {
+            vendor: Vendor::Start,
+            skip: 0,
+        }
+    }
+}
+
+/// What the caller asked for, read once per hub call.
+#[derive(Debug)]
+pub(super) struct Plan<'a> {
+    pub paging: Option<&'a Paging>,
+    /// Records per hub page; `None` returns a vendor's unpaged list whole.
+    pub size: Option<usize>,
+    pub position: Position,
+}
+
+fn invalid_token() -> ServiceError {
+    ServiceError::bad_request(
+        "invalid_page_token",
+        "nextPage is not a page token Junction issued for this instance, resource and query; \
+         start again without it",
+    )
+}
+
+fn positive(query: &HubQuery, name: &str) -> Result<Option<usize>, ServiceError> {
+    query
+        .get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ServiceError::bad_request(
+                        "invalid_parameter",
+                        format!("'{name}' must be a whole number above 0, got '{v}'"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// Seals and opens page tokens for one hub call's context.
+pub(super) struct Tokens<'a> {
+    pub store: &'a Store,
+    /// Everything a token is bound to, serialized.
+    pub context: Vec<u8>,
+}
+
+impl Tokens<'_> {
+    pub(super) fn seal(&self, position: &Position) -> Result<String, ServiceError> {
+        let plain = serde_json::to_vec(position)
+            .map_err(|e| ServiceError::Internal(format!("page token: {e}")))?;
+        let sealed = self.store.seal_opaque(&self.context, &plain)?;
+        Ok(URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    fn open(&self, token: &str) -> Result<Position, ServiceError> {
+        let blob = URL_SAFE_NO_PAD
+            .decode(token.trim())
+            .map_err(|_| invalid_token())?;
+        let plain = self
+            .store
+            .open_opaque(&self.context, &blob)
+            .ok_or_else(invalid_token)?;
+        serde_json::from_slice(&plain).map_err(|_| invalid_token())
+    }
+}
+
+impl<'a> Plan<'a> {
+    /// Reads `pageSize`, `page` and `nextPage`. `page` needs a vendor that addresses
+    /// pages; the others are walked with `nextPage` only.
+    pub(super) fn read(
+        paging: Option<&'a Paging>,
+        query: &HubQuery,
+        tokens: &Tokens<'_>,
+    ) -> Result<Self, ServiceError> {
+        let asked = positive(query, "pageSize")?;
+        let page = positive(query, "page")?;
+        let token = query.get("nextPage").filter(|t| !t.is_empty());
+        let size = match paging {
+            Some(p) => Some(
+                asked
+                    .unwrap_or(p.page_size.default as usize)
+                    .min(p.page_size.max as usize),
+            ),
+            None if asked.is_some() || page.is_some() || token.is_some() => {
+                Some(asked.unwrap_or(UNPAGED_PAGE_SIZE).min(UNPAGED_MAX))
+            }
+            None => None,
+        };
+        let position = match (token, page) {
+            (Some(token), _) => tokens.open(token)?,
+            (None, None) | (None, Some(1)) => Position::start(),
+            (None, Some(n)) => {
+                let before = (n - 1) as u64 * size.unwrap_or(UNPAGED_PAGE_SIZE) as u64;
+                match paging {
+                    None => Position {
+                        vendor: Vendor::Start,
+                        skip: usize::try_from(before).unwrap_or(usize::MAX),
+                    },
+                    Some(p) if p.style == PagingStyle::Offset => Position {
+                        vendor: Vendor::Offset(before),
+                        skip: 0,
+                    },
+                    Some(p) if p.style == PagingStyle::Page => Position {
+                        vendor: Vendor::Page(p.first_page + n as u64 - 1),
+                        skip: 0,
+                    },
+                    Some(_) => {
+                        return Err(ServiceError::bad_request(
+                            "invalid_parameter",
+                            "this resource's vendor pages by cursor: walk it with nextPage \
+                             (from the Elements-Next-Page-Token header), not page",
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Self {
+            paging,
+            size,
+            position,
+        })
+    }
+
+    /// The page size sent to the vendor.
+    fn vendor_size(&self) -> Option<u32> {
+        let paging = self.paging?;
+        let size = self.size.unwrap_or(paging.page_size.default as usize);
+        Some(u32::try_from(size).unwrap_or(paging.page_size.max))
+    }
+
+    /// Points the vendor call at `position`. Returns the URL to call instead of the
+    /// resource's own when the vendor named the next page by URL.
+    pub(super) fn apply(
+        &self,
+        position: &Position,
+        vendor: &mut VendorRequest,
+    ) -> Result<Option<String>, ServiceError> {
+        let Some(paging) = self.paging else {
+            return Ok(None);
+        };
+        if let Some(size) = self.vendor_size() {
+            let value = match &paging.page_size.template {
+                Some(template) => template.replace("{pageSize}", &size.to_string()),
+                None => size.to_string(),
+            };
+            match paging.page_size.location {
+                PageSizeIn::Query => vendor.set_query(&paging.page_size.name, value),
+                PageSizeIn::Header => vendor.set_header(&paging.page_size.name, &value)?,
+            }
+        }
+        let param = paging.param.as_deref();
+        match (&position.vendor, param) {
+            (Vendor::Start, Some(param)) => match paging.style {
+                PagingStyle::Offset => vendor.set_query(param, "0".to_owned()),
+                PagingStyle::Page => vendor.set_query(param, paging.first_page.to_string()),
+                _ => {}
+            },
+            (Vendor::Offset(n) | Vendor::Page(n), Some(param)) => {
+                vendor.set_query(param, n.to_string());
+            }
+            (Vendor::Cursor(c), Some(param)) => vendor.set_query(param, c.clone()),
+            (Vendor::Url(url), _) => return Ok(Some(url.clone())),
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// The vendor's next page after the one at `current`, or `None` at the end.
+    /// `base` is the instance's `base.url`: a next-page URL must stay on its origin, so a
+    /// vendor answer cannot send the instance's credential elsewhere.
+    pub(super) fn next(
+        &self,
+        current: &Vendor,
+        answer: &Value,
+        headers: &HeaderMap,
+        count: usize,
+        base: &Url,
+    ) -> Result<Option<Vendor>, ServiceError> {
+        let Some(paging) = self.paging else {
+            return Ok(None);
+        };
+        if let Some(more) = &paging.more {
+            let (negated, path) = match more.strip_prefix('!') {
+                Some(path) => (true, path),
+                None => (false, more.as_str()),
+            };
+            let flag = lookup(answer, path).and_then(Value::as_bool);
+            if flag.is_some_and(|f| f == negated) {
+                return Ok(None);
+            }
+        }
+        let full = self
+            .vendor_size()
+            .is_some_and(|size| count >= size as usize);
+        let next = match paging.style {
+            PagingStyle::Offset | PagingStyle::Page if count == 0 => None,
+            PagingStyle::Offset | PagingStyle::Page if !full && paging.more.is_none() => None,
+            PagingStyle::Offset => {
+                let at = match current {
+                    Vendor::Offset(n) => *n,
+                    _ => 0,
+                };
+                Some(Vendor::Offset(at + count as u64))
+            }
+            PagingStyle::Page => {
+                let at = match current {
+                    Vendor::Page(n) => *n,
+                    _ => paging.first_page,
+                };
+                Some(Vendor::Page(at + 1))
+            }
+            PagingStyle::Cursor => {
+                let cursor = match &paging.next_header {
+                    Some(name) => headers
+                        .get(name.as_str())
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                    None => paging
+                        .next
+                        .as_deref()
+                        .and_then(|p| lookup(answer, p))
+                        .and_then(|v| match v {
+                            Value::String(s) => Some(s.clone()),
+                            Value::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        }),
+                };
+                cursor
+                    .filter(|c| !c.is_empty() && count > 0)
+                    .map(Vendor::Cursor)
+            }
+            PagingStyle::NextUrl => paging
+                .next
+                .as_deref()
+                .and_then(|p| lookup(answer, p))
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())
+                .map(|u| same_origin(base, u))
+                .transpose()?
+                .map(Vendor::Url),
+            PagingStyle::LinkHeader => link_next(headers)
+                .map(|u| same_origin(base, &u))
+                .transpose()?
+                .map(Vendor::Url),
+        };
+        Ok(next)
+    }
+}
+
+/// `next` resolved against `base` (absolute, root-relative as Salesforce's
+/// `nextRecordsUrl`, or relative to the base path), refused unless on `base`'s origin.
+fn same_origin(base: &Url, next: &str) -> Result<String, ServiceError> {
+    let mut directory = base.clone();
+    if !directory.path().ends_with('/') {
+        let path = format!("{}/", directory.path());
+        directory.set_path(&path);
+    }
+    let url = directory.join(next).map_err(|_| {
+        ServiceError::ProviderAnswer(format!("the next page's address '{next}' is not a URL"))
+    })?;
+    if url.origin() != base.origin() {
+        return Err(ServiceError::ProviderAnswer(
+            "the next page is on another host than the instance's base.url".to_owned(),
+        ));
+    }
+    Ok(url.into())
+}
+
+/// The `rel="next"` target of RFC 8288 `Link` headers.
+fn link_next(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(http::header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        let mut rest = value;
+        while let Some(open) = rest.find('<') {
+            let after = &rest[open + 1..];
+            let close = after.find('>')?;
+            let target = &after[..close];
+            let params_end = after[close..].find('<').map_or(after.len(), |i| close + i);
+            let params = &after[close + 1..params_end];
+            let is_next = params.split(';').any(|p| {
+                let Some((k, v)) = p.split_once('=') else {
+                    return false;
+                };
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+            });
+            if is_next {
+                return Some(target.to_owned());
+            }
+            rest = &after[params_end..];
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_link_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::LINK,
+            http::HeaderValue::from_static(
+                r#"<https://a.example/x?page=1>; rel="prev first", <https://a.example/x?page=3>; rel="next""#,
+            ),
+        );
+        assert_eq!(link_next(&h).as_deref(), Some("https://a.example/x?page=3"));
+        assert_eq!(link_next(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_next_page_url_stays_on_the_base_origin() {
+        let base = Url::parse("https://sf.example/services/data/v58.0").unwrap();
+        assert_eq!(
+            same_origin(&base, "/services/data/v58.0/query/01g-200").unwrap(),
+            "https://sf.example/services/data/v58.0/query/01g-200"
+        );
+        assert_eq!(
+            same_origin(&base, "query/2").unwrap(),
+            "https://sf.example/services/data/v58.0/query/2"
+        );
+        assert!(same_origin(&base, "https://evil.example/x").is_err());
+        assert!(same_origin(&base, "//evil.example/x").is_err());
+    }
+}

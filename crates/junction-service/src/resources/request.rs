@@ -1,0 +1,390 @@
+//! The vendor call a hub request becomes, from the element's and the resource's
+//! `parameters` (spec §6.3): each takes a value from one side of the hub request (its
+//! path, query, headers, body, the instance's configuration, or a literal) and puts it
+//! on one side of the vendor call.
+
+use super::route::Bindings;
+use crate::ServiceError;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+use junction_core::ElementDefinition;
+use junction_core::config::ConfigMap;
+use junction_core::hub::{Parameter, ParameterSource, ParameterType, Resource};
+use serde_json::{Map, Value};
+
+/// Query parameters the engine reads itself; they never reach the vendor as sent.
+pub(super) const ENGINE_PARAMETERS: [&str; 6] =
+    ["where", "orderBy", "fields", "page", "pageSize", "nextPage"];
+
+/// The hub request's query: decoded pairs, and each pair as the caller wrote it.
+#[derive(Debug, Default)]
+pub(super) struct HubQuery {
+    pairs: Vec<(String, String, String)>,
+}
+
+impl HubQuery {
+    pub(super) fn parse(raw: Option<&str>) -> Self {
+        let pairs = raw
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = url::form_urlencoded::parse(p.as_bytes())
+                    .next()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .unwrap_or_default();
+                (k, v, p.to_owned())
+            })
+            .collect();
+        Self { pairs }
+    }
+
+    /// The first value of `name`.
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _, _)| k == name)
+            .map(|(_, v, _)| v.as_str())
+    }
+}
+
+/// A vendor request body.
+#[derive(Debug, Clone)]
+pub(super) enum VendorBody {
+    Empty,
+    Json(Value),
+    Form(Vec<(String, String)>),
+}
+
+/// A vendor call before the credential and the base URL.
+#[derive(Debug, Clone)]
+pub(super) struct VendorRequest {
+    pub method: Method,
+    /// Starts with `/`, percent-encoded.
+    pub path: String,
+    /// Pairs as the caller wrote them, passed on unchanged.
+    pub passed_query: Vec<String>,
+    /// Pairs Junction sets, encoded when sent; a later one replaces an earlier one.
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: VendorBody,
+}
+
+impl VendorRequest {
+    /// The query string to send.
+    pub(super) fn query_string(&self) -> String {
+        let mut out = self.passed_query.clone();
+        let mut encoder = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.query {
+            encoder.append_pair(k, v);
+        }
+        let ours = encoder.finish();
+        if !ours.is_empty() {
+            out.push(ours);
+        }
+        out.join("&")
+    }
+
+    /// Sets `name` to `value`, replacing what was there.
+    pub(super) fn set_query(&mut self, name: &str, value: String) {
+        self.query.retain(|(k, _)| k != name);
+        self.query.push((name.to_owned(), value));
+    }
+
+    pub(super) fn set_header(&mut self, name: &str, value: &str) -> Result<(), ServiceError> {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return Err(ServiceError::bad_request(
+                "invalid_parameter",
+                format!("'{value}' cannot be sent in the '{name}' header"),
+            ));
+        };
+        self.headers.insert(name, value);
+        Ok(())
+    }
+}
+
+/// What the hub request offers the mapping.
+pub(super) struct Incoming<'a> {
+    pub bindings: &'a Bindings,
+    pub query: &'a HubQuery,
+    pub headers: &'a HeaderMap,
+    /// The JSON body, when there is one.
+    pub body: Option<&'a Value>,
+    pub config: &'a ConfigMap,
+}
+
+/// The element's and the resource's request-side parameters, element first. Element
+/// parameters that put a configuration value or a literal in a header or the query go
+/// on every provider call already (see `templates::CallParameters`).
+fn request_parameters<'a>(
+    element: &'a ElementDefinition,
+    resource: &'a Resource,
+) -> impl Iterator<Item = &'a Parameter> {
+    let every_call = |p: &&Parameter| {
+        matches!(p.kind, ParameterType::Value | ParameterType::Configuration)
+            && matches!(p.vendor_type, ParameterType::Header | ParameterType::Query)
+    };
+    element
+        .parameters
+        .iter()
+        .filter(move |p| !every_call(p))
+        .chain(resource.parameters.iter())
+        .filter(|p| p.source == ParameterSource::Request)
+}
+
+/// A dotted path into a JSON value (`a.b.c`).
+pub(super) fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(value, |v, key| match v {
+            Value::Object(map) => map.get(key),
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        })
+}
+
+fn insert_at(target: &mut Map<String, Value>, path: &str, value: Value) {
+    let mut keys = path.split('.').filter(|s| !s.is_empty()).peekable();
+    let mut current = target;
+    while let Some(key) = keys.next() {
+        if keys.peek().is_none() {
+            current.insert(key.to_owned(), value);
+            return;
+        }
+        let next = current
+            .entry(key.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        let Value::Object(map) = next else { return };
+        current = map;
+    }
+}
+
+/// A value as text for a path, query, header or form field.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The hub side's value of `p`, if the request has one.
+fn hub_value(p: &Parameter, incoming: &Incoming<'_>) -> Option<Value> {
+    let string = |s: &str| Some(Value::String(s.to_owned()));
+    match p.kind {
+        ParameterType::Path => incoming.bindings.get(&p.name).and_then(|v| string(v)),
+        ParameterType::Query => incoming.query.get(&p.name).and_then(string),
+        ParameterType::Header => incoming
+            .headers
+            .get(p.name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .and_then(string),
+        ParameterType::Body => incoming.body.cloned(),
+        ParameterType::BodyField => incoming.body.and_then(|b| lookup(b, &p.name)).cloned(),
+        ParameterType::Form => incoming.body.and_then(|b| b.get(&p.name)).cloned(),
+        ParameterType::Configuration => incoming
+            .config
+            .get(&p.name)
+            .cloned()
+            .flatten()
+            .filter(|v| !v.is_empty())
+            .map(Value::String),
+        ParameterType::Value => string(&p.name),
+        _ => None,
+    }
+}
+
+/// Builds the vendor call. Hub query parameters that no parameter reads and that are
+/// not the engine's own pass through unchanged.
+pub(super) fn build(
+    element: &ElementDefinition,
+    resource: &Resource,
+    incoming: &Incoming<'_>,
+) -> Result<VendorRequest, ServiceError> {
+    let mut path = resource.vendor_path.clone();
+    let mut request = VendorRequest {
+        method: resource.vendor_method.map_or_else(
+            || method_of(resource.method.as_str()),
+            |m| method_of(m.as_str()),
+        ),
+        path: String::new(),
+        passed_query: Vec::new(),
+        query: Vec::new(),
+        headers: HeaderMap::new(),
+        body: VendorBody::Empty,
+    };
+    let mut read_from_query: Vec<&str> = Vec::new();
+    let mut json_body: Option<Value> = None;
+    let mut form: Vec<(String, String)> = Vec::new();
+    for p in request_parameters(element, resource) {
+        if p.kind == ParameterType::Query {
+            read_from_query.push(&p.name);
+        }
+        let Some(value) = hub_value(p, incoming) else {
+            if p.required {
+                return Err(ServiceError::bad_request(
+                    "missing_parameter",
+                    format!(
+                        "the {} parameter '{}' is required by this resource",
+                        kind_name(p.kind),
+                        p.name
+                    ),
+                ));
+            }
+            continue;
+        };
+        match p.vendor_type {
+            ParameterType::Path => {
+                let encoded =
+                    percent_encoding::utf8_percent_encode(&text(&value), SEGMENT).to_string();
+                path = path.replace(&format!("{{{}}}", p.vendor_name), &encoded);
+            }
+            ParameterType::Query => request.set_query(&p.vendor_name, text(&value)),
+            ParameterType::Header => request.set_header(&p.vendor_name, &text(&value))?,
+            ParameterType::Body => json_body = Some(value),
+            ParameterType::BodyField => {
+                let body = json_body.get_or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(map) = body {
+                    insert_at(map, &p.vendor_name, value);
+                }
+            }
+            ParameterType::Form => form.push((p.vendor_name.clone(), text(&value))),
+            _ => {}
+        }
+    }
+    // A placeholder no parameter filled takes the hub path's value of the same name.
+    for (name, value) in incoming.bindings {
+        let encoded = percent_encoding::utf8_percent_encode(value, SEGMENT).to_string();
+        path = path.replace(&format!("{{{name}}}"), &encoded);
+    }
+    if path.contains('{') {
+        return Err(ServiceError::Internal(format!(
+            "element '{}': vendor path '{}' keeps an unfilled placeholder",
+            element.key, resource.vendor_path
+        )));
+    }
+    request.path = if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    };
+    for (key, _, raw) in &incoming.query.pairs {
+        if !ENGINE_PARAMETERS.contains(&key.as_str()) && !read_from_query.contains(&key.as_str()) {
+            request.passed_query.push(raw.clone());
+        }
+    }
+    request.body = if !form.is_empty() {
+        VendorBody::Form(form)
+    } else if let Some(body) = json_body {
+        VendorBody::Json(body)
+    } else {
+        VendorBody::Empty
+    };
+    if !request.headers.contains_key(ACCEPT) {
+        request
+            .headers
+            .insert(ACCEPT, HeaderValue::from_static("application/json"));
+    }
+    let content_type = match request.body {
+        VendorBody::Json(_) => Some("application/json"),
+        VendorBody::Form(_) => Some("application/x-www-form-urlencoded"),
+        VendorBody::Empty => None,
+    };
+    if let Some(content_type) = content_type
+        && !request.headers.contains_key(CONTENT_TYPE)
+    {
+        request
+            .headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    Ok(request)
+}
+
+fn method_of(name: &str) -> Method {
+    Method::from_bytes(name.as_bytes()).unwrap_or(Method::GET)
+}
+
+fn kind_name(kind: ParameterType) -> &'static str {
+    match kind {
+        ParameterType::Path => "path",
+        ParameterType::Query => "query",
+        ParameterType::Header => "header",
+        ParameterType::Body => "body",
+        ParameterType::BodyField => "body field",
+        ParameterType::Form => "form",
+        ParameterType::Configuration => "configuration",
+        _ => "request",
+    }
+}
+
+/// Characters escaped in one path segment: everything but RFC 3986 unreserved ones.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `source: response` parameters: values of the vendor's answer (a body field or a
+/// header) that become the instance's configuration. Only declared entries, or keys
+/// that hold no credential, may be written this way: a vendor answer must not plant a
+/// secret the element never asked for.
+pub(super) fn response_configuration(
+    element: &ElementDefinition,
+    resource: &Resource,
+    body: Option<&Value>,
+    headers: &HeaderMap,
+) -> Vec<(String, String)> {
+    element
+        .parameters
+        .iter()
+        .chain(resource.parameters.iter())
+        .filter(|p| p.source == ParameterSource::Response)
+        .filter(|p| p.kind == ParameterType::Configuration)
+        .filter(|p| element.config_entry(&p.name).is_some() || !element.is_secret_key(&p.name))
+        .filter_map(|p| {
+            let value = match p.vendor_type {
+                ParameterType::BodyField | ParameterType::Body => {
+                    body.and_then(|b| lookup(b, &p.vendor_name)).map(text)
+                }
+                ParameterType::Header => headers
+                    .get(p.vendor_name.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                _ => None,
+            }?;
+            Some((p.name.clone(), value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_paths_read_and_write_nested_fields() {
+        let v = serde_json::json!({"a": {"b": [1, {"c": 2}]}});
+        assert_eq!(lookup(&v, "a.b.1.c"), Some(&serde_json::json!(2)));
+        let mut m = Map::new();
+        insert_at(&mut m, "x.y", serde_json::json!(3));
+        assert_eq!(Value::Object(m), serde_json::json!({"x": {"y": 3}}));
+    }
+
+    #[test]
+    fn the_callers_own_query_pairs_pass_as_written_and_engine_ones_stay() {
+        let q = HubQuery::parse(Some("a=1%2B1&where=x%3D1&b"));
+        assert_eq!(q.get("a"), Some("1+1"));
+        let kept: Vec<&str> = q
+            .pairs
+            .iter()
+            .filter(|(k, _, _)| !ENGINE_PARAMETERS.contains(&k.as_str()))
+            .map(|(_, _, raw)| raw.as_str())
+            .collect();
+        assert_eq!(kept, vec!["a=1%2B1", "b"]);
+    }
+}
