@@ -1,0 +1,73 @@
+//! A resource whose vendor wants another credential than the instance's for its call
+//! (`credential` in the element data): the credential is read from a vendor answer
+//! first, with the instance's own, and used in its place for that one call.
+
+use super::request::{VendorBody, VendorRequest, lookup};
+use super::route::Bindings;
+use crate::proxy::{Target, check_vendor_path};
+use crate::{ServiceError, Services};
+use http::header::{ACCEPT, HeaderValue};
+use http::{HeaderMap, Method};
+use junction_core::Secret;
+use junction_core::hub::Resource;
+use serde_json::Value;
+
+/// Characters escaped in one path segment: everything but RFC 3986 unreserved ones.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+impl Services {
+    /// `target` with the credential `resource` declares, read from the vendor; unchanged
+    /// when it declares none.
+    pub(super) async fn with_resource_credential(
+        &self,
+        mut target: Target,
+        resource: &Resource,
+        bindings: &Bindings,
+    ) -> Result<Target, ServiceError> {
+        let Some(spec) = &resource.credential else {
+            return Ok(target);
+        };
+        let mut path = spec.path.clone();
+        for (name, value) in bindings {
+            let encoded = percent_encoding::utf8_percent_encode(value, SEGMENT).to_string();
+            path = path.replace(&format!("{{{name}}}"), &encoded);
+        }
+        if path.contains('{') {
+            return Err(ServiceError::Internal(format!(
+                "element '{}': credential path '{}' keeps an unfilled placeholder",
+                target.element.key, spec.path
+            )));
+        }
+        check_vendor_path(&path)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let request = VendorRequest {
+            method: Method::GET,
+            path,
+            passed_query: Vec::new(),
+            query: spec
+                .query
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            headers,
+            body: VendorBody::Empty,
+        };
+        let (_, answer) = self.vendor_json(&target, &request, None).await?;
+        let token = match lookup(&answer, &spec.field) {
+            Some(Value::String(token)) if !token.is_empty() => token.clone(),
+            _ => {
+                return Err(ServiceError::ProviderAnswer(format!(
+                    "the answer that holds this call's credential has no '{}'",
+                    spec.field
+                )));
+            }
+        };
+        target.token = Some(Secret::new(token));
+        Ok(target)
+    }
+}
