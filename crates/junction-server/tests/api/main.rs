@@ -10,6 +10,8 @@ mod auth_types;
 mod builder;
 mod catalog;
 mod errors;
+mod hub_client;
+mod hub_facebook;
 mod hubs;
 mod lifecycle;
 mod limits;
