@@ -2,7 +2,7 @@
 //! (`credential` in the element data): the credential is read from a vendor answer
 //! first, with the instance's own, and used in its place for that one call.
 
-use super::request::{VendorBody, VendorRequest, lookup};
+use super::request::{SEGMENT, VendorBody, VendorRequest, lookup};
 use super::route::Bindings;
 use crate::proxy::{Target, check_vendor_path};
 use crate::{ServiceError, Services};
@@ -11,13 +11,6 @@ use http::{HeaderMap, Method};
 use junction_core::Secret;
 use junction_core::hub::Resource;
 use serde_json::Value;
-
-/// Characters escaped in one path segment: everything but RFC 3986 unreserved ones.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 impl Services {
     /// `target` with the credential `resource` declares, read from the vendor; unchanged
