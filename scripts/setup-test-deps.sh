@@ -2,6 +2,8 @@
 # Installs what the test suite's OAuth2 peers need (idempotent):
 #   tests/peers/oidc     npm ci (oidc-provider, express) from package-lock.json
 #   tests/peers/authlib  a virtualenv in .venv with requirements.txt (authlib, flask)
+#   chromium             Debian's chromium and chromium-driver for the console's browser
+#                        tests (apt-get, when missing and we are root)
 # Each step is skipped when what is installed still matches its lock file.
 # Env: PYTHON (default python3) to create the virtualenv with.
 set -euo pipefail
@@ -52,6 +54,16 @@ else
   echo "authlib peer: pip install -r requirements.txt"
   run_quiet "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$AUTHLIB/requirements.txt"
   echo "$want" > "$stamp"
+fi
+
+# --- chromium (the console's browser tests) ---
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  echo "chromium: installed"
+elif [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+  echo "chromium: apt-get install chromium chromium-driver"
+  run_quiet bash -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver'
+else
+  echo "chromium: missing; the browser tests skip (install chromium and chromium-driver to run them)"
 fi
 
 # --- schemathesis (generated requests against the OpenAPI document) ---

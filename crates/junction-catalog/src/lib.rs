@@ -522,6 +522,7 @@ pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
         }
         validate_resource(i, resource)?;
     }
+    validate_rate_limits(e)?;
     if e.authentication.kind != AuthenticationType::Oauth2 && e.oauth.is_some() {
         return Err(rule(
             "oauth",
@@ -564,6 +565,56 @@ pub fn validate(e: &ElementDefinition) -> Result<(), DefinitionError> {
         )
     })?;
     check_url(e, keys::BASE_URL, &base)?;
+    Ok(())
+}
+
+/// Most limits one element may declare.
+const MAX_RATE_LIMITS: usize = 8;
+/// Shortest and longest windows a limit may name: pacing finer than a tenth of a second
+/// is lost in network jitter, and no provider documents a window past a month.
+const MIN_RATE_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_RATE_PERIOD: std::time::Duration = std::time::Duration::from_secs(31 * 86_400);
+/// Longest `maxWait`: a caller is never held for more than an hour.
+const MAX_RATE_WAIT: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+fn validate_rate_limits(e: &ElementDefinition) -> Result<(), DefinitionError> {
+    if e.rate_limits.len() > MAX_RATE_LIMITS {
+        return Err(rule(
+            "rateLimits",
+            format!("at most {MAX_RATE_LIMITS} limits"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, limit) in e.rate_limits.iter().enumerate() {
+        let at = |field: &str| format!("rateLimits[{i}].{field}");
+        if limit.requests == 0 {
+            return Err(rule(at("requests"), "must be at least 1"));
+        }
+        if limit.per.0 < MIN_RATE_PERIOD || limit.per.0 > MAX_RATE_PERIOD {
+            return Err(rule(at("per"), "must be between 0.1 seconds and 31 days"));
+        }
+        if let Some(burst) = limit.burst
+            && (burst == 0 || burst > limit.requests)
+        {
+            return Err(rule(
+                at("burst"),
+                format!("must be between 1 and requests ({})", limit.requests),
+            ));
+        }
+        if limit.max_wait.is_some_and(|w| w.0 > MAX_RATE_WAIT) {
+            return Err(rule(at("maxWait"), "must be at most 3600 seconds"));
+        }
+        if !seen.insert((limit.scope, limit.per)) {
+            return Err(rule(
+                format!("rateLimits[{i}]"),
+                format!(
+                    "a second {} limit per {}: declare the stricter one only",
+                    limit.scope.as_str(),
+                    limit.per
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -860,6 +911,10 @@ fn validate_credentials(e: &ElementDefinition) -> Result<(), DefinitionError> {
 /// caller could not send.
 fn validate_resource(i: usize, r: &Resource) -> Result<(), DefinitionError> {
     let field = |rest: &str| format!("resources[{i}].{rest}");
+    // A streamed body is never read, so no hook could see or change it.
+    if r.stream && !r.hooks.is_empty() {
+        return Err(rule(field("hooks"), "a stream resource runs no hooks"));
+    }
     if let Some(paging) = &r.paging {
         let needs = |what: &str, present: bool| {
             if present {
@@ -1450,6 +1505,55 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_name_positive_requests_a_sane_window_and_a_burst_within_them() {
+        let with = |limits: &str| {
+            basic(
+                "",
+                "  - {in: basic, username: '{demo.api.key}', password: ''}\n",
+            )
+            .replace(
+                "credentials:",
+                &format!("rateLimits: {limits}\ncredentials:"),
+            )
+        };
+        assert!(parse_definition(&with("[{requests: 5, per: 2}, {requests: 100000, per: 1day, scope: app, burst: 10, maxWait: 30}]")).is_ok());
+        for (limits, expected) in [
+            (
+                "[{requests: 0, per: 2}]",
+                "rateLimits[0].requests: must be at least 1",
+            ),
+            (
+                "[{requests: 5, per: 0}]",
+                "rateLimits[0].per: must be between 0.1 seconds and 31 days",
+            ),
+            (
+                "[{requests: 5, per: 90days}]",
+                "rateLimits[0].per: must be between 0.1 seconds and 31 days",
+            ),
+            (
+                "[{requests: 5, per: 2, burst: 6}]",
+                "rateLimits[0].burst: must be between 1 and requests (5)",
+            ),
+            (
+                "[{requests: 5, per: 2, maxWait: 2h}]",
+                "rateLimits[0].maxWait: must be at most 3600 seconds",
+            ),
+            (
+                "[{requests: 5, per: 2}, {requests: 9, per: 2s}]",
+                "rateLimits[1]: a second instance limit per 2s: declare the stricter one only",
+            ),
+            ("[{requests: 5, per: soon}]", "rateLimits[0].per"),
+            (
+                "[{requests: 5, per: 2, scope: org}]",
+                "rateLimits[0].scope: must be one of instance or app",
+            ),
+        ] {
+            let err = parse_definition(&with(limits)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{limits}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let text = format!("{MINIMAL}{MINIMAL_CREDENTIALS}colour: blue\n");
         assert!(load(&[("demo.yaml", &text)]).is_err());
@@ -1483,6 +1587,10 @@ mod tests {
                 "resources[0].paging.pageSize",
             ),
             ("query: {translation: soql, parameter: q}".to_owned(), "resources[0].query.template"),
+            (
+                "stream: true, hooks: [{type: preRequest, body: 'done({})'}]".to_owned(),
+                "resources[0].hooks",
+            ),
             (
                 "query: {translation: parameters, rules: [{field: a, operators: ['~'], parameter: a}]}".to_owned(),
                 "resources[0].query.rules[0].operators",

@@ -85,6 +85,7 @@ fn authorization_url_of(e: &ElementDefinition) -> String {
             state: &e.key,
             scope: scope.as_deref(),
             site_address: None,
+            code_challenge: None,
         },
     )
     .unwrap_or_else(|err| panic!("{}: {err}", e.key))

@@ -102,6 +102,9 @@ pub struct ElementDefinition {
     /// the general extractor misreads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message_path: Option<String>,
+    /// The provider's documented request limits, which Junction's calls stay under.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<crate::rate::RateLimit>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -294,6 +297,10 @@ pub struct OAuthSpec {
     /// sandboxes and My Domain hosts).
     #[serde(default)]
     pub site_address: bool,
+    /// The provider takes PKCE (RFC 7636, S256): an authorization carries a code
+    /// challenge, and its code exchange the verifier.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pkce: bool,
     #[serde(default)]
     pub token_request: TokenRequestSpec,
     /// Extra token-response fields copied into configuration keys, e.g.

@@ -2,7 +2,7 @@
 //!
 //! Element definitions (the catalog's data model: configuration, credentials, hub
 //! resources), instance configuration maps, ids,
-//! secret newtypes that never print their value, HTML sanitising of user-supplied names
+//! secret newtypes that never print their value, providers' rate limits, HTML sanitising of user-supplied names
 //! and the outbound address policy. This crate does no I/O: no database, no HTTP, no
 //! filesystem, so anything may depend on it and it depends on nothing of ours.
 
@@ -12,6 +12,7 @@ pub mod element;
 pub mod hub;
 pub mod ids;
 pub mod net;
+pub mod rate;
 pub mod sanitize;
 pub mod secret;
 

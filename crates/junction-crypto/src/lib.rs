@@ -198,9 +198,23 @@ pub fn generate_secret(bytes: usize) -> Result<Secret, CryptoError> {
     Ok(Secret::new(URL_SAFE_NO_PAD.encode(raw.as_slice())))
 }
 
+/// The S256 PKCE code challenge of `verifier` (RFC 7636 §4.2).
+pub fn pkce_challenge(verifier: &str) -> String {
+    use sha2::Digest;
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pkce_challenge_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
 
     fn ring(spec: &str) -> Keyring {
         Keyring::parse(&Secret::new(spec)).unwrap()

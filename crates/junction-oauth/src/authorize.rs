@@ -13,6 +13,8 @@ pub struct AuthorizationRequest<'a> {
     pub scope: Option<&'a str>,
     /// Moves the authorization host when the element allows it (sandbox, My Domain).
     pub site_address: Option<&'a str>,
+    /// An S256 PKCE code challenge, sent when the element takes PKCE.
+    pub code_challenge: Option<&'a str>,
 }
 
 /// Normalises a scope list however the caller wrote it (`a,b`, `a b`, `a+b`) into the
@@ -56,6 +58,10 @@ pub fn authorization_url(
         }
         for (name, value) in &spec.authorization_parameters {
             query.append_pair(name, value);
+        }
+        if let (true, Some(challenge)) = (spec.pkce, request.code_challenge) {
+            query.append_pair("code_challenge", challenge);
+            query.append_pair("code_challenge_method", "S256");
         }
         query.append_pair("state", request.state);
     }
@@ -111,6 +117,7 @@ mod tests {
             state: "sfdc",
             scope,
             site_address: site,
+            code_challenge: None,
         }
     }
 

@@ -16,6 +16,8 @@ pub struct CodeExchange<'a> {
     pub client_secret: &'a Secret,
     pub redirect_uri: &'a str,
     pub code: &'a str,
+    /// The PKCE verifier of the authorization that gave `code`, if it had a challenge.
+    pub code_verifier: Option<&'a str>,
 }
 
 /// A provider's token response, parsed leniently: providers disagree on content types,
@@ -52,6 +54,9 @@ pub async fn exchange_code(
         ("code", exchange.code),
         ("redirect_uri", exchange.redirect_uri),
     ];
+    if let Some(verifier) = exchange.code_verifier {
+        params.push(("code_verifier", verifier));
+    }
     if spec.token_request.client_authentication == ClientAuthentication::Body {
         params.push(("client_id", exchange.client_id));
         params.push(("client_secret", exchange.client_secret.expose()));

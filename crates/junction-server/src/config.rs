@@ -18,6 +18,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Address (or host name) and port the API listens on.",
     ),
     (
+        "JUNCTION_PUBLIC_URL",
+        "",
+        "The URL clients reach Junction at, such as https://hub.example.com (a path prefix is kept), as the element API documents name it. Unset: the request's Host, over http.",
+    ),
+    (
         "JUNCTION_DATABASE_URL",
         "./junction.db",
         "SQLite file (created if missing; also `sqlite:path`) or postgres://user:password@host/db to share one PostgreSQL between replicas. JUNCTION_DATABASE_URL_FILE: read it from a file.",
@@ -76,6 +81,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "JUNCTION_CALLER_CONCURRENCY",
         "8",
         "Calls one caller (a user, or an Element token) may have in progress at once, proxied calls aside; more answer 429 too_many_requests with Retry-After.",
+    ),
+    (
+        "JUNCTION_HOOK_TIMEOUT",
+        "1000",
+        "Milliseconds one JavaScript hook of an element may run; a longer one ends the call with 502 hook_failed.",
+    ),
+    (
+        "JUNCTION_HOOK_MEMORY",
+        "32",
+        "MiB of JavaScript heap one hook run may use, its inputs included; more ends the call with 502 hook_failed.",
     ),
     (
         "JUNCTION_HEADER_READ_TIMEOUT",
@@ -170,6 +185,9 @@ pub struct Settings {
     /// Address (or host name) and port to listen on.
     #[arg(long, env = "JUNCTION_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// The URL clients reach Junction at, as API documents name it.
+    #[arg(long, env = "JUNCTION_PUBLIC_URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub database: DatabaseSettings,
     /// First user's secret on an empty database.
@@ -257,6 +275,12 @@ pub struct Settings {
     /// Calls one caller may have in progress at once (proxied calls aside).
     #[arg(long, env = "JUNCTION_CALLER_CONCURRENCY", default_value = "8")]
     pub caller_concurrency: usize,
+    /// Milliseconds one hook run may take.
+    #[arg(long, env = "JUNCTION_HOOK_TIMEOUT", default_value = "1000")]
+    pub hook_timeout: u64,
+    /// MiB of JavaScript heap one hook run may use.
+    #[arg(long, env = "JUNCTION_HOOK_MEMORY", default_value = "32")]
+    pub hook_memory: usize,
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {
@@ -288,6 +312,8 @@ pub struct ServerLimits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where clients reach Junction; `None`: where each request says it went (`Host`).
+    pub public_url: Option<url::Url>,
     pub database: DatabaseConfig,
     pub bootstrap_user_secret: Option<Secret>,
     pub bootstrap_organization_secret: Option<Secret>,
@@ -305,6 +331,8 @@ pub struct Config {
     pub statement_timeout: Option<std::time::Duration>,
     /// Calls one caller may have in progress at once.
     pub caller_concurrency: usize,
+    /// Bounds on each run of an element's JavaScript hook.
+    pub hooks: junction_sandbox::Limits,
 }
 
 /// A secret given directly or as a file (`…_FILE`), never both (clap refuses that).
@@ -524,6 +552,12 @@ impl Config {
         };
         Ok(Self {
             listen,
+            public_url: s
+                .public_url
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(public_url)
+                .transpose()?,
             database,
             bootstrap_user_secret: bootstrap(
                 "JUNCTION_BOOTSTRAP_USER_SECRET",
@@ -596,6 +630,25 @@ impl Config {
                 ),
                 n => n,
             },
+            hooks: junction_sandbox::Limits {
+                time: match s.hook_timeout {
+                    0 => bail!(
+                        "{} must be at least 1",
+                        setting_name("JUNCTION_HOOK_TIMEOUT")
+                    ),
+                    ms => Duration::from_millis(ms),
+                },
+                // The sandbox reads 0 as "no limit", which a setting must not allow.
+                memory_bytes: match s.hook_memory {
+                    0 => bail!(
+                        "{} must be at least 1",
+                        setting_name("JUNCTION_HOOK_MEMORY")
+                    ),
+                    mib => mib.checked_mul(1024 * 1024).with_context(|| {
+                        format!("{} is too large", setting_name("JUNCTION_HOOK_MEMORY"))
+                    })?,
+                },
+            },
         })
     }
 
@@ -606,6 +659,26 @@ impl Config {
             statement_timeout: self.statement_timeout,
         }
     }
+}
+
+/// `JUNCTION_PUBLIC_URL`: an absolute http(s) URL with a host, nothing a document could
+/// not repeat (credentials, a query, a fragment).
+fn public_url(raw: &str) -> anyhow::Result<url::Url> {
+    let name = setting_name("JUNCTION_PUBLIC_URL");
+    let url = url::Url::parse(raw.trim()).with_context(|| {
+        format!("{name}: '{raw}' is not an absolute URL like https://hub.example.com")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("{name}: '{raw}' must be an http or https URL with a host");
+    }
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        bail!("{name}: '{raw}' must not carry credentials, a query or a fragment");
+    }
+    Ok(url)
 }
 
 /// `JUNCTION_LISTEN`: an address, or a host name resolved once at start (its first
@@ -667,6 +740,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             listen: "127.0.0.1:0".into(),
+            public_url: None,
             database: DatabaseSettings {
                 database_url: "./x.db".into(),
                 database_url_file: None,
@@ -692,6 +766,25 @@ mod tests {
             trust_forwarded_for: false,
             database_statement_timeout: 30,
             caller_concurrency: 8,
+            hook_timeout: 1000,
+            hook_memory: 32,
+        }
+    }
+
+    #[test]
+    fn hook_limits_must_be_positive_and_are_read_in_their_units() {
+        let config = Config::from_settings(settings()).unwrap();
+        assert_eq!(config.hooks.time, Duration::from_millis(1000));
+        assert_eq!(config.hooks.memory_bytes, 32 * 1024 * 1024);
+        for (timeout, memory, name) in [
+            (0, 32, "JUNCTION_HOOK_TIMEOUT"),
+            (1000, 0, "JUNCTION_HOOK_MEMORY"),
+        ] {
+            let mut s = settings();
+            s.hook_timeout = timeout;
+            s.hook_memory = memory;
+            let err = Config::from_settings(s).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{err}");
         }
     }
 
@@ -704,6 +797,25 @@ mod tests {
         let mut s = settings();
         s.database_statement_timeout = 0;
         assert_eq!(Config::from_settings(s).unwrap().statement_timeout, None);
+    }
+
+    #[test]
+    fn a_public_url_must_be_a_plain_http_url() {
+        for bad in [
+            "hub.example.com",
+            "ftp://hub.example.com",
+            "https://u:p@hub.example.com",
+            "https://hub.example.com/?x=1",
+        ] {
+            let mut s = settings();
+            s.public_url = Some(bad.into());
+            let err = Config::from_settings(s).unwrap_err().to_string();
+            assert!(err.starts_with("JUNCTION_PUBLIC_URL"), "{bad}: {err}");
+        }
+        let mut s = settings();
+        s.public_url = Some("https://hub.example.com/junction".into());
+        let url = Config::from_settings(s).unwrap().public_url.unwrap();
+        assert_eq!(url.as_str(), "https://hub.example.com/junction");
     }
 
     #[test]

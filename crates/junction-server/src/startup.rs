@@ -7,7 +7,7 @@ use junction_catalog::Catalog;
 use junction_core::Secret;
 use junction_core::net::OutboundPolicy;
 use junction_oauth::{OutboundClient, OutboundSettings, ProxyClient};
-use junction_service::{FailureLimiter, RefreshCoordinator, Services, TraceWriter, now_ms};
+use junction_service::{FailureLimiter, Pacer, RefreshCoordinator, Services, TraceWriter, now_ms};
 use junction_store::{NewOrganization, OrganizationCreated, Store, StoreError, StoreSettings};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -186,6 +186,11 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
             config.trust_forwarded_for,
         )),
         traces,
+        sandbox: junction_sandbox::Sandbox::new(
+            config.hooks,
+            std::thread::available_parallelism().map_or(2, usize::from),
+        ),
+        pacer: Arc::new(Pacer::new(config.outbound_timeout)),
     })
 }
 
@@ -244,7 +249,11 @@ impl App {
             .with_context(|| format!("binding {}", config.listen))?;
         let bootstrapped = bootstrap(&store, config).await?;
         let services = services(store, config)?;
-        let router = crate::http::router(services.clone(), config.caller_concurrency)?;
+        let router = crate::http::router(
+            services.clone(),
+            config.caller_concurrency,
+            config.public_url.clone(),
+        )?;
         Ok(Self {
             listener,
             router,

@@ -93,6 +93,15 @@ pub fn parse_authorization(header: &str) -> Result<PresentedSecrets, ServiceErro
 
 const SCHEMES: [&str; 3] = ["User", "Organization", "Element"];
 
+/// Whether a disabled instance's Element token still proves its instance. A disabled
+/// instance refuses calls to its provider and every change, but what it offers (its API
+/// documentation) is still told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Disabled {
+    Refused,
+    Admitted,
+}
+
 fn unauthorized(message: &str) -> ServiceError {
     ServiceError::Unauthorized(message.to_owned())
 }
@@ -102,6 +111,14 @@ impl Services {
     /// Element token alongside them is ignored on platform calls); an Element token alone
     /// authenticates its instance.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ServiceError> {
+        self.authenticate_checked(header, Disabled::Refused).await
+    }
+
+    pub(crate) async fn authenticate_checked(
+        &self,
+        header: Option<&str>,
+        disabled: Disabled,
+    ) -> Result<Caller, ServiceError> {
         let header = header.ok_or_else(|| {
             unauthorized(
                 "missing Authorization header: send 'User <secret>, Organization <secret>'",
@@ -121,7 +138,7 @@ impl Services {
                     .authenticate_element_token(token)
                     .await?
                     .ok_or_else(|| unauthorized("the Element token is not valid"))?;
-                if principal.disabled {
+                if principal.disabled && disabled == Disabled::Refused {
                     return Err(ServiceError::Forbidden(
                         "this instance is disabled".to_owned(),
                     ));
@@ -148,9 +165,20 @@ impl Services {
         &self,
         header: Option<&str>,
     ) -> Result<Caller, ServiceError> {
+        self.authenticate_addressed_checked(header, Disabled::Refused)
+            .await
+    }
+
+    pub(crate) async fn authenticate_addressed_checked(
+        &self,
+        header: Option<&str>,
+        disabled: Disabled,
+    ) -> Result<Caller, ServiceError> {
         match header.map(parse_authorization).transpose()? {
-            Some(presented) if presented.element.is_some() => self.instance_of(&presented).await,
-            _ => self.authenticate(header).await,
+            Some(presented) if presented.element.is_some() => {
+                self.instance_of(&presented, disabled).await
+            }
+            _ => self.authenticate_checked(header, disabled).await,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! is looked at, so it learns nothing more until the bucket refills. Successful calls
 //! take nothing from the bucket.
 
+use crate::auth::Disabled;
 use crate::{Caller, ServiceError, Services};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -152,6 +153,11 @@ pub enum Addressing {
     /// A hub resource call: as [`Addressing::ActingInstance`], a disabled instance
     /// included ([`Services::authenticate_hub_instance`]).
     HubInstance,
+    /// As `Platform`, for a call that only reads what an instance offers (its API
+    /// docs): a disabled instance's Element token still proves it.
+    PlatformReading,
+    /// As `TokenInstance`, reading what the token's instance offers, disabled or not.
+    TokenInstanceReading,
 }
 
 impl Services {
@@ -169,6 +175,13 @@ impl Services {
                 Addressing::TokenInstance => self.authenticate_addressed(header).await,
                 Addressing::ActingInstance => self.authenticate_instance(header).await,
                 Addressing::HubInstance => self.authenticate_hub_instance(header).await,
+                Addressing::PlatformReading => {
+                    self.authenticate_checked(header, Disabled::Admitted).await
+                }
+                Addressing::TokenInstanceReading => {
+                    self.authenticate_addressed_checked(header, Disabled::Admitted)
+                        .await
+                }
             }
         };
         self.auth_failures

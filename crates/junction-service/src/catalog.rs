@@ -1,10 +1,12 @@
 //! What the catalog offers a caller: the elements it may see, their metadata
-//! (`/elements/metadata`, `/elements/{keyOrId}/metadata`), and hubs (`/hubs`).
+//! (`/elements/metadata`, `/elements/{keyOrId}/metadata`), their API documentation
+//! (`/elements/{keyOrId}/docs`, `/instances/{id}/docs`), and hubs (`/hubs`).
 //!
 //! Every listing here gets its elements from [`Services::visible_elements`] and
 //! [`Services::find_element`] (in `elements.rs`), the one place that decides which
 //! elements a caller sees: the built-ins and the caller's organization's custom elements.
 
+use crate::docs::{self, InstanceLabel};
 use crate::elements::derive_key;
 use crate::instances::platform_user;
 use crate::{Caller, ServiceError, Services};
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use url::Url;
 
 /// Longest hub name.
 pub const MAX_HUB_NAME: usize = 255;
@@ -135,6 +138,36 @@ impl Services {
     ) -> Result<ElementMetadata, ServiceError> {
         let element = self.find_element(caller, key_or_id).await?;
         Ok(metadata(&element, expand))
+    }
+
+    /// `GET /elements/{keyOrId}/docs`: the element's Swagger 2.0 document, for an
+    /// element the caller may see (see [`Services::find_element`]).
+    pub async fn element_docs(
+        &self,
+        caller: Option<&Caller>,
+        key_or_id: &str,
+        api_base: &Url,
+    ) -> Result<Value, ServiceError> {
+        let element = self.find_element(caller, key_or_id).await?;
+        Ok(docs::swagger(&element, api_base, None))
+    }
+
+    /// `GET /instances/{id}/docs` (or, with `id` absent, the Element token's instance):
+    /// its element's document, naming the instance. Disabled instances answer too.
+    pub async fn instance_docs(
+        &self,
+        caller: &Caller,
+        id: Option<i64>,
+        api_base: &Url,
+    ) -> Result<Value, ServiceError> {
+        let id = self.target_instance(caller, id)?;
+        let record = self.owned_instance_shared(caller, id).await?;
+        let element = self.element_of(&record).await?;
+        let label = InstanceLabel {
+            id: record.id.0,
+            name: record.name.clone(),
+        };
+        Ok(docs::swagger(&element, api_base, Some(&label)))
     }
 
     /// `GET /hubs`: the built-in hubs, then the caller's organization's own.

@@ -247,17 +247,35 @@ impl Services {
         }
         let mut map = Map::new();
         map.insert(key.clone(), property_value.clone());
-        let mut config = record.config.clone();
-        overlay(&element, &mut config, Some(&map))?;
-        missing_required(&element, &config)?;
-        crate::templates::fill_defaults(&element, &mut config, Some(&record.config), Some(&map))?;
-        crate::hosts::check_update(caller, &element, &record.config, &config, false)?;
-        self.check_pins(&element, &config, Some(&record.config))?;
-        let record = self.save(record, |r| r.config = config).await?;
+        let record = self
+            .change_configuration(caller, record, &element, &map)
+            .await?;
         entry_views(&element, &record.config)
             .into_iter()
             .find(|e| e.key == key)
             .ok_or(ServiceError::ConfigurationNotFound(entry_id))
+    }
+}
+
+impl Services {
+    /// Sets the `given` values on the instance's configuration with every check a
+    /// configuration update makes (types, required entries, templated defaults, the hosts
+    /// credentials are bound to), and stores it: the one path for a `PATCH` and for values
+    /// a hub call learned.
+    pub(crate) async fn change_configuration(
+        &self,
+        caller: &crate::Caller,
+        record: junction_store::InstanceRecord,
+        element: &ElementDefinition,
+        given: &Map<String, Value>,
+    ) -> Result<junction_store::InstanceRecord, ServiceError> {
+        let mut config = record.config.clone();
+        overlay(element, &mut config, Some(given))?;
+        missing_required(element, &config)?;
+        crate::templates::fill_defaults(element, &mut config, Some(&record.config), Some(given))?;
+        crate::hosts::check_update(caller, element, &record.config, &config, false)?;
+        self.check_pins(element, &config, Some(&record.config))?;
+        self.save(record, |r| r.config = config).await
     }
 }
 

@@ -15,8 +15,11 @@ use junction_oauth::{CodeExchange, exchange_code, run_provision_step};
 
 /// How the caller wants the instance authenticated.
 pub(crate) enum Authorization<'a> {
-    /// Exchange this authorization code.
-    Code(&'a str),
+    /// Exchange this authorization code (with the PKCE verifier of its authorization).
+    Code {
+        code: &'a str,
+        verifier: Option<&'a str>,
+    },
     /// Use the tokens already in the configuration.
     External,
     /// Obtain a token with the client id and secret alone (`grant: clientCredentials`).
@@ -131,7 +134,7 @@ impl Services {
         let now = now_ms();
         let configured = refresh_interval(config)?;
         let (access_token, expires_in) = match authorization {
-            Authorization::Code(code) => {
+            Authorization::Code { code, verifier } => {
                 let client_secret = Secret::new(value(config, keys::API_SECRET));
                 let tokens = exchange_code(
                     &self.outbound,
@@ -142,6 +145,7 @@ impl Services {
                         client_secret: &client_secret,
                         redirect_uri: &value(config, keys::CALLBACK_URL),
                         code,
+                        code_verifier: verifier,
                     },
                 )
                 .await

@@ -58,9 +58,10 @@ pub enum ServiceError {
     /// next page on another host).
     #[error("the provider's answer could not be used: {0}")]
     ProviderAnswer(String),
-    /// The element asks for something this Junction cannot do (a hook).
-    #[error("{0}")]
-    NotImplemented(String),
+    /// An element's hook failed (it threw, ran out of time or memory, or gave an
+    /// unusable output); `status` is 400 when the script threw, 502 otherwise.
+    #[error("{message}")]
+    HookFailed { status: u16, message: String },
     /// The request contradicts what is stored (a duplicate, or a deletion that would
     /// leave something behind).
     #[error("{0}")]
@@ -98,9 +99,24 @@ pub enum ServiceError {
         /// The provider's reason, as stored on the instance.
         reason: Option<String>,
     },
+    /// A Connect token that names no session.
+    #[error("this Connect link is not valid")]
+    ConnectSessionInvalid,
+    #[error("this Connect link has expired; the app must create a new session")]
+    ConnectSessionExpired,
+    #[error("this Connect link was already used; the app must create a new session")]
+    ConnectSessionUsed,
+    #[error("no Connect session with id {0}")]
+    ConnectSessionNotFound(i64),
+    #[error("no OAuth app with id {0}")]
+    OAuthAppNotFound(i64),
     /// The caller must slow down; `retry_after` is in seconds.
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },
+    /// The provider's declared rate limit has no slot for this call within the wait
+    /// allowed, so it was not sent; `retry_after` (seconds) is when one is free.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
     #[error("storage failure")]
     Store(#[source] StoreError),
     #[error("internal failure: {0}")]

@@ -70,11 +70,17 @@ pub struct ProviderData {
     pub oauth_token: Option<String>,
     pub oauth_verifier: Option<String>,
     pub secret: Option<String>,
+    /// The PKCE verifier of the authorization that gave `code`, when it sent a challenge.
+    pub code_verifier: Option<String>,
 }
 
 impl InstanceBody {
     fn code(&self) -> Option<&str> {
         self.provider_field(|p| p.code.as_deref())
+    }
+
+    fn code_verifier(&self) -> Option<&str> {
+        self.provider_field(|p| p.code_verifier.as_deref())
     }
 
     fn provider_field(&self, field: impl Fn(&ProviderData) -> Option<&str>) -> Option<&str> {
@@ -172,7 +178,12 @@ fn provisioning<'b>(
             if oauth_spec(element)?.grant == OAuthGrant::ClientCredentials {
                 return Ok(Authorization::ClientCredentials);
             }
-            body.code().map(Authorization::Code).ok_or_else(|| {
+            body.code()
+                .map(|code| Authorization::Code {
+                    code,
+                    verifier: body.code_verifier(),
+                })
+                .ok_or_else(|| {
                 ServiceError::bad_request("missing_parameter", "providerData.code is required")
             })
         }
@@ -223,6 +234,13 @@ fn external_authentication(raw: Option<&str>) -> Result<&'static str, ServiceErr
             format!("externalAuthentication must be 'none' or 'initial', got '{other}'"),
         )),
     }
+}
+
+/// Checks a name and tags given ahead of provisioning (a Connect session's), by the same
+/// rules the instance will be held to.
+pub(crate) fn check_name_and_tags(name: Option<&str>, tags: &[String]) -> Result<(), ServiceError> {
+    let name = clean_name(name, "instance")?;
+    clean_tags(tags.to_vec(), &name).map(|_| ())
 }
 
 fn clean_name(raw: Option<&str>, fallback: &str) -> Result<String, ServiceError> {
@@ -548,7 +566,10 @@ impl Services {
             external,
             body.external_authentication.is_some(),
         ) {
-            (Some(code), _, _) => Some(Authorization::Code(code)),
+            (Some(code), _, _) => Some(Authorization::Code {
+                code,
+                verifier: body.code_verifier(),
+            }),
             (None, "initial", true) => Some(Authorization::External),
             _ => match body.oauth1()? {
                 Some(oauth1) => Some(oauth1),

@@ -11,12 +11,15 @@ mod auth;
 mod auth_limit;
 mod catalog;
 mod configuration;
+mod connect;
 mod credentials;
+pub mod docs;
 mod elements;
 mod error;
 mod hosts;
 mod instances;
 mod oauth_url;
+mod pacer;
 mod proxy;
 mod redact;
 mod refresh;
@@ -50,6 +53,11 @@ pub mod limits {
     }
 }
 pub use configuration::{ConfigEntryView, config_id};
+pub use connect::{
+    CALLBACK_PATH as CONNECT_CALLBACK_PATH, ConnectCallback, ConnectElementView, ConnectFieldView,
+    ConnectNext, ConnectPageView, ConnectSessionBody, ConnectSessionCreated, ConnectSessionView,
+    ConnectStartBody, InlineOAuthApp, OAuthAppBody, OAuthAppView,
+};
 pub use elements::{ElementPart, FoundElement, derive_key};
 pub use error::ServiceError;
 pub use instances::{
@@ -57,6 +65,7 @@ pub use instances::{
     ProviderData, UpdateMode,
 };
 pub use oauth_url::{OAuthTokenParams, OAuthTokenResponse, OAuthUrlParams, OAuthUrlResponse};
+pub use pacer::Pacer;
 pub use proxy::{PingView, ProxyRequest};
 pub use refresh::{RefreshCoordinator, SweepReport};
 pub use resources::HubRequest;
@@ -85,6 +94,10 @@ pub struct Services {
     pub auth_failures: Arc<FailureLimiter>,
     /// Where trace log entries go to be written.
     pub traces: TraceWriter,
+    /// Runs elements' JavaScript hooks.
+    pub sandbox: junction_sandbox::Sandbox,
+    /// Paces provider calls under the limits elements declare.
+    pub pacer: Arc<Pacer>,
 }
 
 /// Milliseconds since the Unix epoch: the unit every stored time uses.

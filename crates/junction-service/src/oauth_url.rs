@@ -29,6 +29,9 @@ pub struct OAuthUrlParams {
     pub state: Option<String>,
     pub scope: Option<String>,
     pub site_address: Option<String>,
+    /// An S256 PKCE code challenge, for an element that takes PKCE; the code's exchange
+    /// then needs `providerData.code_verifier`.
+    pub code_challenge: Option<String>,
     /// OAuth 1.0a: the request token from `GET /elements/{keyOrId}/oauth/token`.
     pub request_token: Option<String>,
     /// Values of the configuration entries the element's authorization URL and scope are
@@ -370,6 +373,7 @@ impl Services {
                 state: present(&params.state).unwrap_or(&element.key),
                 scope: Some(&scope),
                 site_address: present(&params.site_address),
+                code_challenge: present(&params.code_challenge),
             },
         )?;
         Ok(OAuthUrlResponse {

@@ -4,9 +4,10 @@
 //!
 //! Both send the instance's current access token the way its element says, replay a call
 //! the provider refused with 401 once after a refresh, and wait out a provider's rate
-//! limit when it says how long to (`Retry-After`) and the call is safe to repeat.
+//! limit when it says how long to (`Retry-After`) and the call is safe to repeat. Each
+//! attempt first waits for a slot under the limits the element declares (`pacer.rs`).
 
-use crate::auth::{PresentedSecrets, parse_authorization};
+use crate::auth::{Disabled, PresentedSecrets, parse_authorization};
 use crate::schemes::{StaticAuth, static_auth};
 use crate::templates::CallParameters;
 use crate::trace::{self, Tracer};
@@ -100,7 +101,7 @@ impl Services {
     ) -> Result<Caller, ServiceError> {
         let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let presented = parse_authorization(header.ok_or_else(|| unauthorized(needs_token))?)?;
-        self.instance_of(&presented).await
+        self.instance_of(&presented, Disabled::Refused).await
     }
 
     /// [`Services::authenticate_instance`] for a hub resource call, which a disabled
@@ -112,7 +113,7 @@ impl Services {
     ) -> Result<Caller, ServiceError> {
         let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let presented = parse_authorization(header.ok_or_else(|| unauthorized(needs_token))?)?;
-        self.instance_of_even_disabled(&presented, true).await
+        self.instance_of(&presented, Disabled::Admitted).await
     }
 
     /// The instance whose Element token `presented` carries, checked against the User and
@@ -120,14 +121,7 @@ impl Services {
     pub(crate) async fn instance_of(
         &self,
         presented: &PresentedSecrets,
-    ) -> Result<Caller, ServiceError> {
-        self.instance_of_even_disabled(presented, false).await
-    }
-
-    async fn instance_of_even_disabled(
-        &self,
-        presented: &PresentedSecrets,
-        disabled_too: bool,
+        disabled: Disabled,
     ) -> Result<Caller, ServiceError> {
         let needs_token = "this call acts as an instance: send 'Authorization: Element <token>'";
         let token = presented
@@ -161,7 +155,7 @@ impl Services {
                 ));
             }
         }
-        if principal.disabled && !disabled_too {
+        if principal.disabled && disabled == Disabled::Refused {
             return Err(ServiceError::Forbidden(
                 "this instance is disabled".to_owned(),
             ));
@@ -286,6 +280,7 @@ impl Services {
         let mut tries = 1;
         let mut waited = Duration::ZERO;
         let tracer = Tracer::of(&self.traces, &target.record, &target.element);
+        let budgets = self.rate_budgets(&target.element, &target.record).await?;
         loop {
             let auth = match &held {
                 Held::Fixed(fixed) => fixed.as_provider_auth(),
@@ -301,7 +296,10 @@ impl Services {
                 body,
                 auth,
             };
+            self.pace(&budgets).await?;
             let response = trace::send(&self.proxy, tracer.as_ref(), call).await?;
+            self.heed_provider_limit(&budgets, response.status, &response.headers)
+                .await;
             let Some(again) = replay.clone() else {
                 return Ok(response);
             };
@@ -364,7 +362,10 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+pub(crate) fn retry_after(
+    headers: &HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -9,9 +9,11 @@
 
 mod accounts;
 mod cache;
+mod connect;
 mod elements;
 mod hubs;
 mod instances;
+mod rate;
 mod refresh;
 mod startup;
 mod tenancy;
@@ -22,9 +24,13 @@ pub use accounts::{
     UserRemoval,
 };
 pub use cache::CacheSettings;
+pub use connect::{
+    ConnectSessionRecord, ConnectStatus, NewConnectSession, NewOAuthApp, OAuthAppRecord,
+};
 pub use elements::{CustomElement, OrganizationElements};
 pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
+pub use rate::{Pace, Slot};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use startup::UnrevealedFirstStart;
 pub use tenancy::{NewOrganization, OrganizationCreated, Principal, TokenPrincipal, UserRecord};
@@ -268,6 +274,8 @@ pub struct Store {
     /// Cancellations in flight, each on a connection outside the pool; see
     /// [`CANCELS_IN_FLIGHT`].
     cancels: Arc<tokio::sync::Semaphore>,
+    /// Outbound rate-limit budgets on SQLite (`rate.rs`); PostgreSQL keeps them in a table.
+    budgets: Arc<rate::MemoryBudgets>,
 }
 
 /// Cancellations (each a new PostgreSQL connection) in flight at once. Beyond this, an
@@ -380,6 +388,7 @@ impl Store {
             stop_follower: Arc::new(Mutex::new(Some(stop))),
             url: url.clone(),
             cancels: Arc::new(tokio::sync::Semaphore::new(CANCELS_IN_FLIGHT)),
+            budgets: Arc::new(rate::MemoryBudgets::new()),
         })
     }
 

@@ -4,10 +4,12 @@
 //! APIs the elements call (Salesforce, Instagram, Act-On, Close, Jira, HubSpot, Zendesk;
 //! none can be reached from tests, so each follows the vendor's documented shapes and
 //! checks what Junction sends), and a scripted browser that walks an authorization URL
-//! to its callback.
+//! to its callback, and the checks every generated Swagger 2.0 document must pass.
 
 pub mod browser;
+pub mod chromium;
 pub mod db;
 pub mod graph;
 pub mod peers;
+pub mod swagger;
 pub mod vendors;

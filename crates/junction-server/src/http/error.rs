@@ -212,12 +212,33 @@ impl From<ServiceError> for ApiError {
                 from_provider: true,
                 ..Self::new(
                     StatusCode::BAD_GATEWAY,
-                    "provider_bad_response",
+                    "provider_answer_unusable",
                     e.to_string(),
                 )
             },
-            ServiceError::NotImplemented(m) => {
-                Self::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", m)
+            ServiceError::HookFailed { status, message } => Self::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                "hook_failed",
+                message,
+            ),
+            ServiceError::ConnectSessionInvalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "connect_session_invalid",
+                e.to_string(),
+            ),
+            ServiceError::ConnectSessionExpired => {
+                Self::new(StatusCode::GONE, "connect_session_expired", e.to_string())
+            }
+            ServiceError::ConnectSessionUsed => {
+                Self::new(StatusCode::CONFLICT, "connect_session_used", e.to_string())
+            }
+            ServiceError::ConnectSessionNotFound(_) => Self::new(
+                StatusCode::NOT_FOUND,
+                "connect_session_not_found",
+                e.to_string(),
+            ),
+            ServiceError::OAuthAppNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "oauth_app_not_found", e.to_string())
             }
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::BadRequest { code, message } => {
@@ -266,6 +287,13 @@ impl From<ServiceError> for ApiError {
             } => Self {
                 retry_after: Some(retry_after),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+            },
+            ServiceError::RateLimited {
+                message,
+                retry_after,
+            } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
             },
             ServiceError::Store(StoreError::Timeout(ref cause)) => {
                 tracing::warn!(error = %cause, "a database statement timed out");

@@ -415,6 +415,37 @@ impl FromRequestParts<AppState> for TwinAuth {
     }
 }
 
+/// As [`Auth`], for calls that only read what an instance offers (its API docs): the
+/// Element token of a disabled instance still proves it.
+pub struct ReadingAuth(pub Caller);
+
+impl FromRequestParts<AppState> for ReadingAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = authenticated(parts, state, Addressing::PlatformReading).await?;
+        admit(parts, state, caller).map(Self)
+    }
+}
+
+/// As [`TwinAuth`], reading what the token's instance offers, disabled or not.
+pub struct TwinReadingAuth(pub Caller);
+
+impl FromRequestParts<AppState> for TwinReadingAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = authenticated(parts, state, Addressing::TokenInstanceReading).await?;
+        admit(parts, state, caller).map(Self)
+    }
+}
+
 /// The caller the `Authorization` header proves, counted against the client address's
 /// budget of failed authentications.
 pub(crate) async fn authenticated(

@@ -76,7 +76,7 @@ fn number(raw: &str, what: &'static str, code: &'static str) -> Result<i64, ApiE
     })
 }
 
-fn instance_id(raw: &str) -> Result<i64, ApiError> {
+pub(super) fn instance_id(raw: &str) -> Result<i64, ApiError> {
     number(raw, "instance id", "invalid_instance_id")
 }
 

@@ -2,6 +2,9 @@
 //! Elements; `/health` sits at the root for load balancers.
 
 mod accounts;
+mod connect;
+mod console;
+mod docs;
 mod elements;
 pub mod error;
 pub mod extract;
@@ -36,20 +39,29 @@ pub struct AppState {
     pub catalog_json: Arc<elements::CatalogJson>,
     /// Calls in progress per caller (`JUNCTION_CALLER_CONCURRENCY`).
     pub limits: Arc<limit::CallerLimits>,
+    /// Where clients reach Junction (`JUNCTION_PUBLIC_URL`), for documents that name it.
+    pub public_url: Option<Arc<url::Url>>,
 }
 
-pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<Router> {
+pub fn router(
+    services: Services,
+    caller_concurrency: usize,
+    public_url: Option<url::Url>,
+) -> anyhow::Result<Router> {
     let state = AppState {
         catalog_json: Arc::new(elements::CatalogJson::build(&services.catalog)?),
         services: Arc::new(services),
         limits: limit::CallerLimits::new(caller_concurrency),
+        public_url: public_url.map(Arc::new),
     };
     let document = openapi::document().context("building the OpenAPI document")?;
     let api = Router::new()
         .merge(elements::router())
+        .merge(docs::router())
         .merge(instances::router())
         .merge(accounts::router())
         .merge(hubs::router())
+        .merge(connect::router())
         .merge(proxy::router())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .method_not_allowed_fallback(method_not_allowed)
@@ -59,6 +71,8 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
     Ok(Router::new()
         .nest_service(API_PREFIX, api)
         .merge(health::router())
+        .merge(console::router())
+        .merge(connect::callback_router())
         // Swagger UI's assets are compiled in (`vendored`), so /docs works offline. Its
         // default `validatorUrl` would send the document to validator.swagger.io from
         // every browser that opens the page.
@@ -67,6 +81,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
                 .external_url_unchecked(format!("{API_PREFIX}/openapi.json"), document)
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
+        .merge(docs::ui_router())
         .fallback(|| async {
             ApiError::not_found("no such route; the API lives under /elements/api-v2")
         })
@@ -74,6 +89,7 @@ pub fn router(services: Services, caller_concurrency: usize) -> anyhow::Result<R
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors())
+        .layer(middleware::from_fn(console::security_headers))
         .layer(middleware::from_fn(request_context))
         .with_state(state))
 }

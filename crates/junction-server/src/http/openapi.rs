@@ -2,7 +2,7 @@
 //! served at `/elements/api-v2/openapi.json` with an offline Swagger UI at `/docs`.
 
 use super::error::ApiErrorBody;
-use super::{accounts, elements, hubs, instances, proxy};
+use super::{accounts, connect, docs, elements, hubs, instances, proxy};
 use junction_core::ElementSummary;
 use junction_core::element::{Authentication, AuthenticationType, ConfigType};
 use junction_service::{
@@ -42,6 +42,9 @@ use utoipa::{Modify, OpenApi};
         elements::oauth_token,
         elements::metadata_list,
         elements::metadata,
+        docs::element,
+        docs::instance,
+        docs::own_instance,
         hubs::list,
         hubs::create,
         hubs::show,
@@ -89,6 +92,13 @@ use utoipa::{Modify, OpenApi};
         proxy::proxy,
         proxy::ping,
         proxy::hub_resource,
+        connect::put_app,
+        connect::list_apps,
+        connect::remove_app,
+        connect::create_session,
+        connect::show_session,
+        connect::page,
+        connect::start,
     ),
     components(schemas(
         ApiErrorBody,
@@ -121,6 +131,17 @@ use utoipa::{Modify, OpenApi};
         OperationMetadata,
         HubBody,
         HubView,
+        junction_service::OAuthAppBody,
+        junction_service::OAuthAppView,
+        junction_service::InlineOAuthApp,
+        junction_service::ConnectSessionBody,
+        junction_service::ConnectSessionCreated,
+        junction_service::ConnectSessionView,
+        junction_service::ConnectPageView,
+        junction_service::ConnectElementView,
+        junction_service::ConnectFieldView,
+        junction_service::ConnectStartBody,
+        junction_service::ConnectNext,
     )),
     modifiers(&Security),
     tags(
@@ -129,6 +150,7 @@ use utoipa::{Modify, OpenApi};
         (name = "accounts", description = "Accounts and users, for organization administrators"),
         (name = "hubs", description = "Calls to an instance's provider, authenticated by its Element token"),
         (name = "catalog", description = "Hubs: the built-in ones and the organization's own"),
+        (name = "connect", description = "The hosted Connect page: OAuth apps, Connect sessions and the page's own calls"),
     )
 )]
 pub struct ApiDoc;
@@ -143,6 +165,13 @@ impl Modify for Security {
                 SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                     "Authorization",
                     "`User <user secret>, Organization <organization secret>`, or `Element <token>`",
+                ))),
+            );
+            components.add_security_scheme(
+                "connect",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "Authorization",
+                    "`Connect <token>`: a Connect session's token, as the hosted page sends it",
                 ))),
             );
         }
@@ -350,7 +379,11 @@ fn state_limits(doc: &mut Value) {
         "`too_many_requests`: this address failed to authenticate too often, or the caller \
          already has JUNCTION_CALLER_CONCURRENCY calls in progress",
     );
-    let guessing = error("`too_many_requests`: this address failed to authenticate too often");
+    let guessing = error(
+        "`too_many_requests`: this address failed to authenticate too often; \
+         `rate_limited`: the element's declared provider rate limit has no free slot \
+         within its `maxWait`, so the provider was not called",
+    );
     let timeout = error("`database_timeout`: the database did not answer in time");
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;

@@ -60,6 +60,10 @@ pub struct Options {
     pub statement_timeout: u64,
     /// `JUNCTION_CALLER_CONCURRENCY`.
     pub caller_concurrency: usize,
+    /// `JUNCTION_HOOK_TIMEOUT`, milliseconds.
+    pub hook_timeout_ms: u64,
+    /// `JUNCTION_PUBLIC_URL`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -72,6 +76,8 @@ impl Default for Options {
             trust_forwarded_for: false,
             statement_timeout: 30,
             caller_concurrency: 8,
+            hook_timeout_ms: 1000,
+            public_url: None,
         }
     }
 }
@@ -99,6 +105,7 @@ impl TestApp {
     async fn start(db: Arc<TestDatabase>, options: Options) -> Self {
         let config = Config::from_settings(Settings {
             listen: "127.0.0.1:0".into(),
+            public_url: options.public_url.clone(),
             database: DatabaseSettings {
                 database_url: db.url.clone(),
                 database_url_file: None,
@@ -125,6 +132,8 @@ impl TestApp {
             trust_forwarded_for: options.trust_forwarded_for,
             database_statement_timeout: options.statement_timeout,
             caller_concurrency: options.caller_concurrency,
+            hook_timeout: options.hook_timeout_ms,
+            hook_memory: 32,
         })
         .expect("test config is valid");
         let app = App::build(&config).await.expect("app builds");

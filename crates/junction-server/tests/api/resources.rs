@@ -29,6 +29,13 @@ on_both_backends!(
     a_disabled_instance_is_refused_but_still_describes_its_objects,
     response_parameters_are_kept_in_the_configuration,
     binary_resources_stream_through_unchanged,
+    pre_request_hooks_reshape_the_vendor_call_element_first,
+    post_request_hooks_replace_the_answer_and_store_configuration,
+    a_hook_that_stops_the_call_answers_without_the_vendor,
+    failing_hooks_are_named_and_never_reach_the_vendor,
+    where_is_evaluated_by_junction_across_vendor_pages_without_gap_or_repeat,
+    where_and_order_by_become_soql_or_vendor_parameters,
+    queries_an_element_cannot_serve_are_refused_naming_the_operator,
 );
 
 const RECORDS: u64 = 1000;
@@ -237,6 +244,7 @@ async fn vendor(
             "id": id,
             "query": raw_query,
             "trace": parts.headers.get("x-vendor-trace").and_then(|v| v.to_str().ok()),
+            "order": parts.headers.get("x-order").and_then(|v| v.to_str().ok()),
             "nothing": null,
         })),
         ["whoami"] => json(json!({"user": {"id": "u-77"}, "plan": null})),
@@ -335,6 +343,18 @@ fn element(key: &str) -> Value {
             with(get("links", "/link/items"), json!({
                 "paging": paging("linkHeader", json!({"pageSize": size("per_page", 100, 500)}))})),
             get("everything", "/all/items"),
+            with(get("filtered", "/offset/items"), json!({"rootKey": "items",
+                "paging": paging("offset", json!({"param": "offset", "more": "has_more", "pageSize": size("limit", 100, 100)})),
+                "query": {"translation": "junction"}})),
+            with(get("sorted", "/all/items"), json!({"query": {"translation": "junction"}})),
+            with(get("sq", "/sf/query"), json!({"rootKey": "records",
+                "query": {"translation": "soql", "parameter": "q",
+                          "template": "SELECT Id, Name FROM Account WHERE {where} {orderBy}"}})),
+            with(get("byparams", "/echo/params"), json!({
+                "query": {"translation": "parameters", "rules": [
+                    {"field": "email", "operators": ["="], "parameter": "email"},
+                    {"field": "created", "operators": [">="], "parameter": "created_after"},
+                ]}})),
             {"path": "/hubs/crm/accounts", "method": "POST", "vendorPath": "/echo/new",
              "parameters": [{"name": "body", "vendorName": "body", "type": "body", "vendorType": "body"}]},
             with(json!({"path": "/hubs/crm/echo/{id}", "method": "POST", "vendorPath": "/echo/{vid}", "vendorMethod": "PUT"}), json!({
@@ -353,6 +373,9 @@ fn element(key: &str) -> Value {
             get("odd", "/error/odd"),
             get("slow", "/slow"),
             with(get("files/{id}", "/files/{id}"), json!({"stream": true})),
+            with(get("moving", "/whoami"), json!({"parameters": [
+                {"name": "base.url", "vendorName": "user.id", "type": "configuration", "vendorType": "bodyField", "source": "response"},
+            ]})),
             with(get("me", "/whoami"), json!({"parameters": [
                 {"name": "vendor.user.id", "vendorName": "user.id", "type": "configuration", "vendorType": "bodyField", "source": "response"},
             ]})),
@@ -791,6 +814,15 @@ async fn response_parameters_are_kept_in_the_configuration(backend: Backend) {
         .find(|e| e["key"] == "vendor.user.id")
         .unwrap_or_else(|| panic!("{config}"));
     assert_eq!(entry["propertyValue"], "u-77", "{entry}");
+    // A vendor answer cannot move the host the instance's credential goes to: the same
+    // checks as a PATCH with the Element token apply.
+    let moving = get(&app, &instance, "/moving").await;
+    assert_eq!(moving.status, StatusCode::FORBIDDEN, "{}", moving.body);
+    let (_, after) = app.get(&format!("/instances/{id}/configuration")).await;
+    assert_eq!(
+        after, config,
+        "nothing was written by a refused configuration change"
+    );
 }
 
 async fn binary_resources_stream_through_unchanged(backend: Backend) {
@@ -815,4 +847,243 @@ async fn binary_resources_stream_through_unchanged(backend: Backend) {
     let bytes = response.bytes().await.unwrap();
     let expected: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     assert_eq!(bytes.as_ref(), expected.as_slice());
+}
+
+/// [`element`] with hooks: one on the element, run on every call, and some per resource.
+fn hooked_element(key: &str) -> Value {
+    let mut e = element(key);
+    e["hooks"] = json!([{"type": "preRequest", "body":
+        "done({request_vendor_headers: Object.assign({}, request_vendor_headers, {'X-Order': 'element'})});"}]);
+    let hooked = |path: &str, kind: &str, body: &str| {
+        json!({"path": format!("/hubs/crm/{path}"), "method": "GET", "vendorPath": format!("/echo/{path}"),
+               "hooks": [{"type": kind, "body": body}]})
+    };
+    let resources = e["resources"].as_array_mut().unwrap();
+    resources.push(hooked(
+        "reshaped",
+        "preRequest",
+        "done({request_vendor_parameters: Object.assign({}, request_vendor_parameters, \
+           {tenant: configuration['vendor.tenant'], asked: request_parameters.q}), \
+           request_vendor_headers: {'X-Vendor-Trace': request_method + ' ' + request_path, \
+           'X-Order': request_vendor_headers['x-order'] + ',resource'}});",
+    ));
+    resources.push(hooked(
+        "wrapped",
+        "postRequest",
+        "done({response_body: {wrapped: response_body.id, status: response_status_code, error: response_iserror}, \
+           configuration: {'vendor.user.id': 'set-by-hook'}});",
+    ));
+    resources.push(hooked(
+        "short",
+        "preRequest",
+        "if (request_parameters.stop === 'yes') { return done({continue: false, response_body: {answered: 'by the hook', empty: null}}); } done({});",
+    ));
+    resources.push(hooked(
+        "throwing",
+        "preRequest",
+        "throw new Error('no ' + 'way');",
+    ));
+    resources.push(hooked("looping", "preRequest", "while (true) {}"));
+    resources.push(hooked("silent", "postRequest", "const x = 1;"));
+    e
+}
+
+async fn hooked_setup(app: &TestApp, key: &str) -> (Vendor, Value) {
+    let vendor = Vendor::start().await;
+    let (status, body) = app.post("/elements", &hooked_element(key)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(app, key, &vendor).await;
+    (vendor, instance)
+}
+
+async fn pre_request_hooks_reshape_the_vendor_call_element_first(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = hooked_setup(&app, "prehooks").await;
+    let answer = get(&app, &instance, "/hubs/crm/reshaped?q=find%20me").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let (_, query, headers, _) = vendor.last("/v1/echo/reshaped");
+    let q = query_map(query.as_deref());
+    assert_eq!(q["tenant"], "t-1");
+    assert_eq!(q["asked"], "find me");
+    assert_eq!(headers["x-vendor-trace"], "GET /reshaped");
+    assert_eq!(headers["x-order"], "element,resource");
+    assert!(
+        headers.contains_key("authorization"),
+        "the credential is still added"
+    );
+}
+
+async fn post_request_hooks_replace_the_answer_and_store_configuration(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = hooked_setup(&app, "posthooks").await;
+    let id = instance["id"].as_i64().unwrap();
+    let answer = get(&app, &instance, "/wrapped").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({"wrapped": "wrapped", "status": 200, "error": false})
+    );
+    let (_, config) = app.get(&format!("/instances/{id}/configuration")).await;
+    let entry = config
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "vendor.user.id")
+        .unwrap_or_else(|| panic!("{config}"));
+    assert_eq!(entry["propertyValue"], "set-by-hook", "{entry}");
+}
+
+async fn a_hook_that_stops_the_call_answers_without_the_vendor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = hooked_setup(&app, "shorthooks").await;
+    let before = vendor.count();
+    let answer = get(&app, &instance, "/short?stop=yes").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, json!({"answered": "by the hook"}));
+    assert_eq!(vendor.count(), before, "the vendor was called");
+    let through = get(&app, &instance, "/short").await;
+    assert_eq!(through.body["id"], "short", "{}", through.body);
+    assert_eq!(vendor.count(), before + 1);
+}
+
+async fn failing_hooks_are_named_and_never_reach_the_vendor(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            hook_timeout_ms: 200,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (vendor, instance) = hooked_setup(&app, "badhooks").await;
+    let before = vendor.count();
+    let thrown = get(&app, &instance, "/throwing").await;
+    assert_eq!(thrown.status, StatusCode::BAD_REQUEST, "{}", thrown.body);
+    let message = assert_error(&thrown.body, "hook_failed");
+    assert!(message.contains("'preRequest' of resource"), "{message}");
+    assert!(message.contains("no way"), "{message}");
+    let looping = get(&app, &instance, "/looping").await;
+    assert_eq!(looping.status, StatusCode::BAD_GATEWAY, "{}", looping.body);
+    let message = assert_error(&looping.body, "hook_failed");
+    assert!(message.contains("200 ms"), "{message}");
+    assert_eq!(vendor.count(), before);
+    let silent = get(&app, &instance, "/silent").await;
+    assert_eq!(silent.status, StatusCode::BAD_GATEWAY, "{}", silent.body);
+    let message = assert_error(&silent.body, "hook_failed");
+    assert!(message.contains("done()"), "{message}");
+}
+
+async fn where_is_evaluated_by_junction_across_vendor_pages_without_gap_or_repeat(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "filtering").await;
+    // Every seventh record has a null email: 142 of 1,000, spread over ten vendor pages.
+    let expected: Vec<u64> = (1..=RECORDS).filter(|i| i.is_multiple_of(7)).collect();
+    let (seen, _) = walk(
+        &app,
+        &instance,
+        "/filtered?pageSize=30&where=email%20IS%20NULL%20AND%20nested.rank%20%3E%3D%200",
+    )
+    .await;
+    assert_eq!(seen, expected);
+    let page = get(
+        &app,
+        &instance,
+        "/filtered?pageSize=3&where=id%20%3C%2010&fields=id,name",
+    )
+    .await;
+    assert_eq!(
+        page.body,
+        json!([{"id": 1, "name": "record 1"}, {"id": 2, "name": "record 2"}, {"id": 3, "name": "record 3"}])
+    );
+    // A whole list is sorted by Junction.
+    let sorted = get(
+        &app,
+        &instance,
+        "/sorted?pageSize=4&orderBy=nested.rank%20desc,%20id%20asc",
+    )
+    .await;
+    assert_eq!(ids(&sorted.body), vec![9, 19, 29, 39]);
+    let (walked, _) = walk(
+        &app,
+        &instance,
+        "/sorted?pageSize=300&orderBy=nested.rank%20desc,%20id%20asc",
+    )
+    .await;
+    assert_eq!(walked.len(), RECORDS as usize);
+    assert_eq!(&walked[..2], &[9, 19]);
+}
+
+async fn where_and_order_by_become_soql_or_vendor_parameters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "translating").await;
+    let answer = get(
+        &app,
+        &instance,
+        "/sq?pageSize=5&where=Name%20%3D%20%27O%27%27Hara%27%20AND%20Amount%20%3E%205&orderBy=Name%20desc",
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let (_, query, _, _) = vendor.last("/v1/sf/query");
+    assert_eq!(
+        query_map(query.as_deref())["q"],
+        "SELECT Id, Name FROM Account WHERE (Name = 'O\\'Hara' AND Amount > 5) ORDER BY Name DESC"
+    );
+    let answer = get(&app, &instance, "/sq").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let (_, query, _, _) = vendor.last("/v1/sf/query");
+    assert_eq!(
+        query_map(query.as_deref())["q"],
+        "SELECT Id, Name FROM Account"
+    );
+    let answer = get(
+        &app,
+        &instance,
+        "/byparams?where=email%20%3D%20%27a%40b.c%27%20AND%20created%20%3E%3D%20%272026-01-01%27",
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let (_, query, _, _) = vendor.last("/v1/echo/params");
+    let q = query_map(query.as_deref());
+    assert_eq!(q["email"], "a@b.c");
+    assert_eq!(q["created_after"], "2026-01-01");
+    assert!(!q.contains_key("where"), "{q:?}");
+}
+
+async fn queries_an_element_cannot_serve_are_refused_naming_the_operator(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (vendor, instance) = setup(&app, "refusing").await;
+    let before = vendor.count();
+    for (path, code, words) in [
+        (
+            "/byparams?where=email%20LIKE%20%27a%25%27",
+            "unsupported_query",
+            "LIKE",
+        ),
+        (
+            "/byparams?where=email%20%3D%20%27a%27%20OR%20email%20%3D%20%27b%27",
+            "unsupported_query",
+            "OR",
+        ),
+        ("/byparams?orderBy=email", "unsupported_query", "orderBy"),
+        ("/accounts?where=id%20%3D%201", "unsupported_query", "where"),
+        ("/filtered?orderBy=id", "unsupported_query", "orderBy"),
+        ("/filtered?where=id%20%3D%3D%201", "invalid_query", "column"),
+        ("/filtered?where=(id%20%3D%201", "invalid_query", "column"),
+    ] {
+        let answer = get(&app, &instance, path).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            answer.body
+        );
+        let message = assert_error(&answer.body, code);
+        assert!(message.contains(words), "{path}: {message}");
+        if code == "unsupported_query" {
+            assert!(message.contains("'refusing'"), "{path}: {message}");
+        }
+    }
+    assert_eq!(vendor.count(), before, "a refused query reached the vendor");
 }

@@ -3,6 +3,7 @@
 //! first, with the instance's own, and used in its place for that one call.
 
 use super::request::{SEGMENT, VendorBody, VendorRequest, lookup};
+use super::response;
 use super::route::Bindings;
 use crate::proxy::{Target, check_vendor_path};
 use crate::{ServiceError, Services};
@@ -50,8 +51,17 @@ impl Services {
             headers,
             body: VendorBody::Empty,
         };
-        let (_, answer) = self.vendor_json(&target, &request, None).await?;
-        let token = match lookup(&answer, &spec.field) {
+        let answer = self.vendor_call(&target, &request, None).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(ServiceError::ProviderStatus {
+                status: answer.status,
+                provider_message: response::error_message_of(
+                    &answer.body,
+                    target.element.error_message_path.as_deref(),
+                ),
+            });
+        }
+        let token = match lookup(&answer.body, &spec.field) {
             Some(Value::String(token)) if !token.is_empty() => token.clone(),
             _ => {
                 return Err(ServiceError::ProviderAnswer(format!(

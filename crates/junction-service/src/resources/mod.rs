@@ -2,9 +2,9 @@
 //! against the instance's element as one pipeline, in this order:
 //!
 //! route (which resource) → request mapping (its parameters) → query (`where`,
-//! `orderBy`, `fields`) → paging (which vendor page) → hooks (`preRequest`) → credential
+//! `orderBy`, `fields`) → paging (which vendor page) → `preRequest` hooks → credential
 //! and outbound call (the passthrough's, with refresh, replay and `Retry-After`) →
-//! hooks (`postRequest`) → response mapping (`rootKey`, nulls) → paging (the next token).
+//! `postRequest` hooks → response mapping (`rootKey`, nulls) → paging (the next token).
 //!
 //! Everything an element does differently is its data (`resources`, `parameters`,
 //! `paging`, `query`), never code here.
@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use junction_core::ElementDefinition;
-use junction_core::hub::Resource;
+use junction_core::hub::{HookType, Resource};
 use junction_oauth::{
     ProxyBody, ProxyResponse, forwardable_request_headers, forwardable_response_headers,
 };
@@ -36,6 +36,8 @@ use std::sync::Arc;
 
 /// The largest vendor answer read as JSON.
 const MAX_VENDOR_BODY: usize = 16 * 1024 * 1024;
+/// Vendor pages one hub call reads at most while Junction filters them itself.
+const MAX_VENDOR_CALLS: usize = 10;
 
 /// A hub resource call as the caller sent it.
 #[derive(Debug)]
@@ -88,12 +90,11 @@ impl Services {
             Route::Resource(resource, bindings) => (resource, bindings),
         };
         let target = self.target_of(Arc::clone(&record), Arc::clone(&element))?;
-        hooks::check_runnable(&element, resource)?;
         if resource.stream {
             return self.stream(&target, resource, &bindings, request).await;
         }
         let query = HubQuery::parse(request.query.as_deref());
-        let _query_plan = query::plan(&element, resource, &query)?;
+        let query_plan = query::plan(&element, resource, &query)?;
         let tokens = Tokens {
             store: &self.store,
             context: token_context(&record, resource, &request.path, &query),
@@ -108,45 +109,135 @@ impl Services {
             config: &record.config,
         };
         let vendor = request::build(&element, resource, &incoming)?;
-        check_vendor_path(&vendor.path)?;
         let base = self.proxy.check_url("base.url", &target.base_url)?;
         let target = self
             .with_resource_credential(target, resource, &bindings)
             .await?;
+        let hub_side = hooks::HubSide {
+            method: request.method.as_str(),
+            path: &request.path,
+            parameters: query.as_json(),
+            headers: &request.headers,
+            body: body.as_ref(),
+            config: &record.config,
+            instance_id: record.id.0,
+        };
+        let strip = response::strips_nulls(&record.config);
+        let mut configuration = Vec::new();
 
         let mut position = plan.position.clone();
-        let mut page = vendor.clone();
-        let url = plan.apply(&position, &mut page)?;
-        let (headers, answer) = self.vendor_json(&target, &page, url).await?;
-        self.keep_response_configuration(&record, &element, resource, &answer, &headers)
-            .await?;
-        let mut out_headers = HeaderMap::new();
-        let Some(records) = response::records(&answer, resource.root_key.as_deref()) else {
-            // A single object, as the vendor sent it.
-            let mut answer = answer;
-            if response::strips_nulls(&record.config) {
-                response::strip_nulls(&mut answer);
-            }
-            return json_answer(&answer, out_headers);
-        };
-        let next = plan.next(&position.vendor, &answer, &headers, records.len(), &base)?;
         let size = plan.size.unwrap_or(usize::MAX);
-        let available = records.len().saturating_sub(position.skip);
-        let taken = available.min(size);
-        let mut list: Vec<Value> = records
-            .into_iter()
-            .skip(position.skip)
-            .take(taken)
-            .collect();
-        let token = if taken < available {
-            position.skip += taken;
-            Some(position)
-        } else {
-            next.map(|vendor| Position { vendor, skip: 0 })
+        let mut list: Vec<Value> = Vec::new();
+        let mut calls = 0;
+        let token = loop {
+            calls += 1;
+            let mut page = vendor.clone();
+            let url = plan.apply(&position, &mut page)?;
+            query_plan.apply(&mut page);
+            if hooks::any(&element, resource, HookType::PreRequest) {
+                let pre = hooks::pre_request(
+                    &self.sandbox,
+                    &element,
+                    resource,
+                    &hub_side,
+                    &target.base_url,
+                    &mut page,
+                )
+                .await?;
+                configuration.extend(pre.configuration);
+                if let Some(mut answer) = pre.answer {
+                    self.keep_configuration(caller, &record, &element, configuration)
+                        .await?;
+                    if strip {
+                        response::strip_nulls(&mut answer);
+                    }
+                    return json_answer(&answer, HeaderMap::new());
+                }
+            }
+            check_vendor_path(&page.path)?;
+            let mut answer = self.vendor_call(&target, &page, url).await?;
+            if hooks::any(&element, resource, HookType::PostRequest) {
+                let post = hooks::post_request(
+                    &self.sandbox,
+                    &element,
+                    resource,
+                    &hub_side,
+                    &target.base_url,
+                    &page,
+                    &mut answer,
+                )
+                .await?;
+                configuration.extend(post.configuration);
+            }
+            if !(200..300).contains(&answer.status) {
+                self.keep_configuration(caller, &record, &element, configuration)
+                    .await?;
+                return Err(ServiceError::ProviderStatus {
+                    status: answer.status,
+                    provider_message: response::error_message_of(
+                        &answer.body,
+                        element.error_message_path.as_deref(),
+                    ),
+                });
+            }
+            configuration.extend(request::response_configuration(
+                &element,
+                resource,
+                Some(&answer.body),
+                &answer.headers,
+            ));
+            let Some(mut records) = response::records(&answer.body, resource.root_key.as_deref())
+            else {
+                // A single object, as the vendor sent it.
+                self.keep_configuration(caller, &record, &element, configuration)
+                    .await?;
+                let mut single = query_plan.project(answer.body);
+                if strip {
+                    response::strip_nulls(&mut single);
+                }
+                return json_answer(&single, HeaderMap::new());
+            };
+            let next = plan.next(
+                &position.vendor,
+                &answer.body,
+                &answer.headers,
+                records.len(),
+                &base,
+            )?;
+            query_plan.sort(&mut records);
+            let total = records.len();
+            let mut consumed = position.skip;
+            for record in records.into_iter().skip(position.skip) {
+                if list.len() == size {
+                    break;
+                }
+                consumed += 1;
+                if query_plan.matches(&record) {
+                    list.push(query_plan.project(record));
+                }
+            }
+            if consumed < total {
+                // The rest of this vendor page is for the next hub page.
+                break Some(Position {
+                    vendor: position.vendor,
+                    skip: consumed,
+                });
+            }
+            let Some(vendor) = next else { break None };
+            let following = Position { vendor, skip: 0 };
+            // Filtering inside Junction reads on until the page is full, within a bound
+            // per hub call; the token carries where it stopped.
+            if list.len() == size || !query_plan.filters() || calls >= MAX_VENDOR_CALLS {
+                break Some(following);
+            }
+            position = following;
         };
-        if response::strips_nulls(&record.config) {
+        self.keep_configuration(caller, &record, &element, configuration)
+            .await?;
+        if strip {
             list.iter_mut().for_each(response::strip_nulls);
         }
+        let mut out_headers = HeaderMap::new();
         out_headers.insert(
             HeaderName::from_static("elements-returned-count"),
             HeaderValue::from(list.len()),
@@ -174,14 +265,14 @@ impl Services {
         Target::of(record, element)
     }
 
-    /// Sends one vendor call and reads its JSON answer; a vendor error status becomes the
-    /// caller's, with the vendor's message.
-    async fn vendor_json(
+    /// Sends one vendor call and reads its answer: JSON, or for an error status whatever
+    /// text the vendor sent.
+    async fn vendor_call(
         &self,
         target: &Target,
         vendor: &VendorRequest,
         url: Option<String>,
-    ) -> Result<(HeaderMap, Value), ServiceError> {
+    ) -> Result<hooks::VendorAnswer, ServiceError> {
         let url = match url {
             Some(url) => self.proxy.check_url("base.url", &url)?,
             None => {
@@ -219,52 +310,57 @@ impl Services {
         let status = response.status;
         let headers = response.headers.clone();
         let bytes = response.read_body(MAX_VENDOR_BODY).await?;
-        if !status.is_success() {
-            return Err(ServiceError::ProviderStatus {
-                status: status.as_u16(),
-                provider_message: response::error_message(
-                    &bytes,
-                    target.element.error_message_path.as_deref(),
-                ),
-            });
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok((headers, Value::Null));
-        }
-        let value = serde_json::from_slice(&bytes).map_err(|_| {
-            ServiceError::ProviderAnswer(format!(
-                "HTTP {} with a body that is not JSON",
-                status.as_u16()
-            ))
-        })?;
-        Ok((headers, value))
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(value) => value,
+                Err(_) if !status.is_success() => {
+                    Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                Err(_) => {
+                    return Err(ServiceError::ProviderAnswer(format!(
+                        "HTTP {} with a body that is not JSON",
+                        status.as_u16()
+                    )));
+                }
+            }
+        };
+        Ok(hooks::VendorAnswer {
+            status: status.as_u16(),
+            headers,
+            body,
+        })
     }
 
-    /// Writes `source: response` parameters into the instance's configuration, through
-    /// the same update as any other configuration change.
-    async fn keep_response_configuration(
+    /// Stores configuration values a call learned (`source: response` parameters, a
+    /// hook's `configuration` output) into the instance, through the same update, and
+    /// checks, as a `PATCH` by the caller (so an Element token cannot move `base.url`
+    /// this way either), in one write. Only declared entries, or keys that hold no
+    /// credential, may be written: a vendor answer or a script must not plant a secret
+    /// the element never asked for.
+    async fn keep_configuration(
         &self,
+        caller: &Caller,
         record: &Arc<InstanceRecord>,
         element: &ElementDefinition,
-        resource: &Resource,
-        answer: &Value,
-        headers: &HeaderMap,
+        changes: Vec<(String, String)>,
     ) -> Result<(), ServiceError> {
-        let changes: Vec<(String, String)> =
-            request::response_configuration(element, resource, Some(answer), headers)
-                .into_iter()
-                .filter(|(k, v)| record.config.get(k).cloned().flatten().as_ref() != Some(v))
-                .collect();
+        let changes: Vec<(String, String)> = changes
+            .into_iter()
+            .filter(|(k, _)| element.config_entry(k).is_some() || !element.is_secret_key(k))
+            .filter(|(k, v)| record.config.get(k).cloned().flatten().as_ref() != Some(v))
+            .collect();
         if changes.is_empty() {
             return Ok(());
         }
+        let given: serde_json::Map<String, Value> = changes
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
         let current = Arc::unwrap_or_clone(Arc::clone(record));
-        self.save(current, |r| {
-            for (key, value) in changes {
-                r.config.insert(key, Some(value));
-            }
-        })
-        .await?;
+        self.change_configuration(caller, current, element, &given)
+            .await?;
         Ok(())
     }
 

@@ -39,6 +39,14 @@ impl HubQuery {
         Self { pairs }
     }
 
+    /// The pairs as a JSON object (the last of a repeated name wins), for hooks.
+    pub(super) fn as_json(&self) -> Map<String, Value> {
+        self.pairs
+            .iter()
+            .map(|(k, v, _)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    }
+
     /// The first value of `name`.
     pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
@@ -335,9 +343,7 @@ pub(super) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_A
     .remove(b'@');
 
 /// `source: response` parameters: values of the vendor's answer (a body field or a
-/// header) that become the instance's configuration. Only declared entries, or keys
-/// that hold no credential, may be written this way: a vendor answer must not plant a
-/// secret the element never asked for.
+/// header) that become the instance's configuration.
 pub(super) fn response_configuration(
     element: &ElementDefinition,
     resource: &Resource,
@@ -350,7 +356,6 @@ pub(super) fn response_configuration(
         .chain(resource.parameters.iter())
         .filter(|p| p.source == ParameterSource::Response)
         .filter(|p| p.kind == ParameterType::Configuration)
-        .filter(|p| element.config_entry(&p.name).is_some() || !element.is_secret_key(&p.name))
         .filter_map(|p| {
             let value = match p.vendor_type {
                 ParameterType::BodyField | ParameterType::Body => {

@@ -50,16 +50,24 @@ pub(super) fn records(answer: &Value, root_key: Option<&str>) -> Option<Vec<Valu
 /// The vendor's own words in an error body: at the element's declared path first, then
 /// in the shapes vendors commonly use.
 pub(super) fn error_message(body: &[u8], declared: Option<&str>) -> Option<String> {
-    let Ok(json) = serde_json::from_slice::<Value>(body) else {
-        return junction_oauth::provider_message(body);
-    };
+    match serde_json::from_slice::<Value>(body) {
+        Ok(json) => error_message_of(&json, declared),
+        Err(_) => junction_oauth::provider_message(body),
+    }
+}
+
+/// [`error_message`] of a body already read: JSON, or the vendor's text as a string.
+pub(super) fn error_message_of(json: &Value, declared: Option<&str>) -> Option<String> {
+    if let Value::String(text) = json {
+        return junction_oauth::provider_message(text.as_bytes());
+    }
     let text = |v: Option<&Value>| match v? {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     };
     if let Some(path) = declared
-        && let Some(found) = text(lookup(&json, path.trim_start_matches('|')))
+        && let Some(found) = text(lookup(json, path.trim_start_matches('|')))
     {
         return Some(found);
     }
@@ -75,8 +83,12 @@ pub(super) fn error_message(body: &[u8], declared: Option<&str>) -> Option<Strin
     ];
     candidates
         .iter()
-        .find_map(|path| text(lookup(&json, path)))
-        .or_else(|| junction_oauth::provider_message(body))
+        .find_map(|path| text(lookup(json, path)))
+        .or_else(|| {
+            serde_json::to_vec(json)
+                .ok()
+                .and_then(|b| junction_oauth::provider_message(&b))
+        })
 }
 
 #[cfg(test)]
