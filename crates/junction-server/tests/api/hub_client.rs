@@ -3,8 +3,10 @@
 //! against a real OAuth server at a vendor stand-in.
 
 use crate::helpers::TestApp;
+use crate::provisioning::{Provider, provision};
 use junction_core::config::keys;
 use junction_core::{AccountId, InstanceId};
+use junction_testkit::peers::{Peer, PeerKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -121,16 +123,15 @@ pub(crate) async fn access_token(app: &TestApp, instance: &Value) -> String {
     record.config[keys::USER_TOKEN].clone().unwrap()
 }
 
-/// Points the instance's `base.url` at `base_url`.
-pub(crate) async fn point_at(app: &TestApp, instance: &Value, base_url: &str) {
-    let (status, body) = app
-        .call(
-            Method::PATCH,
-            &format!("/instances/{}", instance["id"]),
-            Some(&json!({"configuration": {"base.url": base_url}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+/// Provisions `element` through the real OAuth server its provisioning tests use, with
+/// `base.url` on a vendor stand-in (the stand-in must then accept the instance's token).
+pub(crate) async fn provision_at(app: &TestApp, element: &str, base_url: &str) -> Value {
+    let peer = Peer::shared(PeerKind::Authlib).await;
+    let provider = Provider {
+        api: base_url.to_owned(),
+        ..Provider::peer(peer)
+    };
+    provision(app, element, &provider, "").await
 }
 
 /// Checks a mapped vendor error: the vendor's status, `provider_error`, the vendor's

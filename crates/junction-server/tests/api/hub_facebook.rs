@@ -25,6 +25,7 @@ on_both_backends!(
     facebook_status_is_created_read_edited_and_deleted,
     facebook_status_walks_a_thousand_posts_to_the_end,
     facebook_graph_errors_keep_their_status_and_message,
+    graph_lists_are_filtered_by_junction_over_the_vendors_pages,
 );
 
 const FIRST_PAGE: &str = "101000000000001";
@@ -471,4 +472,79 @@ async fn facebook_graph_errors_keep_their_status_and_message(backend: Backend) {
         "{}",
         revoked.body
     );
+}
+
+async fn graph_lists_are_filtered_by_junction_over_the_vendors_pages(backend: Backend) {
+    let (app, graph, instance) = setup(backend, "facebookleadads", GraphConfig::default()).await;
+    let organic: Vec<String> = graph
+        .store()
+        .all("leads")
+        .iter()
+        .filter(|l| l["form_id"] == FIRST_FORM && l["is_organic"] == true)
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        organic.len() > 100 && organic.len() < 1050,
+        "{}",
+        organic.len()
+    );
+    let first = format!(
+        "/hubs/marketing/forms/{FIRST_FORM}/leads?pageSize=100&where=is_organic%20%3D%20true"
+    );
+    let (seen, _) = walk(&app, &instance, &first, "id").await;
+    assert_no_gap_or_repeat(&seen, &organic, "organic leads");
+    // Graph has no filter language: it was asked for its plain pages.
+    let calls: Vec<RecordedRequest> = graph
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == format!("/v2.11/{FIRST_FORM}/leads"))
+        .collect();
+    assert_eq!(calls.len(), 11, "every vendor page was read once");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.param("where").is_none() && c.param("filtering").is_none())
+    );
+
+    let one = get(
+        &app,
+        &instance,
+        "/hubs/marketing/pages?where=name%20LIKE%20%27%25Bikes%27&fields=id,name",
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    assert_eq!(
+        one.body,
+        json!([{"id": "101000000000002", "name": "Junction Bikes"}])
+    );
+
+    // Junction cannot sort a list Graph pages, and a single page takes no where.
+    let sorted = get(&app, &instance, "/hubs/marketing/pages?orderBy=name").await;
+    assert_eq!(sorted.status, StatusCode::BAD_REQUEST, "{}", sorted.body);
+    let message = assert_error(&sorted.body, "unsupported_query");
+    assert!(
+        message.contains("orderBy") && message.contains("facebookleadads"),
+        "{message}"
+    );
+    let single = get(
+        &app,
+        &instance,
+        &format!("/pages/{FIRST_PAGE}?where=id%3D1"),
+    )
+    .await;
+    assert_eq!(single.status, StatusCode::BAD_REQUEST, "{}", single.body);
+    assert_error(&single.body, "unsupported_query");
+    let broken = get(&app, &instance, "/pages?where=name%20%3D").await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST, "{}", broken.body);
+    assert_error(&broken.body, "invalid_query");
+
+    let social = provision(&app, "facebooksocial", &Provider::graph(&graph), "").await;
+    let stories = get(
+        &app,
+        &social,
+        &format!("/hubs/social/status/{FIRST_PAGE}_{:015}/comments?where=message%20%3D%20%27Comment%202%27", 503),
+    )
+    .await;
+    assert_eq!(stories.status, StatusCode::OK, "{}", stories.body);
+    assert_eq!(ids(&stories), vec![format!("{FIRST_PAGE}_{:015}_1", 503)]);
 }

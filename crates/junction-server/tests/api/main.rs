@@ -15,6 +15,7 @@ mod docs;
 mod errors;
 mod hub_client;
 mod hub_facebook;
+mod hub_instagram;
 mod hubs;
 mod lifecycle;
 mod limits;
