@@ -13,6 +13,7 @@ mod connect;
 mod console;
 mod docs;
 mod errors;
+mod hub_acton;
 mod hub_client;
 mod hub_facebook;
 mod hub_instagram;
