@@ -1008,6 +1008,17 @@ fn validate_resource(i: usize, r: &Resource) -> Result<(), DefinitionError> {
             Translation::Junction | Translation::None => {}
         }
     }
+    if let Some(credential) = &r.credential {
+        if !credential.path.starts_with('/') {
+            return Err(rule(field("credential.path"), "must start with '/'"));
+        }
+        if credential.field.trim().is_empty() {
+            return Err(rule(
+                field("credential.field"),
+                "names where the answer holds the credential",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -1594,6 +1605,8 @@ mod tests {
                 "query: {translation: parameters, rules: [{field: a, operators: ['~'], parameter: a}]}".to_owned(),
                 "resources[0].query.rules[0].operators",
             ),
+            ("credential: {path: a, field: t}".to_owned(), "resources[0].credential.path"),
+            ("credential: {path: /a, field: ' '}".to_owned(), "resources[0].credential.field"),
         ] {
             let err = parse_definition(&resource(&block)).unwrap_err();
             assert_eq!(err.field, field, "{block}: {err}");

@@ -52,6 +52,25 @@ pub struct Resource {
     /// of being read as JSON.
     #[serde(default, skip_serializing_if = "is_false")]
     pub stream: bool,
+    /// Where the call's credential comes from when the vendor wants another one than the
+    /// instance's for it; absent, the instance's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialLookup>,
+}
+
+/// A credential read from a vendor answer (Graph's lead-ads edges want the page's own
+/// access token, which the user's token reads from the page node): Junction first GETs
+/// `path` with the instance's credential, then sends the resource's call with the value
+/// at `field` of that answer in the credential's place.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialLookup {
+    /// Appended to `base.url`; `{placeholders}` take the hub path's values.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub query: std::collections::BTreeMap<String, String>,
+    /// Dotted path of the credential in the answer.
+    pub field: String,
 }
 
 fn is_false(b: &bool) -> bool {

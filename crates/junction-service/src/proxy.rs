@@ -62,6 +62,9 @@ pub(crate) struct Target {
     pub(crate) record: Arc<InstanceRecord>,
     pub(crate) element: Arc<ElementDefinition>,
     pub(crate) base_url: String,
+    /// A credential the vendor wants for this call instead of the instance's own (see
+    /// `Resource::credential`); it is never refreshed.
+    pub(crate) token: Option<Secret>,
 }
 
 impl Target {
@@ -81,6 +84,7 @@ impl Target {
             record,
             element,
             base_url,
+            token: None,
         })
     }
 }
@@ -264,11 +268,16 @@ impl Services {
             ProxyBody::Streaming(_) => None,
         };
         let mut body = body;
-        let mut held = match static_auth(&target.element, &target.record.config)? {
-            Some(fixed) => Held::Fixed(fixed),
-            None => Held::Token(self.current_access_token(&target.record).await?),
+        let mut held = match (
+            static_auth(&target.element, &target.record.config)?,
+            &target.token,
+        ) {
+            (Some(fixed), _) => Held::Fixed(fixed),
+            (None, Some(token)) => Held::Token(token.clone()),
+            (None, None) => Held::Token(self.current_access_token(&target.record).await?),
         };
-        let mut refreshed = false;
+        // Renewing the instance's token cannot mend a credential read from elsewhere.
+        let mut refreshed = target.token.is_some();
         let mut tries = 1;
         let mut waited = Duration::ZERO;
         let tracer = Tracer::of(&self.traces, &target.record, &target.element);

@@ -1,11 +1,12 @@
 //! A local stand-in for Facebook's Graph API: the manual login flow's OAuth dialog and
 //! token endpoint, long-lived token exchange, `/me` and the paged `/me/accounts` edge,
-//! and the nodes and edges the Facebook elements read and write: `/{page-id}`,
-//! `/{page-id}/leadgen_forms`, `/{form-id}/leads` (with `field_data`), `/{lead-id}`,
-//! `/{page-id}/subscribed_apps` (GET, POST, DELETE), `/me/feed` and `/{page-id}/feed`
-//! (list and create), `/{post-id}` (GET, POST to edit, DELETE), `/{post-id}/comments` and
-//! `/{post-id}/likes` (shapes from the Graph API reference: Page, Page Lead Gen Forms,
-//! Leadgen Form Leads, Page Subscribed Apps, Page Feed, Object Comments and Likes).
+//! and the nodes and edges the Facebook elements read and write: `/{page-id}` (with the
+//! page's `access_token` when a user token asks for that field), `/{page-id}/leadgen_forms`,
+//! `/{form-id}/leads` (with `field_data`), `/{lead-id}`, `/{page-id}/subscribed_apps`
+//! (GET, POST, DELETE), `/me/feed` and `/{page-id}/feed` (list and create), `/{post-id}`
+//! (GET, POST to edit, DELETE), `/{post-id}/comments` and `/{post-id}/likes` (shapes
+//! from the Graph API reference: Page, Page Lead Gen Forms, Leadgen Form Leads, Page
+//! Subscribed Apps, Page Feed, Object Comments and Likes).
 //!
 //! The real Graph API cannot be reached from tests, so this server reproduces its
 //! documented behaviour, including its error shape
@@ -247,6 +248,19 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, GraphState> {
         // A panicking test thread must not take every later request down with it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl GraphState {
+    // Graph hands out the same page token for a page each time a user token asks.
+    fn page_token(&mut self, user_token: &str, index: usize) -> String {
+        if let Some(token) = self.page_tokens.get(&(user_token.to_owned(), index)) {
+            return token.clone();
+        }
+        let token = self.issue(Principal::Page(index));
+        self.page_tokens
+            .insert((user_token.to_owned(), index), token.clone());
+        token
     }
 }
 
@@ -649,16 +663,7 @@ fn accounts(
         let mut state = shared.lock();
         (start..end)
             .map(|index| {
-                let page_token = match state.page_tokens.get(&(token.clone(), index)) {
-                    Some(page_token) => page_token.clone(),
-                    None => {
-                        let page_token = state.issue(Principal::Page(index));
-                        state
-                            .page_tokens
-                            .insert((token.clone(), index), page_token.clone());
-                        page_token
-                    }
-                };
+                let page_token = state.page_token(&token, index);
                 let page = &pages[index];
                 let item = json!({
                     "id": page.id,
@@ -993,6 +998,47 @@ mod tests {
         let revoked: Value = revoked.json().await.unwrap();
         assert_eq!(revoked["error"]["code"], 190);
         assert_eq!(revoked["error"]["type"], "OAuthException");
+    }
+
+    #[tokio::test]
+    async fn a_user_token_reads_the_page_token_from_the_page_node() {
+        let graph = GraphServer::start(GraphConfig::default()).await;
+        let client = client();
+        let user = graph.issue_user_token();
+        let page = &graph.config().pages[1].id;
+        let get = |path: String, token: String, fields: &'static str| {
+            let client = client.clone();
+            async move {
+                let response = client
+                    .get(path)
+                    .query(&[("access_token", token.as_str()), ("fields", fields)])
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status(), response.json::<Value>().await.unwrap())
+            }
+        };
+        let forms = format!("{}/v2.8/{page}/leadgen_forms", graph.base_url);
+        let (status, refused) = get(forms.clone(), user.clone(), "id").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(refused["error"]["code"], 210);
+
+        let node = format!("{}/v2.8/{page}", graph.base_url);
+        let (_, plain) = get(node.clone(), user.clone(), "id,name").await;
+        assert!(plain.get("access_token").is_none(), "{plain}");
+        let (status, with_token) = get(node.clone(), user.clone(), "access_token").await;
+        assert_eq!(status, StatusCode::OK, "{with_token}");
+        let page_token = with_token["access_token"].as_str().unwrap().to_owned();
+        let (_, again) = get(node, user, "access_token").await;
+        assert_eq!(
+            again["access_token"],
+            page_token.as_str(),
+            "stable per user token"
+        );
+
+        let (status, listed) = get(forms, page_token, "id").await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        assert_eq!(listed["data"].as_array().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 //! Everything an element does differently is its data (`resources`, `parameters`,
 //! `paging`, `query`), never code here.
 
+mod credential;
 mod hooks;
 mod paging;
 mod query;
@@ -113,6 +114,9 @@ impl Services {
         };
         let vendor = request::build(&element, resource, &incoming)?;
         let base = self.proxy.check_url("base.url", &target.base_url)?;
+        let target = self
+            .with_resource_credential(target, resource, &bindings)
+            .await?;
         let hub_side = hooks::HubSide {
             method: request.method.as_str(),
             path: &request.path,

@@ -389,12 +389,17 @@ fn kind_name(kind: ParameterType) -> &'static str {
     }
 }
 
-/// Characters escaped in one path segment: everything but RFC 3986 unreserved ones.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+/// Characters escaped in one path segment: everything but RFC 3986 unreserved ones and
+/// `:` and `@`, which a segment carries as they are (RFC 3986 `pchar`). Vendors write ids
+/// with them (Act-On's `l-0001:2a`), and a server that routes on the raw path may not
+/// match `%3A`.
+pub(super) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
-    .remove(b'~');
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'@');
 
 /// `source: response` parameters: values of the vendor's answer (a body field or a
 /// header) that become the instance's configuration.
@@ -437,6 +442,14 @@ mod tests {
         let mut m = Map::new();
         insert_at(&mut m, "x.y", serde_json::json!(3));
         assert_eq!(Value::Object(m), serde_json::json!({"x": {"y": 3}}));
+    }
+
+    #[test]
+    fn a_path_value_keeps_colons_and_ats_and_escapes_the_rest() {
+        let encoded = |v: &str| percent_encoding::utf8_percent_encode(v, SEGMENT).to_string();
+        assert_eq!(encoded("l-0001:2a"), "l-0001:2a");
+        assert_eq!(encoded("a@b.c_d~e"), "a@b.c_d~e");
+        assert_eq!(encoded("a/b?c#d e%"), "a%2Fb%3Fc%23d%20e%25");
     }
 
     #[test]

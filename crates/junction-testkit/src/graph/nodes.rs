@@ -219,25 +219,39 @@ pub(super) fn route(
     let node = classify(shared, id)?;
     let page = owner_page(shared, &node);
     let result = match (&node, edge, method) {
-        (Node::Page(index), None, "GET") => check(shared, params, headers, page, false).map(|_| {
-            let p = &shared.config.pages[*index];
-            let about = if index % 2 == 0 {
-                json!(format!("About {}", p.name))
-            } else {
-                Value::Null
-            };
-            let mut node = json!({
-                "id": p.id,
-                "name": p.name,
-                "category": PAGE_CATEGORY,
-                "fan_count": 1000 + index * 17,
-                "link": format!("https://www.facebook.com/{}", p.id),
-            });
-            if !about.is_null() {
-                node["about"] = about;
-            }
-            ok(select_fields(node, params.get("fields")))
-        }),
+        (Node::Page(index), None, "GET") => {
+            check(shared, params, headers, page, false).map(|token| {
+                let p = &shared.config.pages[*index];
+                let about = if index % 2 == 0 {
+                    json!(format!("About {}", p.name))
+                } else {
+                    Value::Null
+                };
+                let mut node = json!({
+                    "id": p.id,
+                    "name": p.name,
+                    "category": PAGE_CATEGORY,
+                    "fan_count": 1000 + index * 17,
+                    "link": format!("https://www.facebook.com/{}", p.id),
+                });
+                if !about.is_null() {
+                    node["about"] = about;
+                }
+                // The page's own access token, for a user with a role on it (Graph's
+                // "Get a Page Access Token"); only when asked for, as Graph does.
+                let wants_token = params
+                    .get("fields")
+                    .is_some_and(|f| f.split(',').any(|f| f.trim() == "access_token"));
+                if wants_token {
+                    let own = match authenticate(shared, params, headers) {
+                        Ok((_, Principal::Page(_))) => token.clone(),
+                        _ => shared.lock().page_token(&token, *index),
+                    };
+                    node["access_token"] = json!(own);
+                }
+                ok(select_fields(node, params.get("fields")))
+            })
+        }
         (Node::Form(form) | Node::Lead(form) | Node::Post(form), None, "GET") => {
             check(shared, params, headers, page, false)
                 .map(|_| ok(select_fields(public(form), params.get("fields"))))
