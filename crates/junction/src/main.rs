@@ -98,6 +98,9 @@ fn parse_log_filter(raw: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+// One value, parsed once at start: the size of `serve`'s settings costs nothing worth
+// a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server (migrates the database first).

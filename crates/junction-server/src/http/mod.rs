@@ -71,6 +71,7 @@ pub fn router(
         .merge(health::api_router())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(note_route))
         .with_state(state.clone());
     // The bare-path rule must see the path before the API's routes do.
     let api = middleware::from_fn(hub_paths).layer(api);
@@ -173,6 +174,8 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
+    let api_route = RouteSlot::default();
+    req.extensions_mut().insert(api_route.clone());
     // 128 random bits from the thread's generator: unique enough for a trace id, and
     // no system call on the hot path.
     let id = format!("{:032x}", rand::random::<u128>());
@@ -220,6 +223,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         headers.insert("elements-element-instance-id", HeaderValue::from(*instance));
     }
     let status = response.status().as_u16();
+    let route = api_route.0.get().cloned().or(route);
     junction_telemetry::http_request(route.as_deref(), method.as_str(), status, started.elapsed());
     if let Some(path) = logged {
         tracing::debug!(
@@ -233,6 +237,22 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         );
     }
     response
+}
+
+/// The route template an API request matched. The API is mounted as a service (so the
+/// bare-path rule can see paths before routing), which keeps its templates from the outer
+/// router's `MatchedPath`; the API router notes its own here for `request_context`.
+#[derive(Clone, Default)]
+struct RouteSlot(Arc<std::sync::OnceLock<String>>);
+
+async fn note_route(req: Request, next: Next) -> Response {
+    if let (Some(slot), Some(path)) = (
+        req.extensions().get::<RouteSlot>(),
+        req.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = slot.0.set(format!("{API_PREFIX}{}", path.as_str()));
+    }
+    next.run(req).await
 }
 
 /// A bug must not take the connection down or leak a backtrace: log it, answer a plain
