@@ -250,7 +250,7 @@ async fn note_route(req: Request, next: Next) -> Response {
         req.extensions().get::<RouteSlot>(),
         req.extensions().get::<MatchedPath>(),
     ) {
-        let _ = slot.0.set(format!("{API_PREFIX}{}", path.as_str()));
+        let _ = slot.0.set(path.as_str().to_owned());
     }
     next.run(req).await
 }

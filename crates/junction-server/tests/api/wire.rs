@@ -244,12 +244,12 @@ async fn hub_calls_without_an_element_token_are_401_not_404(backend: Backend) {
     // With the token, an unknown resource of the instance's element is a 404 that says so.
     let auth = format!("Element {}", mine["token"].as_str().unwrap());
     let (status, body) = app
-        .call_as(&auth, Method::GET, "/hubs/crm/contacts", None)
+        .call_as(&auth, Method::GET, "/hubs/crm/campaigns", None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let message = assert_error(&body, "resource_not_found");
     assert!(
-        message.contains("sfdc") && message.contains("GET /contacts"),
+        message.contains("sfdc") && message.contains("GET /campaigns"),
         "{message}"
     );
 }
