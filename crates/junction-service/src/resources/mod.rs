@@ -201,7 +201,8 @@ impl Services {
                 Some(&answer.body),
                 &answer.headers,
             ));
-            let Some(mut records) = response::records(&answer.body, resource.root_key.as_deref())
+            let Some(mut records) =
+                response::records(&mut answer.body, resource.root_key.as_deref())
             else {
                 // A single object: as the vendor sent it, or the one its `rootKey` names.
                 self.keep_learned(caller, &record, &element, configuration)

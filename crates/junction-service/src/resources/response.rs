@@ -33,18 +33,31 @@ pub(super) fn strip_nulls(value: &mut Value) {
 
 /// The records of a list answer: the array at `root_key` (dotted; Cloud Elements'
 /// leading `|` is accepted), or the answer itself when it is an array. `None` when the
-/// answer holds no list there (a single object).
-pub(super) fn records(answer: &Value, root_key: Option<&str>) -> Option<Vec<Value>> {
+/// answer holds no list there (a single object). The records are moved out, leaving
+/// null in their place, so a page is never copied; the rest of the answer (where the
+/// next page is named) stays as it was.
+pub(super) fn records(answer: &mut Value, root_key: Option<&str>) -> Option<Vec<Value>> {
     let selected = match root_key {
-        Some(key) => lookup(answer, key.trim_start_matches('|'))?,
+        Some(key) => lookup_mut(answer, key.trim_start_matches('|'))?,
         None => answer,
     };
     match selected {
-        Value::Array(items) => Some(items.clone()),
+        Value::Array(items) => Some(std::mem::take(items)),
         // An empty page of some vendors drops the list rather than sending `[]`.
         Value::Null => Some(Vec::new()),
         _ => None,
     }
+}
+
+/// [`lookup`], for changing what it finds.
+fn lookup_mut<'v>(value: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+    path.split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(value, |v, key| match v {
+            Value::Object(map) => map.get_mut(key),
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+            _ => None,
+        })
 }
 
 /// A single-object answer as the hub returns it: the object at `root_key` when the key
@@ -114,13 +127,15 @@ mod tests {
 
     #[test]
     fn the_root_key_selects_the_list_with_or_without_a_bar() {
-        let v = json!({"QueryResponse": {"Customer": [{"id": 1}]}});
+        let mut v = json!({"QueryResponse": {"Customer": [{"id": 1}]}});
         assert_eq!(
-            records(&v, Some("|QueryResponse.Customer")).unwrap().len(),
+            records(&mut v, Some("|QueryResponse.Customer"))
+                .unwrap()
+                .len(),
             1
         );
-        assert!(records(&json!({"id": 1}), None).is_none());
-        assert_eq!(records(&json!([1, 2]), None).unwrap().len(), 2);
+        assert!(records(&mut json!({"id": 1}), None).is_none());
+        assert_eq!(records(&mut json!([1, 2]), None).unwrap().len(), 2);
     }
 
     #[test]
