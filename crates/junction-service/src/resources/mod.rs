@@ -13,6 +13,7 @@ mod credential;
 mod hooks;
 mod paging;
 mod query;
+mod raw;
 mod request;
 mod response;
 mod route;
@@ -127,6 +128,9 @@ impl Services {
             instance_id: record.id.0,
         };
         let strip = response::strips_nulls(&record.config);
+        let passes_through = query_plan.passes_records_through()
+            && !hooks::any(&element, resource, HookType::PostRequest)
+            && !request::reads_response_body(&element, resource);
         let mut configuration = Vec::new();
 
         let mut position = plan.position.clone();
@@ -170,7 +174,37 @@ impl Services {
                 }
             }
             check_vendor_path(&page.path)?;
-            let mut answer = self.vendor_call(&target, &page, url).await?;
+            let sent = self.vendor_send(&target, &page, url).await?;
+            if passes_through && sent.status.is_success() {
+                // Nothing reads the records one by one: they go out as the vendor's bytes.
+                if let Some(split) = raw::split(&sent.bytes, resource.root_key.as_deref()) {
+                    configuration.extend(request::response_configuration(
+                        &element,
+                        resource,
+                        Some(&split.rest),
+                        &sent.headers,
+                    ));
+                    let total = split.records.len();
+                    let next =
+                        plan.next(&position.vendor, &split.rest, &sent.headers, total, &base)?;
+                    let start = position.skip.min(total);
+                    let end = start.saturating_add(size).min(total);
+                    let token = if end < total {
+                        Some(Position {
+                            vendor: position.vendor,
+                            skip: end,
+                        })
+                    } else {
+                        next.map(|vendor| Position { vendor, skip: 0 })
+                    };
+                    self.keep_learned(caller, &record, &element, configuration)
+                        .await;
+                    let mut out = Vec::with_capacity(sent.bytes.len());
+                    raw::write_list(&split.records[start..end], strip, &mut out);
+                    return list_answer(out, end - start, token, &tokens);
+                }
+            }
+            let mut answer = sent.parse()?;
             if hooks::any(&element, resource, HookType::PostRequest) {
                 let post = hooks::post_request(
                     &self.sandbox,
@@ -254,18 +288,10 @@ impl Services {
         if strip {
             list.iter_mut().for_each(response::strip_nulls);
         }
-        let mut out_headers = HeaderMap::new();
-        out_headers.insert(
-            HeaderName::from_static("elements-returned-count"),
-            HeaderValue::from(list.len()),
-        );
-        if let Some(token) = token {
-            let sealed = tokens.seal(&token)?;
-            let value = HeaderValue::from_str(&sealed)
-                .map_err(|_| ServiceError::Internal("page token is not a header".to_owned()))?;
-            out_headers.insert(HeaderName::from_static("elements-next-page-token"), value);
-        }
-        json_answer(&Value::Array(list), out_headers)
+        let count = list.len();
+        let bytes = serde_json::to_vec(&Value::Array(list))
+            .map_err(|e| ServiceError::Internal(format!("answer body: {e}")))?;
+        list_answer(bytes, count, token, &tokens)
     }
 
     /// The instance's provider, refusing a disabled instance.
@@ -290,6 +316,16 @@ impl Services {
         vendor: &VendorRequest,
         url: Option<String>,
     ) -> Result<hooks::VendorAnswer, ServiceError> {
+        self.vendor_send(target, vendor, url).await?.parse()
+    }
+
+    /// Sends one vendor call and reads its answer's bytes.
+    async fn vendor_send(
+        &self,
+        target: &Target,
+        vendor: &VendorRequest,
+        url: Option<String>,
+    ) -> Result<Sent, ServiceError> {
         let url = match url {
             Some(url) => self.proxy.check_url("base.url", &url)?,
             None => {
@@ -327,26 +363,10 @@ impl Services {
         let status = response.status;
         let headers = response.headers.clone();
         let bytes = response.read_body(MAX_VENDOR_BODY).await?;
-        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            match serde_json::from_slice(&bytes) {
-                Ok(value) => value,
-                Err(_) if !status.is_success() => {
-                    Value::String(String::from_utf8_lossy(&bytes).into_owned())
-                }
-                Err(_) => {
-                    return Err(ServiceError::ProviderAnswer(format!(
-                        "HTTP {} with a body that is not JSON",
-                        status.as_u16()
-                    )));
-                }
-            }
-        };
-        Ok(hooks::VendorAnswer {
-            status: status.as_u16(),
+        Ok(Sent {
+            status,
             headers,
-            body,
+            bytes,
         })
     }
 
@@ -485,6 +505,64 @@ impl Services {
 }
 
 /// The request body as JSON; none when empty.
+/// A vendor's answer, its body read but not parsed.
+struct Sent {
+    status: StatusCode,
+    headers: HeaderMap,
+    bytes: Bytes,
+}
+
+impl Sent {
+    /// The answer as hooks and the tree path read it: JSON, or for an error status
+    /// whatever text the vendor sent.
+    fn parse(self) -> Result<hooks::VendorAnswer, ServiceError> {
+        let body = if self.bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&self.bytes) {
+                Ok(value) => value,
+                Err(_) if !self.status.is_success() => {
+                    Value::String(String::from_utf8_lossy(&self.bytes).into_owned())
+                }
+                Err(_) => {
+                    return Err(ServiceError::ProviderAnswer(format!(
+                        "HTTP {} with a body that is not JSON",
+                        self.status.as_u16()
+                    )));
+                }
+            }
+        };
+        Ok(hooks::VendorAnswer {
+            status: self.status.as_u16(),
+            headers: self.headers,
+            body,
+        })
+    }
+}
+
+/// A hub list page: the JSON array in `bytes`, its count, and the token of the page
+/// after it.
+fn list_answer(
+    bytes: Vec<u8>,
+    count: usize,
+    token: Option<Position>,
+    tokens: &Tokens<'_>,
+) -> Result<ProxyResponse, ServiceError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        HeaderName::from_static("elements-returned-count"),
+        HeaderValue::from(count),
+    );
+    if let Some(token) = token {
+        let sealed = tokens.seal(&token)?;
+        let value = HeaderValue::from_str(&sealed)
+            .map_err(|_| ServiceError::Internal("page token is not a header".to_owned()))?;
+        headers.insert(HeaderName::from_static("elements-next-page-token"), value);
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(answer(StatusCode::OK, headers, Bytes::from(bytes)))
+}
+
 async fn json_body(body: ProxyBody) -> Result<Option<Value>, ServiceError> {
     let bytes = match body {
         ProxyBody::Buffered(bytes) => bytes,

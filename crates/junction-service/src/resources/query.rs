@@ -38,6 +38,12 @@ impl QueryPlan {
         self.filter.is_some()
     }
 
+    /// Whether Junction leaves the records as the vendor sent them (no filter, order or
+    /// projection of its own).
+    pub(super) fn passes_records_through(&self) -> bool {
+        self.filter.is_none() && self.order.is_none() && self.fields.is_none()
+    }
+
     /// Whether `record` is one the caller asked for.
     pub(super) fn matches(&self, record: &Value) -> bool {
         self.filter

@@ -403,6 +403,22 @@ pub(super) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_A
 
 /// `source: response` parameters: values of the vendor's answer (a body field or a
 /// header) that become the instance's configuration.
+/// Whether a response-side parameter reads the vendor's body (which may point into the
+/// records themselves).
+pub(super) fn reads_response_body(element: &ElementDefinition, resource: &Resource) -> bool {
+    element
+        .parameters
+        .iter()
+        .chain(resource.parameters.iter())
+        .any(|p| {
+            p.source == ParameterSource::Response
+                && matches!(
+                    p.vendor_type,
+                    ParameterType::BodyField | ParameterType::Body
+                )
+        })
+}
+
 pub(super) fn response_configuration(
     element: &ElementDefinition,
     resource: &Resource,
