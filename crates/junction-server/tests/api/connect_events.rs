@@ -25,6 +25,7 @@ on_both_backends!(
     a_bad_callback_url_is_refused_naming_the_field_and_nothing_is_stored,
     a_failed_delivery_is_retried_with_the_same_id_and_body,
     a_session_is_purged_only_once_its_notification_is_out,
+    the_openapi_document_describes_the_callback_and_its_event,
 );
 
 const KEY: &str = "connect-callback-signature-key";
@@ -423,4 +424,45 @@ async fn a_session_is_purged_only_once_its_notification_is_out(backend: Backend)
         .await
         .unwrap();
     assert_eq!(events, 0, "the session's event went with it");
+}
+
+async fn the_openapi_document_describes_the_callback_and_its_event(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let openapi: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &openapi["components"]["schemas"];
+    let body = &schemas["ConnectSessionBody"]["properties"];
+    assert!(body["eventNotificationCallbackUrl"].is_object(), "{body}");
+    assert!(body["eventNotificationSignatureKey"].is_object(), "{body}");
+    let view = &schemas["ConnectSessionView"]["properties"];
+    assert!(view["eventNotificationCallbackUrl"].is_object(), "{view}");
+    assert!(
+        view.get("eventNotificationSignatureKey").is_none(),
+        "{view}"
+    );
+    let message = &schemas["ConnectSessionEventMessage"]["properties"];
+    for field in [
+        "eventId",
+        "sessionId",
+        "status",
+        "instanceId",
+        "elementKey",
+        "error",
+    ] {
+        assert!(message[field].is_object(), "{field}: {message}");
+    }
+    let create = &openapi["paths"]["/connect/sessions"]["post"];
+    assert!(
+        create["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("ConnectSessionEvent")),
+        "{create}"
+    );
 }
