@@ -126,7 +126,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "JUNCTION_CONNECT_RETENTION",
         "24",
-        "Hours a Connect session is kept after it expires, whatever its status (an app can poll it until then); it and its hashed token are then deleted.",
+        "Hours a Connect session is kept after it expires, whatever its status (an app can poll it until then); it and its hashed token are then deleted, once its notification (if it has a callback) is delivered or has failed.",
     ),
     (
         "JUNCTION_HEADER_READ_TIMEOUT",

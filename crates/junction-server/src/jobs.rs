@@ -1,7 +1,7 @@
 //! Background work: the sweep that renews provider tokens before they expire, so a
 //! customer's call rarely waits for a refresh and a long-lived Graph token never lapses;
-//! event delivery workers; pruning of delivered events; the purge of Connect sessions
-//! past their retention.
+//! event delivery workers; pruning of delivered events; the expiry of Connect sessions
+//! (which tells their apps) and their purge past the retention.
 
 use junction_service::{Services, SweepReport};
 use std::time::Duration;
@@ -148,9 +148,30 @@ pub fn spawn_event_jobs(
 
 /// Time between purges of Connect sessions past their retention.
 const CONNECT_PURGE_INTERVAL: Duration = Duration::from_secs(600);
+/// Time between looks for Connect sessions whose time is up: how late, at most, an app
+/// hears that its session expired.
+const CONNECT_EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// One pass ending the open Connect sessions whose time is up, each with its app's
+/// notification, `batch` per transaction; failures are logged and never end the job.
+pub async fn expire_connect_sessions_once(services: &Services, batch: i64) -> u64 {
+    match services.expire_connect_sessions(batch).await {
+        Ok(expired) => {
+            if expired > 0 {
+                tracing::info!(expired, "Connect sessions expired");
+            }
+            expired
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "expiring Connect sessions failed");
+            0
+        }
+    }
+}
 
 /// One purge of the Connect sessions that expired more than `retention` ago, `batch`
-/// per statement; failures are logged and never end the job.
+/// per statement (open sessions past their time are ended first, with their
+/// notifications); failures are logged and never end the job.
 pub async fn purge_connect_sessions_once(
     services: &Services,
     retention: Duration,
@@ -170,15 +191,16 @@ pub async fn purge_connect_sessions_once(
     }
 }
 
-/// Purges Connect sessions past their retention every ten minutes until `stop` turns
-/// true. The first purge waits its turn too: a session a minute past its retention
-/// harms no one, and a start stays quick.
+/// Ends Connect sessions whose time is up every thirty seconds, and purges those past
+/// their retention every ten minutes, until `stop` turns true. The first pass waits its
+/// turn too: a start stays quick.
 pub fn spawn_connect_purge_job(
     services: Services,
     retention: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut last_purge = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 changed = stop.changed() => {
@@ -186,13 +208,22 @@ pub fn spawn_connect_purge_job(
                         break;
                     }
                 }
-                () = tokio::time::sleep(CONNECT_PURGE_INTERVAL) => {
-                    purge_connect_sessions_once(
-                        &services,
-                        retention,
-                        junction_service::CONNECT_PURGE_BATCH,
-                    )
-                    .await;
+                () = tokio::time::sleep(CONNECT_EXPIRY_INTERVAL) => {
+                    if last_purge.elapsed() >= CONNECT_PURGE_INTERVAL {
+                        last_purge = tokio::time::Instant::now();
+                        purge_connect_sessions_once(
+                            &services,
+                            retention,
+                            junction_service::CONNECT_PURGE_BATCH,
+                        )
+                        .await;
+                    } else {
+                        expire_connect_sessions_once(
+                            &services,
+                            junction_service::CONNECT_PURGE_BATCH,
+                        )
+                        .await;
+                    }
                 }
             }
         }

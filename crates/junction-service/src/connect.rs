@@ -11,8 +11,8 @@ use junction_core::credential::OAuthGrant;
 use junction_core::element::AuthenticationType;
 use junction_core::{AccountId, ElementDefinition, Secret, UserId};
 use junction_store::{
-    ConnectSessionRecord, ConnectStatus, NewConnectSession, NewOAuthApp, OAuthAppRecord, Principal,
-    StoreError,
+    ConnectSessionEnd, ConnectSessionRecord, ConnectStatus, NewConnectSession, NewOAuthApp,
+    OAuthAppRecord, Principal, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -102,6 +102,14 @@ pub struct ConnectSessionBody {
     pub expires_in: Option<i64>,
     /// A client id and secret for this session, instead of the account's stored OAuth app.
     pub oauth_app: Option<InlineOAuthApp>,
+    /// Where Junction POSTs one notification when the session ends (completed, failed or
+    /// expired), as `event.notification.callback.url` does for an instance's events.
+    /// Checked against the outbound address policy.
+    pub event_notification_callback_url: Option<String>,
+    /// Signs that notification (`Elements-Webhook-Signature`, and the Standard Webhooks
+    /// headers), as `event.notification.signature.key` does for an instance. Stored
+    /// sealed and never returned.
+    pub event_notification_signature_key: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -127,8 +135,71 @@ pub struct ConnectSessionView {
     pub instance_id: Option<i64>,
     pub error: Option<String>,
     pub return_url: String,
+    /// Where the session's ending is notified, if anywhere.
+    pub event_notification_callback_url: Option<String>,
     pub expires_at: String,
     pub created_date: String,
+}
+
+/// What a session's `eventNotificationCallbackUrl` receives, once, when the session ends.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectSessionEvent {
+    pub message: ConnectSessionEventMessage,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectSessionEventMessage {
+    /// The event's id. The `Elements-Webhook-Id` header, the same on every retry, is
+    /// what a receiver deduplicates on.
+    pub event_id: String,
+    pub session_id: i64,
+    /// `completed` (the instance exists), `failed` (the provider refused or the customer
+    /// denied access, or the instance could not be created) or `expired`.
+    pub status: String,
+    /// The session's own status, as `GET /connect/sessions/{id}` shows it: `completed`,
+    /// `denied`, `failed` or `expired`.
+    pub session_status: String,
+    /// The instance created, when `completed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<i64>,
+    /// The element the customer chose, once they chose one.
+    pub element_key: Option<String>,
+    /// The elements the session offered.
+    pub elements: Vec<String>,
+    pub account_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+    /// Why it failed: the provider's words, or Junction's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The body of a session's notification.
+fn session_event_body(end: &ConnectSessionEnd, event_id: i64) -> String {
+    let status = match end.status {
+        ConnectStatus::Completed => "completed",
+        ConnectStatus::Expired => "expired",
+        _ => "failed",
+    };
+    let event = ConnectSessionEvent {
+        message: ConnectSessionEventMessage {
+            event_id: event_id.to_string(),
+            session_id: end.id,
+            status: status.to_owned(),
+            session_status: end.status.as_str().to_owned(),
+            instance_id: end.instance_id,
+            element_key: end.element_key.clone(),
+            elements: end.elements.clone(),
+            account_id: end.account_id.0,
+            name: end.name.clone(),
+            tags: end.tags.clone(),
+            error: end.error.clone(),
+        },
+    };
+    // Plain strings and numbers: serializing cannot fail.
+    serde_json::to_string(&event).unwrap_or_default()
 }
 
 impl From<&ConnectSessionRecord> for ConnectSessionView {
@@ -141,6 +212,7 @@ impl From<&ConnectSessionRecord> for ConnectSessionView {
             instance_id: s.instance_id,
             error: s.error.clone(),
             return_url: s.return_url.clone(),
+            event_notification_callback_url: s.callback_url.clone(),
             expires_at: iso8601(s.expires_at),
             created_date: iso8601(s.created_at),
         }
@@ -282,13 +354,35 @@ fn outcome(base_url: &str, status: &str, message: Option<&str>) -> String {
 }
 
 impl Services {
+    /// Ends every open session whose time is up, `batch` at a time, each with the
+    /// notification its app asked for; returns how many ended.
+    pub async fn expire_connect_sessions(&self, batch: i64) -> Result<u64, ServiceError> {
+        let batch = batch.max(1);
+        let mut expired = 0;
+        loop {
+            let ended = self
+                .store
+                .expire_connect_sessions(now_ms(), batch, &session_event_body)
+                .await?;
+            if ended > 0 {
+                self.events.wake_deliveries();
+            }
+            expired += ended;
+            if ended < batch.unsigned_abs() {
+                return Ok(expired);
+            }
+        }
+    }
+
     /// Deletes every Connect session that expired more than `retention` ago, `batch` at a
-    /// time (each batch its own short statement), and returns how many went.
+    /// time (each batch its own short statement), and returns how many went. Sessions
+    /// still open are ended first, so none goes without its notification.
     pub async fn purge_connect_sessions(
         &self,
         retention: std::time::Duration,
         batch: i64,
     ) -> Result<u64, ServiceError> {
+        self.expire_connect_sessions(batch).await?;
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms().saturating_sub(retention_ms);
         let batch = batch.max(1);
@@ -300,6 +394,31 @@ impl Services {
                 return Ok(purged);
             }
         }
+    }
+
+    /// Ends a session with its notification; false when it had already ended.
+    async fn end_session(
+        &self,
+        id: i64,
+        status: ConnectStatus,
+        instance_id: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<bool, ServiceError> {
+        let ended = self
+            .store
+            .finish_connect_session(
+                id,
+                status,
+                instance_id,
+                error,
+                &session_event_body,
+                now_ms(),
+            )
+            .await?;
+        if ended {
+            self.events.wake_deliveries();
+        }
+        Ok(ended)
     }
 
     async fn target_account(
@@ -500,6 +619,27 @@ impl Services {
                 "oauthApp needs a clientId and a clientSecret",
             ));
         }
+        let callback_url = body
+            .event_notification_callback_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
+        let signature_key = body
+            .event_notification_signature_key
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
+        match callback_url {
+            Some(url) => self
+                .events
+                .check_callback("eventNotificationCallbackUrl", url)?,
+            None if signature_key.is_some() => {
+                return Err(ServiceError::bad_request(
+                    "invalid_parameter",
+                    "eventNotificationSignatureKey needs an eventNotificationCallbackUrl to sign for",
+                ));
+            }
+            None => {}
+        }
         let token = junction_crypto::generate_secret(32)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let now = now_ms();
@@ -516,6 +656,7 @@ impl Services {
                 return_url: &body.return_url,
                 base_url,
                 app: app_secret.as_ref().map(|(id, secret)| (*id, secret)),
+                callback: callback_url.map(|url| (url, signature_key.as_ref())),
                 expires_at,
                 now,
             })
@@ -688,14 +829,13 @@ impl Services {
             let body = Self::instance_body(&session, &element.key, configuration, None);
             return match self.create_instance(&owner, None, body).await {
                 Ok(instance) => {
-                    self.store
-                        .finish_connect_session(
-                            session.id,
-                            ConnectStatus::Completed,
-                            Some(instance.id),
-                            None,
-                        )
-                        .await?;
+                    self.end_session(
+                        session.id,
+                        ConnectStatus::Completed,
+                        Some(instance.id),
+                        None,
+                    )
+                    .await?;
                     Ok(ConnectNext {
                         redirect_url: with_query(
                             &session.return_url,
@@ -799,11 +939,12 @@ impl Services {
             let reason = query.error_description.as_deref().unwrap_or(error);
             if !self
                 .store
-                .end_connect_authorization(&session, status, reason)
+                .end_connect_authorization(&session, status, reason, &session_event_body, now_ms())
                 .await?
             {
                 return Ok(outcome(&base, "used", None));
             }
+            self.events.wake_deliveries();
             return Ok(outcome(&base, status.as_str(), Some(reason)));
         }
         let Some(code) = query.code.filter(|c| !c.is_empty()) else {
@@ -816,19 +957,16 @@ impl Services {
         {
             return Ok(outcome(&base, "used", None));
         }
-        let (client_id, client_secret, app_config) = match self
-            .session_app(&session, &element_key)
-            .await
-        {
-            Ok(app) => app,
-            Err(e) => {
-                let message = customer_message(&e);
-                self.store
-                    .finish_connect_session(session.id, ConnectStatus::Failed, None, Some(&message))
-                    .await?;
-                return Ok(outcome(&base, "failed", Some(&message)));
-            }
-        };
+        let (client_id, client_secret, app_config) =
+            match self.session_app(&session, &element_key).await {
+                Ok(app) => app,
+                Err(e) => {
+                    let message = customer_message(&e);
+                    self.end_session(session.id, ConnectStatus::Failed, None, Some(&message))
+                        .await?;
+                    return Ok(outcome(&base, "failed", Some(&message)));
+                }
+            };
         let mut configuration: Map<String, Value> = app_config
             .into_iter()
             .chain(session.configuration.clone())
@@ -847,14 +985,13 @@ impl Services {
         let body = Self::instance_body(&session, &element_key, configuration, Some(code));
         match self.create_instance(&owner, None, body).await {
             Ok(instance) => {
-                self.store
-                    .finish_connect_session(
-                        session.id,
-                        ConnectStatus::Completed,
-                        Some(instance.id),
-                        None,
-                    )
-                    .await?;
+                self.end_session(
+                    session.id,
+                    ConnectStatus::Completed,
+                    Some(instance.id),
+                    None,
+                )
+                .await?;
                 tracing::info!(
                     session = session.id,
                     instance_id = instance.id,
@@ -870,8 +1007,7 @@ impl Services {
             }
             Err(e) => {
                 let message = customer_message(&e);
-                self.store
-                    .finish_connect_session(session.id, ConnectStatus::Failed, None, Some(&message))
+                self.end_session(session.id, ConnectStatus::Failed, None, Some(&message))
                     .await?;
                 Ok(outcome(&base, "failed", Some(&message)))
             }

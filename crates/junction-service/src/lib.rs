@@ -58,8 +58,8 @@ pub use configuration::{ConfigEntryView, config_id};
 pub use connect::{
     AccountParams, CALLBACK_PATH as CONNECT_CALLBACK_PATH, ConnectCallback, ConnectElementView,
     ConnectFieldView, ConnectNext, ConnectPageView, ConnectSessionBody, ConnectSessionCreated,
-    ConnectSessionView, ConnectStartBody, InlineOAuthApp, OAuthAppBody, OAuthAppView,
-    PURGE_BATCH as CONNECT_PURGE_BATCH,
+    ConnectSessionEvent, ConnectSessionEventMessage, ConnectSessionView, ConnectStartBody,
+    InlineOAuthApp, OAuthAppBody, OAuthAppView, PURGE_BATCH as CONNECT_PURGE_BATCH,
 };
 pub use elements::{ElementPart, FoundElement, derive_key};
 pub use error::ServiceError;

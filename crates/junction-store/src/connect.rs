@@ -45,13 +45,20 @@ fn session_pkce_context(token_hash: &[u8]) -> Vec<u8> {
     context
 }
 
+fn session_callback_key_context(token_hash: &[u8]) -> Vec<u8> {
+    let mut context = b"connect-session-callback-key:".to_vec();
+    context.extend_from_slice(token_hash);
+    context
+}
+
 fn session_config_context(token_hash: &[u8]) -> Vec<u8> {
     let mut context = b"connect-session-configuration:".to_vec();
     context.extend_from_slice(token_hash);
     context
 }
 
-/// The states a session goes through; `Expired` is never stored, it is read off the clock.
+/// The states a session goes through. An open session past its time reads `Expired` at
+/// once; the expiry job then stores it, with the session's notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectStatus {
     Pending,
@@ -84,6 +91,7 @@ impl ConnectStatus {
             "completed" => Self::Completed,
             "denied" => Self::Denied,
             "failed" => Self::Failed,
+            "expired" => Self::Expired,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "connect session status {other}"
@@ -108,6 +116,8 @@ pub struct ConnectSessionRecord {
     pub tags: Vec<String>,
     pub return_url: String,
     pub base_url: String,
+    /// Where the app is told how the session ended, if it asked to be.
+    pub callback_url: Option<String>,
     /// A client id and secret given with the session instead of a stored OAuth app.
     pub app: Option<(String, Secret)>,
     /// What the end customer typed when the authorization started.
@@ -136,13 +146,44 @@ pub struct NewConnectSession<'a> {
     pub return_url: &'a str,
     pub base_url: &'a str,
     pub app: Option<(&'a str, &'a Secret)>,
+    /// The app's callback for the session's ending, and the key its notification is
+    /// signed with.
+    pub callback: Option<(&'a str, Option<&'a Secret>)>,
     pub expires_at: i64,
     pub now: i64,
 }
 
+/// How a session ended, for the notification the app receives.
+#[derive(Debug, Clone)]
+pub struct ConnectSessionEnd {
+    pub id: i64,
+    pub account_id: AccountId,
+    /// `Completed`, `Denied`, `Failed` or `Expired`.
+    pub status: ConnectStatus,
+    /// The element the customer chose, if they got that far.
+    pub element_key: Option<String>,
+    pub elements: Vec<String>,
+    pub instance_id: Option<i64>,
+    pub error: Option<String>,
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// Builds a session notification's body from how it ended and its event's id.
+pub type SessionEventBody = dyn Fn(&ConnectSessionEnd, i64) -> String + Send + Sync;
+
+/// Where a session's notification goes.
+pub struct SessionCallback {
+    pub url: String,
+    pub signature_key: Option<Secret>,
+}
+
 const SESSION_COLUMNS: &str = "id, account_id, user_id, token_hash, elements, name, tags, \
-    return_url, base_url, app_client_id, app_sealed, config_sealed, pkce_sealed, state_hash, status, element_key, \
-    instance_id, error, expires_at, created_at";
+    return_url, base_url, callback_url, app_client_id, app_sealed, config_sealed, pkce_sealed, state_hash, \
+    status, element_key, instance_id, error, expires_at, created_at";
+
+/// Sessions still open: the ones that can still end.
+const OPEN: &str = "('pending', 'authorizing')";
 
 fn json_list(row: &AnyRow, column: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(&row.try_get::<String, _>(column)?)
@@ -294,10 +335,25 @@ impl Store {
             ),
             None => (None, None),
         };
+        let (callback_url, callback_key) = match new.callback {
+            Some((url, key)) => (
+                Some(url),
+                key.map(|k| {
+                    self.keyring().seal(
+                        &session_callback_key_context(&token_hash),
+                        k.expose().as_bytes(),
+                    )
+                })
+                .transpose()?,
+            ),
+            None => (None, None),
+        };
         let id: i64 = sqlx::query_scalar(
             "insert into connect_sessions (account_id, user_id, token_hash, elements, name, tags, \
-             return_url, base_url, app_client_id, app_sealed, status, expires_at, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $12) returning id",
+             return_url, base_url, app_client_id, app_sealed, status, expires_at, created_at, \
+             callback_url, callback_key_sealed) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $12, $13, $14) \
+             returning id",
         )
         .bind(new.account_id.0)
         .bind(new.user_id.0)
@@ -311,6 +367,8 @@ impl Store {
         .bind(app_sealed)
         .bind(new.expires_at)
         .bind(new.now)
+        .bind(callback_url)
+        .bind(callback_key)
         .fetch_one(self.writer())
         .await?;
         Ok(id)
@@ -367,6 +425,7 @@ impl Store {
             tags: json_list(row, "tags")?,
             return_url: row.try_get("return_url")?,
             base_url: row.try_get("base_url")?,
+            callback_url: row.try_get("callback_url")?,
             app,
             configuration,
             pkce_verifier,
@@ -525,15 +584,19 @@ impl Store {
     /// Ends a session whose provider answered with an error, in the same statement that
     /// checks the authorization is still waiting for its answer: a code that came back
     /// for the same `state` and already claimed the session keeps it. False when it did.
+    /// The app's notification is stored in the same transaction.
     pub async fn end_connect_authorization(
         &self,
         session: &ConnectSessionRecord,
         status: ConnectStatus,
         error: &str,
+        body: &SessionEventBody,
+        now: i64,
     ) -> Result<bool, StoreError> {
         let Some(state_hash) = session.state_hash.as_deref() else {
             return Ok(false);
         };
+        let mut tx = self.writer().begin().await?;
         let done = sqlx::query(
             "update connect_sessions set status = $1, error = $2, state_hash = null, \
              config_sealed = null, pkce_sealed = null \
@@ -543,9 +606,14 @@ impl Store {
         .bind(error)
         .bind(session.id)
         .bind(state_hash)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        notify_session_end(&mut tx, session.id, body, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Gives a claimed session back when creating its instance failed on what the end
@@ -560,15 +628,19 @@ impl Store {
         Ok(())
     }
 
-    /// Records how an open or claimed session ended.
+    /// Records how an open or claimed session ended, with the app's notification in the
+    /// same transaction; false when it had already ended.
     pub async fn finish_connect_session(
         &self,
         id: i64,
         status: ConnectStatus,
         instance_id: Option<i64>,
         error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+        body: &SessionEventBody,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let done = sqlx::query(
             "update connect_sessions set status = $1, instance_id = $2, error = $3, state_hash = null, \
              config_sealed = null, pkce_sealed = null \
              where id = $4 and status in ('pending', 'authorizing', 'completing')",
@@ -577,14 +649,89 @@ impl Store {
         .bind(instance_id)
         .bind(error)
         .bind(id)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        notify_session_end(&mut tx, id, body, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends up to `batch` open sessions whose time was up at `now`, oldest first, each
+    /// with its notification, in one transaction; returns how many it ended. The status
+    /// condition is checked again by the update itself, so a session a replica is
+    /// finishing meanwhile, or another replica's expiry, ends it only once.
+    pub async fn expire_connect_sessions(
+        &self,
+        now: i64,
+        batch: i64,
+        body: &SessionEventBody,
+    ) -> Result<u64, StoreError> {
+        let lock = match self.dialect() {
+            crate::Dialect::Postgres => " for update skip locked",
+            crate::Dialect::Sqlite => "",
+        };
+        let mut tx = self.writer().begin().await?;
+        let sql = format!(
+            "update connect_sessions set status = 'expired', state_hash = null, \
+             config_sealed = null, pkce_sealed = null \
+             where status in {OPEN} and expires_at <= $1 and id in \
+             (select id from connect_sessions where status in {OPEN} and expires_at <= $1 \
+              order by expires_at limit $2{lock}) returning id"
+        );
+        let ended: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?;
+        for id in &ended {
+            notify_session_end(&mut tx, *id, body, now).await?;
+        }
+        tx.commit().await?;
+        Ok(ended.len() as u64)
+    }
+
+    /// Where a session's notification goes, read when it is sent; `None` once the session
+    /// is gone.
+    pub async fn connect_session_callback(
+        &self,
+        id: i64,
+    ) -> Result<Option<SessionCallback>, StoreError> {
+        let Some(row) = sqlx::query(
+            "select token_hash, callback_url, callback_key_sealed from connect_sessions where id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let Some(url) = row.try_get::<Option<String>, _>("callback_url")? else {
+            return Ok(None);
+        };
+        let token_hash: Vec<u8> = row.try_get("token_hash")?;
+        let signature_key = match row.try_get::<Option<Vec<u8>>, _>("callback_key_sealed")? {
+            Some(sealed) => {
+                let opened = self
+                    .keyring()
+                    .open(&session_callback_key_context(&token_hash), &sealed)?;
+                Some(Secret::new(String::from_utf8(opened.to_vec()).map_err(
+                    |e| StoreError::Corrupt(format!("connect session callback key: {e}")),
+                )?))
+            }
+            None => None,
+        };
+        Ok(Some(SessionCallback { url, signature_key }))
     }
 
     /// Deletes up to `batch` sessions that expired before `expired_before`, with their
     /// token hashes and whatever sealed values they still hold; returns how many went.
     /// Small batches keep each delete short, so it never holds up sessions being created.
+    /// An open session is kept until the expiry has ended it (and so told the app), and
+    /// a session until its notification is delivered or has failed for good: the
+    /// callback and key it is sent with live on the session.
     pub async fn purge_connect_sessions(
         &self,
         expired_before: i64,
@@ -592,7 +739,11 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "delete from connect_sessions where id in \
-             (select id from connect_sessions where expires_at < $1 order by expires_at limit $2)",
+             (select s.id from connect_sessions s where s.expires_at < $1 \
+              and s.status not in ('pending', 'authorizing') \
+              and not exists (select 1 from events e where e.connect_session_id = s.id \
+                and e.status in ('RECEIVED', 'DISPATCHED')) \
+              order by s.expires_at limit $2)",
         )
         .bind(expired_before)
         .bind(batch)
@@ -600,4 +751,50 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Stores the notification of a session that just ended, when its app asked for one.
+async fn notify_session_end(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    body: &SessionEventBody,
+    now: i64,
+) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "select account_id, elements, element_key, status, instance_id, error, name, tags, \
+         callback_url from connect_sessions where id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let Some(callback_url) = row.try_get::<Option<String>, _>("callback_url")? else {
+        return Ok(());
+    };
+    let end = ConnectSessionEnd {
+        id,
+        account_id: AccountId(row.try_get("account_id")?),
+        status: ConnectStatus::parse(&row.try_get::<String, _>("status")?)?,
+        element_key: row.try_get("element_key")?,
+        elements: json_list(&row, "elements")?,
+        instance_id: row.try_get("instance_id")?,
+        error: row.try_get("error")?,
+        name: row.try_get("name")?,
+        tags: json_list(&row, "tags")?,
+    };
+    let element_key = end
+        .element_key
+        .clone()
+        .or_else(|| end.elements.first().cloned())
+        .unwrap_or_default();
+    crate::events::insert_session_event(
+        tx,
+        id,
+        end.account_id,
+        &element_key,
+        &callback_url,
+        &|event_id| body(&end, event_id),
+        now,
+    )
+    .await?;
+    Ok(())
 }

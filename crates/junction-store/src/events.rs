@@ -49,12 +49,14 @@ pub struct NewEvent {
     pub notifications: Vec<NewNotification>,
 }
 
-/// A notification claimed for sending.
+/// A notification claimed for sending. It is about an instance or, for how a Connect
+/// session ended, about that session.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
     pub id: i64,
     pub event_id: i64,
-    pub instance_id: InstanceId,
+    pub instance_id: Option<InstanceId>,
+    pub connect_session_id: Option<i64>,
     pub account_id: AccountId,
     pub webhook_id: String,
     pub body: String,
@@ -221,7 +223,8 @@ impl Store {
                and (d.ordering_key <> '' or not exists (select 1 from event_deliveries e \
                  where e.instance_id = d.instance_id and e.state = 'pending' and e.id < d.id)) \
                order by d.id limit $4{lock}) \
-             returning id, event_id, instance_id, account_id, webhook_id, body, callback, attempts"
+             returning id, event_id, instance_id, connect_session_id, account_id, webhook_id, body, \
+             callback, attempts"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(owner)
@@ -236,7 +239,10 @@ impl Store {
                 Ok(ClaimedDelivery {
                     id: row.try_get("id")?,
                     event_id: row.try_get("event_id")?,
-                    instance_id: InstanceId(row.try_get("instance_id")?),
+                    instance_id: row
+                        .try_get::<Option<i64>, _>("instance_id")?
+                        .map(InstanceId),
+                    connect_session_id: row.try_get("connect_session_id")?,
                     account_id: AccountId(row.try_get("account_id")?),
                     webhook_id: row.try_get("webhook_id")?,
                     body: row.try_get("body")?,
@@ -557,7 +563,7 @@ impl Store {
         })
     }
 
-    /// One event of the account (of `instance`, when given).
+    /// One event of the account about an instance (`instance`, when given).
     pub async fn get_event(
         &self,
         account: AccountId,
@@ -566,7 +572,7 @@ impl Store {
     ) -> Result<EventRecord, StoreError> {
         let sql = format!(
             "select {EVENT_COLUMNS} from events where account_id = $1 and id = $2 \
-             and ($3 = 0 or instance_id = $3)"
+             and instance_id is not null and ($3 = 0 or instance_id = $3)"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(account.0)
@@ -707,6 +713,51 @@ impl Store {
         tx.commit().await?;
         Ok(ids.len() as u64)
     }
+}
+
+/// Stores the event and the one notification telling the app how a Connect session ended,
+/// inside the transaction that ends the session, so neither exists without the other.
+pub(crate) async fn insert_session_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    session_id: i64,
+    account_id: AccountId,
+    element_key: &str,
+    callback_url: &str,
+    body: &(dyn Fn(i64) -> String + Sync),
+    now: i64,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "insert into events (connect_session_id, account_id, element_key, source, status, \
+         provider_data, events, created_at, updated_at) \
+         values ($1, $2, $3, 'connect', $4, '{}', '[]', $5, $5) returning id",
+    )
+    .bind(session_id)
+    .bind(account_id.0)
+    .bind(element_key)
+    .bind(status::RECEIVED)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let origin = url::Url::parse(callback_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| callback_url.to_owned());
+    sqlx::query(
+        "insert into event_deliveries (event_id, connect_session_id, account_id, webhook_id, body, \
+         ordering_key, callback, state, attempts, next_attempt_at, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9)",
+    )
+    .bind(id)
+    .bind(session_id)
+    .bind(account_id.0)
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(body(id))
+    .bind(format!("connect-session:{session_id}"))
+    .bind(origin)
+    .bind(PENDING)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
 }
 
 enum Bind {

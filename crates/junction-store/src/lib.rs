@@ -26,7 +26,8 @@ pub use accounts::{
 };
 pub use cache::CacheSettings;
 pub use connect::{
-    ConnectSessionRecord, ConnectStatus, NewConnectSession, NewOAuthApp, OAuthAppRecord,
+    ConnectSessionEnd, ConnectSessionRecord, ConnectStatus, NewConnectSession, NewOAuthApp,
+    OAuthAppRecord, SessionCallback, SessionEventBody,
 };
 pub use elements::{CustomElement, OrganizationElements};
 pub use events::{

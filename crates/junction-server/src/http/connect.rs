@@ -145,6 +145,7 @@ async fn remove_app(
     path = "/connect/sessions",
     tag = "connect",
     summary = "Create a single-use Connect session for one end customer",
+    description = "With `eventNotificationCallbackUrl`, Junction POSTs one notification there when the session ends: completed (with the instance id), failed at the provider (denied included) or expired. Its body is a `ConnectSessionEvent`; it goes through the same outbox as instance events (retries, `Elements-Webhook-Id`, and `Elements-Webhook-Signature` plus the Standard Webhooks headers when `eventNotificationSignatureKey` is set).",
     request_body = ConnectSessionBody,
     security(("authorization" = [])),
     responses((status = 201, body = ConnectSessionCreated), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 403, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),

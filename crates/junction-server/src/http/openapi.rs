@@ -153,6 +153,8 @@ use utoipa::{Modify, OpenApi};
         junction_service::ConnectSessionBody,
         junction_service::ConnectSessionCreated,
         junction_service::ConnectSessionView,
+        junction_service::ConnectSessionEvent,
+        junction_service::ConnectSessionEventMessage,
         junction_service::ConnectPageView,
         junction_service::ConnectElementView,
         junction_service::ConnectFieldView,

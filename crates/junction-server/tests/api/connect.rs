@@ -60,7 +60,7 @@ pub async fn new_session(app: &TestApp, body: Value) -> Value {
     created
 }
 
-async fn as_page(
+pub(crate) async fn as_page(
     app: &TestApp,
     token: &str,
     method: Method,
@@ -88,13 +88,13 @@ pub async fn authorize(app: &TestApp, peer: &Peer, redirect: &str, extra: &str) 
 }
 
 /// Where Junction's callback sends the customer.
-async fn follow_callback(app: &TestApp, callback: &str) -> String {
+pub(crate) async fn follow_callback(app: &TestApp, callback: &str) -> String {
     let response = app.http.get(callback).send().await.unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-async fn pool(app: &TestApp) -> sqlx::AnyPool {
+pub(crate) async fn pool(app: &TestApp) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(&app.db.url).await.unwrap()
 }
@@ -564,6 +564,11 @@ fn now_ms() -> i64 {
 }
 
 /// The `state` Junction sent the provider in an authorization URL.
+/// These sessions have no callback: no notification body is ever asked for.
+fn no_body(_: &junction_store::ConnectSessionEnd, _: i64) -> String {
+    String::new()
+}
+
 fn state_of(redirect: &str) -> String {
     url::Url::parse(redirect)
         .unwrap()
@@ -615,7 +620,13 @@ async fn an_error_and_a_code_for_one_state_end_the_session_once(backend: Backend
             .unwrap()
     );
     let ended = store
-        .end_connect_authorization(&read_by_error, ConnectStatus::Denied, "access_denied")
+        .end_connect_authorization(
+            &read_by_error,
+            ConnectStatus::Denied,
+            "access_denied",
+            &no_body,
+            now_ms(),
+        )
         .await
         .unwrap();
     assert!(!ended);
@@ -638,7 +649,13 @@ async fn an_error_and_a_code_for_one_state_end_the_session_once(backend: Backend
         .unwrap();
     assert!(
         store
-            .end_connect_authorization(&read_by_error, ConnectStatus::Denied, "access_denied")
+            .end_connect_authorization(
+                &read_by_error,
+                ConnectStatus::Denied,
+                "access_denied",
+                &no_body,
+                now_ms(),
+            )
             .await
             .unwrap()
     );

@@ -10,6 +10,7 @@ mod auth_types;
 mod builder;
 mod catalog;
 mod connect;
+mod connect_events;
 mod console;
 mod docs;
 mod errors;

@@ -1,5 +1,5 @@
-//! Notifications out: claim due rows of the outbox, POST each to its instance's callback
-//! (signed when a key is set), and record what happened. Retries back off (first delay
+//! Notifications out: claim due rows of the outbox, POST each to its instance's (or its
+//! Connect session's) callback (signed when a key is set), and record what happened. Retries back off (first delay
 //! × 4ⁿ, jittered); 410 Gone turns the instance's events off; the last failure leaves
 //! the event FAILED for replay. A circuit breaker per receiver stops a dead one from
 //! costing a timeout per notification, and when it answers again its waiting retries
@@ -10,6 +10,7 @@ use crate::{ServiceError, Services, now_ms};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
+use junction_core::Secret;
 use junction_store::{Attempt, ClaimedDelivery, DeliveryOutcome, DeliveryResult, InstanceRecord};
 use sha2::Sha256;
 use std::time::{Duration, Instant};
@@ -68,6 +69,22 @@ fn standard_signature(key: &str, id: &str, timestamp: i64, body: &[u8]) -> Strin
     let ts = timestamp.to_string();
     let mac = hmac(&secret, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
     format!("v1,{}", BASE64.encode(mac))
+}
+
+/// Where one notification goes.
+struct Target {
+    url: String,
+    key: Option<Secret>,
+    /// The instance it is about (none for a Connect session's).
+    record: Option<InstanceRecord>,
+}
+
+/// Why a notification was not sent.
+enum Unsendable {
+    /// Worth another attempt later.
+    Retry(String),
+    /// No attempt can succeed.
+    Fail(String),
 }
 
 enum Admit {
@@ -256,20 +273,19 @@ impl Services {
             duration_ms: 0,
             error: Some(error),
         };
-        let record = match self.store.get_instance(d.account_id, d.instance_id).await {
-            Ok(r) => r,
-            Err(e) => {
-                let error = format!("the instance could not be read: {e}");
+        let target = match self.delivery_target(d).await {
+            Ok(t) => t,
+            Err(Unsendable::Retry(error)) => {
                 return (
                     result(hub.after_failure(d.attempts, now), not_sent(error)),
                     None,
                 );
             }
+            Err(Unsendable::Fail(error)) => {
+                return (result(DeliveryOutcome::Failed, not_sent(error)), None);
+            }
         };
-        let Some(url) = record.config.get(keys::CALLBACK_URL).cloned().flatten() else {
-            let error = "the instance has no event.notification.callback.url".to_owned();
-            return (result(DeliveryOutcome::Failed, not_sent(error)), None);
-        };
+        let Target { url, key, record } = target;
         if let Admit::Refused { failures } = hub.admit(&d.callback, now) {
             let error = format!(
                 "not sent: the receiver failed {failures} times in a row and is rested before the next try"
@@ -293,16 +309,10 @@ impl Services {
             .request(reqwest::Method::POST, url)
             .header("content-type", "application/json")
             .header("elements-webhook-id", &d.webhook_id);
-        if let Some(key) = record
-            .config
-            .get(keys::SIGNATURE_KEY)
-            .cloned()
-            .flatten()
-            .filter(|k| !k.is_empty())
-        {
+        if let Some(key) = key.as_ref().map(Secret::expose).filter(|k| !k.is_empty()) {
             request = request.header(
                 "elements-webhook-signature",
-                sign_body(&key, d.body.as_bytes()),
+                sign_body(key, d.body.as_bytes()),
             );
             if hub.settings.standard_webhooks {
                 let ts = now / 1000;
@@ -311,7 +321,7 @@ impl Services {
                     .header("webhook-timestamp", ts.to_string())
                     .header(
                         "webhook-signature",
-                        standard_signature(&key, &d.webhook_id, ts, d.body.as_bytes()),
+                        standard_signature(key, &d.webhook_id, ts, d.body.as_bytes()),
                     );
             }
         }
@@ -343,13 +353,63 @@ impl Services {
             return (result(DeliveryOutcome::Delivered, attempt), effect);
         }
         if status == Some(410) {
+            // A session's receiver has nothing to turn off: its one notification fails.
             return (
                 result(DeliveryOutcome::Failed, attempt),
-                Some(Effect::Gone(Box::new(record))),
+                record.map(|r| Effect::Gone(Box::new(r))),
             );
         }
         tracing::debug!(webhook_id = %d.webhook_id, attempts = d.attempts + 1, error = ?error, "event notification failed");
         (result(hub.after_failure(d.attempts, now), attempt), None)
+    }
+
+    /// Where a notification goes and what signs it, read when it is sent (so a changed
+    /// callback or key applies to retries): the instance's configuration, or what the
+    /// Connect session was created with.
+    async fn delivery_target(&self, d: &ClaimedDelivery) -> Result<Target, Unsendable> {
+        if let Some(session) = d.connect_session_id {
+            let callback = self
+                .store
+                .connect_session_callback(session)
+                .await
+                .map_err(|e| {
+                    Unsendable::Retry(format!("the Connect session could not be read: {e}"))
+                })?
+                .ok_or_else(|| {
+                    Unsendable::Fail("the Connect session and its callback are gone".to_owned())
+                })?;
+            return Ok(Target {
+                url: callback.url,
+                key: callback.signature_key,
+                record: None,
+            });
+        }
+        let Some(instance) = d.instance_id else {
+            return Err(Unsendable::Fail(
+                "the notification names neither an instance nor a Connect session".to_owned(),
+            ));
+        };
+        let record = self
+            .store
+            .get_instance(d.account_id, instance)
+            .await
+            .map_err(|e| Unsendable::Retry(format!("the instance could not be read: {e}")))?;
+        let Some(url) = record.config.get(keys::CALLBACK_URL).cloned().flatten() else {
+            return Err(Unsendable::Fail(
+                "the instance has no event.notification.callback.url".to_owned(),
+            ));
+        };
+        let key = record
+            .config
+            .get(keys::SIGNATURE_KEY)
+            .cloned()
+            .flatten()
+            .map(Secret::new);
+        Ok(Target {
+            url,
+            key,
+            record: Some(record),
+        })
     }
 
     /// The receiver said 410 Gone: the instance's events turn off (its pending

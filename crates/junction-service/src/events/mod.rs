@@ -115,6 +115,28 @@ impl EventHub {
         }
     }
 
+    /// Checks an app's callback against the outbound address policy before anything is
+    /// stored with it; `field` names it in the answer.
+    pub(crate) fn check_callback(&self, field: &str, url: &str) -> Result<(), crate::ServiceError> {
+        use junction_oauth::OAuthError;
+        match self.client.check_url(field, url) {
+            Ok(_) => Ok(()),
+            Err(OAuthError::Policy(v)) => Err(crate::ServiceError::bad_request(
+                "outbound_address_refused",
+                format!("{field} is refused: {v}"),
+            )),
+            Err(_) => Err(crate::ServiceError::bad_request(
+                "invalid_parameter",
+                format!("{field} must be an absolute http(s) URL"),
+            )),
+        }
+    }
+
+    /// Wakes idle delivery workers: notifications were stored outside the outbox writer.
+    pub(crate) fn wake_deliveries(&self) {
+        self.wake.notify_waiters();
+    }
+
     /// The delay before retry number `n` (1-based), with up to 20% jitter either way so
     /// that notifications that failed together do not all come back together.
     pub fn retry_delay(&self, n: u32) -> Duration {
