@@ -448,6 +448,10 @@ impl Store {
 
     /// The account owning an instance, for webhooks, which carry no credentials.
     pub async fn instance_account(&self, id: InstanceId) -> Result<AccountId, StoreError> {
+        // An instance never changes accounts, so any in-process copy answers.
+        if let Some(record) = self.cache().instance(id.0) {
+            return Ok(record.account_id);
+        }
         let account: Option<i64> =
             sqlx::query_scalar("select account_id from instances where id = $1")
                 .bind(id.0)
@@ -457,17 +461,35 @@ impl Store {
     }
 
     /// The element's enabled instances with the plain configuration value of `key`, for
-    /// an instance finder. Sealed (secret) entries are never compared.
+    /// an instance finder: those whose stored configuration contains `wanted` at all
+    /// (the database narrows them down, so a webhook does not read every instance), each
+    /// with its value of `key` for the exact comparison. Sealed (secret) entries are
+    /// never compared.
     pub async fn finder_candidates(
         &self,
         element_key: &str,
         key: &str,
+        wanted: &str,
     ) -> Result<Vec<FinderCandidate>, StoreError> {
+        // `wanted` as it appears inside a JSON string, as a LIKE pattern.
+        let quoted =
+            serde_json::to_string(wanted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let inner = &quoted[1..quoted.len() - 1];
+        let mut pattern = String::with_capacity(inner.len() + 2);
+        pattern.push('%');
+        for c in inner.chars() {
+            if matches!(c, '%' | '_' | '!') {
+                pattern.push('!');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
         let rows = sqlx::query(
             "select id, account_id, config from instances where element_key = $1 and disabled = 0 \
-             order by id",
+             and config like $2 escape '!' order by id",
         )
         .bind(element_key)
+        .bind(pattern)
         .fetch_all(self.pool())
         .await?;
         rows.iter()

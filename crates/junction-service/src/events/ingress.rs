@@ -262,7 +262,7 @@ impl Services {
             .ok_or_else(ServiceError::bad_request_404)?;
         let candidates = self
             .store
-            .finder_candidates(&element.key, &finder.config)
+            .finder_candidates(&element.key, &finder.config, &wanted)
             .await?;
         let found = candidates.into_iter().find(|c| {
             c.value.as_deref().is_some_and(|v| match &finder.separator {
