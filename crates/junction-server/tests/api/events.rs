@@ -33,17 +33,17 @@ struct Script {
 }
 
 #[derive(Clone)]
-struct Received {
+pub(crate) struct Received {
     headers: HeaderMap,
-    body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 
-    fn header(&self, name: &str) -> String {
+    pub(crate) fn header(&self, name: &str) -> String {
         self.headers
             .get(name)
             .map(|v| v.to_str().unwrap().to_owned())
@@ -59,8 +59,8 @@ struct ReceiverState {
 }
 
 /// The app's side: a real HTTP server that records every notification.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     state: ReceiverState,
 }
 
@@ -87,7 +87,7 @@ async fn receive(
 }
 
 impl Receiver {
-    async fn start(statuses: &[u16], otherwise: u16) -> Self {
+    pub(crate) async fn start(statuses: &[u16], otherwise: u16) -> Self {
         let state = ReceiverState {
             got: Arc::default(),
             script: Arc::new(Mutex::new(Script {
@@ -113,13 +113,13 @@ impl Receiver {
         self.state.script.lock().unwrap().otherwise = otherwise;
     }
 
-    fn got(&self) -> Vec<Received> {
+    pub(crate) fn got(&self) -> Vec<Received> {
         self.state.got.lock().unwrap().clone()
     }
 
     /// Waits until `n` notifications arrived (a deadline only keeps a broken build from
     /// hanging: the assertion is on what arrived).
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let arrived = self.state.arrived.notified();
@@ -131,7 +131,7 @@ impl Receiver {
     }
 }
 
-fn hmac(key: &str, parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn hmac(key: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
     for p in parts {
         mac.update(p);
