@@ -101,7 +101,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "JUNCTION_EVENTS_POLL_MINUTE_MS",
         "60000",
-        "Milliseconds one minute of event.poller.refresh_interval lasts; also scales the poll backoff (a quarter of it, doubled per failure, up to 60 of it). Only tests shorten it.",
+        "Milliseconds one minute of event.poller.refresh_interval lasts; also scales the poll backoff (a quarter of it, doubled per failure, up to 60 of it) and the poll lease another replica waits out after a crash (5 of it). Only tests shorten it.",
     ),
     (
         "JUNCTION_CACHE_TTL",

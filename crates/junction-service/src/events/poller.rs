@@ -34,9 +34,9 @@ pub mod poll_keys {
 
 /// Minutes between polls when the instance does not say.
 pub const DEFAULT_REFRESH_MINUTES: u64 = 15;
-/// How long a claimed poll may run before another replica may take it over; every page
-/// stored extends it.
-const LEASE_MS: i64 = 5 * 60 * 1000;
+/// How long a claimed poll may run before another replica may take it over, in poller
+/// minutes (five minutes, unless tests shorten the minute); every page stored extends it.
+const LEASE_MINUTES: u32 = 5;
 /// Pollers one replica runs at once.
 pub const POLL_CONCURRENCY: usize = 4;
 /// The largest vendor answer read per page.
@@ -206,7 +206,12 @@ impl Services {
         let now = now_ms();
         let claimed = self
             .store
-            .claim_pollers(owner, now, now + LEASE_MS, POLL_CONCURRENCY as i64)
+            .claim_pollers(
+                owner,
+                now,
+                now + self.poll_lease_ms(),
+                POLL_CONCURRENCY as i64,
+            )
             .await?;
         let mut report = PollReport::default();
         let mut tasks = tokio::task::JoinSet::new();
@@ -228,6 +233,10 @@ impl Services {
             }
         }
         Ok(report)
+    }
+
+    fn poll_lease_ms(&self) -> i64 {
+        (self.events.settings.poll_minute * LEASE_MINUTES).as_millis() as i64
     }
 
     /// Creates pollers for instances that started polling, drops those of instances that
@@ -557,7 +566,14 @@ impl Services {
                 .map_err(|e| ServiceError::Internal(format!("watermark: {e}")))?;
             let stored = self
                 .store
-                .save_poll_page(owner, record.id, &new, &json, now + LEASE_MS, now)
+                .save_poll_page(
+                    owner,
+                    record.id,
+                    &new,
+                    &json,
+                    now + self.poll_lease_ms(),
+                    now,
+                )
                 .await?;
             if stored.is_none() {
                 return Err(PollError::LeaseLost);
