@@ -111,6 +111,21 @@ impl Org {
         id
     }
 
+    /// Deletes a record, as a DELETE at Salesforce would (into the recycle bin).
+    async fn delete(&self, app: &TestApp, object: &str, id: &str) {
+        let answer = app
+            .http
+            .delete(format!(
+                "{}/services/data/v59.0/sobjects/{object}/{id}",
+                self.sf.url()
+            ))
+            .bearer_auth(SalesforceConfig::default().token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    }
+
     /// Changes an existing record, as a PATCH at Salesforce would.
     fn change(&self, object: &str, id: &str, note: &str) {
         let mut changes = Map::new();
@@ -214,7 +229,9 @@ async fn salesforce_creations_and_changes_become_signed_notifications(backend: B
     let created = org.create("Contact", "003", 1);
     let changed = org.existing("Account", 3);
     org.change("Account", &changed, "moved offices");
-    let events = wait_events(&receiver, 2).await;
+    let deleted = org.existing("Contact", 5);
+    org.delete(&app, "Contact", &deleted).await;
+    let events = wait_events(&receiver, 3).await;
     let kinds: BTreeSet<(String, String, String)> = events
         .iter()
         .map(|(t, id, kind, _)| (t.clone(), id.clone(), kind.clone()))
@@ -224,6 +241,7 @@ async fn salesforce_creations_and_changes_become_signed_notifications(backend: B
         BTreeSet::from([
             ("Contact".to_owned(), created.clone(), "CREATED".to_owned()),
             ("Account".to_owned(), changed.clone(), "UPDATED".to_owned()),
+            ("Contact".to_owned(), deleted.clone(), "DELETED".to_owned()),
         ])
     );
     for got in receiver.got() {
@@ -249,7 +267,8 @@ async fn salesforce_creations_and_changes_become_signed_notifications(backend: B
         .into_iter()
         .rev()
         .find(|r| {
-            r.path.ends_with("/query") && r.param("q").is_some_and(|q| q.contains("FROM Contact"))
+            r.path.ends_with("/queryAll")
+                && r.param("q").is_some_and(|q| q.contains("FROM Contact"))
         })
         .unwrap();
     let q = query.param("q").unwrap();
@@ -261,14 +280,23 @@ async fn salesforce_creations_and_changes_become_signed_notifications(backend: B
     // The events API records them as polled.
     let (status, records) = app.get(&format!("/instances/{}/events", org.id)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(records.as_array().unwrap().len(), 2, "{records}");
+    let recorded: usize = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["source"], "polling", "{r}");
+            r["events"].as_array().unwrap().len()
+        })
+        .sum();
+    assert_eq!(recorded, 3, "{records}");
     let status = poller(&app, org.id).await;
     assert_eq!(status["failures"], 0, "{status}");
     assert!(status["since"]["Contact"].is_string(), "{status}");
 
     // Nothing new: later polls send nothing more.
     polls(&app, org.id, 3).await;
-    assert_eq!(events_of(&receiver.got()).len(), 2);
+    assert_eq!(events_of(&receiver.got()).len(), 3);
 }
 
 async fn a_thousand_changes_in_batches_between_polls_are_each_delivered_once(backend: Backend) {

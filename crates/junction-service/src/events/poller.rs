@@ -94,6 +94,10 @@ struct ResourceConfig {
     /// The events' `objectType`; the resource's name by default.
     #[serde(default)]
     object_type: Option<String>,
+    /// A field that is `true` on a deleted record (Salesforce's `IsDeleted`, which
+    /// `queryAll` returns): such a record is `DELETED`.
+    #[serde(default)]
+    deleted_field: Option<String>,
     /// For a `{objectName}` resource: the objects when `event.objects` names none, as a
     /// comma-separated list or as a hub list URL whose records' `id`s they are.
     #[serde(default)]
@@ -119,6 +123,7 @@ struct PollResource {
     object_type: String,
     url: String,
     id_field: String,
+    deleted_field: Option<String>,
     updated: Option<DateField>,
     created: Option<DateField>,
     filter_by_updated: bool,
@@ -543,7 +548,15 @@ impl Services {
                     .created
                     .as_ref()
                     .and_then(|f| field(&item, &f.path).and_then(|v| f.parse(v)));
-                let kind = event_type(created, updated, resource.tolerance_ms);
+                let deleted = resource.deleted_field.as_deref().is_some_and(|f| {
+                    matches!(field(&item, f), Some(Value::Bool(true)))
+                        || field(&item, f).and_then(Value::as_str) == Some("true")
+                });
+                let kind = if deleted {
+                    "DELETED"
+                } else {
+                    event_type(created, updated, resource.tolerance_ms)
+                };
                 mark.seen
                     .insert(id.clone(), (updated.unwrap_or(now), change));
                 events.push(json!({
@@ -823,6 +836,7 @@ fn resource(
             .unwrap_or_else(|| name.clone()),
         url: fill(&config.url),
         id_field: config.id_field.clone().unwrap_or_else(|| "id".to_owned()),
+        deleted_field: config.deleted_field.clone().filter(|f| !f.is_empty()),
         updated: date(
             &dates.updated_date_field,
             &dates.updated_date_format,
