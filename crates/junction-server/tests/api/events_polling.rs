@@ -6,7 +6,7 @@
 //! never poll one instance at once.
 
 use crate::events::{Received, Receiver, hmac};
-use crate::helpers::{Options, TestApp};
+use crate::helpers::{Options, TestApp, assert_error};
 use crate::hub_client::{access_token, provision_at};
 use crate::hub_salesforce::{CALLBACK, CLIENT_ID, CLIENT_SECRET, CODE, Login};
 use crate::on_both_backends;
@@ -368,6 +368,10 @@ async fn act_on_contacts_added_and_changed_in_any_list_are_polled(backend: Backe
     let token = access_token(&app, &instance).await;
     acton.add_credential(Credential::Bearer(token.clone()));
     let id = instance["id"].as_i64().unwrap();
+    // Events off: there is no poller to show.
+    let (status, body) = app.get(&format!("/instances/{id}/events/poller")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "not_polling");
     let (status, body) = app
         .call(
             Method::PATCH,
