@@ -77,20 +77,20 @@ impl Store {
             .collect()
     }
 
-    /// Makes the poller rows match the instances that poll: new ones start with
-    /// `watermark` and are due now; rows of instances that no longer poll go, so turning
-    /// events on again starts from that moment rather than replaying the gap.
+    /// Makes the poller rows match the instances that poll (each with the watermark a new
+    /// poller of it starts from): new ones are due now; rows of instances that no longer
+    /// poll go, so turning events on again starts from that moment rather than replaying
+    /// the gap.
     pub async fn sync_pollers(
         &self,
-        polling: &[InstanceId],
-        watermark: &str,
+        polling: &[(InstanceId, String)],
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await?;
         let existing: Vec<i64> = sqlx::query_scalar("select instance_id from event_pollers")
             .fetch_all(&mut *tx)
             .await?;
-        for id in polling.iter().filter(|id| !existing.contains(&id.0)) {
+        for (id, watermark) in polling.iter().filter(|(id, _)| !existing.contains(&id.0)) {
             sqlx::query(
                 "insert into event_pollers (instance_id, watermark, next_run_at, failures, updated_at) \
                  values ($1, $2, $3, 0, $3) on conflict (instance_id) do nothing",
@@ -103,7 +103,7 @@ impl Store {
         }
         let gone: Vec<i64> = existing
             .into_iter()
-            .filter(|id| !polling.iter().any(|p| p.0 == *id))
+            .filter(|id| !polling.iter().any(|(p, _)| p.0 == *id))
             .collect();
         for chunk in gone.chunks(500) {
             let sql = format!(

@@ -31,6 +31,7 @@ on_both_backends!(
     act_on_contacts_added_and_changed_in_any_list_are_polled,
     a_rate_limited_poll_waits_out_retry_after,
     an_instance_whose_refresh_is_refused_stops_polling_and_says_why,
+    a_change_made_before_the_first_poll_is_reported,
 );
 
 /// Polls often: a tick of 50 ms, and a poller minute of 100 ms (`refresh_interval: 1`).
@@ -445,6 +446,27 @@ async fn act_on_contacts_added_and_changed_in_any_list_are_polled(backend: Backe
     assert_eq!(download.param("datequalifiers"), Some("true"));
     polls(&app, id, 3).await;
     assert_eq!(events_of(&receiver.got()).len(), 2);
+}
+
+/// Events turned on, then a change before the scheduler has even seen the instance (its
+/// next look is a second away): the poll starts from when events were turned on, not
+/// from when the scheduler noticed.
+async fn a_change_made_before_the_first_poll_is_reported(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            poll_tick_ms: 1000,
+            ..polling()
+        },
+    )
+    .await;
+    let receiver = Receiver::start(&[], 200).await;
+    let org = org(&app, &receiver, "Contact").await;
+    let early = org.create("Contact", "003", 1);
+    let events = wait_events(&receiver, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].1, early);
+    assert_eq!(events[0].2, "CREATED");
 }
 
 async fn a_rate_limited_poll_waits_out_retry_after(backend: Backend) {

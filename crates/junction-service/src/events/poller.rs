@@ -182,9 +182,9 @@ pub fn poller_owner() -> String {
     format!("poller-{}", uuid::Uuid::new_v4())
 }
 
-/// The watermark a new poller starts with: changes from `now` on.
-pub fn initial_watermark(now: i64) -> String {
-    json!({"start": now, "resources": {}}).to_string()
+/// The watermark a new poller starts with: changes from `start` on.
+pub fn initial_watermark(start: i64) -> String {
+    json!({"start": start, "resources": {}}).to_string()
 }
 
 /// The wait after `failures` failed polls in a row: `base` doubled per failure, at most
@@ -263,16 +263,17 @@ impl Services {
                 continue;
             };
             if polls(&record, &element) {
-                polling.push(record.id);
+                // The instance's last write is when its events were turned on (or a
+                // later change within the tick): changes from then on are news.
+                let start = record.updated_at.min(now_ms());
+                polling.push((record.id, initial_watermark(start)));
                 if record.valid {
                     valid.push(record.id);
                 }
             }
         }
         let now = now_ms();
-        self.store
-            .sync_pollers(&polling, &initial_watermark(now), now)
-            .await?;
+        self.store.sync_pollers(&polling, now).await?;
         let resumed = self.store.resume_pollers(&valid, now).await?;
         if resumed > 0 {
             tracing::info!(resumed, "pollers of instances valid again resumed");
