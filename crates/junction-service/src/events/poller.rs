@@ -1,4 +1,4 @@
-//! Polling: for each instance whose events come by `polling`, read the resources of its `event.poller.configuration` through the hub resource engine and emit an event per new or changed record.
+//! Polling: the changes of `polling` instances, read through the hub resource engine, as events.
 //!
 //! The watermark of a resource is the start of the last complete poll (`since`) and the
 //! records emitted at or after it (`seen`, id → the change emitted). A poll reads
