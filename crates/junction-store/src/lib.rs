@@ -36,7 +36,7 @@ pub use events::{
 };
 pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
-pub use pollers::{ClaimedPoller, PollCandidate, PollOutcome, PollerRecord};
+pub use pollers::{ClaimedPoller, PollCandidate, PollOutcome, PollerRecord, SeenChange};
 pub use rate::{Pace, Slot};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use startup::UnrevealedFirstStart;

@@ -1,11 +1,12 @@
 //! Event pollers (see migrations 0010 and 0014): one row per polling instance with its
-//! watermark and a lease, so one replica polls an instance at a time.
+//! watermark and a lease, so one replica polls an instance at a time, and the changes it
+//! emitted near its watermark (`event_poller_seen`).
 //!
 //! A replica claims due rows with a compare-and-set on `lease_until` (`FOR UPDATE SKIP
 //! LOCKED` on PostgreSQL, so replicas claiming together take different rows). Every write
-//! of a poll is fenced by `lease_owner = <me>`: the events a page produced and the
-//! watermark that says they were emitted commit together or not at all, and a replica
-//! whose lease expired (it stalled, another took over) writes nothing.
+//! of a poll is fenced by `lease_owner = <me>`: the events a page produced and the rows
+//! that say they were emitted commit together or not at all, and a replica whose lease
+//! expired (it stalled, another took over) writes nothing.
 
 use crate::events::insert_events_in;
 use crate::{Dialect, Store, StoreError, placeholders};
@@ -29,6 +30,15 @@ pub struct ClaimedPoller {
     pub failures: i64,
 }
 
+/// A change a poll emitted: the record, what its change looked like and when it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenChange {
+    pub resource: String,
+    pub object_id: String,
+    pub change: String,
+    pub changed_at: i64,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub enum PollOutcome {
@@ -38,6 +48,9 @@ pub enum PollOutcome {
         polled_at: i64,
         /// The watermark the complete poll leaves for the next.
         watermark: String,
+        /// Emitted changes of these resources before this time are forgotten; those of
+        /// resources not named are forgotten altogether (they are no longer polled).
+        forget_before: Vec<(String, i64)>,
     },
     /// The vendor failed or asked to slow down: try again at `retry_at`.
     Failed { retry_at: i64, error: String },
@@ -106,15 +119,17 @@ impl Store {
             .filter(|id| !polling.iter().any(|(p, _)| p.0 == *id))
             .collect();
         for chunk in gone.chunks(500) {
-            let sql = format!(
-                "delete from event_pollers where instance_id in ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(*id);
+            for table in ["event_poller_seen", "event_pollers"] {
+                let sql = format!(
+                    "delete from {table} where instance_id in ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -162,7 +177,7 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Stores the events one page produced and the watermark that includes them, in one
+    /// Stores the events one page produced and the changes they report (`seen`), in one
     /// transaction, and extends the lease to `lease_until`. `None` means the lease was
     /// lost and nothing was written.
     pub async fn save_poll_page(
@@ -170,16 +185,15 @@ impl Store {
         owner: &str,
         instance: InstanceId,
         events: &[crate::NewEvent],
-        watermark: &str,
+        seen: &[SeenChange],
         lease_until: i64,
         now: i64,
     ) -> Result<Option<Vec<i64>>, StoreError> {
         let mut tx = self.writer().begin().await?;
         let done = sqlx::query(
-            "update event_pollers set watermark = $1, lease_until = $2, updated_at = $3 \
-             where instance_id = $4 and lease_owner = $5",
+            "update event_pollers set lease_until = $1, updated_at = $2 \
+             where instance_id = $3 and lease_owner = $4",
         )
-        .bind(watermark)
         .bind(lease_until)
         .bind(now)
         .bind(instance.0)
@@ -190,6 +204,29 @@ impl Store {
             return Ok(None);
         }
         let ids = insert_events_in(&mut tx, events, now).await?;
+        for chunk in seen.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 4 + 1;
+                    format!("($1, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
+                })
+                .collect();
+            let sql = format!(
+                "insert into event_poller_seen (instance_id, resource, object_id, change, changed_at) \
+                 values {} on conflict (instance_id, resource, object_id) do update \
+                 set change = excluded.change, changed_at = excluded.changed_at",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(instance.0);
+            for c in chunk {
+                q = q
+                    .bind(c.resource.clone())
+                    .bind(c.object_id.clone())
+                    .bind(c.change.clone())
+                    .bind(c.changed_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(Some(ids))
     }
@@ -208,8 +245,10 @@ impl Store {
                 next_run_at,
                 polled_at,
                 watermark,
+                forget_before,
             } => {
-                sqlx::query(
+                let mut tx = self.writer().begin().await?;
+                let done = sqlx::query(
                     "update event_pollers set next_run_at = $1, last_polled_at = $2, failures = 0, \
                      last_error = null, lease_owner = null, lease_until = null, updated_at = $3, \
                      watermark = $6 where instance_id = $4 and lease_owner = $5",
@@ -220,8 +259,38 @@ impl Store {
                 .bind(instance.0)
                 .bind(owner)
                 .bind(watermark)
-                .execute(self.writer())
-                .await?
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                for (resource, before) in forget_before {
+                    sqlx::query(
+                        "delete from event_poller_seen where instance_id = $1 and resource = $2 \
+                         and changed_at < $3",
+                    )
+                    .bind(instance.0)
+                    .bind(resource)
+                    .bind(*before)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let kept: Vec<&String> = forget_before.iter().map(|(r, _)| r).collect();
+                let sql = if kept.is_empty() {
+                    "delete from event_poller_seen where instance_id = $1".to_owned()
+                } else {
+                    format!(
+                        "delete from event_poller_seen where instance_id = $1 and resource not in ({})",
+                        placeholders(2, kept.len())
+                    )
+                };
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(instance.0);
+                for r in kept {
+                    q = q.bind(r.clone());
+                }
+                q.execute(&mut *tx).await?;
+                tx.commit().await?;
+                done
             }
             PollOutcome::Failed { retry_at, error } => {
                 sqlx::query(
@@ -251,6 +320,25 @@ impl Store {
             }
         };
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The changes already emitted for one resource of an instance: object id → change.
+    pub async fn poll_seen(
+        &self,
+        instance: InstanceId,
+        resource: &str,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = sqlx::query(
+            "select object_id, change from event_poller_seen where instance_id = $1 and resource = $2",
+        )
+        .bind(instance.0)
+        .bind(resource)
+        .fetch_all(self.writer())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("object_id")?, row.try_get("change")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// Lets stopped pollers of these instances run again (they were fixed), due now.

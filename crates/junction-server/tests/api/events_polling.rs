@@ -567,6 +567,7 @@ async fn two_replicas_poll_each_instance_one_at_a_time(backend: Backend) {
                     next_run_at: 0,
                     polled_at: chrono::Utc::now().timestamp_millis(),
                     watermark: claimed.watermark.clone(),
+                    forget_before: Vec::new(),
                 },
                 0,
             )

@@ -1,10 +1,11 @@
 //! Polling: the changes of `polling` instances, read through the hub resource engine, as events.
 //!
 //! The watermark of a resource is the start of the last complete poll (`since`) and the
-//! records emitted at or after it (`seen`, id → the change emitted). A poll reads
-//! everything changed since `since`, skips what `seen` already holds, and stores each
-//! page's events together with the grown `seen` in one transaction: a poll killed at any
-//! point and run again finds the same changes and emits only those it had not stored.
+//! changes emitted at or after it (the store's `seen`: id → what the change looked like).
+//! A poll reads everything changed since `since`, skips what `seen` already holds, and
+//! stores each page's events together with their `seen` rows in one transaction: a poll
+//! killed at any point and run again finds the same changes and emits only those it had
+//! not stored.
 //! Only a complete poll moves `since`, to its own start, so a change made while a poll
 //! runs is read again by the next one (and emitted once, thanks to `seen`).
 
@@ -16,7 +17,9 @@ use http::{HeaderMap, Method};
 use junction_core::ElementDefinition;
 use junction_core::{InstanceId, events::text};
 use junction_oauth::ProxyBody;
-use junction_store::{ClaimedPoller, InstanceRecord, NewEvent, PollOutcome, TokenPrincipal};
+use junction_store::{
+    ClaimedPoller, InstanceRecord, NewEvent, PollOutcome, SeenChange, TokenPrincipal,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -152,10 +155,6 @@ struct Watermark {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct ResourceMark {
     since: i64,
-    /// id → (when it changed, epoch ms; the change's mark: its updated date as the
-    /// vendor wrote it, or the record's digest when it has none).
-    #[serde(default)]
-    seen: BTreeMap<String, (i64, String)>,
 }
 
 /// Why a poll did not complete.
@@ -287,13 +286,14 @@ impl Services {
         let started = now_ms();
         let settings = self.events.settings;
         let (outcome, result) = match self.poll_instance(owner, &claim, started).await {
-            Ok((next_run_at, watermark, events)) => (
+            Ok(done) => (
                 PollOutcome::Done {
-                    next_run_at,
+                    next_run_at: done.next_run_at,
                     polled_at: started,
-                    watermark,
+                    watermark: done.watermark,
+                    forget_before: done.forget_before,
                 },
-                PollResult::Done(events),
+                PollResult::Done(done.emitted),
             ),
             Err(PollError::LeaseLost) => {
                 tracing::warn!(instance_id = %id, "poll lease lost to another replica; its poll carries on");
@@ -346,7 +346,7 @@ impl Services {
         owner: &str,
         claim: &ClaimedPoller,
         started: i64,
-    ) -> Result<(i64, String, usize), PollError> {
+    ) -> Result<PollDone, PollError> {
         let record = self
             .store
             .get_instance_fresh(claim.account_id, claim.instance_id)
@@ -379,25 +379,27 @@ impl Services {
                 .await?;
         }
         // A complete poll: every resource reads from this poll's start next time, and
-        // what it emitted before its window is no longer needed to recognise repeats.
-        let names: Vec<&str> = resources.iter().map(|r| r.name.as_str()).collect();
-        watermark
-            .resources
-            .retain(|name, _| names.contains(&name.as_str()));
-        for resource in &resources {
-            if let Some(mark) = watermark.resources.get_mut(&resource.name) {
-                mark.since = started;
-                let from = started - resource.delay_ms;
-                mark.seen.retain(|_, (at, _)| *at >= from);
-            }
-        }
+        // what it emitted before that window is no longer needed to recognise repeats.
+        watermark.resources = resources
+            .iter()
+            .map(|r| (r.name.clone(), ResourceMark { since: started }))
+            .collect();
+        let forget_before = resources
+            .iter()
+            .map(|r| (r.name.clone(), started - r.delay_ms))
+            .collect();
         let interval = refresh_minutes(&record, &element);
         let next = started.saturating_add(
             (self.events.settings.poll_minute.as_millis() as i64).saturating_mul(interval as i64),
         );
         let watermark = serde_json::to_string(&watermark)
             .map_err(|e| ServiceError::Internal(format!("watermark: {e}")))?;
-        Ok((next, watermark, emitted))
+        Ok(PollDone {
+            next_run_at: next,
+            watermark,
+            forget_before,
+            emitted,
+        })
     }
 
     /// The resources to poll: the instance's `event.poller.configuration`, else the
@@ -489,15 +491,12 @@ impl Services {
         resource: &PollResource,
         watermark: &mut Watermark,
     ) -> Result<usize, PollError> {
-        let mut mark = watermark
+        let since = watermark
             .resources
             .get(&resource.name)
-            .cloned()
-            .unwrap_or_else(|| ResourceMark {
-                since: watermark.start,
-                seen: BTreeMap::new(),
-            });
-        let window = mark.since - resource.delay_ms;
+            .map_or(watermark.start, |m| m.since);
+        let window = since - resource.delay_ms;
+        let mut seen = self.store.poll_seen(record.id, &resource.name).await?;
         let url = substitute(&resource.url, window).map_err(|m| {
             ServiceError::bad_request(
                 "invalid_configuration",
@@ -522,6 +521,7 @@ impl Services {
             let now = now_ms();
             let mut events = Vec::new();
             let mut raws = Vec::new();
+            let mut page_seen = Vec::new();
             for item in records {
                 let Some(id) = field(&item, &resource.id_field).and_then(text) else {
                     continue;
@@ -542,7 +542,7 @@ impl Services {
                     Some(t) => t,
                     None => digest(&item),
                 };
-                if mark.seen.get(&id).is_some_and(|(_, c)| *c == change) {
+                if seen.get(&id).is_some_and(|c| *c == change) {
                     continue;
                 }
                 let created = resource
@@ -558,8 +558,13 @@ impl Services {
                 } else {
                     event_type(created, updated, resource.tolerance_ms)
                 };
-                mark.seen
-                    .insert(id.clone(), (updated.unwrap_or(now), change));
+                seen.insert(id.clone(), change.clone());
+                page_seen.push(SeenChange {
+                    resource: resource.name.clone(),
+                    object_id: id.clone(),
+                    change,
+                    changed_at: updated.unwrap_or(now),
+                });
                 events.push(json!({
                     "objectType": resource.object_type,
                     "objectId": id,
@@ -573,18 +578,13 @@ impl Services {
             let new = self
                 .events
                 .poll_events(record, &resource.object_type, events, raws);
-            watermark
-                .resources
-                .insert(resource.name.clone(), mark.clone());
-            let json = serde_json::to_string(&*watermark)
-                .map_err(|e| ServiceError::Internal(format!("watermark: {e}")))?;
             let stored = self
                 .store
                 .save_poll_page(
                     owner,
                     record.id,
                     &new,
-                    &json,
+                    &page_seen,
                     now + self.poll_lease_ms(),
                     now,
                 )
@@ -693,6 +693,15 @@ impl Services {
                 .collect(),
         })
     }
+}
+
+/// A complete poll: when the next is due, the watermark it leaves, which emitted changes
+/// may be forgotten, and how many events it stored.
+struct PollDone {
+    next_run_at: i64,
+    watermark: String,
+    forget_before: Vec<(String, i64)>,
+    emitted: usize,
 }
 
 enum PollResult {
