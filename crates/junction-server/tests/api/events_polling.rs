@@ -373,6 +373,42 @@ async fn act_on_contacts_added_and_changed_in_any_list_are_polled(backend: Backe
     let (status, body) = app.get(&format!("/instances/{id}/events/poller")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, "not_polling");
+    // A configuration that could never be polled is refused, and nothing changes.
+    for (bad, says) in [
+        (
+            json!({"contacts": {"url": "/hubs/marketing/lists/l-0001/contacts?after=${now}"}}),
+            "unknown placeholder '${now}'",
+        ),
+        (
+            json!({"contacts": {"url": "/x", "datesConfiguration": {"updatedDateField": "u", "updatedDateFormat": "yyyy-QQ"}}}),
+            "'QQ'",
+        ),
+        (
+            json!({"contacts": {"url": "/x", "createdCheckTolerance": "soon"}}),
+            "createdCheckTolerance",
+        ),
+        (json!({"contacts": {"idField": "id"}}), "url"),
+    ] {
+        let (status, body) = app
+            .call(
+                Method::PATCH,
+                &format!("/instances/{id}"),
+                Some(&json!({"configuration": {"event.poller.configuration": bad.to_string()}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(
+            assert_error(&body, "invalid_configuration").contains(says),
+            "{bad}: {body}"
+        );
+    }
+    let (_, shown) = app.get(&format!("/instances/{id}")).await;
+    assert!(
+        shown["configuration"]["event.poller.configuration"]
+            .as_str()
+            .is_none_or(|c| c.contains("modifiedAfter")),
+        "{shown}"
+    );
     let (status, body) = app
         .call(
             Method::PATCH,

@@ -18,7 +18,9 @@ mod records;
 
 pub use delivery::{DeliveryReport, sign_body};
 pub use ingress::{WebhookAnswer, WebhookRequest};
-pub use poller::{PollReport, PollerView, backoff, initial_watermark, poller_owner};
+pub use poller::{
+    PollReport, PollerView, backoff, check_poller_configuration, initial_watermark, poller_owner,
+};
 pub use records::{EventList, EventListQuery, EventView, NotifiedAttempt, ReplayView};
 
 use junction_oauth::OutboundClient;
@@ -33,6 +35,9 @@ pub mod keys {
     pub const CALLBACK_URL: &str = "event.notification.callback.url";
     pub const SIGNATURE_KEY: &str = "event.notification.signature.key";
 }
+
+/// The configuration entry that says what a polling instance polls.
+pub const POLLER_CONFIGURATION: &str = poller::poll_keys::CONFIGURATION;
 
 /// Most events one notification carries (Cloud Elements' limits).
 pub const WEBHOOK_EVENTS_PER_NOTIFICATION: usize = 20;

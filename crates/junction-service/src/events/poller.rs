@@ -747,6 +747,22 @@ fn split_list(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// Checks an `event.poller.configuration` as an instance is given it, so a resource
+/// that could never be polled (no url, an unknown placeholder or date pattern, a
+/// tolerance that is not a number) is refused then rather than failing every poll.
+pub fn check_poller_configuration(raw: &str) -> Result<(), String> {
+    let key = poll_keys::CONFIGURATION;
+    let parsed: BTreeMap<String, ResourceConfig> =
+        serde_json::from_str(raw).map_err(|e| format!("'{key}': {e}"))?;
+    for (name, config) in &parsed {
+        let object = (name.contains("{objectName}") || config.url.contains("{objectName}"))
+            .then_some("Object");
+        let resource = resource(name, config, object).map_err(|m| format!("'{key}': {m}"))?;
+        substitute(&resource.url, 0).map_err(|m| format!("'{key}' resource '{name}': {m}"))?;
+    }
+    Ok(())
+}
+
 /// Whether the instance's events come by polling.
 fn polls(record: &InstanceRecord, element: &ElementDefinition) -> bool {
     let on = setting(record, element, keys::ENABLED)
