@@ -94,6 +94,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "Also send the Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) when a signature key is set.",
     ),
     (
+        "JUNCTION_EVENTS_POLL_TICK_MS",
+        "5000",
+        "Milliseconds between this replica's looks for polling instances due to poll (each polls every event.poller.refresh_interval minutes, one replica at a time); 0 turns polling off here.",
+    ),
+    (
+        "JUNCTION_EVENTS_POLL_MINUTE_MS",
+        "60000",
+        "Milliseconds one minute of event.poller.refresh_interval lasts; also scales the poll backoff (a quarter of it, doubled per failure, up to 60 of it) and the poll lease another replica waits out after a crash (5 of it). Only tests shorten it.",
+    ),
+    (
         "JUNCTION_CACHE_TTL",
         "30",
         "Seconds an in-process copy of an instance or user may serve calls. Copies are dropped on every write, by every replica (PostgreSQL LISTEN/NOTIFY); this bounds only what a silently lost notification could leave. 0 turns the copies off.",
@@ -301,6 +311,12 @@ pub struct Settings {
     /// Also send the Standard Webhooks headers.
     #[arg(long, env = "JUNCTION_EVENTS_STANDARD_WEBHOOKS", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub events_standard_webhooks: bool,
+    /// Milliseconds between looks for instances due to poll; 0 turns polling off here.
+    #[arg(long, env = "JUNCTION_EVENTS_POLL_TICK_MS", default_value = "5000")]
+    pub events_poll_tick_ms: u64,
+    /// Milliseconds in one minute of `event.poller.refresh_interval` (tests shorten it).
+    #[arg(long, env = "JUNCTION_EVENTS_POLL_MINUTE_MS", default_value = "60000")]
+    pub events_poll_minute_ms: u64,
     /// Seconds an in-process copy of an instance or user may serve calls; 0 disables.
     #[arg(long, env = "JUNCTION_CACHE_TTL", default_value = "30")]
     pub cache_ttl: u64,
@@ -673,6 +689,11 @@ impl Config {
                     at_least_one("JUNCTION_EVENTS_RETENTION", s.events_retention)? * 3600,
                 ),
                 standard_webhooks: s.events_standard_webhooks,
+                poll_tick: Duration::from_millis(s.events_poll_tick_ms),
+                poll_minute: Duration::from_millis(at_least_one(
+                    "JUNCTION_EVENTS_POLL_MINUTE_MS",
+                    s.events_poll_minute_ms,
+                )?),
             },
             cache: CacheSettings {
                 ttl: Duration::from_secs(s.cache_ttl),
@@ -877,6 +898,8 @@ mod tests {
             events_timeout: 10,
             events_retention: 168,
             events_standard_webhooks: true,
+            events_poll_tick_ms: 5000,
+            events_poll_minute_ms: 60_000,
             cache_ttl: 30,
             cache_capacity: 10_000,
             header_read_timeout: 10,

@@ -1,7 +1,7 @@
 //! Background work: the sweep that renews provider tokens before they expire, so a
 //! customer's call rarely waits for a refresh and a long-lived Graph token never lapses;
-//! event delivery workers; pruning of delivered events; the expiry of Connect sessions
-//! (which tells their apps) and their purge past the retention.
+//! event delivery workers; event polling; pruning of delivered events; the expiry of
+//! Connect sessions (which tells their apps) and their purge past the retention.
 
 use junction_service::{Services, SweepReport};
 use std::time::Duration;
@@ -120,6 +120,10 @@ pub fn spawn_event_jobs(
             })
         })
         .collect();
+    let tick = services.events.settings.poll_tick;
+    if !tick.is_zero() {
+        jobs.push(spawn_poll_job(services.clone(), tick, stop.clone()));
+    }
     let mut stop = stop;
     jobs.push(tokio::spawn(async move {
         loop {
@@ -144,6 +148,43 @@ pub fn spawn_event_jobs(
         tracing::info!(workers, "event delivery started");
     }
     jobs
+}
+
+/// Looks for instances due to poll every `tick` and polls them (see
+/// `junction_service::events` `poller`). A round in progress is finished rather than cut
+/// short: what it stored stays, and what it did not is read again by the next poll.
+fn spawn_poll_job(
+    services: Services,
+    tick: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let owner = junction_service::events::poller_owner();
+    tokio::spawn(async move {
+        tracing::info!(tick_ms = tick.as_millis() as u64, "event polling started");
+        loop {
+            match services.poll_due(&owner).await {
+                Ok(report) if report.polled + report.failed + report.stopped > 0 => {
+                    tracing::debug!(
+                        polled = report.polled,
+                        events = report.events,
+                        failed = report.failed,
+                        stopped = report.stopped,
+                        "poll round done"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "poll round failed"),
+            }
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(tick) => {}
+            }
+        }
+    })
 }
 
 /// Time between purges of Connect sessions past their retention.

@@ -269,6 +269,14 @@ impl App {
                     "event notifications left in flight by a stopped Junction process are sent again"
                 );
             }
+            // And polls: the instance polls again at once, from its stored watermark.
+            let repolled = store.release_all_poller_leases().await?;
+            if repolled > 0 {
+                tracing::warn!(
+                    repolled,
+                    "polls left running by a stopped Junction process start again"
+                );
+            }
         }
         // Bound before the first organization is created: a start that cannot listen must
         // not leave behind an organization whose secrets it never got to print.

@@ -112,13 +112,17 @@ pub(crate) fn normalized(
     if value.is_empty() {
         return Ok(None);
     }
-    match element.config_entry(key) {
+    let value = match element.config_entry(key) {
         Some(entry) => entry
             .normalize(&value)
-            .map(Some)
-            .map_err(|m| ServiceError::bad_request("invalid_configuration", m)),
-        None => Ok(Some(value)),
+            .map_err(|m| ServiceError::bad_request("invalid_configuration", m))?,
+        None => value,
+    };
+    if key == crate::events::POLLER_CONFIGURATION {
+        crate::events::check_poller_configuration(&value)
+            .map_err(|m| ServiceError::bad_request("invalid_configuration", m))?;
     }
+    Ok(Some(value))
 }
 
 /// Every declared entry at its default (or null).

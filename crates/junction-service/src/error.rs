@@ -86,6 +86,8 @@ pub enum ServiceError {
     ProviderStatus {
         status: u16,
         provider_message: Option<String>,
+        /// The provider's `Retry-After`, in seconds, when it sent one.
+        retry_after: Option<u64>,
     },
     /// The provider refused credentials taken from configuration at the element's
     /// validation call, so nothing was stored.

@@ -228,6 +228,7 @@ impl Services {
         Err(ServiceError::ProviderStatus {
             status: status.as_u16(),
             provider_message: provider_message(&body),
+            retry_after: None,
         })
     }
 

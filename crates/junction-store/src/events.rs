@@ -154,44 +154,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.writer().begin().await?;
-        let mut ids = Vec::with_capacity(batch.len());
-        for event in batch {
-            let status = crate::events::status::RECEIVED;
-            let id: i64 = sqlx::query_scalar(
-                "insert into events (instance_id, account_id, element_key, source, status, \
-                 provider_data, events, created_at, updated_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $8) returning id",
-            )
-            .bind(event.instance_id.0)
-            .bind(event.account_id.0)
-            .bind(&event.element_key)
-            .bind(event.source)
-            .bind(status)
-            .bind(&event.provider_data)
-            .bind(&event.events)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            for n in &event.notifications {
-                sqlx::query(
-                    "insert into event_deliveries (event_id, instance_id, account_id, webhook_id, body, \
-                     ordering_key, callback, state, attempts, next_attempt_at, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9)",
-                )
-                .bind(id)
-                .bind(event.instance_id.0)
-                .bind(event.account_id.0)
-                .bind(&n.webhook_id)
-                .bind((n.body)(id))
-                .bind(&n.ordering_key)
-                .bind(&n.callback)
-                .bind(PENDING)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            ids.push(id);
-        }
+        let ids = insert_events_in(&mut tx, batch, now).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -780,6 +743,54 @@ pub(crate) async fn insert_session_event(
     .execute(&mut **tx)
     .await?;
     Ok(id)
+}
+
+/// Inserts events and their notifications in the caller's transaction; returns the
+/// events' ids in order.
+pub(crate) async fn insert_events_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    batch: &[NewEvent],
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(batch.len());
+    for event in batch {
+        let status = crate::events::status::RECEIVED;
+        let id: i64 = sqlx::query_scalar(
+            "insert into events (instance_id, account_id, element_key, source, status, \
+                 provider_data, events, created_at, updated_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $8) returning id",
+        )
+        .bind(event.instance_id.0)
+        .bind(event.account_id.0)
+        .bind(&event.element_key)
+        .bind(event.source)
+        .bind(status)
+        .bind(&event.provider_data)
+        .bind(&event.events)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?;
+        for n in &event.notifications {
+            sqlx::query(
+                    "insert into event_deliveries (event_id, instance_id, account_id, webhook_id, body, \
+                     ordering_key, callback, state, attempts, next_attempt_at, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9)",
+                )
+                .bind(id)
+                .bind(event.instance_id.0)
+                .bind(event.account_id.0)
+                .bind(&n.webhook_id)
+                .bind((n.body)(id))
+                .bind(&n.ordering_key)
+                .bind(&n.callback)
+                .bind(PENDING)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 enum Bind {

@@ -14,6 +14,7 @@ mod elements;
 pub mod events;
 mod hubs;
 mod instances;
+mod pollers;
 mod rate;
 mod refresh;
 mod startup;
@@ -36,6 +37,7 @@ pub use events::{
 };
 pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
+pub use pollers::{ClaimedPoller, PollCandidate, PollOutcome, PollerRecord, SeenChange};
 pub use rate::{Pace, Slot};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use startup::UnrevealedFirstStart;

@@ -3,6 +3,10 @@
 //! it answered "accepted" reaches the app's callback at least once, a notification sent
 //! again carries the same `Elements-Webhook-Id`, and nothing arrives that was never sent.
 //!
+//! Likewise while it polls: a Salesforce stand-in (in this test process) gets thousands
+//! of new Contacts, the process is killed in the middle of reading their pages and
+//! started again, and every new Contact reaches the app at least once, nothing else.
+//!
 //! The webhooks go to `/events/sfdc` with the `Element-Instances` header (Cloud Elements'
 //! documented way to simulate a Salesforce event), each carrying a sequence number the
 //! receiver reads back from `message.raw`.
@@ -13,6 +17,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use junction_testkit::db::{Backend, TestDatabase};
+use junction_testkit::vendors::salesforce::{
+    Salesforce, SalesforceConfig, SalesforceServer, record_id,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +42,16 @@ async fn sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres() {
     killed_while_receiving_and_delivering(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn polling_sqlite() {
+    killed_while_polling(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn polling_postgres() {
+    killed_while_polling(Backend::Postgres).await;
 }
 
 fn http() -> reqwest::Client {
@@ -74,6 +91,10 @@ impl Junction {
             .env("JUNCTION_EVENTS_TIMEOUT", "1")
             .env("JUNCTION_EVENTS_RETRIES", "50")
             .env("JUNCTION_EVENTS_RETRY_DELAY_MS", "100")
+            // Polls every 100 ms (`refresh_interval: 1`); a dead process's poll lease
+            // lapses after 500 ms.
+            .env("JUNCTION_EVENTS_POLL_TICK_MS", "50")
+            .env("JUNCTION_EVENTS_POLL_MINUTE_MS", "100")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -285,5 +306,160 @@ async fn killed_while_receiving_and_delivering(backend: Backend) {
         );
         assert_eq!(ids.len(), 1, "seq {seq} arrived under several ids: {ids:?}");
     }
+    drop(junction);
+}
+
+type Reported = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
+
+/// The app's receiver for polled events: every Contact id reported, with the webhook ids
+/// it came under (a notification sent again keeps its id; a change emitted again would
+/// come under a new one).
+async fn start_poll_receiver() -> (Reported, String) {
+    async fn receive(State(seen): State<Reported>, headers: HeaderMap, body: String) -> AxumStatus {
+        let message: Value = serde_json::from_str(&body).unwrap();
+        let id = headers["elements-webhook-id"].to_str().unwrap().to_owned();
+        let mut seen = seen.lock().unwrap();
+        for event in message["message"]["events"].as_array().unwrap() {
+            seen.entry(event["objectId"].as_str().unwrap().to_owned())
+                .or_default()
+                .insert(id.clone());
+        }
+        AxumStatus::OK
+    }
+    let seen = Arc::new(Mutex::new(BTreeMap::new()));
+    let app = Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (seen, format!("http://{addr}/hook"))
+}
+
+/// `count` new Contacts at the stand-in, numbered from `from`; returns their ids.
+fn create_contacts(sf: &SalesforceServer, from: u64, count: u64) -> BTreeSet<String> {
+    let store = sf.store();
+    let template = store.all("Contact")[0].as_object().unwrap().clone();
+    (from..from + count)
+        .map(|n| {
+            let mut record = template.clone();
+            let id = record_id("003", 800_000 + n);
+            let now = chrono_now();
+            record.insert("Id".into(), json!(id));
+            record.insert("CreatedDate".into(), json!(now));
+            record.insert("LastModifiedDate".into(), json!(now));
+            store.insert("Contact", Value::Object(record));
+            id
+        })
+        .collect()
+}
+
+/// Now, as Salesforce writes dates: milliseconds and a `+0000` offset.
+fn chrono_now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+        .to_string()
+}
+
+/// Query pages the stand-in served (first pages and the `nextRecordsUrl` ones).
+fn query_pages(sf: &SalesforceServer) -> usize {
+    sf.requests()
+        .iter()
+        .filter(|r| r.path.contains("/query"))
+        .count()
+}
+
+async fn killed_while_polling(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sf = Salesforce::start(SalesforceConfig {
+        accounts: 5,
+        contacts: 20,
+        others: 5,
+        small: 2,
+        ..SalesforceConfig::default()
+    })
+    .await;
+    let (seen, callback) = start_poll_receiver().await;
+    let junction = Junction::start(&db.url, dir.path());
+    let response = http()
+        .post(junction.url("/instances"))
+        .header(
+            "Authorization",
+            format!("User {USER_SECRET}, Organization {ORG_SECRET}"),
+        )
+        .json(&json!({
+            "element": {"key": "sfdc"},
+            "externalAuthentication": "initial",
+            "configuration": {
+                "base.url": sf.url(),
+                "oauth.api.key": "client",
+                "oauth.api.secret": "client-secret",
+                "oauth.callback.url": "https://app.example.test/cb",
+                "oauth.user.token": SalesforceConfig::default().token,
+                "oauth.user.refresh_token": "refresh-token",
+                "event.notification.enabled": true,
+                "event.notification.callback.url": callback,
+                "event.poller.refresh_interval": 1,
+                "event.objects": "Contact",
+            },
+            "name": "polling survives a crash",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        response.text().await.unwrap()
+    );
+    // Polling has begun once the stand-in is asked.
+    let started = Instant::now();
+    while query_pages(&sf) == 0 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // 1. Killed in the middle of a poll: 4,000 new Contacts are 20 pages of 200; the kill
+    //    comes once a few of them were read.
+    let mut created = create_contacts(&sf, 0, 4_000);
+    let before = query_pages(&sf);
+    let started = Instant::now();
+    while query_pages(&sf) < before + 4 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    junction.kill();
+    assert!(
+        query_pages(&sf) < before + 20,
+        "the kill came after the poll ended"
+    );
+
+    // 2. Restarted: more changes arrive while it catches up.
+    let junction = Junction::start(&db.url, dir.path());
+    created.extend(create_contacts(&sf, 10_000, 500));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got: BTreeSet<String> = seen.lock().unwrap().keys().cloned().collect();
+        if created.is_subset(&got) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = seen.lock().unwrap().clone();
+    let reported: BTreeSet<String> = got.keys().cloned().collect();
+    let lost: Vec<_> = created.difference(&reported).take(5).collect();
+    assert!(lost.is_empty(), "changed but never reported: {lost:?}…");
+    let invented: Vec<_> = reported.difference(&created).take(5).collect();
+    assert!(
+        invented.is_empty(),
+        "reported but never changed: {invented:?}"
+    );
+    // What the killed poll had stored is not emitted again by the next one.
+    let twice: Vec<_> = got
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .take(5)
+        .collect();
+    assert!(twice.is_empty(), "emitted twice: {twice:?}");
     drop(junction);
 }

@@ -263,9 +263,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::ProviderStatus {
                 status,
                 ref provider_message,
+                retry_after,
             } => Self {
                 provider_message: provider_message.clone(),
                 from_provider: true,
+                // The provider's own wait, passed on with its own status.
+                retry_after,
                 ..Self::new(
                     StatusCode::from_u16(status)
                         .ok()

@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use junction_service::events::{
-    EventListQuery, EventView, MAX_WEBHOOK_BYTES, ReplayView, WebhookAnswer, WebhookRequest,
+    EventListQuery, EventView, MAX_WEBHOOK_BYTES, PollerView, ReplayView, WebhookAnswer,
+    WebhookRequest,
 };
 use serde::Serialize;
 
@@ -32,6 +33,8 @@ pub fn router() -> Router<AppState> {
         .merge(webhooks)
         .route("/instances/events", get(list_own))
         .route("/instances/{id}/events", get(list))
+        .route("/instances/events/poller", get(poller_own))
+        .route("/instances/{id}/events/poller", get(poller))
         .route("/instances/events/replay", post(replay_failed_own))
         .route("/instances/{id}/events/replay", post(replay_failed))
         .route("/instances/events/{event_id}", get(show_own))
@@ -292,6 +295,42 @@ async fn show(
             .get_event(&caller, Some(id), &event_id)
             .await?,
     ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/instances/{id}/events/poller",
+    tag = "events",
+    summary = "How a polling instance's poller is doing: last and next poll, backoff, why it stopped",
+    params(("id" = i64, Path, description = "Instance id")),
+    security(("authorization" = [])),
+    responses((status = 200, body = PollerView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
+async fn poller(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<PollerView>, ApiError> {
+    let id = state
+        .services
+        .target_instance(&caller, Some(instance_id(&id)?))?;
+    Ok(Json(state.services.poller_status(&caller, id).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/instances/events/poller",
+    tag = "events",
+    summary = "How the Element token's instance's poller is doing",
+    security(("authorization" = [])),
+    responses((status = 200, body = PollerView), (status = 400, body = ApiErrorBody), (status = 401, body = ApiErrorBody), (status = 404, body = ApiErrorBody)),
+)]
+async fn poller_own(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<PollerView>, ApiError> {
+    let id = state.services.target_instance(&caller, None)?;
+    Ok(Json(state.services.poller_status(&caller, id).await?))
 }
 
 #[utoipa::path(

@@ -131,7 +131,7 @@ impl Receiver {
     }
 }
 
-fn hmac(key: &str, parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn hmac(key: &str, parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
     for p in parts {
         mac.update(p);

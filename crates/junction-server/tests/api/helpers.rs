@@ -76,6 +76,10 @@ pub struct Options {
     pub public_url: Option<String>,
     /// `JUNCTION_METRICS_LISTEN` on a free loopback port.
     pub metrics: bool,
+    /// `JUNCTION_EVENTS_POLL_TICK_MS`; 0 (no polling) unless a test polls.
+    pub poll_tick_ms: u64,
+    /// `JUNCTION_EVENTS_POLL_MINUTE_MS`.
+    pub poll_minute_ms: u64,
 }
 
 impl Default for Options {
@@ -95,6 +99,8 @@ impl Default for Options {
             hook_timeout_ms: 1000,
             public_url: None,
             metrics: false,
+            poll_tick_ms: 0,
+            poll_minute_ms: 60_000,
         }
     }
 }
@@ -144,6 +150,8 @@ impl TestApp {
             events_timeout: options.events_timeout,
             events_retention: 168,
             events_standard_webhooks: true,
+            events_poll_tick_ms: options.poll_tick_ms,
+            events_poll_minute_ms: options.poll_minute_ms,
             cache_ttl: options.cache_ttl,
             cache_capacity: 10_000,
             header_read_timeout: 10,

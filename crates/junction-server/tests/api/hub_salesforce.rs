@@ -34,15 +34,15 @@ on_both_backends!(
 );
 
 const V: &str = "/services/data/v59.0";
-const CLIENT_ID: &str = "3MVG9-junction-connected-app";
-const CLIENT_SECRET: &str = "connected-app-secret-0123";
-const CALLBACK: &str = "https://app.example/salesforce/callback";
-const CODE: &str = "aPrxsf-authorization-code";
+pub(crate) const CLIENT_ID: &str = "3MVG9-junction-connected-app";
+pub(crate) const CLIENT_SECRET: &str = "connected-app-secret-0123";
+pub(crate) const CALLBACK: &str = "https://app.example/salesforce/callback";
+pub(crate) const CODE: &str = "aPrxsf-authorization-code";
 
 /// Salesforce's token endpoint (`/services/oauth2/token`, web server flow): it checks
 /// the code exchange and answers with the org's `instance_url`, here the stand-in.
-struct Login {
-    url: String,
+pub(crate) struct Login {
+    pub(crate) url: String,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -97,7 +97,7 @@ async fn token_endpoint(
 }
 
 impl Login {
-    async fn start(sf: &SalesforceServer, token: &str) -> Self {
+    pub(crate) async fn start(sf: &SalesforceServer, token: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!(
             "http://{}/services/oauth2/token",

@@ -15,6 +15,7 @@ mod console;
 mod docs;
 mod errors;
 mod events;
+mod events_polling;
 mod hub_acton;
 mod hub_client;
 mod hub_crm;

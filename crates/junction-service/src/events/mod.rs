@@ -6,16 +6,21 @@
 //! - `outbox`: store the event and its notifications durably, many at once;
 //! - `delivery`: send notifications to the app's callback, signed, retried with
 //!   backoff, behind a circuit breaker per receiver;
+//! - `poller`: read the changes of polling instances through the hub resources;
 //! - `records`: the events API (read, replay) and retention.
 
 mod delivery;
 mod ingress;
 mod normalize;
 mod outbox;
+mod poller;
 mod records;
 
 pub use delivery::{DeliveryReport, sign_body};
 pub use ingress::{WebhookAnswer, WebhookRequest};
+pub use poller::{
+    PollReport, PollerView, backoff, check_poller_configuration, initial_watermark, poller_owner,
+};
 pub use records::{EventList, EventListQuery, EventView, NotifiedAttempt, ReplayView};
 
 use junction_oauth::OutboundClient;
@@ -30,6 +35,9 @@ pub mod keys {
     pub const CALLBACK_URL: &str = "event.notification.callback.url";
     pub const SIGNATURE_KEY: &str = "event.notification.signature.key";
 }
+
+/// The configuration entry that says what a polling instance polls.
+pub const POLLER_CONFIGURATION: &str = poller::poll_keys::CONFIGURATION;
 
 /// Most events one notification carries (Cloud Elements' limits).
 pub const WEBHOOK_EVENTS_PER_NOTIFICATION: usize = 20;
@@ -53,6 +61,10 @@ pub struct EventSettings {
     pub retention: Duration,
     /// Also send the Standard Webhooks headers when a signature key is set.
     pub standard_webhooks: bool,
+    /// How often this process looks for instances due to poll; zero: it polls none.
+    pub poll_tick: Duration,
+    /// One minute of `event.poller.refresh_interval` (a minute, except in tests).
+    pub poll_minute: Duration,
 }
 
 impl Default for EventSettings {
@@ -64,6 +76,8 @@ impl Default for EventSettings {
             timeout: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 3600),
             standard_webhooks: true,
+            poll_tick: Duration::from_secs(5),
+            poll_minute: Duration::from_secs(60),
         }
     }
 }

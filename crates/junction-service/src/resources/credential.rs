@@ -59,6 +59,7 @@ impl Services {
                     &answer.body,
                     target.element.error_message_path.as_deref(),
                 ),
+                retry_after: None,
             });
         }
         let token = match lookup(&answer.body, &spec.field) {

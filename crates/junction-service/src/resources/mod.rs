@@ -227,6 +227,8 @@ impl Services {
                         &answer.body,
                         element.error_message_path.as_deref(),
                     ),
+                    retry_after: crate::proxy::retry_after(&answer.headers, chrono::Utc::now())
+                        .map(|d| d.as_secs()),
                 });
             }
             configuration.extend(request::response_configuration(
@@ -495,6 +497,7 @@ impl Services {
                     &bytes,
                     target.element.error_message_path.as_deref(),
                 ),
+                retry_after: None,
             });
         }
         Ok(ProxyResponse {

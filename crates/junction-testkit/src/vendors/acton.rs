@@ -20,16 +20,22 @@
 //!   document this body), `GET /api/1/subscription/optout?category=` (paged
 //!   `{"offset","count","totalCount","result":[{"email","timestamp"}]}`) and
 //!   `PUT /api/1/subscription/optout` (form `email`, `category`, `action`).
+//! - A download filters with `modafter`, `modbefore`, `createdafter` and `createdbefore`
+//!   (Unix times in milliseconds, exclusive) and, with `datequalifiers=true`, adds the
+//!   columns `__created_date` and `__modified_date` (Unix milliseconds), as *Download a
+//!   List* documents. Every add, update and merge sets a record's modification time.
 //! - Auth: a bearer token; 401 `{"error":"invalid_token","error_description"}`; other
 //!   errors `{"status":"failure","message"}`.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use super::{Core, Credential, RecordedRequest, Store, Vendor, VendorServer, seed};
+use super::{Core, Credential, RecordedRequest, Store, Vendor, VendorServer, lock, seed};
 
 const MAX_COUNT: usize = 1000;
 const HEADERS: [&str; 7] = [
@@ -71,6 +77,12 @@ pub type ActOnServer = VendorServer<ActOn>;
 pub struct ActOn {
     next_id: AtomicU64,
     next_list: AtomicU64,
+    /// Record id → (created, last modified), Unix milliseconds.
+    dates: Mutex<HashMap<String, (i64, i64)>>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// The ids of the seeded lists, first one the big one.
@@ -120,8 +132,13 @@ impl ActOn {
         let store = Store::new();
         let headers: Vec<String> = HEADERS.iter().map(|h| (*h).to_owned()).collect();
         let mut lists = Vec::new();
+        let mut dates = HashMap::new();
         for (n, (id, name)) in LISTS.iter().enumerate() {
             let count = if n == 0 { config.contacts } else { 25 };
+            for i in 0..count {
+                let at = seed::created(i).timestamp_millis();
+                dates.insert(format!("{id}:{:x}", i + 1), (at, at));
+            }
             store.seed(id, ID_HEADER, (0..count).map(|i| contact(id, i)).collect());
             lists.push(list_entry(id, name, &headers));
         }
@@ -143,6 +160,7 @@ impl ActOn {
         let vendor = ActOn {
             next_id: AtomicU64::new(0x10_0000),
             next_list: AtomicU64::new(LISTS.len() as u64 + 1),
+            dates: Mutex::new(dates),
         };
         VendorServer::spawn(vendor, Credential::Bearer(config.token), store).await
     }
@@ -186,12 +204,12 @@ impl Vendor for ActOn {
             (["api", "1", "list"], "GET") => listing(core, request),
             (["api", "1", "list"], "POST") => self.create_list(core, request),
             (["api", "1", "list", "optout"], "GET") => {
-                download(core, request, "optout", &HEADERS.map(str::to_owned))
+                self.download(core, request, "optout", &HEADERS.map(str::to_owned))
             }
             (["api", "1", "list", id], _) => match headers_of(core, id) {
                 None => no_list(id),
                 Some(headers) => match method {
-                    "GET" => download(core, request, id, &headers),
+                    "GET" => self.download(core, request, id, &headers),
                     "PUT" => self.merge_list(core, request, id, &headers),
                     "DELETE" => {
                         core.store.delete("lists", id);
@@ -206,7 +224,7 @@ impl Vendor for ActOn {
                 None => no_list(id),
             },
             (["api", "1", "list", list, "record", record], _) => match headers_of(core, list) {
-                Some(headers) => record_op(core, request, list, record, &headers),
+                Some(headers) => self.record_op(core, request, list, record, &headers),
                 None => no_list(list),
             },
             (["api", "1", "subscription", "category"], "GET") => super::json(
@@ -361,10 +379,22 @@ fn split_row(line: &str, separator: char, quote: Option<char>) -> Vec<String> {
 
 impl ActOn {
     fn new_record_id(&self, list: &str) -> String {
-        format!(
+        let id = format!(
             "{list}:{:x}",
             self.next_id.fetch_add(1, AtomicOrdering::Relaxed)
-        )
+        );
+        let now = now_ms();
+        lock(&self.dates).insert(id.clone(), (now, now));
+        id
+    }
+
+    /// The record changed now.
+    fn touch(&self, id: &str) {
+        let now = now_ms();
+        lock(&self.dates)
+            .entry(id.to_owned())
+            .and_modify(|d| d.1 = now)
+            .or_insert((now, now));
     }
 
     fn row(&self, list: &str, headings: &[String], cells: &[String]) -> Value {
@@ -476,6 +506,7 @@ impl ActOn {
                     match existing(&cells[key_index]) {
                         Some(id) if mode != "APPEND_NO_DUPLICATES" => {
                             core.store.update(list, &id, &fields(cells));
+                            self.touch(&id);
                         }
                         Some(_) => {}
                         None if mode != "UPDATE_ONLY" => add(cells),
@@ -544,45 +575,51 @@ fn check_headers(fields: &Map<String, Value>, headers: &[String]) -> Result<(), 
     }
 }
 
-fn record_op(
-    core: &Core,
-    request: &RecordedRequest,
-    list: &str,
-    record: &str,
-    headers: &[String],
-) -> Response {
-    let missing = || failure(StatusCode::NOT_FOUND, &format!("Record {record} not found"));
-    match request.method.as_str() {
-        "GET" => match core.store.get(list, record) {
-            Some(row) => super::json(StatusCode::OK, &row),
-            None => missing(),
-        },
-        "PUT" => {
-            let Some(Value::Object(fields)) = request.json() else {
-                return failure(
-                    StatusCode::BAD_REQUEST,
-                    "The body must be a JSON object of header/value pairs",
-                );
-            };
-            if let Err(response) = check_headers(&fields, headers) {
-                return response;
-            }
-            match core.store.update(list, record, &fields) {
-                Some(_) => success(
-                    "Record updated",
-                    json!({ "id": record, "contact_id": record }),
-                ),
+impl ActOn {
+    fn record_op(
+        &self,
+        core: &Core,
+        request: &RecordedRequest,
+        list: &str,
+        record: &str,
+        headers: &[String],
+    ) -> Response {
+        let missing = || failure(StatusCode::NOT_FOUND, &format!("Record {record} not found"));
+        match request.method.as_str() {
+            "GET" => match core.store.get(list, record) {
+                Some(row) => super::json(StatusCode::OK, &row),
                 None => missing(),
+            },
+            "PUT" => {
+                let Some(Value::Object(fields)) = request.json() else {
+                    return failure(
+                        StatusCode::BAD_REQUEST,
+                        "The body must be a JSON object of header/value pairs",
+                    );
+                };
+                if let Err(response) = check_headers(&fields, headers) {
+                    return response;
+                }
+                match core.store.update(list, record, &fields) {
+                    Some(_) => {
+                        self.touch(record);
+                        success(
+                            "Record updated",
+                            json!({ "id": record, "contact_id": record }),
+                        )
+                    }
+                    None => missing(),
+                }
             }
-        }
-        "DELETE" => {
-            if core.store.delete(list, record) {
-                success("Record deleted", json!({}))
-            } else {
-                missing()
+            "DELETE" => {
+                if core.store.delete(list, record) {
+                    success("Record deleted", json!({}))
+                } else {
+                    missing()
+                }
             }
+            _ => failure(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
         }
-        _ => failure(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
     }
 }
 
@@ -668,51 +705,112 @@ fn set_subscription(core: &Core, request: &RecordedRequest) -> Response {
     }
 }
 
-fn download(core: &Core, request: &RecordedRequest, list: &str, known: &[String]) -> Response {
-    let (offset, count) = match paging(request) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let headers: Vec<String> = match request.param("fields") {
-        None => std::iter::once(ID_HEADER.to_owned())
-            .chain(known.iter().cloned())
-            .collect(),
-        Some(list) => {
-            let mut headers = vec![ID_HEADER.to_owned()];
-            for h in list.split(';').map(str::trim).filter(|h| !h.is_empty()) {
-                if !known.iter().any(|k| k == h) {
-                    return failure(
-                        StatusCode::BAD_REQUEST,
-                        &format!("Unknown column heading: {h}"),
-                    );
+impl ActOn {
+    fn download(
+        &self,
+        core: &Core,
+        request: &RecordedRequest,
+        list: &str,
+        known: &[String],
+    ) -> Response {
+        let (offset, count) = match paging(request) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let mut bounds = [None; 4];
+        for (slot, name) in
+            bounds
+                .iter_mut()
+                .zip(["modafter", "modbefore", "createdafter", "createdbefore"])
+        {
+            if let Some(v) = request.param(name) {
+                match v.trim().parse::<i64>() {
+                    Ok(n) => *slot = Some(n),
+                    Err(_) => {
+                        return failure(
+                            StatusCode::BAD_REQUEST,
+                            &format!("{name} must be a Unix timestamp in milliseconds"),
+                        );
+                    }
                 }
-                headers.push(h.to_owned());
             }
-            headers
         }
-    };
-    let rows = core.store.all(list);
-    let (start, end) = super::page_bounds(rows.len(), offset, count);
-    let data: Vec<Value> = rows[start..end]
-        .iter()
-        .map(|row| {
-            Value::Array(
+        let qualifiers = request.param("datequalifiers") == Some("true");
+        if qualifiers && request.param("fields").is_some() {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "datequalifiers cannot be used with fields",
+            );
+        }
+        let headers: Vec<String> = match request.param("fields") {
+            None => std::iter::once(ID_HEADER.to_owned())
+                .chain(known.iter().cloned())
+                .collect(),
+            Some(list) => {
+                let mut headers = vec![ID_HEADER.to_owned()];
+                for h in list.split(';').map(str::trim).filter(|h| !h.is_empty()) {
+                    if !known.iter().any(|k| k == h) {
+                        return failure(
+                            StatusCode::BAD_REQUEST,
+                            &format!("Unknown column heading: {h}"),
+                        );
+                    }
+                    headers.push(h.to_owned());
+                }
                 headers
+            }
+        };
+        let dates = lock(&self.dates).clone();
+        let date_of = |row: &Value| {
+            row[ID_HEADER]
+                .as_str()
+                .and_then(|id| dates.get(id).copied())
+                .unwrap_or((0, 0))
+        };
+        let [mod_after, mod_before, created_after, created_before] = bounds;
+        let rows: Vec<_> = core
+            .store
+            .all(list)
+            .into_iter()
+            .filter(|row| {
+                let (created, modified) = date_of(row);
+                mod_after.is_none_or(|t| modified > t)
+                    && mod_before.is_none_or(|t| modified < t)
+                    && created_after.is_none_or(|t| created > t)
+                    && created_before.is_none_or(|t| created < t)
+            })
+            .collect();
+        let (start, end) = super::page_bounds(rows.len(), offset, count);
+        let data: Vec<Value> = rows[start..end]
+            .iter()
+            .map(|row| {
+                let mut cells: Vec<Value> = headers
                     .iter()
                     .map(|h| row.get(h).cloned().unwrap_or(Value::Null))
-                    .collect(),
-            )
-        })
-        .collect();
-    super::json(
-        StatusCode::OK,
-        &json!({
-            "listId": list,
-            "count": end - start,
-            "offset": offset,
-            "totalCount": rows.len(),
-            "headers": headers,
-            "data": data,
-        }),
-    )
+                    .collect();
+                if qualifiers {
+                    let (created, modified) = date_of(row);
+                    cells.push(json!(created));
+                    cells.push(json!(modified));
+                }
+                Value::Array(cells)
+            })
+            .collect();
+        let mut headers = headers;
+        if qualifiers {
+            headers.push("__created_date".to_owned());
+            headers.push("__modified_date".to_owned());
+        }
+        super::json(
+            StatusCode::OK,
+            &json!({
+                "listId": list,
+                "count": end - start,
+                "offset": offset,
+                "totalCount": rows.len(),
+                "headers": headers,
+                "data": data,
+            }),
+        )
+    }
 }

@@ -167,6 +167,9 @@ pub struct Core {
     base_url: String,
     requests: Mutex<Vec<RecordedRequest>>,
     credentials: Mutex<Vec<Credential>>,
+    /// Requests still to be refused with a status (and `Retry-After` seconds) before the
+    /// vendor answers again: a rate limit or an outage.
+    faults: Mutex<Option<(usize, StatusCode, Option<u64>)>>,
     /// The records the vendor serves.
     pub store: Store,
 }
@@ -224,6 +227,7 @@ impl<V: Vendor> VendorServer<V> {
             base_url: format!("http://{addr}"),
             requests: Mutex::new(Vec::new()),
             credentials: Mutex::new(vec![credential]),
+            faults: Mutex::new(None),
             store,
         });
         let vendor = Arc::new(vendor);
@@ -256,6 +260,12 @@ impl<V: Vendor> VendorServer<V> {
     /// refused with the vendor's 401.
     pub fn set_credential(&self, credential: Credential) {
         *lock(&self.core.credentials) = vec![credential];
+    }
+
+    /// Refuses the next `count` requests with `status` (a JSON error body, and
+    /// `Retry-After: <seconds>` when given); they are still recorded.
+    pub fn fail_next(&self, count: usize, status: StatusCode, retry_after: Option<u64>) {
+        *lock(&self.core.faults) = (count > 0).then_some((count, status, retry_after));
     }
 
     /// Accepts one more credential alongside the current ones.
@@ -324,6 +334,32 @@ async fn dispatch<V: Vendor>(
         parts,
     };
     lock(&core.requests).push(request.clone());
+    let fault = {
+        let mut faults = lock(&core.faults);
+        match faults.as_mut() {
+            Some((left, status, retry_after)) => {
+                let fault = (*status, *retry_after);
+                *left -= 1;
+                if *left == 0 {
+                    *faults = None;
+                }
+                Some(fault)
+            }
+            None => None,
+        }
+    };
+    if let Some((status, retry_after)) = fault {
+        let mut response = json(
+            status,
+            &serde_json::json!({"error": "unavailable", "message": "refused by the stand-in's fault"}),
+        );
+        if let Some(seconds) = retry_after
+            && let Ok(value) = header::HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     tokio::task::spawn_blocking(move || vendor.handle(&core, &request))
         .await
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())

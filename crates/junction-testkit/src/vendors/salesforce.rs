@@ -18,7 +18,8 @@
 //! - `chatter/users/me`, `/services/oauth2/userinfo` and the version list `/services/data`.
 //! - Errors are arrays `[{"message","errorCode"}]`; a wrong bearer token gets 401
 //!   `INVALID_SESSION_ID`. Answers carry `Sforce-Limit-Info: api-usage=N/15000`;
-//!   `queryAll` is served like `query`.
+//!   `queryAll` is served like `query`, and also returns deleted records (Salesforce's
+//!   recycle bin) with `"IsDeleted": true` and the deletion as their `LastModifiedDate`.
 //!
 //! Records are kept shared (`Arc`) and a query snapshots the matches once, so a paged
 //! walk of 100,000 records costs one filter pass and one serialization per record.
@@ -787,7 +788,8 @@ impl Salesforce {
     ) -> Response {
         let method = request.method.as_str();
         match (rest, method) {
-            (["query" | "queryAll"], "GET") => self.query(core, request, version),
+            (["query"], "GET") => self.query(core, request, version, false),
+            (["queryAll"], "GET") => self.query(core, request, version, true),
             (["query" | "queryAll", locator], "GET") => self.query_more(version, locator),
             (["sobjects"], "GET") => self.list_objects(version),
             (["sobjects", object, "describe"], "GET") => self.describe(version, object),
@@ -882,7 +884,13 @@ impl Salesforce {
         )
     }
 
-    fn query(&self, core: &Core, request: &RecordedRequest, version: &str) -> Response {
+    fn query(
+        &self,
+        core: &Core,
+        request: &RecordedRequest,
+        version: &str,
+        deleted_too: bool,
+    ) -> Response {
         let Some(q) = request.param("q") else {
             return sf_error(
                 StatusCode::BAD_REQUEST,
@@ -894,9 +902,11 @@ impl Salesforce {
             Ok(query) => query,
             Err(error) => return error.response(),
         };
-        let mut records: Vec<Arc<Value>> = core
-            .store
-            .all(query.object)
+        let mut all = core.store.all(query.object);
+        if deleted_too {
+            all.extend(core.store.all(&recycle_bin(query.object)));
+        }
+        let mut records: Vec<Arc<Value>> = all
             .into_iter()
             .filter(|r| query.filter.as_ref().is_none_or(|f| f.matches(r)))
             .collect();
@@ -1348,8 +1358,24 @@ impl Salesforce {
         let Some(o) = self.object(object) else {
             return not_found();
         };
+        let Some(record) = core.store.get(o.name, id) else {
+            return not_found();
+        };
         if !core.store.delete(o.name, id) {
             return not_found();
+        }
+        let mut record = (*record).clone();
+        record["IsDeleted"] = json!(true);
+        record["LastModifiedDate"] = json!(
+            chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+                .to_string()
+        );
+        let bin = recycle_bin(o.name);
+        if core.store.is_empty(&bin) {
+            core.store.seed(&bin, "Id", vec![record]);
+        } else {
+            core.store.insert(&bin, record);
         }
         if blob_field(o.name).is_some() {
             lock(&self.files).remove(id);
@@ -1370,6 +1396,11 @@ impl Salesforce {
         }
         StatusCode::NO_CONTENT.into_response()
     }
+}
+
+/// Where deleted records of an object wait, for `queryAll`.
+fn recycle_bin(object: &str) -> String {
+    format!("{object}#deleted")
 }
 
 fn created(id: &str) -> Response {
@@ -1441,6 +1472,9 @@ fn write_record(out: &mut String, object: &str, fields: &[String], record: &Valu
         let value = record.get(field).unwrap_or(&Value::Null);
         // Field names come from the describe: plain identifiers that need no escaping.
         let _ = write!(out, ",\"{field}\":{value}");
+    }
+    if record.get("IsDeleted") == Some(&Value::Bool(true)) {
+        out.push_str(",\"IsDeleted\":true");
     }
     out.push('}');
 }

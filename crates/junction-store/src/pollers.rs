@@ -1,0 +1,403 @@
+//! Event pollers (see migrations 0010 and 0014): one row per polling instance with its
+//! watermark and a lease, so one replica polls an instance at a time, and the changes it
+//! emitted near its watermark (`event_poller_seen`).
+//!
+//! A replica claims due rows with a compare-and-set on `lease_until` (`FOR UPDATE SKIP
+//! LOCKED` on PostgreSQL, so replicas claiming together take different rows). Every write
+//! of a poll is fenced by `lease_owner = <me>`: the events a page produced and the rows
+//! that say they were emitted commit together or not at all, and a replica whose lease
+//! expired (it stalled, another took over) writes nothing.
+
+use crate::events::insert_events_in;
+use crate::{Dialect, Store, StoreError, placeholders};
+use junction_core::{AccountId, InstanceId};
+use sqlx::{AssertSqlSafe, Row};
+
+/// An instance that may poll: its events are on (the service checks the rest).
+#[derive(Debug, Clone)]
+pub struct PollCandidate {
+    pub id: InstanceId,
+    pub account_id: AccountId,
+}
+
+/// A poller claimed for one run.
+#[derive(Debug, Clone)]
+pub struct ClaimedPoller {
+    pub instance_id: InstanceId,
+    pub account_id: AccountId,
+    pub watermark: String,
+    /// Failed runs in a row, for the backoff.
+    pub failures: i64,
+}
+
+/// A change a poll emitted: the record, what its change looked like and when it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenChange {
+    pub resource: String,
+    pub object_id: String,
+    pub change: String,
+    pub changed_at: i64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum PollOutcome {
+    /// Every resource was read: the next run is due at `next_run_at`.
+    Done {
+        next_run_at: i64,
+        polled_at: i64,
+        /// The watermark the complete poll leaves for the next.
+        watermark: String,
+        /// Emitted changes of these resources before this time are forgotten; those of
+        /// resources not named are forgotten altogether (they are no longer polled).
+        forget_before: Vec<(String, i64)>,
+    },
+    /// The vendor failed or asked to slow down: try again at `retry_at`.
+    Failed { retry_at: i64, error: String },
+    /// The instance cannot poll until it is fixed (re-authorized, re-configured).
+    Stopped { reason: String },
+}
+
+/// What the events API shows of an instance's poller.
+#[derive(Debug, Clone)]
+pub struct PollerRecord {
+    pub next_run_at: i64,
+    pub failures: i64,
+    pub stopped_reason: Option<String>,
+    pub last_polled_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub leased: bool,
+    pub watermark: String,
+}
+
+impl Store {
+    /// Instances whose stored configuration turns events on, for the poll scheduler to
+    /// check further (vendor type, element defaults).
+    pub async fn polling_candidates(&self) -> Result<Vec<PollCandidate>, StoreError> {
+        let rows = sqlx::query(
+            "select id, account_id from instances where disabled = 0 \
+             and config like '%event.notification.enabled%' order by id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PollCandidate {
+                    id: InstanceId(row.try_get("id")?),
+                    account_id: AccountId(row.try_get("account_id")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Makes the poller rows match the instances that poll (each with the watermark a new
+    /// poller of it starts from): new ones are due now; rows of instances that no longer
+    /// poll go, so turning events on again starts from that moment rather than replaying
+    /// the gap.
+    pub async fn sync_pollers(
+        &self,
+        polling: &[(InstanceId, String)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let existing: Vec<i64> = sqlx::query_scalar("select instance_id from event_pollers")
+            .fetch_all(&mut *tx)
+            .await?;
+        for (id, watermark) in polling.iter().filter(|(id, _)| !existing.contains(&id.0)) {
+            sqlx::query(
+                "insert into event_pollers (instance_id, watermark, next_run_at, failures, updated_at) \
+                 values ($1, $2, $3, 0, $3) on conflict (instance_id) do nothing",
+            )
+            .bind(id.0)
+            .bind(watermark)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let gone: Vec<i64> = existing
+            .into_iter()
+            .filter(|id| !polling.iter().any(|(p, _)| p.0 == *id))
+            .collect();
+        for chunk in gone.chunks(500) {
+            for table in ["event_poller_seen", "event_pollers"] {
+                let sql = format!(
+                    "delete from {table} where instance_id in ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` due, running pollers for `owner` until `lease_until`, the
+    /// longest waiting first.
+    pub async fn claim_pollers(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedPoller>, StoreError> {
+        let lock = match self.dialect() {
+            Dialect::Postgres => " for update skip locked",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "update event_pollers set lease_owner = $1, lease_until = $2 \
+             where (lease_until is null or lease_until < $3) and instance_id in (\
+               select p.instance_id from event_pollers p \
+               where p.next_run_at <= $3 and p.stopped_reason is null \
+               and (p.lease_until is null or p.lease_until < $3) \
+               order by p.next_run_at limit $4{lock}) \
+             returning instance_id, watermark, failures"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.writer())
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get("instance_id")?;
+            claimed.push(ClaimedPoller {
+                instance_id: InstanceId(id),
+                account_id: self.instance_account(InstanceId(id)).await?,
+                watermark: row.try_get("watermark")?,
+                failures: row.try_get("failures")?,
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// Stores the events one page produced and the changes they report (`seen`), in one
+    /// transaction, and extends the lease to `lease_until`. `None` means the lease was
+    /// lost and nothing was written.
+    pub async fn save_poll_page(
+        &self,
+        owner: &str,
+        instance: InstanceId,
+        events: &[crate::NewEvent],
+        seen: &[SeenChange],
+        lease_until: i64,
+        now: i64,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let done = sqlx::query(
+            "update event_pollers set lease_until = $1, updated_at = $2 \
+             where instance_id = $3 and lease_owner = $4",
+        )
+        .bind(lease_until)
+        .bind(now)
+        .bind(instance.0)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let ids = insert_events_in(&mut tx, events, now).await?;
+        for chunk in seen.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 4 + 1;
+                    format!("($1, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
+                })
+                .collect();
+            let sql = format!(
+                "insert into event_poller_seen (instance_id, resource, object_id, change, changed_at) \
+                 values {} on conflict (instance_id, resource, object_id) do update \
+                 set change = excluded.change, changed_at = excluded.changed_at",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(instance.0);
+            for c in chunk {
+                q = q
+                    .bind(c.resource.clone())
+                    .bind(c.object_id.clone())
+                    .bind(c.change.clone())
+                    .bind(c.changed_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(ids))
+    }
+
+    /// Ends a run: records how it went and releases the lease. `false` means the lease
+    /// was lost and nothing was written.
+    pub async fn finish_poll(
+        &self,
+        owner: &str,
+        instance: InstanceId,
+        outcome: &PollOutcome,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = match outcome {
+            PollOutcome::Done {
+                next_run_at,
+                polled_at,
+                watermark,
+                forget_before,
+            } => {
+                let mut tx = self.writer().begin().await?;
+                let done = sqlx::query(
+                    "update event_pollers set next_run_at = $1, last_polled_at = $2, failures = 0, \
+                     last_error = null, lease_owner = null, lease_until = null, updated_at = $3, \
+                     watermark = $6 where instance_id = $4 and lease_owner = $5",
+                )
+                .bind(*next_run_at)
+                .bind(*polled_at)
+                .bind(now)
+                .bind(instance.0)
+                .bind(owner)
+                .bind(watermark)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                for (resource, before) in forget_before {
+                    sqlx::query(
+                        "delete from event_poller_seen where instance_id = $1 and resource = $2 \
+                         and changed_at < $3",
+                    )
+                    .bind(instance.0)
+                    .bind(resource)
+                    .bind(*before)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let kept: Vec<&String> = forget_before.iter().map(|(r, _)| r).collect();
+                let sql = if kept.is_empty() {
+                    "delete from event_poller_seen where instance_id = $1".to_owned()
+                } else {
+                    format!(
+                        "delete from event_poller_seen where instance_id = $1 and resource not in ({})",
+                        placeholders(2, kept.len())
+                    )
+                };
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(instance.0);
+                for r in kept {
+                    q = q.bind(r.clone());
+                }
+                q.execute(&mut *tx).await?;
+                tx.commit().await?;
+                done
+            }
+            PollOutcome::Failed { retry_at, error } => {
+                sqlx::query(
+                    "update event_pollers set next_run_at = $1, failures = failures + 1, \
+                     last_error = $2, lease_owner = null, lease_until = null, updated_at = $3 \
+                     where instance_id = $4 and lease_owner = $5",
+                )
+                .bind(*retry_at)
+                .bind(error)
+                .bind(now)
+                .bind(instance.0)
+                .bind(owner)
+                .execute(self.writer())
+                .await?
+            }
+            PollOutcome::Stopped { reason } => {
+                sqlx::query(
+                    "update event_pollers set stopped_reason = $1, lease_owner = null, \
+                     lease_until = null, updated_at = $2 where instance_id = $3 and lease_owner = $4",
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(instance.0)
+                .bind(owner)
+                .execute(self.writer())
+                .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The changes already emitted for one resource of an instance: object id → change.
+    pub async fn poll_seen(
+        &self,
+        instance: InstanceId,
+        resource: &str,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = sqlx::query(
+            "select object_id, change from event_poller_seen where instance_id = $1 and resource = $2",
+        )
+        .bind(instance.0)
+        .bind(resource)
+        .fetch_all(self.writer())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("object_id")?, row.try_get("change")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Lets stopped pollers of these instances run again (they were fixed), due now.
+    pub async fn resume_pollers(
+        &self,
+        instances: &[InstanceId],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut resumed = 0;
+        for chunk in instances.chunks(500) {
+            let sql = format!(
+                "update event_pollers set stopped_reason = null, failures = 0, next_run_at = $1, \
+                 updated_at = $1 where stopped_reason is not null and instance_id in ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for id in chunk {
+                q = q.bind(id.0);
+            }
+            resumed += q.execute(self.writer()).await?.rows_affected();
+        }
+        Ok(resumed)
+    }
+
+    /// The poller of an instance, if it polls.
+    pub async fn poller(
+        &self,
+        instance: InstanceId,
+        now: i64,
+    ) -> Result<Option<PollerRecord>, StoreError> {
+        let row = sqlx::query(
+            "select watermark, next_run_at, failures, stopped_reason, last_polled_at, last_error, \
+             lease_until from event_pollers where instance_id = $1",
+        )
+        .bind(instance.0)
+        .fetch_optional(self.writer())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let lease: Option<i64> = row.try_get("lease_until")?;
+        Ok(Some(PollerRecord {
+            next_run_at: row.try_get("next_run_at")?,
+            failures: row.try_get("failures")?,
+            stopped_reason: row.try_get("stopped_reason")?,
+            last_polled_at: row.try_get("last_polled_at")?,
+            last_error: row.try_get("last_error")?,
+            leased: lease.is_some_and(|l| l >= now),
+            watermark: row.try_get("watermark")?,
+        }))
+    }
+
+    /// Releases every poller lease. Only for a process that knows it is the database's
+    /// sole user (SQLite, at start): any lease found is a dead process's.
+    pub async fn release_all_poller_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "update event_pollers set lease_owner = null, lease_until = null \
+             where lease_owner is not null",
+        )
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
