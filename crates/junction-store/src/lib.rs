@@ -789,6 +789,22 @@ pub(crate) fn placeholders(start: usize, count: usize) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn sqlite_keeps_one_plan_per_statement_whatever_its_bound_values() {
+        // Without the planner stability guarantee a statement is compiled again for each
+        // new value bound to it, and the statement cache saves nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
+        let key = junction_crypto::generate_key().unwrap();
+        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
+        let store = Store::connect(&url, keyring).await.unwrap();
+        let used: i64 = sqlx::query_scalar("select sqlite_compileoption_used('ENABLE_QPSG')")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(used, 1, "SQLite is built without SQLITE_ENABLE_QPSG");
+    }
+
     #[test]
     fn database_url_hides_the_password() {
         let url = DatabaseUrl::parse("postgres://junction:s3cret@db:5432/junction").unwrap();
