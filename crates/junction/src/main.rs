@@ -25,12 +25,6 @@ use std::io::Write;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-// A webhook or a hub page allocates many small values that live for one request, freed
-// on other threads than those that made them: glibc's allocator spent about a third of
-// the instructions of a webhook's path there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Junction: a self-hosted integration hub speaking the Cloud Elements API v2.
 ///
 /// Quick start (SQLite, no other setup):
