@@ -6,7 +6,8 @@
 //! records stay slices of the vendor's body (checked JSON, through `RawValue`); only the
 //! rest of the answer (where the next page is named) is parsed.
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -21,6 +22,7 @@ pub(super) struct Split<'a> {
 
 /// Splits `body` at `root_key` (dotted; Cloud Elements' leading `|` accepted). `None`
 /// when the body is not JSON or holds no list there: the caller reads it as a tree.
+/// The records are read once, to find where each one ends; nothing else reads them.
 pub(super) fn split<'a>(body: &'a [u8], root_key: Option<&str>) -> Option<Split<'a>> {
     let path: Vec<&str> = root_key
         .map(|key| {
@@ -30,66 +32,78 @@ pub(super) fn split<'a>(body: &'a [u8], root_key: Option<&str>) -> Option<Split<
                 .collect()
         })
         .unwrap_or_default();
-    let top: &RawValue = serde_json::from_slice(body).ok()?;
-    let (rest, list) = cut(top, &path)?;
-    let records = match list {
-        // An empty page of some vendors drops the list rather than sending `[]`.
-        None => Vec::new(),
-        Some(list) => serde_json::from_str(list.get()).ok()?,
-    };
+    let text = std::str::from_utf8(body).ok()?;
+    let (rest, records) = cut(text, &path)?;
     Some(Split { rest, records })
 }
 
-/// `value` with the member at `path` replaced by null, and that member (`None` when it
-/// is null). `None` when `path` names nothing, or something other than an array or
-/// null: a single-object answer, which the tree path reads.
-fn cut<'a>(value: &'a RawValue, path: &[&str]) -> Option<(Value, Option<&'a RawValue>)> {
-    let Some((first, deeper)) = path.split_first() else {
-        return match value.get().as_bytes().first() {
-            Some(b'[') => Some((Value::Null, Some(value))),
-            Some(b'n') => Some((Value::Null, None)),
-            _ => None,
-        };
-    };
-    if !value.get().starts_with('{') {
-        // Array indexes in a root key are rare enough to take the tree path.
-        return None;
-    }
-    let members = serde_json::Deserializer::from_str(value.get())
-        .deserialize_map(Members)
-        .ok()?;
-    let mut rest = Map::new();
-    let mut found = None;
-    let mut seen = false;
-    for (key, raw) in members {
-        if key == *first && !seen {
-            seen = true;
-            let (inner, list) = cut(raw, deeper)?;
-            found = list;
-            rest.insert(key, inner);
-        } else {
-            rest.insert(key, serde_json::from_str(raw.get()).ok()?);
+/// `text` with the member at `path` replaced by null, and that member's records (none
+/// when it is null). `None` when `text` is not JSON, or `path` names nothing or
+/// something other than an array or null: a single-object answer, which the tree path
+/// reads.
+fn cut<'a>(text: &'a str, path: &[&str]) -> Option<(Value, Vec<&'a RawValue>)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let cut = match path.split_first() {
+        None => match text.trim_start().as_bytes().first() {
+            Some(b'[') => (Value::Null, Vec::<&RawValue>::deserialize(&mut de).ok()?),
+            // An empty page of some vendors drops the list rather than sending `[]`.
+            Some(b'n') => (
+                Value::Null,
+                Option::<Vec<&RawValue>>::deserialize(&mut de)
+                    .ok()?
+                    .unwrap_or_default(),
+            ),
+            _ => return None,
+        },
+        Some((first, deeper)) => {
+            if !text.trim_start().starts_with('{') {
+                // Array indexes in a root key are rare enough to take the tree path.
+                return None;
+            }
+            let (rest, found) = de.deserialize_map(Level { first, deeper }).ok()?;
+            (Value::Object(rest), found?)
         }
-    }
-    seen.then_some((Value::Object(rest), found))
+    };
+    de.end().ok()?;
+    Some(cut)
 }
 
-/// An object's members in order, their values unparsed.
-struct Members;
+/// One object on the way to the list: its other members parsed, the list's members
+/// only delimited.
+struct Level<'p> {
+    first: &'p str,
+    deeper: &'p [&'p str],
+}
 
-impl<'de> Visitor<'de> for Members {
-    type Value = Vec<(String, &'de RawValue)>;
+impl<'de> Visitor<'de> for Level<'_> {
+    type Value = (Map<String, Value>, Option<Vec<&'de RawValue>>);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::new();
+        let mut rest = Map::new();
+        let mut found = None;
         while let Some(key) = map.next_key::<String>()? {
-            members.push((key, map.next_value::<&RawValue>()?));
+            if found.is_some() || key != self.first {
+                let value = map.next_value::<Value>()?;
+                rest.insert(key, value);
+            } else if self.deeper.is_empty() {
+                let list = map
+                    .next_value::<Option<Vec<&'de RawValue>>>()
+                    .map_err(|_| A::Error::custom("the root key names no list"))?;
+                found = Some(list.unwrap_or_default());
+                rest.insert(key, Value::Null);
+            } else {
+                let inner = map.next_value::<&'de RawValue>()?;
+                let (value, list) = cut(inner.get(), self.deeper)
+                    .ok_or_else(|| A::Error::custom("the root key names no list"))?;
+                found = Some(list);
+                rest.insert(key, value);
+            }
         }
-        Ok(members)
+        Ok((rest, found))
     }
 }
 
