@@ -1,7 +1,8 @@
 //! NetSuite REST web services: SuiteQL (`POST /services/rest/query/v1/suiteql` with
 //! `Prefer: transient` and `{"q": "SELECT …"}`, paged by `limit`/`offset` with
 //! `hasMore`) and single records (`GET /services/rest/record/v1/<type>/<id>`), behind
-//! OAuth 2.0 bearer tokens, refusing with NetSuite's error body
+//! OAuth 2.0 bearer tokens (and record collections, `GET /services/rest/record/v1/<type>`,
+//! which list ids only), refusing with NetSuite's error body
 //! (`{"type","title","status","o:errorDetails":[{"detail","o:errorCode"}]}`).
 //!
 //! Records are kept as SuiteQL sees them (lower-case column names; customers and
@@ -194,6 +195,9 @@ impl Vendor for NetSuite {
         if let Some(rest) = request.path.strip_prefix(RECORD_PATH)
             && request.method == "GET"
         {
+            if !rest.contains('/') {
+                return collection(core, request, rest).unwrap_or_else(|r| r);
+            }
             return record(core, rest);
         }
         error(
@@ -227,6 +231,45 @@ fn record_type(name: &str) -> Option<(&'static str, &'static [(&'static str, &'s
         "opportunity" => Some(("transaction", TRANSACTION)),
         _ => None,
     }
+}
+
+/// A record type's collection: ids and links only, paged like SuiteQL.
+fn collection(core: &Core, request: &RecordedRequest, kind: &str) -> Result<Response, Response> {
+    let Some((table, _)) = record_type(kind) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_RCRD_TYPE",
+            &format!("Invalid record type: {kind}."),
+        ));
+    };
+    let number = |name: &str, default: usize| -> Result<usize, Response> {
+        super::number_param(request, name)
+            .map(|n| n.unwrap_or(default))
+            .map_err(bad)
+    };
+    let limit = number("limit", MAX_LIMIT)?.clamp(1, MAX_LIMIT);
+    let offset = number("offset", 0)?;
+    let rows: Vec<_> = core
+        .store
+        .all(table)
+        .into_iter()
+        .filter(|r| table != "transaction" || r["type"] == "Opprtnty")
+        .collect();
+    let (start, end) = super::page_bounds(rows.len(), offset, limit);
+    let items: Vec<Value> = rows[start..end]
+        .iter()
+        .map(|r| {
+            let id = r["id"].as_str().unwrap_or_default();
+            json!({"links": [{"rel": "self", "href": format!("{}{RECORD_PATH}{kind}/{id}", core.base_url())}], "id": id})
+        })
+        .collect();
+    Ok(super::json(
+        StatusCode::OK,
+        &json!({
+            "links": [], "count": items.len(), "hasMore": end < rows.len(), "items": items,
+            "offset": offset, "totalResults": rows.len(),
+        }),
+    ))
 }
 
 fn record(core: &Core, rest: &str) -> Response {
