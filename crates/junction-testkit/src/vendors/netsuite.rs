@@ -21,6 +21,7 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 /// The only datetime format the stand-in's `TO_CHAR` and `TO_TIMESTAMP` accept.
@@ -649,21 +650,19 @@ fn compare(value: &Value, operand: &Operand) -> Option<Ordering> {
     }
 }
 
-fn matches(record: &Value, condition: &Condition) -> Result<bool, String> {
-    let Some(value) = record.get(&condition.column) else {
-        return Err(format!("Unknown identifier '{}'.", condition.column));
-    };
+fn matches(record: &Value, condition: &Condition) -> bool {
+    let value = record.get(&condition.column).unwrap_or(&Value::Null);
     let Some(ordering) = compare(value, &condition.operand) else {
-        return Ok(false);
+        return false;
     };
-    Ok(match condition.operator.as_str() {
+    match condition.operator.as_str() {
         "=" => ordering.is_eq(),
         "!=" => ordering.is_ne(),
         "<" => ordering.is_lt(),
         ">" => ordering.is_gt(),
         "<=" => ordering.is_le(),
         _ => ordering.is_ge(),
-    })
+    }
 }
 
 /// A column's value as SuiteQL answers it: a datetime as the account's date format.
@@ -678,16 +677,32 @@ fn run(store: &Store, query: &Query) -> Result<Vec<Value>, String> {
     if !["customer", "contact", "transaction"].contains(&query.table.as_str()) {
         return Err(format!("Unknown identifier '{}'.", query.table));
     }
-    let mut rows = Vec::new();
-    for record in store.all(&query.table) {
-        let mut keep = true;
-        for condition in &query.conditions {
-            keep &= matches(&record, condition)?;
-        }
-        if keep {
-            rows.push(record);
+    let records = store.all(&query.table);
+    // A table's columns are those any of its rows has; a row without one holds null.
+    let known: HashSet<&String> = records
+        .iter()
+        .flat_map(|r| r.as_object().into_iter().flat_map(|o| o.keys()))
+        .collect();
+    let named = query
+        .conditions
+        .iter()
+        .map(|c| &c.column)
+        .chain(query.order.iter().map(|(c, _)| c))
+        .chain(query.columns.iter().filter_map(|c| match c {
+            Column::All => None,
+            Column::Plain(name) => Some(name),
+            Column::Formatted { column, .. } => Some(column),
+        }));
+    for column in named {
+        if !known.contains(column) {
+            return Err(format!("Unknown identifier '{column}'."));
         }
     }
+    let mut rows: Vec<&Value> = records
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|r| query.conditions.iter().all(|c| matches(r, c)))
+        .collect();
     if let Some((column, descending)) = &query.order {
         rows.sort_by(|a, b| {
             let ordering = match (a.get(column), b.get(column)) {
@@ -705,40 +720,39 @@ fn run(store: &Store, query: &Query) -> Result<Vec<Value>, String> {
             }
         });
     }
-    rows.iter()
-        .map(|record| {
-            let mut out = Map::new();
-            out.insert("links".into(), json!([]));
-            for column in &query.columns {
-                match column {
-                    Column::All => {
-                        for (k, v) in record.as_object().into_iter().flatten() {
-                            out.insert(k.clone(), plain(v));
-                        }
-                    }
-                    Column::Plain(name) => {
-                        let value = record
-                            .get(name)
-                            .ok_or_else(|| format!("Unknown identifier '{name}'."))?;
-                        out.insert(name.clone(), plain(value));
-                    }
-                    Column::Formatted { column, alias } => {
-                        let value = record
-                            .get(column)
-                            .ok_or_else(|| format!("Unknown identifier '{column}'."))?;
-                        let shown = match value.as_str().and_then(is_stored_datetime) {
-                            Some(at) => json!(at.format("%Y-%m-%d %H:%M:%S").to_string()),
-                            None => value.clone(),
-                        };
-                        out.insert(alias.clone(), shown);
-                    }
+    Ok(rows
+        .into_iter()
+        .map(|record| row(record, &query.columns))
+        .collect())
+}
+
+/// One answered row: the selected columns, empty ones left out as SuiteQL does.
+fn row(record: &Value, columns: &[Column]) -> Value {
+    let mut out = Map::new();
+    out.insert("links".into(), json!([]));
+    for column in columns {
+        match column {
+            Column::All => {
+                for (k, v) in record.as_object().into_iter().flatten() {
+                    out.insert(k.clone(), plain(v));
                 }
             }
-            // SuiteQL leaves out the columns that are empty.
-            out.retain(|_, v| !v.is_null());
-            Ok(Value::Object(out))
-        })
-        .collect()
+            Column::Plain(name) => {
+                let value = record.get(name).unwrap_or(&Value::Null);
+                out.insert(name.clone(), plain(value));
+            }
+            Column::Formatted { column, alias } => {
+                let value = record.get(column).unwrap_or(&Value::Null);
+                let shown = match value.as_str().and_then(is_stored_datetime) {
+                    Some(at) => json!(at.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    None => value.clone(),
+                };
+                out.insert(alias.clone(), shown);
+            }
+        }
+    }
+    out.retain(|_, v| !v.is_null());
+    Value::Object(out)
 }
 
 #[cfg(test)]
