@@ -6,7 +6,7 @@
 
 use crate::helpers::TestApp;
 use crate::hub_client::access_token;
-use crate::hub_crm::{assert_provider_error, enc, get, last_to, walk};
+use crate::hub_crm::{assert_objects, assert_provider_error, enc, get, last_to, walk};
 use crate::on_both_backends;
 use crate::provisioning::{Provider, authorize, instance_body};
 use junction_testkit::db::Backend;
@@ -180,6 +180,17 @@ async fn netsuite_records_queries_and_refusals_reach_the_record_service_and_suit
             &format!("/services/rest/record/v1/{kind}/{id}"),
         );
     }
+    assert_objects(
+        &app,
+        &instance,
+        "crm",
+        &[
+            ("accounts", "id", None),
+            ("contacts", "id", None),
+            ("opportunities", "id", Some("entity")),
+        ],
+    )
+    .await;
     let missing = get(&app, &instance, "/hubs/crm/accounts/999999").await;
     assert_provider_error(
         &missing,

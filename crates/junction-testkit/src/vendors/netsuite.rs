@@ -173,7 +173,7 @@ pub fn error(status: StatusCode, code: &str, detail: &str) -> Response {
         status,
         &json!({
             "type": format!("https://www.rfc-editor.org/rfc/rfc9110.html#section-15.{}.{}",
-                status.as_u16() / 100, status.as_u16() % 100 + 1),
+                status.as_u16() / 100 + 1, status.as_u16() % 100 + 1),
             "title": title,
             "status": status.as_u16(),
             "o:errorDetails": [{"detail": detail, "o:errorCode": code}],
