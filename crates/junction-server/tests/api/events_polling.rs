@@ -1,4 +1,4 @@
-//! Polling end to end: instances of `sfdc` and `acton` with events on poll the vendor
+//! Polling end to end: instances of `sfdc`, `acton` and `netsuitecrm` with events on poll the vendor
 //! stand-ins through the hub resources (their default `event.poller.configuration`), and
 //! every record created or changed at the vendor reaches a real local receiver as a
 //! signed notification, once; the poller's state is visible in the events API; 429s back
@@ -8,6 +8,7 @@
 use crate::events::{Received, Receiver, hmac};
 use crate::helpers::{Options, TestApp, assert_error};
 use crate::hub_client::{access_token, provision_at};
+use crate::hub_netsuite::netsuite_instance;
 use crate::hub_salesforce::{CALLBACK, CLIENT_ID, CLIENT_SECRET, CODE, Login};
 use crate::on_both_backends;
 use base64::Engine;
@@ -15,6 +16,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use junction_testkit::db::Backend;
 use junction_testkit::vendors::Credential;
 use junction_testkit::vendors::acton::{ActOn, ActOnConfig, ID_HEADER};
+use junction_testkit::vendors::netsuite::{NetSuite, NetSuiteConfig, NetSuiteRecords};
 use junction_testkit::vendors::salesforce::{
     Salesforce, SalesforceConfig, SalesforceServer, record_id,
 };
@@ -32,6 +34,7 @@ on_both_backends!(
     a_rate_limited_poll_waits_out_retry_after,
     an_instance_whose_refresh_is_refused_stops_polling_and_says_why,
     a_change_made_before_the_first_poll_is_reported,
+    netsuite_customers_created_and_changed_become_notifications,
 );
 
 /// Polls often: a tick of 50 ms, and a poller minute of 100 ms (`refresh_interval: 1`).
@@ -482,6 +485,131 @@ async fn act_on_contacts_added_and_changed_in_any_list_are_polled(backend: Backe
     assert_eq!(download.param("datequalifiers"), Some("true"));
     polls(&app, id, 3).await;
     assert_eq!(events_of(&receiver.got()).len(), 2);
+}
+
+async fn netsuite_customers_created_and_changed_become_notifications(backend: Backend) {
+    let app = TestApp::spawn_with(backend, polling()).await;
+    let receiver = Receiver::start(&[], 200).await;
+    let netsuite = NetSuite::start(NetSuiteConfig {
+        records: 20,
+        ..NetSuiteConfig::default()
+    })
+    .await;
+    let instance = netsuite_instance(&app, &netsuite, json!({})).await;
+    let id = instance["id"].as_i64().unwrap();
+    // Events go on once NetSuite accepts the instance's token.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{id}"),
+            Some(&json!({"configuration": {
+                "event.notification.enabled": true,
+                "event.notification.callback.url": receiver.url,
+                "event.notification.signature.key": SIGNATURE_KEY,
+                "event.poller.refresh_interval": 1,
+            }})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    polls(&app, id, 1).await;
+    assert!(receiver.got().is_empty(), "the seeded past is not news");
+
+    let created = netsuite.create(
+        "customer",
+        json!({"entityid": "Northwind", "companyname": "Northwind", "email": "ap@northwind.test", "isinactive": "F"}),
+    );
+    let changed = netsuite.store().all("customer")[4]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    netsuite.change("customer", &changed, json!({"phone": "555-0100"}));
+    let contact = netsuite.store().all("contact")[2]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    netsuite.change("contact", &contact, json!({"email": "moved@example.test"}));
+    let opportunity = netsuite.create(
+        "transaction",
+        json!({"tranid": "OPP09999", "type": "Opprtnty", "title": "Northwind pilot", "entity": created, "probability": 20}),
+    );
+    let events = wait_events(&receiver, 4).await;
+    let kinds: BTreeSet<(String, String, String)> = events
+        .iter()
+        .map(|(t, id, kind, _)| (t.clone(), id.clone(), kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            ("accounts".to_owned(), created.clone(), "CREATED".to_owned()),
+            ("accounts".to_owned(), changed.clone(), "UPDATED".to_owned()),
+            ("contacts".to_owned(), contact.clone(), "UPDATED".to_owned()),
+            (
+                "opportunities".to_owned(),
+                opportunity.clone(),
+                "CREATED".to_owned()
+            ),
+        ])
+    );
+    for got in receiver.got() {
+        let expected = format!(
+            "sha256={}",
+            BASE64.encode(hmac(SIGNATURE_KEY, &[&got.body]))
+        );
+        assert_eq!(got.header("elements-webhook-signature"), expected);
+        let body = got.json();
+        assert_eq!(body["message"]["instanceId"], id);
+        assert_eq!(body["message"]["elementKey"], "netsuitecrm");
+        let raw = &body["message"]["raw"];
+        let event_id = body["message"]["events"][0]["objectId"].as_str().unwrap();
+        assert_eq!(
+            raw["objects"][0]["id"], event_id,
+            "the raw payload is the row"
+        );
+    }
+    let raw_of = |wanted: &str| {
+        receiver
+            .got()
+            .into_iter()
+            .map(|r| r.json()["message"]["raw"]["objects"][0].clone())
+            .find(|row| row["id"] == wanted)
+            .unwrap()
+    };
+    assert_eq!(raw_of(&changed)["phone"], "555-0100");
+    assert_eq!(raw_of(&contact)["email"], "moved@example.test");
+    // Each poll asks SuiteQL for the rows changed since the last poll's start, in UTC.
+    let sent = netsuite
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| {
+            r.json()
+                .is_some_and(|b| b["q"].as_str().is_some_and(|q| q.contains("FROM customer")))
+        })
+        .unwrap();
+    assert_eq!(sent.path, "/services/rest/query/v1/suiteql");
+    assert_eq!(sent.header("prefer"), Some("transient"));
+    let q = sent.json().unwrap()["q"].as_str().unwrap().to_owned();
+    let (_, since) = q
+        .split_once("WHERE lastmodifieddate >= TO_TIMESTAMP('")
+        .unwrap_or_else(|| panic!("{q}"));
+    let since = chrono::NaiveDateTime::parse_from_str(&since[..19], "%Y-%m-%d %H:%M:%S")
+        .unwrap()
+        .and_utc();
+    let age = chrono::Utc::now() - since;
+    assert!(age.num_seconds() >= 0 && age.num_seconds() < 60, "{q}");
+    assert!(
+        q.ends_with("', 'YYYY-MM-DD HH24:MI:SS') ORDER BY lastmodifieddate"),
+        "{q}"
+    );
+    let status = poller(&app, id).await;
+    assert_eq!(status["failures"], 0, "{status}");
+    for resource in ["accounts", "contacts", "opportunities"] {
+        assert!(status["since"][resource].is_string(), "{status}");
+    }
+
+    // Nothing new: later polls send nothing more.
+    polls(&app, id, 3).await;
+    assert_eq!(events_of(&receiver.got()).len(), 4);
 }
 
 /// Events turned on, then a change before the scheduler has even seen the instance (its

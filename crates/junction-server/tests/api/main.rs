@@ -22,6 +22,7 @@ mod hub_crm;
 mod hub_facebook;
 mod hub_helpdesk;
 mod hub_instagram;
+mod hub_netsuite;
 mod hub_salesforce;
 mod hubs;
 mod lifecycle;

@@ -14,6 +14,7 @@
 //! | [`closeio`] | Close API v1: `_skip`/`_limit`/`has_more`, HTTP basic with the API key |
 //! | [`jira`] | Jira Cloud REST v3: `search/jql` with `nextPageToken` (and legacy `search`), JQL |
 //! | [`hubspot`] | HubSpot CRM v3 objects: `after` paging, `search` filter groups, rate limits |
+//! | [`netsuite`] | NetSuite REST web services: SuiteQL with `limit`/`offset`/`hasMore`, record service, problem-details errors |
 //! | [`zendesk`] | Zendesk Support v2: cursor (`page[size]`) and offset paging, envelopes, search |
 //!
 //! The pieces shared by all of them live here: [`VendorServer`] (the running server,
@@ -31,6 +32,7 @@ pub mod filter;
 pub mod hubspot;
 pub mod instagram;
 pub mod jira;
+pub mod netsuite;
 pub mod salesforce;
 pub mod seed;
 pub mod zendesk;
