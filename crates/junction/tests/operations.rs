@@ -801,6 +801,26 @@ async fn a_full_disk_under_sqlite_answers_503_and_writes_resume_once_there_is_ro
     let server = serve(cmd);
     let provider = close_provider().await;
     let (id, _) = server.close_instance(&provider, "first", "").await;
+    let (status, events) = server
+        .user(
+            Method::POST,
+            "/instances",
+            Some(&json!({
+                "element": {"key": "sfdc"},
+                "externalAuthentication": "initial",
+                "configuration": {
+                    "oauth.api.key": "k", "oauth.api.secret": "s",
+                    "oauth.callback.url": "https://app.example.test/cb",
+                    "oauth.user.token": "t", "oauth.user.refresh_token": "r",
+                    "event.notification.enabled": true,
+                    "event.notification.callback.url": "http://127.0.0.1:9/hook",
+                },
+                "name": "webhooks",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let events = events["id"].as_i64().unwrap().to_string();
     fill(&disk.path().join("filler"));
 
     // Large writes until one no longer fits: each answers 200 or 503, never 500.
@@ -829,6 +849,36 @@ async fn a_full_disk_under_sqlite_answers_503_and_writes_resume_once_there_is_ro
         }
     }
     let (headers, body) = refused.expect("the disk never filled up");
+    assert_eq!(body["code"], "database_unwritable", "{body}");
+    assert!(headers.contains_key("retry-after"));
+    // Webhooks are stored by a writer that commits many at once; each still gets the
+    // database's answer, 503 with Retry-After, not an internal error.
+    let mut refused = None;
+    for i in 0..40 {
+        let response = server
+            .http
+            .post(server.url("/events/sfdc"))
+            .header("element-instances", &events)
+            .json(&json!({
+                "objects": [{"attributes": {"type": "Contact"}, "Id": format!("003{i}")}],
+                "action": "update",
+                "padding": note,
+            }))
+            .send()
+            .await
+            .unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        match status {
+            StatusCode::OK => continue,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused = Some((headers, body));
+                break;
+            }
+            other => panic!("a webhook on a full disk: {other}: {body}"),
+        }
+    }
+    let (headers, body) = refused.expect("webhooks never filled the disk");
     assert_eq!(body["code"], "database_unwritable", "{body}");
     assert!(headers.contains_key("retry-after"));
     // Reads still work.
