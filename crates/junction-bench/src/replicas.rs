@@ -110,6 +110,9 @@ pub struct Kill {
     pub port: u16,
     /// Seconds since the load started.
     pub at: f64,
+    /// Seconds from SIGKILL until the process was gone: connections it had accepted
+    /// until then broke with it.
+    pub dead_after: f64,
     /// Seconds from the kill until the restarted replica answered `/health`.
     pub back_after: f64,
 }
@@ -743,6 +746,7 @@ fn overlaps(s: &Sample, w: Window) -> bool {
 
 /// Runs the scenario and verifies what survived it.
 pub async fn run(o: Options) -> anyhow::Result<Report> {
+    use std::fmt::Write;
     if o.replicas < 2 {
         bail!("at least two replicas are needed, so one is up while another is killed");
     }
@@ -999,11 +1003,13 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 child.start_kill()?;
                 child.wait().await?;
             }
+            let dead = driver.base.elapsed();
             setup.start(replica).await?;
             kills.push(Kill {
                 replica: replica.index,
                 port: replica.port,
                 at: (at - load_start).as_secs_f64(),
+                dead_after: (dead - at).as_secs_f64(),
                 back_after: (driver.base.elapsed() - at).as_secs_f64(),
             });
             continue;
@@ -1108,7 +1114,8 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         .iter()
         .map(|k| {
             let at = load_start + Duration::from_secs_f64(k.at);
-            (Window { from: at, to: at }, k)
+            let dead = at + Duration::from_secs_f64(k.dead_after);
+            (Window { from: at, to: dead }, k)
         })
         .collect();
     let db = database_window.map(|w| Window {
@@ -1121,6 +1128,8 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let mut failed_unexplained = BTreeMap::new();
     let mut steady: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut in_flight_per_kill = vec![0usize; kills.len()];
+    // Every failure with its timing and the replica nginx named, for reading afterwards.
+    let mut failure_log = String::new();
     let mut around_kill: Vec<Vec<f64>> = vec![Vec::new(); kills.len()];
     for s in &samples {
         let ms = (s.end - s.start).as_secs_f64() * 1000.0;
@@ -1175,17 +1184,48 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                         overlaps(s, *w) && upstream.contains(&format!(":{}", k.port))
                     })
                 });
-                if let Some(i) = killed {
+                let upstream = match failure {
+                    Outcome::Status { upstream, .. } => upstream.clone().unwrap_or_default(),
+                    _ => String::new(),
+                };
+                let cause = if let Some(i) = killed {
                     in_flight_per_kill[i] += 1;
-                    *failed_in_flight.entry(label).or_insert(0) += 1;
+                    *failed_in_flight.entry(label.clone()).or_insert(0) += 1;
+                    "in flight on a killed replica"
                 } else if database && db.is_some_and(|w| overlaps(s, w)) {
-                    *failed_database_restart.entry(label).or_insert(0) += 1;
+                    *failed_database_restart.entry(label.clone()).or_insert(0) += 1;
+                    "database restart"
                 } else {
-                    *failed_unexplained.entry(label).or_insert(0) += 1;
-                }
+                    *failed_unexplained.entry(label.clone()).or_insert(0) += 1;
+                    "unexplained"
+                };
+                let _ = writeln!(
+                    failure_log,
+                    "{:.3}..{:.3} s  {cause}: {label} (upstream {upstream})",
+                    s.start.saturating_sub(load_start).as_secs_f64(),
+                    s.end.saturating_sub(load_start).as_secs_f64(),
+                );
             }
         }
     }
+    let _ = writeln!(
+        failure_log,
+        "kills (s since the load started): {}",
+        kills
+            .iter()
+            .map(|k| {
+                format!(
+                    "{:.3}..{:.3} replica {} port {}",
+                    k.at,
+                    k.at + k.dead_after,
+                    k.replica,
+                    k.port
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    std::fs::write(o.work_dir.join("failures.txt"), failure_log)?;
     let kills = kills
         .into_iter()
         .zip(around_kill)
