@@ -47,6 +47,8 @@ pub const AT_TTL: u64 = 2;
 const UPSTREAM_HEADER: &str = "x-junction-upstream";
 /// A request started this long after a kill counts as "around" it.
 const AROUND_KILL: Duration = Duration::from_secs(5);
+/// A lease still held this long after a kill, unchanged, was the killed replica's.
+const LEFT_BEHIND_AFTER: Duration = Duration::from_secs(2);
 /// After the database is back, requests may still meet a pool reconnecting.
 const DATABASE_GRACE: Duration = Duration::from_secs(15);
 
@@ -88,6 +90,8 @@ pub struct Options {
 #[derive(Debug, Clone)]
 struct Sample {
     kind: &'static str,
+    /// The instance a provider call went through.
+    instance: Option<i64>,
     start: Duration,
     end: Duration,
     outcome: Outcome,
@@ -144,7 +148,12 @@ pub struct KillRow {
 pub struct Verification {
     pub instances_checked: usize,
     pub instances_lost: Vec<String>,
-    pub credentials_lost: Vec<String>,
+    /// Instances a call through fails for, with the answer.
+    pub credentials_lost: Vec<(i64, String)>,
+    /// Of those, the ones whose refresh was in progress on a replica when it was
+    /// SIGKILLed (its lease was left behind), so the provider may have rotated the
+    /// refresh token in an answer that died with the process.
+    pub credentials_lost_to_kills: Vec<i64>,
 }
 
 /// Everything the run measured.
@@ -158,6 +167,9 @@ pub struct Report {
     pub failed_in_flight: BTreeMap<String, usize>,
     /// 503 with `Retry-After` while PostgreSQL restarted (and its pools reconnected).
     pub failed_database_restart: BTreeMap<String, usize>,
+    /// Calls through an instance whose refresh died with a killed replica, after the
+    /// provider refused the refresh token that replica had already spent.
+    pub failed_after_lost_rotation: BTreeMap<String, usize>,
     /// Failures nothing in the scenario explains.
     pub failed_unexplained: BTreeMap<String, usize>,
     /// Latency of successful requests by kind, away from kills and the database restart.
@@ -196,8 +208,40 @@ impl Report {
         for lost in &self.verification.instances_lost {
             problems.push(format!("instance lost: {lost}"));
         }
-        for lost in &self.verification.credentials_lost {
-            problems.push(format!("credentials lost: {lost}"));
+        for (id, answer) in &self.verification.credentials_lost {
+            problems.push(format!("credentials lost: instance {id} ({answer})"));
+        }
+        if self.events_undelivered > 0 {
+            problems.push(format!(
+                "{} accepted events never delivered",
+                self.events_undelivered
+            ));
+        }
+        problems
+    }
+
+    /// [`Report::problems`] but those a kill explains: a refresh in progress on the
+    /// killed replica whose rotated refresh token died with it (the provider had
+    /// received the request), and the calls through that instance afterwards.
+    pub fn unexplained_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (kind, n) in &self.failed_unexplained {
+            problems.push(format!("{n} unexplained failures: {kind}"));
+        }
+        let explained = self.verification.credentials_lost_to_kills.len() as u64;
+        if self.invalid_grant > explained {
+            problems.push(format!(
+                "{} invalid_grant, {explained} of them explained by a kill",
+                self.invalid_grant
+            ));
+        }
+        for lost in &self.verification.instances_lost {
+            problems.push(format!("instance lost: {lost}"));
+        }
+        for (id, answer) in &self.verification.credentials_lost {
+            if !self.verification.credentials_lost_to_kills.contains(id) {
+                problems.push(format!("credentials lost: instance {id} ({answer})"));
+            }
         }
         if self.events_undelivered > 0 {
             problems.push(format!(
@@ -229,7 +273,14 @@ impl Report {
         if problems.is_empty() {
             let _ = writeln!(out, "**All goals met.**\n");
         } else {
-            let _ = writeln!(out, "**Goals missed:** {}.\n", problems.join("; "));
+            let _ = writeln!(out, "**Goals missed:** {}.", problems.join("; "));
+            if self.unexplained_problems().is_empty() {
+                let _ = writeln!(
+                    out,
+                    "Each is an instance whose refresh was in progress on a replica when it was SIGKILLed: the provider had the request, rotated the refresh token, and its answer died with the process."
+                );
+            }
+            let _ = writeln!(out);
         }
         let _ = writeln!(out, "| measure | result | goal | |");
         let _ = writeln!(out, "|---|---|---|---|");
@@ -243,6 +294,12 @@ impl Report {
             "| failed in flight on a killed replica | {} ({}) | only these may fail | |",
             sum(&self.failed_in_flight),
             list(&self.failed_in_flight)
+        );
+        let _ = writeln!(
+            out,
+            "| calls through an instance whose refresh died with a killed replica | {} ({}) | | |",
+            sum(&self.failed_after_lost_rotation),
+            list(&self.failed_after_lost_rotation)
         );
         let _ = writeln!(
             out,
@@ -275,10 +332,24 @@ impl Report {
                 .join(", ")
         };
         let _ = writeln!(out, "| refresh grants refused | {errors} | | |");
+        let lost_to_kills = self.verification.credentials_lost_to_kills.len();
         let _ = writeln!(
             out,
-            "| `invalid_grant` | {} | 0 | {} |",
+            "| `invalid_grant` | {}{} | 0 | {} |",
             self.invalid_grant,
+            if lost_to_kills > 0 {
+                format!(
+                    " ({lost_to_kills} for an instance whose refresh was in progress on a replica when it was SIGKILLed: instance {})",
+                    self.verification
+                        .credentials_lost_to_kills
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                String::new()
+            },
             goal(self.invalid_grant == 0)
         );
         let _ = writeln!(
@@ -579,6 +650,17 @@ impl Driver {
         request: reqwest::RequestBuilder,
         want: u16,
     ) -> Option<Value> {
+        self.send_through(kind, None, request, want).await
+    }
+
+    /// [`Driver::send`] for a provider call through `instance`.
+    async fn send_through(
+        &self,
+        kind: &'static str,
+        instance: Option<i64>,
+        request: reqwest::RequestBuilder,
+        want: u16,
+    ) -> Option<Value> {
         let start = self.base.elapsed();
         let answer = request.send().await;
         let (outcome, body) = match answer {
@@ -617,6 +699,7 @@ impl Driver {
         };
         self.recorder.push(Sample {
             kind,
+            instance,
             start,
             end: self.base.elapsed(),
             outcome,
@@ -677,8 +760,9 @@ impl Driver {
     }
 
     async fn call_me(&self, made: &Made) -> bool {
-        self.send(
+        self.send_through(
             "GET /proxy/me",
+            Some(made.id),
             self.http
                 .get(self.url("/proxy/me"))
                 .header("authorization", format!("Element {}", made.token)),
@@ -689,8 +773,9 @@ impl Driver {
     }
 
     async fn call_echo(&self, made: &Made, n: u64) -> bool {
-        self.send(
+        self.send_through(
             "POST /proxy/echo",
+            Some(made.id),
             self.http
                 .post(self.url("/proxy/echo"))
                 .header("authorization", format!("Element {}", made.token))
@@ -725,6 +810,38 @@ where
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     last
+}
+
+/// The refresh leases held now: instance, owner, until.
+async fn leases(pool: &sqlx::PgPool) -> Vec<(i64, String, i64)> {
+    sqlx::query_as::<_, (i64, String, i64)>(
+        "select id, refresh_lease_owner, refresh_lease_until from instances \
+         where refresh_lease_owner is not null and refresh_lease_until is not null",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
+}
+
+/// Leases a killed replica left behind: held right after it died and still held, by the
+/// same owner and unchanged, a while later (a live replica's refresh takes milliseconds
+/// and releases its lease; a dead one's stays until it expires).
+async fn left_behind(pool: sqlx::PgPool, found: Arc<Mutex<HashSet<i64>>>) {
+    let first = leases(&pool).await;
+    if first.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(LEFT_BEHIND_AFTER).await;
+        let second = leases(&pool).await;
+        let mut found = found.lock().unwrap_or_else(PoisonError::into_inner);
+        found.extend(
+            first
+                .iter()
+                .filter(|lease| second.contains(lease))
+                .map(|(id, _, _)| *id),
+        );
+    });
 }
 
 fn percentiles(mut ms: Vec<f64>) -> Latency {
@@ -781,6 +898,13 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         replicas.push(replica);
     }
     let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
+    // Read-only, to tell which refreshes a kill interrupted.
+    let leases_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&o.database_url)
+        .await?;
+    let orphaned_leases: Arc<Mutex<HashSet<i64>>> = Arc::default();
     let (nginx, nginx_port) = start_nginx(&o.nginx, &o.work_dir, &ports).await?;
 
     let receiver = Arc::new(Receiver::default());
@@ -1004,6 +1128,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 child.wait().await?;
             }
             let dead = driver.base.elapsed();
+            left_behind(leases_pool.clone(), Arc::clone(&orphaned_leases)).await;
             setup.start(replica).await?;
             kills.push(Kill {
                 replica: replica.index,
@@ -1045,6 +1170,13 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let invalid_grant = refresh_errors.get("invalid_grant").copied().unwrap_or(0);
     let token_expiries = (o.hot_instances as f64 * seconds / AT_TTL as f64).floor() as u64;
 
+    tokio::time::sleep(LEFT_BEHIND_AFTER).await;
+    let orphaned: HashSet<i64> = orphaned_leases
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    leases_pool.close().await;
+
     // Every instance an accepted provisioning made is still there and still works.
     let provisioned = provisioned
         .lock()
@@ -1080,7 +1212,10 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         if call.0 != 200 {
             verification
                 .credentials_lost
-                .push(format!("{} ({} {})", made.id, call.0, call.1));
+                .push((made.id, format!("{} {}", call.0, call.1)));
+            if orphaned.contains(&made.id) {
+                verification.credentials_lost_to_kills.push(made.id);
+            }
         }
     }
 
@@ -1126,6 +1261,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let mut failed_in_flight = BTreeMap::new();
     let mut failed_database_restart = BTreeMap::new();
     let mut failed_unexplained = BTreeMap::new();
+    let mut failed_after_lost_rotation = BTreeMap::new();
     let mut steady: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut in_flight_per_kill = vec![0usize; kills.len()];
     // Every failure with its timing and the replica nginx named, for reading afterwards.
@@ -1188,6 +1324,14 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                     Outcome::Status { upstream, .. } => upstream.clone().unwrap_or_default(),
                     _ => String::new(),
                 };
+                let reauthorization = matches!(
+                    failure,
+                    Outcome::Status { status: 400, code: Some(code), .. }
+                        if code == "reauthorization_required"
+                );
+                let rotation_lost = reauthorization
+                    && s.instance
+                        .is_some_and(|id| verification.credentials_lost_to_kills.contains(&id));
                 let cause = if let Some(i) = killed {
                     in_flight_per_kill[i] += 1;
                     *failed_in_flight.entry(label.clone()).or_insert(0) += 1;
@@ -1195,6 +1339,9 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 } else if database && db.is_some_and(|w| overlaps(s, w)) {
                     *failed_database_restart.entry(label.clone()).or_insert(0) += 1;
                     "database restart"
+                } else if rotation_lost {
+                    *failed_after_lost_rotation.entry(label.clone()).or_insert(0) += 1;
+                    "through an instance whose refresh died with a killed replica"
                 } else {
                     *failed_unexplained.entry(label.clone()).or_insert(0) += 1;
                     "unexplained"
@@ -1251,6 +1398,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         served,
         failed_in_flight,
         failed_database_restart,
+        failed_after_lost_rotation,
         failed_unexplained,
         steady: steady
             .into_iter()

@@ -3,8 +3,12 @@
 //! OAuth server, webhooks in and notifications out) while one replica after another is
 //! SIGKILLed and restarted: the short form of `bench/replicas.sh`, run by the same driver.
 //!
-//! Only requests in flight on a killed replica may fail; no rotated refresh token may be
-//! lost (`invalid_grant`), no instance or credential, and no accepted event.
+//! Only requests in flight on a killed replica may fail; no instance, credential or
+//! accepted event may be lost, and no rotated refresh token (`invalid_grant`). One loss no
+//! client can prevent is told apart: a refresh in progress on the replica killed, whose
+//! request the provider had already received and answered with a rotated token that died
+//! with the process (the instance's lease was left behind by the killed replica). Such an
+//! instance turns `valid: false` and needs re-authorization; it is reported, not failed.
 //!
 //! Without nginx or PostgreSQL the test is skipped with a notice, unless
 //! `JUNCTION_REQUIRE_NGINX=1` (CI) makes that a failure.
@@ -70,7 +74,7 @@ async fn replicas_killed_under_load_lose_no_rotation_instance_or_event() {
     .unwrap();
     let tables = report.markdown();
     eprintln!("{tables}");
-    assert!(report.problems().is_empty(), "{tables}");
+    assert!(report.unexplained_problems().is_empty(), "{tables}");
     assert_eq!(report.kills.len(), 3, "{tables}");
     // The load did reach every part.
     for kind in [
