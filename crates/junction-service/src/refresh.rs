@@ -45,7 +45,10 @@ const LEASE_POLL: Duration = Duration::from_millis(50);
 const SAVE_RETRY_FIRST: Duration = Duration::from_millis(50);
 /// …doubled up to this.
 const SAVE_RETRY_MAX: Duration = Duration::from_secs(1);
-/// Backoff after the first transient failure, doubled for each further one…
+/// Backoff after the first transient failure: the token's renewal margin (a tenth of its
+/// lifetime), so a token is tried again before it has long expired, but at least this…
+const MIN_BACKOFF_MS: i64 = 1_000;
+/// …and at most this; doubled for each further failure…
 const BASE_BACKOFF_MS: i64 = 30_000;
 /// …up to this.
 const MAX_BACKOFF_MS: i64 = 3600 * 1000;
@@ -581,7 +584,8 @@ impl Services {
             }
             Err(e) if e.is_transient() => {
                 let exponent = u32::try_from(record.refresh_failures.clamp(0, 20)).unwrap_or(20);
-                let backoff = BASE_BACKOFF_MS
+                let backoff = margin_ms(&record)
+                    .clamp(MIN_BACKOFF_MS, BASE_BACKOFF_MS)
                     .saturating_mul(1i64 << exponent)
                     .min(MAX_BACKOFF_MS);
                 self.store
