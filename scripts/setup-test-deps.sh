@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite's OAuth2 peers and its metrics check need (idempotent):
 #   promtool             Debian's prometheus package, when root (else a notice)
+#   nginx                Debian's nginx, the load balancer of the replicas test, when
+#                        root (else a notice)
 #   tests/peers/oidc     npm ci (oidc-provider, express) from package-lock.json
 #   tests/peers/authlib  a virtualenv in .venv with requirements.txt (authlib, flask)
 #   chromium             Debian's chromium and chromium-driver for the console's browser
@@ -34,6 +36,18 @@ elif [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     || echo "promtool: apt-get install prometheus failed; the metrics test skips its check"
 else
   echo "promtool: not installed (apt-get install prometheus); the metrics test skips its check"
+fi
+
+# --- nginx, in front of the replicas test's three servers ---
+if command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]]; then
+  echo "nginx: installed"
+elif [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  echo "nginx: apt-get install nginx"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends nginx >"$LOG" 2>&1 \
+    || echo "nginx: apt-get install nginx failed; the replicas test skips"
+else
+  echo "nginx: not installed (apt-get install nginx); the replicas test skips"
 fi
 
 # --- oidc-provider peer (node) ---

@@ -6,7 +6,9 @@
 //! none of Junction's own work, to tell the stack's cost from Junction's. `events`
 //! drives `bench/events.sh`: webhooks in, notifications out, through one Junction. For
 //! `bench/hub.sh`, `salesforce` runs the Salesforce stand-in and `hub-walk` walks a
-//! collection straight against it or through Junction (see `hub.rs`).
+//! collection straight against it or through Junction (see `hub.rs`). For
+//! `bench/replicas.sh`, `replicas` runs replicas behind nginx, kills them under load and
+//! checks what survived (see the library's `replicas` module).
 
 mod events;
 mod hub;
@@ -16,6 +18,7 @@ use clap::{Parser, Subcommand};
 use junction_core::{AccountId, ConfigMap, Secret, UserId};
 use junction_crypto::Keyring;
 use junction_store::{DatabaseUrl, NewInstance, Store};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,6 +124,48 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         contacts: usize,
     },
+    /// Several `junction serve` replicas on one PostgreSQL behind nginx under mixed load,
+    /// one SIGKILLed and restarted every KILL_EVERY seconds; prints the report as JSON and
+    /// writes its tables to MARKDOWN.
+    Replicas {
+        #[arg(long)]
+        junction: PathBuf,
+        #[arg(long, default_value = "/usr/sbin/nginx")]
+        nginx: PathBuf,
+        /// An empty PostgreSQL database.
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        work_dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 300)]
+        duration: u64,
+        #[arg(long, default_value_t = 30)]
+        kill_every: u64,
+        /// A shell command that stops and starts PostgreSQL, run once.
+        #[arg(long)]
+        restart_database: Option<String>,
+        /// Seconds into the load when PostgreSQL is restarted.
+        #[arg(long, default_value_t = 135)]
+        restart_database_at: u64,
+        #[arg(long, default_value_t = 20)]
+        hot_instances: usize,
+        #[arg(long, default_value_t = 8)]
+        callers: usize,
+        /// Milliseconds between provisionings.
+        #[arg(long, default_value_t = 1000)]
+        provision_every_ms: u64,
+        #[arg(long, default_value_t = 20.0)]
+        event_rate: f64,
+        #[arg(long, default_value_t = 120)]
+        drain_timeout: u64,
+        #[arg(long, default_value_t = 5)]
+        outbound_timeout: u64,
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
     /// Walk a paged collection to the end and print the fastest of REPEAT walks as JSON.
     HubWalk {
         #[arg(long, value_enum)]
@@ -199,6 +244,49 @@ async fn main() -> anyhow::Result<()> {
                 outage_rate,
             })
             .await
+        }
+        Command::Replicas {
+            junction,
+            nginx,
+            database_url,
+            work_dir,
+            replicas,
+            duration,
+            kill_every,
+            restart_database,
+            restart_database_at,
+            hot_instances,
+            callers,
+            provision_every_ms,
+            event_rate,
+            drain_timeout,
+            outbound_timeout,
+            markdown,
+        } => {
+            let report = junction_bench::replicas::run(junction_bench::replicas::Options {
+                junction,
+                nginx,
+                database_url,
+                work_dir,
+                replicas,
+                duration: Duration::from_secs(duration),
+                kill_every: Duration::from_secs(kill_every),
+                restart_database,
+                restart_database_at: Duration::from_secs(restart_database_at),
+                hot_instances,
+                callers,
+                provision_every: Duration::from_millis(provision_every_ms),
+                event_rate,
+                drain_timeout: Duration::from_secs(drain_timeout),
+                outbound_timeout,
+            })
+            .await?;
+            if let Some(path) = markdown {
+                std::fs::write(&path, report.markdown())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
         }
         Command::Salesforce { accounts, contacts } => {
             hub::serve_salesforce(accounts, contacts).await

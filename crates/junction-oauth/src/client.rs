@@ -218,6 +218,12 @@ fn cause_of(error: &reqwest::Error) -> Cause {
     }
 }
 
+/// Whether a call failed because its connection broke before any answer came (not a
+/// timeout, a refusal or a name that did not resolve).
+pub(crate) fn broke_before_the_answer(error: &reqwest::Error) -> bool {
+    !error.is_connect() && cause_of(error) == Cause::Broken
+}
+
 /// An I/O error's `source` skips the error it wraps, where the TLS layer puts its own
 /// (inside one more I/O error, even), so those are looked into.
 fn wraps_tls_error(io: &std::io::Error) -> bool {

@@ -450,13 +450,33 @@ impl ProxyClient {
             auth,
         } = call;
         authorize(&auth, &method, &mut url, &mut headers, &body)?;
+        let idempotent = method.is_idempotent();
         let mut request = self.http.request(method, url).headers(headers);
         match body {
             ProxyBody::Buffered(bytes) if bytes.is_empty() => {}
             ProxyBody::Buffered(bytes) => request = request.body(bytes),
             ProxyBody::Streaming(stream) => request = request.body(stream),
         }
-        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        // A provider may close a kept-alive connection just as a call goes out on it
+        // (its idle timeout and the call crossing); the call then fails before any
+        // answer. An idempotent call is sent once more, on a new connection (RFC 9110
+        // §9.2.2); anything else could have taken effect and is not.
+        let again = if idempotent {
+            request.try_clone()
+        } else {
+            None
+        };
+        let response = match (request.send().await, again) {
+            (Ok(response), _) => response,
+            (Err(e), Some(again)) if crate::client::broke_before_the_answer(&e) => {
+                tracing::info!(
+                    cause = "broken",
+                    "the provider's connection broke before it answered; sending the idempotent call again"
+                );
+                again.send().await.map_err(|e| self.transport_error(e))?
+            }
+            (Err(e), _) => return Err(self.transport_error(e)),
+        };
         let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
         Ok(ProxyResponse {
             status: parts.status,
@@ -598,6 +618,92 @@ pub fn provider_message(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A provider that answers the first call on each connection, keeps it alive, and
+    /// closes it without answering when a second call arrives on it: the race of its
+    /// idle timeout with a call. Returns its address and the calls it received.
+    async fn closes_kept_alive_connections() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&calls);
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8192];
+                    for answered in [true, false] {
+                        let Ok(n) = socket.read(&mut buffer).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        let head = String::from_utf8_lossy(&buffer[..n]);
+                        let line = head.lines().next().unwrap_or_default().to_owned();
+                        seen.lock().unwrap().push(line);
+                        if answered {
+                            let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            socket.write_all(ok.as_bytes()).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        (base, calls)
+    }
+
+    async fn call(client: &ProxyClient, method: Method, url: &str) -> Result<u16, OAuthError> {
+        let placement = CredentialPlacement::default();
+        let token = Secret::new("t");
+        let response = client
+            .send(ProxyCall {
+                method,
+                url: Url::parse(url).unwrap(),
+                headers: HeaderMap::new(),
+                body: ProxyBody::Buffered(Bytes::from_static(b"{}")),
+                auth: ProviderAuth::Bearer {
+                    placement: &placement,
+                    token: &token,
+                },
+            })
+            .await?;
+        Ok(response.status.as_u16())
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_call_on_a_connection_the_provider_closed_is_sent_again_and_a_post_is_not()
+     {
+        let (base, calls) = closes_kept_alive_connections().await;
+        let client = ProxyClient::new(OutboundSettings {
+            policy: junction_core::net::OutboundPolicy {
+                allow_private: true,
+            },
+            ..OutboundSettings::default()
+        })
+        .unwrap();
+        let url = format!("{base}/records");
+        assert_eq!(call(&client, Method::GET, &url).await.unwrap(), 200);
+        // Goes out on the kept-alive connection, which the provider closes.
+        assert_eq!(call(&client, Method::PUT, &url).await.unwrap(), 200);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [
+                "GET /records HTTP/1.1",
+                "PUT /records HTTP/1.1",
+                "PUT /records HTTP/1.1"
+            ]
+        );
+        calls.lock().unwrap().clear();
+        let failed = call(&client, Method::POST, &url).await;
+        assert!(
+            matches!(failed, Err(OAuthError::Unreachable { .. })),
+            "{failed:?}"
+        );
+        assert_eq!(*calls.lock().unwrap(), ["POST /records HTTP/1.1"]);
+    }
 
     #[test]
     fn the_vendor_path_and_query_go_after_the_base_path_and_the_policy_holds_every_time() {

@@ -41,7 +41,14 @@ const DEFAULT_LIFETIME_MS: i64 = 3600 * 1000;
 const LEASE_SLACK_MS: i64 = 10_000;
 /// How often a caller waiting for another replica's refresh looks again.
 const LEASE_POLL: Duration = Duration::from_millis(50);
-/// Backoff after the first transient failure, doubled for each further one…
+/// First pause before writing a refresh's answer again while the database is away…
+const SAVE_RETRY_FIRST: Duration = Duration::from_millis(50);
+/// …doubled up to this.
+const SAVE_RETRY_MAX: Duration = Duration::from_secs(1);
+/// Backoff after the first transient failure: the token's renewal margin (a tenth of its
+/// lifetime), so a token is tried again before it has long expired, but at least this…
+const MIN_BACKOFF_MS: i64 = 1_000;
+/// …and at most this; doubled for each further failure…
 const BASE_BACKOFF_MS: i64 = 30_000;
 /// …up to this.
 const MAX_BACKOFF_MS: i64 = 3600 * 1000;
@@ -50,6 +57,10 @@ const SWEEP_BATCH: i64 = 500;
 /// The longest lifetime a token is taken at, whoever says otherwise (ten years): every
 /// expiry is computed in epoch milliseconds, which a larger number of seconds overflows.
 pub(crate) const MAX_LIFETIME_S: i64 = 10 * 365 * 24 * 3600;
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// When a token issued at `now` and living `seconds` expires, without overflowing.
 pub(crate) fn expiry(now: i64, seconds: i64) -> i64 {
@@ -508,19 +519,36 @@ impl Services {
                     .collect();
                 let (public, secrets) = split(element, changed);
                 let saved = self
-                    .store
-                    .save_refreshed_credentials(RefreshedCredentials {
-                        id,
-                        owner,
-                        config: &public,
-                        secrets: &secrets,
-                        token_expires_at: expires_at,
-                        now,
-                    })
+                    .save_refreshed(
+                        RefreshedCredentials {
+                            id,
+                            owner,
+                            config: &public,
+                            secrets: &secrets,
+                            token_expires_at: expires_at,
+                            now,
+                        },
+                        now.saturating_add(self.lease_ms()),
+                    )
                     .await
                     .inspect_err(|e| {
                         tracing::error!(instance_id = %id, error = %e, "refreshed credentials could not be stored")
                     })?;
+                let saved = saved
+                    || match self.load(record.account_id, id).await {
+                        // A write that committed although its answer was lost to the
+                        // connection dropping: the credentials are stored.
+                        Ok(stored) => {
+                            stored
+                                .config
+                                .get(keys::USER_TOKEN)
+                                .cloned()
+                                .flatten()
+                                .as_deref()
+                                == Some(tokens.access_token.expose())
+                        }
+                        Err(_) => false,
+                    };
                 if !saved {
                     tracing::error!(instance_id = %id, "the refresh lease expired before the refreshed credentials were stored");
                     return Err(ServiceError::Internal(format!(
@@ -556,7 +584,8 @@ impl Services {
             }
             Err(e) if e.is_transient() => {
                 let exponent = u32::try_from(record.refresh_failures.clamp(0, 20)).unwrap_or(20);
-                let backoff = BASE_BACKOFF_MS
+                let backoff = margin_ms(&record)
+                    .clamp(MIN_BACKOFF_MS, BASE_BACKOFF_MS)
                     .saturating_mul(1i64 << exponent)
                     .min(MAX_BACKOFF_MS);
                 self.store
@@ -569,6 +598,32 @@ impl Services {
                 self.store.release_refresh_lease(id, owner).await?;
                 tracing::warn!(instance_id = %id, element = %element.key, error = %e, "refresh failed");
                 Err(e.into())
+            }
+        }
+    }
+
+    /// Writes a refresh's answer, trying again while the database is away and the lease
+    /// lasts (until `lease_until`): a rotated refresh token exists nowhere else, so a
+    /// PostgreSQL restart or failover in the moment after the provider answered must not
+    /// cost the instance its grant. The write is fenced by the lease owner, so a retry
+    /// can never overwrite what a later holder stored.
+    async fn save_refreshed(
+        &self,
+        new: RefreshedCredentials<'_>,
+        lease_until: i64,
+    ) -> Result<bool, ServiceError> {
+        let mut pause = SAVE_RETRY_FIRST;
+        loop {
+            let attempt = RefreshedCredentials { ..new };
+            match self.store.save_refreshed_credentials(attempt).await {
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Timeout(_)))
+                    if now_ms().saturating_add(duration_ms(pause)) < lease_until =>
+                {
+                    tracing::warn!(instance_id = %new.id, error = %e, "refreshed credentials could not be stored yet; trying again while the lease holds");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(SAVE_RETRY_MAX);
+                }
+                other => return Ok(other?),
             }
         }
     }

@@ -108,6 +108,22 @@ pub enum StoreError {
     NoKnownKey { stored: Vec<u32> },
 }
 
+impl StoreError {
+    /// This failure again, for another caller that waited on the same statement (a group
+    /// commit answers every writer of its batch). The kind, and so the caller's answer
+    /// (503 with `Retry-After` for a database that is away, full or slow), is kept; the
+    /// cause travels as text.
+    pub fn for_another_waiter(&self) -> StoreError {
+        let cause = |e: &sqlx::Error| sqlx::Error::Protocol(e.to_string());
+        match self {
+            Self::Timeout(e) => Self::Timeout(cause(e)),
+            Self::Unavailable(e) => Self::Unavailable(cause(e)),
+            Self::Unwritable(e) => Self::Unwritable(cause(e)),
+            other => Self::Database(sqlx::Error::Protocol(other.to_string())),
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         let code = e.as_database_error().and_then(|db| db.code());

@@ -747,6 +747,149 @@ async fn postgresql_stopped_and_started_answers_503_then_recovers_by_itself() {
     assert!(server.metrics().await.contains("junction_db_up 1"));
 }
 
+/// A token endpoint in front of the provider's that can keep a refresh's answer from
+/// Junction until the test lets it through.
+#[derive(Default)]
+struct HeldAnswer {
+    provider: String,
+    hold: std::sync::atomic::AtomicBool,
+    answered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+async fn held_answer_token(
+    axum::extract::State(gate): axum::extract::State<std::sync::Arc<HeldAnswer>>,
+    body: String,
+) -> Response {
+    use std::sync::atomic::Ordering;
+    let held = body.contains("grant_type=refresh_token") && gate.hold.swap(false, Ordering::SeqCst);
+    let answer = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .post(&gate.provider)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = AxumStatus::from_u16(answer.status().as_u16()).unwrap();
+    let text = answer.text().await.unwrap();
+    if held {
+        gate.answered.notify_one();
+        gate.release.notified().await;
+    }
+    (status, [("content-type", "application/json")], text).into_response()
+}
+
+async fn start_held_answer(provider: String) -> (std::sync::Arc<HeldAnswer>, String) {
+    let gate = std::sync::Arc::new(HeldAnswer {
+        provider,
+        ..HeldAnswer::default()
+    });
+    let app = Router::new()
+        .route("/token", axum::routing::post(held_answer_token))
+        .with_state(std::sync::Arc::clone(&gate));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (gate, url)
+}
+
+/// A rotating provider answers a refresh, and PostgreSQL goes away before Junction could
+/// store the answer: the rotated refresh token exists nowhere else, so Junction keeps it
+/// and stores it once the database is back, and the grant lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_answered_while_postgresql_restarts_keeps_its_rotated_token() {
+    use junction_testkit::browser::Browser;
+    use junction_testkit::peers::{CLIENT_ID, CLIENT_SECRET, Peer, PeerKind, REDIRECT_URI};
+    use std::sync::atomic::Ordering;
+
+    let pg = OwnPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = junction(dir.path());
+    cmd.env("JUNCTION_DATABASE_URL", pg.url())
+        .env("JUNCTION_ENCRYPTION_KEY", KEY)
+        .env("JUNCTION_OUTBOUND_TIMEOUT", "20");
+    let server = serve(cmd);
+    let peer = Peer::start(PeerKind::Oidc, &[("ROTATE", "1"), ("AT_TTL", "2")]).await;
+    let (gate, token_url) = start_held_answer(peer.token_url()).await;
+
+    let (status, oauth) = server
+        .user(
+            Method::GET,
+            &format!(
+                "/elements/sfdc/oauth/url?apiKey={CLIENT_ID}&apiSecret={CLIENT_SECRET}&callbackUrl={REDIRECT_URI}"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{oauth}");
+    let built = url::Url::parse(oauth["oauthUrl"].as_str().unwrap()).unwrap();
+    let mut at_provider = url::Url::parse(&peer.authorize_url()).unwrap();
+    at_provider.set_query(built.query());
+    let code = Browser::new()
+        .authorize(at_provider.as_str(), REDIRECT_URI)
+        .await
+        .code
+        .unwrap();
+    let (status, instance) = server
+        .user(
+            Method::POST,
+            "/instances",
+            Some(&json!({
+                "element": {"key": "sfdc"},
+                "providerData": {"code": code},
+                "configuration": {
+                    "oauth.api.key": CLIENT_ID,
+                    "oauth.api.secret": CLIENT_SECRET,
+                    "oauth.callback.url": REDIRECT_URI,
+                    "oauth.token.url": token_url,
+                    "base.url": peer.api_url(),
+                },
+                "name": "refreshed across a restart",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{instance}");
+    let element = format!("Element {}", instance["token"].as_str().unwrap());
+    let call_me = {
+        let api = server.api.clone();
+        let element = element.clone();
+        move || {
+            let (api, element) = (api.clone(), element.clone());
+            async move { api.call(Method::GET, "/proxy/me", &element, None).await }
+        }
+    };
+    assert_eq!(call_me().await.0, StatusCode::OK);
+
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    gate.hold.store(true, Ordering::SeqCst);
+    let call = tokio::spawn(call_me());
+    tokio::time::timeout(Duration::from_secs(20), gate.answered.notified())
+        .await
+        .expect("the expired token was not renewed");
+    pg.run("stop");
+    gate.release.notify_one();
+    // Longer than the pool waits for a connection (10 s), so the write of the answer
+    // fails at least once instead of waiting for the restart; shorter than the lease
+    // (JUNCTION_OUTBOUND_TIMEOUT + 10 s).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    pg.run("start");
+    let (status, _, body) = call.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats = peer.stats().await;
+    assert_eq!(stats["refreshFailures"], 0, "{stats}");
+
+    // The next expiry is renewed with the refresh token the restart did not cost.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let (status, _, body) = call_me().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stats = peer.stats().await;
+    assert_eq!(stats["refreshFailures"], 0, "{stats}");
+    assert!(stats["refreshGrants"].as_u64().unwrap() >= 2, "{stats}");
+}
+
 /// A small tmpfs, mounted for the test and unmounted after it.
 struct SmallDisk {
     dir: tempfile::TempDir,
@@ -801,6 +944,26 @@ async fn a_full_disk_under_sqlite_answers_503_and_writes_resume_once_there_is_ro
     let server = serve(cmd);
     let provider = close_provider().await;
     let (id, _) = server.close_instance(&provider, "first", "").await;
+    let (status, events) = server
+        .user(
+            Method::POST,
+            "/instances",
+            Some(&json!({
+                "element": {"key": "sfdc"},
+                "externalAuthentication": "initial",
+                "configuration": {
+                    "oauth.api.key": "k", "oauth.api.secret": "s",
+                    "oauth.callback.url": "https://app.example.test/cb",
+                    "oauth.user.token": "t", "oauth.user.refresh_token": "r",
+                    "event.notification.enabled": true,
+                    "event.notification.callback.url": "http://127.0.0.1:9/hook",
+                },
+                "name": "webhooks",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let events = events["id"].as_i64().unwrap().to_string();
     fill(&disk.path().join("filler"));
 
     // Large writes until one no longer fits: each answers 200 or 503, never 500.
@@ -829,6 +992,36 @@ async fn a_full_disk_under_sqlite_answers_503_and_writes_resume_once_there_is_ro
         }
     }
     let (headers, body) = refused.expect("the disk never filled up");
+    assert_eq!(body["code"], "database_unwritable", "{body}");
+    assert!(headers.contains_key("retry-after"));
+    // Webhooks are stored by a writer that commits many at once; each still gets the
+    // database's answer, 503 with Retry-After, not an internal error.
+    let mut refused = None;
+    for i in 0..40 {
+        let response = server
+            .http
+            .post(server.url("/events/sfdc"))
+            .header("element-instances", &events)
+            .json(&json!({
+                "objects": [{"attributes": {"type": "Contact"}, "Id": format!("003{i}")}],
+                "action": "update",
+                "padding": note,
+            }))
+            .send()
+            .await
+            .unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        match status {
+            StatusCode::OK => continue,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused = Some((headers, body));
+                break;
+            }
+            other => panic!("a webhook on a full disk: {other}: {body}"),
+        }
+    }
+    let (headers, body) = refused.expect("webhooks never filled the disk");
     assert_eq!(body["code"], "database_unwritable", "{body}");
     assert!(headers.contains_key("retry-after"));
     // Reads still work.

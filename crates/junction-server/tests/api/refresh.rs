@@ -451,3 +451,74 @@ async fn a_long_lived_token_is_still_renewed_once_a_day(backend: Backend) {
     // This time the provider said: one hour.
     assert!(renewed.token_expires_at.unwrap() <= junction_service::now_ms() + 3_600_000);
 }
+
+on_both_backends!(a_failed_refresh_of_a_short_lived_token_is_tried_again_within_its_lifetime);
+
+/// A token endpoint that answers the first refresh_token grant 503 without passing it on
+/// (a provider's passing hiccup), and forwards everything else to `provider`.
+async fn hiccup_once(provider: String) -> String {
+    use axum::http::StatusCode as Status;
+    use axum::response::IntoResponse;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failed = Arc::new(AtomicBool::new(false));
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move |body: String| {
+            let (failed, provider) = (Arc::clone(&failed), provider.clone());
+            async move {
+                if body.contains("grant_type=refresh_token") && !failed.swap(true, Ordering::SeqCst)
+                {
+                    let busy = r#"{"error":"temporarily_unavailable"}"#;
+                    return (Status::SERVICE_UNAVAILABLE, busy.to_owned()).into_response();
+                }
+                let answer = http()
+                    .post(&provider)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = Status::from_u16(answer.status().as_u16()).unwrap();
+                let text = answer.text().await.unwrap();
+                (status, [("content-type", "application/json")], text).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// One failed renewal of a 2-second token must not leave the instance without a working
+/// token for long: the next attempt comes within the token's own renewal margin (at
+/// least a second), not after a fixed half minute during which every call would fail.
+async fn a_failed_refresh_of_a_short_lived_token_is_tried_again_within_its_lifetime(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let peer = Peer::start(PeerKind::Oidc, &[("ROTATE", "1"), ("AT_TTL", "2")]).await;
+    let provider = Provider {
+        token: hiccup_once(peer.token_url()).await,
+        ..Provider::peer(&peer)
+    };
+    let instance = provision(&app, "sfdc", &provider, "").await;
+    let id = instance["id"].as_i64().unwrap();
+    let stale = record(&app.services, id).await;
+    let old = Secret::new(access_token(&stale));
+    sleep_until_expired(&stale).await;
+
+    let first = app.services.refresh_after_rejection(&stale, &old).await;
+    assert!(matches!(first, Err(ServiceError::Provider(_))), "{first:?}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let renewed = app
+        .services
+        .refresh_after_rejection(&stale, &old)
+        .await
+        .unwrap_or_else(|e| panic!("the second attempt: {e}"));
+    assert_ne!(renewed.expose(), old.expose());
+    let stats = peer.stats().await;
+    assert_eq!(stats["refreshGrants"], 1, "{stats}");
+    assert_eq!(stats["refreshFailures"], 0, "{stats}");
+}

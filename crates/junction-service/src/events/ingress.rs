@@ -182,12 +182,7 @@ impl Services {
             events,
             WEBHOOK_EVENTS_PER_NOTIFICATION,
         );
-        let event_id = self
-            .events
-            .writer
-            .write(event)
-            .await
-            .map_err(ServiceError::Internal)?;
+        let event_id = self.events.writer.write(event).await?;
         Ok(WebhookAnswer::Accepted { event_id })
     }
 

@@ -3,8 +3,8 @@
 //! its event is durable. One transaction per webhook would bound ingestion to what the
 //! database commits per second; one per batch costs the same and carries hundreds.
 
-use crate::now_ms;
-use junction_store::{NewEvent, Store};
+use crate::{ServiceError, now_ms};
+use junction_store::{NewEvent, Store, StoreError};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -14,7 +14,7 @@ const QUEUE: usize = 4096;
 /// Events committed in one transaction, at most.
 const BATCH: usize = 256;
 
-type Reply = oneshot::Sender<Result<i64, String>>;
+type Reply = oneshot::Sender<Result<i64, StoreError>>;
 
 #[derive(Clone)]
 pub(crate) struct OutboxWriter {
@@ -38,8 +38,10 @@ impl OutboxWriter {
                     }
                     Err(e) => {
                         tracing::error!(events = events.len(), error = %e, "events could not be stored");
+                        // Each webhook gets the failure as it is: a database that is away
+                        // or full is a 503 its sender may retry, not an internal error.
                         for reply in replies {
-                            let _ = reply.send(Err(e.to_string()));
+                            let _ = reply.send(Err(e.for_another_waiter()));
                         }
                     }
                 }
@@ -49,13 +51,13 @@ impl OutboxWriter {
     }
 
     /// Stores one event; returns its id once it is committed.
-    pub(crate) async fn write(&self, event: NewEvent) -> Result<i64, String> {
+    pub(crate) async fn write(&self, event: NewEvent) -> Result<i64, ServiceError> {
+        let stopped = || ServiceError::Internal("the event writer has stopped".to_owned());
         let (reply, done) = oneshot::channel();
         self.queue
             .send((event, reply))
             .await
-            .map_err(|_| "the event writer has stopped".to_owned())?;
-        done.await
-            .map_err(|_| "the event writer has stopped".to_owned())?
+            .map_err(|_| stopped())?;
+        Ok(done.await.map_err(|_| stopped())??)
     }
 }
