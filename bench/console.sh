@@ -115,8 +115,11 @@ try:
             rows.append(m)
 finally:
     call("DELETE", s)
-med = lambda k: statistics.median(r[k] for r in rows)
-p95 = lambda k: sorted(r[k] for r in rows)[max(0, int(len(rows) * 0.95) - 1)]
+# A run can miss an entry (no first-contentful-paint when the list replaced the page
+# before Chromium painted, say): medians are of the runs that have it.
+seen = lambda k: sorted(r[k] for r in rows if r[k] is not None) or [float("nan")]
+med = lambda k: statistics.median(seen(k))
+p95 = lambda k: seen(k)[max(0, int(len(seen(k)) * 0.95) - 1)]
 print(json.dumps({"runs": len(rows), "html_ms": med("html"), "assets_ms": med("assets"), "fcp_ms": med("fcp"), "rendered_ms": med("rendered"),
                   "api_ms": med("api"), "api_start_ms": med("api_start"),
                   "rendered_p95_ms": p95("rendered"), "load_ms": med("load"),
