@@ -500,23 +500,25 @@ impl Store {
     /// Applies pending migrations for this dialect; returns how many ran.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         let migrator = self.migrator();
-        let before = self.applied_migrations().await.unwrap_or(0);
-        match self.dialect {
-            // A migration (an index over a large table) and the wait for another replica's
-            // migration lock may rightly take longer than any request's statement: run
-            // them without the statement timeout, on a connection that is then closed
-            // rather than handed back to the pool without its timeout.
-            Dialect::Postgres => {
-                let mut conn = self.writer.acquire().await?;
-                conn.execute("set statement_timeout = 0").await?;
-                let ran = migrator.run(&mut *conn).await;
-                conn.close().await?;
-                ran?;
-            }
-            Dialect::Sqlite => migrator.run(&self.writer).await?,
+        // A migration (an index over a large table) and the wait for another replica's
+        // migration lock may rightly take longer than any request's statement: run them,
+        // and count them, without the statement timeout, on a connection that is then
+        // closed rather than handed back to the pool without its timeout.
+        let mut conn = self.writer.acquire().await?;
+        if self.dialect == Dialect::Postgres {
+            conn.execute("set statement_timeout = 0").await?;
         }
-        let after = self.applied_migrations().await.unwrap_or(before);
-        Ok(after.saturating_sub(before))
+        let before = applied_migrations(&mut conn).await.unwrap_or(0);
+        let ran = migrator.run(&mut *conn).await;
+        let after = match ran {
+            Ok(()) => applied_migrations(&mut conn).await,
+            Err(_) => Ok(before),
+        };
+        if self.dialect == Dialect::Postgres {
+            conn.close().await?;
+        }
+        ran?;
+        Ok(after?.saturating_sub(before))
     }
 
     fn migrator(&self) -> sqlx::migrate::Migrator {
@@ -524,13 +526,6 @@ impl Store {
             Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         }
-    }
-
-    async fn applied_migrations(&self) -> Result<usize, sqlx::Error> {
-        let count: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     /// What `GET /ready` needs to know, each check bounded by `limit`.
@@ -799,6 +794,14 @@ pub(crate) fn placeholders(start: usize, count: usize) -> String {
         .map(|n| format!("${n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// How many migrations the database has applied.
+async fn applied_migrations(conn: &mut sqlx::AnyConnection) -> Result<usize, sqlx::Error> {
+    let count: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(usize::try_from(count).unwrap_or(0))
 }
 
 #[cfg(test)]
