@@ -26,17 +26,15 @@ use junction_testkit::db::{Backend, TestDatabase};
 use junction_testkit::peers::{CLIENT_ID, CLIENT_SECRET, Peer, PeerKind, REDIRECT_URI};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-const BIN: &str = env!("CARGO_BIN_EXE_junction");
-const USER_SECRET: &str = "crash-user-secret-0123456789";
-const ORG_SECRET: &str = "crash-organization-secret-0123456789";
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+mod support;
+
+use support::{Junction, ORG_SECRET, USER_SECRET};
+
 /// The provider's access-token lifetime, seconds.
 const AT_TTL: u64 = 2;
 
@@ -58,72 +56,9 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-/// A running `junction serve`.
-struct Junction {
-    child: Child,
-    addr: String,
-    _dir: Arc<tempfile::TempDir>,
-}
-
-impl Drop for Junction {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Junction {
-    fn start(database_url: &str, dir: Arc<tempfile::TempDir>) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("JUNCTION_LOG_FORMAT", "json")
-            .env("JUNCTION_LISTEN", "127.0.0.1:0")
-            .env("JUNCTION_DATABASE_URL", database_url)
-            .env("JUNCTION_ENCRYPTION_KEY", KEY)
-            .env("JUNCTION_BOOTSTRAP_USER_SECRET", USER_SECRET)
-            .env("JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET", ORG_SECRET)
-            .env("JUNCTION_OUTBOUND_ALLOW_PRIVATE", "true")
-            .env("JUNCTION_OUTBOUND_TIMEOUT", "3")
-            .env("JUNCTION_REFRESH_INTERVAL", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("junction did not start");
-            if let Ok(event) = serde_json::from_str::<Value>(&line)
-                && let Some(addr) = event["fields"]["addr"].as_str()
-            {
-                break addr.to_owned();
-            }
-        };
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}/elements/api-v2{path}", self.addr)
-    }
-
-    /// SIGKILL: no shutdown, no flush, no lease released.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    fn start_on(database_url: &str, dir: &std::path::Path) -> Self {
+        Self::start(database_url, dir, &[("JUNCTION_OUTBOUND_TIMEOUT", "3")])
     }
 
     async fn proxy_me(&self, token: &str) -> (StatusCode, Value) {
@@ -264,7 +199,7 @@ async fn wait_for_expiry() {
 
 async fn killed_mid_refresh(backend: Backend) {
     let db = TestDatabase::create(backend).await;
-    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let dir = tempfile::tempdir().unwrap();
     let peer = Peer::start(
         PeerKind::Oidc,
         &[("ROTATE", "1"), ("AT_TTL", &AT_TTL.to_string())],
@@ -272,7 +207,7 @@ async fn killed_mid_refresh(backend: Backend) {
     .await;
     let (gate, gate_url) = start_gate(peer.token_url()).await;
 
-    let junction = Junction::start(&db.url, Arc::clone(&dir));
+    let junction = Junction::start_on(&db.url, dir.path());
     let code = authorize(&junction, &peer).await;
     let body = json!({
         "element": {"key": "sfdc"},
@@ -314,7 +249,7 @@ async fn killed_mid_refresh(backend: Backend) {
     );
     assert_eq!(peer.stats().await["refreshGrants"], 0);
 
-    let junction = Junction::start(&db.url, Arc::clone(&dir));
+    let junction = Junction::start_on(&db.url, dir.path());
     let started = Instant::now();
     let (status, me) = junction.proxy_me(&token).await;
     assert_eq!(status, StatusCode::OK, "{me}");
@@ -331,7 +266,7 @@ async fn killed_mid_refresh(backend: Backend) {
     assert_eq!(junction.proxy_me(&token).await.0, StatusCode::OK);
     assert_eq!(peer.stats().await["refreshGrants"], 2);
     junction.kill();
-    let junction = Junction::start(&db.url, Arc::clone(&dir));
+    let junction = Junction::start_on(&db.url, dir.path());
     wait_for_expiry().await;
     assert_eq!(junction.proxy_me(&token).await.0, StatusCode::OK);
     let stats = peer.stats().await;
@@ -355,7 +290,7 @@ async fn killed_mid_refresh(backend: Backend) {
     let _ = call.await;
     assert_eq!(peer.stats().await["refreshGrants"], 4);
 
-    let junction = Junction::start(&db.url, Arc::clone(&dir));
+    let junction = Junction::start_on(&db.url, dir.path());
     let (status, refused) = junction.proxy_me(&token).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert_eq!(refused["code"], "reauthorization_required", "{refused}");

@@ -23,16 +23,24 @@ use junction_testkit::vendors::salesforce::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_junction");
-const USER_SECRET: &str = "crash-user-secret-0123456789";
-const ORG_SECRET: &str = "crash-organization-secret-0123456789";
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+mod support;
+
+use support::{Junction, ORG_SECRET, USER_SECRET};
+
+/// What every process of these tests runs with: notifications retried quickly and, for
+/// polling, a poll every 100 ms (`refresh_interval: 1`) whose lease lapses after 500 ms
+/// in a dead process.
+const SETTINGS: &[(&str, &str)] = &[
+    ("JUNCTION_EVENTS_TIMEOUT", "1"),
+    ("JUNCTION_EVENTS_RETRIES", "50"),
+    ("JUNCTION_EVENTS_RETRY_DELAY_MS", "100"),
+    ("JUNCTION_EVENTS_POLL_TICK_MS", "50"),
+    ("JUNCTION_EVENTS_POLL_MINUTE_MS", "100"),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite() {
@@ -59,75 +67,6 @@ fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
-}
-
-struct Junction {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Junction {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Junction {
-    fn start(database_url: &str, dir: &std::path::Path) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("JUNCTION_LOG_FORMAT", "json")
-            .env("JUNCTION_LISTEN", "127.0.0.1:0")
-            .env("JUNCTION_DATABASE_URL", database_url)
-            .env("JUNCTION_ENCRYPTION_KEY", KEY)
-            .env("JUNCTION_BOOTSTRAP_USER_SECRET", USER_SECRET)
-            .env("JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET", ORG_SECRET)
-            .env("JUNCTION_OUTBOUND_ALLOW_PRIVATE", "true")
-            .env("JUNCTION_REFRESH_INTERVAL", "0")
-            .env("JUNCTION_EVENTS_TIMEOUT", "1")
-            .env("JUNCTION_EVENTS_RETRIES", "50")
-            .env("JUNCTION_EVENTS_RETRY_DELAY_MS", "100")
-            // Polls every 100 ms (`refresh_interval: 1`); a dead process's poll lease
-            // lapses after 500 ms.
-            .env("JUNCTION_EVENTS_POLL_TICK_MS", "50")
-            .env("JUNCTION_EVENTS_POLL_MINUTE_MS", "100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("junction did not start");
-            if let Ok(event) = serde_json::from_str::<Value>(&line)
-                && let Some(addr) = event["fields"]["addr"].as_str()
-            {
-                break addr.to_owned();
-            }
-        };
-        Self { child, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}/elements/api-v2{path}", self.addr)
-    }
-
-    /// SIGKILL: no shutdown, no flush, no lease released.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
 }
 
 /// The app's receiver: every notification's sequence number and webhook id.
@@ -260,7 +199,7 @@ async fn killed_while_receiving_and_delivering(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let (seen, callback) = start_receiver().await;
-    let junction = Junction::start(&db.url, dir.path());
+    let junction = Junction::start(&db.url, dir.path(), SETTINGS);
     let instance = create_instance(&junction, &callback).await;
     let url = junction.url("/events/sfdc");
 
@@ -277,7 +216,7 @@ async fn killed_while_receiving_and_delivering(backend: Backend) {
 
     // 2. Restarted: everything accepted arrives; then killed while notifications are in
     //    flight (the receiver answers slowly).
-    let junction = Junction::start(&db.url, dir.path());
+    let junction = Junction::start(&db.url, dir.path(), SETTINGS);
     wait_delivered(&seen, &accepted).await;
     seen.delay_ms.store(300, Ordering::Relaxed);
     let url = junction.url("/events/sfdc");
@@ -293,7 +232,7 @@ async fn killed_while_receiving_and_delivering(backend: Backend) {
     seen.delay_ms.store(0, Ordering::Relaxed);
 
     // 3. Restarted again: the interrupted notifications go out again, under their ids.
-    let junction = Junction::start(&db.url, dir.path());
+    let junction = Junction::start(&db.url, dir.path(), SETTINGS);
     wait_delivered(&seen, &accepted).await;
     let by_seq = seen.by_seq.lock().unwrap().clone();
     let got: BTreeSet<u64> = by_seq.keys().copied().collect();
@@ -381,7 +320,7 @@ async fn killed_while_polling(backend: Backend) {
     })
     .await;
     let (seen, callback) = start_poll_receiver().await;
-    let junction = Junction::start(&db.url, dir.path());
+    let junction = Junction::start(&db.url, dir.path(), SETTINGS);
     let response = http()
         .post(junction.url("/instances"))
         .header(
@@ -435,7 +374,7 @@ async fn killed_while_polling(backend: Backend) {
     );
 
     // 2. Restarted: more changes arrive while it catches up.
-    let junction = Junction::start(&db.url, dir.path());
+    let junction = Junction::start(&db.url, dir.path(), SETTINGS);
     created.extend(create_contacts(&sf, 10_000, 500));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
