@@ -294,6 +294,7 @@ on_both_backends!(
     a_receiver_that_answers_410_turns_the_instance_events_off,
     a_receiver_down_for_the_whole_retry_window_leaves_the_event_failed_until_replayed,
     a_receiver_too_slow_to_answer_is_retried,
+    notifications_waiting_on_a_resting_receiver_keep_their_retries_for_when_it_answers,
     notifications_about_one_object_arrive_in_order_despite_failures,
     webhooks_for_an_instance_with_events_off_are_accepted_and_dropped,
     dropbox_challenge_and_signature_and_box_signatures_are_checked,
@@ -587,6 +588,43 @@ async fn a_receiver_down_for_the_whole_retry_window_leaves_the_event_failed_unti
     assert_eq!(bulk["replayed"], 1, "{bulk}");
     let record = event_when(&app, id, &second, &["NOTIFIED"]).await;
     assert_eq!(record["status"], "NOTIFIED", "{record}");
+}
+
+async fn notifications_waiting_on_a_resting_receiver_keep_their_retries_for_when_it_answers(
+    backend: Backend,
+) {
+    // Five attempts 10, 40, 160 and 640 ms apart: the whole retry window is shorter
+    // than the second the circuit stays open after five failures in a row.
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            events_retries: 4,
+            events_retry_delay_ms: 10,
+            ..Options::default()
+        },
+    )
+    .await;
+    let receiver = Receiver::start(&[503; 5], 200).await;
+    let id = facebook_instance(&app, &receiver.url).await;
+    let first = signed_lead(&app, "111", &["L1"]).await;
+    let record = event_when(&app, id, &first, &["FAILED"]).await;
+    assert_eq!(
+        record["notifiedData"].as_array().unwrap().len(),
+        5,
+        "{record}"
+    );
+    // The receiver now rests; an event arriving meanwhile waits for it.
+    let second = signed_lead(&app, "111", &["L2"]).await;
+    let record = event_when(&app, id, &second, &["NOTIFIED", "FAILED"]).await;
+    assert_eq!(record["status"], "NOTIFIED", "{record}");
+    let attempts = record["notifiedData"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{record}");
+    assert_eq!(attempts[0]["statusCode"], 200, "{record}");
+    assert_eq!(
+        receiver.got().len(),
+        6,
+        "five failures, then the waiting one"
+    );
 }
 
 async fn a_receiver_too_slow_to_answer_is_retried(backend: Backend) {

@@ -2,8 +2,9 @@
 //! Connect session's) callback (signed when a key is set), and record what happened. Retries back off (first delay
 //! × 4ⁿ, jittered); 410 Gone turns the instance's events off; the last failure leaves
 //! the event FAILED for replay. A circuit breaker per receiver stops a dead one from
-//! costing a timeout per notification, and when it answers again its waiting retries
-//! are released at once.
+//! costing a timeout per notification: while it is open, notifications wait without
+//! using up their retries, one probe at a time tests the receiver, and when it answers
+//! again its waiting notifications are released at once.
 
 use super::{EventHub, keys};
 use crate::{ServiceError, Services, now_ms};
@@ -87,11 +88,22 @@ enum Unsendable {
     Fail(String),
 }
 
+/// What an attempt's result did to its receiver's circuit.
+enum Circuit {
+    Unchanged,
+    /// It was failing and answered.
+    Recovered,
+    /// It is open until this time.
+    Opened(i64),
+}
+
 enum Admit {
     Send,
-    /// The circuit is open: not sent, counted as a failed attempt.
-    Refused {
-        failures: u32,
+    /// The circuit is open: not sent, and not counted against the notification's
+    /// retries (a receiver rested for longer than the retry window would otherwise fail
+    /// every notification, a replayed one included, without a single request to it).
+    Rested {
+        until: i64,
     },
 }
 
@@ -99,6 +111,9 @@ enum Admit {
 enum Effect {
     /// The receiver answered after failing: release its waiting retries.
     Recovered(String),
+    /// The receiver's circuit opened (or stayed open after a failed probe) until this
+    /// time: its waiting notifications need not be claimed before then.
+    Rested(String, i64),
     /// The instance's receiver answered 410 Gone.
     Gone(Box<InstanceRecord>),
 }
@@ -113,8 +128,11 @@ impl EventHub {
             return Admit::Send;
         };
         match b.open_until {
-            Some(until) if now < until || b.probing => Admit::Refused {
-                failures: b.failures,
+            Some(until) if now < until => Admit::Rested { until },
+            // Another notification is testing the receiver; look again once it has had
+            // the time of a send.
+            Some(_) if b.probing => Admit::Rested {
+                until: now + BREAKER_COOLDOWN_MS,
             },
             Some(_) => {
                 b.probing = true;
@@ -124,14 +142,18 @@ impl EventHub {
         }
     }
 
-    /// Records an attempt's result; `true` when a failing receiver just recovered.
-    fn record(&self, callback: &str, ok: bool, now: i64) -> bool {
+    /// Records an attempt's result and what it did to the receiver's circuit.
+    fn record(&self, callback: &str, ok: bool, now: i64) -> Circuit {
         let mut breakers = self
             .breakers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if ok {
-            return breakers.remove(callback).is_some();
+            return if breakers.remove(callback).is_some() {
+                Circuit::Recovered
+            } else {
+                Circuit::Unchanged
+            };
         }
         let b = breakers.entry(callback.to_owned()).or_default();
         b.failures = b.failures.saturating_add(1);
@@ -140,6 +162,7 @@ impl EventHub {
                 b.cooldown_ms = (b.cooldown_ms * 2).min(BREAKER_MAX_COOLDOWN_MS);
                 b.open_until = Some(now + b.cooldown_ms);
                 b.probing = false;
+                return Circuit::Opened(now + b.cooldown_ms);
             }
         } else if b.failures >= BREAKER_THRESHOLD {
             b.cooldown_ms = BREAKER_COOLDOWN_MS;
@@ -149,8 +172,21 @@ impl EventHub {
                 failures = b.failures,
                 "event receiver keeps failing: circuit open"
             );
+            return Circuit::Opened(now + b.cooldown_ms);
         }
-        false
+        Circuit::Unchanged
+    }
+
+    /// Someone asked for a receiver's notifications to be sent again (a replay): its
+    /// circuit closes here, so the replay is tried at once rather than after the rest.
+    pub(crate) fn close_circuit(&self, callback_url: &str) {
+        let origin = url::Url::parse(callback_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| callback_url.to_owned());
+        self.breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&origin);
     }
 
     /// Retry or give up after a failed attempt number `attempts + 1`.
@@ -202,6 +238,7 @@ impl Services {
         // event shows FAILED, so whoever sees the failure also sees why.
         let mut gone = Vec::new();
         let mut recovered = Vec::new();
+        let mut rested = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Gone(record) => {
@@ -210,6 +247,7 @@ impl Services {
                     gone.push(id);
                 }
                 Effect::Recovered(callback) => recovered.push(callback),
+                Effect::Rested(callback, until) => rested.push((callback, until)),
             }
         }
         self.store
@@ -218,6 +256,12 @@ impl Services {
         for id in gone {
             if let Err(e) = self.store.fail_pending_deliveries(id, now_ms()).await {
                 tracing::error!(instance_id = %id, error = %e, "could not fail pending notifications after 410 Gone");
+            }
+        }
+        for (callback, until) in rested {
+            // Only saves claims: a notification claimed anyway is deferred by `admit`.
+            if let Err(e) = self.store.defer_callback(&callback, until, now_ms()).await {
+                tracing::warn!(callback, error = %e, "could not defer a resting receiver's notifications");
             }
         }
         for callback in recovered {
@@ -286,12 +330,14 @@ impl Services {
             }
         };
         let Target { url, key, record } = target;
-        if let Admit::Refused { failures } = hub.admit(&d.callback, now) {
-            let error = format!(
-                "not sent: the receiver failed {failures} times in a row and is rested before the next try"
-            );
+        if let Admit::Rested { until } = hub.admit(&d.callback, now) {
             return (
-                result(hub.after_failure(d.attempts, now), not_sent(error)),
+                DeliveryResult {
+                    id: d.id,
+                    event_id: d.event_id,
+                    outcome: DeliveryOutcome::Deferred(until),
+                    attempt: None,
+                },
                 None,
             );
         }
@@ -347,9 +393,10 @@ impl Services {
             error: error.clone(),
         };
         let ok = error.is_none();
-        let recovered = hub.record(&d.callback, ok, now_ms());
+        let circuit = hub.record(&d.callback, ok, now_ms());
         if ok {
-            let effect = recovered.then(|| Effect::Recovered(d.callback.clone()));
+            let effect = matches!(circuit, Circuit::Recovered)
+                .then(|| Effect::Recovered(d.callback.clone()));
             return (result(DeliveryOutcome::Delivered, attempt), effect);
         }
         if status == Some(410) {
@@ -360,7 +407,11 @@ impl Services {
             );
         }
         tracing::debug!(webhook_id = %d.webhook_id, attempts = d.attempts + 1, error = ?error, "event notification failed");
-        (result(hub.after_failure(d.attempts, now), attempt), None)
+        let effect = match circuit {
+            Circuit::Opened(until) => Some(Effect::Rested(d.callback.clone(), until)),
+            _ => None,
+        };
+        (result(hub.after_failure(d.attempts, now), attempt), effect)
     }
 
     /// Where a notification goes and what signs it, read when it is sent (so a changed

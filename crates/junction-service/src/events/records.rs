@@ -216,6 +216,7 @@ impl Services {
         {
             return Err(ServiceError::EventNotFound(id));
         }
+        self.close_circuit_of(&record);
         self.events.wake.notify_waiters();
         Ok(ReplayView { replayed: 1 })
     }
@@ -231,7 +232,14 @@ impl Services {
             .store
             .replay_failed_events(record.account_id, InstanceId(record.id.0), now_ms())
             .await?;
+        self.close_circuit_of(&record);
         self.events.wake.notify_waiters();
         Ok(ReplayView { replayed })
+    }
+
+    fn close_circuit_of(&self, record: &junction_store::InstanceRecord) {
+        if let Some(Some(url)) = record.config.get(super::keys::CALLBACK_URL) {
+            self.events.close_circuit(url);
+        }
     }
 }
