@@ -30,6 +30,7 @@ on_both_backends!(
     response_parameters_are_kept_in_the_configuration,
     binary_resources_stream_through_unchanged,
     pre_request_hooks_reshape_the_vendor_call_element_first,
+    hooks_see_and_shape_every_page_of_a_next_url_walk_but_never_its_credential,
     post_request_hooks_replace_the_answer_and_store_configuration,
     a_hook_that_stops_the_call_answers_without_the_vendor,
     failing_hooks_are_named_and_never_reach_the_vendor,
@@ -226,10 +227,15 @@ async fn vendor(
             let (after, limit) = (number(&q, "after", 0), number(&q, "limit", 25));
             let mut answer = json!({"data": slice(after, limit), "paging": {}});
             if after + limit < RECORDS {
-                answer["paging"]["next"] = json!(format!(
-                    "{base}/graph/items?after={}&limit={limit}",
-                    after + limit
-                ));
+                // Graph's next URL repeats the call's parameters, its access_token too.
+                let mut next = url::Url::parse(&format!("{base}/graph/items")).unwrap();
+                next.query_pairs_mut()
+                    .append_pair("after", &(after + limit).to_string())
+                    .append_pair("limit", &limit.to_string());
+                for (k, v) in q.iter().filter(|(k, _)| *k != "after" && *k != "limit") {
+                    next.query_pairs_mut().append_pair(k, v);
+                }
+                answer["paging"]["next"] = json!(next.as_str());
             }
             json(answer)
         }
@@ -922,6 +928,68 @@ async fn pre_request_hooks_reshape_the_vendor_call_element_first(backend: Backen
     assert!(
         headers.contains_key("authorization"),
         "the credential is still added"
+    );
+}
+
+async fn hooks_see_and_shape_every_page_of_a_next_url_walk_but_never_its_credential(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let vendor = Vendor::start().await;
+    let mut e = element("nexthooks");
+    // A parameter Junction puts on every call, as Graph's access_token is.
+    e["parameters"] =
+        json!([{"name": "k-123", "vendorName": "api_key", "type": "value", "vendorType": "query"}]);
+    e["resources"].as_array_mut().unwrap().push(json!({
+        "path": "/hubs/crm/walked", "method": "GET", "vendorPath": "/graph/items", "rootKey": "data",
+        "paging": paging("nextUrl", json!({"next": "paging.next", "pageSize": size("limit", 100, 500)})),
+        "hooks": [{"type": "preRequest", "body":
+            "done({request_vendor_parameters: Object.assign({}, request_vendor_parameters, {mark: 'hooked'}), \
+               request_vendor_headers: {'X-Hook-Saw': request_vendor_path + ' ' + JSON.stringify(request_vendor_parameters)}});"}]}));
+    let (status, body) = app.post("/elements", &e).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = provision(&app, "nexthooks", &vendor).await;
+    let first = get(&app, &instance, "/hubs/crm/walked?pageSize=10").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let token = first.header("elements-next-page-token").unwrap().to_owned();
+    let second = get(
+        &app,
+        &instance,
+        &format!("/hubs/crm/walked?pageSize=10&nextPage={token}"),
+    )
+    .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert_eq!(ids(&second.body), (11..=20).collect::<Vec<u64>>());
+    let (_, query, headers, _) = vendor.last("/v1/graph/items");
+    let saw = headers["x-hook-saw"].to_str().unwrap();
+    let (path, parameters) = saw.split_once(' ').unwrap();
+    assert_eq!(path, "/graph/items", "the page's path, under base.url");
+    let parameters: Value = serde_json::from_str(parameters).unwrap();
+    assert_eq!(parameters["after"], "10", "{parameters}");
+    assert!(
+        parameters.get("api_key").is_none(),
+        "the hook saw the credential: {parameters}"
+    );
+    let sent: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let named = |name: &str| {
+        sent.iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        named("mark"),
+        ["hooked"],
+        "the hook's change is sent: {sent:?}"
+    );
+    assert_eq!(named("after"), ["10"], "{sent:?}");
+    assert_eq!(
+        named("api_key"),
+        ["k-123"],
+        "set once, by Junction: {sent:?}"
     );
 }
 

@@ -132,6 +132,7 @@ impl Services {
             && !hooks::any(&element, resource, HookType::PostRequest)
             && !request::reads_response_body(&element, resource);
         let mut configuration = Vec::new();
+        let own_query = request::own_query_names(&element);
 
         let mut position = plan.position.clone();
         let size = plan.size.unwrap_or(usize::MAX);
@@ -140,26 +141,29 @@ impl Services {
         let token = loop {
             calls += 1;
             let mut page = vendor.clone();
-            let url = match plan.apply(&position, &mut page)? {
+            let root = match plan.apply(&position, &mut page)? {
                 // base.url may have moved since the token was issued: the instance's
-                // credential only goes to its current origin and allowed paths.
+                // credential only goes to its current origin and allowed paths. The
+                // vendor's next URL is complete: the query plan was applied to the first.
                 Some(url) => {
-                    let url = paging::recheck(&base, &url)?;
-                    if let Ok(parsed) = url::Url::parse(&url) {
-                        check_vendor_path(parsed.path())?;
-                    }
-                    Some(url)
+                    let next = paging::recheck(&base, &url)?;
+                    page.follow(&base, &next, &own_query)
                 }
-                None => None,
+                None => {
+                    query_plan.apply(&mut page);
+                    None
+                }
             };
-            query_plan.apply(&mut page);
+            let vendor_base = root
+                .as_ref()
+                .map_or(target.base_url.as_str(), |r| r.as_str());
             if hooks::any(&element, resource, HookType::PreRequest) {
                 let pre = hooks::pre_request(
                     &self.sandbox,
                     &element,
                     resource,
                     &hub_side,
-                    &target.base_url,
+                    vendor_base,
                     &mut page,
                 )
                 .await?;
@@ -174,7 +178,7 @@ impl Services {
                 }
             }
             check_vendor_path(&page.path)?;
-            let sent = self.vendor_send(&target, &page, url).await?;
+            let sent = self.vendor_send(&target, &page, root.as_ref()).await?;
             if passes_through && sent.status.is_success() {
                 // Nothing reads the records one by one: they go out as the vendor's bytes.
                 if let Some(split) = raw::split(&sent.bytes, resource.root_key.as_deref()) {
@@ -211,7 +215,7 @@ impl Services {
                     &element,
                     resource,
                     &hub_side,
-                    &target.base_url,
+                    vendor_base,
                     &page,
                     &mut answer,
                 )
@@ -316,9 +320,9 @@ impl Services {
         &self,
         target: &Target,
         vendor: &VendorRequest,
-        url: Option<String>,
+        root: Option<&url::Url>,
     ) -> Result<hooks::VendorAnswer, ServiceError> {
-        self.vendor_send(target, vendor, url).await?.parse()
+        self.vendor_send(target, vendor, root).await?.parse()
     }
 
     /// Sends one vendor call and reads its answer's bytes.
@@ -326,20 +330,24 @@ impl Services {
         &self,
         target: &Target,
         vendor: &VendorRequest,
-        url: Option<String>,
+        root: Option<&url::Url>,
     ) -> Result<Sent, ServiceError> {
-        let url = match url {
-            Some(url) => self.proxy.check_url("base.url", &url)?,
-            None => {
-                let query = vendor.query_string();
-                self.proxy.target_url(
-                    target.record.id.0,
-                    "base.url",
-                    &target.base_url,
-                    &vendor.path,
-                    Some(&query),
-                )?
+        let query = vendor.query_string();
+        let url = match root {
+            // A next page outside base.url's path, on its origin (see `follow`).
+            Some(root) => {
+                let mut url = root.clone();
+                url.set_path(&vendor.path);
+                url.set_query(Some(query.as_str()).filter(|q| !q.is_empty()));
+                url
             }
+            None => self.proxy.target_url(
+                target.record.id.0,
+                "base.url",
+                &target.base_url,
+                &vendor.path,
+                Some(&query),
+            )?,
         };
         let body = match &vendor.body {
             VendorBody::Empty => Bytes::new(),

@@ -341,9 +341,9 @@ impl<'a> Plan<'a> {
 
 /// A next-page URL taken from a token, checked again when used: the instance's
 /// `base.url` may have moved since the token was issued.
-pub(super) fn recheck(base: &Url, next: &str) -> Result<String, ServiceError> {
+pub(super) fn recheck(base: &Url, next: &str) -> Result<Url, ServiceError> {
     let url = same_origin(base, next).map_err(|_| invalid_token())?;
-    Ok(url)
+    Url::parse(&url).map_err(|_| invalid_token())
 }
 
 /// `next` resolved against `base` (absolute, root-relative as Salesforce's

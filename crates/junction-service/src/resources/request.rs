@@ -9,6 +9,8 @@ use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 use junction_core::ElementDefinition;
 use junction_core::config::ConfigMap;
+use junction_core::credential::CredentialTemplate;
+use junction_core::element::CredentialLocation;
 use junction_core::hub::{PageSizeIn, Parameter, ParameterSource, ParameterType, Resource};
 use serde_json::{Map, Value};
 
@@ -104,6 +106,53 @@ impl VendorRequest {
             out.push(ours);
         }
         out.join("&")
+    }
+
+    /// Takes over a next-page URL (already checked to be on the origin of `base`, the
+    /// instance's `base.url`): its path and query become this request's, so hooks see
+    /// the page actually fetched and what they change is what is sent. Parameters in
+    /// `own` (those Junction sets on every call, the credential among them) are
+    /// dropped: Junction sets them again when sending, and a vendor may echo the token in
+    /// its next URL, as Graph does. Returns the origin to send to when the URL lies
+    /// outside `base`'s path, whose path then stays whole.
+    pub(super) fn follow(
+        &mut self,
+        base: &url::Url,
+        next: &url::Url,
+        own: &[String],
+    ) -> Option<url::Url> {
+        let prefix = base.path().trim_end_matches('/');
+        let root = match next.path().strip_prefix(prefix) {
+            Some(rest) if rest.starts_with('/') => {
+                self.path = rest.to_owned();
+                None
+            }
+            _ => {
+                self.path = next.path().to_owned();
+                let mut origin = next.clone();
+                origin.set_path("/");
+                origin.set_query(None);
+                origin.set_fragment(None);
+                Some(origin)
+            }
+        };
+        self.passed_query = next
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .filter(|pair| {
+                let name = pair.split('=').next().unwrap_or_default();
+                let name = url::form_urlencoded::parse(name.as_bytes())
+                    .next()
+                    .map(|(k, _)| k.into_owned())
+                    .unwrap_or_default();
+                !own.contains(&name)
+            })
+            .map(str::to_owned)
+            .collect();
+        self.query.clear();
+        root
     }
 
     /// Sets `name` to `value`, replacing what was there.
@@ -224,6 +273,31 @@ fn hub_value(p: &Parameter, incoming: &Incoming<'_>) -> Option<Value> {
         ParameterType::Value => string(&p.name),
         _ => None,
     }
+}
+
+/// The query parameters Junction puts on every call to the element's provider: the
+/// OAuth credential when it travels in the query, credential templates in the query,
+/// and element parameters that put a literal or a configuration value there.
+pub(super) fn own_query_names(element: &ElementDefinition) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(oauth) = &element.oauth
+        && oauth.credential.location == CredentialLocation::Query
+    {
+        names.push(oauth.credential.name.clone());
+    }
+    for template in &element.credentials {
+        if let CredentialTemplate::Query { name, .. } = template {
+            names.push(name.clone());
+        }
+    }
+    for p in &element.parameters {
+        if matches!(p.kind, ParameterType::Value | ParameterType::Configuration)
+            && p.vendor_type == ParameterType::Query
+        {
+            names.push(p.vendor_name.clone());
+        }
+    }
+    names
 }
 
 /// Builds the vendor call. Hub query parameters that no parameter reads and that are
@@ -450,6 +524,48 @@ pub(super) fn response_configuration(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn empty_get() -> VendorRequest {
+        VendorRequest {
+            method: Method::GET,
+            path: "/first".to_owned(),
+            passed_query: vec!["q=1".to_owned()],
+            query: vec![("limit".to_owned(), "10".to_owned())],
+            headers: HeaderMap::new(),
+            body: VendorBody::Empty,
+        }
+    }
+
+    #[test]
+    fn a_next_url_under_the_base_path_becomes_a_path_below_it_without_junctions_parameters() {
+        let base = url::Url::parse("https://graph.example/v2.11").unwrap();
+        let next = url::Url::parse(
+            "https://graph.example/v2.11/1/leads?access_token=t&limit=10&after=QVFI%3D",
+        )
+        .unwrap();
+        let mut page = empty_get();
+        let root = page.follow(&base, &next, &["access_token".to_owned()]);
+        assert!(root.is_none());
+        assert_eq!(page.path, "/1/leads");
+        assert_eq!(page.query_string(), "limit=10&after=QVFI%3D");
+    }
+
+    #[test]
+    fn a_next_url_outside_the_base_path_is_sent_from_the_origin_whole() {
+        let base = url::Url::parse("https://v.example/api/v1/").unwrap();
+        let next = url::Url::parse("https://v.example/api/v2/items?page=2").unwrap();
+        let mut page = empty_get();
+        let root = page.follow(&base, &next, &[]);
+        assert_eq!(
+            root.map(String::from).as_deref(),
+            Some("https://v.example/")
+        );
+        assert_eq!(page.path, "/api/v2/items");
+        assert_eq!(page.query_string(), "page=2");
+        // A sibling whose name only starts like the base path is outside it too.
+        let next = url::Url::parse("https://v.example/api/v10/items").unwrap();
+        assert!(page.follow(&base, &next, &[]).is_some());
+    }
 
     #[test]
     fn dotted_paths_read_and_write_nested_fields() {
