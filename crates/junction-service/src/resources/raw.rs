@@ -6,6 +6,7 @@
 //! records stay slices of the vendor's body (checked JSON, through `RawValue`); only the
 //! rest of the answer (where the next page is named) is parsed.
 
+use memchr::memmem;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -108,9 +109,10 @@ impl<'de> Visitor<'de> for Level<'_> {
 }
 
 /// Writes the JSON array of `records` to `out`, dropping `null` members of objects at
-/// any depth when `strip` is set (array slots stay, as in the tree path). Whitespace
-/// between tokens is dropped; strings and numbers are copied as the vendor wrote them.
+/// any depth when `strip` is set (array slots stay, as in the tree path). Everything
+/// else, whitespace included, is copied as the vendor wrote it.
 pub(super) fn write_list(records: &[&RawValue], strip: bool, out: &mut Vec<u8>) {
+    let nulls = memmem::Finder::new(b"null");
     out.push(b'[');
     for (i, record) in records.iter().enumerate() {
         if i > 0 {
@@ -118,8 +120,7 @@ pub(super) fn write_list(records: &[&RawValue], strip: bool, out: &mut Vec<u8>) 
         }
         let bytes = record.get().as_bytes();
         if strip {
-            let mut at = 0;
-            copy_value(bytes, &mut at, out);
+            copy_stripped(bytes, &nulls, out);
         } else {
             out.extend_from_slice(bytes);
         }
@@ -127,118 +128,104 @@ pub(super) fn write_list(records: &[&RawValue], strip: bool, out: &mut Vec<u8>) 
     out.push(b']');
 }
 
-// The copier below reads JSON that serde_json has already checked (a `RawValue`), so
-// it trusts the grammar: every index it reads is in bounds for valid JSON, and it stops
-// at the end of the input for anything else instead of panicking.
+// The copier below reads JSON that serde_json has already checked (a `RawValue`), so it
+// trusts the grammar. Most records hold few nulls, so rather than walk every byte it
+// jumps from one `null` to the next (memchr's vectorized search), copies the runs in
+// between whole, and looks around each one only to see whether it is a member's value
+// outside any string. Every index it reads is checked, so input that is not JSON makes
+// wrong output, never a panic.
 
-fn skip_ws(s: &[u8], at: &mut usize) {
-    while *at < s.len() && matches!(s[*at], b' ' | b'\n' | b'\r' | b'\t') {
-        *at += 1;
-    }
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
 }
 
-/// Moves past the string starting at `at` (on its opening quote).
-fn skip_string(s: &[u8], at: &mut usize) {
-    *at += 1;
-    while *at < s.len() {
-        match s[*at] {
-            b'\\' => *at += 2,
-            b'"' => {
-                *at += 1;
-                return;
-            }
-            _ => *at += 1,
-        }
-    }
+/// The last non-whitespace byte before `at`.
+fn back(s: &[u8], at: usize) -> Option<usize> {
+    s.get(..at)?.iter().rposition(|&b| !is_ws(b))
 }
 
-fn copy_value(s: &[u8], at: &mut usize, out: &mut Vec<u8>) {
-    skip_ws(s, at);
-    let Some(&first) = s.get(*at) else { return };
-    match first {
-        b'{' => copy_object(s, at, out),
-        b'[' => copy_array(s, at, out),
-        b'"' => {
-            let start = *at;
-            skip_string(s, at);
-            out.extend_from_slice(&s[start..(*at).min(s.len())]);
-        }
-        _ => {
-            let start = *at;
-            while *at < s.len()
-                && !matches!(s[*at], b',' | b']' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
-            {
-                *at += 1;
-            }
-            out.extend_from_slice(&s[start..*at]);
-        }
-    }
+/// The first non-whitespace byte at or after `at`.
+fn ahead(s: &[u8], at: usize) -> Option<usize> {
+    s.get(at..)?.iter().position(|&b| !is_ws(b)).map(|i| at + i)
 }
 
-fn copy_object(s: &[u8], at: &mut usize, out: &mut Vec<u8>) {
-    *at += 1;
-    out.push(b'{');
-    let mut first = true;
+/// Whether the quote at `at` is escaped (an odd run of backslashes before it).
+fn escaped(s: &[u8], at: usize) -> bool {
+    let run = s[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+    run % 2 == 1
+}
+
+/// A member whose value is `null`: where its key opens, and the byte before the key.
+struct NullMember {
+    open: usize,
+    lead: usize,
+    /// Just past the `null`.
+    end: usize,
+}
+
+/// The member whose value is the `null` starting at `at`, or `None` when that null is
+/// not an object member's value (an array slot, or the record itself).
+fn member_at(s: &[u8], at: usize) -> Option<NullMember> {
+    let colon = back(s, at)?;
+    if s[colon] != b':' {
+        return None;
+    }
+    let close = back(s, colon)?;
+    if s[close] != b'"' {
+        return None;
+    }
+    // The key's opening quote: the nearest unescaped quote before its closing one.
+    let mut open = close;
     loop {
-        skip_ws(s, at);
-        match s.get(*at) {
-            Some(b'"') => {}
-            Some(b'}') => {
-                *at += 1;
-                break;
-            }
-            _ => break,
+        open = memchr::memrchr(b'"', &s[..open])?;
+        if !escaped(s, open) {
+            break;
         }
-        let key = *at;
-        skip_string(s, at);
-        let key_end = (*at).min(s.len());
-        skip_ws(s, at);
-        *at += 1; // the colon
-        skip_ws(s, at);
-        if s.get(*at..*at + 4) == Some(b"null") {
-            *at += 4;
+    }
+    let lead = back(s, open)?;
+    matches!(s[lead], b',' | b'{').then_some(NullMember {
+        open,
+        lead,
+        end: at + 4,
+    })
+}
+
+fn copy_stripped(s: &[u8], nulls: &memmem::Finder<'_>, out: &mut Vec<u8>) {
+    let mut copied = 0;
+    // Where the string state is known, and that state.
+    let mut scanned = 0;
+    let mut in_string = false;
+    for at in nulls.find_iter(s) {
+        if at < scanned {
+            continue;
+        }
+        for quote in memchr::memchr_iter(b'"', &s[scanned..at]) {
+            if !escaped(s, scanned + quote) {
+                in_string = !in_string;
+            }
+        }
+        scanned = at;
+        if in_string {
+            continue;
+        }
+        let Some(member) = member_at(s, at) else {
+            continue;
+        };
+        // A later member goes with the comma before it. The first one, or one whose
+        // comma went with an earlier cut, goes with the comma after it, if any.
+        let (from, to) = if s[member.lead] == b',' && member.lead >= copied {
+            (member.lead, member.end)
         } else {
-            if !first {
-                out.push(b',');
+            match ahead(s, member.end) {
+                Some(comma) if s[comma] == b',' => (member.open, comma + 1),
+                _ => (member.open, member.end),
             }
-            first = false;
-            out.extend_from_slice(&s[key..key_end]);
-            out.push(b':');
-            copy_value(s, at, out);
-        }
-        skip_ws(s, at);
-        if s.get(*at) == Some(&b',') {
-            *at += 1;
-        }
+        };
+        out.extend_from_slice(s.get(copied..from).unwrap_or_default());
+        copied = to;
+        scanned = to;
     }
-    out.push(b'}');
-}
-
-fn copy_array(s: &[u8], at: &mut usize, out: &mut Vec<u8>) {
-    *at += 1;
-    out.push(b'[');
-    let mut first = true;
-    loop {
-        skip_ws(s, at);
-        match s.get(*at) {
-            None => break,
-            Some(b']') => {
-                *at += 1;
-                break;
-            }
-            _ => {}
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        copy_value(s, at, out);
-        skip_ws(s, at);
-        if s.get(*at) == Some(&b',') {
-            *at += 1;
-        }
-    }
-    out.push(b']');
+    out.extend_from_slice(s.get(copied..).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -310,17 +297,38 @@ mod tests {
         );
     }
 
+    /// Text made of the pieces that could mislead the copier: `null` in strings and
+    /// keys, quotes, backslashes, colons and commas.
+    fn tricky_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("null"),
+            Just(":null"),
+            Just("\""),
+            Just("\\"),
+            Just("\\\""),
+            Just(","),
+            Just(" "),
+            Just("{"),
+            Just("a"),
+            Just("\u{e9}"),
+        ];
+        prop::collection::vec(piece, 0..5).prop_map(|p| p.concat())
+    }
+
     fn arbitrary_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
+            Just(Value::Null),
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
             "[a-z\"\\\\ {}:,\\[\\]n\u{e9}]{0,8}".prop_map(Value::String),
+            tricky_text().prop_map(Value::String),
         ];
         leaf.prop_recursive(4, 40, 6, |inner| {
+            let key = prop_oneof!["[a-z\"\\\\]{0,4}", tricky_text()];
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec(("[a-z\"\\\\]{0,4}", inner), 0..6)
+                prop::collection::vec((key, inner), 0..6)
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
