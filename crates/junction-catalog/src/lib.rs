@@ -1,9 +1,9 @@
 //! The element catalog.
 //!
 //! Each element is one YAML file under `elements/` at the repository root, embedded in the
-//! binary at build time. Shared configuration entries (the OAuth 2.0 and event keys every
-//! element carries) live in `elements/common/` and are merged in by name through an
-//! element's `uses:` list. Loading validates the whole catalog (unique keys and ids,
+//! binary at build time. Shared fragments (the OAuth 2.0 and event keys every element
+//! carries, the resources a vendor's elements have in common) live in `elements/common/`
+//! and are merged in by name through an element's `uses:` list. Loading validates the whole catalog (unique keys and ids,
 //! required OAuth URLs, references between entries), so a bad file fails the build's
 //! tests and Junction's start, never a customer's request.
 
@@ -64,8 +64,8 @@ fn rule(field: impl Into<String>, rule: impl Into<String>) -> DefinitionError {
 }
 
 /// The shared fragments compiled into this binary (`elements/common/`).
-fn embedded_fragments() -> Result<&'static BTreeMap<String, Entries>, CatalogError> {
-    static FRAGMENTS: std::sync::OnceLock<Result<BTreeMap<String, Entries>, String>> =
+fn embedded_fragments() -> Result<&'static BTreeMap<String, Fragment>, CatalogError> {
+    static FRAGMENTS: std::sync::OnceLock<Result<BTreeMap<String, Fragment>, String>> =
         std::sync::OnceLock::new();
     FRAGMENTS
         .get_or_init(|| {
@@ -76,9 +76,8 @@ fn embedded_fragments() -> Result<&'static BTreeMap<String, Entries>, CatalogErr
                     let text = file
                         .contents_utf8()
                         .ok_or_else(|| format!("{path}: is not UTF-8"))?;
-                    let fragment: Fragment =
-                        serde_norway::from_str(text).map_err(|e| format!("{path}: {e}"))?;
-                    fragments.insert(file_stem(&path), fragment.configuration);
+                    let fragment = Fragment::parse(text).map_err(|e| format!("{path}: {e}"))?;
+                    fragments.insert(file_stem(&path), fragment);
                 }
             }
             Ok(fragments)
@@ -120,7 +119,7 @@ pub fn definition_from_json(
 
 fn definition_from(
     mut document: serde_norway::Value,
-    fragments: &BTreeMap<String, Entries>,
+    fragments: &BTreeMap<String, Fragment>,
 ) -> Result<ElementDefinition, DefinitionError> {
     if !document.is_mapping() {
         return Err(rule("(element)", "must be an object"));
@@ -192,10 +191,79 @@ fn serde_rule(path: &str, message: &str) -> DefinitionError {
 /// fields of an entry and inherit the rest.
 type Entries = Vec<serde_norway::Mapping>;
 
-#[derive(serde::Deserialize)]
+/// One shared fragment (`elements/common/<name>.yaml`): what an element naming it under
+/// `uses:` starts from.
+#[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Fragment {
+    #[serde(default)]
     configuration: Entries,
+    /// Hub resources, kept raw like the entries. A fragment serves elements of several
+    /// hubs, so its paths name none (`/query`): each lands under the hub of the element
+    /// that uses it (`/hubs/crm/query`).
+    #[serde(default)]
+    resources: Vec<serde_norway::Mapping>,
+}
+
+impl Fragment {
+    /// A fragment file, with its resources' routes checked: each is a path below the
+    /// hub and a method, declared once.
+    fn parse(text: &str) -> Result<Self, String> {
+        let fragment: Self = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, resource) in fragment.resources.iter().enumerate() {
+            let path = resource
+                .get("path")
+                .and_then(|p| p.as_str())
+                .unwrap_or_default();
+            if !path.starts_with('/') || path.starts_with("/hubs/") {
+                return Err(format!(
+                    "resources[{i}].path: must be a path below the hub, such as '/query' \
+                     (the element's hub is put in front), got '{path}'"
+                ));
+            }
+            let route = route_of(resource)
+                .ok_or_else(|| format!("resources[{i}]: needs a path and a method"))?;
+            if !seen.insert(route) {
+                return Err(format!(
+                    "resources[{i}]: {} {path} is declared twice",
+                    route_method(resource)
+                ));
+            }
+        }
+        Ok(fragment)
+    }
+}
+
+/// What routing tells resources apart by: the method, and the path below
+/// `/hubs/<hub>` with every `{placeholder}` alike (`/contacts/{id}` and
+/// `/contacts/{contactId}` are one route).
+fn route_of(resource: &serde_norway::Mapping) -> Option<(String, String)> {
+    let path = resource.get("path")?.as_str()?;
+    resource.get("method")?.as_str()?;
+    let below_hub = path
+        .strip_prefix("/hubs/")
+        .map_or(path, |rest| rest.find('/').map_or("", |i| &rest[i..]));
+    let segments: Vec<&str> = below_hub
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.starts_with('{') && s.ends_with('}') {
+                "{}"
+            } else {
+                s
+            }
+        })
+        .collect();
+    Some((route_method(resource), segments.join("/")))
+}
+
+fn route_method(resource: &serde_norway::Mapping) -> String {
+    resource
+        .get("method")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl Catalog {
@@ -223,7 +291,7 @@ impl Catalog {
     }
 
     fn from_sources(
-        fragments: &BTreeMap<String, Entries>,
+        fragments: &BTreeMap<String, Fragment>,
         files: Vec<(String, String)>,
     ) -> Result<Self, CatalogError> {
         let mut elements = Vec::new();
@@ -299,12 +367,19 @@ fn file_stem(path: &str) -> String {
     name.trim_end_matches(".yaml").to_owned()
 }
 
-/// Builds the element's configuration from its `uses:` fragments and its own entries.
-/// Later layers win field by field: an element that overrides only an entry's `default`
-/// keeps the fragment's name, type and validation.
+/// Builds the element's configuration and resources from its `uses:` fragments and its
+/// own.
+///
+/// Configuration: later layers win field by field, so an element that overrides only an
+/// entry's `default` keeps the fragment's name, type and validation.
+///
+/// Resources: the fragments' come first, each under the element's hub, then the
+/// element's own. An element's resource with the same route (method and path below the
+/// hub) as a fragment's replaces it whole, in its place: a mapping is not merged field by
+/// field. Two fragments declaring one route is a mistake, refused naming both.
 fn merge_fragments(
     document: &mut serde_norway::Value,
-    fragments: &BTreeMap<String, Entries>,
+    fragments: &BTreeMap<String, Fragment>,
 ) -> Result<(), DefinitionError> {
     let uses: Vec<String> = match document.get("uses") {
         Some(v) => serde_norway::from_value(v.clone()).map_err(|e| rule("uses", e.to_string()))?,
@@ -328,14 +403,15 @@ fn merge_fragments(
             ));
         }
     }
-    let mut layers: Vec<&Entries> = Vec::new();
+    let mut used: Vec<(&str, &Fragment)> = Vec::new();
     for name in &uses {
-        layers.push(
-            fragments
-                .get(name)
-                .ok_or_else(|| rule("uses", format!("names no known fragment '{name}'")))?,
-        );
+        let fragment = fragments
+            .get(name)
+            .ok_or_else(|| rule("uses", format!("names no known fragment '{name}'")))?;
+        used.push((name, fragment));
     }
+    merge_resources(document, &used)?;
+    let mut layers: Vec<&Entries> = used.iter().map(|(_, f)| &f.configuration).collect();
     layers.push(&own);
     let key_of =
         |m: &serde_norway::Mapping| m.get("key").and_then(|k| k.as_str()).map(str::to_owned);
@@ -363,6 +439,76 @@ fn merge_fragments(
                     .map(serde_norway::Value::Mapping)
                     .collect(),
             ),
+        );
+    }
+    Ok(())
+}
+
+/// The resources part of [`merge_fragments`]. The element's own list is left as written
+/// when no fragment brings any, and when it is not a list, for serde to name the mistake.
+fn merge_resources(
+    document: &mut serde_norway::Value,
+    used: &[(&str, &Fragment)],
+) -> Result<(), DefinitionError> {
+    if used.iter().all(|(_, f)| f.resources.is_empty()) {
+        return Ok(());
+    }
+    let own = match document.get("resources") {
+        None => Vec::new(),
+        Some(serde_norway::Value::Sequence(own)) => own.clone(),
+        Some(_) => return Ok(()),
+    };
+    // Without a hub serde refuses the element anyway; the paths stay as the fragment has them.
+    let hub = document
+        .get("hub")
+        .and_then(|h| h.as_str())
+        .map(str::to_owned);
+    // Each merged resource, with the fragment it came from while no own one replaced it.
+    let mut merged: Vec<(Option<&str>, serde_norway::Value)> = Vec::new();
+    for (name, fragment) in used {
+        for resource in &fragment.resources {
+            let route = route_of(resource);
+            if let Some((other, _)) = merged
+                .iter()
+                .find(|(_, m)| route.is_some() && m.as_mapping().and_then(route_of) == route)
+            {
+                let path = resource
+                    .get("path")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or_default();
+                return Err(rule(
+                    "uses",
+                    format!(
+                        "fragments '{}' and '{name}' both declare {} {path}; use one of them",
+                        other.unwrap_or_default(),
+                        route_method(resource)
+                    ),
+                ));
+            }
+            let mut resource = resource.clone();
+            if let (Some(hub), Some(path)) = (&hub, resource.get("path").and_then(|p| p.as_str())) {
+                let path = format!("/hubs/{hub}{path}");
+                resource.insert("path".into(), path.into());
+            }
+            merged.push((Some(*name), serde_norway::Value::Mapping(resource)));
+        }
+    }
+    for resource in own {
+        let route = resource.as_mapping().and_then(route_of);
+        let slot = route.as_ref().and_then(|route| {
+            merged.iter_mut().find(|(from, m)| {
+                from.is_some() && m.as_mapping().and_then(route_of).as_ref() == Some(route)
+            })
+        });
+        match slot {
+            Some(slot) => *slot = (None, resource),
+            None => merged.push((None, resource)),
+        }
+    }
+    if let Some(map) = document.as_mapping_mut() {
+        map.insert(
+            "resources".into(),
+            serde_norway::Value::Sequence(merged.into_iter().map(|(_, r)| r).collect()),
         );
     }
     Ok(())
@@ -1201,6 +1347,10 @@ mod tests {
             "- {key: event.vendor.type, name: Event Type, allowed: [webhook, polling]}",
         )
         .unwrap();
+        let fragment = Fragment {
+            configuration: fragment,
+            ..Fragment::default()
+        };
         let fragments = BTreeMap::from([("events".to_owned(), fragment)]);
         let text = basic(
             "  - {key: event.vendor.type, default: polling}\n",
@@ -1216,6 +1366,121 @@ mod tests {
         assert_eq!(entry.default.as_deref(), Some("polling"));
         assert_eq!(entry.name, "Event Type");
         assert_eq!(entry.allowed, vec!["webhook", "polling"]);
+    }
+
+    /// A fragment of one resource, `GET /query` onto `vendorPath`.
+    fn query_fragment(vendor_path: &str) -> Fragment {
+        Fragment::parse(&format!(
+            "resources:\n  - {{path: /query, method: GET, vendorPath: {vendor_path}, description: shared}}\n"
+        ))
+        .unwrap()
+    }
+
+    /// [`basic`] naming `uses`, with `resources` of its own.
+    fn using(uses: &str, resources: &str) -> String {
+        basic("", "  - {in: basic, username: '{demo.api.key}'}\n")
+            + &format!("uses: [{uses}]\nresources:\n{resources}")
+    }
+
+    #[test]
+    fn fragment_resources_land_under_the_elements_hub_before_its_own() {
+        let fragments = BTreeMap::from([("soql".to_owned(), query_fragment("/q"))]);
+        let text = using(
+            "soql",
+            "  - {path: /hubs/crm/accounts, method: GET, vendorPath: /a}\n",
+        );
+        let catalog = Catalog::from_sources(&fragments, vec![("demo.yaml".into(), text)]).unwrap();
+        let routes: Vec<(&str, &str)> = catalog
+            .get("demo")
+            .unwrap()
+            .resources
+            .iter()
+            .map(|r| (r.path.as_str(), r.vendor_path.as_str()))
+            .collect();
+        assert_eq!(
+            routes,
+            [("/hubs/crm/query", "/q"), ("/hubs/crm/accounts", "/a")]
+        );
+    }
+
+    #[test]
+    fn an_elements_own_resource_replaces_the_fragments_on_the_same_route() {
+        let fragments = BTreeMap::from([("soql".to_owned(), query_fragment("/shared"))]);
+        // Written with its hub or without, and whatever its placeholders are called, the
+        // route is the fragment's.
+        for own in [
+            "  - {path: /hubs/crm/query, method: GET, vendorPath: /own}\n",
+            "  - {path: /query, method: GET, vendorPath: /own}\n",
+        ] {
+            let text = using("soql", own);
+            let catalog =
+                Catalog::from_sources(&fragments, vec![("demo.yaml".into(), text)]).unwrap();
+            let resources = &catalog.get("demo").unwrap().resources;
+            assert_eq!(resources.len(), 1, "{own}");
+            assert_eq!(resources[0].vendor_path, "/own");
+            // Replaced whole: the fragment's description does not survive.
+            assert_eq!(resources[0].description, None);
+        }
+        let with_id = Fragment::parse(
+            "resources:\n  - {path: '/things/{id}', method: GET, vendorPath: /shared}\n",
+        )
+        .unwrap();
+        let fragments = BTreeMap::from([("things".to_owned(), with_id)]);
+        let text = using(
+            "things",
+            "  - {path: '/hubs/crm/things/{thingId}', method: GET, vendorPath: /own}\n  - {path: '/hubs/crm/things/{id}', method: DELETE, vendorPath: /gone}\n",
+        );
+        let catalog = Catalog::from_sources(&fragments, vec![("demo.yaml".into(), text)]).unwrap();
+        let routes: Vec<&str> = catalog
+            .get("demo")
+            .unwrap()
+            .resources
+            .iter()
+            .map(|r| r.vendor_path.as_str())
+            .collect();
+        assert_eq!(routes, ["/own", "/gone"]);
+    }
+
+    #[test]
+    fn two_fragments_declaring_one_route_are_refused_naming_both() {
+        let fragments = BTreeMap::from([
+            ("soql".to_owned(), query_fragment("/q")),
+            ("search".to_owned(), query_fragment("/search")),
+        ]);
+        let text = using(
+            "soql, search",
+            "  - {path: /hubs/crm/accounts, method: GET, vendorPath: /a}\n",
+        );
+        let err = Catalog::from_sources(&fragments, vec![("demo.yaml".into(), text)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "demo.yaml: uses: fragments 'soql' and 'search' both declare GET /query; use one of them"
+        );
+    }
+
+    #[test]
+    fn a_fragment_resource_names_no_hub_and_each_route_once() {
+        let err = Fragment::parse(
+            "resources:\n  - {path: /hubs/crm/query, method: GET, vendorPath: /q}\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("resources[0].path: must be a path below the hub"),
+            "{err}"
+        );
+        let err = Fragment::parse(
+            "resources:\n  - {path: '/a/{id}', method: GET, vendorPath: /a}\n  - {path: '/a/{x}', method: GET, vendorPath: /b}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err, "resources[1]: GET /a/{x} is declared twice");
+    }
+
+    #[test]
+    fn every_shared_fragment_parses() {
+        let fragments = embedded_fragments().unwrap();
+        assert!(!fragments["salesforce"].resources.is_empty());
     }
 
     #[test]

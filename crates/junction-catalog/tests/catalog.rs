@@ -521,3 +521,48 @@ fn the_readme_catalog_table_is_generated_from_the_element_data() {
          `{UPDATE_VAR}=1 cargo test -p junction-catalog --test catalog`"
     );
 }
+
+/// The Salesforce elements' definitions as they were when each file spelled out its own
+/// SOQL resources, before they moved to the `salesforce` fragment.
+const SALESFORCE_BEFORE: &str = include_str!("snapshots/salesforce-family.json");
+
+/// The resources of a definition by route, and the rest of it: a fragment's resources
+/// come before the element's own, so the order may differ while every route maps the same.
+fn by_route(mut definition: Value) -> (BTreeMap<(String, String), Value>, usize, Value) {
+    let resources = definition
+        .as_object_mut()
+        .and_then(|d| d.remove("resources"))
+        .and_then(|r| r.as_array().cloned())
+        .unwrap_or_default();
+    let count = resources.len();
+    let routes = resources
+        .into_iter()
+        .map(|r| {
+            let route = (r["method"].to_string(), r["path"].to_string());
+            (route, r)
+        })
+        .collect();
+    (routes, count, definition)
+}
+
+#[test]
+fn the_salesforce_elements_map_every_route_as_before_the_shared_fragment() {
+    let before: BTreeMap<String, Value> = serde_json::from_str(SALESFORCE_BEFORE).unwrap();
+    assert_eq!(before.len(), 4);
+    let catalog = catalog();
+    for (key, old) in before {
+        let now = serde_json::to_value(catalog.get(&key).unwrap().as_ref()).unwrap();
+        let (old_routes, old_count, old_rest) = by_route(old);
+        let (new_routes, new_count, new_rest) = by_route(now);
+        assert_eq!(new_count, old_count, "{key}: resource count");
+        assert_eq!(
+            new_routes.len(),
+            new_count,
+            "{key}: a route is declared twice"
+        );
+        for (route, mapping) in &old_routes {
+            assert_eq!(new_routes.get(route), Some(mapping), "{key}: {route:?}");
+        }
+        assert_eq!(new_rest, old_rest, "{key}: the rest of the definition");
+    }
+}

@@ -64,7 +64,8 @@ pub struct ElementDefinition {
     pub signup_url: Option<String>,
     pub authentication: Authentication,
     /// Names of shared fragments (`elements/common/<name>.yaml`) whose configuration
-    /// entries this element starts from; its own entries override them by key.
+    /// entries and resources this element starts from; its own entries override them by
+    /// key, its own resources by route (method and path below the hub).
     #[serde(default)]
     pub uses: Vec<String>,
     #[serde(default)]

@@ -1580,7 +1580,7 @@ async fn acton_lists_are_created_merged_and_deleted_from_multipart_csv() {
             )
             .body(multipart(boundary, parts))
     };
-    let specs = r#"[{"columnHeading":"E-mail Address","ignoreColumn":"N"},{"columnHeading":"First Name","ignoreColumn":"N"}]"#;
+    let specs = r#"[{"columnHeading":"E-mail Address","ignoreColumn":"N","columnType":"EMAIL","columnIndex":0},{"columnHeading":"First Name","ignoreColumn":"N","columnIndex":"1"}]"#;
     let (status, body) = send(post(&[("listname", "Webinar")])).await;
     assert_eq!(
         status,
@@ -1590,6 +1590,7 @@ async fn acton_lists_are_created_merged_and_deleted_from_multipart_csv() {
     let (status, body) = send(post(&[
         ("listname", "Webinar"),
         ("uploadspecs", specs),
+        ("quotecharacter", "NONE"),
         ("file", "E-mail Address,First Name\na@x.test,Ann,extra\n"),
     ]))
     .await;
@@ -1598,6 +1599,45 @@ async fn acton_lists_are_created_merged_and_deleted_from_multipart_csv() {
         StatusCode::BAD_REQUEST,
         "column count is checked: {body}"
     );
+    let (status, body) = send(post(&[("listname", "Webinar"), ("uploadspecs", specs)])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["message"], "quotecharacter is required");
+    let no_email = specs.replace(r#""columnType":"EMAIL","#, "");
+    let (status, body) = send(post(&[
+        ("listname", "Webinar"),
+        ("uploadspecs", &no_email),
+        ("quotecharacter", "NONE"),
+    ]))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = send(
+        http.post(format!("{}/api/1/list", acton.url()))
+            .bearer_auth(&config.token)
+            .form(&[
+                ("listname", "Webinar"),
+                ("uploadspecs", specs),
+                ("quotecharacter", "NONE"),
+            ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    // Without a file: an empty list in the folder named, and its id.
+    let (status, empty) = send(post(&[
+        ("listname", "Webinar leads"),
+        ("foldername", "Events"),
+        ("uploadspecs", specs),
+        ("quotecharacter", "NONE"),
+    ]))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{empty}");
+    assert_eq!(empty["message"], "List created");
+    let entry = acton
+        .store()
+        .get("lists", empty["listId"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(entry["folderName"], "Events");
+    assert_eq!(entry["headers"], json!(["E-mail Address", "First Name"]));
+
     let (status, created) = send(post(&[
         ("listname", "Webinar"),
         ("uploadspecs", specs),
@@ -1633,6 +1673,7 @@ async fn acton_lists_are_created_merged_and_deleted_from_multipart_csv() {
                 boundary,
                 &[
                     ("mergemode", "UPSERT"),
+                    ("quotecharacter", "NONE"),
                     ("uploadspecs", specs),
                     (
                         "file",

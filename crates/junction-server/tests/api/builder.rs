@@ -27,6 +27,7 @@ on_both_backends!(
     a_custom_element_cannot_unmask_reserved_secrets_or_default_them,
     secret_entries_and_the_authentication_type_stay_while_instances_exist,
     clones_carry_no_secret_defaults,
+    a_custom_element_using_a_fragment_gets_its_resources_under_its_own_hub,
 );
 
 /// A custom OAuth 2.0 element, as a Cloud Elements client would post it: no key (it is
@@ -1081,4 +1082,53 @@ async fn clones_carry_no_secret_defaults(backend: Backend) {
     let key = clone["key"].as_str().unwrap();
     let (_, exported) = app.get(&format!("/elements/{key}/export")).await;
     assert!(!exported.to_string().contains("old-client-secret"));
+}
+
+/// `(path, vendorPath)` of each resource of the element's list.
+async fn resource_routes(app: &TestApp, key: &str) -> Vec<(String, String)> {
+    let (status, listed) = app.get(&format!("/elements/{key}/resources")).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let text = |f: &str| r[f].as_str().unwrap_or_default().to_owned();
+            (text("path"), text("vendorPath"))
+        })
+        .collect()
+}
+
+async fn a_custom_element_using_a_fragment_gets_its_resources_under_its_own_hub(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut body = churros();
+    body["hub"] = json!("helpdesk");
+    body["uses"] = json!(["oauth2", "salesforce"]);
+    // Its own `query` replaces the fragment's; `queryAll` comes from the fragment.
+    body["resources"] = json!([
+        {"path": "/hubs/helpdesk/contacts", "method": "GET", "vendorPath": "/contacts"},
+        {"path": "/hubs/helpdesk/query", "method": "GET", "vendorPath": "/own/query"}
+    ]);
+    create(&app, &body).await;
+    let expected = vec![
+        (
+            "/hubs/helpdesk/queryAll".to_owned(),
+            "/services/data/v59.0/queryAll".to_owned(),
+        ),
+        ("/hubs/helpdesk/query".to_owned(), "/own/query".to_owned()),
+        ("/hubs/helpdesk/contacts".to_owned(), "/contacts".to_owned()),
+    ];
+    assert_eq!(resource_routes(&app, "churrosdbelement").await, expected);
+
+    // A later change merges the fragment in again: nothing doubles, the override holds.
+    let (status, added) = app
+        .post(
+            "/elements/churrosdbelement/resources",
+            &json!({"path": "/hubs/helpdesk/agents", "method": "GET", "vendorPath": "/agents"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    let mut expected = expected;
+    expected.push(("/hubs/helpdesk/agents".to_owned(), "/agents".to_owned()));
+    assert_eq!(resource_routes(&app, "churrosdbelement").await, expected);
 }

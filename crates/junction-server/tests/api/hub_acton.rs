@@ -21,6 +21,7 @@ on_both_backends!(
     acton_optouts_and_subscription_types_are_listed,
     acton_errors_keep_their_status_and_message,
     acton_lists_are_filtered_and_sorted_by_junction,
+    acton_a_list_created_through_junction_is_read_back_by_its_id,
 );
 
 const LIST: &str = "l-0001";
@@ -341,4 +342,121 @@ async fn acton_lists_are_filtered_and_sorted_by_junction(backend: Backend) {
     let single = get(&app, &instance, &format!("/lists/{LIST}?where=id%3D1")).await;
     assert_eq!(single.status, StatusCode::BAD_REQUEST, "{}", single.body);
     assert_error(&single.body, "unsupported_query");
+}
+
+async fn acton_a_list_created_through_junction_is_read_back_by_its_id(backend: Backend) {
+    let (app, acton, instance, token) = setup(backend).await;
+    let specs = json!([
+        {"columnHeading": "E-mail Address", "columnType": "EMAIL", "columnIndex": 0, "ignoreColumn": "N"},
+        {"columnHeading": "First Name", "columnType": "FIRSTNAME", "columnIndex": 1, "ignoreColumn": "N"}
+    ]);
+    let created = hub(
+        &app,
+        &instance,
+        Method::POST,
+        "/hubs/marketing/lists",
+        Some(&json!({"listname": "Webinar leads", "foldername": "Events", "uploadspecs": specs})),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.body["status"], "success");
+    let id = created.body["listId"].as_str().unwrap().to_owned();
+
+    // Act-On's form, as *Create a New List* documents it.
+    let sent = last(&acton, "POST", "/list");
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
+    assert!(
+        sent.header("content-type")
+            .is_some_and(|t| t.starts_with("multipart/form-data; boundary=")),
+        "{:?}",
+        sent.header("content-type")
+    );
+    let fields: Vec<&str> = sent.parts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["listname", "uploadspecs", "foldername", "quotecharacter"]
+    );
+    assert_eq!(sent.part_text("listname").as_deref(), Some("Webinar leads"));
+    assert_eq!(sent.part_text("foldername").as_deref(), Some("Events"));
+    assert_eq!(sent.part_text("quotecharacter").as_deref(), Some("NONE"));
+    let sent_specs: Value = serde_json::from_str(&sent.part_text("uploadspecs").unwrap()).unwrap();
+    assert_eq!(sent_specs, specs);
+
+    let one = get(&app, &instance, &format!("/hubs/marketing/lists/{id}")).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    assert_eq!(one.body["listId"], id.as_str());
+    assert_eq!(one.body["totalCount"], 0);
+    assert_eq!(
+        one.body["headers"],
+        json!([ID_HEADER, "E-mail Address", "First Name"])
+    );
+    let lists = get(&app, &instance, "/hubs/marketing/lists").await;
+    let entry = lists
+        .list()
+        .iter()
+        .find(|l| l["id"] == id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} is not listed: {}", lists.body));
+    assert_eq!(entry["name"], "Webinar leads");
+    assert_eq!(entry["folderName"], "Events");
+
+    // The caller's quote character replaces the default; it is sent once.
+    let quoted = hub(
+        &app,
+        &instance,
+        Method::POST,
+        "/lists",
+        Some(&json!({"listname": "Quoted", "uploadspecs": specs, "quotecharacter": "DOUBLE_QUOTE", "headings": "N"})),
+    )
+    .await;
+    assert_eq!(quoted.status, StatusCode::OK, "{}", quoted.body);
+    let sent = last(&acton, "POST", "/list");
+    let quotes: Vec<String> = sent
+        .parts
+        .iter()
+        .filter(|p| p.name == "quotecharacter")
+        .map(|p| String::from_utf8_lossy(&p.data).into_owned())
+        .collect();
+    assert_eq!(quotes, ["DOUBLE_QUOTE"]);
+    assert_eq!(sent.part_text("headings").as_deref(), Some("N"));
+
+    // Act-On's refusal keeps its status and words.
+    let no_email = hub(
+        &app,
+        &instance,
+        Method::POST,
+        "/lists",
+        Some(&json!({"listname": "No email", "uploadspecs": [{"columnHeading": "Name", "columnIndex": 0}]})),
+    )
+    .await;
+    assert_vendor_error(
+        &no_email,
+        StatusCode::BAD_REQUEST,
+        "Upload specs must name the EMAIL column (columnType EMAIL)",
+    );
+
+    // Without a name nothing is sent.
+    let before = acton.requests().len();
+    let refused = hub(
+        &app,
+        &instance,
+        Method::POST,
+        "/lists",
+        Some(&json!({"uploadspecs": specs})),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_error(&refused.body, "missing_parameter");
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("listname"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(acton.requests().len(), before);
 }

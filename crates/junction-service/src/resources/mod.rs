@@ -360,6 +360,9 @@ impl Services {
                     .extend_pairs(pairs)
                     .finish(),
             ),
+            VendorBody::Multipart { boundary, fields } => {
+                Bytes::from(request::multipart_bytes(boundary, fields))
+            }
         };
         let response = self
             .call_provider(

@@ -77,6 +77,43 @@ pub(super) enum VendorBody {
     Empty,
     Json(Value),
     Form(Vec<(String, String)>),
+    /// `multipart/form-data` text fields, each named once, between `boundary` lines.
+    Multipart {
+        boundary: String,
+        fields: Vec<(String, String)>,
+    },
+}
+
+impl VendorBody {
+    /// A multipart body of `fields`, with a boundary no value contains.
+    fn multipart(fields: Vec<(String, String)>) -> Self {
+        let boundary = loop {
+            let candidate = format!("junction-{}", uuid::Uuid::new_v4().simple());
+            if !fields.iter().any(|(_, v)| v.contains(&candidate)) {
+                break candidate;
+            }
+        };
+        Self::Multipart { boundary, fields }
+    }
+}
+
+/// The bytes of a `multipart/form-data` body of text fields (RFC 7578). Written here
+/// rather than with reqwest's multipart form, which streams: a vendor call is sent from
+/// buffered bytes, so that it can be logged, paced and sent again. A name escapes `"`,
+/// CR and LF as browsers do (RFC 7578 §2, WHATWG's form encoding).
+pub(super) fn multipart_bytes(boundary: &str, fields: &[(String, String)]) -> Vec<u8> {
+    let mut out = String::new();
+    for (name, value) in fields {
+        let name = name
+            .replace('"', "%22")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A");
+        out.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    out.push_str(&format!("--{boundary}--\r\n"));
+    out.into_bytes()
 }
 
 /// A vendor call before the credential and the base URL.
@@ -322,6 +359,7 @@ pub(super) fn build(
     let mut read_from_query: Vec<&str> = Vec::new();
     let mut json_body: Option<Value> = None;
     let mut form: Vec<(String, String)> = Vec::new();
+    let mut multipart: Vec<(String, String)> = Vec::new();
     for p in request_parameters(element, resource) {
         if p.kind == ParameterType::Query {
             read_from_query.push(&p.name);
@@ -355,6 +393,12 @@ pub(super) fn build(
                 }
             }
             ParameterType::Form => form.push((p.vendor_name.clone(), text(&value))),
+            // A later parameter replaces an earlier one of the same field, so a literal
+            // default can precede the caller's value.
+            ParameterType::Multipart => {
+                multipart.retain(|(name, _)| *name != p.vendor_name);
+                multipart.push((p.vendor_name.clone(), text(&value)));
+            }
             _ => {}
         }
     }
@@ -393,6 +437,8 @@ pub(super) fn build(
     }
     request.body = if !form.is_empty() {
         VendorBody::Form(form)
+    } else if !multipart.is_empty() {
+        VendorBody::multipart(multipart)
     } else if let Some(body) = json_body {
         VendorBody::Json(body)
     } else {
@@ -403,17 +449,20 @@ pub(super) fn build(
             .headers
             .insert(ACCEPT, HeaderValue::from_static("application/json"));
     }
-    let content_type = match request.body {
-        VendorBody::Json(_) => Some("application/json"),
-        VendorBody::Form(_) => Some("application/x-www-form-urlencoded"),
+    let content_type = match &request.body {
+        VendorBody::Json(_) => Some("application/json".to_owned()),
+        VendorBody::Form(_) => Some("application/x-www-form-urlencoded".to_owned()),
+        VendorBody::Multipart { boundary, .. } => {
+            Some(format!("multipart/form-data; boundary={boundary}"))
+        }
         VendorBody::Empty => None,
     };
     if let Some(content_type) = content_type
         && !request.headers.contains_key(CONTENT_TYPE)
     {
-        request
-            .headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let value = HeaderValue::from_str(&content_type)
+            .map_err(|e| ServiceError::Internal(format!("content type: {e}")))?;
+        request.headers.insert(CONTENT_TYPE, value);
     }
     Ok(request)
 }
@@ -458,6 +507,7 @@ fn kind_name(kind: ParameterType) -> &'static str {
         ParameterType::Body => "body",
         ParameterType::BodyField => "body field",
         ParameterType::Form => "form",
+        ParameterType::Multipart => "multipart",
         ParameterType::Configuration => "configuration",
         _ => "request",
     }
@@ -582,6 +632,28 @@ mod tests {
         assert_eq!(encoded("l-0001:2a"), "l-0001:2a");
         assert_eq!(encoded("a@b.c_d~e"), "a@b.c_d~e");
         assert_eq!(encoded("a/b?c#d e%"), "a%2Fb%3Fc%23d%20e%25");
+    }
+
+    #[test]
+    fn multipart_fields_are_parts_between_boundaries_with_names_escaped() {
+        let fields = vec![
+            ("listname".to_owned(), "Webinar \"Q3\"".to_owned()),
+            (
+                "a\"b\r\nc".to_owned(),
+                "[{\"columnHeading\":\"E-mail\"}]".to_owned(),
+            ),
+        ];
+        let body = String::from_utf8(multipart_bytes("XyZ", &fields)).unwrap();
+        assert_eq!(
+            body,
+            "--XyZ\r\nContent-Disposition: form-data; name=\"listname\"\r\n\r\nWebinar \"Q3\"\r\n\
+             --XyZ\r\nContent-Disposition: form-data; name=\"a%22b%0D%0Ac\"\r\n\r\n[{\"columnHeading\":\"E-mail\"}]\r\n\
+             --XyZ--\r\n"
+        );
+        let VendorBody::Multipart { boundary, .. } = VendorBody::multipart(fields.clone()) else {
+            panic!("a multipart body");
+        };
+        assert!(fields.iter().all(|(_, v)| !v.contains(&boundary)));
     }
 
     #[test]

@@ -5,10 +5,14 @@
 //!
 //! - `GET /api/1/list?listingtype=CONTACT_LIST` lists the lists (`result`, with
 //!   `offset`/`count` paging).
-//! - `POST /api/1/list` creates a list from a multipart form (`listname`, `uploadspecs`,
-//!   `headings`, `fieldseparator`, `quotecharacter`, optional CSV `file`); `PUT
-//!   /api/1/list/{listid}` merges a CSV `file` (`mergemode`, `mergekeyheading`);
-//!   `DELETE /api/1/list/{listid}` removes a list.
+//! - `POST /api/1/list` creates a list from a multipart form, as *Create a New List*
+//!   documents: `listname`, `quotecharacter` and `uploadspecs` required, `foldername`,
+//!   `headings`, `fieldseparator` and a CSV `file` optional; without a file the answer
+//!   is the new list's id (`{"listId","status","message"}`). `PUT /api/1/list/{listid}`
+//!   merges a CSV `file` (`mergemode`, `mergekeyheading`); `DELETE /api/1/list/{listid}`
+//!   removes a list. Upload specs (*UploadSpecs Overview*) name each column's
+//!   `columnHeading` and `columnIndex`, one of them with `columnType` `EMAIL`, and any
+//!   other `columnType` is one of Act-On's system fields.
 //! - `GET /api/1/list/{listid}` downloads a list with `offset`/`count` (at most 1000)
 //!   paging and optional `fields` (`;`-separated headers), answering
 //!   `{"listId","count","offset","totalCount","headers":[…],"data":[[…],…]}`.
@@ -50,6 +54,35 @@ const HEADERS: [&str; 7] = [
 /// The header that holds each row's record id in a list download.
 pub const ID_HEADER: &str = "_contact_id_";
 const CATEGORIES: [&str; 3] = ["Newsletter", "Events", "Product updates"];
+/// The `columnType` values an upload spec may name (*UploadSpecs Overview*).
+const COLUMN_TYPES: [&str; 24] = [
+    "EMAIL",
+    "FIRSTNAME",
+    "LASTNAME",
+    "MIDDLENAME",
+    "COMPANY",
+    "JOBTITLE",
+    "DEPT",
+    "BIZ_STREET",
+    "BIZ_CITY",
+    "BIZ_STATE",
+    "BIZ_ZIP",
+    "BIZ_COUNTRY",
+    "HOME_STREET",
+    "HOME_CITY",
+    "HOME_STATE",
+    "HOME_ZIP",
+    "HOME_COUNTRY",
+    "BIZ_PHONE",
+    "BIZ_FAX",
+    "HOME_PHONE",
+    "HOME_FAX",
+    "CELL_PHONE",
+    "BIZ_WEB",
+    "HOME_WEB",
+];
+/// Where a list goes when the upload names no `foldername`.
+const DEFAULT_FOLDER: &str = "Default Folder";
 
 /// Settings of the Act-On stand-in.
 #[derive(Debug, Clone)]
@@ -122,8 +155,8 @@ fn contact(list: &str, i: usize) -> Value {
     Value::Object(row)
 }
 
-fn list_entry(id: &str, name: &str, headers: &[String]) -> Value {
-    json!({ "id": id, "name": name, "type": "CONTACT_LIST", "folderName": "Contact Lists", "headers": headers })
+fn list_entry(id: &str, name: &str, folder: &str, headers: &[String]) -> Value {
+    json!({ "id": id, "name": name, "type": "CONTACT_LIST", "folderName": folder, "headers": headers })
 }
 
 impl ActOn {
@@ -140,7 +173,7 @@ impl ActOn {
                 dates.insert(format!("{id}:{:x}", i + 1), (at, at));
             }
             store.seed(id, ID_HEADER, (0..count).map(|i| contact(id, i)).collect());
-            lists.push(list_entry(id, name, &headers));
+            lists.push(list_entry(id, name, "Contact Lists", &headers));
         }
         store.seed("lists", "id", lists);
         store.seed(
@@ -300,16 +333,32 @@ fn read_upload(request: &RecordedRequest, file_required: bool) -> Result<Upload,
     let specs: Vec<Value> = serde_json::from_str(&specs)
         .map_err(|e| format!("uploadspecs is not a JSON array: {e}"))?;
     let mut headings = Vec::new();
+    let mut has_email = false;
     for spec in &specs {
         let heading = spec
             .get("columnHeading")
             .and_then(Value::as_str)
             .ok_or("each uploadspec needs a columnHeading")?;
+        if !spec
+            .get("columnIndex")
+            .is_some_and(|i| i.is_u64() || i.as_str().is_some_and(|i| i.parse::<u64>().is_ok()))
+        {
+            return Err(format!("uploadspec {heading} needs a columnIndex"));
+        }
+        match spec.get("columnType").map(|t| t.as_str()) {
+            None => {}
+            Some(Some("EMAIL")) => has_email = true,
+            Some(Some(kind)) if COLUMN_TYPES.contains(&kind) => {}
+            Some(_) => return Err("Upload specs contain an invalid column type value.".to_owned()),
+        }
         match spec.get("ignoreColumn").and_then(Value::as_str) {
             None | Some("N") => headings.push(heading.to_owned()),
             Some("Y") => headings.push(String::new()),
             Some(other) => return Err(format!("ignoreColumn must be Y or N, got {other}")),
         }
+    }
+    if !has_email {
+        return Err("Upload specs must name the EMAIL column (columnType EMAIL)".to_owned());
     }
     let separator = match request.part_text("fieldseparator").as_deref() {
         None | Some("COMMA") => ',',
@@ -322,7 +371,8 @@ fn read_upload(request: &RecordedRequest, file_required: bool) -> Result<Upload,
         }
     };
     let quote = match request.part_text("quotecharacter").as_deref() {
-        None | Some("NONE") => None,
+        None => return Err("quotecharacter is required".to_owned()),
+        Some("NONE") => None,
         Some("DOUBLE_QUOTE") => Some('"'),
         Some("SINGLE_QUOTE") => Some('\''),
         Some(other) => {
@@ -331,7 +381,8 @@ fn read_upload(request: &RecordedRequest, file_required: bool) -> Result<Upload,
             ));
         }
     };
-    let has_headings = !matches!(request.part_text("headings").as_deref(), Some("N"));
+    // "Y" by default; any other value is "N".
+    let has_headings = request.part_text("headings").is_none_or(|h| h == "Y");
     let file = match request.part_text("file") {
         Some(file) => file,
         None if file_required => return Err("file is required".to_owned()),
@@ -409,6 +460,15 @@ impl ActOn {
     }
 
     fn create_list(&self, core: &Core, request: &RecordedRequest) -> Response {
+        if !request
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("multipart/form-data"))
+        {
+            return failure(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "A list is created from a multipart/form-data request",
+            );
+        }
         let Some(name) = request
             .part_text("listname")
             .filter(|n| !n.trim().is_empty())
@@ -434,8 +494,13 @@ impl ActOn {
             .iter()
             .map(|cells| self.row(&id, &upload.headings, cells))
             .collect();
+        let folder = request
+            .part_text("foldername")
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_FOLDER.to_owned());
         core.store.seed(&id, ID_HEADER, rows);
-        core.store.insert("lists", list_entry(&id, &name, &headers));
+        core.store
+            .insert("lists", list_entry(&id, &name, &folder, &headers));
         success("List created", json!({ "listId": id }))
     }
 }
