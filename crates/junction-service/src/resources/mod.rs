@@ -17,6 +17,7 @@ mod raw;
 mod request;
 mod response;
 mod route;
+mod scan;
 
 use crate::proxy::{Target, check_vendor_path};
 use crate::{Caller, ServiceError, Services};
@@ -204,7 +205,7 @@ impl Services {
                     self.keep_learned(caller, &record, &element, configuration)
                         .await;
                     let mut out = Vec::with_capacity(sent.bytes.len());
-                    raw::write_list(&split.records[start..end], strip, &mut out);
+                    raw::write_list(&split, start..end, strip, &mut out);
                     return list_answer(out, end - start, token, &tokens);
                 }
             }
