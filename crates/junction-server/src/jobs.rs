@@ -150,9 +150,10 @@ pub fn spawn_event_jobs(
     jobs
 }
 
-/// Looks for instances due to poll every `tick` and polls them (see
-/// `junction_service::events` `poller`). A round in progress is finished rather than cut
-/// short: what it stored stays, and what it did not is read again by the next poll.
+/// Claims the pollers due every `tick` and polls them (see `junction_service::events`
+/// `poller`). A round in progress is finished rather than cut short: what it stored stays,
+/// and what it did not is read again by the next poll. Before its first round, and before
+/// each next one until it succeeds, it reconciles the pollers with the instances once.
 fn spawn_poll_job(
     services: Services,
     tick: Duration,
@@ -161,7 +162,23 @@ fn spawn_poll_job(
     let owner = junction_service::events::poller_owner();
     tokio::spawn(async move {
         tracing::info!(tick_ms = tick.as_millis() as u64, "event polling started");
+        let mut reconciled = false;
         loop {
+            if !reconciled {
+                // Cut short by a stop: it reads many instances, and changes only what
+                // it would change again at the next start.
+                tokio::select! {
+                    done = services.reconcile_pollers() => match done {
+                        Ok(_) => reconciled = true,
+                        Err(e) => tracing::error!(error = %e, "reconciling the pollers failed; trying again next round"),
+                    },
+                    changed = stop.changed() => {
+                        if changed.is_err() || *stop.borrow() {
+                            break;
+                        }
+                    }
+                }
+            }
             match services.poll_due(&owner).await {
                 Ok(report) if report.polled + report.failed + report.stopped > 0 => {
                     tracing::debug!(
