@@ -2,6 +2,9 @@
 //! watermark and a lease, so one replica polls an instance at a time, and the changes it
 //! emitted near its watermark (`event_poller_seen`).
 //!
+//! The instance writes create and remove the rows in their own transaction
+//! ([`PollerWrite`]); [`Store::repair_poller`] fixes, at start, what they did not.
+//!
 //! A replica claims due rows with a compare-and-set on `lease_until` (`FOR UPDATE SKIP
 //! LOCKED` on PostgreSQL, so replicas claiming together take different rows). Every write
 //! of a poll is fenced by `lease_owner = <me>`: the events a page produced and the rows
