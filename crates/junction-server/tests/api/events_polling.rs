@@ -3,7 +3,9 @@
 //! every record created or changed at the vendor reaches a real local receiver as a
 //! signed notification, once; the poller's state is visible in the events API; 429s back
 //! off, an instance whose credentials die stops polling and says why, and two replicas
-//! never poll one instance at once.
+//! never poll one instance at once. The instance writes create and remove their pollers
+//! themselves, a scheduler round only claims due pollers, and a start repairs the pollers
+//! lost or left behind.
 
 use crate::events::{Received, Receiver, hmac};
 use crate::helpers::{Options, TestApp, assert_error};
@@ -39,7 +41,7 @@ on_both_backends!(
     turning_events_off_through_the_api_stops_the_polling,
     a_receiver_answering_410_gone_stops_the_polling,
     deleting_an_instance_removes_its_poller,
-    a_scheduler_round_reads_the_poller_rows_and_no_instance,
+    a_scheduler_round_claims_poller_rows_and_scans_no_instance,
     the_start_reconciles_pollers_lost_or_left_behind,
     the_reconciliation_leaves_an_instance_written_since_its_read_alone,
 );
@@ -804,7 +806,8 @@ async fn an_instance_created_with_events_on_polls_with_no_reconciliation(backend
 }
 
 /// `event.notification.enabled: false` through the API removes the poller in the same
-/// write: later rounds call the vendor no more.
+/// write: later rounds call the vendor no more. Turning events on again (here through the
+/// configuration entry), disabling and enabling the instance follow the same way.
 async fn turning_events_off_through_the_api_stops_the_polling(backend: Backend) {
     let app = TestApp::spawn_with(backend, manual_polling()).await;
     let receiver = Receiver::start(&[], 200).await;
@@ -838,16 +841,47 @@ async fn turning_events_off_through_the_api_stops_the_polling(backend: Backend) 
         "no call after events went off"
     );
 
-    // On again: polling starts over from that moment.
+    // On again through the configuration entry: polling starts over from that moment.
+    let (_, entries) = app
+        .get(&format!("/instances/{}/configuration", org.id))
+        .await;
+    let enabled = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "event.notification.enabled")
+        .unwrap()
+        .clone();
     let (status, body) = app
         .call(
             Method::PATCH,
-            &format!("/instances/{}", org.id),
-            Some(&json!({"configuration": {"event.notification.enabled": true}})),
+            &format!("/instances/{}/configuration/{}", org.id, enabled["id"]),
+            Some(&json!({"propertyValue": true})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(stored_poller(&app, org.id).await.is_some());
+    let report = app.services.poll_due("test-round").await.unwrap();
+    assert_eq!(report.polled, 1, "{report:?}");
+
+    // A disabled instance does not poll; enabled again, it does.
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &format!("/instances/{}/enabled", org.id),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    assert!(stored_poller(&app, org.id).await.is_none());
+    let calls = org.sf.requests().len();
+    let report = app.services.poll_due("test-round").await.unwrap();
+    assert_eq!(report.polled, 0, "{report:?}");
+    assert_eq!(org.sf.requests().len(), calls);
+    let (status, body) = app
+        .call(Method::PUT, &format!("/instances/{}/enabled", org.id), None)
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
     let report = app.services.poll_due("test-round").await.unwrap();
     assert_eq!(report.polled, 1, "{report:?}");
 }
@@ -906,9 +940,10 @@ async fn deleting_an_instance_removes_its_poller(backend: Backend) {
     }
 }
 
-/// A round claims due poller rows and reads no instance: an instance whose row is gone
-/// is not found again by a round (only the start's reconciliation looks for it).
-async fn a_scheduler_round_reads_the_poller_rows_and_no_instance(backend: Backend) {
+/// A round claims due poller rows and looks at no instance to find them: an instance
+/// whose row is gone is not found again by a round (only the start's reconciliation
+/// looks for it).
+async fn a_scheduler_round_claims_poller_rows_and_scans_no_instance(backend: Backend) {
     let app = TestApp::spawn_with(backend, manual_polling()).await;
     let receiver = Receiver::start(&[], 200).await;
     let org = org(&app, &receiver, "Contact").await;

@@ -221,9 +221,10 @@ pub fn backoff(
 
 impl Services {
     /// One scheduler round: runs the due pollers this replica can claim,
-    /// `POLL_CONCURRENCY` at a time. It reads poller rows only, never the instances: the
-    /// instance writes keep the rows (see [`Services::poller_write`]), and
-    /// [`Services::reconcile_pollers`] repairs them once at start.
+    /// `POLL_CONCURRENCY` at a time. It finds them among the poller rows alone, scanning
+    /// no instance (each claimed poll then reads its own): the instance writes keep the
+    /// rows (see [`Services::poller_write`]), and [`Services::reconcile_pollers`] repairs
+    /// them once at start.
     pub async fn poll_due(&self, owner: &str) -> Result<PollReport, ServiceError> {
         let now = now_ms();
         let claimed = self
