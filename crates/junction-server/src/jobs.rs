@@ -122,6 +122,7 @@ pub fn spawn_event_jobs(
         .collect();
     let tick = services.events.settings.poll_tick;
     if !tick.is_zero() {
+        jobs.push(spawn_reconcile_job(services.clone(), tick, stop.clone()));
         jobs.push(spawn_poll_job(services.clone(), tick, stop.clone()));
     }
     let mut stop = stop;
@@ -152,8 +153,7 @@ pub fn spawn_event_jobs(
 
 /// Claims the pollers due every `tick` and polls them (see `junction_service::events`
 /// `poller`). A round in progress is finished rather than cut short: what it stored stays,
-/// and what it did not is read again by the next poll. Before its first round, and before
-/// each next one until it succeeds, it reconciles the pollers with the instances once.
+/// and what it did not is read again by the next poll.
 fn spawn_poll_job(
     services: Services,
     tick: Duration,
@@ -162,23 +162,7 @@ fn spawn_poll_job(
     let owner = junction_service::events::poller_owner();
     tokio::spawn(async move {
         tracing::info!(tick_ms = tick.as_millis() as u64, "event polling started");
-        let mut reconciled = false;
         loop {
-            if !reconciled {
-                // Cut short by a stop: it reads many instances, and changes only what
-                // it would change again at the next start.
-                tokio::select! {
-                    done = services.reconcile_pollers() => match done {
-                        Ok(_) => reconciled = true,
-                        Err(e) => tracing::error!(error = %e, "reconciling the pollers failed; trying again next round"),
-                    },
-                    changed = stop.changed() => {
-                        if changed.is_err() || *stop.borrow() {
-                            break;
-                        }
-                    }
-                }
-            }
             match services.poll_due(&owner).await {
                 Ok(report) if report.polled + report.failed + report.stopped > 0 => {
                     tracing::debug!(
@@ -199,6 +183,42 @@ fn spawn_poll_job(
                     }
                 }
                 () = tokio::time::sleep(tick) => {}
+            }
+        }
+    })
+}
+
+/// Reconciles the pollers with the instances once, next to the polling rounds rather than
+/// before them: the rows the instance writes keep need no repair to be polled, and with
+/// many instances the pass takes a while. A failed pass is tried again a `retry` later; a
+/// stop cuts it short, which is safe since it changes only what the next start changes
+/// again.
+fn spawn_reconcile_job(
+    services: Services,
+    retry: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                done = services.reconcile_pollers() => match done {
+                    Ok(_) => break,
+                    Err(e) => tracing::error!(error = %e, "reconciling the pollers failed; trying again"),
+                },
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(retry) => {}
             }
         }
     })
