@@ -71,7 +71,7 @@ pub struct PollerRecord {
 /// instance polls (that needs its element); the store applies it in the write's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollerWrite {
-    /// The write cannot change whether the instance polls.
+    /// Leave the poller as it is (a write that cannot change whether the instance polls).
     Keep,
     /// The instance polls: a missing poller is created, due at once, reading changes from
     /// `watermark` on; a stopped one runs again when the instance is valid.
@@ -152,9 +152,9 @@ pub(crate) async fn delete_poller_in(
 }
 
 impl Store {
-    /// One page of the instances whose stored configuration turns events on, by id after
-    /// `after`, for the start-up reconciliation to check further (vendor type, element
-    /// defaults). Tags are not read: whether an instance polls does not depend on them.
+    /// One page of the enabled instances whose stored configuration mentions
+    /// `event.notification.enabled`, by id after `after`, for the start-up reconciliation
+    /// to check further (the value, the vendor type, element defaults). Tags are not read: whether an instance polls does not depend on them.
     pub async fn polling_candidates(
         &self,
         after: i64,
@@ -215,18 +215,26 @@ impl Store {
             Dialect::Sqlite => "",
         };
         let mut tx = self.writer().begin().await?;
+        let unchanged: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "select id from instances where id = $1 and updated_at = $2{lock}"
+        )))
+        .bind(instance.0)
+        .bind(seen_updated_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if unchanged.is_none() {
+            return Ok(false);
+        }
         let changed = match write {
             PollerWrite::Keep => false,
             PollerWrite::Poll { watermark } => {
-                let created = sqlx::query(AssertSqlSafe(format!(
+                let created = sqlx::query(
                     "insert into event_pollers (instance_id, watermark, next_run_at, failures, updated_at) \
-                     select id, $2, $3, 0, $3 from instances where id = $1 and updated_at = $4{lock} \
-                     on conflict (instance_id) do nothing"
-                )))
+                     values ($1, $2, $3, 0, $3) on conflict (instance_id) do nothing",
+                )
                 .bind(instance.0)
                 .bind(watermark)
                 .bind(now)
-                .bind(seen_updated_at)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -235,27 +243,16 @@ impl Store {
                 created || resumed
             }
             PollerWrite::Off => {
-                let unchanged: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-                    "select id from instances where id = $1 and updated_at = $2{lock}"
-                )))
-                .bind(instance.0)
-                .bind(seen_updated_at)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if unchanged.is_some() {
-                    let gone = sqlx::query("delete from event_pollers where instance_id = $1")
-                        .bind(instance.0)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    sqlx::query("delete from event_poller_seen where instance_id = $1")
-                        .bind(instance.0)
-                        .execute(&mut *tx)
-                        .await?;
-                    gone == 1
-                } else {
-                    false
-                }
+                let gone = sqlx::query("delete from event_pollers where instance_id = $1")
+                    .bind(instance.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query("delete from event_poller_seen where instance_id = $1")
+                    .bind(instance.0)
+                    .execute(&mut *tx)
+                    .await?;
+                gone == 1
             }
         };
         tx.commit().await?;
