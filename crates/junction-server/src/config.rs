@@ -96,7 +96,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "JUNCTION_EVENTS_POLL_TICK_MS",
         "5000",
-        "Milliseconds between this replica's looks for polling instances due to poll (each polls every event.poller.refresh_interval minutes, one replica at a time); 0 turns polling off here.",
+        "Milliseconds between this replica's claims of the pollers due (each instance polls every event.poller.refresh_interval minutes, one replica at a time); a tick reads no instance, and the replica reconciles the pollers with the instances once at start. 0 turns polling off here.",
     ),
     (
         "JUNCTION_EVENTS_POLL_MINUTE_MS",

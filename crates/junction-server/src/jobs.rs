@@ -122,6 +122,7 @@ pub fn spawn_event_jobs(
         .collect();
     let tick = services.events.settings.poll_tick;
     if !tick.is_zero() {
+        jobs.push(spawn_reconcile_job(services.clone(), tick, stop.clone()));
         jobs.push(spawn_poll_job(services.clone(), tick, stop.clone()));
     }
     let mut stop = stop;
@@ -150,9 +151,9 @@ pub fn spawn_event_jobs(
     jobs
 }
 
-/// Looks for instances due to poll every `tick` and polls them (see
-/// `junction_service::events` `poller`). A round in progress is finished rather than cut
-/// short: what it stored stays, and what it did not is read again by the next poll.
+/// Claims the pollers due every `tick` and polls them (see `junction_service::events`
+/// `poller`). A round in progress is finished rather than cut short: what it stored stays,
+/// and what it did not is read again by the next poll.
 fn spawn_poll_job(
     services: Services,
     tick: Duration,
@@ -182,6 +183,42 @@ fn spawn_poll_job(
                     }
                 }
                 () = tokio::time::sleep(tick) => {}
+            }
+        }
+    })
+}
+
+/// Reconciles the pollers with the instances once, next to the polling rounds rather than
+/// before them: the rows the instance writes keep need no repair to be polled, and with
+/// many instances the pass takes a while. A failed pass is tried again a `retry` later; a
+/// stop cuts it short, which is safe since it changes only what the next start changes
+/// again.
+fn spawn_reconcile_job(
+    services: Services,
+    retry: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                done = services.reconcile_pollers() => match done {
+                    Ok(_) => break,
+                    Err(e) => tracing::error!(error = %e, "reconciling the pollers failed; trying again"),
+                },
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(retry) => {}
             }
         }
     })

@@ -461,25 +461,30 @@ impl Services {
         let expires_at = self
             .obtain_credentials(&element, &mut config, authorization)
             .await?;
+        let now = now_ms();
+        let poller = Self::poller_write_for(&config, false, &element, now);
         let (public, secrets) = split(&element, config);
         let token = junction_crypto::generate_secret(30)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let record = self
             .store
-            .insert_instance(NewInstance {
-                account_id: caller.account_id(),
-                user_id,
-                element_id: element.id,
-                element_key: &element.key,
-                name: &name,
-                token: &token,
-                config: &public,
-                secrets: &secrets,
-                tags: &tags,
-                external_authentication: external,
-                token_expires_at: expires_at,
-                now: now_ms(),
-            })
+            .insert_instance_polling(
+                NewInstance {
+                    account_id: caller.account_id(),
+                    user_id,
+                    element_id: element.id,
+                    element_key: &element.key,
+                    name: &name,
+                    token: &token,
+                    config: &public,
+                    secrets: &secrets,
+                    tags: &tags,
+                    external_authentication: external,
+                    token_expires_at: expires_at,
+                    now,
+                },
+                &poller,
+            )
             .await
             .map_err(|e| match e {
                 junction_store::StoreError::ElementGone => {
@@ -747,22 +752,26 @@ impl Services {
         let element = self.element_of(&record).await?;
         let (public, secrets) = split(&element, record.config.clone());
         let now = now_ms();
+        let poller = Self::poller_write(&record, &element, now);
         self.store
-            .update_instance(InstanceUpdate {
-                account_id: record.account_id,
-                id: record.id,
-                name: &record.name,
-                config: &public,
-                secrets: &secrets,
-                tags: &record.tags,
-                valid: record.valid,
-                disabled: record.disabled,
-                trace_logging_until: record.trace_logging_until,
-                external_authentication: &record.external_authentication,
-                token_expires_at: record.token_expires_at,
-                keep_credentials,
-                now,
-            })
+            .update_instance_polling(
+                InstanceUpdate {
+                    account_id: record.account_id,
+                    id: record.id,
+                    name: &record.name,
+                    config: &public,
+                    secrets: &secrets,
+                    tags: &record.tags,
+                    valid: record.valid,
+                    disabled: record.disabled,
+                    trace_logging_until: record.trace_logging_until,
+                    external_authentication: &record.external_authentication,
+                    token_expires_at: record.token_expires_at,
+                    keep_credentials,
+                    now,
+                },
+                &poller,
+            )
             .await
             .map_err(|e| not_found_as(e, record.id.0))?;
         record.updated_at = now;

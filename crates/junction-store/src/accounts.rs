@@ -271,7 +271,14 @@ impl Store {
         if admins_elsewhere == 0 {
             return Ok(AccountRemoval::HoldsLastAdmin);
         }
-        for table in ["instance_tags", "instance_trace_logs"] {
+        // The pollers before their instances, in the order a poll storing its events
+        // takes the rows, so the two never wait on each other.
+        for table in [
+            "event_poller_seen",
+            "event_pollers",
+            "instance_tags",
+            "instance_trace_logs",
+        ] {
             sqlx::query(AssertSqlSafe(format!(
                 "delete from {table} where instance_id in \
                  (select id from instances where account_id = $1)"

@@ -1,6 +1,7 @@
 //! Instances: provisioned, authenticated connections of an account to one element.
 
 use crate::cache::Change;
+use crate::pollers::{PollerWrite, delete_poller_in, write_poller_in};
 use crate::{Store, StoreError, placeholders};
 use junction_core::{AccountId, ConfigMap, InstanceId, Secret, UserId};
 use sqlx::any::AnyRow;
@@ -200,7 +201,7 @@ fn bind_all<'q>(
     q
 }
 
-const COLUMNS: &str = "id, account_id, user_id, element_id, element_key, name, token_hash, token_sealed, \
+pub(crate) const COLUMNS: &str = "id, account_id, user_id, element_id, element_key, name, token_hash, token_sealed, \
     config, secrets, valid, disabled, trace_logging_until, external_authentication, \
     token_expires_at, invalid_reason, refresh_retry_at, refresh_failures, created_at, updated_at";
 
@@ -223,10 +224,19 @@ fn token_context(token_hash: &[u8]) -> Vec<u8> {
 }
 
 impl Store {
-    /// Stores a new instance and its tags in one transaction.
+    /// Stores a new instance and its tags in one transaction, without a poller.
     pub async fn insert_instance(
         &self,
         new: NewInstance<'_>,
+    ) -> Result<InstanceRecord, StoreError> {
+        self.insert_instance_polling(new, &PollerWrite::Off).await
+    }
+
+    /// Stores a new instance, its tags and, when it polls, its poller in one transaction.
+    pub async fn insert_instance_polling(
+        &self,
+        new: NewInstance<'_>,
+        poller: &PollerWrite,
     ) -> Result<InstanceRecord, StoreError> {
         let token_hash = self.keyring().lookup_hash(new.token.expose());
         let config_json =
@@ -292,6 +302,7 @@ impl Store {
                 tags.push(tag.clone());
             }
         }
+        write_poller_in(&mut tx, InstanceId(id), poller, true, new.now).await?;
         tx.commit().await?;
         let mut config = new.config.clone();
         config.extend(new.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -453,12 +464,32 @@ impl Store {
     }
 
     /// Writes a full update: name, configuration (secrets re-sealed), flags and tags (the
-    /// list is replaced), in one transaction. The id and the Element token stay.
+    /// list is replaced), in one transaction. The id and the Element token stay; the
+    /// instance's poller is left as it is.
     pub async fn update_instance(&self, update: InstanceUpdate<'_>) -> Result<(), StoreError> {
+        self.update_instance_polling(update, &PollerWrite::Keep)
+            .await
+    }
+
+    /// [`Store::update_instance`], applying `poller` to the instance's poller in the same
+    /// transaction (a stopped poller resumes only if the instance is valid once written).
+    pub async fn update_instance_polling(
+        &self,
+        update: InstanceUpdate<'_>,
+        poller: &PollerWrite,
+    ) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await?;
+        // PostgreSQL: `no key update` still keeps other writers of the instance out until
+        // this one commits, but not a poll storing its events (their foreign key takes a
+        // `key share` lock on the instance while the poll holds its poller row, which this
+        // write may change next): the stronger `for update` would let the two wait on
+        // each other.
+        let lock = match self.dialect() {
+            crate::Dialect::Postgres => " for no key update",
+            crate::Dialect::Sqlite => "",
+        };
         let row = sqlx::query(AssertSqlSafe(format!(
-            "select token_hash, config, secrets from instances where account_id = $1 and id = $2{}",
-            self.row_lock()
+            "select token_hash, config, secrets, valid from instances where account_id = $1 and id = $2{lock}"
         )))
         .bind(update.account_id.0)
         .bind(update.id.0)
@@ -466,6 +497,12 @@ impl Store {
         .await?
         .ok_or(StoreError::NotFound)?;
         let token_hash: Vec<u8> = row.try_get("token_hash")?;
+        // Kept credentials keep the stored validity too.
+        let valid = if update.keep_credentials {
+            flag(&row, "valid")?
+        } else {
+            update.valid
+        };
         let mut config = update.config.clone();
         let mut secrets = update.secrets.clone();
         if update.keep_credentials {
@@ -534,18 +571,32 @@ impl Store {
                 seen.push(tag);
             }
         }
+        write_poller_in(&mut tx, update.id, poller, valid, update.now).await?;
         self.commit_announced(tx, Change::Instance(update.id.0))
             .await?;
         Ok(())
     }
 
-    /// Deletes the instance (its tags go with it); afterwards its Element token is unknown.
+    /// Deletes the instance (its tags and poller go with it); afterwards its Element token
+    /// is unknown.
     pub async fn delete_instance(
         &self,
         account: AccountId,
         id: InstanceId,
     ) -> Result<(), StoreError> {
         let mut tx = self.writer().begin().await?;
+        let owned: Option<i64> =
+            sqlx::query_scalar("select id from instances where account_id = $1 and id = $2")
+                .bind(account.0)
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if owned.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        // The poller row before the instance row, in the order a poll storing its events
+        // takes them, so the two never wait on each other.
+        delete_poller_in(&mut tx, id).await?;
         // SQLite enforces the cascade only with foreign keys on; deleting tags first keeps
         // both dialects identical regardless.
         for table in ["instance_tags", "instance_trace_logs"] {
@@ -640,7 +691,11 @@ impl Store {
         Ok(out)
     }
 
-    fn decode(&self, row: &AnyRow, tags: Vec<String>) -> Result<InstanceRecord, StoreError> {
+    pub(crate) fn decode(
+        &self,
+        row: &AnyRow,
+        tags: Vec<String>,
+    ) -> Result<InstanceRecord, StoreError> {
         let token_hash: Vec<u8> = row.try_get("token_hash")?;
         let config_json: String = row.try_get("config")?;
         let sealed: Vec<u8> = row.try_get("secrets")?;

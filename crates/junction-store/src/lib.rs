@@ -37,7 +37,7 @@ pub use events::{
 };
 pub use hubs::{HubRecord, NewHub};
 pub use instances::{InstancePage, InstanceQuery, InstanceRecord, InstanceUpdate, NewInstance};
-pub use pollers::{ClaimedPoller, PollCandidate, PollOutcome, PollerRecord, SeenChange};
+pub use pollers::{ClaimedPoller, PollOutcome, PollerRecord, PollerRow, PollerWrite, SeenChange};
 pub use rate::{Pace, Slot};
 pub use refresh::{RefreshCandidate, RefreshedCredentials};
 pub use startup::UnrevealedFirstStart;

@@ -2,6 +2,9 @@
 //! watermark and a lease, so one replica polls an instance at a time, and the changes it
 //! emitted near its watermark (`event_poller_seen`).
 //!
+//! The instance writes create and remove the rows in their own transaction
+//! ([`PollerWrite`]); [`Store::repair_poller`] fixes, at start, what they did not.
+//!
 //! A replica claims due rows with a compare-and-set on `lease_until` (`FOR UPDATE SKIP
 //! LOCKED` on PostgreSQL, so replicas claiming together take different rows). Every write
 //! of a poll is fenced by `lease_owner = <me>`: the events a page produced and the rows
@@ -9,16 +12,10 @@
 //! expired (it stalled, another took over) writes nothing.
 
 use crate::events::insert_events_in;
-use crate::{Dialect, Store, StoreError, placeholders};
+use crate::instances::COLUMNS;
+use crate::{Dialect, InstanceRecord, Store, StoreError, placeholders};
 use junction_core::{AccountId, InstanceId};
 use sqlx::{AssertSqlSafe, Row};
-
-/// An instance that may poll: its events are on (the service checks the rest).
-#[derive(Debug, Clone)]
-pub struct PollCandidate {
-    pub id: InstanceId,
-    pub account_id: AccountId,
-}
 
 /// A poller claimed for one run.
 #[derive(Debug, Clone)]
@@ -70,69 +67,196 @@ pub struct PollerRecord {
     pub watermark: String,
 }
 
-impl Store {
-    /// Instances whose stored configuration turns events on, for the poll scheduler to
-    /// check further (vendor type, element defaults).
-    pub async fn polling_candidates(&self) -> Result<Vec<PollCandidate>, StoreError> {
-        let rows = sqlx::query(
-            "select id, account_id from instances where disabled = 0 \
-             and config like '%event.notification.enabled%' order by id",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PollCandidate {
-                    id: InstanceId(row.try_get("id")?),
-                    account_id: AccountId(row.try_get("account_id")?),
-                })
-            })
-            .collect()
-    }
+/// What an instance write does to the instance's poller. The service decides whether the
+/// instance polls (that needs its element); the store applies it in the write's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollerWrite {
+    /// Leave the poller as it is (a write that cannot change whether the instance polls).
+    Keep,
+    /// The instance polls: a missing poller is created, due at once, reading changes from
+    /// `watermark` on; a stopped one runs again when the instance is valid.
+    Poll { watermark: String },
+    /// The instance does not poll: its poller and the changes it remembered go, so turning
+    /// events on again starts from that moment rather than replaying the gap.
+    Off,
+}
 
-    /// Makes the poller rows match the instances that poll (each with the watermark a new
-    /// poller of it starts from): new ones are due now; rows of instances that no longer
-    /// poll go, so turning events on again starts from that moment rather than replaying
-    /// the gap.
-    pub async fn sync_pollers(
-        &self,
-        polling: &[(InstanceId, String)],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.writer().begin().await?;
-        let existing: Vec<i64> = sqlx::query_scalar("select instance_id from event_pollers")
-            .fetch_all(&mut *tx)
-            .await?;
-        for (id, watermark) in polling.iter().filter(|(id, _)| !existing.contains(&id.0)) {
+/// A poller row as the start-up reconciliation finds it.
+#[derive(Debug, Clone, Copy)]
+pub struct PollerRow {
+    pub instance_id: InstanceId,
+    /// The poller stopped until its instance is fixed.
+    pub stopped: bool,
+}
+
+/// Applies `write` to the poller of `instance` inside an instance write's transaction.
+pub(crate) async fn write_poller_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    instance: InstanceId,
+    write: &PollerWrite,
+    valid: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    match write {
+        PollerWrite::Keep => {}
+        PollerWrite::Poll { watermark } => {
             sqlx::query(
                 "insert into event_pollers (instance_id, watermark, next_run_at, failures, updated_at) \
                  values ($1, $2, $3, 0, $3) on conflict (instance_id) do nothing",
             )
-            .bind(id.0)
+            .bind(instance.0)
             .bind(watermark)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        }
-        let gone: Vec<i64> = existing
-            .into_iter()
-            .filter(|id| !polling.iter().any(|(p, _)| p.0 == *id))
-            .collect();
-        for chunk in gone.chunks(500) {
-            for table in ["event_poller_seen", "event_pollers"] {
-                let sql = format!(
-                    "delete from {table} where instance_id in ({})",
-                    placeholders(1, chunk.len())
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for id in chunk {
-                    q = q.bind(*id);
-                }
-                q.execute(&mut *tx).await?;
+            if valid {
+                resume_in(tx, instance, now).await?;
             }
         }
+        PollerWrite::Off => delete_poller_in(tx, instance).await?,
+    }
+    Ok(())
+}
+
+/// Lets a stopped poller run again, due now: its instance was fixed.
+async fn resume_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    instance: InstanceId,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "update event_pollers set stopped_reason = null, failures = 0, next_run_at = $1, \
+         updated_at = $1 where instance_id = $2 and stopped_reason is not null",
+    )
+    .bind(now)
+    .bind(instance.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Removes an instance's poller and what it remembered, inside an instance write.
+pub(crate) async fn delete_poller_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    instance: InstanceId,
+) -> Result<(), StoreError> {
+    for table in ["event_poller_seen", "event_pollers"] {
+        sqlx::query(AssertSqlSafe(format!(
+            "delete from {table} where instance_id = $1"
+        )))
+        .bind(instance.0)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// One page of the enabled instances whose stored configuration mentions
+    /// `event.notification.enabled`, by id after `after`, for the start-up reconciliation
+    /// to check further (the value, the vendor type, element defaults). Tags are not read: whether an instance polls does not depend on them.
+    pub async fn polling_candidates(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "select {COLUMNS} from instances where id > $1 and disabled = 0 \
+             and config like '%event.notification.enabled%' order by id limit $2"
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.writer())
+        .await?;
+        rows.iter()
+            .map(|row| self.decode(row, Vec::new()))
+            .collect()
+    }
+
+    /// The poller rows of the instances with an id in `after + 1 ..= upto`.
+    pub async fn poller_rows(&self, after: i64, upto: i64) -> Result<Vec<PollerRow>, StoreError> {
+        let rows = sqlx::query(
+            "select instance_id, stopped_reason from event_pollers \
+             where instance_id > $1 and instance_id <= $2 order by instance_id",
+        )
+        .bind(after)
+        .bind(upto)
+        .fetch_all(self.writer())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PollerRow {
+                    instance_id: InstanceId(row.try_get("instance_id")?),
+                    stopped: row
+                        .try_get::<Option<String>, _>("stopped_reason")?
+                        .is_some(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Repairs one instance's poller found wrong by the start-up reconciliation, which
+    /// decided from the instance as last written at `seen_updated_at`. It is applied only
+    /// while the instance is still that write: an instance written since kept its poller
+    /// itself, and must not be undone by a decision made from an older read. PostgreSQL
+    /// locks the instance row for the check, so a write cannot commit in between.
+    /// Returns whether anything changed.
+    pub async fn repair_poller(
+        &self,
+        instance: InstanceId,
+        seen_updated_at: i64,
+        write: &PollerWrite,
+        valid: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let lock = match self.dialect() {
+            Dialect::Postgres => " for share",
+            Dialect::Sqlite => "",
+        };
+        let mut tx = self.writer().begin().await?;
+        let unchanged: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "select id from instances where id = $1 and updated_at = $2{lock}"
+        )))
+        .bind(instance.0)
+        .bind(seen_updated_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if unchanged.is_none() {
+            return Ok(false);
+        }
+        let changed = match write {
+            PollerWrite::Keep => false,
+            PollerWrite::Poll { watermark } => {
+                let created = sqlx::query(
+                    "insert into event_pollers (instance_id, watermark, next_run_at, failures, updated_at) \
+                     values ($1, $2, $3, 0, $3) on conflict (instance_id) do nothing",
+                )
+                .bind(instance.0)
+                .bind(watermark)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                let resumed = valid && resume_in(&mut tx, instance, now).await?;
+                created || resumed
+            }
+            PollerWrite::Off => {
+                let gone = sqlx::query("delete from event_pollers where instance_id = $1")
+                    .bind(instance.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query("delete from event_poller_seen where instance_id = $1")
+                    .bind(instance.0)
+                    .execute(&mut *tx)
+                    .await?;
+                gone == 1
+            }
+        };
         tx.commit().await?;
-        Ok(())
+        Ok(changed)
     }
 
     /// Claims up to `limit` due, running pollers for `owner` until `lease_until`, the
@@ -339,28 +463,6 @@ impl Store {
             .map(|row| Ok((row.try_get("object_id")?, row.try_get("change")?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
-    }
-
-    /// Lets stopped pollers of these instances run again (they were fixed), due now.
-    pub async fn resume_pollers(
-        &self,
-        instances: &[InstanceId],
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        let mut resumed = 0;
-        for chunk in instances.chunks(500) {
-            let sql = format!(
-                "update event_pollers set stopped_reason = null, failures = 0, next_run_at = $1, \
-                 updated_at = $1 where stopped_reason is not null and instance_id in ({})",
-                placeholders(2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
-            for id in chunk {
-                q = q.bind(id.0);
-            }
-            resumed += q.execute(self.writer()).await?.rows_affected();
-        }
-        Ok(resumed)
     }
 
     /// The poller of an instance, if it polls.

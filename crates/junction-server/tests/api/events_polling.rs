@@ -3,7 +3,9 @@
 //! every record created or changed at the vendor reaches a real local receiver as a
 //! signed notification, once; the poller's state is visible in the events API; 429s back
 //! off, an instance whose credentials die stops polling and says why, and two replicas
-//! never poll one instance at once.
+//! never poll one instance at once. The instance writes create and remove their pollers
+//! themselves, a scheduler round only claims due pollers, and a start repairs the pollers
+//! lost or left behind.
 
 use crate::events::{Received, Receiver, hmac};
 use crate::helpers::{Options, TestApp, assert_error};
@@ -35,6 +37,13 @@ on_both_backends!(
     an_instance_whose_refresh_is_refused_stops_polling_and_says_why,
     a_change_made_before_the_first_poll_is_reported,
     netsuite_customers_created_and_changed_become_notifications,
+    an_instance_created_with_events_on_polls_with_no_reconciliation,
+    turning_events_off_through_the_api_stops_the_polling,
+    a_receiver_answering_410_gone_stops_the_polling,
+    deleting_an_instance_removes_its_poller,
+    a_scheduler_round_claims_poller_rows_and_scans_no_instance,
+    the_start_reconciles_pollers_lost_or_left_behind,
+    the_reconciliation_leaves_an_instance_written_since_its_read_alone,
 );
 
 /// Polls often: a tick of 50 ms, and a poller minute of 100 ms (`refresh_interval: 1`).
@@ -44,6 +53,31 @@ fn polling() -> Options {
         poll_minute_ms: 100,
         ..Options::default()
     }
+}
+
+/// No scheduler (the test runs its rounds, so no reconciliation runs either), and a poller
+/// minute of 1 ms: a poller is due again at once after each poll.
+fn manual_polling() -> Options {
+    Options {
+        poll_tick_ms: 0,
+        poll_minute_ms: 1,
+        ..Options::default()
+    }
+}
+
+/// A pool of its own on the app's database, to change rows behind Junction's back.
+async fn sql(app: &TestApp) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&app.db.url).await.unwrap()
+}
+
+/// The instance's poller row, read from the database.
+async fn stored_poller(app: &TestApp, id: i64) -> Option<junction_store::PollerRecord> {
+    app.services
+        .store
+        .poller(junction_core::InstanceId(id), 0)
+        .await
+        .unwrap()
 }
 
 /// A Salesforce org (the stand-in and its token endpoint) and an `sfdc` instance on it
@@ -750,4 +784,271 @@ async fn two_replicas_poll_each_instance_one_at_a_time(backend: Backend) {
     let reported: Vec<String> = events.iter().map(|(_, id, _, _)| id.clone()).collect();
     assert_eq!(reported.len(), 120, "each change once");
     assert_eq!(reported.into_iter().collect::<BTreeSet<_>>(), ids);
+}
+
+/// The instance's own write creates its poller: no scheduler round and no reconciliation
+/// has run, yet the poller is stored and its first round polls it.
+async fn an_instance_created_with_events_on_polls_with_no_reconciliation(backend: Backend) {
+    let app = TestApp::spawn_with(backend, manual_polling()).await;
+    let receiver = Receiver::start(&[], 200).await;
+    let org = org(&app, &receiver, "Contact").await;
+    let stored = stored_poller(&app, org.id)
+        .await
+        .expect("the instance write stored its poller");
+    assert!(stored.stopped_reason.is_none());
+    assert_eq!(poller(&app, org.id).await["state"], "starting");
+    let created = org.create("Contact", "003", 1);
+    let report = app.services.poll_due("test-round").await.unwrap();
+    assert_eq!(report.polled, 1, "{report:?}");
+    let events = wait_events(&receiver, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].1, created);
+}
+
+/// `event.notification.enabled: false` through the API removes the poller in the same
+/// write: later rounds call the vendor no more. Turning events on again (here through the
+/// configuration entry), disabling and enabling the instance follow the same way.
+async fn turning_events_off_through_the_api_stops_the_polling(backend: Backend) {
+    let app = TestApp::spawn_with(backend, manual_polling()).await;
+    let receiver = Receiver::start(&[], 200).await;
+    let org = org(&app, &receiver, "Contact").await;
+    let report = app.services.poll_due("test-round").await.unwrap();
+    assert_eq!(report.polled, 1, "{report:?}");
+    assert!(!org.sf.requests().is_empty());
+
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{}", org.id),
+            Some(&json!({"configuration": {"event.notification.enabled": false}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(stored_poller(&app, org.id).await.is_none());
+    let (status, body) = app
+        .get(&format!("/instances/{}/events/poller", org.id))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "not_polling");
+    let calls = org.sf.requests().len();
+    for _ in 0..3 {
+        let report = app.services.poll_due("test-round").await.unwrap();
+        assert_eq!(report.polled, 0, "{report:?}");
+    }
+    assert_eq!(
+        org.sf.requests().len(),
+        calls,
+        "no call after events went off"
+    );
+
+    // On again through the configuration entry: polling starts over from that moment.
+    let (_, entries) = app
+        .get(&format!("/instances/{}/configuration", org.id))
+        .await;
+    let enabled = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "event.notification.enabled")
+        .unwrap()
+        .clone();
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/instances/{}/configuration/{}", org.id, enabled["id"]),
+            Some(&json!({"propertyValue": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(stored_poller(&app, org.id).await.is_some());
+    let report = app.services.poll_due("test-round").await.unwrap();
+    assert_eq!(report.polled, 1, "{report:?}");
+
+    // A disabled instance does not poll; enabled again, it does.
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &format!("/instances/{}/enabled", org.id),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    assert!(stored_poller(&app, org.id).await.is_none());
+    let calls = org.sf.requests().len();
+    let report = app.services.poll_due("test-round").await.unwrap();
+    assert_eq!(report.polled, 0, "{report:?}");
+    assert_eq!(org.sf.requests().len(), calls);
+    let (status, body) = app
+        .call(Method::PUT, &format!("/instances/{}/enabled", org.id), None)
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    let report = app.services.poll_due("test-round").await.unwrap();
+    assert_eq!(report.polled, 1, "{report:?}");
+}
+
+/// A receiver answering 410 Gone turns the instance's events off, and its poller with
+/// them.
+async fn a_receiver_answering_410_gone_stops_the_polling(backend: Backend) {
+    let app = TestApp::spawn_with(backend, manual_polling()).await;
+    let receiver = Receiver::start(&[], 410).await;
+    let org = org(&app, &receiver, "Contact").await;
+    org.create("Contact", "003", 1);
+    let report = app.services.poll_due("test-round").await.unwrap();
+    assert_eq!(report.events, 1, "{report:?}");
+    receiver.wait_for(1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, instance) = app.get(&format!("/instances/{}", org.id)).await;
+        if instance["configuration"]["event.notification.enabled"] == "false" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events never went off: {instance}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stored_poller(&app, org.id).await.is_none());
+    let calls = org.sf.requests().len();
+    let report = app.services.poll_due("test-round").await.unwrap();
+    assert_eq!(report.polled, 0, "{report:?}");
+    assert_eq!(org.sf.requests().len(), calls);
+}
+
+async fn deleting_an_instance_removes_its_poller(backend: Backend) {
+    let app = TestApp::spawn_with(backend, manual_polling()).await;
+    let receiver = Receiver::start(&[], 200).await;
+    let org = org(&app, &receiver, "Contact").await;
+    org.create("Contact", "003", 1);
+    app.services.poll_due("test-round").await.unwrap();
+    assert!(stored_poller(&app, org.id).await.is_some());
+    let (status, body) = app
+        .call(Method::DELETE, &format!("/instances/{}", org.id), None)
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    assert!(stored_poller(&app, org.id).await.is_none());
+    let pool = sql(&app).await;
+    for table in ["event_pollers", "event_poller_seen"] {
+        let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "select count(*) from {table} where instance_id = $1"
+        )))
+        .bind(org.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "{table}");
+    }
+}
+
+/// A round claims due poller rows and looks at no instance to find them: an instance
+/// whose row is gone is not found again by a round (only the start's reconciliation
+/// looks for it).
+async fn a_scheduler_round_claims_poller_rows_and_scans_no_instance(backend: Backend) {
+    let app = TestApp::spawn_with(backend, manual_polling()).await;
+    let receiver = Receiver::start(&[], 200).await;
+    let org = org(&app, &receiver, "Contact").await;
+    let pool = sql(&app).await;
+    sqlx::query("delete from event_pollers where instance_id = $1")
+        .bind(org.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let report = app.services.poll_due("test-round").await.unwrap();
+        assert_eq!(report.polled, 0, "{report:?}");
+    }
+    assert!(stored_poller(&app, org.id).await.is_none());
+    assert!(org.sf.requests().is_empty(), "nothing polled the vendor");
+}
+
+/// A poller row lost (or never written, by an older version), one left behind by an
+/// instance that no longer polls, and one stopped although its instance is valid are all
+/// repaired by the next start.
+async fn the_start_reconciles_pollers_lost_or_left_behind(backend: Backend) {
+    let app = TestApp::spawn_with(backend, manual_polling()).await;
+    let receiver = Receiver::start(&[], 200).await;
+    let lost = org(&app, &receiver, "Contact").await;
+    let left = org(&app, &receiver, "Contact").await;
+    let stopped = org(&app, &receiver, "Contact").await;
+    let pool = sql(&app).await;
+    sqlx::query("update event_pollers set stopped_reason = 'fixed since' where instance_id = $1")
+        .bind(stopped.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("delete from event_pollers where instance_id = $1")
+        .bind(lost.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("update instances set disabled = 1 where id = $1")
+        .bind(left.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(stored_poller(&app, lost.id).await.is_none());
+    assert!(stored_poller(&app, left.id).await.is_some());
+
+    let app = app.restart_with(polling()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stored_poller(&app, lost.id).await.is_none()
+        || stored_poller(&app, left.id).await.is_some()
+        || stored_poller(&app, stopped.id)
+            .await
+            .is_none_or(|p| p.stopped_reason.is_some())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the start did not reconcile the pollers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    polls(&app, lost.id, 1).await;
+    let created = lost.create("Contact", "003", 1);
+    let events = wait_events(&receiver, 1).await;
+    assert_eq!(events[0].1, created, "{events:?}");
+    // What the start repaired stays repaired: a second pass finds nothing to fix.
+    let again = app.services.reconcile_pollers().await.unwrap();
+    assert_eq!(
+        again,
+        junction_service::events::ReconcileReport {
+            polling: 2,
+            created: 0,
+            removed: 0,
+            resumed: 0,
+        }
+    );
+}
+
+/// The reconciliation decides from a read of the instance; a write since then kept the
+/// poller itself, and the repair made from the older read is not applied.
+async fn the_reconciliation_leaves_an_instance_written_since_its_read_alone(backend: Backend) {
+    let app = TestApp::spawn_with(backend, manual_polling()).await;
+    let receiver = Receiver::start(&[], 200).await;
+    let org = org(&app, &receiver, "Contact").await;
+    let store = &app.services.store;
+    let id = junction_core::InstanceId(org.id);
+    let account = store.instance_account(id).await.unwrap();
+    let written = store
+        .get_instance_fresh(account, id)
+        .await
+        .unwrap()
+        .updated_at;
+    let off = junction_store::PollerWrite::Off;
+    assert!(
+        !store
+            .repair_poller(id, written - 1, &off, true, written)
+            .await
+            .unwrap(),
+        "a decision from an older read is dropped"
+    );
+    assert!(stored_poller(&app, org.id).await.is_some());
+    assert!(
+        store
+            .repair_poller(id, written, &off, true, written)
+            .await
+            .unwrap()
+    );
+    assert!(stored_poller(&app, org.id).await.is_none());
 }

@@ -38,6 +38,7 @@ pub struct TestApp {
     pub services: junction_service::Services,
     options: Options,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    run: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -125,6 +126,22 @@ impl TestApp {
         Self::start(Arc::clone(&self.db), self.options.clone()).await
     }
 
+    /// Stops this server, waits until it has let go of its database (a SQLite file
+    /// serves one process at a time), and starts another on it with `options`.
+    pub async fn restart_with(mut self, options: Options) -> Self {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(run) = self.run.take() {
+            run.await
+                .expect("the server task ends")
+                .expect("the server stops cleanly");
+        }
+        let db = Arc::clone(&self.db);
+        drop(self);
+        Self::start(db, options).await
+    }
+
     async fn start(db: Arc<TestDatabase>, options: Options) -> Self {
         let config = Config::from_settings(Settings {
             listen: "127.0.0.1:0".into(),
@@ -174,7 +191,7 @@ impl TestApp {
         let metrics_addr = app.metrics_addr();
         let services = app.services().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run(async {
+        let run = tokio::spawn(app.run(async {
             let _ = rx.await;
         }));
         let http = reqwest::Client::builder()
@@ -189,6 +206,7 @@ impl TestApp {
             services,
             options,
             shutdown: Some(tx),
+            run: Some(run),
         }
     }
 

@@ -19,7 +19,8 @@ mod records;
 pub use delivery::{DeliveryReport, sign_body};
 pub use ingress::{WebhookAnswer, WebhookRequest};
 pub use poller::{
-    PollReport, PollerView, backoff, check_poller_configuration, initial_watermark, poller_owner,
+    PollReport, PollerView, ReconcileReport, backoff, check_poller_configuration,
+    initial_watermark, poller_owner,
 };
 pub use records::{EventList, EventListQuery, EventView, NotifiedAttempt, ReplayView};
 

@@ -14,11 +14,12 @@ use crate::view::iso8601;
 use crate::{Caller, ServiceError, Services, now_ms};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use http::{HeaderMap, Method};
-use junction_core::ElementDefinition;
+use junction_core::{ConfigMap, ElementDefinition};
 use junction_core::{InstanceId, events::text};
 use junction_oauth::ProxyBody;
 use junction_store::{
-    ClaimedPoller, InstanceRecord, NewEvent, PollOutcome, SeenChange, TokenPrincipal,
+    ClaimedPoller, InstanceRecord, NewEvent, PollOutcome, PollerRow, PollerWrite, SeenChange,
+    TokenPrincipal,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -46,6 +47,22 @@ pub const POLL_CONCURRENCY: usize = 4;
 const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Pages one resource is read for at most in one poll; the rest waits for the next.
 const MAX_PAGES: usize = 10_000;
+
+/// Instances the start-up reconciliation reads at once.
+const RECONCILE_PAGE: i64 = 500;
+
+/// What the start-up reconciliation found and fixed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Instances that poll.
+    pub polling: usize,
+    /// Pollers created for instances that poll but had none.
+    pub created: usize,
+    /// Pollers removed because their instance does not poll.
+    pub removed: usize,
+    /// Stopped pollers of valid instances let run again.
+    pub resumed: usize,
+}
 
 /// What one scheduler round did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -203,10 +220,12 @@ pub fn backoff(
 }
 
 impl Services {
-    /// One scheduler round: brings the poller rows in line with the instances that poll,
-    /// then runs the due ones this replica can claim, `POLL_CONCURRENCY` at a time.
+    /// One scheduler round: runs the due pollers this replica can claim,
+    /// `POLL_CONCURRENCY` at a time. It finds them among the poller rows alone, scanning
+    /// no instance (each claimed poll then reads its own): the instance writes keep the
+    /// rows (see [`Services::poller_write`]), and [`Services::reconcile_pollers`] repairs
+    /// them once at start.
     pub async fn poll_due(&self, owner: &str) -> Result<PollReport, ServiceError> {
-        self.sync_pollers().await?;
         let now = now_ms();
         let claimed = self
             .store
@@ -243,39 +262,125 @@ impl Services {
         (self.events.settings.poll_minute * LEASE_MINUTES).as_millis() as i64
     }
 
-    /// Creates pollers for instances that started polling, drops those of instances that
-    /// stopped, and lets a stopped poller run again once its instance is valid.
-    async fn sync_pollers(&self) -> Result<(), ServiceError> {
-        let mut polling = Vec::new();
-        let mut valid = Vec::new();
-        for candidate in self.store.polling_candidates().await? {
-            let record = match self
+    /// What writing `record` does to its poller: whether it polls is decided here, from
+    /// the instance and its element, for the store to apply in the same transaction. A
+    /// poller it creates reports the changes made from `from` on (the write's time: the
+    /// moment events were turned on).
+    pub(crate) fn poller_write(
+        record: &InstanceRecord,
+        element: &ElementDefinition,
+        from: i64,
+    ) -> PollerWrite {
+        Self::poller_write_for(&record.config, record.disabled, element, from)
+    }
+
+    /// [`Services::poller_write`] for an instance's configuration before it is stored.
+    pub(crate) fn poller_write_for(
+        config: &ConfigMap,
+        disabled: bool,
+        element: &ElementDefinition,
+        from: i64,
+    ) -> PollerWrite {
+        if polls(config, disabled, element) {
+            PollerWrite::Poll {
+                watermark: initial_watermark(from),
+            }
+        } else {
+            PollerWrite::Off
+        }
+    }
+
+    /// Brings the poller rows in line with the instances that poll: creates missing ones,
+    /// drops those of instances that do not poll, and lets a stopped poller of a valid
+    /// instance run again. Instance writes keep the rows themselves; this repairs what an
+    /// older version wrote or a lost write left, once at start. It walks the instances
+    /// whose configuration mentions events and the poller rows together, by id, a page
+    /// at a time.
+    pub async fn reconcile_pollers(&self) -> Result<ReconcileReport, ServiceError> {
+        let mut report = ReconcileReport::default();
+        let mut after = 0;
+        loop {
+            let page = self.store.polling_candidates(after, RECONCILE_PAGE).await?;
+            let upto = page.last().map_or(i64::MAX, |r| r.id.0);
+            let mut rows: BTreeMap<i64, PollerRow> = self
                 .store
-                .get_instance_shared(candidate.account_id, candidate.id)
-                .await
-            {
-                Ok(r) => r,
-                Err(junction_store::StoreError::NotFound) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let Ok(element) = self.element_of(&record).await else {
-                continue;
-            };
-            if polls(&record, &element) {
-                // The instance's last write is when its events were turned on (or a
-                // later change within the tick): changes from then on are news.
-                let start = record.updated_at.min(now_ms());
-                polling.push((record.id, initial_watermark(start)));
-                if record.valid {
-                    valid.push(record.id);
+                .poller_rows(after, upto)
+                .await?
+                .into_iter()
+                .map(|r| (r.instance_id.0, r))
+                .collect();
+            for record in &page {
+                let row = rows.remove(&record.id.0);
+                self.reconcile_poller(record, row, &mut report).await?;
+            }
+            // Rows of instances the page did not find: disabled, events off, gone, or
+            // written since the page was read. Each is read again and decided on its own.
+            for row in rows.into_values() {
+                let id = row.instance_id;
+                let record = match self.store.instance_account(id).await {
+                    Ok(account) => self.store.get_instance_fresh(account, id).await,
+                    Err(e) => Err(e),
+                };
+                match record {
+                    Ok(record) => {
+                        self.reconcile_poller(&record, Some(row), &mut report)
+                            .await?;
+                    }
+                    // Gone: its poller went with it.
+                    Err(junction_store::StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
+            if page.is_empty() {
+                break;
+            }
+            after = upto;
         }
+        tracing::info!(
+            polling = report.polling,
+            created = report.created,
+            removed = report.removed,
+            resumed = report.resumed,
+            "pollers reconciled with the instances"
+        );
+        Ok(report)
+    }
+
+    /// Repairs one instance's poller (`row`, as read) if it is not what the instance, as
+    /// `record` shows it, asks for. The store applies the repair only while the instance
+    /// is still as read: a write since kept the poller itself.
+    async fn reconcile_poller(
+        &self,
+        record: &InstanceRecord,
+        row: Option<PollerRow>,
+        report: &mut ReconcileReport,
+    ) -> Result<(), ServiceError> {
+        let Ok(element) = self.element_of(record).await else {
+            // Whether it polls cannot be told now: its poller stays as it is.
+            return Ok(());
+        };
         let now = now_ms();
-        self.store.sync_pollers(&polling, now).await?;
-        let resumed = self.store.resume_pollers(&valid, now).await?;
-        if resumed > 0 {
-            tracing::info!(resumed, "pollers of instances valid again resumed");
+        // A missing poller reads from the instance's last write, when its events were
+        // turned on at the latest, as the scheduler of older versions did.
+        let write = Self::poller_write(record, &element, record.updated_at.min(now));
+        let fix = match (&write, row) {
+            (PollerWrite::Poll { .. }, row) => {
+                report.polling += 1;
+                row.is_none_or(|r| r.stopped && record.valid)
+            }
+            (_, row) => row.is_some(),
+        };
+        if fix
+            && self
+                .store
+                .repair_poller(record.id, record.updated_at, &write, record.valid, now)
+                .await?
+        {
+            match (write, row) {
+                (PollerWrite::Poll { .. }, Some(_)) => report.resumed += 1,
+                (PollerWrite::Poll { .. }, None) => report.created += 1,
+                _ => report.removed += 1,
+            }
         }
         Ok(())
     }
@@ -648,8 +753,9 @@ impl Services {
         let now = now_ms();
         let poller = self.store.poller(InstanceId(id), now).await?;
         let Some(poller) = poller else {
-            if polls(&record, &element) {
-                // Events were just turned on: the next scheduler round picks it up.
+            if polls(&record.config, record.disabled, &element) {
+                // Turned on by a version of Junction whose writes left the poller to the
+                // scheduler: the reconciliation at the next start creates it.
                 return Ok(PollerView {
                     state: "starting",
                     last_polled_at: None,
@@ -676,6 +782,8 @@ impl Services {
             "polling"
         } else if poller.failures > 0 {
             "backingOff"
+        } else if poller.last_polled_at.is_none() {
+            "starting"
         } else {
             "waiting"
         };
@@ -764,18 +872,21 @@ pub fn check_poller_configuration(raw: &str) -> Result<(), String> {
 }
 
 /// Whether the instance's events come by polling.
-fn polls(record: &InstanceRecord, element: &ElementDefinition) -> bool {
-    let on = setting(record, element, keys::ENABLED)
+fn polls(config: &ConfigMap, disabled: bool, element: &ElementDefinition) -> bool {
+    let on = config_setting(config, element, keys::ENABLED)
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let kind = setting(record, element, poll_keys::VENDOR_TYPE)
+    let kind = config_setting(config, element, poll_keys::VENDOR_TYPE)
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("polling"));
-    on && kind && !record.disabled
+    on && kind && !disabled
 }
 
 /// The instance's value of a configuration entry, else the element's default.
 fn setting(record: &InstanceRecord, element: &ElementDefinition, key: &str) -> Option<String> {
-    record
-        .config
+    config_setting(&record.config, element, key)
+}
+
+fn config_setting(config: &ConfigMap, element: &ElementDefinition, key: &str) -> Option<String> {
+    config
         .get(key)
         .cloned()
         .flatten()
