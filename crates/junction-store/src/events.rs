@@ -752,46 +752,103 @@ pub(crate) async fn insert_events_in(
     batch: &[NewEvent],
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
+    // Multi-row statements: on SQLite every statement is a round trip to the
+    // connection's thread, and two per event were most of a group commit's time.
     let mut ids = Vec::with_capacity(batch.len());
-    for event in batch {
-        let status = crate::events::status::RECEIVED;
-        let id: i64 = sqlx::query_scalar(
-            "insert into events (instance_id, account_id, element_key, source, status, \
-                 provider_data, events, created_at, updated_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $8) returning id",
-        )
-        .bind(event.instance_id.0)
-        .bind(event.account_id.0)
-        .bind(&event.element_key)
-        .bind(event.source)
-        .bind(status)
-        .bind(&event.provider_data)
-        .bind(&event.events)
-        .bind(now)
-        .fetch_one(&mut **tx)
-        .await?;
-        for n in &event.notifications {
-            sqlx::query(
-                    "insert into event_deliveries (event_id, instance_id, account_id, webhook_id, body, \
-                     ordering_key, callback, state, attempts, next_attempt_at, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $9)",
+    for chunk in batch.chunks(EVENT_ROWS) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 7;
+                format!(
+                    "(${}, ${}, ${}, ${}, '{}', ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    status::RECEIVED,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 7
                 )
-                .bind(id)
+            })
+            .collect();
+        let sql = format!(
+            "insert into events (instance_id, account_id, element_key, source, status, \
+             provider_data, events, created_at, updated_at) values {} returning id",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+        for event in chunk {
+            q = q
+                .bind(event.instance_id.0)
+                .bind(event.account_id.0)
+                .bind(&event.element_key)
+                .bind(event.source)
+                .bind(&event.provider_data)
+                .bind(&event.events)
+                .bind(now);
+        }
+        let mut got = q.fetch_all(&mut **tx).await?;
+        // Ids are drawn row by row in the order of the values (SQLite's next rowid, a
+        // PostgreSQL sequence), though RETURNING promises no order: sorted, the n-th is
+        // the n-th event's.
+        got.sort_unstable();
+        if got.len() != chunk.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} events stored, {} ids returned",
+                chunk.len(),
+                got.len()
+            )));
+        }
+        ids.extend(got);
+    }
+    let notifications: Vec<(i64, &NewEvent, &NewNotification)> = batch
+        .iter()
+        .zip(&ids)
+        .flat_map(|(event, &id)| event.notifications.iter().map(move |n| (id, event, n)))
+        .collect();
+    for chunk in notifications.chunks(DELIVERY_ROWS) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 7 + 2;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, 0, $2, $2, $2)",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                )
+            })
+            .collect();
+        let sql = format!(
+            "insert into event_deliveries (event_id, instance_id, account_id, webhook_id, body, \
+             ordering_key, callback, state, attempts, next_attempt_at, created_at, updated_at) \
+             values {}",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(PENDING).bind(now);
+        for (id, event, n) in chunk {
+            q = q
+                .bind(*id)
                 .bind(event.instance_id.0)
                 .bind(event.account_id.0)
                 .bind(&n.webhook_id)
-                .bind((n.body)(id))
+                .bind((n.body)(*id))
                 .bind(&n.ordering_key)
-                .bind(&n.callback)
-                .bind(PENDING)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+                .bind(&n.callback);
         }
-        ids.push(id);
+        q.execute(&mut **tx).await?;
     }
     Ok(ids)
 }
+
+/// Rows of one multi-row insert: well under SQLite's and PostgreSQL's bound parameters.
+const EVENT_ROWS: usize = 256;
+const DELIVERY_ROWS: usize = 256;
 
 enum Bind {
     Text(String),
@@ -840,4 +897,67 @@ fn decode_event(row: &AnyRow) -> Result<EventRecord, sqlx::Error> {
         updated_at: row.try_get("updated_at")?,
         attempts: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_group_commit_gives_each_notification_its_own_events_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
+        let key = junction_crypto::generate_key().unwrap();
+        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
+        let store = Store::connect(&url, keyring).await.unwrap();
+        store.migrate().await.unwrap();
+        // Only the events' own bookkeeping is under test, not the instances they name.
+        sqlx::query("pragma foreign_keys = off")
+            .execute(store.writer())
+            .await
+            .unwrap();
+        // More than one multi-row statement's worth, with none, one or two notifications.
+        let batch: Vec<NewEvent> = (0..600)
+            .map(|n: usize| NewEvent {
+                instance_id: InstanceId(7),
+                account_id: AccountId(3),
+                element_key: "sfdc".to_owned(),
+                source: "webhook",
+                provider_data: format!("{{\"n\": {n}}}"),
+                events: "[]".to_owned(),
+                notifications: (0..n % 3)
+                    .map(|k| NewNotification {
+                        webhook_id: format!("w-{n}-{k}"),
+                        body: Box::new(move |id| format!("{id}/{n}/{k}")),
+                        ordering_key: format!("o-{n}"),
+                        callback: "http://app.example".to_owned(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let ids = store.insert_events(&batch, 1).await.unwrap();
+        assert_eq!(ids.len(), 600);
+        for (n, id) in ids.iter().enumerate() {
+            let data: String = sqlx::query_scalar("select provider_data from events where id = $1")
+                .bind(*id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(data, format!("{{\"n\": {n}}}"));
+        }
+        let rows: Vec<(i64, String, String)> =
+            sqlx::query_as("select event_id, webhook_id, body from event_deliveries")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(rows.len(), (0..600).map(|n| n % 3).sum::<usize>());
+        for (event_id, webhook_id, body) in rows {
+            let (id, rest) = body.split_once('/').unwrap();
+            assert_eq!(id, event_id.to_string(), "{body}");
+            let (n, k) = rest.split_once('/').unwrap();
+            assert_eq!(webhook_id, format!("w-{n}-{k}"));
+            assert_eq!(ids[n.parse::<usize>().unwrap()], event_id);
+        }
+    }
 }

@@ -221,6 +221,10 @@ impl Services {
         if claimed.is_empty() {
             return Ok(report);
         }
+        if claimed.len() as i64 == limit {
+            // More may be due: another worker claims them while this batch is sent.
+            hub.wake.notify_one();
+        }
         let sent =
             futures_util::future::join_all(claimed.iter().map(|d| self.deliver_one(d))).await;
         let mut results = Vec::with_capacity(sent.len());

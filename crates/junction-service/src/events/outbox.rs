@@ -31,7 +31,11 @@ impl OutboxWriter {
                 let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
                 match store.insert_events(&events, now_ms()).await {
                     Ok(ids) => {
-                        wake.notify_waiters();
+                        // One worker, not all: on SQLite every claim is a write on the one
+                        // writer connection, and the ones that find nothing left would hold
+                        // up the one that found the batch. A worker that claims a full
+                        // batch wakes the next (`Services::deliver_due`).
+                        wake.notify_one();
                         for (reply, id) in replies.into_iter().zip(ids) {
                             let _ = reply.send(Ok(id));
                         }
