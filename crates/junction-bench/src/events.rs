@@ -144,7 +144,10 @@ async fn paced(s: &Arc<Sender>, rate: f64, seconds: f64) -> anyhow::Result<(u64,
         // machine falling behind) it is.
         let late = tokio::time::Instant::now().saturating_duration_since(at);
         let sent_at = at + late.min(TIMER_SLACK);
-        let scheduled = sent_at.into_std().saturating_duration_since(s.base).as_micros() as u64;
+        let scheduled = sent_at
+            .into_std()
+            .saturating_duration_since(s.base)
+            .as_micros() as u64;
         let slot = Arc::clone(&slots).acquire_owned().await?;
         let s = Arc::clone(s);
         tasks.spawn(async move {
