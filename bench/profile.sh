@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Instruction counts of Junction's own work, with valgrind's callgrind: deterministic,
+# so they can be compared on a busy machine where timings cannot. A release build with
+# line tables (no LTO, so functions keep their names) runs under callgrind; the load runs
+# once to warm up, the counters are zeroed, the load runs again, and the counters are
+# dumped. Prints the total and the heaviest functions (inclusive).
+#   bash bench/profile.sh hub      # 100 pages of 200 Salesforce Accounts through sfdc
+#   bash bench/profile.sh events   # 3,000 webhooks in, signed notifications out
+# Settings: PROFILE_OUT (the callgrind file, default target/profile/callgrind.<what>),
+# PROFILE_NO_BUILD=1 to reuse the binaries, PROFILE_TOP (40 lines).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WHAT=${1:-}
+[[ $WHAT == hub || $WHAT == events ]] || { echo "usage: bash bench/profile.sh hub|events" >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+TARGET=$ROOT/target/prof
+BIN=$TARGET/release
+OUT=${PROFILE_OUT:-$ROOT/target/profile/callgrind.$WHAT}
+mkdir -p "$(dirname "$OUT")"
+if [[ ${PROFILE_NO_BUILD:-0} != 1 ]]; then
+    echo "== building a release binary with line tables in $TARGET" >&2
+    CARGO_TARGET_DIR=$TARGET CARGO_PROFILE_RELEASE_STRIP=false \
+        CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        cargo build -q --release -p junction -p junction-bench --manifest-path "$ROOT/Cargo.toml"
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+API=http://127.0.0.1:$PORT/elements/api-v2
+USER_SECRET=profile-user-0123456789abcdef
+ORG_SECRET=profile-org-0123456789abcdef
+AUTH="User $USER_SECRET, Organization $ORG_SECRET"
+
+JUNCTION_DATABASE_URL="sqlite://$WORK/j.db?mode=rwc" JUNCTION_LISTEN=127.0.0.1:$PORT \
+JUNCTION_ENCRYPTION_KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= \
+JUNCTION_BOOTSTRAP_USER_SECRET=$USER_SECRET JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=$ORG_SECRET \
+JUNCTION_OUTBOUND_ALLOW_PRIVATE=true JUNCTION_CALLER_CONCURRENCY=64 JUNCTION_LOG=warn \
+    valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN/junction" serve \
+    >"$WORK/serve.out" 2>"$WORK/serve.log" &
+JPID=$!
+PIDS+=("$JPID")
+for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { cat "$WORK/serve.log" >&2; exit 1; }
+
+case $WHAT in
+hub)
+    "$BIN/junction-bench" salesforce --accounts 20000 --contacts 100 >"$WORK/sf.json" 2>"$WORK/sf.log" &
+    PIDS+=("$!")
+    for _ in $(seq 300); do [[ -s $WORK/sf.json ]] && break; sleep 0.1; done
+    field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$WORK/sf.json" "$1"; }
+    instance=$(curl -sf -X POST "$API/instances" -H "Authorization: $AUTH" -H 'Content-Type: application/json' \
+        -d "{\"element\":{\"key\":\"sfdc\"},\"name\":\"profile\",\"providerData\":{\"code\":\"profile-code\"},
+             \"configuration\":{\"oauth.api.key\":\"c\",\"oauth.api.secret\":\"s\",
+             \"oauth.callback.url\":\"https://app.example/cb\",\"oauth.token.url\":\"$(field tokenUrl)\"}}")
+    token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["token"])' "$instance")
+    load() {
+        "$BIN/junction-bench" hub-walk --via junction --url "$API" --authorization "Element $token" \
+            --target /hubs/crm/accounts --page-size 200 --repeat 1 >/dev/null
+    }
+    UNIT="page of 200 records (100 pages)"
+    PER=100
+    ;;
+events)
+    load() {
+        "$BIN/junction-bench" events --api "$API" --authorization "$AUTH" --count 3000 \
+            --concurrency 16 --phase-seconds 1 --light-rate 20 --outage-seconds 1 --outage-rate 20 \
+            >/dev/null 2>"$WORK/bench.err"
+    }
+    UNIT="webhook (about 3,000 in the throughput run, plus the short phases)"
+    PER=3000
+    ;;
+esac
+
+echo "== warming up" >&2
+load
+callgrind_control -z "$JPID" >/dev/null
+echo "== measuring" >&2
+load
+callgrind_control -d "$JPID" >/dev/null
+kill -TERM "$JPID"
+wait "$JPID" 2>/dev/null || true
+DUMP=$(ls -t "$OUT".* | head -1)
+total=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+echo "instructions: $total in all, $((total / PER)) per $UNIT"
+echo "file: $DUMP (callgrind_annotate --inclusive=yes $DUMP)"
+callgrind_annotate --inclusive=yes "$DUMP" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | grep -v -E 'tokio|hyper|axum|tower|futures|clone.S|pthread|std::|core::' |
+    head -"${PROFILE_TOP:-40}" | cut -c1-200
