@@ -2,7 +2,7 @@
 //! their notifications, delivery claims under a lease, the outcome of each attempt, the
 //! events API's reads, replays and pruning.
 
-use crate::{Dialect, Store, StoreError, placeholders};
+use crate::{Dialect, Store, StoreError, placeholders, value_rows};
 use junction_core::{AccountId, InstanceId};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -293,24 +293,10 @@ impl Store {
             .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
             .collect();
         for chunk in attempts.chunks(100) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 6;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6
-                    )
-                })
-                .collect();
             let sql = format!(
                 "insert into event_attempts (event_id, delivery_id, attempted_at, status_code, \
                  duration_ms, error) values {}",
-                rows.join(", ")
+                value_rows(chunk.len(), 6, 0, "(?1, ?2, ?3, ?4, ?5, ?6)")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (r, a) in chunk {
@@ -756,27 +742,11 @@ pub(crate) async fn insert_events_in(
     // connection's thread, and two per event were most of a group commit's time.
     let mut ids = Vec::with_capacity(batch.len());
     for chunk in batch.chunks(EVENT_ROWS) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 7;
-                format!(
-                    "(${}, ${}, ${}, ${}, '{}', ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    status::RECEIVED,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 7
-                )
-            })
-            .collect();
+        let row = format!("(?1, ?2, ?3, ?4, '{}', ?5, ?6, ?7, ?7)", status::RECEIVED);
         let sql = format!(
             "insert into events (instance_id, account_id, element_key, source, status, \
              provider_data, events, created_at, updated_at) values {} returning id",
-            rows.join(", ")
+            value_rows(chunk.len(), 7, 0, &row)
         );
         let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
         for event in chunk {
@@ -809,26 +779,16 @@ pub(crate) async fn insert_events_in(
         .flat_map(|(event, &id)| event.notifications.iter().map(move |n| (id, event, n)))
         .collect();
     for chunk in notifications.chunks(DELIVERY_ROWS) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 7 + 2;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, 0, $2, $2, $2)",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                )
-            })
-            .collect();
         let sql = format!(
             "insert into event_deliveries (event_id, instance_id, account_id, webhook_id, body, \
              ordering_key, callback, state, attempts, next_attempt_at, created_at, updated_at) \
              values {}",
-            rows.join(", ")
+            value_rows(
+                chunk.len(),
+                7,
+                2,
+                "(?1, ?2, ?3, ?4, ?5, ?6, ?7, $1, 0, $2, $2, $2)"
+            )
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(PENDING).bind(now);
         for (id, event, n) in chunk {

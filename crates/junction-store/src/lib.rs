@@ -796,6 +796,32 @@ pub(crate) fn placeholders(start: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// The rows of a multi-row `VALUES` list: `row` repeated `count` times, where `?k` in
+/// it stands for the k-th (1-based) of each row's `width` parameters, which follow the
+/// `shared` ones bound first (`$1` … `$shared`, written as such in `row`).
+pub(crate) fn value_rows(count: usize, width: usize, shared: usize, row: &str) -> String {
+    let mut out = String::with_capacity(count * (row.len() + 8));
+    for i in 0..count {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let first = shared + i * width;
+        let mut rest = row;
+        while let Some(at) = rest.find('?') {
+            out.push_str(&rest[..at]);
+            let digits = rest[at + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            let k: usize = rest[at + 1..at + 1 + digits].parse().unwrap_or(0);
+            out.push_str(&format!("${}", first + k));
+            rest = &rest[at + 1 + digits..];
+        }
+        out.push_str(rest);
+    }
+    out
+}
+
 /// How many migrations the database has applied.
 async fn applied_migrations(conn: &mut sqlx::AnyConnection) -> Result<usize, sqlx::Error> {
     let count: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
@@ -822,6 +848,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(used, 1, "SQLite is built without SQLITE_ENABLE_QPSG");
+    }
+
+    #[test]
+    fn value_rows_number_each_rows_parameters_after_the_shared_ones() {
+        assert_eq!(
+            value_rows(2, 3, 1, "($1, ?1, ?2, ?3, ?3)"),
+            "($1, $2, $3, $4, $4), ($1, $5, $6, $7, $7)"
+        );
+        assert_eq!(value_rows(1, 2, 0, "(?1, 'x', ?2)"), "($1, 'x', $2)");
+        assert_eq!(value_rows(0, 2, 0, "(?1, ?2)"), "");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use crate::events::insert_events_in;
 use crate::instances::COLUMNS;
-use crate::{Dialect, InstanceRecord, Store, StoreError, placeholders};
+use crate::{Dialect, InstanceRecord, Store, StoreError, placeholders, value_rows};
 use junction_core::{AccountId, InstanceId};
 use sqlx::{AssertSqlSafe, Row};
 
@@ -329,17 +329,11 @@ impl Store {
         }
         let ids = insert_events_in(&mut tx, events, now).await?;
         for chunk in seen.chunks(100) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 4 + 1;
-                    format!("($1, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
-                })
-                .collect();
             let sql = format!(
                 "insert into event_poller_seen (instance_id, resource, object_id, change, changed_at) \
                  values {} on conflict (instance_id, resource, object_id) do update \
                  set change = excluded.change, changed_at = excluded.changed_at",
-                rows.join(", ")
+                value_rows(chunk.len(), 4, 1, "($1, ?1, ?2, ?3, ?4)")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(instance.0);
             for c in chunk {
