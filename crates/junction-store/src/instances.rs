@@ -735,10 +735,11 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    async fn organization() -> (tempfile::TempDir, Store, AccountId, UserId) {
+    /// A migrated SQLite store with its first organization.
+    pub(crate) async fn organization() -> (tempfile::TempDir, Store, AccountId, UserId) {
         let dir = tempfile::tempdir().unwrap();
         let url = crate::DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
         let key = junction_crypto::generate_key().unwrap();

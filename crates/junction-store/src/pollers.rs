@@ -71,12 +71,17 @@ pub struct PollerRecord {
 }
 
 impl Store {
-    /// Instances whose stored configuration turns events on, for the poll scheduler to
-    /// check further (vendor type, element defaults).
+    /// Instances whose stored configuration names the events switch, for the poll
+    /// scheduler to check further (the value, vendor type, element defaults). Those that
+    /// set it to exactly "false" are left out here: the scheduler loads and decrypts every
+    /// candidate on each tick, and most instances carry the switch turned off.
     pub async fn polling_candidates(&self) -> Result<Vec<PollCandidate>, StoreError> {
+        // The configuration column is serde_json's compact map, so the pair is spelled
+        // exactly this way; quotes inside another value would be escaped and never match.
         let rows = sqlx::query(
             "select id, account_id from instances where disabled = 0 \
-             and config like '%event.notification.enabled%' order by id",
+             and config like '%event.notification.enabled%' \
+             and config not like '%\"event.notification.enabled\":\"false\"%' order by id",
         )
         .fetch_all(self.pool())
         .await?;
@@ -399,5 +404,54 @@ impl Store {
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::NewInstance;
+    use crate::instances::tests::organization;
+    use junction_core::{ConfigMap, Secret};
+
+    #[tokio::test]
+    async fn instances_with_events_turned_off_are_no_polling_candidates() {
+        let (_dir, store, account, user) = organization().await;
+        let mut ids = Vec::new();
+        for (i, value) in [Some("false"), Some("true"), Some(" false "), None]
+            .into_iter()
+            .enumerate()
+        {
+            let mut config = ConfigMap::new();
+            if let Some(v) = value {
+                config.insert("event.notification.enabled".into(), Some(v.into()));
+            }
+            let record = store
+                .insert_instance(NewInstance {
+                    account_id: account,
+                    user_id: user,
+                    element_id: 23,
+                    element_key: "sfdc",
+                    name: "n",
+                    token: &Secret::new(format!("token-{i}")),
+                    config: &config,
+                    secrets: &ConfigMap::new(),
+                    tags: &[],
+                    external_authentication: "none",
+                    token_expires_at: None,
+                    now: 1,
+                })
+                .await
+                .unwrap();
+            ids.push(record.id);
+        }
+        let candidates: Vec<_> = store
+            .polling_candidates()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        // "false" is left out; any other value is the scheduler's to judge.
+        assert_eq!(candidates, vec![ids[1], ids[2]]);
     }
 }
