@@ -240,8 +240,9 @@ print(json.dumps({"backend": backend, "count": n, "rows": walk.get("total") or 0
     "sweep": sweep, "sweep_cpu": float(cpu) if cpu else None,
     "rss_mb": rss * 1024 / 1e6, "hwm_mb": hwm * 1024 / 1e6, "load": load}))
 PY
-)$'\n'
-        log "$backend $N: done (load average $(loadavg))"
+)
+        log "$backend $N: done: ${ROWS##*$'\n'}"
+        ROWS+=$'\n'
     done
     if [[ $backend == sqlite ]]; then
         rm -f "$TMP"/million.db*

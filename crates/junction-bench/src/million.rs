@@ -213,7 +213,7 @@ pub async fn spread_expiries(
 }
 
 /// After a sweep window that ended at `window_end_ms` over expiries spread by
-/// [`spread_expiries`]: the seeded instances renewed (their new expiry lies past the
+/// [`spread_expiries`]: the seeded instances renewed (their expiry is no longer the one
 /// spread), those whose renewal fell due in the window (their spread expiry minus the
 /// margin came before its end), and those expired by its end without renewal. Prints JSON.
 pub async fn sweep_count(
@@ -225,9 +225,13 @@ pub async fn sweep_count(
     let pool = connect(database_url).await?;
     let (lo, width) = seeded_range(&pool).await?;
     let renewed: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "select count(*) from instances where {SEEDED} and token_expires_at > $1"
+        "select count(*) from instances where {SEEDED} \
+         and token_expires_at <> $1 + ((id - $2) * $3) / $4"
     )))
-    .bind(start_ms + span_ms)
+    .bind(start_ms)
+    .bind(lo)
+    .bind(span_ms)
+    .bind(width)
     .fetch_one(&pool)
     .await?;
     let due: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
