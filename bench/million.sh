@@ -277,6 +277,8 @@ print("| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | ---: | --- |")
 for r in rows:
     w, p, rd, s = r["walk"], r["provision"], r["ready"], r["sweep"]
     runs = ", ".join(f"{x:.0f}" for x in rd["runs_ms"])
+    if rd.get("failed"):
+        runs += f"; {len(rd['failed'])} start(s) failed"
     sweep = (f"{s['due']:,} / {s['renewed']:,} / {s['expired']:,} / {s['failed']}" if s else "—")
     cpu = f"{r['sweep_cpu']:.2f}" if r["sweep_cpu"] is not None else "—"
     get = f"{f(w['get_p50_ms'])} / {f(w['get_p99_ms'])}" if w["get_count"] else "—"

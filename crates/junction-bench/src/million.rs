@@ -125,12 +125,16 @@ pub async fn ready_time(
         .timeout(Duration::from_secs(1))
         .build()?;
     let mut times = Vec::with_capacity(runs);
+    // A start that exits before it is ready is counted and reported, not fatal: one
+    // failed start must not throw away an hour of measurement.
+    let mut failures: Vec<String> = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
         let mut child = tokio::process::Command::new(program)
             .args(args)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            // Its warnings and a failed start's reason reach the caller's log.
+            .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {program}"))?;
@@ -138,15 +142,19 @@ pub async fn ready_time(
             if let Ok(response) = http.get(url).send().await
                 && response.status().is_success()
             {
-                break started.elapsed();
+                break Some(started.elapsed());
             }
             if let Some(status) = child.try_wait()? {
-                bail!("{program} exited with {status} before {url} answered 200");
+                failures.push(format!("exited with {status} before {url} answered 200"));
+                break None;
             }
             if started.elapsed() > timeout {
                 bail!("{url} did not answer 200 within {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let Some(ready) = ready else {
+            continue;
         };
         times.push(ready);
         let pid = child.id().context("the server is gone")?;
@@ -156,6 +164,9 @@ pub async fn ready_time(
             .await?;
         child.wait().await?;
     }
+    if times.is_empty() {
+        bail!("no start became ready: {failures:?}");
+    }
     let mut sorted = times.clone();
     sorted.sort();
     println!(
@@ -163,6 +174,7 @@ pub async fn ready_time(
         json!({
             "runs_ms": times.iter().map(|t| t.as_secs_f64() * 1000.0).collect::<Vec<_>>(),
             "median_ms": crate::percentile(&sorted, 50.0),
+            "failed": failures,
         })
     );
     Ok(())
