@@ -117,6 +117,21 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 now_ms() { date +%s%3N; }
+# A free port below the kernel's ephemeral range: thousands of connections to nginx and
+# Junction leave ports of that range in TIME_WAIT, where a listener cannot bind.
+pick_listen_port() {
+    local low p i
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+    for ((i = 0; i < 200; i++)); do
+        p=$((10000 + RANDOM % (low - 10000)))
+        [[ " $* " == *" $p "* ]] && continue
+        port_in_use "$p" || {
+            echo "$p"
+            return 0
+        }
+    done
+    die "no free loopback port found"
+}
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # utime + stime of a process in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -124,7 +139,7 @@ TICKS=$(getconf CLK_TCK)
 
 # --- the token endpoint -------------------------------------------------------------------
 
-TPORT=$(pick_port)
+TPORT=$(pick_listen_port)
 TOKEN_URL=http://127.0.0.1:$TPORT/token
 nginx_conf_head "$TMP/nginx"
 cat >>"$TMP/nginx/nginx.conf" <<EOF
@@ -170,7 +185,7 @@ for backend in $BACKENDS; do
         die "unknown backend $backend (sqlite or postgres)"
     fi
     # A first start creates the organization and account the instances belong to.
-    PORT=$(pick_port "$TPORT")
+    PORT=$(pick_listen_port "$TPORT")
     start_junction "$PORT" "$DB" "$TMP/bootstrap-$backend.log" "${SETTINGS[@]}" JUNCTION_REFRESH_INTERVAL=0
     stop_junction
     seeded=0
@@ -194,7 +209,7 @@ for backend in $BACKENDS; do
             spread=$("$BENCH_BIN" spread-expiries --database-url "$DB" --seconds 3600 --offset-seconds "$MARGIN_SECONDS")
             start_ms=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["start_ms"])' "$spread")
             log "$backend $N: refresh sweep for $SWEEP_SECONDS s"
-            PORT=$(pick_port "$TPORT")
+            PORT=$(pick_listen_port "$TPORT")
             window_start=$(now_ms)
             start_junction "$PORT" "$DB" "$TMP/sweep-$backend-$N.log" "${SETTINGS[@]}" JUNCTION_LOG=info
             window_end=$((window_start + SWEEP_SECONDS * 1000))
@@ -210,14 +225,14 @@ for backend in $BACKENDS; do
         fi
 
         # --- 2. start to ready ---
-        PORT=$(pick_port "$TPORT")
+        PORT=$(pick_listen_port "$TPORT")
         log "$backend $N: $STARTS starts to ready"
         ready=$(env JUNCTION_DATABASE_URL="$DB" JUNCTION_LISTEN="127.0.0.1:$PORT" JUNCTION_LOG=warn \
             JUNCTION_REFRESH_INTERVAL=0 "${SETTINGS[@]}" \
             "$BENCH_BIN" ready-time --url "http://127.0.0.1:$PORT/ready" --runs "$STARTS" -- "$BIN" serve)
 
         # --- 3, 4, 5. listing, memory, provisioning ---
-        PORT=$(pick_port "$TPORT")
+        PORT=$(pick_listen_port "$TPORT")
         start_junction "$PORT" "$DB" "$TMP/serve-$backend-$N.log" "${SETTINGS[@]}" JUNCTION_REFRESH_INTERVAL=0
         API=http://127.0.0.1:$PORT/elements/api-v2
         log "$backend $N: listing ($SAMPLE_PAGES pages, $GETS GETs)"
