@@ -8,12 +8,16 @@
 //! `bench/hub.sh`, `salesforce` runs the Salesforce stand-in and `hub-walk` walks a
 //! collection straight against it or through Junction (see `hub.rs`). For
 //! `bench/replicas.sh`, `replicas` runs replicas behind nginx, kills them under load and
-//! checks what survived (see the library's `replicas` module).
+//! checks what survived (see the library's `replicas` module). For `bench/million.sh`,
+//! `provision`, `ready-time`, `spread-expiries` and `sweep-count` (see `million.rs`).
 
 mod events;
 mod hub;
+mod million;
 
 use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Parser, Subcommand};
 use junction_core::{AccountId, ConfigMap, Secret, UserId};
 use junction_crypto::Keyring;
@@ -45,6 +49,66 @@ enum Command {
         /// Store every access token as already expired, so all are due at once.
         #[arg(long, requires = "token_url")]
         due: bool,
+        /// Spread the seeded instances' token expiries evenly over this many seconds from
+        /// the end of seeding, as `spread-expiries` does.
+        #[arg(long, requires = "token_url", conflicts_with = "due")]
+        spread_seconds: Option<u64>,
+        /// Instances written per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Spread the token expiries of the seeded instances evenly, in id order, over
+    /// SECONDS starting OFFSET seconds from now; prints the start and span in ms.
+    SpreadExpiries {
+        /// With its scheme: sqlite://… or postgres://…
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+        #[arg(long, default_value_t = 0)]
+        offset_seconds: u64,
+    },
+    /// After a refresh sweep window over expiries from `spread-expiries`: renewed, fallen
+    /// due and expired seeded instances, as JSON.
+    SweepCount {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        start_ms: i64,
+        #[arg(long)]
+        span_ms: i64,
+        /// When the measured window ended (epoch ms).
+        #[arg(long)]
+        window_end_ms: i64,
+    },
+    /// COUNT provisionings through POST /instances, CONCURRENCY at a time, each
+    /// exchanging a code at TOKEN_URL; prints the rate and latency as JSON.
+    Provision {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        authorization: String,
+        #[arg(long)]
+        token_url: String,
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Unmeasured provisionings first.
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
+    },
+    /// Start COMMAND RUNS times and time each from exec to the first 200 of URL; prints
+    /// every time and the median as JSON.
+    ReadyTime {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
     },
     /// Wait until none of the database's instances is due for a refresh, and print the
     /// seconds from the first renewal seen to that moment, and how many were renewed.
@@ -76,6 +140,10 @@ enum Command {
         /// database connections and prepared its statements before timing starts.
         #[arg(long, default_value_t = 5)]
         warmup: usize,
+        /// Time only this many pages, spread evenly over the id range (the first page,
+        /// then pages starting at every Nth id) instead of walking to the end.
+        #[arg(long)]
+        sample_pages: Option<usize>,
     },
     /// Webhooks in and notifications out through a running Junction: throughput,
     /// latency at light, half and full load, and the backlog after an outage. Prints JSON.
@@ -195,6 +263,8 @@ async fn main() -> anyhow::Result<()> {
             count,
             token_url,
             due,
+            spread_seconds,
+            batch,
         } => {
             seed(
                 &database_url,
@@ -202,9 +272,49 @@ async fn main() -> anyhow::Result<()> {
                 count,
                 token_url.as_deref(),
                 due,
+                batch,
             )
-            .await
+            .await?;
+            if let Some(seconds) = spread_seconds {
+                let span = i64::try_from(seconds)?.saturating_mul(1000);
+                million::spread_expiries(&database_url, now_ms(), span).await?;
+            }
+            Ok(())
         }
+        Command::SpreadExpiries {
+            database_url,
+            seconds,
+            offset_seconds,
+        } => {
+            let start = now_ms() + i64::try_from(offset_seconds)? * 1000;
+            let span = i64::try_from(seconds)? * 1000;
+            let (lo, width) = million::spread_expiries(&database_url, start, span).await?;
+            println!(
+                "{}",
+                serde_json::json!({"start_ms": start, "span_ms": span, "lo": lo, "width": width})
+            );
+            Ok(())
+        }
+        Command::SweepCount {
+            database_url,
+            start_ms,
+            span_ms,
+            window_end_ms,
+        } => million::sweep_count(&database_url, start_ms, span_ms, window_end_ms).await,
+        Command::Provision {
+            api,
+            authorization,
+            token_url,
+            count,
+            concurrency,
+            warmup,
+        } => million::provision(&api, &authorization, &token_url, count, concurrency, warmup).await,
+        Command::ReadyTime {
+            url,
+            runs,
+            timeout,
+            command,
+        } => million::ready_time(&url, runs, Duration::from_secs(timeout), &command).await,
         Command::WaitRefreshed {
             database_url,
             encryption_key,
@@ -217,7 +327,8 @@ async fn main() -> anyhow::Result<()> {
             page_size,
             gets,
             warmup,
-        } => walk(&api, &authorization, page_size, gets, warmup).await,
+            sample_pages,
+        } => walk(&api, &authorization, page_size, gets, warmup, sample_pages).await,
         Command::BareProxy {
             listen,
             upstream,
@@ -412,6 +523,7 @@ async fn seed(
     count: usize,
     token_url: Option<&str>,
     due: bool,
+    batch: usize,
 ) -> anyhow::Result<()> {
     let store = open(database_url, key).await?;
     let mut public: ConfigMap = [
@@ -450,34 +562,48 @@ async fn seed(
     }
     let token_expires_at = due.then(now_ms);
     let started = Instant::now();
-    // A few concurrent writers, as several API callers would be.
+    // Names unique across several seedings of one database.
+    let run = now_ms();
+    // A few concurrent writers, each committing BATCH instances at a time: sealing runs
+    // beside another writer's transaction.
     let mut tasks = Vec::new();
     let per_task = count.div_ceil(4);
+    let batch = batch.max(1);
     for t in 0..4 {
         let (store, public, secrets) = (store.clone(), public.clone(), secrets.clone());
         let n = per_task.min(count.saturating_sub(t * per_task));
         tasks.push(tokio::spawn(async move {
-            for i in 0..n {
-                let token =
-                    junction_crypto::generate_secret(30).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let name = format!("bench {t}-{i}");
-                let tags = vec![format!("customer-{}", i % 1000)];
-                store
-                    .insert_instance(NewInstance {
+            let mut done = 0;
+            while done < n {
+                let size = batch.min(n - done);
+                let mut tokens = Vec::with_capacity(size);
+                let mut names = Vec::with_capacity(size);
+                let mut tags = Vec::with_capacity(size);
+                for i in done..done + size {
+                    tokens.push(
+                        junction_crypto::generate_secret(30).map_err(|e| anyhow::anyhow!("{e}"))?,
+                    );
+                    names.push(format!("bench {run}-{t}-{i}"));
+                    tags.push(vec![format!("customer-{}", i % 1000)]);
+                }
+                let news: Vec<NewInstance<'_>> = (0..size)
+                    .map(|k| NewInstance {
                         account_id: AccountId(1),
                         user_id: UserId(1),
                         element_id: 23,
                         element_key: "sfdc",
-                        name: &name,
-                        token: &token,
+                        name: &names[k],
+                        token: &tokens[k],
                         config: &public,
                         secrets: &secrets,
-                        tags: &tags,
+                        tags: &tags[k],
                         external_authentication: "initial",
                         token_expires_at,
                         now: 0,
                     })
-                    .await?;
+                    .collect();
+                store.insert_instances(&news).await?;
+                done += size;
             }
             anyhow::Ok(())
         }));
@@ -507,6 +633,7 @@ async fn walk(
     page_size: usize,
     gets: usize,
     warmup: usize,
+    sample_pages: Option<usize>,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -537,6 +664,9 @@ async fn walk(
     let mut latencies = Vec::new();
     let mut ids: Vec<i64> = Vec::new();
     let mut cursor: Option<String> = None;
+    // Sampling: ids are dense from 1, so page k starts after id k × stride.
+    let mut stride: Option<i64> = None;
+    let mut first_total: Option<i64> = None;
     let started = Instant::now();
     loop {
         let mut url = format!("{api}/instances?pageSize={page_size}");
@@ -556,8 +686,14 @@ async fn walk(
             .get("elements-next-page-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let total = response
+            .headers()
+            .get("elements-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok());
         let body = response.bytes().await?;
         latencies.push(t.elapsed());
+        first_total = first_total.or(total);
         if !status.is_success() {
             bail!("page {} answered {status}", latencies.len());
         }
@@ -568,6 +704,18 @@ async fn walk(
                 .flatten()
                 .filter_map(|i| i["id"].as_i64()),
         );
+        if let Some(pages) = sample_pages {
+            if latencies.len() >= pages || next.is_none() {
+                break;
+            }
+            let stride = *stride.get_or_insert_with(|| {
+                let pages = i64::try_from(pages).unwrap_or(i64::MAX).max(1);
+                (total.unwrap_or(0) / pages).max(1)
+            });
+            let after = i64::try_from(latencies.len()).unwrap_or(i64::MAX) * stride;
+            cursor = Some(URL_SAFE_NO_PAD.encode(format!("after:{after}")));
+            continue;
+        }
         match next {
             Some(n) => cursor = Some(n),
             None => break,
@@ -598,6 +746,7 @@ async fn walk(
         "{}",
         serde_json::json!({
             "instances": ids.len(),
+            "total": first_total,
             "pages": latencies.len(),
             "walk_seconds": walk_seconds,
             "page_p50_ms": percentile(&latencies, 50.0),

@@ -223,33 +223,43 @@ fn token_context(token_hash: &[u8]) -> Vec<u8> {
     context
 }
 
-impl Store {
-    /// Stores a new instance and its tags in one transaction, without a poller.
-    pub async fn insert_instance(
-        &self,
-        new: NewInstance<'_>,
-    ) -> Result<InstanceRecord, StoreError> {
-        self.insert_instance_polling(new, &PollerWrite::Off).await
-    }
+/// A new instance's columns as stored: configuration as JSON, secrets and token sealed.
+struct SealedInstance {
+    token_hash: Vec<u8>,
+    config_json: String,
+    secrets: Vec<u8>,
+    token: Vec<u8>,
+}
 
-    /// Stores a new instance, its tags and, when it polls, its poller in one transaction.
-    pub async fn insert_instance_polling(
-        &self,
-        new: NewInstance<'_>,
-        poller: &PollerWrite,
-    ) -> Result<InstanceRecord, StoreError> {
+impl Store {
+    fn seal_instance(&self, new: &NewInstance<'_>) -> Result<SealedInstance, StoreError> {
         let token_hash = self.keyring().lookup_hash(new.token.expose());
         let config_json =
             serde_json::to_string(new.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let secrets_json =
             serde_json::to_vec(new.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sealed = self
+        let secrets = self
             .keyring()
             .seal(&secrets_context(&token_hash), &secrets_json)?;
-        let token_sealed = self
+        let token = self
             .keyring()
             .seal(&token_context(&token_hash), new.token.expose().as_bytes())?;
-        let mut tx = self.writer().begin().await?;
+        Ok(SealedInstance {
+            token_hash,
+            config_json,
+            secrets,
+            token,
+        })
+    }
+
+    /// The row and its tags, inside the caller's transaction; returns the id and the
+    /// distinct tags written.
+    async fn insert_sealed(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        new: &NewInstance<'_>,
+        sealed: SealedInstance,
+    ) -> Result<(i64, Vec<String>), StoreError> {
         if new.element_id >= junction_core::element::CUSTOM_ELEMENT_IDS_START {
             // Shared with other new instances, exclusive of the element's deletion (which
             // locks the row, then counts instances): the instance is counted there, or it
@@ -262,7 +272,7 @@ impl Store {
                 "select id from custom_elements where id = $1{lock}"
             )))
             .bind(new.element_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
             if element.is_none() {
                 return Err(StoreError::ElementGone);
@@ -279,17 +289,17 @@ impl Store {
         .bind(new.element_id)
         .bind(new.element_key)
         .bind(new.name)
-        .bind(token_hash)
-        .bind(token_sealed)
-        .bind(config_json)
-        .bind(sealed)
+        .bind(sealed.token_hash)
+        .bind(sealed.token)
+        .bind(sealed.config_json)
+        .bind(sealed.secrets)
         .bind(1i64)
         .bind(0i64)
         .bind(0i64)
         .bind(new.external_authentication)
         .bind(new.token_expires_at)
         .bind(new.now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
         let mut tags: Vec<String> = Vec::new();
         for tag in new.tags {
@@ -297,11 +307,54 @@ impl Store {
                 sqlx::query("insert into instance_tags (instance_id, tag) values ($1, $2)")
                     .bind(id)
                     .bind(tag)
-                    .execute(&mut *tx)
+                    .execute(&mut *conn)
                     .await?;
                 tags.push(tag.clone());
             }
         }
+        Ok((id, tags))
+    }
+
+    /// Stores many new instances in one transaction, all or none: a bulk load pays one
+    /// commit (one fsync, one turn of the single SQLite writer) for the lot instead of
+    /// one per instance. Ids come back in the order given. No pollers: a bulk load is
+    /// reconciled with them when Junction starts.
+    pub async fn insert_instances(
+        &self,
+        news: &[NewInstance<'_>],
+    ) -> Result<Vec<InstanceId>, StoreError> {
+        // Sealed before the transaction, so the writer is held for the statements only.
+        let sealed = news
+            .iter()
+            .map(|new| self.seal_instance(new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.writer().begin().await?;
+        let mut ids = Vec::with_capacity(news.len());
+        for (new, sealed) in news.iter().zip(sealed) {
+            let (id, _) = self.insert_sealed(&mut tx, new, sealed).await?;
+            ids.push(InstanceId(id));
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Stores a new instance and its tags in one transaction, without a poller.
+    pub async fn insert_instance(
+        &self,
+        new: NewInstance<'_>,
+    ) -> Result<InstanceRecord, StoreError> {
+        self.insert_instance_polling(new, &PollerWrite::Off).await
+    }
+
+    /// Stores a new instance, its tags and, when it polls, its poller in one transaction.
+    pub async fn insert_instance_polling(
+        &self,
+        new: NewInstance<'_>,
+        poller: &PollerWrite,
+    ) -> Result<InstanceRecord, StoreError> {
+        let sealed = self.seal_instance(&new)?;
+        let mut tx = self.writer().begin().await?;
+        let (id, tags) = self.insert_sealed(&mut tx, &new, sealed).await?;
         write_poller_in(&mut tx, InstanceId(id), poller, true, new.now).await?;
         tx.commit().await?;
         let mut config = new.config.clone();
@@ -738,8 +791,121 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A migrated SQLite store with its first organization.
+    pub(crate) async fn organization() -> (tempfile::TempDir, Store, AccountId, UserId) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
+        let key = junction_crypto::generate_key().unwrap();
+        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
+        let store = Store::connect(&url, keyring).await.unwrap();
+        store.migrate().await.unwrap();
+        let created = store
+            .create_first_organization(
+                crate::NewOrganization {
+                    name: "o",
+                    account_name: "a",
+                    email: "e@example.com",
+                    first_name: "f",
+                    last_name: "l",
+                    organization_secret: &Secret::new("organization-secret"),
+                    user_secret: &Secret::new("user-secret"),
+                    now: 1,
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        (dir, store, created.account_id, created.user_id)
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_instances_is_stored_sealed_and_reads_back_like_single_inserts() {
+        let (_dir, store, account, user) = organization().await;
+        let config: ConfigMap =
+            [("base.url".to_owned(), Some("https://x.example".to_owned()))].into();
+        let secrets: ConfigMap = [(
+            "oauth.api.secret".to_owned(),
+            Some("client-secret".to_owned()),
+        )]
+        .into();
+        let tokens: Vec<Secret> = (0..3).map(|i| Secret::new(format!("token-{i}"))).collect();
+        let names: Vec<String> = (0..3).map(|i| format!("batch {i}")).collect();
+        let tags = vec!["t".to_owned(), "t".to_owned()];
+        let news: Vec<NewInstance<'_>> = (0..3)
+            .map(|i| NewInstance {
+                account_id: account,
+                user_id: user,
+                element_id: 23,
+                element_key: "sfdc",
+                name: &names[i],
+                token: &tokens[i],
+                config: &config,
+                secrets: &secrets,
+                tags: &tags,
+                external_authentication: "initial",
+                token_expires_at: Some(1000 + i as i64),
+                now: 5,
+            })
+            .collect();
+        let ids = store.insert_instances(&news).await.unwrap();
+        assert_eq!(ids.len(), 3);
+        for (i, id) in ids.iter().enumerate() {
+            let record = store.get_credentials_fresh(account, *id).await.unwrap();
+            assert_eq!(record.name, names[i]);
+            assert_eq!(record.token.expose(), tokens[i].expose());
+            assert_eq!(record.token_expires_at, Some(1000 + i as i64));
+            assert_eq!(
+                record.config.get("oauth.api.secret"),
+                Some(&Some("client-secret".to_owned()))
+            );
+            let listed = store.get_instance(account, *id).await.unwrap();
+            assert_eq!(listed.tags, vec!["t".to_owned()]);
+        }
+        let stored: Vec<u8> = sqlx::query_scalar("select secrets from instances where id = $1")
+            .bind(ids[0].0)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&stored).contains("client-secret"),
+            "secrets are stored in the clear"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_one_bad_instance_stores_none_of_them() {
+        let (_dir, store, account, user) = organization().await;
+        let empty = ConfigMap::new();
+        let tokens = [Secret::new("token-a"), Secret::new("token-b")];
+        let news: Vec<NewInstance<'_>> = [23, junction_core::element::CUSTOM_ELEMENT_IDS_START + 7]
+            .iter()
+            .zip(&tokens)
+            .map(|(element_id, token)| NewInstance {
+                account_id: account,
+                user_id: user,
+                element_id: *element_id,
+                element_key: "sfdc",
+                name: "n",
+                token,
+                config: &empty,
+                secrets: &empty,
+                tags: &[],
+                external_authentication: "none",
+                token_expires_at: None,
+                now: 5,
+            })
+            .collect();
+        let err = store.insert_instances(&news).await.unwrap_err();
+        assert!(matches!(err, StoreError::ElementGone), "{err}");
+        let count: i64 = sqlx::query_scalar("select count(*) from instances")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, 0, "the first instance of the failed batch was kept");
+    }
 
     #[test]
     fn debug_output_shows_no_configuration_value() {

@@ -160,9 +160,14 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
+        // The configuration column is serde_json's compact map, so the pair is spelled
+        // exactly this way; quotes inside another value would be escaped and never match.
+        // Most instances that name the switch have it off: they are not read and decrypted.
         let rows = sqlx::query(AssertSqlSafe(format!(
             "select {COLUMNS} from instances where id > $1 and disabled = 0 \
-             and config like '%event.notification.enabled%' order by id limit $2"
+             and config like '%event.notification.enabled%' \
+             and config not like '%\"event.notification.enabled\":\"false\"%' \
+             order by id limit $2"
         )))
         .bind(after)
         .bind(limit)
@@ -495,5 +500,54 @@ impl Store {
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::NewInstance;
+    use crate::instances::tests::organization;
+    use junction_core::{ConfigMap, Secret};
+
+    #[tokio::test]
+    async fn instances_with_events_turned_off_are_no_polling_candidates() {
+        let (_dir, store, account, user) = organization().await;
+        let mut ids = Vec::new();
+        for (i, value) in [Some("false"), Some("true"), Some(" false "), None]
+            .into_iter()
+            .enumerate()
+        {
+            let mut config = ConfigMap::new();
+            if let Some(v) = value {
+                config.insert("event.notification.enabled".into(), Some(v.into()));
+            }
+            let record = store
+                .insert_instance(NewInstance {
+                    account_id: account,
+                    user_id: user,
+                    element_id: 23,
+                    element_key: "sfdc",
+                    name: "n",
+                    token: &Secret::new(format!("token-{i}")),
+                    config: &config,
+                    secrets: &ConfigMap::new(),
+                    tags: &[],
+                    external_authentication: "none",
+                    token_expires_at: None,
+                    now: 1,
+                })
+                .await
+                .unwrap();
+            ids.push(record.id);
+        }
+        let candidates: Vec<_> = store
+            .polling_candidates(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        // "false" is left out; any other value is the reconciliation's to judge.
+        assert_eq!(candidates, vec![ids[1], ids[2]]);
     }
 }
