@@ -850,6 +850,29 @@ mod tests {
         assert_eq!(used, 1, "SQLite is built without SQLITE_ENABLE_QPSG");
     }
 
+    #[tokio::test]
+    async fn releasing_refresh_leases_at_start_reads_only_the_leased_instances() {
+        // At a million instances a scan here was most of the time from start to ready.
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
+        let key = junction_crypto::generate_key().unwrap();
+        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
+        let store = Store::connect(&url, keyring).await.unwrap();
+        store.migrate().await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "explain query plan update instances set refresh_lease_owner = null, \
+             refresh_lease_until = null where refresh_lease_owner is not null",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+        assert!(
+            steps.iter().any(|s| s.contains("instances_refresh_lease")),
+            "{steps:?}"
+        );
+    }
+
     #[test]
     fn value_rows_number_each_rows_parameters_after_the_shared_ones() {
         assert_eq!(
