@@ -60,6 +60,15 @@ SF_URL=$(field "$WORK/sf.json" url)
 TOKEN_URL=$(field "$WORK/sf.json" tokenUrl)
 SF_TOKEN=$(field "$WORK/sf.json" token)
 
+# The bare hop: the same walk through a forwarder that does nothing but forward (axum in,
+# reqwest out, the stand-in's token set), what any proxy on this stack costs per page.
+BARE_PORT=$(pick_port)
+"$DRIVER" bare-proxy --listen "127.0.0.1:$BARE_PORT" --upstream "$SF_URL" \
+    --authorization "Bearer $SF_TOKEN" >"$WORK/bare.log" 2>&1 &
+STARTED+=("$!")
+BARE_URL=http://127.0.0.1:$BARE_PORT
+for ((i = 0; i < 100; i++)); do curl -s -o /dev/null "$BARE_URL/" && break; sleep 0.1; done
+
 PORT=$(pick_port)
 API=http://127.0.0.1:$PORT/elements/api-v2
 log "starting Junction on 127.0.0.1:$PORT (SQLite)"
@@ -106,12 +115,13 @@ walk() {  # via, url, authorization, target, page size → JSON line
 
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
-record() {  # label, collection size, page size, direct JSON, junction JSON
+record() {  # label, collection size, page size, direct JSON, junction JSON[, bare hop JSON]
     python3 - "$@" >>"$RESULTS" <<'PY'
 import json, sys
 label, size, page, direct, through = sys.argv[1:6]
+bare = json.loads(sys.argv[6]) if len(sys.argv) > 6 else None
 print(json.dumps({"label": label, "size": int(size), "page": int(page),
-                  "direct": json.loads(direct), "junction": json.loads(through)}))
+                  "direct": json.loads(direct), "junction": json.loads(through), "bare": bare}))
 PY
 }
 
@@ -121,7 +131,8 @@ for collection in contacts accounts; do
         log "walking $size ${collection} at $page a page: direct, then through Junction"
         direct=$(walk direct "$SF_URL" "Bearer $SF_TOKEN" "SELECT FIELDS(STANDARD) FROM $object" "$page")
         through=$(walk junction "$API" "$ELEMENT_AUTH" "/hubs/crm/$collection" "$page")
-        record "$collection" "$size" "$page" "$direct" "$through"
+        bare=$(walk direct "$BARE_URL" "Bearer ignored" "SELECT FIELDS(STANDARD) FROM $object" "$page")
+        record "$collection" "$size" "$page" "$direct" "$through" "$bare"
     done
     eval "rss_$collection=$(status_kb "$JPID" VmRSS)"
     eval "hwm_$collection=$(status_kb "$JPID" VmHWM)"
@@ -156,12 +167,12 @@ print(f"**Hub resource benchmark, {now}**\n")
 print(f"Command: `bash bench/hub.sh` (Salesforce stand-in with {int(n100):,} Accounts and {int(n10):,} Contacts; "
       f"each walk is the fastest of {repeat}; loopback; Junction on SQLite); commit `{commit}`"
       + (f" with {dirty} uncommitted change(s)" if int(dirty) else "") + ".\n")
-print("| Walk | Records | Page size | Pages | Direct records/s | Junction records/s | Ratio | Goal | Added ms per page | Goal |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |")
+print("| Walk | Records | Page size | Pages | Direct records/s | Junction records/s | Ratio | Goal | Added ms per page | Goal | Bare hop records/s (ratio) | Junction ÷ bare hop |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |")
 for r in rows:
     d, j = r["direct"], r["junction"]
     if "records_per_s" not in j:
-        print(f"| {r['label']} | — | {r['page']} | — | {d['records_per_s']:,.0f} | refused | — | — | — | — |")
+        print(f"| {r['label']} | — | {r['page']} | — | {d['records_per_s']:,.0f} | refused | — | — | — | — | — | — |")
         continue
     filtered = "where" in r["label"]
     ratio = j["records_per_s"] / d["records_per_s"]
@@ -172,8 +183,14 @@ for r in rows:
         goal1 = ("PASS" if ratio >= 0.8 else "MISS") + " (≥ 0.80)"
         goal2 = ("PASS" if added <= 1.0 else "MISS") + " (≤ 1 ms)"
     pages = f"{j['pages']:,}" if j["pages"] == d["pages"] else f"{d['pages']:,} / {j['pages']:,}"
+    b = r.get("bare")
+    if b and "records_per_s" in b:
+        bare = f"{b['records_per_s']:,.0f} ({b['records_per_s'] / d['records_per_s']:.2f})"
+        over = f"{j['records_per_s'] / b['records_per_s']:.2f}"
+    else:
+        bare = over = "—"
     print(f"| {r['label']} | {j['records']:,} | {r['page']} | {pages} | {d['records_per_s']:,.0f} | {j['records_per_s']:,.0f} | "
-          f"{ratio:.2f} | {goal1} | {added:.2f} | {goal2} |")
+          f"{ratio:.2f} | {goal1} | {added:.2f} | {goal2} | {bare} | {over} |")
 print()
 growth = mb(hwm100) - mb(hwm10)
 flat = "PASS" if growth <= 0.1 * mb(hwm10) else "MISS"

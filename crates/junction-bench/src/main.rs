@@ -183,6 +183,9 @@ enum Command {
         /// Give the client Junction's read timeout (seconds), to measure what it costs.
         #[arg(long)]
         read_timeout: Option<u64>,
+        /// The Authorization header sent upstream in place of the caller's.
+        #[arg(long, default_value = "Bearer bench-provider-token")]
+        authorization: String,
     },
     /// Serve the Salesforce stand-in with this many Accounts and Contacts, and a token
     /// endpoint naming it as `instance_url`; print their addresses as JSON.
@@ -333,7 +336,8 @@ async fn main() -> anyhow::Result<()> {
             listen,
             upstream,
             read_timeout,
-        } => bare_proxy(listen, upstream, read_timeout).await,
+            authorization,
+        } => bare_proxy(listen, upstream, read_timeout, authorization).await,
         Command::Events {
             api,
             authorization,
@@ -417,6 +421,7 @@ async fn bare_proxy(
     listen: std::net::SocketAddr,
     upstream: String,
     read_timeout: Option<u64>,
+    authorization: String,
 ) -> anyhow::Result<()> {
     use axum::body::Body;
     use axum::extract::{Request, State};
@@ -425,6 +430,7 @@ async fn bare_proxy(
     struct Upstream {
         client: reqwest::Client,
         base: Arc<str>,
+        authorization: Arc<str>,
     }
     async fn forward(State(up): State<Upstream>, request: Request) -> Response {
         let (parts, body) = request.into_parts();
@@ -438,7 +444,7 @@ async fn bare_proxy(
         let sent = up
             .client
             .request(parts.method, format!("{}{path}", up.base))
-            .header("authorization", "Bearer bench-provider-token")
+            .header("authorization", &*up.authorization)
             .body(body)
             .send()
             .await;
@@ -461,6 +467,7 @@ async fn bare_proxy(
     let state = Upstream {
         client: client.build()?,
         base: upstream.trim_end_matches('/').into(),
+        authorization: authorization.into(),
     };
     let app = axum::Router::new().fallback(forward).with_state(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
