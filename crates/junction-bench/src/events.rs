@@ -218,6 +218,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
 
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.concurrency.max(64))
+        // Junction closes a kept-alive connection that stays silent for its header-read
+        // timeout (10 s by default); a webhook sent on one just as it closes is reset.
+        // Dropping idle connections sooner is what a provider's client should do too.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()?;
     let created: Value = http
         .post(format!("{}/instances", o.api))
