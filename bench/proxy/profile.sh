@@ -142,9 +142,9 @@ requests() {
 measure() {
     local name=$1 pid=$2 url=$3 header=${4:-X-Profile: 1} file total
     requests "$url" "$WARMUP_N" "$header"
-    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
     requests "$url" "$REQUESTS" "$header"
-    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -d "$pid" >/dev/null 2>&1
     file=$TMP/$name.callgrind.$pid.1
     for ((i = 0; i < 100; i++)); do
         [[ -s $file ]] && grep -q '^totals:' "$file" && break
