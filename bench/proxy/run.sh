@@ -5,7 +5,7 @@
 #
 # One nginx on loopback serves a static JSON answer (the "provider") and, on a second
 # port, proxies to it adding a fixed Authorization header (the reference proxy). Junction
-# (release build, SQLite in a temporary directory) gets one `sfdc` instance whose
+# (release build, SQLite in a temporary directory) gets one `sfdcdocuments` instance whose
 # `base.url` is that provider. wrk then measures, in the same run and on the same path:
 #   direct   the provider itself
 #   nginx    nginx proxy_pass + Authorization header
@@ -170,7 +170,7 @@ log "starting Junction on $JPORT"
 start_junction "$JPORT" "$TMP/bench.db" "$TMP/junction.log" \
     JUNCTION_BOOTSTRAP_USER_SECRET="$USER_SECRET" JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET="$ORG_SECRET"
 
-INSTANCE_JSON='{"element":{"key":"sfdc"},"externalAuthentication":"initial","name":"bench","configuration":{"oauth.api.key":"k","oauth.api.secret":"s","oauth.callback.url":"https://app.example.com/cb","oauth.user.token":"'$PROVIDER_TOKEN'","base.url":"'$UPSTREAM$BASE_PATH'"}}'
+INSTANCE_JSON='{"element":{"key":"sfdcdocuments"},"externalAuthentication":"initial","name":"bench","configuration":{"oauth.api.key":"k","oauth.api.secret":"s","oauth.callback.url":"https://app.example.com/cb","oauth.user.token":"'$PROVIDER_TOKEN'","base.url":"'$UPSTREAM$BASE_PATH'"}}'
 curl -sS --max-time 10 -o "$TMP/instance.json" -X POST "$J/elements/api-v2/instances" \
     -H "Authorization: User $USER_SECRET, Organization $ORG_SECRET" \
     -H 'Content-Type: application/json' -d "$INSTANCE_JSON"

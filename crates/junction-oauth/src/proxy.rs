@@ -236,7 +236,10 @@ pub fn authorize(
 ) -> Result<(), OAuthError> {
     match auth {
         ProviderAuth::Bearer { placement, token } => {
-            let value = format!("{}{}", placement.prefix, token.expose());
+            let token = token.expose();
+            let mut value = String::with_capacity(placement.prefix.len() + token.len());
+            value.push_str(&placement.prefix);
+            value.push_str(token);
             match placement.location {
                 CredentialLocation::Query => set_query(url, &placement.name, &value),
                 CredentialLocation::Header => {
@@ -424,7 +427,10 @@ impl ProxyClient {
                 url
             }
         };
-        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+        let base_path = url.path().trim_end_matches('/');
+        let mut joined = String::with_capacity(base_path.len() + path.len());
+        joined.push_str(base_path);
+        joined.push_str(path);
         url.set_path(&joined);
         url.set_query(query.filter(|q| !q.is_empty()));
         Ok(url)
@@ -451,11 +457,13 @@ impl ProxyClient {
         } = call;
         authorize(&auth, &method, &mut url, &mut headers, &body)?;
         let idempotent = method.is_idempotent();
-        let mut request = self.http.request(method, url).headers(headers);
+        // The headers move in whole; a builder would copy them one by one.
+        let mut request = reqwest::Request::new(method, url);
+        *request.headers_mut() = headers;
         match body {
             ProxyBody::Buffered(bytes) if bytes.is_empty() => {}
-            ProxyBody::Buffered(bytes) => request = request.body(bytes),
-            ProxyBody::Streaming(stream) => request = request.body(stream),
+            ProxyBody::Buffered(bytes) => *request.body_mut() = Some(bytes.into()),
+            ProxyBody::Streaming(stream) => *request.body_mut() = Some(stream),
         }
         // A provider may close a kept-alive connection just as a call goes out on it
         // (its idle timeout and the call crossing); the call then fails before any
@@ -466,14 +474,17 @@ impl ProxyClient {
         } else {
             None
         };
-        let response = match (request.send().await, again) {
+        let response = match (self.http.execute(request).await, again) {
             (Ok(response), _) => response,
             (Err(e), Some(again)) if crate::client::broke_before_the_answer(&e) => {
                 tracing::info!(
                     cause = "broken",
                     "the provider's connection broke before it answered; sending the idempotent call again"
                 );
-                again.send().await.map_err(|e| self.transport_error(e))?
+                self.http
+                    .execute(again)
+                    .await
+                    .map_err(|e| self.transport_error(e))?
             }
             (Err(e), _) => return Err(self.transport_error(e)),
         };
@@ -503,16 +514,32 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    HOP_BY_HOP.contains(name)
-        || name.as_str() == "proxy-connection"
-        // A `Connection` header names further headers that are for this hop only.
-        || headers
-            .get_all(header::CONNECTION)
+fn is_hop_by_hop(name: &HeaderName, listed: &ConnectionListed<'_>) -> bool {
+    HOP_BY_HOP.contains(name) || name.as_str() == "proxy-connection" || listed.names(name)
+}
+
+/// The further headers a message's `Connection` header names as this hop's only, read
+/// once per message rather than once per header.
+struct ConnectionListed<'a>(Vec<&'a str>);
+
+impl<'a> ConnectionListed<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        Self(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect(),
+        )
+    }
+
+    fn names(&self, name: &HeaderName) -> bool {
+        self.0
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))
+            .any(|listed| listed.eq_ignore_ascii_case(name.as_str()))
+    }
 }
 
 /// Request headers only Junction itself sets on a provider call, whoever else asks (a
@@ -537,9 +564,10 @@ pub fn is_reserved_request_header(name: &HeaderName) -> bool {
 /// The caller's headers that may reach the provider: all but
 /// [`is_reserved_request_header`] ones and those its `Connection` header names.
 pub fn forwardable_request_headers(headers: &HeaderMap) -> HeaderMap {
+    let listed = ConnectionListed::of(headers);
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        let dropped = is_reserved_request_header(name) || is_hop_by_hop(name, headers);
+        let dropped = is_reserved_request_header(name) || is_hop_by_hop(name, &listed);
         if !dropped {
             out.append(name.clone(), value.clone());
         }
@@ -558,9 +586,10 @@ pub const PROXIED_CONTENT_SECURITY_POLICY: &str =
 /// headers (Junction answers CORS for its own API); Junction's `nosniff` and sandboxing
 /// `Content-Security-Policy` replace whatever the provider said of them.
 pub fn forwardable_response_headers(headers: &HeaderMap) -> HeaderMap {
+    let listed = ConnectionListed::of(headers);
     let mut out = HeaderMap::with_capacity(headers.len() + 2);
     for (name, value) in headers {
-        let dropped = is_hop_by_hop(name, headers)
+        let dropped = is_hop_by_hop(name, &listed)
             || name == header::SET_COOKIE
             || name.as_str() == "set-cookie2"
             || name.as_str().starts_with("access-control-")

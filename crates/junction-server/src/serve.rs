@@ -148,17 +148,21 @@ pub async fn serve(
 }
 
 /// A request body that must have arrived in full within a time from the request's
-/// start; past it, reading it fails as a body that stops arriving does.
+/// start; past it, reading it fails as a body that stops arriving does. The timer is
+/// only set once the body keeps the reader waiting: most bodies (every empty one) are
+/// there at once.
 struct DeadlineBody<B> {
     inner: B,
-    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> DeadlineBody<B> {
     fn new(inner: B, timeout: Duration) -> Self {
         Self {
             inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: tokio::time::Instant::now() + timeout,
+            timer: None,
         }
     }
 }
@@ -179,7 +183,11 @@ where
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
             Poll::Pending => {
-                if this.deadline.as_mut().poll(cx).is_ready() {
+                let deadline = this.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Some(Err(
                         "the request body did not arrive within JUNCTION_BODY_TIMEOUT".into(),
                     )));

@@ -59,15 +59,16 @@ pub fn parse_authorization(header: &str) -> Result<PresentedSecrets, ServiceErro
         if value.is_empty() {
             return Err(unauthorized(&format!("the {scheme} value is empty")));
         }
-        let (slot, name) = match scheme.to_ascii_lowercase().as_str() {
-            "user" => (&mut out.user, "User"),
-            "organization" => (&mut out.organization, "Organization"),
-            "element" => (&mut out.element, "Element"),
-            _ => {
-                return Err(unauthorized(
-                    "unknown Authorization scheme: expected User, Organization and Element",
-                ));
-            }
+        let (slot, name) = if scheme.eq_ignore_ascii_case("user") {
+            (&mut out.user, "User")
+        } else if scheme.eq_ignore_ascii_case("organization") {
+            (&mut out.organization, "Organization")
+        } else if scheme.eq_ignore_ascii_case("element") {
+            (&mut out.element, "Element")
+        } else {
+            return Err(unauthorized(
+                "unknown Authorization scheme: expected User, Organization and Element",
+            ));
         };
         if let Some(next) = value
             .split_whitespace()

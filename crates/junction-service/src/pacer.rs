@@ -51,7 +51,8 @@ pub struct Pacer {
 struct Budget {
     key: String,
     pace: Pace,
-    limit: String,
+    /// Described only when a call is refused: most calls never need the words.
+    limit: RateLimit,
     max_wait: Duration,
 }
 
@@ -90,7 +91,7 @@ impl Pacer {
                 tolerance: (burst - 1) * interval,
                 max_wait: micros(max_wait),
             },
-            limit: limit.describe(),
+            limit: limit.clone(),
             max_wait,
         }
     }
@@ -295,7 +296,7 @@ fn refused(budget: &Budget, free_in: i64) -> ServiceError {
     ServiceError::RateLimited {
         message: format!(
             "the provider allows {}; no slot is free within {} s, so the call was not sent; retry after {retry_after} s",
-            budget.limit,
+            budget.limit.describe(),
             budget.max_wait.as_secs_f64()
         ),
         retry_after,

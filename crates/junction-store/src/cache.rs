@@ -20,6 +20,7 @@
 
 use crate::elements::{CustomElement, OrganizationElements};
 use crate::{InstanceRecord, Principal};
+use junction_core::Secret;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -115,11 +116,35 @@ pub(crate) struct Ticket(u64);
 
 type UserKey = (Vec<u8>, Vec<u8>);
 
+/// An Element token as a map key: hashed and compared as its text, never printed.
+#[derive(Clone, PartialEq, Eq)]
+struct TokenKey(Secret);
+
+impl std::hash::Hash for TokenKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.expose().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for TokenKey {
+    fn borrow(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
 pub(crate) struct Cache {
     instances: moka::sync::Cache<i64, Arc<InstanceRecord>>,
-    /// Element token lookup hash → instance id. A token never moves to another instance
-    /// and ids are never reused, so only the instance copy needs invalidating.
-    tokens: moka::sync::Cache<Vec<u8>, i64>,
+    /// Element token → instance id. A token never moves to another instance and ids are
+    /// never reused, so only the instance copy needs invalidating. Keyed by the token
+    /// itself, not its lookup hash: a kept call then computes no HMAC, and the tokens are
+    /// in the kept records already.
+    tokens: moka::sync::Cache<TokenKey, i64>,
     users: moka::sync::Cache<UserKey, Principal>,
     /// Each organization's custom elements, weighed by their size.
     organization_elements: moka::sync::Cache<i64, Arc<OrganizationElements>>,
@@ -191,29 +216,20 @@ impl Cache {
 
     /// The instance `token` belongs to. The record's own token is compared too: ids are
     /// never reused, but a copy must not be what decides who a caller is.
-    pub(crate) fn instance_by_token(
-        &self,
-        token_hash: &[u8],
-        token: &str,
-    ) -> Option<Arc<InstanceRecord>> {
+    pub(crate) fn instance_by_token(&self, token: &str) -> Option<Arc<InstanceRecord>> {
         if !self.usable() {
             return None;
         }
-        let id = looked_up("token", self.tokens.get(token_hash))?;
+        let id = looked_up("token", self.tokens.get(token))?;
         self.instances
             .get(&id)
             .filter(|record| record.token.expose() == token)
     }
 
     /// Keeps a record read after `ticket` was taken, unless something was invalidated since.
-    pub(crate) fn keep_instance(
-        &self,
-        ticket: Ticket,
-        record: Arc<InstanceRecord>,
-        token_hash: Vec<u8>,
-    ) {
+    pub(crate) fn keep_instance(&self, ticket: Ticket, record: Arc<InstanceRecord>) {
         let id = record.id.0;
-        self.tokens.insert(token_hash, id);
+        self.tokens.insert(TokenKey(record.token.clone()), id);
         self.instances.insert(id, record);
         // An invalidation moves the epoch before it removes; one that raced this insert
         // either removed it already or shows here.
@@ -419,24 +435,21 @@ mod tests {
         let ticket = cache.ticket().unwrap();
         // A write commits and invalidates while the fill is reading the old row.
         cache.forget(Change::Instance(7));
-        cache.keep_instance(ticket, record(7), b"hash".to_vec());
+        cache.keep_instance(ticket, record(7));
         assert!(cache.instance(7).is_none());
-        assert!(cache.instance_by_token(b"hash", "t").is_none());
+        assert!(cache.instance_by_token("t").is_none());
 
         let ticket = cache.ticket().unwrap();
-        cache.keep_instance(ticket, record(7), b"hash".to_vec());
-        assert_eq!(
-            cache.instance_by_token(b"hash", "t").unwrap().id,
-            InstanceId(7)
-        );
-        assert!(cache.instance_by_token(b"hash", "other").is_none());
+        cache.keep_instance(ticket, record(7));
+        assert_eq!(cache.instance_by_token("t").unwrap().id, InstanceId(7));
+        assert!(cache.instance_by_token("other").is_none());
     }
 
     #[test]
     fn nothing_is_served_while_other_replicas_writes_may_be_missed() {
         let cache = Cache::new(CacheSettings::default(), true);
         let ticket = cache.ticket().unwrap();
-        cache.keep_instance(ticket, record(3), b"h".to_vec());
+        cache.keep_instance(ticket, record(3));
         cache.set_coherent(false);
         assert!(!cache.is_coherent());
         assert!(cache.ticket().is_none());
@@ -464,7 +477,7 @@ mod tests {
             let mut r = Arc::unwrap_or_clone(Arc::clone(&big));
             r.id = InstanceId(id);
             let ticket = cache.ticket().unwrap();
-            cache.keep_instance(ticket, Arc::new(r), id.to_be_bytes().to_vec());
+            cache.keep_instance(ticket, Arc::new(r));
         }
         cache.instances.run_pending_tasks();
         assert!(

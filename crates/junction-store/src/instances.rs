@@ -410,9 +410,7 @@ impl Store {
         let ticket = self.cache().ticket();
         let record = Arc::new(self.get_instance_fresh(account, id).await?);
         if let Some(ticket) = ticket {
-            let hash = self.keyring().lookup_hash(record.token.expose());
-            self.cache()
-                .keep_instance(ticket, Arc::clone(&record), hash);
+            self.cache().keep_instance(ticket, Arc::clone(&record));
         }
         Ok(record)
     }

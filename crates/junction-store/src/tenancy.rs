@@ -172,8 +172,7 @@ impl Store {
         &self,
         token: &Secret,
     ) -> Result<Option<TokenPrincipal>, StoreError> {
-        let primary = self.keyring().lookup_hash(token.expose());
-        if let Some(record) = self.cache().instance_by_token(&primary, token.expose()) {
+        if let Some(record) = self.cache().instance_by_token(token.expose()) {
             return Ok(Some(TokenPrincipal::of(&record)));
         }
         let hashes = self.keyring().lookup_hashes(token.expose());
@@ -185,7 +184,7 @@ impl Store {
             };
             let principal = TokenPrincipal::of(&record);
             self.cache()
-                .keep_instance(ticket, std::sync::Arc::new(record), primary);
+                .keep_instance(ticket, std::sync::Arc::new(record));
             return Ok(Some(principal));
         }
         let sql = format!(

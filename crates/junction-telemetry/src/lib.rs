@@ -15,9 +15,11 @@ pub mod otlp;
 pub mod statements;
 pub mod trace_context;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub const HTTP_REQUESTS: &str = "junction_http_requests_total";
@@ -129,9 +131,10 @@ pub fn method_label(method: &str) -> &'static str {
 /// One answered request. `route` is the matched route template (`None`: no route matched,
 /// recorded as `unmatched`).
 pub fn http_request(route: Option<&str>, method: &str, status: u16, elapsed: Duration) {
-    let route = route.unwrap_or("unmatched").to_owned();
+    // One copy shared by both series.
+    let route = SharedString::from(Arc::<str>::from(route.unwrap_or("unmatched")));
     let method = method_label(method);
-    counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string())
+    counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status_label(status))
         .increment(1);
     histogram!(HTTP_DURATION, "route" => route, "method" => method).record(elapsed.as_secs_f64());
 }
@@ -165,9 +168,20 @@ impl CallOutcome {
 
 /// One call to a provider's API.
 pub fn provider_call(element: &str, outcome: CallOutcome, elapsed: Duration) {
-    counter!(PROVIDER_CALLS, "element" => element.to_owned(), "outcome" => outcome.label())
+    let element = SharedString::from(Arc::<str>::from(element));
+    counter!(PROVIDER_CALLS, "element" => element.clone(), "outcome" => outcome.label())
         .increment(1);
-    histogram!(PROVIDER_DURATION, "element" => element.to_owned()).record(elapsed.as_secs_f64());
+    histogram!(PROVIDER_DURATION, "element" => element).record(elapsed.as_secs_f64());
+}
+
+/// An HTTP status as a label, from a table written once rather than formatted per request.
+fn status_label(status: u16) -> SharedString {
+    static LABELS: OnceLock<Vec<String>> = OnceLock::new();
+    let labels = LABELS.get_or_init(|| (0..1000u16).map(|s| s.to_string()).collect());
+    match labels.get(usize::from(status)) {
+        Some(label) => SharedString::from(label.as_str()),
+        None => SharedString::from(status.to_string()),
+    }
 }
 
 /// How a token renewal ended.
@@ -222,6 +236,13 @@ pub(crate) fn statement(seconds: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_labels_are_the_decimal_codes() {
+        for status in [0, 100, 200, 404, 503, 999, 1000, u16::MAX] {
+            assert_eq!(status_label(status).as_ref(), status.to_string());
+        }
+    }
 
     #[test]
     fn methods_outside_the_standard_set_share_one_label() {

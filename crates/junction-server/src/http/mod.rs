@@ -93,11 +93,17 @@ pub fn router(
             ApiError::not_found("no such route; the API lives under /elements/api-v2")
         })
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(cors())
-        .layer(middleware::from_fn(console::security_headers))
-        .layer(middleware::from_fn(request_context))
+        // One `layer` call for the whole stack, outermost first: each call wraps every
+        // route in a boxed service of its own, and a request clones its route's stack,
+        // box by box, at every `from_fn` on its way in.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(middleware::from_fn(request_context))
+                .layer(middleware::from_fn(console::security_headers))
+                .layer(cors())
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
         .with_state(state))
 }
 
@@ -170,10 +176,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
     // The template, never the path: paths carry ids, which would make a series each.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let api_route = RouteSlot::default();
     req.extensions_mut().insert(api_route.clone());
     // 128 random bits from the thread's generator: unique enough for a trace id, and
@@ -195,7 +198,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         trace_id = tracing::field::Empty,
         parent_id = trace.parent_id.as_deref(),
         method = %method,
-        route = route.as_deref(),
+        route = route.as_ref().map(MatchedPath::as_str),
     );
     let trace_id = trace.adopt(&span);
     span.record("trace_id", trace_id.as_str());
@@ -223,8 +226,12 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         headers.insert("elements-element-instance-id", HeaderValue::from(*instance));
     }
     let status = response.status().as_u16();
-    let route = api_route.0.get().cloned().or(route);
-    junction_telemetry::http_request(route.as_deref(), method.as_str(), status, started.elapsed());
+    let route = api_route
+        .0
+        .get()
+        .or(route.as_ref())
+        .map(MatchedPath::as_str);
+    junction_telemetry::http_request(route, method.as_str(), status, started.elapsed());
     if let Some(path) = logged {
         tracing::debug!(
             request_id = %id,
@@ -243,14 +250,14 @@ async fn request_context(mut req: Request, next: Next) -> Response {
 /// bare-path rule can see paths before routing), which keeps its templates from the outer
 /// router's `MatchedPath`; the API router notes its own here for `request_context`.
 #[derive(Clone, Default)]
-struct RouteSlot(Arc<std::sync::OnceLock<String>>);
+struct RouteSlot(Arc<std::sync::OnceLock<MatchedPath>>);
 
 async fn note_route(req: Request, next: Next) -> Response {
     if let (Some(slot), Some(path)) = (
         req.extensions().get::<RouteSlot>(),
         req.extensions().get::<MatchedPath>(),
     ) {
-        let _ = slot.0.set(path.as_str().to_owned());
+        let _ = slot.0.set(path.clone());
     }
     next.run(req).await
 }
