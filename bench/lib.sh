@@ -108,3 +108,28 @@ nginx_args() {
         NGINX_ARGS+=(-e "$dir/error.log")
     fi
 }
+
+# Starts nginx in directory $1 as the cheapest token endpoint possible: every POST to
+# 127.0.0.1:$2/token answers a new access token and a rotated refresh token. Adds the pid
+# to STARTED and waits until it answers.
+start_token_endpoint() {
+    local dir=$1 port=$2 i
+    nginx_conf_head "$dir"
+    cat >>"$dir/nginx.conf" <<EOF
+    server {
+        listen 127.0.0.1:$port;
+        location = /token {
+            default_type application/json;
+            return 200 '{"access_token":"at-\$request_id","refresh_token":"rt-\$request_id","token_type":"Bearer","expires_in":3600}';
+        }
+    }
+}
+EOF
+    nginx_args "$dir"
+    "$NGINX_BIN" "${NGINX_ARGS[@]}" &
+    STARTED+=("$!")
+    for ((i = 0; i < 100; i++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' -X POST --max-time 1 "http://127.0.0.1:$port/token" || true) == 200 ]] && return
+        sleep 0.1
+    done
+}

@@ -141,24 +141,7 @@ TICKS=$(getconf CLK_TCK)
 
 TPORT=$(pick_listen_port)
 TOKEN_URL=http://127.0.0.1:$TPORT/token
-nginx_conf_head "$TMP/nginx"
-cat >>"$TMP/nginx/nginx.conf" <<EOF
-    server {
-        listen 127.0.0.1:$TPORT;
-        location = /token {
-            default_type application/json;
-            return 200 '{"access_token":"at-\$request_id","refresh_token":"rt-\$request_id","token_type":"Bearer","expires_in":3600}';
-        }
-    }
-}
-EOF
-nginx_args "$TMP/nginx"
-"$NGINX_BIN" "${NGINX_ARGS[@]}" &
-STARTED+=("$!")
-for ((i = 0; i < 100; i++)); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' -X POST --max-time 1 "$TOKEN_URL" || true) == 200 ]] && break
-    sleep 0.1
-done
+start_token_endpoint "$TMP/nginx" "$TPORT"
 
 # The settings every Junction here runs with; the caller may have all the provisioning
 # connections in progress at once.

@@ -862,16 +862,10 @@ fn decode_event(row: &AnyRow) -> Result<EventRecord, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn a_group_commit_gives_each_notification_its_own_events_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = crate::DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
-        let key = junction_crypto::generate_key().unwrap();
-        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
-        let store = Store::connect(&url, keyring).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store) = crate::tests::migrated_store().await;
         // Only the events' own bookkeeping is under test, not the instances they name.
         sqlx::query("pragma foreign_keys = off")
             .execute(store.writer())

@@ -794,12 +794,7 @@ pub(crate) mod tests {
 
     /// A migrated SQLite store with its first organization.
     pub(crate) async fn organization() -> (tempfile::TempDir, Store, AccountId, UserId) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = crate::DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
-        let key = junction_crypto::generate_key().unwrap();
-        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
-        let store = Store::connect(&url, keyring).await.unwrap();
-        store.migrate().await.unwrap();
+        let (dir, store) = crate::tests::migrated_store().await;
         let created = store
             .create_first_organization(
                 crate::NewOrganization {

@@ -831,8 +831,19 @@ async fn applied_migrations(conn: &mut sqlx::AnyConnection) -> Result<usize, sql
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A migrated SQLite store in a directory of its own, kept while the directory is.
+    pub(crate) async fn migrated_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
+        let key = junction_crypto::generate_key().unwrap();
+        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
+        let store = Store::connect(&url, keyring).await.unwrap();
+        store.migrate().await.unwrap();
+        (dir, store)
+    }
 
     #[tokio::test]
     async fn sqlite_keeps_one_plan_per_statement_whatever_its_bound_values() {
@@ -853,12 +864,7 @@ mod tests {
     #[tokio::test]
     async fn releasing_refresh_leases_at_start_reads_only_the_leased_instances() {
         // At a million instances a scan here was most of the time from start to ready.
-        let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
-        let key = junction_crypto::generate_key().unwrap();
-        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
-        let store = Store::connect(&url, keyring).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store) = migrated_store().await;
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
             "explain query plan update instances set refresh_lease_owner = null, \
              refresh_lease_until = null where refresh_lease_owner is not null",

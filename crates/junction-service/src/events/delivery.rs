@@ -180,13 +180,10 @@ impl EventHub {
     /// Someone asked for a receiver's notifications to be sent again (a replay): its
     /// circuit closes here, so the replay is tried at once rather than after the rest.
     pub(crate) fn close_circuit(&self, callback_url: &str) {
-        let origin = url::Url::parse(callback_url)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_else(|_| callback_url.to_owned());
         self.breakers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&origin);
+            .remove(&super::receiver_of(callback_url));
     }
 
     /// Retry or give up after a failed attempt number `attempts + 1`.

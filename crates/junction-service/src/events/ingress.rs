@@ -378,9 +378,7 @@ impl EventHub {
         let events_json = Value::Array(events.clone()).to_string();
         let mut notifications = Vec::new();
         if let Some(url) = callback {
-            let origin = url::Url::parse(&url)
-                .map(|u| u.origin().ascii_serialization())
-                .unwrap_or(url);
+            let origin = super::receiver_of(&url);
             let payload = Arc::new(payload);
             let chunks: Vec<Vec<Value>> = if events.is_empty() {
                 vec![Vec::new()]

@@ -37,6 +37,14 @@ pub mod keys {
     pub const SIGNATURE_KEY: &str = "event.notification.signature.key";
 }
 
+/// The receiver a callback URL names: its origin. Notifications are stored under it and
+/// its circuit breaker is keyed by it, so every path of one receiver shares one circuit.
+pub(crate) fn receiver_of(callback_url: &str) -> String {
+    url::Url::parse(callback_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| callback_url.to_owned())
+}
+
 /// The configuration entry that says what a polling instance polls.
 pub const POLLER_CONFIGURATION: &str = poller::poll_keys::CONFIGURATION;
 

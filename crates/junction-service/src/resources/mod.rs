@@ -133,7 +133,6 @@ impl Services {
             && !hooks::any(&element, resource, HookType::PostRequest)
             && !request::reads_response_body(&element, resource);
         let mut configuration = Vec::new();
-        let own_query = request::own_query_names(&element);
 
         let mut position = plan.position.clone();
         let size = plan.size.unwrap_or(usize::MAX);
@@ -148,7 +147,7 @@ impl Services {
                 // vendor's next URL is complete: the query plan was applied to the first.
                 Some(url) => {
                     let next = paging::recheck(&base, &url)?;
-                    page.follow(&base, &next, &own_query)
+                    page.follow(&base, &next, &request::own_query_names(&element))
                 }
                 None => {
                     query_plan.apply(&mut page);
