@@ -13,6 +13,8 @@ mod error;
 pub mod oauth1;
 mod proxy;
 mod refresh;
+#[cfg(test)]
+mod testing;
 mod token;
 
 pub use authorize::{AuthorizationRequest, authorization_url, join_scopes};

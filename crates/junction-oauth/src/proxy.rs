@@ -342,6 +342,10 @@ impl ProxyResponse {
 #[derive(Clone)]
 pub struct ProxyClient {
     http: reqwest::Client,
+    /// Sends an idempotent call again after its kept-alive connection broke: on a
+    /// connection of its own, since the pool may hold more that the provider closed at
+    /// the same moment (all idle for as long as its timeout).
+    fresh: reqwest::Client,
     settings: OutboundSettings,
     /// Each instance's base URL as last parsed and checked against the policy (which
     /// never changes at run time): parsing a URL's host is a measurable share of a
@@ -387,8 +391,14 @@ impl ProxyClient {
             .read_timeout(settings.request_timeout)
             .build()
             .map_err(OAuthError::Client)?;
+        let fresh = crate::client::builder(&settings)
+            .read_timeout(settings.request_timeout)
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(OAuthError::Client)?;
         Ok(Self {
             http,
+            fresh,
             settings,
             bases: moka::sync::Cache::builder()
                 .max_capacity(BASE_URL_BYTES_KEPT)
@@ -481,7 +491,7 @@ impl ProxyClient {
                     cause = "broken",
                     "the provider's connection broke before it answered; sending the idempotent call again"
                 );
-                self.http
+                self.fresh
                     .execute(again)
                     .await
                     .map_err(|e| self.transport_error(e))?
@@ -647,42 +657,7 @@ pub fn provider_message(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// A provider that answers the first call on each connection, keeps it alive, and
-    /// closes it without answering when a second call arrives on it: the race of its
-    /// idle timeout with a call. Returns its address and the calls it received.
-    async fn closes_kept_alive_connections() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = Arc::clone(&calls);
-        tokio::spawn(async move {
-            loop {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                let seen = Arc::clone(&seen);
-                tokio::spawn(async move {
-                    let mut buffer = vec![0u8; 8192];
-                    for answered in [true, false] {
-                        let Ok(n) = socket.read(&mut buffer).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        let head = String::from_utf8_lossy(&buffer[..n]);
-                        let line = head.lines().next().unwrap_or_default().to_owned();
-                        seen.lock().unwrap().push(line);
-                        if answered {
-                            let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            socket.write_all(ok.as_bytes()).await.unwrap();
-                        }
-                    }
-                });
-            }
-        });
-        (base, calls)
-    }
+    use crate::testing::closes_kept_alive_connections;
 
     async fn call(client: &ProxyClient, method: Method, url: &str) -> Result<u16, OAuthError> {
         let placement = CredentialPlacement::default();
@@ -726,12 +701,44 @@ mod tests {
             ]
         );
         calls.lock().unwrap().clear();
+        // A kept-alive connection again (the call sent again had one of its own, not kept).
+        assert_eq!(call(&client, Method::GET, &url).await.unwrap(), 200);
         let failed = call(&client, Method::POST, &url).await;
         assert!(
             matches!(failed, Err(OAuthError::Unreachable { .. })),
             "{failed:?}"
         );
-        assert_eq!(*calls.lock().unwrap(), ["POST /records HTTP/1.1"]);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            ["GET /records HTTP/1.1", "POST /records HTTP/1.1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_call_sent_again_never_takes_another_connection_the_provider_closed() {
+        let (base, calls) = closes_kept_alive_connections().await;
+        let client = ProxyClient::new(OutboundSettings {
+            policy: junction_core::net::OutboundPolicy {
+                allow_private: true,
+            },
+            ..OutboundSettings::default()
+        })
+        .unwrap();
+        let url = format!("{base}/records");
+        // Two calls at once leave two kept-alive connections, both of which the provider
+        // closes when the next call arrives on them (their idle timeouts ran out together).
+        let (first, second) = tokio::join!(
+            call(&client, Method::GET, &url),
+            call(&client, Method::GET, &url)
+        );
+        assert_eq!((first.unwrap(), second.unwrap()), (200, 200));
+        assert_eq!(call(&client, Method::GET, &url).await.unwrap(), 200);
+        assert_eq!(
+            calls.lock().unwrap().len(),
+            4,
+            "{:?}",
+            calls.lock().unwrap()
+        );
     }
 
     #[test]

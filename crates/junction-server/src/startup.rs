@@ -174,7 +174,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
             .outbound_timeout
             .min(std::time::Duration::from_secs(5)),
     };
-    let outbound = OutboundClient::new(settings)?;
+    let outbound = OutboundClient::one_connection_per_call(settings)?;
     // Same policy and timeouts, but the timeout bounds each wait for the provider rather
     // than the whole call, so large bodies can stream.
     let proxy = ProxyClient::new(settings)?;

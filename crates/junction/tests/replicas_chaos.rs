@@ -74,6 +74,9 @@ async fn replicas_killed_under_load_lose_no_rotation_instance_or_event() {
     .unwrap();
     let tables = report.markdown();
     eprintln!("{tables}");
+    if !report.unexplained_problems().is_empty() {
+        explain_failures(work.path());
+    }
     assert!(report.unexplained_problems().is_empty(), "{tables}");
     assert_eq!(report.kills.len(), 3, "{tables}");
     // The load did reach every part.
@@ -96,4 +99,27 @@ async fn replicas_killed_under_load_lose_no_rotation_instance_or_event() {
         report.hot_instances + report.provisioned,
         "{tables}"
     );
+}
+
+/// Prints what a failed run leaves to tell its causes: every failure as classified, and
+/// what the replicas logged at warning level or above (each provider call that failed
+/// names its host and cause there).
+fn explain_failures(work: &std::path::Path) {
+    if let Ok(failures) = std::fs::read_to_string(work.join("failures.txt")) {
+        eprintln!("failures:\n{failures}");
+    }
+    for replica in 0..3 {
+        let Ok(log) = std::fs::read_to_string(work.join(format!("replica-{replica}.log"))) else {
+            continue;
+        };
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+            .collect();
+        eprintln!(
+            "replica {replica}: {} warnings or errors\n{}",
+            warnings.len(),
+            warnings.join("\n")
+        );
+    }
 }
