@@ -15,7 +15,16 @@ pub struct OutboundSettings {
     pub policy: OutboundPolicy,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// How long a kept-alive connection may sit unused and still carry a call.
+    pub idle_timeout: Duration,
 }
+
+/// Servers close kept-alive connections after their own idle timeout, 5 s for Node.js,
+/// Apache and uvicorn. A call sent on a connection just as the server closes it breaks
+/// with no answer, and only an idempotent one may be sent again; so a connection is
+/// given up before the usual server-side timeout rather than at it (the figure Node's
+/// `agentkeepalive` settled on for the same race).
+pub const KEPT_ALIVE_IDLE: Duration = Duration::from_secs(4);
 
 impl Default for OutboundSettings {
     fn default() -> Self {
@@ -23,6 +32,7 @@ impl Default for OutboundSettings {
             policy: OutboundPolicy::default(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            idle_timeout: KEPT_ALIVE_IDLE,
         }
     }
 }
@@ -315,6 +325,7 @@ pub(crate) fn builder(settings: &OutboundSettings) -> reqwest::ClientBuilder {
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
+        .pool_idle_timeout(settings.idle_timeout)
         .dns_resolver(Arc::new(PolicyResolver {
             policy: settings.policy,
         }))
@@ -384,6 +395,7 @@ mod tests {
             },
             connect_timeout: timeout,
             request_timeout: timeout,
+            ..OutboundSettings::default()
         })
         .unwrap()
     }

@@ -658,6 +658,7 @@ pub fn provider_message(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::testing::closes_kept_alive_connections;
+    use std::time::Duration;
 
     async fn call(client: &ProxyClient, method: Method, url: &str) -> Result<u16, OAuthError> {
         let placement = CredentialPlacement::default();
@@ -739,6 +740,29 @@ mod tests {
             "{:?}",
             calls.lock().unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_past_the_keep_alive_limit_carries_no_call() {
+        // The provider drops connections idle over 300 ms; the client gives them up at
+        // 100 ms, so a POST after 500 ms of silence goes out on a new connection.
+        let (base, answered) =
+            crate::testing::drops_connections_idle_longer_than(Duration::from_millis(300)).await;
+        let client = ProxyClient::new(OutboundSettings {
+            policy: junction_core::net::OutboundPolicy {
+                allow_private: true,
+            },
+            idle_timeout: Duration::from_millis(100),
+            ..OutboundSettings::default()
+        })
+        .unwrap();
+        let url = format!("{base}/records");
+        assert_eq!(call(&client, Method::POST, &url).await.unwrap(), 200);
+        // Back to back, the connection is kept and reused.
+        assert_eq!(call(&client, Method::POST, &url).await.unwrap(), 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(call(&client, Method::POST, &url).await.unwrap(), 200);
+        assert_eq!(answered.lock().unwrap().len(), 3);
     }
 
     #[test]

@@ -173,6 +173,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
         connect_timeout: config
             .outbound_timeout
             .min(std::time::Duration::from_secs(5)),
+        ..OutboundSettings::default()
     };
     let outbound = OutboundClient::one_connection_per_call(settings)?;
     // Same policy and timeouts, but the timeout bounds each wait for the provider rather
