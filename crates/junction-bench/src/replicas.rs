@@ -951,6 +951,9 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                         "oauth.callback.url": REDIRECT_URI,
                         "oauth.user.token": "t", "oauth.user.refresh_token": "r",
                         "event.notification.enabled": true,
+                        // Webhooks only: the element polls by default, and this
+                        // instance's provider is not reachable from here.
+                        "event.vendor.type": "webhook",
                         "event.notification.callback.url": callback,
                         "event.notification.signature.key": "replicas-signature-key",
                     },
