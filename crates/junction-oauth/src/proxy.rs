@@ -660,6 +660,17 @@ mod tests {
     use crate::testing::closes_kept_alive_connections;
     use std::time::Duration;
 
+    /// A client that may reach the stand-ins on the loopback address.
+    fn loopback_client(settings: OutboundSettings) -> ProxyClient {
+        ProxyClient::new(OutboundSettings {
+            policy: junction_core::net::OutboundPolicy {
+                allow_private: true,
+            },
+            ..settings
+        })
+        .unwrap()
+    }
+
     async fn call(client: &ProxyClient, method: Method, url: &str) -> Result<u16, OAuthError> {
         let placement = CredentialPlacement::default();
         let token = Secret::new("t");
@@ -682,13 +693,7 @@ mod tests {
     async fn an_idempotent_call_on_a_connection_the_provider_closed_is_sent_again_and_a_post_is_not()
      {
         let (base, calls) = closes_kept_alive_connections().await;
-        let client = ProxyClient::new(OutboundSettings {
-            policy: junction_core::net::OutboundPolicy {
-                allow_private: true,
-            },
-            ..OutboundSettings::default()
-        })
-        .unwrap();
+        let client = loopback_client(OutboundSettings::default());
         let url = format!("{base}/records");
         assert_eq!(call(&client, Method::GET, &url).await.unwrap(), 200);
         // Goes out on the kept-alive connection, which the provider closes.
@@ -718,13 +723,7 @@ mod tests {
     #[tokio::test]
     async fn an_idempotent_call_sent_again_never_takes_another_connection_the_provider_closed() {
         let (base, calls) = closes_kept_alive_connections().await;
-        let client = ProxyClient::new(OutboundSettings {
-            policy: junction_core::net::OutboundPolicy {
-                allow_private: true,
-            },
-            ..OutboundSettings::default()
-        })
-        .unwrap();
+        let client = loopback_client(OutboundSettings::default());
         let url = format!("{base}/records");
         // Two calls at once leave two kept-alive connections, both of which the provider
         // closes when the next call arrives on them (their idle timeouts ran out together).
@@ -748,14 +747,10 @@ mod tests {
         // 100 ms, so a POST after 500 ms of silence goes out on a new connection.
         let (base, answered) =
             crate::testing::drops_connections_idle_longer_than(Duration::from_millis(300)).await;
-        let client = ProxyClient::new(OutboundSettings {
-            policy: junction_core::net::OutboundPolicy {
-                allow_private: true,
-            },
+        let client = loopback_client(OutboundSettings {
             idle_timeout: Duration::from_millis(100),
             ..OutboundSettings::default()
-        })
-        .unwrap();
+        });
         let url = format!("{base}/records");
         assert_eq!(call(&client, Method::POST, &url).await.unwrap(), 200);
         // Back to back, the connection is kept and reused.

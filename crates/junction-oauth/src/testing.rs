@@ -1,13 +1,33 @@
-//! A provider stand-in shared by the client tests.
+//! Provider stand-ins shared by the client tests: each keeps connections alive and drops
+//! some of them without answering, as a server does when its idle timeout crosses a call.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A provider that answers the first call on each connection, keeps it alive, and
-/// closes it without answering when a second call arrives on it: the race of its idle
-/// timeout with a call. Returns its base URL and the request lines it received.
+/// closes it without answering when a second call arrives on it. Returns its base URL
+/// and the request lines it received.
 pub(crate) async fn closes_kept_alive_connections() -> (String, Arc<Mutex<Vec<String>>>) {
+    stand_in(|earlier, _| earlier == 0, true).await
+}
+
+/// A provider that answers every call, but drops a kept-alive connection without
+/// answering when a call arrives on it after more than `idle` of silence. Returns its
+/// base URL and the request lines it answered.
+pub(crate) async fn drops_connections_idle_longer_than(
+    idle: Duration,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    stand_in(move |_, silent| silent.is_none_or(|s| s <= idle), false).await
+}
+
+/// Serves connections, asking `answers(calls earlier on the connection, silence since
+/// the last answer)` for each call whether to answer it or drop the connection. The
+/// request lines are recorded for every call, or for answered ones only.
+async fn stand_in(
+    answers: impl Fn(usize, Option<Duration>) -> bool + Copy + Send + 'static,
+    record_dropped: bool,
+) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let calls = Arc::new(Mutex::new(Vec::new()));
@@ -18,55 +38,23 @@ pub(crate) async fn closes_kept_alive_connections() -> (String, Arc<Mutex<Vec<St
             let seen = Arc::clone(&seen);
             tokio::spawn(async move {
                 let mut buffer = vec![0u8; 8192];
-                for answered in [true, false] {
+                let mut last: Option<Instant> = None;
+                for earlier in 0.. {
                     let Ok(n) = socket.read(&mut buffer).await else {
                         return;
                     };
                     if n == 0 {
                         return;
                     }
-                    let head = String::from_utf8_lossy(&buffer[..n]);
-                    let line = head.lines().next().unwrap_or_default().to_owned();
-                    seen.lock().unwrap().push(line);
-                    if answered {
-                        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        socket.write_all(ok.as_bytes()).await.unwrap();
+                    let answer = answers(earlier, last.map(|at| at.elapsed()));
+                    if answer || record_dropped {
+                        let head = String::from_utf8_lossy(&buffer[..n]);
+                        let line = head.lines().next().unwrap_or_default().to_owned();
+                        seen.lock().unwrap().push(line);
                     }
-                }
-            });
-        }
-    });
-    (base, calls)
-}
-
-/// A provider that answers every call, but drops a kept-alive connection without
-/// answering when a call arrives on it after more than `idle` of silence: what a call
-/// meets when it crosses the server's idle timeout. Returns its base URL and the request
-/// lines it answered.
-pub(crate) async fn drops_connections_idle_longer_than(
-    idle: Duration,
-) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let answered = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&answered);
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let seen = Arc::clone(&seen);
-            tokio::spawn(async move {
-                let mut buffer = vec![0u8; 8192];
-                let mut last: Option<Instant> = None;
-                loop {
-                    let Ok(n) = socket.read(&mut buffer).await else {
-                        return;
-                    };
-                    if n == 0 || last.is_some_and(|at| at.elapsed() > idle) {
+                    if !answer {
                         return;
                     }
-                    let head = String::from_utf8_lossy(&buffer[..n]);
-                    let line = head.lines().next().unwrap_or_default().to_owned();
-                    seen.lock().unwrap().push(line);
                     let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                     socket.write_all(ok.as_bytes()).await.unwrap();
                     last = Some(Instant::now());
@@ -74,5 +62,5 @@ pub(crate) async fn drops_connections_idle_longer_than(
             });
         }
     });
-    (base, answered)
+    (base, calls)
 }

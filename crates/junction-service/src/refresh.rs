@@ -167,21 +167,37 @@ fn margin_ms(record: &InstanceRecord) -> i64 {
 }
 
 fn is_needed(record: &InstanceRecord, need: &Need<'_>, now: i64) -> bool {
+    let stored = record
+        .config
+        .get(keys::USER_TOKEN)
+        .and_then(|t| t.as_deref());
+    needs_renewal(
+        stored,
+        record.token_expires_at,
+        margin_ms(record),
+        need,
+        now,
+    )
+}
+
+/// Whether the stored token (`stored`, running out at `expires_at`) must be renewed.
+fn needs_renewal(
+    stored: Option<&str>,
+    expires_at: Option<i64>,
+    margin_ms: i64,
+    need: &Need<'_>,
+    now: i64,
+) -> bool {
     match need {
-        Need::Expiring { ahead_ms } => record.token_expires_at.is_some_and(|at| {
-            at.saturating_sub(now) <= margin_ms(record).saturating_add(*ahead_ms)
-        }),
+        Need::Expiring { ahead_ms } => expires_at
+            .is_some_and(|at| at.saturating_sub(now) <= margin_ms.saturating_add(*ahead_ms)),
         // A stored token other than the one refused was renewed meanwhile and is used
         // as it is, unless it has run out too: after a pause in renewals (the database
         // away, every replica restarted) the stored token can be older than its lifetime,
         // and replaying the call with it would only be refused again.
         Need::Rejected(rejected) => {
-            record
-                .config
-                .get(keys::USER_TOKEN)
-                .and_then(|t| t.as_deref())
-                .is_none_or(|stored| stored == rejected.expose())
-                || record.token_expires_at.is_some_and(|at| at <= now)
+            stored.is_none_or(|stored| stored == rejected.expose())
+                || expires_at.is_some_and(|at| at <= now)
         }
     }
 }
@@ -722,50 +738,18 @@ mod tests {
         }
     }
 
-    fn record(stored: &str, token_expires_at: Option<i64>) -> InstanceRecord {
-        let mut config = ConfigMap::new();
-        config.insert(keys::USER_TOKEN.into(), Some(stored.to_owned()));
-        InstanceRecord {
-            id: InstanceId(1),
-            account_id: AccountId(1),
-            user_id: junction_core::UserId(1),
-            element_id: 1,
-            element_key: "sfdc".into(),
-            name: "x".into(),
-            token: Secret::new("element-token"),
-            config,
-            tags: vec![],
-            valid: true,
-            disabled: false,
-            trace_logging_until: None,
-            external_authentication: "none".into(),
-            token_expires_at,
-            invalid_reason: None,
-            refresh_retry_at: None,
-            refresh_failures: 0,
-            created_at: 0,
-            updated_at: 0,
-        }
-    }
-
     #[test]
     fn a_refused_token_is_renewed_unless_a_newer_unexpired_one_is_stored() {
         let refused = Secret::new("old");
         let rejected = Need::Rejected(&refused);
-        assert!(is_needed(
-            &record("old", Some(NOW + 60_000)),
-            &rejected,
-            NOW
-        ));
-        assert!(!is_needed(
-            &record("new", Some(NOW + 60_000)),
-            &rejected,
-            NOW
-        ));
-        assert!(!is_needed(&record("new", None), &rejected, NOW));
+        let needed = |stored, expires_at| needs_renewal(stored, expires_at, 0, &rejected, NOW);
+        assert!(needed(Some("old"), Some(NOW + 60_000)));
+        assert!(needed(None, Some(NOW + 60_000)));
+        assert!(!needed(Some("new"), Some(NOW + 60_000)));
+        assert!(!needed(Some("new"), None));
         // Renewed by someone else, but long enough ago that it has run out as well.
-        assert!(is_needed(&record("new", Some(NOW - 1)), &rejected, NOW));
-        assert!(is_needed(&record("new", Some(NOW)), &rejected, NOW));
+        assert!(needed(Some("new"), Some(NOW - 1)));
+        assert!(needed(Some("new"), Some(NOW)));
     }
 
     #[test]
