@@ -8,7 +8,8 @@
 # Per backend one database grows through the counts in BENCH_COUNTS (ascending):
 # `junction-bench seed` tops it up to the count (through the store, with real
 # encryption, BENCH_SEED_BATCH instances per transaction; every instance has a refresh
-# token for the local token endpoint), PostgreSQL gets `ANALYZE`, and then, at that count:
+# token for the local token endpoint), PostgreSQL gets `VACUUM (ANALYZE)`, and then, at
+# that count:
 #   1. refresh sweep: the seeded instances' token expiries are spread evenly over one hour
 #      starting 5 minutes from now (`junction-bench spread-expiries`: Junction renews a
 #      token 5 minutes before it expires, so renewals fall due evenly from the start, as
@@ -154,6 +155,17 @@ stop_junction() {
     wait "$JUNCTION_PID" 2>/dev/null || true
 }
 
+# After a bulk write (the seed, the spread of every expiry), PostgreSQL's tables hold
+# pages whose rows no reader has checked yet and, after the spread, a dead version of
+# every row. The first reads would pay for setting those pages' hint bits and autovacuum
+# would run during the measurement: a server grown to this size over time had both done
+# long ago. VACUUM does it now, as after any bulk load.
+settle() {
+    [[ $1 == postgres ]] || return 0
+    log "postgres: VACUUM (ANALYZE) after the bulk write"
+    psql -X -q "$DB" -c 'vacuum (analyze)' >/dev/null
+}
+
 LOAD_BEFORE=$(loadavg)
 ROWS=""
 for backend in $BACKENDS; do
@@ -182,7 +194,7 @@ for backend in $BACKENDS; do
                 --token-url "$TOKEN_URL" --batch "$SEED_BATCH"
             seed_rate=$(awk -v n="$((N - seeded))" -v ms="$(($(now_ms) - t0))" 'BEGIN { printf "%.0f", n * 1000 / ms }')
             seeded=$N
-            [[ $backend == postgres ]] && psql -X -q "$DB" -c analyze >/dev/null
+            settle "$backend"
         fi
 
         # --- 1. refresh sweep ---
@@ -190,6 +202,7 @@ for backend in $BACKENDS; do
         sweep_cpu=""
         if ((N > 0 && SWEEP_SECONDS > 0)); then
             spread=$("$BENCH_BIN" spread-expiries --database-url "$DB" --seconds 3600 --offset-seconds "$MARGIN_SECONDS")
+            settle "$backend"
             start_ms=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["start_ms"])' "$spread")
             log "$backend $N: refresh sweep for $SWEEP_SECONDS s"
             PORT=$(pick_listen_port "$TPORT")
