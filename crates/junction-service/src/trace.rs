@@ -16,13 +16,17 @@ use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use junction_core::{ElementDefinition, InstanceId};
-use junction_oauth::{OAuthError, ProxyBody, ProxyCall, ProxyClient, ProxyResponse};
+use junction_oauth::{
+    OAuthError, ProxyBody, ProxyCall, ProxyClient, ProxyResponse, ResponseBody, StreamingBody,
+};
 use junction_store::{InstanceRecord, Store, TraceEntry};
 use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Trace logging lasts this long (seconds) when `PUT …/trace-logging` names no duration.
 pub const DEFAULT_TRACE_SECONDS: u64 = 3600;
@@ -303,7 +307,7 @@ impl Tracer {
                 lock(&request).push(&bytes);
                 ProxyBody::Buffered(bytes)
             }
-            ProxyBody::Streaming(body) => ProxyBody::Streaming(reqwest::Body::wrap(Tee {
+            ProxyBody::Streaming(body) => ProxyBody::Streaming(StreamingBody::wrap(Tee {
                 inner: body,
                 capture: Arc::clone(&request),
             })),
@@ -325,7 +329,7 @@ impl Tracer {
                 pending.entry.response_headers = Some(pending.redactor.headers(&response.headers));
                 pending.response_type = content_type(&response.headers);
                 Ok(ProxyResponse {
-                    body: reqwest::Body::wrap(Recorded {
+                    body: ResponseBody::wrap(Recorded {
                         inner: response.body,
                         capture: Capture::new(limit),
                         pending: Some(pending),
@@ -427,18 +431,18 @@ impl Pending {
 
 /// A request body that streams on while its start is copied.
 struct Tee {
-    inner: reqwest::Body,
+    inner: StreamingBody,
     capture: Arc<Mutex<Capture>>,
 }
 
 impl HttpBody for Tee {
     type Data = Bytes;
-    type Error = reqwest::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
@@ -460,7 +464,7 @@ impl HttpBody for Tee {
 
 /// The provider's answer on its way to the caller; its entry is written when it ends.
 struct Recorded {
-    inner: reqwest::Body,
+    inner: ResponseBody,
     capture: Capture,
     pending: Option<Pending>,
 }
@@ -475,12 +479,12 @@ impl Recorded {
 
 impl HttpBody for Recorded {
     type Data = Bytes;
-    type Error = reqwest::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {

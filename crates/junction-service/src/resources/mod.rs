@@ -27,7 +27,8 @@ use http::{HeaderMap, Method, StatusCode};
 use junction_core::ElementDefinition;
 use junction_core::hub::{HookType, Resource};
 use junction_oauth::{
-    ProxyBody, ProxyResponse, forwardable_request_headers, forwardable_response_headers,
+    ProxyBody, ProxyResponse, ResponseBody, forwardable_request_headers,
+    forwardable_response_headers,
 };
 use junction_store::InstanceRecord;
 use paging::{Plan, Position, Tokens};
@@ -58,7 +59,7 @@ fn answer(status: StatusCode, headers: HeaderMap, body: Bytes) -> ProxyResponse 
     ProxyResponse {
         status,
         headers,
-        body: reqwest::Body::from(body),
+        body: ResponseBody::from(body),
     }
 }
 
