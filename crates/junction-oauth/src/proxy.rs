@@ -12,6 +12,7 @@ use crate::client::{Cause, OutboundSettings};
 use crate::oauth1::OAuth1Credentials;
 use crate::transport::{BoxError, HttpClient, OutBody, ResponseBody, StreamingBody};
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -497,17 +498,21 @@ impl ProxyClient {
         })
     }
 
-    /// Sends `request` and waits for the answer's head, at most the read timeout.
-    async fn answer(
+    /// Sends `request` and waits for the answer's head, at most the read timeout. Not an
+    /// `async fn`: one would keep the request in its state beside the client's future,
+    /// which already holds it, and every call would copy both.
+    fn answer(
         &self,
         client: &HttpClient,
         request: http::Request<OutBody>,
-    ) -> Result<http::Response<hyper::body::Incoming>, Failed> {
-        match tokio::time::timeout(self.settings.request_timeout, client.request(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(Failed::Sent(e)),
-            Err(_) => Err(Failed::NoAnswer),
-        }
+    ) -> impl Future<Output = Result<http::Response<hyper::body::Incoming>, Failed>> + use<> {
+        tokio::time::timeout(self.settings.request_timeout, client.request(request)).map(
+            |answered| match answered {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => Err(Failed::Sent(e)),
+                Err(_) => Err(Failed::NoAnswer),
+            },
+        )
     }
 
     fn transport_error(&self, failed: Failed, url: &Url) -> OAuthError {

@@ -299,8 +299,13 @@ impl Services {
                 auth,
             };
             self.pace(&budgets).await?;
-            let sent = trace::send(&self.proxy, tracer.as_ref(), call);
-            let response = metered::provider_call(&target.element, sent).await?;
+            // Built in place: a future held in a local first would take room of its own
+            // in this one's state, copied on every call.
+            let response = metered::provider_call(
+                &target.element,
+                trace::send(&self.proxy, tracer.as_ref(), call),
+            )
+            .await?;
             self.heed_provider_limit(&budgets, response.status, &response.headers)
                 .await;
             let Some(again) = replay.clone() else {

@@ -307,10 +307,13 @@ impl Services {
         if !is_needed(instance, &need, now_ms()) {
             return stored_token(instance);
         }
-        Ok(self
-            .refresh_instance(instance.account_id, instance.id, need)
-            .await?
-            .token())
+        // Boxed: a renewal's future is several kilobytes, which every provider call's
+        // future would otherwise carry (and copy) for the rare call that renews.
+        Ok(
+            Box::pin(self.refresh_instance(instance.account_id, instance.id, need))
+                .await?
+                .token(),
+        )
     }
 
     /// The provider refused `rejected`: refresh unless another caller already did, and
@@ -320,10 +323,13 @@ impl Services {
         instance: &InstanceRecord,
         rejected: &Secret,
     ) -> Result<Secret, ServiceError> {
-        Ok(self
-            .refresh_instance(instance.account_id, instance.id, Need::Rejected(rejected))
-            .await?
-            .token())
+        let rejected = Need::Rejected(rejected);
+        // Boxed for the same reason as in `current_access_token`.
+        Ok(
+            Box::pin(self.refresh_instance(instance.account_id, instance.id, rejected))
+                .await?
+                .token(),
+        )
     }
 
     /// One sweep of the background job: renews every valid instance whose token expires

@@ -12,6 +12,7 @@ use crate::redact::Redactor;
 use crate::view::iso8601;
 use crate::{Caller, InstanceView, ServiceError, Services, now_ms};
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -346,15 +347,18 @@ impl Tracer {
     }
 }
 
-/// Sends a provider call, recording it when `tracer` is given.
-pub(crate) async fn send(
-    client: &ProxyClient,
-    tracer: Option<&Tracer>,
-    call: ProxyCall<'_>,
-) -> Result<ProxyResponse, OAuthError> {
+/// Sends a provider call, recording it when `tracer` is given. Not an `async fn`, which
+/// would hold the call beside the client's future that holds it too.
+pub(crate) fn send<'a>(
+    client: &'a ProxyClient,
+    tracer: Option<&'a Tracer>,
+    call: ProxyCall<'a>,
+) -> impl Future<Output = Result<ProxyResponse, OAuthError>> + 'a {
     match tracer {
-        None => client.send(call).await,
-        Some(tracer) => tracer.send(client, call).await,
+        None => Either::Left(client.send(call)),
+        // Boxed: a traced call's future holds its entry, which an untraced call, the
+        // usual one, should not carry.
+        Some(tracer) => Either::Right(Box::pin(tracer.send(client, call))),
     }
 }
 
