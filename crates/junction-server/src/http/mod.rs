@@ -139,15 +139,12 @@ const KEPT_PLATFORM_ROUTES: [&str; 6] = [
 /// answer as always (`GET /accounts` with User and Organization secrets is the accounts
 /// API).
 async fn hub_paths(mut req: Request, next: Next) -> Response {
-    let has_element_token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| junction_service::parse_authorization(v).ok())
-        .is_some_and(|p| p.element.is_some());
     let path = req.uri().path();
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    if has_element_token && !first.is_empty() && !KEPT_PLATFORM_ROUTES.contains(&first) {
+    // The platform routes keep their meaning whatever the credentials: their calls (every
+    // proxied one among them) need not have their `Authorization` parsed here.
+    let rewritable = !first.is_empty() && !KEPT_PLATFORM_ROUTES.contains(&first);
+    if rewritable && has_element_token(req.headers()) {
         let rewritten = match req.uri().query() {
             Some(query) => format!("/hubs/_{path}?{query}"),
             None => format!("/hubs/_{path}"),
@@ -157,6 +154,14 @@ async fn hub_paths(mut req: Request, next: Next) -> Response {
         }
     }
     next.run(req).await
+}
+
+fn has_element_token(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| junction_service::parse_authorization(v).ok())
+        .is_some_and(|p| p.element.is_some())
 }
 
 /// Gives every request an id: in the `Elements-Request-Id` header, in error bodies and in
@@ -181,7 +186,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(api_route.clone());
     // 128 random bits from the thread's generator: unique enough for a trace id, and
     // no system call on the hot path.
-    let id = format!("{:032x}", rand::random::<u128>());
+    let id = hex::encode(rand::random::<u128>().to_be_bytes());
     let trace = TraceContext::continue_or_start(
         req.headers()
             .get("traceparent")
