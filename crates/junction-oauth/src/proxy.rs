@@ -646,31 +646,37 @@ pub const PROXIED_CONTENT_SECURITY_POLICY: &str =
 /// The provider's headers that go back to the caller: all but the connection's own, the
 /// provider's cookies (they would be set for Junction's origin) and the provider's CORS
 /// headers (Junction answers CORS for its own API); Junction's `nosniff` and sandboxing
-/// `Content-Security-Policy` replace whatever the provider said of them.
-pub fn forwardable_response_headers(headers: &HeaderMap) -> HeaderMap {
-    let listed = ConnectionListed::of(headers);
-    let mut out = HeaderMap::with_capacity(headers.len() + 2);
-    for (name, value) in headers {
-        let dropped = is_hop_by_hop(name, &listed)
-            || name == header::SET_COOKIE
-            || name.as_str() == "set-cookie2"
-            || name.as_str().starts_with("access-control-")
-            || name == header::CONTENT_SECURITY_POLICY
-            || name.as_str() == "content-security-policy-report-only"
-            || name == header::X_CONTENT_TYPE_OPTIONS;
-        if !dropped {
-            out.append(name.clone(), value.clone());
-        }
+/// `Content-Security-Policy` replace whatever the provider said of them. The map is
+/// filtered where it is: most answers lose one header or none, cheaper to take out than
+/// to copy all the others.
+pub fn forwardable_response_headers(mut headers: HeaderMap) -> HeaderMap {
+    let dropped: Vec<HeaderName> = {
+        let listed = ConnectionListed::of(&headers);
+        headers
+            .keys()
+            .filter(|name| {
+                is_hop_by_hop(name, &listed)
+                    || name == &header::SET_COOKIE
+                    || name.as_str() == "set-cookie2"
+                    || name.as_str().starts_with("access-control-")
+                    || name.as_str() == "content-security-policy-report-only"
+            })
+            .cloned()
+            .collect()
+    };
+    for name in dropped {
+        headers.remove(name);
     }
-    out.insert(
+    // `insert` replaces every value the provider sent for these two.
+    headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    out.insert(
+    headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PROXIED_CONTENT_SECURITY_POLICY),
     );
-    out
+    headers
 }
 
 /// The provider's own words from an error body, in whichever common shape it uses
@@ -1197,7 +1203,7 @@ mod tests {
         );
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         headers.insert("x-provider", HeaderValue::from_static("kept"));
-        let out = forwardable_response_headers(&headers);
+        let out = forwardable_response_headers(headers);
         let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(

@@ -181,12 +181,17 @@ impl Services {
             request.query.as_deref(),
         )?;
         let headers = forwardable_request_headers(&request.headers);
-        let response = self
+        let ProxyResponse {
+            status,
+            headers,
+            body,
+        } = self
             .call_provider(&target, request.method, url, headers, request.body)
             .await?;
         Ok(ProxyResponse {
-            headers: forwardable_response_headers(&response.headers),
-            ..response
+            status,
+            headers: forwardable_response_headers(headers),
+            body,
         })
     }
 
@@ -401,6 +406,14 @@ pub(crate) fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
     };
     if !path.starts_with('/') {
         return Err(refused());
+    }
+    // Nothing encoded, nothing to decode: the one check of the loop below, without its
+    // copy of the path.
+    if !path.contains('%') {
+        if has_dot_segment(path) || path.chars().any(char::is_control) {
+            return Err(refused());
+        }
+        return Ok(());
     }
     let mut current = path.to_owned();
     for _ in 0..=MAX_ENCODING_LAYERS {

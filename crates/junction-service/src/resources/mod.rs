@@ -512,9 +512,15 @@ impl Services {
                 retry_after: None,
             });
         }
+        let ProxyResponse {
+            status,
+            headers,
+            body,
+        } = response;
         Ok(ProxyResponse {
-            headers: forwardable_response_headers(&response.headers),
-            ..response
+            status,
+            headers: forwardable_response_headers(headers),
+            body,
         })
     }
 }
