@@ -408,9 +408,10 @@ pub(crate) fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
         return Err(refused());
     }
     // Nothing encoded, nothing to decode: the one check of the loop below, without its
-    // copy of the path.
+    // copy of the path (and a path without a dot has no dot segment).
     if !path.contains('%') {
-        if has_dot_segment(path) || path.chars().any(char::is_control) {
+        let dotted = path.contains('.') && has_dot_segment(path);
+        if dotted || path.chars().any(char::is_control) {
             return Err(refused());
         }
         return Ok(());
