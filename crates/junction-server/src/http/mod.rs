@@ -33,6 +33,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub const API_PREFIX: &str = "/elements/api-v2";
+// Names made once: a name given as a string is copied into a new allocation each time.
+const ELEMENTS_REQUEST_ID: header::HeaderName =
+    header::HeaderName::from_static("elements-request-id");
+const ELEMENTS_TRACE_ID: header::HeaderName = header::HeaderName::from_static("elements-trace-id");
+const ELEMENTS_ELEMENT_INSTANCE_ID: header::HeaderName =
+    header::HeaderName::from_static("elements-element-instance-id");
 const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Shared by every handler.
@@ -95,11 +101,11 @@ pub fn router(
         .method_not_allowed_fallback(method_not_allowed)
         // One `layer` call for the whole stack, outermost first: each call wraps every
         // route in a boxed service of its own, and a request clones its route's stack,
-        // box by box, at every `from_fn` on its way in.
+        // box by box, at every `from_fn` on its way in (so the HTML security headers are
+        // added by `request_context` rather than by a middleware of their own).
         .layer(
             tower::ServiceBuilder::new()
                 .layer(middleware::from_fn(request_context))
-                .layer(middleware::from_fn(console::security_headers))
                 .layer(cors())
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
@@ -182,8 +188,9 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
     // The template, never the path: paths carry ids, which would make a series each.
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let api_route = RouteSlot::default();
-    req.extensions_mut().insert(api_route.clone());
+    let docs = req.uri().path().starts_with("/docs");
+    let slots = extract::RequestSlots::default();
+    req.extensions_mut().insert(slots.clone());
     // 128 random bits from the thread's generator: unique enough for a trace id, and
     // no system call on the hot path.
     let id = hex::encode(rand::random::<u128>().to_be_bytes());
@@ -192,11 +199,6 @@ async fn request_context(mut req: Request, next: Next) -> Response {
             .get("traceparent")
             .and_then(|v| v.to_str().ok()),
     );
-    let slot = extract::ElementInstance::default();
-    req.extensions_mut().insert(slot.clone());
-    // Holds the caller's permit (see `limit.rs`) until the response is ready.
-    let permit = limit::PermitSlot::default();
-    req.extensions_mut().insert(permit.clone());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -213,13 +215,22 @@ async fn request_context(mut req: Request, next: Next) -> Response {
             tracing::Instrument::instrument(next.run(req), span),
         )
         .await;
-    drop(permit);
+    // The caller's permit is held until the response is ready, not while it streams.
+    drop(
+        slots
+            .0
+            .permit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(),
+    );
+    console::add_security_headers(docs, &mut response);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
-        headers.insert("elements-request-id", value);
+        headers.insert(ELEMENTS_REQUEST_ID, value);
     }
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
-        headers.insert("elements-trace-id", value);
+        headers.insert(ELEMENTS_TRACE_ID, value);
     }
     if !preflight {
         headers.insert(
@@ -227,12 +238,13 @@ async fn request_context(mut req: Request, next: Next) -> Response {
             HeaderValue::from_static(EXPOSED_HEADERS),
         );
     }
-    if let Some(instance) = slot.0.get() {
-        headers.insert("elements-element-instance-id", HeaderValue::from(*instance));
+    if let Some(instance) = slots.0.instance.get() {
+        headers.insert(ELEMENTS_ELEMENT_INSTANCE_ID, HeaderValue::from(*instance));
     }
     let status = response.status().as_u16();
-    let route = api_route
+    let route = slots
         .0
+        .route
         .get()
         .or(route.as_ref())
         .map(MatchedPath::as_str);
@@ -251,18 +263,15 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// The route template an API request matched. The API is mounted as a service (so the
-/// bare-path rule can see paths before routing), which keeps its templates from the outer
-/// router's `MatchedPath`; the API router notes its own here for `request_context`.
-#[derive(Clone, Default)]
-struct RouteSlot(Arc<std::sync::OnceLock<MatchedPath>>);
-
+/// Notes the route template an API request matched. The API is mounted as a service (so
+/// the bare-path rule can see paths before routing), which keeps its templates from the
+/// outer router's `MatchedPath`; the API router notes its own for `request_context`.
 async fn note_route(req: Request, next: Next) -> Response {
-    if let (Some(slot), Some(path)) = (
-        req.extensions().get::<RouteSlot>(),
+    if let (Some(slots), Some(path)) = (
+        req.extensions().get::<extract::RequestSlots>(),
         req.extensions().get::<MatchedPath>(),
     ) {
-        let _ = slot.0.set(path.clone());
+        let _ = slots.0.route.set(path.clone());
     }
     next.run(req).await
 }
