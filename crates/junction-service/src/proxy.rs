@@ -76,10 +76,10 @@ impl Target {
         let base_url = record
             .config
             .get(keys::BASE_URL)
-            .cloned()
-            .flatten()
+            .and_then(|u| u.as_deref())
             .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| ServiceError::MissingConfiguration(vec![keys::BASE_URL.to_owned()]))?;
+            .ok_or_else(|| ServiceError::MissingConfiguration(vec![keys::BASE_URL.to_owned()]))?
+            .to_owned();
         Ok(Self {
             record,
             element,
@@ -180,7 +180,7 @@ impl Services {
             &request.path,
             request.query.as_deref(),
         )?;
-        let headers = forwardable_request_headers(&request.headers);
+        let headers = forwardable_request_headers(request.headers);
         let ProxyResponse {
             status,
             headers,
@@ -263,12 +263,15 @@ impl Services {
         body: ProxyBody,
     ) -> Result<ProxyResponse, ServiceError> {
         CallParameters::of(&target.element, &target.record.config)?.apply(&mut url, &mut headers);
-        let credential: CredentialPlacement = target
-            .element
-            .oauth
-            .as_ref()
-            .map(|o| o.credential.clone())
-            .unwrap_or_default();
+        // Borrowed from the element: a copy would cost two strings per call.
+        let fallback;
+        let credential: &CredentialPlacement = match &target.element.oauth {
+            Some(oauth) => &oauth.credential,
+            None => {
+                fallback = CredentialPlacement::default();
+                &fallback
+            }
+        };
         let replay: Option<Bytes> = match &body {
             ProxyBody::Buffered(bytes) => Some(bytes.clone()),
             ProxyBody::Streaming(_) => None,
@@ -292,7 +295,7 @@ impl Services {
             let auth = match &held {
                 Held::Fixed(fixed) => fixed.as_provider_auth(),
                 Held::Token(token) => ProviderAuth::Bearer {
-                    placement: &credential,
+                    placement: credential,
                     token,
                 },
             };

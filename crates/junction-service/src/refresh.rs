@@ -157,8 +157,7 @@ fn margin_ms(record: &InstanceRecord) -> i64 {
     let lifetime = record
         .config
         .get(keys::REFRESH_INTERVAL)
-        .cloned()
-        .flatten()
+        .and_then(|s| s.as_deref())
         .and_then(|s| s.trim().parse::<i64>().ok())
         .filter(|s| *s > 0)
         .map(|s| s.min(MAX_LIFETIME_S) * 1000)
@@ -190,8 +189,7 @@ fn stored_token(record: &InstanceRecord) -> Result<Secret, ServiceError> {
     record
         .config
         .get(keys::USER_TOKEN)
-        .cloned()
-        .flatten()
+        .and_then(|t| t.as_deref())
         .filter(|t| !t.is_empty())
         .map(Secret::new)
         .ok_or_else(|| ServiceError::ReauthorizationRequired {

@@ -107,7 +107,7 @@ impl Services {
         // Hooks are written by an organization's admin and `type: header` parameters copy
         // to the vendor: neither may see the caller's own credentials (its User secret
         // belongs to whoever calls, possibly another account) or cookies.
-        let caller_headers = forwardable_request_headers(&request.headers);
+        let caller_headers = forwardable_request_headers(request.headers);
         let incoming = Incoming {
             bindings: &bindings,
             query: &query,
@@ -468,7 +468,7 @@ impl Services {
         request: HubRequest,
     ) -> Result<ProxyResponse, ServiceError> {
         let query = HubQuery::parse(request.query.as_deref());
-        let caller_headers = forwardable_request_headers(&request.headers);
+        let caller_headers = forwardable_request_headers(request.headers);
         let incoming = Incoming {
             bindings,
             query: &query,
