@@ -16,7 +16,7 @@ use serde_json::error::Category;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-/// What the layers and extractors inside leave for `request_context` to act on once the
+/// What the layers and extractors inside leave for `RequestContext` (in `mod.rs`) to act on once the
 /// response is ready: one shared record per request (one allocation and one extension,
 /// not one of each per item).
 #[derive(Default)]
@@ -27,7 +27,7 @@ pub struct Slots {
     /// The caller's permit (see `limit.rs`), held until the response is ready rather than
     /// as long as the extractor lives.
     pub permit: Mutex<Option<CallerPermit>>,
-    /// The API route template the request matched (see `note_route`).
+    /// The API route template the request matched (see `NoteRoute`).
     pub route: OnceLock<MatchedPath>,
 }
 
