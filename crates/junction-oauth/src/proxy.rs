@@ -907,6 +907,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_provider_that_never_finishes_the_tls_handshake_is_given_up_at_the_connect_timeout() {
+        // Accepts the connection and never answers the handshake.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let client = ProxyClient::new(OutboundSettings {
+            policy: junction_core::net::OutboundPolicy {
+                allow_private: true,
+            },
+            connect_timeout: Duration::from_secs(1),
+            // Far longer than the guard below: only the connect timeout can end the wait.
+            request_timeout: Duration::from_secs(120),
+        })
+        .unwrap();
+        let log = Log::default();
+        let _guard = log.capture();
+        let sent = tokio::time::timeout(
+            Duration::from_secs(60),
+            get(&client, &format!("https://{addr}/data"), HeaderMap::new()),
+        )
+        .await
+        .expect("the connect timeout ends the handshake");
+        assert!(matches!(sent, Err(OAuthError::Timeout { .. })), "{sent:?}");
+        assert!(log.text().contains("cause=\"timeout\""), "{}", log.text());
+        silent.abort();
+    }
+
+    #[tokio::test]
     async fn a_name_that_resolves_to_a_private_address_is_refused_before_connecting() {
         let (base, heads) = answers_raw("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
         let port = Url::parse(&base).unwrap().port().unwrap();
