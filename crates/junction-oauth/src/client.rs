@@ -6,7 +6,9 @@ use junction_core::net::{OutboundPolicy, PolicyViolation};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use url::Url;
 
@@ -46,46 +48,72 @@ pub struct OutboundClient {
     settings: OutboundSettings,
 }
 
+/// Resolves names for both clients and keeps only the addresses the policy allows.
+#[derive(Clone, Copy)]
 pub(crate) struct PolicyResolver {
     pub(crate) policy: OutboundPolicy,
+}
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// `host`'s addresses the policy allows; an error names the policy's refusal (when every
+/// address was refused) or the failed lookup.
+async fn resolve(policy: OutboundPolicy, host: String) -> Result<Vec<SocketAddr>, BoxError> {
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+        .await
+        .map_err(|e| ResolveError {
+            host: host.clone(),
+            source: Box::new(e),
+        })?
+        .collect();
+    let mut refused: Option<PolicyViolation> = None;
+    let allowed: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|a| match policy.check(a.ip()) {
+            Ok(()) => true,
+            Err(v) => {
+                refused.get_or_insert(v);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(match refused {
+            Some(v) => Box::new(v),
+            None => Box::new(ResolveError {
+                host,
+                source: "no addresses".into(),
+            }),
+        });
+    }
+    Ok(allowed)
 }
 
 impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy;
+        let host = name.as_str().to_owned();
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| ResolveError {
-                    host: host.clone(),
-                    source: Box::new(e),
-                })?
-                .collect();
-            let mut refused: Option<PolicyViolation> = None;
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| match policy.check(a.ip()) {
-                    Ok(()) => true,
-                    Err(v) => {
-                        refused.get_or_insert(v);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let err: Box<dyn StdError + Send + Sync> = match refused {
-                    Some(v) => Box::new(v),
-                    None => Box::new(ResolveError {
-                        host,
-                        source: "no addresses".into(),
-                    }),
-                };
-                return Err(err);
-            }
-            let addrs: Addrs = Box::new(allowed.into_iter());
+            let addrs: Addrs = Box::new(resolve(policy, host).await?.into_iter());
             Ok(addrs)
         })
+    }
+}
+
+/// The same resolution for hyper's connector, which the passthrough client uses.
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for PolicyResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let policy = self.policy;
+        let host = name.as_str().to_owned();
+        Box::pin(async move { Ok(resolve(policy, host).await?.into_iter()) })
     }
 }
 
@@ -209,11 +237,17 @@ pub(crate) struct ResolveError {
     source: Box<dyn StdError + Send + Sync>,
 }
 
-/// Tells the cause from the error's source chain.
+/// Tells the cause from a reqwest error.
 fn cause_of(error: &reqwest::Error) -> Cause {
     if error.is_timeout() {
         return Cause::Timeout;
     }
+    cause_in_chain(error, error.is_connect())
+}
+
+/// Tells the cause from an error's source chain; `connecting` says whether the client
+/// failed before it had a connection.
+pub(crate) fn cause_in_chain(error: &(dyn StdError + 'static), connecting: bool) -> Cause {
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = source {
         if e.downcast_ref::<ResolveError>().is_some() {
@@ -238,17 +272,11 @@ fn cause_of(error: &reqwest::Error) -> Cause {
         }
         source = e.source();
     }
-    if error.is_connect() {
+    if connecting {
         Cause::Connect
     } else {
         Cause::Broken
     }
-}
-
-/// Whether a call failed because its connection broke before any answer came (not a
-/// timeout, a refusal or a name that did not resolve).
-pub(crate) fn broke_before_the_answer(error: &reqwest::Error) -> bool {
-    !error.is_connect() && cause_of(error) == Cause::Broken
 }
 
 /// An I/O error's `source` skips the error it wraps, where the TLS layer puts its own
@@ -281,15 +309,29 @@ fn root_cause(error: &(dyn StdError + 'static)) -> String {
 /// error's source chain, where the resolver put it), a timeout, or an unreachable peer.
 /// Each failure is logged with the provider's host and its cause, never with the URL.
 pub(crate) fn transport_error(error: reqwest::Error, timeout: Duration) -> OAuthError {
-    let host = error
-        .url()
-        .map(|u| match (u.host_str(), u.port_or_known_default()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            _ => String::new(),
-        })
-        .unwrap_or_default();
-    let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
+    let host = error.url().map(host_of).unwrap_or_default();
+    let cause = cause_of(&error);
+    let error = error.without_url();
+    failure(&error, &host, cause, timeout)
+}
+
+/// `host:port` of `url`, as failures are logged: never its path or query.
+pub(crate) fn host_of(url: &Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Maps a failed call to [`OAuthError`] and logs it; `error` must not carry the URL.
+pub(crate) fn failure(
+    error: &(dyn StdError + 'static),
+    host: &str,
+    cause: Cause,
+    timeout: Duration,
+) -> OAuthError {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(v) = e.downcast_ref::<PolicyViolation>() {
             tracing::info!(host = %host, refused = %v, "provider call refused by the outbound address policy");
@@ -297,12 +339,10 @@ pub(crate) fn transport_error(error: reqwest::Error, timeout: Duration) -> OAuth
         }
         source = e.source();
     }
-    let cause = cause_of(&error);
-    let error = error.without_url();
     tracing::warn!(
         host = %host,
         cause = cause.name(),
-        detail = %root_cause(&error),
+        detail = %root_cause(error),
         "provider call failed"
     );
     if cause == Cause::Timeout {
@@ -353,40 +393,10 @@ pub(crate) fn check_url(policy: OutboundPolicy, what: &str, raw: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::Mutex;
+    use crate::testing::Log;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const SECRET: &str = "s3cr3t-client-value";
-
-    /// Everything logged while the returned guard lives, on this thread.
-    #[derive(Clone, Default)]
-    struct Log(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Log {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Log {
-        fn capture(&self) -> tracing::subscriber::DefaultGuard {
-            let log = self.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_writer(move || log.clone())
-                .with_ansi(false)
-                .finish();
-            tracing::subscriber::set_default(subscriber)
-        }
-
-        fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-    }
 
     fn client(timeout: Duration) -> OutboundClient {
         OutboundClient::new(OutboundSettings {

@@ -1,8 +1,9 @@
 //! The client side of OAuth 2.0, and every call Junction makes to a provider.
 //!
-//! [`OutboundClient`] is the only way out: it has timeouts, never follows redirects, and
-//! resolves names through the outbound address policy, so a configuration value pointing
-//! at a metadata service or an internal port is refused before a byte is sent.
+//! [`OutboundClient`] and, for passthrough calls, [`ProxyClient`] are the only ways out:
+//! they have timeouts, never follow redirects, and resolve names through the outbound
+//! address policy, so a configuration value pointing at a metadata service or an
+//! internal port is refused before a byte is sent.
 //! [`authorization_url`], [`exchange_code`] and [`run_provision_step`] are driven entirely
 //! by the element definition (`junction_core::element::OAuthSpec`): no provider is named
 //! in this crate. No database, no HTTP server.
@@ -16,6 +17,7 @@ mod refresh;
 #[cfg(test)]
 mod testing;
 mod token;
+mod transport;
 
 pub use authorize::{AuthorizationRequest, authorization_url, join_scopes};
 pub use client::{OutboundClient, OutboundSettings};
@@ -29,3 +31,4 @@ pub use refresh::{
     ClientCredentials, client_credentials_grant, exchange_long_lived, refresh_grant,
 };
 pub use token::{CodeExchange, TokenResponse, apply_credential, exchange_code, run_provision_step};
+pub use transport::{ResponseBody, StreamingBody};

@@ -3,27 +3,27 @@
 //!
 //! [`ProxyClient`] resolves names through the same outbound address policy as
 //! [`crate::OutboundClient`] and follows no redirects, but has no total timeout (a large
-//! body may take minutes); a connect timeout and an idle timeout between reads bound a
-//! provider that stops answering instead.
+//! body may take minutes); a connect timeout and a bound on each wait for the provider
+//! stop one that stops answering instead. It sends on hyper's client directly
+//! (`transport.rs`), the hot path of every proxied call.
 
 use crate::OAuthError;
-use crate::client::OutboundSettings;
+use crate::client::{Cause, OutboundSettings};
 use crate::oauth1::OAuth1Credentials;
+use crate::transport::{BoxError, HttpClient, OutBody, ResponseBody, StreamingBody};
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use junction_core::Secret;
 use junction_core::credential::RenderedCredential;
 use junction_core::element::{CredentialLocation, CredentialPlacement};
-use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, StatusCode};
 use std::collections::VecDeque;
-use std::error::Error as StdError;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use url::Url;
-
-type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Request bodies up to this size are held in memory so that a call the provider refused
 /// can be sent again; larger ones stream through once.
@@ -34,7 +34,7 @@ pub enum ProxyBody {
     /// Small enough to keep: the call can be replayed.
     Buffered(Bytes),
     /// Streams from the caller to the provider once; the call cannot be replayed.
-    Streaming(reqwest::Body),
+    Streaming(StreamingBody),
 }
 
 impl std::fmt::Debug for ProxyBody {
@@ -90,10 +90,7 @@ impl ProxyBody {
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        Self::Streaming(reqwest::Body::wrap(Resumed {
-            read,
-            rest: Mutex::new(rest),
-        }))
+        Self::Streaming(StreamingBody::wrap(Resumed { read, rest }))
     }
 
     pub fn is_replayable(&self) -> bool {
@@ -101,12 +98,10 @@ impl ProxyBody {
     }
 }
 
-/// The chunks already read, then the rest of the body. The `Mutex` only makes a
-/// `Send`-but-not-`Sync` server body `Sync`, as the client requires; it is never
-/// contended, since a body is polled through `&mut`.
+/// The chunks already read, then the rest of the body.
 struct Resumed<B> {
     read: VecDeque<Bytes>,
-    rest: Mutex<B>,
+    rest: B,
 }
 
 impl<B> HttpBody for Resumed<B>
@@ -124,17 +119,12 @@ where
         if let Some(chunk) = this.read.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
-        let rest = this.rest.get_mut().unwrap_or_else(PoisonError::into_inner);
-        Pin::new(rest).poll_frame(cx)
+        Pin::new(&mut this.rest).poll_frame(cx)
     }
 
     fn size_hint(&self) -> SizeHint {
         let already: u64 = self.read.iter().map(|c| c.len() as u64).sum();
-        let rest = self
-            .rest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .size_hint();
+        let rest = self.rest.size_hint();
         let mut hint = SizeHint::new();
         hint.set_lower(rest.lower() + already);
         if let Some(upper) = rest.upper() {
@@ -306,7 +296,7 @@ pub fn authorize(
 pub struct ProxyResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: reqwest::Body,
+    pub body: ResponseBody,
 }
 
 impl ProxyResponse {
@@ -341,11 +331,11 @@ impl ProxyResponse {
 
 #[derive(Clone)]
 pub struct ProxyClient {
-    http: reqwest::Client,
+    http: HttpClient,
     /// Sends an idempotent call again after its kept-alive connection broke: on a
     /// connection of its own, since the pool may hold more that the provider closed at
     /// the same moment (all idle for as long as its timeout).
-    fresh: reqwest::Client,
+    fresh: HttpClient,
     settings: OutboundSettings,
     /// Each instance's base URL as last parsed and checked against the policy (which
     /// never changes at run time): parsing a URL's host is a measurable share of a
@@ -387,15 +377,9 @@ impl ProxyClient {
     /// `settings.request_timeout` bounds each wait for the provider (for the answer to
     /// start, and between chunks of its body), not the whole call.
     pub fn new(settings: OutboundSettings) -> Result<Self, OAuthError> {
-        let http = crate::client::builder(&settings)
-            .read_timeout(settings.request_timeout)
-            .build()
-            .map_err(OAuthError::Client)?;
-        let fresh = crate::client::builder(&settings)
-            .read_timeout(settings.request_timeout)
-            .pool_max_idle_per_host(0)
-            .build()
-            .map_err(OAuthError::Client)?;
+        let tls = crate::transport::tls_config().map_err(OAuthError::Tls)?;
+        let http = crate::transport::client(&settings, tls.clone(), usize::MAX);
+        let fresh = crate::transport::client(&settings, tls, 0);
         Ok(Self {
             http,
             fresh,
@@ -466,49 +450,117 @@ impl ProxyClient {
             auth,
         } = call;
         authorize(&auth, &method, &mut url, &mut headers, &body)?;
-        let idempotent = method.is_idempotent();
-        // The headers move in whole; a builder would copy them one by one.
-        let mut request = reqwest::Request::new(method, url);
-        *request.headers_mut() = headers;
-        match body {
-            ProxyBody::Buffered(bytes) if bytes.is_empty() => {}
-            ProxyBody::Buffered(bytes) => *request.body_mut() = Some(bytes.into()),
-            ProxyBody::Streaming(stream) => *request.body_mut() = Some(stream),
-        }
+        url.set_fragment(None);
+        let uri = http::Uri::try_from(url.as_str()).map_err(|_| OAuthError::BadUrl {
+            what: "the provider URL".into(),
+        })?;
+        // A caller's own values pass; these are what the provider sees otherwise.
+        headers
+            .entry(header::USER_AGENT)
+            .or_insert(HeaderValue::from_static(USER_AGENT));
+        headers
+            .entry(header::ACCEPT)
+            .or_insert(HeaderValue::from_static("*/*"));
+        let body = match body {
+            ProxyBody::Buffered(bytes) => OutBody::Held((!bytes.is_empty()).then_some(bytes)),
+            ProxyBody::Streaming(stream) => OutBody::Streaming(stream),
+        };
         // A provider may close a kept-alive connection just as a call goes out on it
         // (its idle timeout and the call crossing); the call then fails before any
         // answer. An idempotent call is sent once more, on a new connection (RFC 9110
         // §9.2.2); anything else could have taken effect and is not.
-        let again = if idempotent {
-            request.try_clone()
-        } else {
-            None
+        let again = match &body {
+            OutBody::Held(bytes) if method.is_idempotent() => {
+                Some((uri.clone(), headers.clone(), bytes.clone()))
+            }
+            _ => None,
         };
-        let response = match (self.http.execute(request).await, again) {
+        let request = outgoing(method.clone(), uri, headers, body);
+        let response = match (self.answer(&self.http, request).await, again) {
             (Ok(response), _) => response,
-            (Err(e), Some(again)) if crate::client::broke_before_the_answer(&e) => {
+            (Err(Failed::Sent(e)), Some((uri, headers, bytes))) if broke_before_the_answer(&e) => {
                 tracing::info!(
                     cause = "broken",
                     "the provider's connection broke before it answered; sending the idempotent call again"
                 );
-                self.fresh
-                    .execute(again)
+                let request = outgoing(method, uri, headers, OutBody::Held(bytes));
+                self.answer(&self.fresh, request)
                     .await
-                    .map_err(|e| self.transport_error(e))?
+                    .map_err(|e| self.transport_error(e, &url))?
             }
-            (Err(e), _) => return Err(self.transport_error(e)),
+            (Err(e), _) => return Err(self.transport_error(e, &url)),
         };
-        let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        let (parts, body) = response.into_parts();
         Ok(ProxyResponse {
             status: parts.status,
             headers: parts.headers,
-            body,
+            body: ResponseBody::provider(body, self.settings.request_timeout),
         })
     }
 
-    fn transport_error(&self, error: reqwest::Error) -> OAuthError {
-        crate::client::transport_error(error, self.settings.request_timeout)
+    /// Sends `request` and waits for the answer's head, at most the read timeout. Not an
+    /// `async fn`: one would keep the request in its state beside the client's future,
+    /// which already holds it, and every call would copy both.
+    fn answer(
+        &self,
+        client: &HttpClient,
+        request: http::Request<OutBody>,
+    ) -> impl Future<Output = Result<http::Response<hyper::body::Incoming>, Failed>> + use<> {
+        tokio::time::timeout(self.settings.request_timeout, client.request(request)).map(
+            |answered| match answered {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => Err(Failed::Sent(e)),
+                Err(_) => Err(Failed::NoAnswer),
+            },
+        )
     }
+
+    fn transport_error(&self, failed: Failed, url: &Url) -> OAuthError {
+        let host = crate::client::host_of(url);
+        let timeout = self.settings.request_timeout;
+        match failed {
+            Failed::Sent(e) => {
+                let cause = crate::client::cause_in_chain(&e, e.is_connect());
+                crate::client::failure(&e, &host, cause, timeout)
+            }
+            Failed::NoAnswer => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer within the read timeout",
+                );
+                crate::client::failure(&e, &host, Cause::Timeout, timeout)
+            }
+        }
+    }
+}
+
+/// What Junction calls itself on a provider call, as the other outbound calls do.
+const USER_AGENT: &str = concat!("Junction/", env!("CARGO_PKG_VERSION"));
+
+fn outgoing(
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: OutBody,
+) -> http::Request<OutBody> {
+    let mut request = http::Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    request
+}
+
+/// Why no answer came.
+enum Failed {
+    Sent(hyper_util::client::legacy::Error),
+    /// The read timeout ran out before the answer's head arrived.
+    NoAnswer,
+}
+
+/// Whether a call failed because its connection broke before any answer came (not a
+/// timeout, a refusal or a name that did not resolve).
+fn broke_before_the_answer(error: &hyper_util::client::legacy::Error) -> bool {
+    !error.is_connect() && crate::client::cause_in_chain(error, false) == Cause::Broken
 }
 
 /// Headers that describe one connection rather than the message (RFC 9110 §7.6.1), plus
@@ -572,17 +624,21 @@ pub fn is_reserved_request_header(name: &HeaderName) -> bool {
 }
 
 /// The caller's headers that may reach the provider: all but
-/// [`is_reserved_request_header`] ones and those its `Connection` header names.
-pub fn forwardable_request_headers(headers: &HeaderMap) -> HeaderMap {
-    let listed = ConnectionListed::of(headers);
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let dropped = is_reserved_request_header(name) || is_hop_by_hop(name, &listed);
-        if !dropped {
-            out.append(name.clone(), value.clone());
-        }
+/// [`is_reserved_request_header`] ones and those its `Connection` header names. Filtered
+/// in place, as the answer's headers are.
+pub fn forwardable_request_headers(mut headers: HeaderMap) -> HeaderMap {
+    let dropped: Vec<HeaderName> = {
+        let listed = ConnectionListed::of(&headers);
+        headers
+            .keys()
+            .filter(|name| is_reserved_request_header(name) || is_hop_by_hop(name, &listed))
+            .cloned()
+            .collect()
+    };
+    for name in dropped {
+        headers.remove(name);
     }
-    out
+    headers
 }
 
 /// What every proxied answer is served with, whatever the provider sent: a provider's
@@ -594,31 +650,37 @@ pub const PROXIED_CONTENT_SECURITY_POLICY: &str =
 /// The provider's headers that go back to the caller: all but the connection's own, the
 /// provider's cookies (they would be set for Junction's origin) and the provider's CORS
 /// headers (Junction answers CORS for its own API); Junction's `nosniff` and sandboxing
-/// `Content-Security-Policy` replace whatever the provider said of them.
-pub fn forwardable_response_headers(headers: &HeaderMap) -> HeaderMap {
-    let listed = ConnectionListed::of(headers);
-    let mut out = HeaderMap::with_capacity(headers.len() + 2);
-    for (name, value) in headers {
-        let dropped = is_hop_by_hop(name, &listed)
-            || name == header::SET_COOKIE
-            || name.as_str() == "set-cookie2"
-            || name.as_str().starts_with("access-control-")
-            || name == header::CONTENT_SECURITY_POLICY
-            || name.as_str() == "content-security-policy-report-only"
-            || name == header::X_CONTENT_TYPE_OPTIONS;
-        if !dropped {
-            out.append(name.clone(), value.clone());
-        }
+/// `Content-Security-Policy` replace whatever the provider said of them. The map is
+/// filtered where it is: most answers lose one header or none, cheaper to take out than
+/// to copy all the others.
+pub fn forwardable_response_headers(mut headers: HeaderMap) -> HeaderMap {
+    let dropped: Vec<HeaderName> = {
+        let listed = ConnectionListed::of(&headers);
+        headers
+            .keys()
+            .filter(|name| {
+                is_hop_by_hop(name, &listed)
+                    || name == &header::SET_COOKIE
+                    || name.as_str() == "set-cookie2"
+                    || name.as_str().starts_with("access-control-")
+                    || name.as_str() == "content-security-policy-report-only"
+            })
+            .cloned()
+            .collect()
+    };
+    for name in dropped {
+        headers.remove(name);
     }
-    out.insert(
+    // `insert` replaces every value the provider sent for these two.
+    headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    out.insert(
+    headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PROXIED_CONTENT_SECURITY_POLICY),
     );
-    out
+    headers
 }
 
 /// The provider's own words from an error body, in whichever common shape it uses
@@ -657,8 +719,19 @@ pub fn provider_message(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::closes_kept_alive_connections;
+    use crate::testing::{Log, answers_raw, closes_kept_alive_connections};
     use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const SECRET: &str = "s3cr3t-token-value";
+
+    fn private_allowed(timeout: Duration) -> ProxyClient {
+        loopback_client(OutboundSettings {
+            connect_timeout: timeout,
+            request_timeout: timeout,
+            ..OutboundSettings::default()
+        })
+    }
 
     /// A client that may reach the stand-ins on the loopback address.
     fn loopback_client(settings: OutboundSettings) -> ProxyClient {
@@ -669,6 +742,37 @@ mod tests {
             ..settings
         })
         .unwrap()
+    }
+
+    /// A GET of `url` with a secret in its query and headers given by the caller.
+    async fn get(
+        client: &ProxyClient,
+        url: &str,
+        headers: HeaderMap,
+    ) -> Result<ProxyResponse, OAuthError> {
+        let placement = CredentialPlacement::default();
+        let token = Secret::new(SECRET);
+        client
+            .send(ProxyCall {
+                method: Method::GET,
+                url: Url::parse(&format!("{url}?access_token={SECRET}")).unwrap(),
+                headers,
+                body: ProxyBody::Buffered(Bytes::new()),
+                auth: ProviderAuth::Bearer {
+                    placement: &placement,
+                    token: &token,
+                },
+            })
+            .await
+    }
+
+    /// The error of a GET of `url` and what was logged meanwhile.
+    async fn fail(url: &str, timeout: Duration) -> (OAuthError, String) {
+        let log = Log::default();
+        let _guard = log.capture();
+        let client = private_allowed(timeout);
+        let err = get(&client, url, HeaderMap::new()).await.unwrap_err();
+        (err, log.text())
     }
 
     async fn call(client: &ProxyClient, method: Method, url: &str) -> Result<u16, OAuthError> {
@@ -760,6 +864,298 @@ mod tests {
         assert_eq!(answered.lock().unwrap().len(), 3);
     }
 
+    #[tokio::test]
+    async fn passthrough_failures_are_told_apart_and_logged_with_host_and_cause_never_the_url() {
+        // Refused: nothing listens on a port just released.
+        let port = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let (err, log) = fail(
+            &format!("http://127.0.0.1:{port}/data"),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert!(log.contains(&format!("host=127.0.0.1:{port}")), "{log}");
+        assert!(log.contains("cause=\"refused\""), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+
+        let (err, log) = fail("http://no-such-host.invalid/data", Duration::from_secs(5)).await;
+        assert!(err.to_string().contains("did not resolve"), "{err}");
+        assert!(log.contains("host=no-such-host.invalid:80"), "{log}");
+        assert!(log.contains("cause=\"dns\""), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+
+        // TLS: the peer answers the handshake in plain HTTP.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let plain = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let (err, log) = fail(&format!("https://{addr}/data"), Duration::from_secs(5)).await;
+        assert!(err.to_string().contains("TLS"), "{err} {log}");
+        assert!(log.contains("cause=\"tls\""), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+        plain.abort();
+
+        // Timeout: the peer accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let (err, log) = fail(&format!("http://{addr}/data"), Duration::from_secs(1)).await;
+        assert!(matches!(err, OAuthError::Timeout { .. }), "{err:?}");
+        assert!(log.contains("cause=\"timeout\""), "{log}");
+        assert!(!log.contains(SECRET), "{log}");
+        silent.abort();
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_never_finishes_the_tls_handshake_is_given_up_at_the_connect_timeout() {
+        // Accepts the connection and never answers the handshake.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let client = loopback_client(OutboundSettings {
+            connect_timeout: Duration::from_secs(1),
+            // Far longer than the guard below: only the connect timeout can end the wait.
+            request_timeout: Duration::from_secs(120),
+            ..OutboundSettings::default()
+        });
+        let log = Log::default();
+        let _guard = log.capture();
+        let sent = tokio::time::timeout(
+            Duration::from_secs(60),
+            get(&client, &format!("https://{addr}/data"), HeaderMap::new()),
+        )
+        .await
+        .expect("the connect timeout ends the handshake");
+        assert!(matches!(sent, Err(OAuthError::Timeout { .. })), "{sent:?}");
+        assert!(log.text().contains("cause=\"timeout\""), "{}", log.text());
+        silent.abort();
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_a_private_address_is_refused_before_connecting() {
+        let (base, heads) = answers_raw("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let port = Url::parse(&base).unwrap().port().unwrap();
+        let client = ProxyClient::new(OutboundSettings::default()).unwrap();
+        let refused = get(
+            &client,
+            &format!("http://localhost:{port}/data"),
+            HeaderMap::new(),
+        )
+        .await;
+        assert!(matches!(refused, Err(OAuthError::Policy(_))), "{refused:?}");
+        assert!(heads.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_provider_call_names_junction_and_its_host_and_frames_its_body() {
+        let (base, heads) =
+            answers_raw("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n").await;
+        let client = private_allowed(Duration::from_secs(5));
+        let placement = CredentialPlacement::default();
+        let token = Secret::new(SECRET);
+        let answer = client
+            .send(ProxyCall {
+                method: Method::POST,
+                url: Url::parse(&format!("{base}/records")).unwrap(),
+                headers: HeaderMap::new(),
+                body: ProxyBody::Buffered(Bytes::from_static(b"{}")),
+                auth: ProviderAuth::Bearer {
+                    placement: &placement,
+                    token: &token,
+                },
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        let mut caller = HeaderMap::new();
+        caller.insert(header::USER_AGENT, HeaderValue::from_static("their-app/2"));
+        get(&client, &format!("{base}/me"), caller).await.unwrap();
+        let heads = heads.lock().unwrap();
+        let host = base.trim_start_matches("http://");
+        let posted = heads[0].to_ascii_lowercase();
+        assert!(posted.starts_with("post /records http/1.1\r\n"), "{posted}");
+        assert!(
+            posted.contains(&format!("\r\nhost: {host}\r\n")),
+            "{posted}"
+        );
+        let agent = concat!(
+            "\r\nuser-agent: junction/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\n"
+        );
+        assert!(posted.contains(agent), "{posted}");
+        assert!(posted.contains("\r\naccept: */*\r\n"), "{posted}");
+        assert!(posted.contains("\r\ncontent-length: 2\r\n"), "{posted}");
+        assert!(posted.ends_with("\r\n\r\n{}"), "{posted}");
+        assert!(
+            posted
+                .contains(&format!("\r\nauthorization: bearer {SECRET}\r\n").to_ascii_lowercase()),
+            "{posted}"
+        );
+        // A caller's own user agent is passed on; an empty GET has no body to frame.
+        let got = heads[1].to_ascii_lowercase();
+        assert!(got.contains("\r\nuser-agent: their-app/2\r\n"), "{got}");
+        assert!(!got.contains("junction/"), "{got}");
+        assert!(!got.contains("content-length"), "{got}");
+        assert!(!got.contains("transfer-encoding"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_handed_back_not_followed() {
+        let (target, followed) = answers_raw("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let answer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 302 Found\r\nlocation: {target}/elsewhere\r\ncontent-length: 0\r\n\r\n"
+            )
+            .into_boxed_str(),
+        );
+        let (base, _) = answers_raw(answer).await;
+        let client = private_allowed(Duration::from_secs(5));
+        let answer = get(&client, &format!("{base}/data"), HeaderMap::new())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::FOUND);
+        assert!(followed.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_streaming_upload_goes_out_with_its_declared_length_or_chunked() {
+        let (base, heads) =
+            answers_raw("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n").await;
+        let client = private_allowed(Duration::from_secs(5));
+        let chunks = || {
+            futures_util::stream::iter(
+                [&b"abc"[..], &b"def"[..]]
+                    .map(|c| Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(c)))),
+            )
+        };
+        let known = http_body_util::StreamBody::new(chunks());
+        let placement = CredentialPlacement::default();
+        let token = Secret::new(SECRET);
+        for body in [
+            ProxyBody::read(Sized(known, 6), 1).await.unwrap(),
+            ProxyBody::read(http_body_util::StreamBody::new(chunks()), 1)
+                .await
+                .unwrap(),
+        ] {
+            assert!(!body.is_replayable());
+            client
+                .send(ProxyCall {
+                    method: Method::PUT,
+                    url: Url::parse(&format!("{base}/file")).unwrap(),
+                    headers: HeaderMap::new(),
+                    body,
+                    auth: ProviderAuth::Bearer {
+                        placement: &placement,
+                        token: &token,
+                    },
+                })
+                .await
+                .unwrap();
+        }
+        let heads = heads.lock().unwrap().clone();
+        assert!(heads[0].contains("content-length: 6\r\n"), "{}", heads[0]);
+        assert!(!heads[0].contains("transfer-encoding"), "{}", heads[0]);
+        assert!(
+            heads[1].contains("transfer-encoding: chunked\r\n"),
+            "{}",
+            heads[1]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_stops_sending_its_body_is_given_up_after_the_read_timeout() {
+        // Promises ten bytes, sends four, then nothing.
+        let (base, _) = answers_raw("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabcd").await;
+        let client = private_allowed(Duration::from_secs(1));
+        let answer = get(&client, &format!("{base}/data"), HeaderMap::new())
+            .await
+            .unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(30), answer.read_body(1024))
+            .await
+            .expect("the read timeout ends the wait");
+        assert!(
+            matches!(read, Err(OAuthError::Unreachable { .. })),
+            "{read:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_slow_to_read_does_not_use_up_the_read_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buffer = vec![0u8; 8192];
+            let _ = socket.read(&mut buffer).await.unwrap();
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket.write_all(b"2\r\nab\r\n").await.unwrap();
+            socket.flush().await.unwrap();
+            // The rest only once the client has taken the first chunk and waits again.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            socket.write_all(b"2\r\ncd\r\n0\r\n\r\n").await.unwrap();
+            let _ = socket.read(&mut buffer).await;
+        });
+        let client = private_allowed(Duration::from_secs(1));
+        let mut answer = get(&client, &format!("http://{addr}/data"), HeaderMap::new())
+            .await
+            .unwrap();
+        let mut body = Vec::new();
+        let first = std::future::poll_fn(|cx| Pin::new(&mut answer.body).poll_frame(cx))
+            .await
+            .unwrap()
+            .unwrap();
+        body.extend_from_slice(first.data_ref().unwrap());
+        // Longer than the read timeout, spent by the reader, not waiting on the provider.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        while let Some(frame) =
+            std::future::poll_fn(|cx| Pin::new(&mut answer.body).poll_frame(cx)).await
+        {
+            body.extend_from_slice(frame.unwrap().data_ref().unwrap());
+        }
+        assert_eq!(body, b"abcd");
+    }
+
+    /// A body that declares its length, as a request with `Content-Length` does.
+    struct Sized<B>(B, u64);
+
+    impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Sized<B> {
+        type Data = Bytes;
+        type Error = B::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+            Pin::new(&mut self.get_mut().0).poll_frame(cx)
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.1)
+        }
+    }
+
     #[test]
     fn the_vendor_path_and_query_go_after_the_base_path_and_the_policy_holds_every_time() {
         let client = ProxyClient::new(OutboundSettings::default()).unwrap();
@@ -833,9 +1229,11 @@ mod tests {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
         headers.insert(header::ACCEPT, HeaderValue::from_static("text/csv"));
-        let out = forwardable_request_headers(&headers);
-        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["content-type", "accept"]);
+        let out = forwardable_request_headers(headers);
+        // Fields of different names keep no order (RFC 9110 §5.3).
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "content-type"]);
     }
 
     #[test]
@@ -856,7 +1254,7 @@ mod tests {
         );
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         headers.insert("x-provider", HeaderValue::from_static("kept"));
-        let out = forwardable_response_headers(&headers);
+        let out = forwardable_response_headers(headers);
         let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(

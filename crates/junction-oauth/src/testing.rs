@@ -1,6 +1,8 @@
-//! Provider stand-ins shared by the client tests: each keeps connections alive and drops
-//! some of them without answering, as a server does when its idle timeout crosses a call.
+//! Provider stand-ins shared by the client tests (each keeps connections alive and drops
+//! some of them without answering, as a server does when its idle timeout crosses a
+//! call), and a log capture.
 
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,4 +65,78 @@ async fn stand_in(
         }
     });
     (base, calls)
+}
+
+/// Everything logged while the guard [`Log::capture`] returns lives, on this thread.
+#[derive(Clone, Default)]
+pub(crate) struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    pub(crate) fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let log = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || log.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// A provider that answers each connection's first request with `answer` (raw HTTP,
+/// which says `connection: close` if the client is to make another connection) and
+/// records the request's head. Returns its base URL and the heads it received.
+pub(crate) async fn answers_raw(answer: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&heads);
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let mut read = 0;
+                // The head ends at the first empty line; a small body may follow it.
+                while !buffer[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buffer[..read]).into_owned());
+                let _ = socket.write_all(answer.as_bytes()).await;
+                if answer
+                    .to_ascii_lowercase()
+                    .contains("\r\nconnection: close\r\n")
+                {
+                    return;
+                }
+                // Held open: the answer may promise more than it sends.
+                let mut rest = [0u8; 1024];
+                while let Ok(n) = socket.read(&mut rest).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (base, heads)
 }

@@ -1,6 +1,7 @@
 //! Measuring calls to providers: a span, a latency and an outcome for each, and for each
 //! token renewal. The names and labels live in `junction-telemetry`.
 
+use futures_util::FutureExt;
 use junction_core::ElementDefinition;
 use junction_oauth::{OAuthError, ProxyResponse};
 use junction_telemetry::{CUSTOM_ELEMENT, CallOutcome, RefreshOutcome};
@@ -17,24 +18,26 @@ pub(crate) fn element_label(element: &ElementDefinition) -> &str {
     }
 }
 
-/// Sends one provider call inside a `provider_call` span and records how it went.
-pub(crate) async fn provider_call(
-    element: &ElementDefinition,
-    call: impl Future<Output = Result<ProxyResponse, OAuthError>>,
-) -> Result<ProxyResponse, OAuthError> {
+/// Sends one provider call inside a `provider_call` span and records how it went. Not an
+/// `async fn`, which would hold `call` and, beside it, the instrumented copy it awaits.
+pub(crate) fn provider_call<'a>(
+    element: &'a ElementDefinition,
+    call: impl Future<Output = Result<ProxyResponse, OAuthError>> + 'a,
+) -> impl Future<Output = Result<ProxyResponse, OAuthError>> + 'a {
     let label = element_label(element);
     let span = tracing::info_span!("provider_call", element = label);
     let started = std::time::Instant::now();
-    let result = call.instrument(span).await;
-    let outcome = match &result {
-        Ok(response) => CallOutcome::Status(response.status.as_u16()),
-        Err(OAuthError::Timeout { .. }) => CallOutcome::Timeout,
-        Err(OAuthError::Unreachable { .. }) => CallOutcome::Unreachable,
-        Err(OAuthError::Policy(_)) => CallOutcome::Refused,
-        Err(_) => CallOutcome::Error,
-    };
-    junction_telemetry::provider_call(label, outcome, started.elapsed());
-    result
+    call.instrument(span).map(move |result| {
+        let outcome = match &result {
+            Ok(response) => CallOutcome::Status(response.status.as_u16()),
+            Err(OAuthError::Timeout { .. }) => CallOutcome::Timeout,
+            Err(OAuthError::Unreachable { .. }) => CallOutcome::Unreachable,
+            Err(OAuthError::Policy(_)) => CallOutcome::Refused,
+            Err(_) => CallOutcome::Error,
+        };
+        junction_telemetry::provider_call(label, outcome, started.elapsed());
+        result
+    })
 }
 
 /// Records how one renewal asked of a provider's token endpoint ended.

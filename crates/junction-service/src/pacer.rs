@@ -81,11 +81,7 @@ impl Pacer {
         Budget {
             // Budgets are shared only by calls that pace alike: one schedule kept under
             // two pacings would hold to neither.
-            key: format!(
-                "{scope_key}:{}/{}/{burst}",
-                limit.requests,
-                micros(limit.per.0)
-            ),
+            key: budget_key(scope_key, limit.requests, micros(limit.per.0), burst),
             pace: Pace {
                 interval,
                 tolerance: (burst - 1) * interval,
@@ -95,6 +91,32 @@ impl Pacer {
             max_wait,
         }
     }
+}
+
+/// `{scope}:{requests}/{per µs}/{burst}`, written without `format!`: every provider call
+/// of an element with limits builds one per limit.
+fn budget_key(scope: &str, requests: u32, per: i64, burst: i64) -> String {
+    let (mut a, mut b, mut c) = (
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    );
+    let (requests, per, burst) = (a.format(requests), b.format(per), c.format(burst));
+    let mut key = String::with_capacity(scope.len() + requests.len() + per.len() + burst.len() + 3);
+    for part in [scope, ":", requests, "/", per, "/", burst] {
+        key.push_str(part);
+    }
+    key
+}
+
+/// The key of an instance's own budgets.
+fn instance_scope(id: i64) -> String {
+    let mut number = itoa::Buffer::new();
+    let digits = number.format(id);
+    let mut key = String::with_capacity(digits.len() + 1);
+    key.push('i');
+    key.push_str(digits);
+    key
 }
 
 fn micros(d: Duration) -> i64 {
@@ -122,7 +144,7 @@ impl Services {
         let mut budgets = Vec::with_capacity(element.rate_limits.len());
         for limit in &element.rate_limits {
             let scope_key = match limit.scope {
-                RateScope::Instance => format!("i{}", record.id.0),
+                RateScope::Instance => instance_scope(record.id.0),
                 RateScope::App => match &app_key {
                     Some(key) => key.clone(),
                     None => {

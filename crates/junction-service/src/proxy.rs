@@ -76,10 +76,10 @@ impl Target {
         let base_url = record
             .config
             .get(keys::BASE_URL)
-            .cloned()
-            .flatten()
+            .and_then(|u| u.as_deref())
             .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| ServiceError::MissingConfiguration(vec![keys::BASE_URL.to_owned()]))?;
+            .ok_or_else(|| ServiceError::MissingConfiguration(vec![keys::BASE_URL.to_owned()]))?
+            .to_owned();
         Ok(Self {
             record,
             element,
@@ -180,13 +180,18 @@ impl Services {
             &request.path,
             request.query.as_deref(),
         )?;
-        let headers = forwardable_request_headers(&request.headers);
-        let response = self
+        let headers = forwardable_request_headers(request.headers);
+        let ProxyResponse {
+            status,
+            headers,
+            body,
+        } = self
             .call_provider(&target, request.method, url, headers, request.body)
             .await?;
         Ok(ProxyResponse {
-            headers: forwardable_response_headers(&response.headers),
-            ..response
+            status,
+            headers: forwardable_response_headers(headers),
+            body,
         })
     }
 
@@ -258,12 +263,15 @@ impl Services {
         body: ProxyBody,
     ) -> Result<ProxyResponse, ServiceError> {
         CallParameters::of(&target.element, &target.record.config)?.apply(&mut url, &mut headers);
-        let credential: CredentialPlacement = target
-            .element
-            .oauth
-            .as_ref()
-            .map(|o| o.credential.clone())
-            .unwrap_or_default();
+        // Borrowed from the element: a copy would cost two strings per call.
+        let fallback;
+        let credential: &CredentialPlacement = match &target.element.oauth {
+            Some(oauth) => &oauth.credential,
+            None => {
+                fallback = CredentialPlacement::default();
+                &fallback
+            }
+        };
         let replay: Option<Bytes> = match &body {
             ProxyBody::Buffered(bytes) => Some(bytes.clone()),
             ProxyBody::Streaming(_) => None,
@@ -287,7 +295,7 @@ impl Services {
             let auth = match &held {
                 Held::Fixed(fixed) => fixed.as_provider_auth(),
                 Held::Token(token) => ProviderAuth::Bearer {
-                    placement: &credential,
+                    placement: credential,
                     token,
                 },
             };
@@ -299,8 +307,13 @@ impl Services {
                 auth,
             };
             self.pace(&budgets).await?;
-            let sent = trace::send(&self.proxy, tracer.as_ref(), call);
-            let response = metered::provider_call(&target.element, sent).await?;
+            // Built in place: a future held in a local first would take room of its own
+            // in this one's state, copied on every call.
+            let response = metered::provider_call(
+                &target.element,
+                trace::send(&self.proxy, tracer.as_ref(), call),
+            )
+            .await?;
             self.heed_provider_limit(&budgets, response.status, &response.headers)
                 .await;
             let Some(again) = replay.clone() else {
@@ -396,6 +409,15 @@ pub(crate) fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
     };
     if !path.starts_with('/') {
         return Err(refused());
+    }
+    // Nothing encoded, nothing to decode: the one check of the loop below, without its
+    // copy of the path (and a path without a dot has no dot segment).
+    if !path.contains('%') {
+        let dotted = path.contains('.') && has_dot_segment(path);
+        if dotted || path.chars().any(char::is_control) {
+            return Err(refused());
+        }
+        return Ok(());
     }
     let mut current = path.to_owned();
     for _ in 0..=MAX_ENCODING_LAYERS {

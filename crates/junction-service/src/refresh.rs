@@ -157,8 +157,7 @@ fn margin_ms(record: &InstanceRecord) -> i64 {
     let lifetime = record
         .config
         .get(keys::REFRESH_INTERVAL)
-        .cloned()
-        .flatten()
+        .and_then(|s| s.as_deref())
         .and_then(|s| s.trim().parse::<i64>().ok())
         .filter(|s| *s > 0)
         .map(|s| s.min(MAX_LIFETIME_S) * 1000)
@@ -206,8 +205,7 @@ fn stored_token(record: &InstanceRecord) -> Result<Secret, ServiceError> {
     record
         .config
         .get(keys::USER_TOKEN)
-        .cloned()
-        .flatten()
+        .and_then(|t| t.as_deref())
         .filter(|t| !t.is_empty())
         .map(Secret::new)
         .ok_or_else(|| ServiceError::ReauthorizationRequired {
@@ -323,10 +321,13 @@ impl Services {
         if !is_needed(instance, &need, now_ms()) {
             return stored_token(instance);
         }
-        Ok(self
-            .refresh_instance(instance.account_id, instance.id, need)
-            .await?
-            .token())
+        // Boxed: a renewal's future is several kilobytes, which every provider call's
+        // future would otherwise carry (and copy) for the rare call that renews.
+        Ok(
+            Box::pin(self.refresh_instance(instance.account_id, instance.id, need))
+                .await?
+                .token(),
+        )
     }
 
     /// The provider refused `rejected`: refresh unless another caller already did, and
@@ -336,10 +337,13 @@ impl Services {
         instance: &InstanceRecord,
         rejected: &Secret,
     ) -> Result<Secret, ServiceError> {
-        Ok(self
-            .refresh_instance(instance.account_id, instance.id, Need::Rejected(rejected))
-            .await?
-            .token())
+        let rejected = Need::Rejected(rejected);
+        // Boxed for the same reason as in `current_access_token`.
+        Ok(
+            Box::pin(self.refresh_instance(instance.account_id, instance.id, rejected))
+                .await?
+                .token(),
+        )
     }
 
     /// One sweep of the background job: renews every valid instance whose token expires

@@ -12,17 +12,22 @@ use crate::redact::Redactor;
 use crate::view::iso8601;
 use crate::{Caller, InstanceView, ServiceError, Services, now_ms};
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use junction_core::{ElementDefinition, InstanceId};
-use junction_oauth::{OAuthError, ProxyBody, ProxyCall, ProxyClient, ProxyResponse};
+use junction_oauth::{
+    OAuthError, ProxyBody, ProxyCall, ProxyClient, ProxyResponse, ResponseBody, StreamingBody,
+};
 use junction_store::{InstanceRecord, Store, TraceEntry};
 use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Trace logging lasts this long (seconds) when `PUT …/trace-logging` names no duration.
 pub const DEFAULT_TRACE_SECONDS: u64 = 3600;
@@ -303,7 +308,7 @@ impl Tracer {
                 lock(&request).push(&bytes);
                 ProxyBody::Buffered(bytes)
             }
-            ProxyBody::Streaming(body) => ProxyBody::Streaming(reqwest::Body::wrap(Tee {
+            ProxyBody::Streaming(body) => ProxyBody::Streaming(StreamingBody::wrap(Tee {
                 inner: body,
                 capture: Arc::clone(&request),
             })),
@@ -325,7 +330,7 @@ impl Tracer {
                 pending.entry.response_headers = Some(pending.redactor.headers(&response.headers));
                 pending.response_type = content_type(&response.headers);
                 Ok(ProxyResponse {
-                    body: reqwest::Body::wrap(Recorded {
+                    body: ResponseBody::wrap(Recorded {
                         inner: response.body,
                         capture: Capture::new(limit),
                         pending: Some(pending),
@@ -342,15 +347,18 @@ impl Tracer {
     }
 }
 
-/// Sends a provider call, recording it when `tracer` is given.
-pub(crate) async fn send(
-    client: &ProxyClient,
-    tracer: Option<&Tracer>,
-    call: ProxyCall<'_>,
-) -> Result<ProxyResponse, OAuthError> {
+/// Sends a provider call, recording it when `tracer` is given. Not an `async fn`, which
+/// would hold the call beside the client's future that holds it too.
+pub(crate) fn send<'a>(
+    client: &'a ProxyClient,
+    tracer: Option<&'a Tracer>,
+    call: ProxyCall<'a>,
+) -> impl Future<Output = Result<ProxyResponse, OAuthError>> + 'a {
     match tracer {
-        None => client.send(call).await,
-        Some(tracer) => tracer.send(client, call).await,
+        None => Either::Left(client.send(call)),
+        // Boxed: a traced call's future holds its entry, which an untraced call, the
+        // usual one, should not carry.
+        Some(tracer) => Either::Right(Box::pin(tracer.send(client, call))),
     }
 }
 
@@ -427,18 +435,18 @@ impl Pending {
 
 /// A request body that streams on while its start is copied.
 struct Tee {
-    inner: reqwest::Body,
+    inner: StreamingBody,
     capture: Arc<Mutex<Capture>>,
 }
 
 impl HttpBody for Tee {
     type Data = Bytes;
-    type Error = reqwest::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
@@ -460,7 +468,7 @@ impl HttpBody for Tee {
 
 /// The provider's answer on its way to the caller; its entry is written when it ends.
 struct Recorded {
-    inner: reqwest::Body,
+    inner: ResponseBody,
     capture: Capture,
     pending: Option<Pending>,
 }
@@ -475,12 +483,12 @@ impl Recorded {
 
 impl HttpBody for Recorded {
     type Data = Bytes;
-    type Error = reqwest::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {

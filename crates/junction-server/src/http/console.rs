@@ -4,9 +4,8 @@
 use super::AppState;
 use super::error::ApiError;
 use axum::Router;
-use axum::extract::{Path, Request};
+use axum::extract::Path;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use junction_console::Asset;
@@ -63,10 +62,9 @@ const DOCS_POLICY: &str = "default-src 'none'; script-src 'self'; \
 /// answers are left as they are, so the API stays callable from other origins. A policy
 /// the route already set stands: a provider's page relayed by the passthrough or a stream
 /// resource carries a sandboxing policy, and Junction's own would let it run as
-/// Junction's origin.
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let docs = req.uri().path().starts_with("/docs");
-    let mut response = next.run(req).await;
+/// Junction's origin. `docs` says whether the request was for `/docs`. Called by the
+/// request middleware for every response.
+pub fn add_security_headers(docs: bool, response: &mut Response) {
     let html = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -91,5 +89,4 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
             HeaderValue::from_static("nosniff"),
         );
     }
-    response
 }

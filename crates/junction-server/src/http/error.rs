@@ -152,7 +152,8 @@ fn provider_error(e: OAuthError) -> ApiError {
         OAuthError::Policy(_)
         | OAuthError::BadUrl { .. }
         | OAuthError::BadSiteAddress { .. }
-        | OAuthError::Client(_) => return ApiError::internal(&e),
+        | OAuthError::Client(_)
+        | OAuthError::Tls(_) => return ApiError::internal(&e),
     };
     ApiError {
         provider_message,

@@ -1,11 +1,11 @@
 //! Extractors whose rejections speak the API's error format.
 
 use super::error::ApiError;
-use super::limit::PermitSlot;
+use super::limit::CallerPermit;
 use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,19 +14,32 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::error::Category;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-/// Where an extractor records the instance whose Element token authenticated the call,
-/// so that the response can name it in `Elements-Element-Instance-Id`.
+/// What the layers and extractors inside leave for `RequestContext` (in `mod.rs`) to act on once the
+/// response is ready: one shared record per request (one allocation and one extension,
+/// not one of each per item).
+#[derive(Default)]
+pub struct Slots {
+    /// The instance whose Element token authenticated the call, named by the response in
+    /// `Elements-Element-Instance-Id`.
+    pub instance: OnceLock<i64>,
+    /// The caller's permit (see `limit.rs`), held until the response is ready rather than
+    /// as long as the extractor lives.
+    pub permit: Mutex<Option<CallerPermit>>,
+    /// The API route template the request matched (see `NoteRoute`).
+    pub route: OnceLock<MatchedPath>,
+}
+
 #[derive(Clone, Default)]
-pub struct ElementInstance(pub Arc<OnceLock<i64>>);
+pub struct RequestSlots(pub Arc<Slots>);
 
 pub(crate) fn note_instance(parts: &Parts, caller: &Caller) {
-    if let (Some(slot), Some(id)) = (
-        parts.extensions.get::<ElementInstance>(),
+    if let (Some(slots), Some(id)) = (
+        parts.extensions.get::<RequestSlots>(),
         caller.only_instance(),
     ) {
-        let _ = slot.0.set(id.0);
+        let _ = slots.0.instance.set(id.0);
     }
 }
 
@@ -466,9 +479,13 @@ pub(crate) async fn authenticated(
 /// Names the caller's instance on the response and takes one of the caller's permits.
 pub(crate) fn admit(parts: &Parts, state: &AppState, caller: Caller) -> Result<Caller, ApiError> {
     note_instance(parts, &caller);
-    if let Some(slot) = parts.extensions.get::<PermitSlot>() {
+    if let Some(slots) = parts.extensions.get::<RequestSlots>() {
         let permit = state.limits.try_acquire(&caller)?;
-        slot.hold(permit);
+        *slots
+            .0
+            .permit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(permit);
     }
     Ok(caller)
 }

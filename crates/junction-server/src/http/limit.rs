@@ -87,14 +87,3 @@ impl Drop for CallerPermit {
         }
     }
 }
-
-/// Where the authenticating extractor leaves the permit, so that it lives as long as the
-/// request does rather than as long as the extractor.
-#[derive(Clone, Default)]
-pub struct PermitSlot(Arc<Mutex<Option<CallerPermit>>>);
-
-impl PermitSlot {
-    pub fn hold(&self, permit: CallerPermit) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(permit);
-    }
-}

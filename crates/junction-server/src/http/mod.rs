@@ -22,17 +22,25 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use error::{ApiError, REQUEST_ID};
 use junction_service::Services;
 use junction_telemetry::trace_context::TraceContext;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
-use tower::Layer;
+use std::task::Poll;
+use tower::Service;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub const API_PREFIX: &str = "/elements/api-v2";
+// Names made once: a name given as a string is copied into a new allocation each time.
+const ELEMENTS_REQUEST_ID: header::HeaderName =
+    header::HeaderName::from_static("elements-request-id");
+const ELEMENTS_TRACE_ID: header::HeaderName = header::HeaderName::from_static("elements-trace-id");
+const ELEMENTS_ELEMENT_INSTANCE_ID: header::HeaderName =
+    header::HeaderName::from_static("elements-element-instance-id");
 const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Shared by every handler.
@@ -71,10 +79,10 @@ pub fn router(
         .merge(health::api_router())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(note_route))
+        .layer(tower::layer::layer_fn(NoteRoute))
         .with_state(state.clone());
     // The bare-path rule must see the path before the API's routes do.
-    let api = middleware::from_fn(hub_paths).layer(api);
+    let api = HubPaths(api);
     Ok(Router::new()
         .nest_service(API_PREFIX, api)
         .merge(health::router())
@@ -95,11 +103,11 @@ pub fn router(
         .method_not_allowed_fallback(method_not_allowed)
         // One `layer` call for the whole stack, outermost first: each call wraps every
         // route in a boxed service of its own, and a request clones its route's stack,
-        // box by box, at every `from_fn` on its way in.
+        // box by box, at every `from_fn` on its way in (so the HTML security headers are
+        // added by `RequestContext` rather than by a middleware of their own).
         .layer(
             tower::ServiceBuilder::new()
-                .layer(middleware::from_fn(request_context))
-                .layer(middleware::from_fn(console::security_headers))
+                .layer(tower::layer::layer_fn(RequestContext))
                 .layer(cors())
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
@@ -138,16 +146,13 @@ const KEPT_PLATFORM_ROUTES: [&str; 6] = [
 /// (Cloud Elements' SDKs send all three). Without an Element token the platform routes
 /// answer as always (`GET /accounts` with User and Organization secrets is the accounts
 /// API).
-async fn hub_paths(mut req: Request, next: Next) -> Response {
-    let has_element_token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| junction_service::parse_authorization(v).ok())
-        .is_some_and(|p| p.element.is_some());
+fn rewrite_bare_path(req: &mut Request) {
     let path = req.uri().path();
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    if has_element_token && !first.is_empty() && !KEPT_PLATFORM_ROUTES.contains(&first) {
+    // The platform routes keep their meaning whatever the credentials: their calls (every
+    // proxied one among them) need not have their `Authorization` parsed here.
+    let rewritable = !first.is_empty() && !KEPT_PLATFORM_ROUTES.contains(&first);
+    if rewritable && has_element_token(req.headers()) {
         let rewritten = match req.uri().query() {
             Some(query) => format!("/hubs/_{path}?{query}"),
             None => format!("/hubs/_{path}"),
@@ -156,110 +161,232 @@ async fn hub_paths(mut req: Request, next: Next) -> Response {
             *req.uri_mut() = uri;
         }
     }
-    next.run(req).await
 }
 
-/// Gives every request an id: in the `Elements-Request-Id` header, in error bodies and in
-/// the log, so one failing call can be traced from a customer's report to the log line.
-/// Every request also belongs to a trace: the caller's W3C `traceparent` is continued,
-/// otherwise one starts here; its id is in `Elements-Trace-Id` and on the request's span.
-/// Every response to a call an Element token authenticated also names the token's
-/// instance (`Elements-Element-Instance-Id`), as Cloud Elements does, so a caller
-/// juggling many tokens can tell answers apart. At debug level it logs each request's
-/// method, path, status and duration (never headers: they carry secrets), and it counts
-/// the request by its route template. One middleware does all of it: it runs on every
-/// request, proxied calls included.
-async fn request_context(mut req: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    // Exposing headers means something on actual responses only, as the CORS layer has it.
-    let preflight = req.method() == Method::OPTIONS;
-    let method = req.method().clone();
-    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
-    // The template, never the path: paths carry ids, which would make a series each.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let api_route = RouteSlot::default();
-    req.extensions_mut().insert(api_route.clone());
-    // 128 random bits from the thread's generator: unique enough for a trace id, and
-    // no system call on the hot path.
-    let id = format!("{:032x}", rand::random::<u128>());
-    let trace = TraceContext::continue_or_start(
-        req.headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok()),
-    );
-    let slot = extract::ElementInstance::default();
-    req.extensions_mut().insert(slot.clone());
-    // Holds the caller's permit (see `limit.rs`) until the response is ready.
-    let permit = limit::PermitSlot::default();
-    req.extensions_mut().insert(permit.clone());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        trace_id = tracing::field::Empty,
-        parent_id = trace.parent_id.as_deref(),
-        method = %method,
-        route = route.as_ref().map(MatchedPath::as_str),
-    );
-    let trace_id = trace.adopt(&span);
-    span.record("trace_id", trace_id.as_str());
-    let mut response = REQUEST_ID
-        .scope(
-            id.clone(),
-            tracing::Instrument::instrument(next.run(req), span),
-        )
-        .await;
-    drop(permit);
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        headers.insert("elements-request-id", value);
+/// [`rewrite_bare_path`] in front of the API router. A plain service rather than a
+/// `from_fn` middleware, which would box its future and clone the router's service per
+/// request.
+#[derive(Clone)]
+struct HubPaths<S>(S);
+
+impl<S: Service<Request>> Service<Request> for HubPaths<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
     }
-    if let Ok(value) = HeaderValue::from_str(&trace_id) {
-        headers.insert("elements-trace-id", value);
+
+    fn call(&mut self, mut req: Request) -> S::Future {
+        rewrite_bare_path(&mut req);
+        self.0.call(req)
     }
-    if !preflight {
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(EXPOSED_HEADERS),
+}
+
+fn has_element_token(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| junction_service::parse_authorization(v).ok())
+        .is_some_and(|p| p.element.is_some())
+}
+
+/// The request middleware (see [`RequestContext`]'s `call`). A plain service rather than
+/// a `from_fn` middleware, which would box the rest of the stack anew and clone it, box by
+/// box, for every request.
+#[derive(Clone)]
+struct RequestContext<S>(S);
+
+impl<S> Service<Request> for RequestContext<S>
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    /// Gives every request an id: in the `Elements-Request-Id` header, in error bodies and
+    /// in the log, so one failing call can be traced from a customer's report to the log
+    /// line. Every request also belongs to a trace: the caller's W3C `traceparent` is
+    /// continued, otherwise one starts here; its id is in `Elements-Trace-Id` and on the
+    /// request's span. Every response to a call an Element token authenticated also names
+    /// the token's instance (`Elements-Element-Instance-Id`), as Cloud Elements does, so a
+    /// caller juggling many tokens can tell answers apart. HTML responses get the security
+    /// headers (`console::add_security_headers`). At debug level it logs each request's
+    /// method, path, status and duration (never headers: they carry secrets), and it
+    /// counts the request by its route template. One middleware does all of it: it runs
+    /// on every request, proxied calls included.
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let context = RequestRecord::begin(&mut req);
+        // The rest of the stack starts inside the request's span and id too: routing and
+        // the layers do part of their work as they are called, before their future runs.
+        let answer = context
+            .span
+            .in_scope(|| REQUEST_ID.sync_scope(context.id.clone(), || self.0.call(req)));
+        Box::pin(context.finish(answer))
+    }
+}
+
+/// What `RequestContext` notes of a request on its way in, for its response.
+struct RequestRecord {
+    started: std::time::Instant,
+    preflight: bool,
+    method: Method,
+    logged: Option<String>,
+    route: Option<MatchedPath>,
+    docs: bool,
+    slots: extract::RequestSlots,
+    id: String,
+    trace_id: String,
+    span: tracing::Span,
+}
+
+impl RequestRecord {
+    fn begin(req: &mut Request) -> Self {
+        let started = std::time::Instant::now();
+        // Exposing headers means something on actual responses only, as the CORS layer
+        // has it.
+        let preflight = req.method() == Method::OPTIONS;
+        let method = req.method().clone();
+        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
+        // The template, never the path: paths carry ids, which would make a series each.
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let docs = req.uri().path().starts_with("/docs");
+        let slots = extract::RequestSlots::default();
+        req.extensions_mut().insert(slots.clone());
+        // 128 random bits from the thread's generator: unique enough for a trace id, and
+        // no system call on the hot path.
+        let id = hex::encode(rand::random::<u128>().to_be_bytes());
+        let trace = TraceContext::continue_or_start(
+            req.headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok()),
         );
-    }
-    if let Some(instance) = slot.0.get() {
-        headers.insert("elements-element-instance-id", HeaderValue::from(*instance));
-    }
-    let status = response.status().as_u16();
-    let route = api_route
-        .0
-        .get()
-        .or(route.as_ref())
-        .map(MatchedPath::as_str);
-    junction_telemetry::http_request(route, method.as_str(), status, started.elapsed());
-    if let Some(path) = logged {
-        tracing::debug!(
+        let span = tracing::info_span!(
+            "request",
             request_id = %id,
-            trace_id,
-            %method,
-            path,
-            status,
-            micros = started.elapsed().as_micros() as u64,
-            "request answered"
+            trace_id = tracing::field::Empty,
+            parent_id = trace.parent_id.as_deref(),
+            method = %method,
+            route = route.as_ref().map(MatchedPath::as_str),
         );
+        let trace_id = trace.adopt(&span);
+        span.record("trace_id", trace_id.as_str());
+        Self {
+            started,
+            preflight,
+            method,
+            logged,
+            route,
+            docs,
+            slots,
+            id,
+            trace_id,
+            span,
+        }
     }
-    response
+
+    async fn finish<F, R>(self, answer: F) -> Result<Response, Infallible>
+    where
+        F: Future<Output = Result<R, Infallible>>,
+        R: IntoResponse,
+    {
+        let Self {
+            started,
+            preflight,
+            method,
+            logged,
+            route,
+            docs,
+            slots,
+            id,
+            trace_id,
+            span,
+        } = self;
+        let Ok(answered) = REQUEST_ID
+            .scope(id.clone(), tracing::Instrument::instrument(answer, span))
+            .await;
+        let mut response = answered.into_response();
+        // The caller's permit is held until the response is ready, not while it streams.
+        drop(
+            slots
+                .0
+                .permit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        console::add_security_headers(docs, &mut response);
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert(ELEMENTS_REQUEST_ID, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&trace_id) {
+            headers.insert(ELEMENTS_TRACE_ID, value);
+        }
+        if !preflight {
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED_HEADERS),
+            );
+        }
+        if let Some(instance) = slots.0.instance.get() {
+            headers.insert(ELEMENTS_ELEMENT_INSTANCE_ID, HeaderValue::from(*instance));
+        }
+        let status = response.status().as_u16();
+        let route = slots
+            .0
+            .route
+            .get()
+            .or(route.as_ref())
+            .map(MatchedPath::as_str);
+        junction_telemetry::http_request(route, method.as_str(), status, started.elapsed());
+        if let Some(path) = logged {
+            tracing::debug!(
+                request_id = %id,
+                trace_id,
+                %method,
+                path,
+                status,
+                micros = started.elapsed().as_micros() as u64,
+                "request answered"
+            );
+        }
+        Ok(response)
+    }
 }
 
-/// The route template an API request matched. The API is mounted as a service (so the
-/// bare-path rule can see paths before routing), which keeps its templates from the outer
-/// router's `MatchedPath`; the API router notes its own here for `request_context`.
-#[derive(Clone, Default)]
-struct RouteSlot(Arc<std::sync::OnceLock<MatchedPath>>);
+/// Notes the route template an API request matched. The API is mounted as a service (so
+/// the bare-path rule can see paths before routing), which keeps its templates from the
+/// outer router's `MatchedPath`; the API router notes its own for `RequestContext`.
+#[derive(Clone)]
+struct NoteRoute<S>(S);
 
-async fn note_route(req: Request, next: Next) -> Response {
-    if let (Some(slot), Some(path)) = (
-        req.extensions().get::<RouteSlot>(),
-        req.extensions().get::<MatchedPath>(),
-    ) {
-        let _ = slot.0.set(path.clone());
+impl<S: Service<Request>> Service<Request> for NoteRoute<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
     }
-    next.run(req).await
+
+    fn call(&mut self, req: Request) -> S::Future {
+        if let (Some(slots), Some(path)) = (
+            req.extensions().get::<extract::RequestSlots>(),
+            req.extensions().get::<MatchedPath>(),
+        ) {
+            let _ = slots.0.route.set(path.clone());
+        }
+        self.0.call(req)
+    }
 }
 
 /// A bug must not take the connection down or leak a backtrace: log it, answer a plain
@@ -280,7 +407,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// The response headers a browser script may read, as Cloud Elements lists them, in its
-/// case and order. `tower-http` would lower-case the names, so `request_context` writes
+/// case and order. `tower-http` would lower-case the names, so `RequestContext` writes
 /// the header itself. `Elements-Element-Instance-Id` is still sent, just not listed.
 pub const EXPOSED_HEADERS: &str = "Elements-Returned-Count, Elements-Total-Count, \
     Elements-Request-Id, Elements-Next-Page-Token, Elements-Trace-Id, Elements-Error, \

@@ -27,7 +27,8 @@ use http::{HeaderMap, Method, StatusCode};
 use junction_core::ElementDefinition;
 use junction_core::hub::{HookType, Resource};
 use junction_oauth::{
-    ProxyBody, ProxyResponse, forwardable_request_headers, forwardable_response_headers,
+    ProxyBody, ProxyResponse, ResponseBody, forwardable_request_headers,
+    forwardable_response_headers,
 };
 use junction_store::InstanceRecord;
 use paging::{Plan, Position, Tokens};
@@ -58,7 +59,7 @@ fn answer(status: StatusCode, headers: HeaderMap, body: Bytes) -> ProxyResponse 
     ProxyResponse {
         status,
         headers,
-        body: reqwest::Body::from(body),
+        body: ResponseBody::from(body),
     }
 }
 
@@ -106,7 +107,7 @@ impl Services {
         // Hooks are written by an organization's admin and `type: header` parameters copy
         // to the vendor: neither may see the caller's own credentials (its User secret
         // belongs to whoever calls, possibly another account) or cookies.
-        let caller_headers = forwardable_request_headers(&request.headers);
+        let caller_headers = forwardable_request_headers(request.headers);
         let incoming = Incoming {
             bindings: &bindings,
             query: &query,
@@ -467,7 +468,7 @@ impl Services {
         request: HubRequest,
     ) -> Result<ProxyResponse, ServiceError> {
         let query = HubQuery::parse(request.query.as_deref());
-        let caller_headers = forwardable_request_headers(&request.headers);
+        let caller_headers = forwardable_request_headers(request.headers);
         let incoming = Incoming {
             bindings,
             query: &query,
@@ -511,9 +512,15 @@ impl Services {
                 retry_after: None,
             });
         }
+        let ProxyResponse {
+            status,
+            headers,
+            body,
+        } = response;
         Ok(ProxyResponse {
-            headers: forwardable_response_headers(&response.headers),
-            ..response
+            status,
+            headers: forwardable_response_headers(headers),
+            body,
         })
     }
 }
