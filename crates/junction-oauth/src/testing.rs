@@ -140,3 +140,72 @@ pub(crate) async fn answers_raw(answer: &'static str) -> (String, Arc<Mutex<Vec<
     });
     (base, heads)
 }
+
+/// Drives a client into each kind of transport failure (refused, a name that does not
+/// resolve, a TLS handshake answered in plain HTTP, a peer that never answers) through
+/// `fail(url, timeout)`, which returns the error and what was logged, and checks that
+/// each is told apart, logged with its host and cause, and never with `secret` (which
+/// `fail` puts in the URL's query).
+pub(crate) async fn failures_are_told_apart<F, Fut>(fail: F, secret: &str)
+where
+    F: Fn(String, Duration) -> Fut,
+    Fut: std::future::Future<Output = (crate::OAuthError, String)>,
+{
+    // Refused: nothing listens on a port just released.
+    let port = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (err, log) = fail(
+        format!("http://127.0.0.1:{port}/data"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert!(log.contains(&format!("host=127.0.0.1:{port}")), "{log}");
+    assert!(log.contains("cause=\"refused\""), "{log}");
+    assert!(!log.contains(secret), "{log}");
+
+    let (err, log) = fail(
+        "http://no-such-host.invalid/data".to_owned(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(err.to_string().contains("did not resolve"), "{err}");
+    assert!(log.contains("host=no-such-host.invalid:80"), "{log}");
+    assert!(log.contains("cause=\"dns\""), "{log}");
+    assert!(!log.contains(secret), "{log}");
+
+    // TLS: the peer answers the handshake in plain HTTP.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let plain = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let (err, log) = fail(format!("https://{addr}/data"), Duration::from_secs(5)).await;
+    assert!(err.to_string().contains("TLS"), "{err} {log}");
+    assert!(log.contains("cause=\"tls\""), "{log}");
+    assert!(!log.contains(secret), "{log}");
+    plain.abort();
+
+    // Timeout: the peer accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let (err, log) = fail(format!("http://{addr}/data"), Duration::from_secs(1)).await;
+    assert!(matches!(err, crate::OAuthError::Timeout { .. }), "{err:?}");
+    assert!(log.contains("cause=\"timeout\""), "{log}");
+    assert!(!log.contains(secret), "{log}");
+    silent.abort();
+}

@@ -27,7 +27,7 @@ pub struct Slots {
     /// The caller's permit (see `limit.rs`), held until the response is ready rather than
     /// as long as the extractor lives.
     pub permit: Mutex<Option<CallerPermit>>,
-    /// The API route template the request matched (see `NoteRoute`).
+    /// The API route template the request matched (see `note_route`).
     pub route: OnceLock<MatchedPath>,
 }
 

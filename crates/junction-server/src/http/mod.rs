@@ -79,10 +79,15 @@ pub fn router(
         .merge(health::api_router())
         .fallback(|| async { ApiError::not_found("no such API route") })
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(tower::layer::layer_fn(NoteRoute))
+        // Plain request maps rather than `from_fn` middlewares, which would box their
+        // futures and clone the router's service per request.
+        .layer(tower::util::MapRequestLayer::new(note_route))
         .with_state(state.clone());
     // The bare-path rule must see the path before the API's routes do.
-    let api = HubPaths(api);
+    let api = tower::util::MapRequest::new(api, |mut req: Request| {
+        rewrite_bare_path(&mut req);
+        req
+    });
     Ok(Router::new()
         .nest_service(API_PREFIX, api)
         .merge(health::router())
@@ -160,27 +165,6 @@ fn rewrite_bare_path(req: &mut Request) {
         if let Ok(uri) = rewritten.parse() {
             *req.uri_mut() = uri;
         }
-    }
-}
-
-/// [`rewrite_bare_path`] in front of the API router. A plain service rather than a
-/// `from_fn` middleware, which would box its future and clone the router's service per
-/// request.
-#[derive(Clone)]
-struct HubPaths<S>(S);
-
-impl<S: Service<Request>> Service<Request> for HubPaths<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> S::Future {
-        rewrite_bare_path(&mut req);
-        self.0.call(req)
     }
 }
 
@@ -366,27 +350,14 @@ impl RequestRecord {
 /// Notes the route template an API request matched. The API is mounted as a service (so
 /// the bare-path rule can see paths before routing), which keeps its templates from the
 /// outer router's `MatchedPath`; the API router notes its own for `RequestContext`.
-#[derive(Clone)]
-struct NoteRoute<S>(S);
-
-impl<S: Service<Request>> Service<Request> for NoteRoute<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
+fn note_route(req: Request) -> Request {
+    if let (Some(slots), Some(path)) = (
+        req.extensions().get::<extract::RequestSlots>(),
+        req.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = slots.0.route.set(path.clone());
     }
-
-    fn call(&mut self, req: Request) -> S::Future {
-        if let (Some(slots), Some(path)) = (
-            req.extensions().get::<extract::RequestSlots>(),
-            req.extensions().get::<MatchedPath>(),
-        ) {
-            let _ = slots.0.route.set(path.clone());
-        }
-        self.0.call(req)
-    }
+    req
 }
 
 /// A bug must not take the connection down or leak a backtrace: log it, answer a plain
