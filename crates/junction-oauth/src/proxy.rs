@@ -301,26 +301,39 @@ pub struct ProxyResponse {
 
 impl ProxyResponse {
     /// Reads the body, refusing more than `max` bytes.
+    /// A body that comes in one frame, as most answers of up to a few hundred
+    /// kilobytes do, is returned as it came, without a copy.
     pub async fn read_body(mut self, max: usize) -> Result<Bytes, OAuthError> {
+        let mut first: Option<Bytes> = None;
         let mut all = BytesMut::new();
         loop {
             let frame = std::future::poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await;
             match frame {
-                None => return Ok(all.freeze()),
+                None => return Ok(first.unwrap_or_else(|| all.freeze())),
                 Some(Err(_)) => {
                     return Err(OAuthError::Unreachable {
                         reason: "the connection broke".to_owned(),
                     });
                 }
                 Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        if all.len() + data.len() > max {
-                            return Err(OAuthError::BadResponse {
-                                status: self.status.as_u16(),
-                                reason: format!("the body is larger than {max} bytes"),
-                                snippet: String::new(),
-                            });
-                        }
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let held = first.as_ref().map_or(all.len(), Bytes::len);
+                    if held + data.len() > max {
+                        return Err(OAuthError::BadResponse {
+                            status: self.status.as_u16(),
+                            reason: format!("the body is larger than {max} bytes"),
+                            snippet: String::new(),
+                        });
+                    }
+                    if let Some(earlier) = first.take() {
+                        all.reserve(earlier.len() + data.len());
+                        all.extend_from_slice(&earlier);
+                        all.extend_from_slice(&data);
+                    } else if all.is_empty() {
+                        first = Some(data);
+                    } else {
                         all.extend_from_slice(&data);
                     }
                 }
@@ -791,6 +804,54 @@ mod tests {
             })
             .await?;
         Ok(response.status.as_u16())
+    }
+
+    /// A body that yields the given frames, one at a time.
+    struct Frames(VecDeque<Bytes>);
+
+    impl HttpBody for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|data| Ok(Frame::data(data))))
+        }
+    }
+
+    fn answer_in(frames: &[&'static [u8]]) -> ProxyResponse {
+        ProxyResponse {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: reqwest::Body::wrap(Frames(
+                frames.iter().map(|f| Bytes::from_static(f)).collect(),
+            )),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_frame_is_kept_as_it_came_and_frames_are_joined_within_the_limit() {
+        let whole: &'static [u8] = b"{\"records\":[]}";
+        let read = answer_in(&[whole]).read_body(100).await.unwrap();
+        assert_eq!(read.as_ptr(), whole.as_ptr(), "the frame was copied");
+        assert_eq!(read, whole);
+        let joined = answer_in(&[b"{\"a\"", b"", b":1}"])
+            .read_body(7)
+            .await
+            .unwrap();
+        assert_eq!(joined, &b"{\"a\":1}"[..]);
+        let late = answer_in(&[b"", b"{}"]).read_body(2).await.unwrap();
+        assert_eq!(late, &b"{}"[..]);
+        assert_eq!(answer_in(&[]).read_body(0).await.unwrap(), &b""[..]);
+        for frames in [&[&b"{\"a\""[..], b":1}"][..], &[b"{\"a\":1}"]] {
+            let over = answer_in(frames).read_body(6).await;
+            assert!(
+                matches!(over, Err(OAuthError::BadResponse { .. })),
+                "{over:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -49,6 +49,7 @@ on_both_backends!(
     hub_calls_count_against_the_callers_calls_in_progress,
     an_unsendable_header_value_is_refused_without_being_echoed,
     sdk_style_authorization_reaches_resources_but_not_oauth_apps_or_connect,
+    a_damaged_list_page_is_refused_whole,
 );
 
 const RECORDS: u64 = 1000;
@@ -258,6 +259,32 @@ async fn vendor(
             response
         }
         ["all", "items"] => json(Value::Array(slice(0, RECORDS))),
+        ["damaged", kind] => {
+            let body: Vec<u8> = match *kind {
+                "intact" => {
+                    br#"{"data": [{"id": 1, "name": "a\u00e9", "note": null}], "more": false}"#
+                        .to_vec()
+                }
+                "truncated" => br#"{"data": [{"id": 1, "name": "a"}, {"id": 2"#.to_vec(),
+                "escape" => br#"{"data": [{"id": 1, "name": "a\x"}]}"#.to_vec(),
+                "control" => b"{\"data\": [{\"id\": 1, \"name\": \"a\x01b\"}]}".to_vec(),
+                "utf8" => {
+                    b"{\"data\": [{\"id\": 1, \"name\": \"abcdefghijklmnopq\xffr\"}]}".to_vec()
+                }
+                "number" => br#"{"data": [{"id": 01}]}"#.to_vec(),
+                "comma" => br#"{"data": [{"id": 1,}]}"#.to_vec(),
+                "trailing" => br#"{"data": [{"id": 1}]} x"#.to_vec(),
+                "deep" => {
+                    format!(r#"{{"data": [{}{}]}}"#, "[".repeat(200), "]".repeat(200)).into_bytes()
+                }
+                _ => Vec::new(),
+            };
+            let mut response = (AxumStatus::OK, body).into_response();
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            response
+        }
         ["echo", id] => json(json!({
             "id": id,
             "query": raw_query,
@@ -361,6 +388,7 @@ fn element(key: &str) -> Value {
             with(get("links", "/link/items"), json!({
                 "paging": paging("linkHeader", json!({"pageSize": size("per_page", 100, 500)}))})),
             get("everything", "/all/items"),
+            with(get("damaged/{kind}", "/damaged/{kind}"), json!({"rootKey": "data"})),
             with(get("filtered", "/offset/items"), json!({"rootKey": "items",
                 "paging": paging("offset", json!({"param": "offset", "more": "has_more", "pageSize": size("limit", 100, 100)})),
                 "query": {"translation": "junction"}})),
@@ -626,6 +654,35 @@ async fn nulls_are_stripped_until_the_instance_keeps_them(backend: Backend) {
     assert_eq!(list.body[6]["nested"], json!({"note": null, "rank": 7}));
     let one = get(&app, &instance, "/contacts/9").await;
     assert!(one.body.get("nothing").is_some(), "{}", one.body);
+}
+
+/// A list page is checked as JSON before any of it is copied out: a vendor body that
+/// is not one JSON document, wherever the fault lies, is a 502 and no records.
+async fn a_damaged_list_page_is_refused_whole(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_vendor, instance) = setup(&app, "damaged").await;
+    let intact = get(&app, &instance, "/damaged/intact").await;
+    assert_eq!(intact.status, StatusCode::OK, "{}", intact.body);
+    assert_eq!(intact.body, json!([{"id": 1, "name": "a\u{e9}"}]));
+    for kind in [
+        "truncated",
+        "escape",
+        "control",
+        "utf8",
+        "number",
+        "comma",
+        "trailing",
+        "deep",
+    ] {
+        let answer = get(&app, &instance, &format!("/damaged/{kind}")).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_GATEWAY,
+            "{kind}: {}",
+            answer.body
+        );
+        assert_error(&answer.body, "provider_answer_unusable");
+    }
 }
 
 /// Follows `Elements-Next-Page-Token` from `first` to the end.

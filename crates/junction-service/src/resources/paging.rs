@@ -329,11 +329,11 @@ impl<'a> Plan<'a> {
                 .filter(|u| !u.is_empty())
                 .map(|u| same_origin(base, u))
                 .transpose()?
-                .map(Vendor::Url),
+                .map(|u| Vendor::Url(u.into())),
             PagingStyle::LinkHeader => link_next(headers)
                 .map(|u| same_origin(base, &u))
                 .transpose()?
-                .map(Vendor::Url),
+                .map(|u| Vendor::Url(u.into())),
         };
         Ok(next)
     }
@@ -342,13 +342,12 @@ impl<'a> Plan<'a> {
 /// A next-page URL taken from a token, checked again when used: the instance's
 /// `base.url` may have moved since the token was issued.
 pub(super) fn recheck(base: &Url, next: &str) -> Result<Url, ServiceError> {
-    let url = same_origin(base, next).map_err(|_| invalid_token())?;
-    Url::parse(&url).map_err(|_| invalid_token())
+    same_origin(base, next).map_err(|_| invalid_token())
 }
 
 /// `next` resolved against `base` (absolute, root-relative as Salesforce's
 /// `nextRecordsUrl`, or relative to the base path), refused unless on `base`'s origin.
-fn same_origin(base: &Url, next: &str) -> Result<String, ServiceError> {
+fn same_origin(base: &Url, next: &str) -> Result<Url, ServiceError> {
     let mut directory = base.clone();
     if !directory.path().ends_with('/') {
         let path = format!("{}/", directory.path());
@@ -362,7 +361,7 @@ fn same_origin(base: &Url, next: &str) -> Result<String, ServiceError> {
             "the next page is on another host than the instance's base.url".to_owned(),
         ));
     }
-    Ok(url.into())
+    Ok(url)
 }
 
 /// The `rel="next"` target of RFC 8288 `Link` headers.
@@ -429,11 +428,13 @@ mod tests {
     fn a_next_page_url_stays_on_the_base_origin() {
         let base = Url::parse("https://sf.example/services/data/v58.0").unwrap();
         assert_eq!(
-            same_origin(&base, "/services/data/v58.0/query/01g-200").unwrap(),
+            same_origin(&base, "/services/data/v58.0/query/01g-200")
+                .unwrap()
+                .as_str(),
             "https://sf.example/services/data/v58.0/query/01g-200"
         );
         assert_eq!(
-            same_origin(&base, "query/2").unwrap(),
+            same_origin(&base, "query/2").unwrap().as_str(),
             "https://sf.example/services/data/v58.0/query/2"
         );
         assert!(same_origin(&base, "https://evil.example/x").is_err());

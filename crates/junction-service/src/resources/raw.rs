@@ -54,23 +54,23 @@ pub(super) fn split<'a>(body: &'a [u8], root_key: Option<&str>) -> Option<Split<
 
 /// Writes the JSON array of the records in `range` to `out`, dropping `null` members of
 /// objects at any depth when `strip` is set (array slots stay, as in the tree path).
-/// Everything else, whitespace included, is copied as the vendor wrote it.
+/// Everything else, whitespace and the commas between records included, is copied as
+/// the vendor wrote it: one copy from cut to cut, not one per record.
 pub(super) fn write_list(split: &Split<'_>, range: Range<usize>, strip: bool, out: &mut Vec<u8>) {
     let text = split.text.as_bytes();
     out.push(b'[');
-    for (i, record) in split.records[range].iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let mut copied = record.start;
+    let records = &split.records[range];
+    if let (Some(first), Some(last)) = (records.first(), records.last()) {
+        let mut copied = first.start;
         if strip {
-            let (first, last) = record.nulls;
-            for &(from, to) in &split.nulls[first..last] {
+            // A record's cuts lie inside it, so those of a run of records lie between
+            // its first record's start and its last record's end, in order.
+            for &(from, to) in &split.nulls[first.nulls.0..last.nulls.1] {
                 out.extend_from_slice(&text[copied..from]);
                 copied = to;
             }
         }
-        out.extend_from_slice(&text[copied..record.end]);
+        out.extend_from_slice(&text[copied..last.end]);
     }
     out.push(b']');
 }

@@ -36,15 +36,14 @@ fn segments(path: &str) -> Vec<&str> {
 }
 
 /// How well a template matches: literal segments count, so `/contacts/search` beats
-/// `/contacts/{id}` for `/contacts/search`.
+/// `/contacts/{id}` for `/contacts/search`. Read without collecting the template's
+/// segments: an element has dozens of resources and most differ in the first one.
 fn bind(template: &str, path: &[&str]) -> Option<(usize, Bindings)> {
-    let template = segments(hubless(template));
-    if template.len() != path.len() {
-        return None;
-    }
+    let mut template = hubless(template).split('/').filter(|s| !s.is_empty());
     let mut literal = 0;
     let mut bindings = Bindings::new();
-    for (t, p) in template.iter().zip(path) {
+    for p in path {
+        let t = template.next()?;
         if let Some(name) = t.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
             let value = percent_encoding::percent_decode_str(p)
                 .decode_utf8()
@@ -55,13 +54,13 @@ fn bind(template: &str, path: &[&str]) -> Option<(usize, Bindings)> {
                 return None;
             }
             bindings.insert(name.to_owned(), value);
-        } else if t == p {
+        } else if t == *p {
             literal += 1;
         } else {
             return None;
         }
     }
-    Some((literal, bindings))
+    template.next().is_none().then_some((literal, bindings))
 }
 
 fn http_method(m: &Method) -> Option<HttpMethod> {
@@ -158,6 +157,16 @@ mod tests {
         assert_eq!(r.vendor_path, "/c/{id}");
         assert_eq!(b["id"], "a b");
         assert!(find(&e, &Method::GET, "/contacts/a%2Fb").is_err());
+        // A path longer or shorter than every template names no resource.
+        for path in ["/contacts/1/notes", "/contacts/search/x", "/"] {
+            assert!(
+                matches!(
+                    find(&e, &Method::GET, path),
+                    Err(ServiceError::ResourceNotFound { .. })
+                ),
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -5,10 +5,20 @@
 //! time, and dropping nulls took a second pass; over a page of records that was most of
 //! the hub's own work. This scanner accepts exactly the grammar of RFC 8259 as
 //! serde_json reads it (the same escapes, numbers, literals and nesting limit, lone
-//! surrogates in `\u` escapes allowed), crosses string contents eight bytes at a time,
-//! and refuses anything else by returning `None`, so the caller falls back to
+//! surrogates in `\u` escapes allowed), crosses string contents sixteen bytes at a
+//! time, and refuses anything else by returning `None`, so the caller falls back to
 //! serde_json and its error. The property tests below hold it to serde_json on
 //! generated and mutated documents.
+//!
+//! Strings are most of a record's bytes and their tokens, so they are what is
+//! vectorized; the structure between them is read a byte at a time, the scalars of an
+//! object inline and only nested objects and arrays by a call. (sonic-rs, a vectorized
+//! parser, was measured for this and not taken: its fast skipping of whole objects and
+//! arrays does not check them, and its checking path, token by token, took as many
+//! instructions to find the list as this scanner took to check the whole page before
+//! strings were vectorized, and twice as many to walk the records.)
+
+use wide::u8x16;
 
 /// Nesting at which serde_json stops (its recursion limit of 128 levels).
 const MAX_DEPTH: usize = 127;
@@ -39,7 +49,7 @@ pub(super) struct Record {
 pub(super) fn find_list(text: &str, path: &[&str]) -> Option<Found> {
     let mut scan = Scan::new(text);
     let found = scan.find(path)?;
-    scan.ws();
+    scan.token_or_end()?;
     (scan.at == scan.s.len()).then_some(found)
 }
 
@@ -47,18 +57,16 @@ pub(super) fn find_list(text: &str, path: &[&str]) -> Option<Found> {
 #[cfg(test)]
 pub(super) fn is_json(text: &str) -> bool {
     let mut scan = Scan::new(text);
-    scan.value().is_some() && {
-        scan.ws();
-        scan.at == scan.s.len()
-    }
+    scan.value::<false>().is_some() && scan.token_or_end().is_some() && scan.at == scan.s.len()
 }
 
+/// The scanner's state. Its methods that read a value take the cursor at the value's
+/// first byte; `RECORD` says whether the objects being read belong to a record (whose
+/// nulls are noted), as a constant so that the scan outside the list does not test it.
 struct Scan<'a> {
     s: &'a [u8],
     at: usize,
     depth: usize,
-    /// Whether the objects being read belong to a record (whose nulls are noted).
-    in_record: bool,
     nulls: Vec<(usize, usize)>,
 }
 
@@ -68,25 +76,33 @@ impl<'a> Scan<'a> {
             s: text.as_bytes(),
             at: 0,
             depth: 0,
-            in_record: false,
             nulls: Vec::new(),
         }
     }
 
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.s.get(self.at) {
+    /// The next byte that is not whitespace, left unconsumed; `None` at the end. Compact
+    /// JSON has none between tokens, so that case is tested before the loop.
+    #[inline(always)]
+    fn token(&mut self) -> Option<u8> {
+        let b = *self.s.get(self.at)?;
+        if b > b' ' { Some(b) } else { self.after_ws() }
+    }
+
+    #[inline(never)]
+    fn after_ws(&mut self) -> Option<u8> {
+        loop {
+            let b = *self.s.get(self.at)?;
+            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                return Some(b);
+            }
             self.at += 1;
         }
     }
 
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.at).copied()
-    }
-
-    /// Consumes `b` after any whitespace.
-    fn expect(&mut self, b: u8) -> Option<()> {
-        self.ws();
-        (self.peek()? == b).then(|| self.at += 1)
+    /// Skips whitespace up to a token or the end; `None` never (for `?` chains).
+    fn token_or_end(&mut self) -> Option<()> {
+        let _ = self.token();
+        Some(())
     }
 
     fn enter(&mut self) -> Option<()> {
@@ -94,12 +110,20 @@ impl<'a> Scan<'a> {
         (self.depth <= MAX_DEPTH).then_some(())
     }
 
-    fn value(&mut self) -> Option<()> {
-        self.ws();
-        match self.peek()? {
-            b'{' => self.object(),
-            b'[' => self.array(|_, _, _| {}),
-            b'"' => self.string().map(|_| ()),
+    /// A value at the next token.
+    #[inline(always)]
+    fn value<const RECORD: bool>(&mut self) -> Option<()> {
+        let b = self.token()?;
+        self.value_at::<RECORD>(b)
+    }
+
+    /// A value whose first byte, `b`, is at the cursor.
+    #[inline(always)]
+    fn value_at<const RECORD: bool>(&mut self, b: u8) -> Option<()> {
+        match b {
+            b'"' => self.string().map(drop),
+            b'{' => self.object::<RECORD>(),
+            b'[' => self.plain_array::<RECORD>(),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -108,28 +132,31 @@ impl<'a> Scan<'a> {
         }
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.at + word.len();
         (self.s.get(self.at..end)? == word).then(|| self.at = end)
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> usize {
         let start = self.at;
-        while let Some(b'0'..=b'9') = self.peek() {
+        while let Some(b'0'..=b'9') = self.s.get(self.at) {
             self.at += 1;
         }
         self.at - start
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
-        if self.peek() == Some(b'-') {
+        if self.s.get(self.at) == Some(&b'-') {
             self.at += 1;
         }
-        match self.peek()? {
+        match *self.s.get(self.at)? {
             b'0' => {
                 self.at += 1;
-                if let Some(b'0'..=b'9') = self.peek() {
+                if let Some(b'0'..=b'9') = self.s.get(self.at) {
                     return None;
                 }
             }
@@ -138,15 +165,15 @@ impl<'a> Scan<'a> {
             }
             _ => return None,
         }
-        if self.peek() == Some(b'.') {
+        if self.s.get(self.at) == Some(&b'.') {
             self.at += 1;
             if self.digits() == 0 {
                 return None;
             }
         }
-        if let Some(b'e' | b'E') = self.peek() {
+        if let Some(b'e' | b'E') = self.s.get(self.at) {
             self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
+            if let Some(b'+' | b'-') = self.s.get(self.at) {
                 self.at += 1;
             }
             if self.digits() == 0 {
@@ -158,142 +185,143 @@ impl<'a> Scan<'a> {
 
     /// A string from its opening quote; returns the range of its contents and whether
     /// they hold an escape.
+    #[inline(always)]
     fn string(&mut self) -> Option<(usize, usize, bool)> {
-        self.at += 1;
-        let start = self.at;
-        let mut escapes = false;
+        let start = self.at + 1;
+        let stop = stop_in_string(self.s, start);
+        if *self.s.get(stop)? == b'"' {
+            self.at = stop + 1;
+            return Some((start, stop, false));
+        }
+        self.escaped_string(start, stop)
+    }
+
+    /// The rest of a string from `at`, the first byte that ended its plain run.
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize, mut at: usize) -> Option<(usize, usize, bool)> {
         loop {
-            self.at = stop_in_string(self.s, self.at);
-            match self.peek()? {
+            match *self.s.get(at)? {
                 b'"' => {
-                    self.at += 1;
-                    return Some((start, self.at - 1, escapes));
+                    self.at = at + 1;
+                    return Some((start, at, true));
                 }
                 b'\\' => {}
                 _ => return None,
             }
-            escapes = true;
-            self.at += 1;
-            match self.peek()? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
+            at += 1;
+            match *self.s.get(at)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at += 1,
                 b'u' => {
-                    let hex = self.s.get(self.at + 1..self.at + 5)?;
+                    let hex = self.s.get(at + 1..at + 5)?;
                     if !hex.iter().all(u8::is_ascii_hexdigit) {
                         return None;
                     }
-                    self.at += 5;
+                    at += 5;
                 }
                 _ => return None,
             }
+            at = stop_in_string(self.s, at);
         }
     }
 
     /// An array from its `[`, calling `each` with every element's range.
-    fn array(&mut self, mut each: impl FnMut(&mut Self, usize, usize)) -> Option<()> {
+    #[inline(always)]
+    fn array<const RECORD: bool>(
+        &mut self,
+        mut each: impl FnMut(&mut Self, usize, usize),
+    ) -> Option<()> {
         self.enter()?;
         self.at += 1;
-        self.ws();
-        if self.peek()? == b']' {
-            self.at += 1;
-            self.depth -= 1;
-            return Some(());
-        }
-        loop {
-            self.ws();
-            let start = self.at;
-            self.value()?;
-            let end = self.at;
-            each(self, start, end);
-            self.ws();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return Some(());
+        let mut b = self.token()?;
+        if b != b']' {
+            loop {
+                let start = self.at;
+                self.value_at::<RECORD>(b)?;
+                each(self, start, self.at);
+                match self.token()? {
+                    b',' => {
+                        self.at += 1;
+                        b = self.token()?;
+                    }
+                    b']' => break,
+                    _ => return None,
                 }
-                _ => return None,
             }
         }
+        self.at += 1;
+        self.depth -= 1;
+        Some(())
     }
 
-    /// An object from its `{`, every member checked and skipped.
-    fn object(&mut self) -> Option<()> {
-        self.members(|scan, _| scan.value())
+    /// An array from its `[`, every element checked and skipped. Containers are read out
+    /// of line, so that the scalars that make up most of a document are read inline.
+    #[inline(never)]
+    fn plain_array<const RECORD: bool>(&mut self) -> Option<()> {
+        self.array::<RECORD>(|_, _, _| {})
     }
 
-    /// An object from its `{`; `member` reads each member's value, given the key's text
-    /// as written (between its quotes) and whether it holds escapes. Inside a record,
+    /// An object from its `{`, every member checked and skipped. Inside a record,
     /// notes the range that drops each member whose value is `null`: with the comma
     /// before it when an earlier member stays, else with the comma after it, if any.
-    fn members(&mut self, mut member: impl FnMut(&mut Self, Key) -> Option<()>) -> Option<()> {
+    #[inline(never)]
+    fn object<const RECORD: bool>(&mut self) -> Option<()> {
         self.enter()?;
         self.at += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            self.depth -= 1;
-            return Some(());
-        }
-        let mut comma_before = None;
-        let mut kept = false;
-        loop {
-            self.ws();
-            if self.peek()? != b'"' {
-                return None;
-            }
-            let quote = self.at;
-            let (start, end, escapes) = self.string()?;
-            self.expect(b':')?;
-            self.ws();
-            let value = self.at;
-            member(
-                self,
-                Key {
-                    start,
-                    end,
-                    escapes,
-                },
-            )?;
-            let value_end = self.at;
-            let dropped = self.in_record && self.s[value] == b'n';
-            self.ws();
-            let next = self.peek()?;
-            if dropped {
-                let cut = match (kept, comma_before) {
-                    (true, Some(comma)) => (comma, value_end),
-                    _ if next == b',' => (quote, self.at + 1),
-                    _ => (quote, value_end),
-                };
-                self.nulls.push(cut);
-            } else {
-                kept = true;
-            }
-            match next {
-                b',' => {
-                    comma_before = Some(self.at);
-                    self.at += 1;
+        let mut b = self.token()?;
+        if b != b'}' {
+            let mut comma_before = None;
+            let mut kept = false;
+            loop {
+                if b != b'"' {
+                    return None;
                 }
-                b'}' => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return Some(());
+                let quote = self.at;
+                self.string()?;
+                if self.token()? != b':' {
+                    return None;
                 }
-                _ => return None,
+                self.at += 1;
+                let first = self.token()?;
+                self.value_at::<RECORD>(first)?;
+                let value_end = self.at;
+                let next = self.token()?;
+                if RECORD {
+                    if first == b'n' {
+                        let cut = match (kept, comma_before) {
+                            (true, Some(comma)) => (comma, value_end),
+                            _ if next == b',' => (quote, self.at + 1),
+                            _ => (quote, value_end),
+                        };
+                        self.nulls.push(cut);
+                    } else {
+                        kept = true;
+                    }
+                }
+                match next {
+                    b',' => {
+                        comma_before = Some(self.at);
+                        self.at += 1;
+                        b = self.token()?;
+                    }
+                    b'}' => break,
+                    _ => return None,
+                }
             }
         }
+        self.at += 1;
+        self.depth -= 1;
+        Some(())
     }
 
     /// The list value at the cursor: an array's records, or `null` for none.
     fn list(&mut self) -> Option<Found> {
-        self.ws();
+        let first = self.token()?;
         let start = self.at;
         let mut records = Vec::new();
-        match self.peek()? {
+        match first {
             b'[' => {
-                self.in_record = true;
                 let mut first_null = 0;
-                self.array(|scan, a, b| {
+                self.array::<true>(|scan, a, b| {
                     let last = scan.nulls.len();
                     records.push(Record {
                         start: a,
@@ -302,7 +330,6 @@ impl<'a> Scan<'a> {
                     });
                     first_null = last;
                 })?;
-                self.in_record = false;
             }
             b'n' => self.literal(b"null")?,
             _ => return None,
@@ -314,49 +341,73 @@ impl<'a> Scan<'a> {
         })
     }
 
+    /// Finds the list at `path` from the cursor, checking every member on the way.
     fn find(&mut self, path: &[&str]) -> Option<Found> {
         let Some((first, deeper)) = path.split_first() else {
             return self.list();
         };
-        self.ws();
-        if self.peek()? != b'{' {
+        if self.token()? != b'{' {
             return None;
         }
+        self.enter()?;
+        self.at += 1;
         let mut found = None;
-        self.members(|scan, key| {
-            if found.is_none() && key.is(scan.s, first) {
-                found = Some(scan.find(deeper)?);
-                Some(())
-            } else {
-                scan.value()
+        let mut b = self.token()?;
+        if b != b'}' {
+            loop {
+                if b != b'"' {
+                    return None;
+                }
+                let (start, end, escapes) = self.string()?;
+                if self.token()? != b':' {
+                    return None;
+                }
+                self.at += 1;
+                let key = Key {
+                    start,
+                    end,
+                    escapes,
+                };
+                if found.is_none() && key.is(self.s, first) {
+                    found = Some(self.find(deeper)?);
+                } else {
+                    self.value::<false>()?;
+                }
+                match self.token()? {
+                    b',' => {
+                        self.at += 1;
+                        b = self.token()?;
+                    }
+                    b'}' => break,
+                    _ => return None,
+                }
             }
-        })?;
+        }
+        self.at += 1;
+        self.depth -= 1;
         found
     }
 }
 
 /// The first byte at or after `at` that ends a string's plain run: a quote, a
 /// backslash, or a control character (which JSON forbids there); `s.len()` if none.
-/// Most strings in a record are short, where a vectorized search costs more to start
-/// than it saves: eight bytes are tested at a time in a word instead.
+/// Sixteen bytes are tested at once (SSE2 on x86-64, NEON on AArch64), which covers
+/// most keys and values of a record in one step; the last few bytes of a document
+/// one at a time.
+#[inline(always)]
 fn stop_in_string(s: &[u8], mut at: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    while let Some(chunk) = s.get(at..at + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-        // A byte below 0x20 borrows when 0x20 is taken from it; bytes at or above 0x80
-        // are never flagged (`!x` clears them).
-        let found = zero(x ^ (ONES * u64::from(b'"')))
-            | zero(x ^ (ONES * u64::from(b'\\')))
-            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
-        if found != 0 {
-            // The lowest flagged byte is exact; only bytes after it can be false hits.
-            return at + (found.trailing_zeros() / 8) as usize;
+    let quote = u8x16::splat(b'"');
+    let backslash = u8x16::splat(b'\\');
+    let below_space = u8x16::splat(0x1f);
+    while let Some(Ok(chunk)) = s.get(at..at + 16).map(<[u8; 16]>::try_from) {
+        let x = u8x16::new(chunk);
+        let stops =
+            x.simd_eq(quote) | x.simd_eq(backslash) | x.max(below_space).simd_eq(below_space);
+        let mask = stops.to_bitmask();
+        if mask != 0 {
+            return at + mask.trailing_zeros() as usize;
         }
-        at += 8;
+        at += 16;
     }
     while let Some(&b) = s.get(at) {
         if b == b'"' || b == b'\\' || b < 0x20 {
@@ -448,12 +499,25 @@ mod tests {
             stop_in_string(text, 0),
             text.iter().position(|&b| b == b'"').unwrap()
         );
-        for (i, stop) in [b'"', b'\\', 0x00, 0x1f].into_iter().enumerate() {
-            for at in 0..20 {
-                let mut bytes = vec![b'x'; 24];
-                bytes[at] = stop;
-                bytes[at.saturating_sub(i)..at].fill(0xff);
-                assert_eq!(stop_in_string(&bytes, 0), at, "byte {stop:#x} at {at}");
+        // Every stop byte at every place of a first and second block of sixteen and of
+        // the shorter tail, among bytes that must not stop (high ones included).
+        for len in [1, 15, 16, 17, 31, 32, 33, 40] {
+            for stop in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
+                for at in 0..len {
+                    for from in [0, at / 2, at] {
+                        let mut bytes: Vec<u8> = (0..len)
+                            .map(|i| [b'x', 0x20, 0x7f, 0x80, 0xff, b'!'][i % 6])
+                            .collect();
+                        bytes[at] = stop;
+                        assert_eq!(
+                            stop_in_string(&bytes, from),
+                            at,
+                            "byte {stop:#x} at {at} of {len}"
+                        );
+                    }
+                }
+                let plain = vec![b'y'; len];
+                assert_eq!(stop_in_string(&plain, 0), len);
             }
         }
         assert_eq!(stop_in_string(b"plain text", 0), 10);
@@ -495,7 +559,7 @@ mod tests {
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
                 .prop_map(|f| json!(f)),
-            "[a-z\"\\\\/\u{1}\u{e9}\u{1F600} ]{0,8}".prop_map(Value::String),
+            "[a-z\"\\\\/\u{1}\u{e9}\u{1F600} ]{0,24}".prop_map(Value::String),
         ];
         leaf.prop_recursive(5, 60, 6, |inner| {
             prop_oneof![
