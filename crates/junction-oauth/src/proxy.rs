@@ -825,7 +825,7 @@ mod tests {
         ProxyResponse {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
-            body: reqwest::Body::wrap(Frames(
+            body: ResponseBody::wrap(Frames(
                 frames.iter().map(|f| Bytes::from_static(f)).collect(),
             )),
         }
