@@ -15,7 +15,7 @@
 #   bash bench/provision.sh                    # release build in target/bench first
 #   BENCH_NO_BUILD=1 bash bench/provision.sh   # reuse the binaries
 # Settings: BENCH_COUNT (2000 a run), BENCH_WARMUP (100 a run), BENCH_CONNECTIONS ("1,4,16"),
-# BENCH_FRESH_CONNECTIONS ("4"; 0 = none), BENCH_ISSUERS (4), BENCH_RESULTS,
+# BENCH_FRESH_CONNECTIONS ("1,4"; 0 = none), BENCH_ISSUERS (4), BENCH_RESULTS,
 # JUNCTION_BENCH_DATABASE_URL (a PostgreSQL server whose user may create databases: a
 # database is created there for the run and dropped after), JUNCTION_TEST_PEERS_DIR
 # (tests/peers of this checkout).
@@ -32,7 +32,7 @@ DRIVER=$RELEASE/junction-bench
 COUNT=${BENCH_COUNT:-2000}
 WARMUP=${BENCH_WARMUP:-100}
 CONNECTIONS=${BENCH_CONNECTIONS:-1,4,16}
-FRESH=${BENCH_FRESH_CONNECTIONS:-4}
+FRESH=${BENCH_FRESH_CONNECTIONS:-1,4}
 ISSUERS=${BENCH_ISSUERS:-4}
 OUT=${BENCH_RESULTS:-$ROOT/bench/results/provision.md}
 export JUNCTION_TEST_PEERS_DIR=${JUNCTION_TEST_PEERS_DIR:-$ROOT/tests/peers}
@@ -134,6 +134,18 @@ for f in fresh:
     print(f"The provider with a new connection per exchange (as Junction's grant client makes them), "
           f"{f['connections']} connections: {f['rate']:,.0f} exchanges/s, p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms"
           f"{share}; provider {cores(f, 'provider')} cores, driver {cores(f, 'driver')}.\n")
+kinds = sorted({k for r in targets for k in r.get("junction_threads", {})})
+if kinds:
+    print("Junction's CPU per provisioning by thread, in µs (user + system), from `/proc/<pid>/task/*/stat` "
+          "(10 ms ticks, so a few µs of resolution at these counts):\n")
+    print("| Connections | Junction on | " + " | ".join(f"`{k}`" for k in kinds) + " | total |")
+    print("| ---: | --- | " + " | ".join("---:" for _ in kinds) + " | ---: |")
+    for r in targets:
+        t = r["junction_threads"]
+        cell = lambda k: f"{t[k]['user_us']:.0f} + {t[k]['system_us']:.0f}" if k in t else "—"
+        total = sum(v["user_us"] + v["system_us"] for v in t.values())
+        print(f"| {r['connections']} | {r['target']} | " + " | ".join(cell(k) for k in kinds) + f" | {total:.0f} |")
+    print()
 note = (f"Other builds were running on the machine ({busy0} compiler/linker processes at the start, {busy1} at the end; "
         f"load average {load0} → {load1}), so these numbers are lower than a quiet machine's."
         if int(busy0) or int(busy1) else f"No compiler or linker ran during the run (load average {load0} → {load1}).")

@@ -261,7 +261,7 @@ enum Command {
         connections: Vec<usize>,
         /// Also the provider's rate with a new connection per exchange at these
         /// connections (0: none).
-        #[arg(long, value_delimiter = ',', default_value = "4")]
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
         fresh_connections: Vec<usize>,
         /// Authorizations at the provider at once while issuing codes.
         #[arg(long, default_value_t = 4)]

@@ -292,6 +292,15 @@ pub struct Run {
     /// Cores each process used during the run: `provider` (oidc-provider), `driver`
     /// (this process), and the Junction measured.
     pub cores: BTreeMap<String, f64>,
+    /// The Junction measured: CPU microseconds per provisioning by kind of thread, user
+    /// and system time apart. Threads that ended during the run are missed.
+    pub junction_threads: BTreeMap<String, ThreadCpu>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ThreadCpu {
+    pub user_us: f64,
+    pub system_us: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -317,6 +326,38 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let user: f64 = fields.get(11)?.parse().ok()?;
     let system: f64 = fields.get(12)?.parse().ok()?;
     Some((user + system) / TICKS_PER_SECOND)
+}
+
+/// CPU seconds each kind of thread of process `pid` has used so far, user and system
+/// apart: threads named alike but for a number (`sqlx-sqlite-worker-3`) count together.
+fn cpu_by_thread(pid: u32) -> BTreeMap<String, (f64, f64)> {
+    let mut kinds = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return kinds;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close]
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / TICKS_PER_SECOND
+        };
+        let entry = kinds.entry(name).or_insert((0.0, 0.0));
+        entry.0 += tick(11);
+        entry.1 += tick(12);
+    }
+    kinds
 }
 
 /// Runs `one` for every code, `connections` at a time; the latency of each.
@@ -439,9 +480,22 @@ impl Bench<'_> {
             processes.push((label, Some(pid)));
         }
         let before: Vec<Option<f64>> = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+        let threads_before = junction_pid.map(cpu_by_thread).unwrap_or_default();
         let started = Instant::now();
         let mut latencies = drive(codes, connections, one).await?;
         let seconds = started.elapsed().as_secs_f64();
+        let n = latencies.len().max(1) as f64;
+        let mut junction_threads = BTreeMap::new();
+        for (kind, (user, system)) in junction_pid.map(cpu_by_thread).unwrap_or_default() {
+            let (user0, system0) = threads_before.get(&kind).copied().unwrap_or((0.0, 0.0));
+            junction_threads.insert(
+                kind,
+                ThreadCpu {
+                    user_us: (user - user0) * 1e6 / n,
+                    system_us: (system - system0) * 1e6 / n,
+                },
+            );
+        }
         let mut cores = BTreeMap::new();
         for ((name, pid), before) in processes.iter().zip(before) {
             if let (Some(before), Some(after)) = (before, cpu_seconds(*pid)) {
@@ -459,6 +513,7 @@ impl Bench<'_> {
             p50_ms: percentile(&latencies, 50.0),
             p99_ms: percentile(&latencies, 99.0),
             cores,
+            junction_threads,
         };
         eprintln!(
             "{label} at {connections} connection(s){}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
