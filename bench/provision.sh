@@ -39,6 +39,7 @@ export JUNCTION_TEST_PEERS_DIR=${JUNCTION_TEST_PEERS_DIR:-$ROOT/tests/peers}
 USER_SECRET=bench-user-secret-0123456789
 ORG_SECRET=bench-organization-secret-0123456789
 AUTH="User $USER_SECRET, Organization $ORG_SECRET"
+KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/junction-bench-provision.XXXXXX")
 STARTED=()
 PG_ADMIN=""
@@ -69,7 +70,7 @@ busy_before=$(pgrep -c -x 'rustc|cc1|ld|cargo' || true)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # 16 connections from one caller: above the default of 8 calls in progress per caller.
-SETTINGS=(JUNCTION_BOOTSTRAP_USER_SECRET=$USER_SECRET JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=$ORG_SECRET
+SETTINGS=(JUNCTION_ENCRYPTION_KEY=$KEY JUNCTION_BOOTSTRAP_USER_SECRET=$USER_SECRET JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=$ORG_SECRET
     JUNCTION_CALLER_CONCURRENCY=256 JUNCTION_REFRESH_INTERVAL=0)
 TARGETS=()
 PORT=$(pick_port)
