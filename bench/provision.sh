@@ -117,7 +117,7 @@ print(f"Command: `bash bench/provision.sh` (oidc-provider from `tests/peers/oidc
       + (f" with {dirty} uncommitted change(s)" if int(dirty) else "") + ". "
       f"Codes were issued before each run through the provider's authorization flow by {issuers} user agents "
       f"({report['codes_issued']:,} codes, {report['issue_rate']:,.0f} a second).\n")
-print("| Connections | Junction on | Provider exchanges/s | p50 / p99 ms | Junction provisions/s | p50 / p99 ms | Ratio | Goal ≥ 0.80 | p50 difference | Goal ≤ 2 ms | Cores, provider run: provider / driver | Cores, Junction run: provider / Junction / driver |")
+print("| Connections | Junction on | Provider exchanges/s | p50 / p99 ms | Junction provisions/s | p50 / p99 ms | Ratio | Goal ≥ 0.80 | p50 difference | Goal ≤ 2 ms | Cores, provider run: provider / driver / other | Cores, Junction run: provider / Junction / driver / other |")
 print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | --- |")
 for r in targets:
     p = provider[r["connections"]]
@@ -126,20 +126,22 @@ for r in targets:
     goal2 = ("PASS" if diff <= 2.0 else "MISS") if r["connections"] == 4 else "— (at 4)"
     print(f"| {r['connections']} | {r['target']} | {p['rate']:,.0f} | {p['p50_ms']:.2f} / {p['p99_ms']:.2f} | "
           f"{r['rate']:,.0f} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {ratio:.2f} | {'PASS' if ratio >= 0.8 else 'MISS'} | "
-          f"{diff:+.2f} ms | {goal2} | {cores(p, 'provider')} / {cores(p, 'driver')} | "
-          f"{cores(r, 'provider')} / {cores(r, r['target'])} / {cores(r, 'driver')} |")
+          f"{diff:+.2f} ms | {goal2} | {cores(p, 'provider')} / {cores(p, 'driver')} / {cores(p, 'other')} | "
+          f"{cores(r, 'provider')} / {cores(r, r['target'])} / {cores(r, 'driver')} / {cores(r, 'other')} |")
 print()
 for f in fresh:
     p = provider.get(f["connections"])
     share = f" ({f['rate'] / p['rate']:.2f} of its rate on kept-alive connections, p50 {f['p50_ms'] - p['p50_ms']:+.2f} ms)" if p else ""
     print(f"The provider with a new connection per exchange (as Junction's grant client makes them), "
           f"{f['connections']} connections: {f['rate']:,.0f} exchanges/s, p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms"
-          f"{share}; provider {cores(f, 'provider')} cores, driver {cores(f, 'driver')}.\n")
+          f"{share}; provider {cores(f, 'provider')} cores, driver {cores(f, 'driver')}, other {cores(f, 'other')}.\n")
 kinds = sorted({k for r in targets for k in r.get("junction_threads", {})})
 if kinds:
     print("Junction's CPU per provisioning by thread, in µs (user + system), from `/proc/<pid>/task/*/stat` "
           "(10 ms ticks, so a few µs of resolution at these counts):\n")
-    print("| Connections | Junction on | " + " | ".join(f"`{k}`" for k in kinds) + " | total |")
+    # Thread names are cut at 15 characters.
+    shown = {"sqlx-sqlite-wor": "sqlx-sqlite-worker-N", "junction": "junction (main)"}
+    print("| Connections | Junction on | " + " | ".join(f"`{shown.get(k, k)}`" for k in kinds) + " | total |")
     print("| ---: | --- | " + " | ".join("---:" for _ in kinds) + " | ---: |")
     for r in targets:
         t = r["junction_threads"]
@@ -147,6 +149,10 @@ if kinds:
         total = sum(v["user_us"] + v["system_us"] for v in t.values())
         print(f"| {r['connections']} | {r['target']} | " + " | ".join(cell(k) for k in kinds) + f" | {total:.0f} |")
     print()
+busiest = max((r["cores"].get("other", 0.0), r["target"], r["connections"]) for r in runs)
+if busiest[0] > 0.25:
+    print(f"**Warning:** other processes used up to {busiest[0]:.2f} cores during a run ({busiest[1]} at "
+          f"{busiest[2]} connections): the machine was not quiet, and the runs concerned are not comparable.\n")
 note = (f"Other builds were running on the machine ({busy0} compiler/linker processes at the start, {busy1} at the end; "
         f"load average {load0} → {load1}), so these numbers are lower than a quiet machine's."
         if int(busy0) or int(busy1) else f"No compiler or linker ran during the run (load average {load0} → {load1}).")

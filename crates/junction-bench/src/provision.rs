@@ -290,7 +290,8 @@ pub struct Run {
     pub p50_ms: f64,
     pub p99_ms: f64,
     /// Cores each process used during the run: `provider` (oidc-provider), `driver`
-    /// (this process), and the Junction measured.
+    /// (this process), the Junction measured, and `other`: every other process of the
+    /// machine.
     pub cores: BTreeMap<String, f64>,
     /// The Junction measured: CPU microseconds per provisioning by kind of thread, user
     /// and system time apart. Threads that ended during the run are missed.
@@ -326,6 +327,22 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let user: f64 = fields.get(11)?.parse().ok()?;
     let system: f64 = fields.get(12)?.parse().ok()?;
     Some((user + system) / TICKS_PER_SECOND)
+}
+
+/// CPU seconds the whole machine has been busy so far (all CPUs, from `/proc/stat`).
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: busy is all but idle and iowait.
+    let total: f64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle) / TICKS_PER_SECOND)
 }
 
 /// CPU seconds each kind of thread of process `pid` has used so far, user and system
@@ -481,9 +498,11 @@ impl Bench<'_> {
         }
         let before: Vec<Option<f64>> = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
         let threads_before = junction_pid.map(cpu_by_thread).unwrap_or_default();
+        let machine_before = machine_busy_seconds();
         let started = Instant::now();
         let mut latencies = drive(codes, connections, one).await?;
         let seconds = started.elapsed().as_secs_f64();
+        let machine_after = machine_busy_seconds();
         let n = latencies.len().max(1) as f64;
         let mut junction_threads = BTreeMap::new();
         for (kind, (user, system)) in junction_pid.map(cpu_by_thread).unwrap_or_default() {
@@ -501,6 +520,15 @@ impl Bench<'_> {
             if let (Some(before), Some(after)) = (before, cpu_seconds(*pid)) {
                 cores.insert((*name).to_owned(), (after - before) / seconds);
             }
+        }
+        // Whatever else ran on the machine meanwhile: its busy time less this run's
+        // processes'.
+        if let (Some(before), Some(after)) = (machine_before, machine_after) {
+            let ours: f64 = cores.values().sum();
+            cores.insert(
+                "other".to_owned(),
+                ((after - before) / seconds - ours).max(0.0),
+            );
         }
         latencies.sort();
         let run = Run {
