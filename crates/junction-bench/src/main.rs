@@ -9,7 +9,9 @@
 //! collection straight against it or through Junction (see `hub.rs`). For
 //! `bench/replicas.sh`, `replicas` runs replicas behind nginx, kills them under load and
 //! checks what survived (see the library's `replicas` module). For `bench/million.sh`,
-//! `provision`, `ready-time`, `spread-expiries` and `sweep-count` (see `million.rs`).
+//! `provision`, `ready-time`, `spread-expiries` and `sweep-count` (see `million.rs`). For
+//! `bench/provision.sh`, `provision-real` provisions against the real OAuth server beside
+//! that server's own exchange rate (see the library's `provision` module).
 
 mod events;
 mod hub;
@@ -19,6 +21,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Parser, Subcommand};
+use junction_bench::provision;
 use junction_core::{AccountId, ConfigMap, Secret, UserId};
 use junction_crypto::Keyring;
 use junction_store::{DatabaseUrl, NewInstance, Store};
@@ -237,6 +240,33 @@ enum Command {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+    /// Start oidc-provider and, per number of connections, exchange COUNT fresh codes
+    /// straight at its token endpoint, then provision COUNT instances with fresh codes
+    /// through every Junction given; prints the report as JSON.
+    ProvisionReal {
+        /// A Junction to provision through, as NAME=API_BASE (repeatable), e.g.
+        /// sqlite=http://127.0.0.1:8080/elements/api-v2.
+        #[arg(long = "junction", required = true, value_parser = name_value)]
+        junctions: Vec<(String, String)>,
+        /// The process of the Junction NAME, as NAME=PID, for its CPU time.
+        #[arg(long = "pid", value_parser = name_value)]
+        pids: Vec<(String, String)>,
+        #[arg(long)]
+        authorization: String,
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        #[arg(long, default_value_t = 100)]
+        warmup: usize,
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+        connections: Vec<usize>,
+        /// Also the provider's rate with a new connection per exchange at these
+        /// connections (0: none).
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        fresh_connections: Vec<usize>,
+        /// Authorizations at the provider at once while issuing codes.
+        #[arg(long, default_value_t = 4)]
+        issuers: usize,
+    },
     /// Walk a paged collection to the end and print the fastest of REPEAT walks as JSON.
     HubWalk {
         #[arg(long, value_enum)]
@@ -403,6 +433,37 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+        Command::ProvisionReal {
+            junctions,
+            pids,
+            authorization,
+            count,
+            warmup,
+            connections,
+            fresh_connections,
+            issuers,
+        } => {
+            let mut targets = Vec::new();
+            for (name, api) in junctions {
+                let pid = match pids.iter().find(|(n, _)| *n == name) {
+                    Some((_, pid)) => Some(pid.parse().with_context(|| format!("pid {pid}"))?),
+                    None => None,
+                };
+                targets.push(provision::Target { name, api, pid });
+            }
+            let report = provision::run(provision::Options {
+                targets,
+                authorization,
+                count,
+                warmup,
+                connections,
+                fresh_connections: fresh_connections.into_iter().filter(|&c| c > 0).collect(),
+                issuers,
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Salesforce { accounts, contacts } => {
             hub::serve_salesforce(accounts, contacts).await
         }
@@ -415,6 +476,13 @@ async fn main() -> anyhow::Result<()> {
             repeat,
         } => hub::walk(via, &url, &authorization, &target, page_size, repeat).await,
     }
+}
+
+/// `NAME=VALUE`.
+fn name_value(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{raw:?} is not NAME=VALUE"))
 }
 
 async fn bare_proxy(

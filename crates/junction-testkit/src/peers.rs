@@ -33,6 +33,7 @@ const PEER_ENV_VARS: &[&str] = &[
     "ROTATE",
     "AT_TTL",
     "RT_TTL",
+    "CODE_TTL",
     "INSTANCE_URL",
     "EXIT_ON_STDIN_EOF",
     "PEER_LOG",
@@ -222,6 +223,11 @@ impl Peer {
             .json()
             .await
             .unwrap_or_else(|e| panic!("{}/__stats is not JSON: {e}", self.base_url))
+    }
+
+    /// The peer's process id, to read its CPU time from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the peer has written to stderr so far (its most recent 64 KiB), for diagnostics.

@@ -17,6 +17,8 @@
 //             Default: refresh tokens are not rotated (Salesforce-like).
 //   AT_TTL    access token lifetime in seconds (default 3600)
 //   RT_TTL    refresh token lifetime in seconds (default 1209600)
+//   CODE_TTL  authorization code lifetime in seconds (default 60, oidc-provider's); a
+//             benchmark that issues thousands of codes before exchanging them sets more
 //   EXIT_ON_STDIN_EOF  "0" keeps the server running when stdin closes (manual use)
 //
 // Endpoints: /.well-known/openid-configuration, /auth, /token, /token/revocation,
@@ -37,6 +39,7 @@ for (const level of ['log', 'info', 'debug']) console[level] = (...args) => cons
 const PORT = Number(process.env.PORT || 0);
 const AT_TTL = Number(process.env.AT_TTL || 3600);
 const RT_TTL = Number(process.env.RT_TTL || 1209600);
+const CODE_TTL = Number(process.env.CODE_TTL || 60);
 const ROTATE = process.env.ROTATE === '1';
 
 const DEFAULT_CLIENTS = [{
@@ -154,7 +157,7 @@ server.on('listening', () => {
     issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
     rotateRefreshToken: () => ROTATE,
     ttl: {
-      AccessToken: AT_TTL, AuthorizationCode: 60, IdToken: 3600, RefreshToken: RT_TTL,
+      AccessToken: AT_TTL, AuthorizationCode: CODE_TTL, IdToken: 3600, RefreshToken: RT_TTL,
       Interaction: 600, Session: 3600, Grant: RT_TTL,
     },
     features: { devInteractions: { enabled: false }, revocation: { enabled: true } },
