@@ -9,8 +9,8 @@
 #      JUNCTION_BENCH_DATABASE_URL names a server).
 # Codes are issued just before each run through the provider's authorization flow (plain
 # HTTP with a cookie jar per issuer) and live 600 s there (CODE_TTL). The provider's rate
-# with a new connection per exchange, as Junction's grant client makes them, is measured
-# too, for information. Goals: Junction ÷ provider ≥ 0.8 and, at 4 connections, p50 at most
+# with a new connection per exchange is measured too, for information (what a client
+# opening one per token call would cost it). Goals: Junction ÷ provider ≥ 0.8 and, at 4 connections, p50 at most
 # 2 ms above the provider's. Results go to bench/results/provision.md.
 #   bash bench/provision.sh                    # release build in target/bench first
 #   BENCH_NO_BUILD=1 bash bench/provision.sh   # reuse the binaries
@@ -132,7 +132,7 @@ print()
 for f in fresh:
     p = provider.get(f["connections"])
     share = f" ({f['rate'] / p['rate']:.2f} of its rate on kept-alive connections, p50 {f['p50_ms'] - p['p50_ms']:+.2f} ms)" if p else ""
-    print(f"The provider with a new connection per exchange (as Junction's grant client makes them), "
+    print(f"The provider with a new connection per exchange, "
           f"{f['connections']} connections: {f['rate']:,.0f} exchanges/s, p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms"
           f"{share}; provider {cores(f, 'provider')} cores, driver {cores(f, 'driver')}, other {cores(f, 'other')}.\n")
 kinds = sorted({k for r in targets for k in r.get("junction_threads", {})})

@@ -12,9 +12,8 @@
 //! each code's exchange straight to its token endpoint as the `sfdc` element does:
 //! `client_secret_post`, `Accept: application/json`, kept-alive connections like any
 //! ordinary client), then Junction's (`POST /instances` with a code, on each Junction
-//! given). Junction's grant client opens a connection per token call on purpose; the
-//! driver's exchange on a fresh connection each, for information, tells what that costs
-//! the server.
+//! given). The driver's exchange on a fresh connection each, for information, tells what
+//! a client opening one per token call would cost the server.
 
 use anyhow::{Context, bail};
 use junction_testkit::peers::{CLIENT_ID, CLIENT_SECRET, Peer, PeerKind, REDIRECT_URI};

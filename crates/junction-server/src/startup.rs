@@ -175,7 +175,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<Services> {
             .min(std::time::Duration::from_secs(5)),
         ..OutboundSettings::default()
     };
-    let outbound = OutboundClient::one_connection_per_call(settings)?;
+    let outbound = OutboundClient::new(settings)?;
     // Same policy and timeouts, but the timeout bounds each wait for the provider rather
     // than the whole call, so large bodies can stream.
     let proxy = ProxyClient::new(settings)?;
