@@ -16,8 +16,9 @@
 //! a client opening one per token call would cost the server.
 
 use anyhow::{Context, bail};
+use junction_testkit::browser::Browser;
 use junction_testkit::peers::{CLIENT_ID, CLIENT_SECRET, Peer, PeerKind, REDIRECT_URI};
-use reqwest::header::{ACCEPT, LOCATION};
+use reqwest::header::ACCEPT;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -25,9 +26,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use url::Url;
 
-/// Redirects an authorization may take before its callback (auth → interaction → resume
-/// → callback is three).
-const MAX_HOPS: usize = 10;
 /// Codes live this long at the server during the benchmark: issuing a run's codes and
 /// the run itself take well under it even at one connection.
 pub const CODE_TTL_SECONDS: u64 = 600;
@@ -68,63 +66,35 @@ pub async fn authorization_url(
     Ok(at_peer)
 }
 
-/// One user agent at the authorization server: it follows an authorization's redirects
-/// one at a time, keeping the server's cookies, up to the callback's code.
+/// One user agent at the authorization server, keeping its cookies (so its login
+/// session and grant) from one authorization to the next.
 pub struct CodeIssuer {
-    http: reqwest::Client,
+    browser: Browser,
     authorize: Url,
 }
 
 impl CodeIssuer {
     pub fn new(authorize: Url) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            // The callback points at the app, which does not exist here: each hop is
-            // looked at, and the walk stops at the callback without requesting it.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        Ok(Self { http, authorize })
+        Ok(Self {
+            browser: Browser::new(),
+            authorize,
+        })
     }
 
     /// A new authorization code.
     pub async fn code(&self) -> anyhow::Result<String> {
-        let mut current = self.authorize.clone();
-        for _ in 0..MAX_HOPS {
-            let answer = self.http.get(current.clone()).send().await?;
-            let status = answer.status();
-            let location = answer
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            // Read to the end, so the connection is reused for the next hop.
-            let body = answer.bytes().await?;
-            let Some(location) = location.filter(|_| status.is_redirection()) else {
-                bail!(
-                    "GET {current} answered {status} instead of a redirect: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            };
-            let next = current.join(&location)?;
-            if next.as_str().starts_with(REDIRECT_URI) {
-                let param = |name: &str| {
-                    next.query_pairs()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.into_owned())
-                };
-                return match param("code") {
-                    Some(code) => Ok(code),
-                    None => bail!(
-                        "the authorization ended without a code: {}",
-                        param("error").unwrap_or_default()
-                    ),
-                };
-            }
-            current = next;
+        let callback = self
+            .browser
+            .try_authorize(self.authorize.as_str(), REDIRECT_URI)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        match callback.code {
+            Some(code) => Ok(code),
+            None => bail!(
+                "the authorization ended without a code: {}",
+                callback.error.unwrap_or_default()
+            ),
         }
-        bail!("{} took more than {MAX_HOPS} redirects", self.authorize)
     }
 }
 

@@ -59,52 +59,65 @@ impl Browser {
     /// Follows redirects from `authorization_url` until one points at a URL starting
     /// with `callback_prefix`, and returns that callback without requesting it.
     pub async fn authorize(&self, authorization_url: &str, callback_prefix: &str) -> Callback {
+        self.try_authorize(authorization_url, callback_prefix)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Browser::authorize`], telling why the walk failed instead of panicking.
+    pub async fn try_authorize(
+        &self,
+        authorization_url: &str,
+        callback_prefix: &str,
+    ) -> Result<Callback, String> {
         let mut current = Url::parse(authorization_url)
-            .unwrap_or_else(|e| panic!("authorization URL {authorization_url:?}: {e}"));
+            .map_err(|e| format!("authorization URL {authorization_url:?}: {e}"))?;
         for _ in 0..MAX_HOPS {
             let response = self
                 .client
                 .get(current.clone())
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("GET {current}: {e}"));
+                .map_err(|e| format!("GET {current}: {e}"))?;
             let status = response.status();
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .map(|value| {
+            let location = match response.headers().get(reqwest::header::LOCATION) {
+                Some(value) => Some(
                     value
                         .to_str()
-                        .unwrap_or_else(|e| panic!("GET {current}: Location is not text: {e}"))
-                        .to_owned()
-                });
+                        .map_err(|e| format!("GET {current}: Location is not text: {e}"))?
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            // Read to the end, so the connection is reused for the next hop.
+            let body = response.bytes().await.unwrap_or_default();
             let location = match location {
                 Some(location) if status.is_redirection() => location,
                 _ => {
-                    let body = response.text().await.unwrap_or_default();
-                    panic!(
+                    return Err(format!(
                         "GET {current} answered {status} instead of redirecting towards \
-                         {callback_prefix}; body:\n{body}"
-                    );
+                         {callback_prefix}; body:\n{}",
+                        String::from_utf8_lossy(&body)
+                    ));
                 }
             };
             let next = current
                 .join(&location)
-                .unwrap_or_else(|e| panic!("GET {current}: bad Location {location:?}: {e}"));
+                .map_err(|e| format!("GET {current}: bad Location {location:?}: {e}"))?;
             if location.starts_with(callback_prefix) || next.as_str().starts_with(callback_prefix) {
-                return Callback {
+                return Ok(Callback {
                     code: query_param(&next, "code"),
                     state: query_param(&next, "state"),
                     error: query_param(&next, "error"),
                     url: next.into(),
-                };
+                });
             }
             current = next;
         }
-        panic!(
+        Err(format!(
             "{authorization_url} did not reach {callback_prefix} within {MAX_HOPS} redirects \
              (last stop: {current})"
-        );
+        ))
     }
 
     /// The underlying client, sharing this browser's cookie jar.
