@@ -129,10 +129,20 @@ pub fn method_label(method: &str) -> &'static str {
 }
 
 /// One answered request. `route` is the matched route template (`None`: no route matched,
-/// recorded as `unmatched`).
-pub fn http_request(route: Option<&str>, method: &str, status: u16, elapsed: Duration) {
+/// recorded as `unmatched`), written after `prefix` (the API's templates are matched
+/// without the API's prefix).
+pub fn http_request(
+    prefix: &str,
+    route: Option<&str>,
+    method: &str,
+    status: u16,
+    elapsed: Duration,
+) {
     // One copy shared by both series.
-    let route = SharedString::from(Arc::<str>::from(route.unwrap_or("unmatched")));
+    let route = SharedString::from(match route {
+        Some(route) => Arc::<str>::from([prefix, route].concat()),
+        None => Arc::<str>::from("unmatched"),
+    });
     let method = method_label(method);
     counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status_label(status))
         .increment(1);

@@ -24,7 +24,7 @@ impl TraceContext {
         // Zero is the one invalid trace id; 2^-128 odds, but cheap to rule out.
         let id = rand::random::<u128>().max(1);
         Self {
-            trace_id: format!("{id:032x}"),
+            trace_id: hex::encode(id.to_be_bytes()),
             parent_id: None,
             sampled: true,
         }
@@ -36,8 +36,9 @@ impl TraceContext {
     /// report. Without an exporter that is this context's own; with one, the id the
     /// exporter gives the span: the caller's when it sent one, else a new one.
     pub fn adopt(&self, span: &tracing::Span) -> String {
+        // A span no subscriber wants has no exporter either.
         #[cfg(feature = "otlp")]
-        {
+        if !span.is_disabled() {
             use opentelemetry::trace::{
                 SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
             };

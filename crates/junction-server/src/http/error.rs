@@ -15,11 +15,41 @@ use serde::Serialize;
 
 tokio::task_local! {
     /// The current request's id, set by the request-id middleware for the whole handler.
-    pub static REQUEST_ID: String;
+    pub static REQUEST_ID: RequestId;
 }
 
 pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+    REQUEST_ID
+        .try_with(|id| id.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// A request's id: 128 random bits as 32 lower-case hex digits. Copied, not shared or
+/// allocated, since every request sets it twice (for the layers' calls and for its
+/// handler's future).
+#[derive(Clone, Copy)]
+pub struct RequestId([u8; 32]);
+
+impl RequestId {
+    /// From the thread's generator: unique enough for a request id, and no system call on
+    /// the hot path.
+    pub fn random() -> Self {
+        let mut hex = [0u8; 32];
+        // Cannot fail: the output is exactly twice the input's length.
+        let _ = hex::encode_to_slice(rand::random::<u128>().to_be_bytes(), &mut hex);
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Hex digits only, so always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug)]

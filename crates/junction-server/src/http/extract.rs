@@ -27,8 +27,9 @@ pub struct Slots {
     /// The caller's permit (see `limit.rs`), held until the response is ready rather than
     /// as long as the extractor lives.
     pub permit: Mutex<Option<CallerPermit>>,
-    /// The API route template the request matched (see `note_route`).
-    pub route: OnceLock<MatchedPath>,
+    /// The route template the request matched, and whether it is one of the API's
+    /// (see `note_route`).
+    pub route: OnceLock<(bool, MatchedPath)>,
 }
 
 #[derive(Clone, Default)]

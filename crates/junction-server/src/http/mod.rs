@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use error::{ApiError, REQUEST_ID};
+use error::{ApiError, REQUEST_ID, RequestId};
 use junction_service::Services;
 use junction_telemetry::trace_context::TraceContext;
 use std::convert::Infallible;
@@ -66,7 +66,10 @@ pub fn router(
         limits: limit::CallerLimits::new(caller_concurrency),
         public_url: public_url.map(Arc::new),
     };
-    let document = openapi::document().context("building the OpenAPI document")?;
+    let document = bytes::Bytes::from(
+        serde_json::to_vec(&openapi::document().context("building the OpenAPI document")?)
+            .context("serializing the OpenAPI document")?,
+    );
     let api = Router::new()
         .merge(elements::router())
         .merge(docs::router())
@@ -77,19 +80,17 @@ pub fn router(
         .merge(connect::router())
         .merge(proxy::router())
         .merge(health::api_router())
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || std::future::ready(json_bytes(document.clone()))),
+        )
         .fallback(|| async { ApiError::not_found("no such API route") })
         .method_not_allowed_fallback(method_not_allowed)
         // Plain request maps rather than `from_fn` middlewares, which would box their
         // futures and clone the router's service per request.
-        .layer(tower::util::MapRequestLayer::new(note_route))
+        .layer(tower::util::MapRequestLayer::new(note_route::<true>))
         .with_state(state.clone());
-    // The bare-path rule must see the path before the API's routes do.
-    let api = tower::util::MapRequest::new(api, |mut req: Request| {
-        rewrite_bare_path(&mut req);
-        req
-    });
-    Ok(Router::new()
-        .nest_service(API_PREFIX, api)
+    let rest = Router::new()
         .merge(health::router())
         .merge(console::router())
         .merge(connect::callback_router())
@@ -97,27 +98,86 @@ pub fn router(
         // default `validatorUrl` would send the document to validator.swagger.io from
         // every browser that opens the page.
         .merge(
-            utoipa_swagger_ui::SwaggerUi::new("/docs")
-                .external_url_unchecked(format!("{API_PREFIX}/openapi.json"), document)
-                .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+            utoipa_swagger_ui::SwaggerUi::new("/docs").config(
+                utoipa_swagger_ui::Config::new([format!("{API_PREFIX}/openapi.json")])
+                    .validator_url("none"),
+            ),
         )
         .merge(docs::ui_router())
         .fallback(|| async {
             ApiError::not_found("no such route; the API lives under /elements/api-v2")
         })
         .method_not_allowed_fallback(method_not_allowed)
-        // One `layer` call for the whole stack, outermost first: each call wraps every
-        // route in a boxed service of its own, and a request clones its route's stack,
-        // box by box, at every `from_fn` on its way in (so the HTML security headers are
-        // added by `RequestContext` rather than by a middleware of their own).
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(tower::layer::layer_fn(RequestContext))
-                .layer(cors())
-                .layer(CatchPanicLayer::custom(panic_response))
-                .layer(DefaultBodyLimit::max(BODY_LIMIT)),
-        )
-        .with_state(state))
+        .layer(tower::util::MapRequestLayer::new(note_route::<false>))
+        .with_state(state);
+    // The whole stack wraps the split once, outermost first: `Router::layer` would wrap
+    // every route in a boxed service of its own, cloned box by box per request (so the
+    // HTML security headers are added by `RequestContext` rather than by a middleware
+    // of their own).
+    let app = tower::ServiceBuilder::new()
+        .layer(tower::layer::layer_fn(RequestContext))
+        .layer(cors())
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .service(Split { api, rest });
+    Ok(Router::new().fallback_service(app))
+}
+
+/// Sends API paths to the API's router with the prefix taken off, everything else to
+/// the root's. `Router::nest_service` would do the same with a second route match, a
+/// formatted copy of the URI and two more layers per request; the API is on every
+/// proxied call's path.
+#[derive(Clone)]
+struct Split {
+    api: Router,
+    rest: Router,
+}
+
+impl Service<Request> for Split {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        match api_uri(&req) {
+            Some(uri) => {
+                *req.uri_mut() = uri;
+                self.api.call(req)
+            }
+            None => self.rest.call(req),
+        }
+    }
+}
+
+/// The URI an API request has inside the API: without the prefix and, under the
+/// bare-path rule, as the hub call it stands for. `None` for paths outside the API.
+fn api_uri(req: &Request) -> Option<axum::http::Uri> {
+    let uri = req.uri();
+    let inner = match uri.path().strip_prefix(API_PREFIX)? {
+        "" => "/",
+        rest if rest.starts_with('/') => rest,
+        _ => return None,
+    };
+    let hub = bare_hub_call(inner, req.headers());
+    let query = uri.query();
+    let mut path_and_query = String::with_capacity(
+        inner.len() + query.map_or(0, |q| q.len() + 1) + if hub { HUB_PREFIX.len() } else { 0 },
+    );
+    if hub {
+        path_and_query.push_str(HUB_PREFIX);
+    }
+    path_and_query.push_str(inner);
+    if let Some(query) = query {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    axum::http::Uri::from_parts(parts).ok()
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -151,22 +211,17 @@ const KEPT_PLATFORM_ROUTES: [&str; 6] = [
 /// (Cloud Elements' SDKs send all three). Without an Element token the platform routes
 /// answer as always (`GET /accounts` with User and Organization secrets is the accounts
 /// API).
-fn rewrite_bare_path(req: &mut Request) {
-    let path = req.uri().path();
+fn bare_hub_call(path: &str, headers: &header::HeaderMap) -> bool {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     // The platform routes keep their meaning whatever the credentials: their calls (every
     // proxied one among them) need not have their `Authorization` parsed here.
     let rewritable = !first.is_empty() && !KEPT_PLATFORM_ROUTES.contains(&first);
-    if rewritable && has_element_token(req.headers()) {
-        let rewritten = match req.uri().query() {
-            Some(query) => format!("/hubs/_{path}?{query}"),
-            None => format!("/hubs/_{path}"),
-        };
-        if let Ok(uri) = rewritten.parse() {
-            *req.uri_mut() = uri;
-        }
-    }
+    rewritable && has_element_token(headers)
 }
+
+/// What the bare-path rule puts before a path: `/hubs/<hub>`, with a hub name that means
+/// nothing.
+const HUB_PREFIX: &str = "/hubs/_";
 
 fn has_element_token(headers: &header::HeaderMap) -> bool {
     headers
@@ -213,7 +268,7 @@ where
         // the layers do part of their work as they are called, before their future runs.
         let answer = context
             .span
-            .in_scope(|| REQUEST_ID.sync_scope(context.id.clone(), || self.0.call(req)));
+            .in_scope(|| REQUEST_ID.sync_scope(context.id, || self.0.call(req)));
         Box::pin(context.finish(answer))
     }
 }
@@ -224,10 +279,9 @@ struct RequestRecord {
     preflight: bool,
     method: Method,
     logged: Option<String>,
-    route: Option<MatchedPath>,
     docs: bool,
     slots: extract::RequestSlots,
-    id: String,
+    id: RequestId,
     trace_id: String,
     span: tracing::Span,
 }
@@ -240,14 +294,10 @@ impl RequestRecord {
         let preflight = req.method() == Method::OPTIONS;
         let method = req.method().clone();
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_owned());
-        // The template, never the path: paths carry ids, which would make a series each.
-        let route = req.extensions().get::<MatchedPath>().cloned();
         let docs = req.uri().path().starts_with("/docs");
         let slots = extract::RequestSlots::default();
         req.extensions_mut().insert(slots.clone());
-        // 128 random bits from the thread's generator: unique enough for a trace id, and
-        // no system call on the hot path.
-        let id = hex::encode(rand::random::<u128>().to_be_bytes());
+        let id = RequestId::random();
         let trace = TraceContext::continue_or_start(
             req.headers()
                 .get("traceparent")
@@ -259,7 +309,9 @@ impl RequestRecord {
             trace_id = tracing::field::Empty,
             parent_id = trace.parent_id.as_deref(),
             method = %method,
-            route = route.as_ref().map(MatchedPath::as_str),
+            // The template, never the path: paths carry ids. Known once routed
+            // (`note_route`).
+            route = tracing::field::Empty,
         );
         let trace_id = trace.adopt(&span);
         span.record("trace_id", trace_id.as_str());
@@ -268,7 +320,6 @@ impl RequestRecord {
             preflight,
             method,
             logged,
-            route,
             docs,
             slots,
             id,
@@ -287,7 +338,6 @@ impl RequestRecord {
             preflight,
             method,
             logged,
-            route,
             docs,
             slots,
             id,
@@ -295,7 +345,7 @@ impl RequestRecord {
             span,
         } = self;
         let Ok(answered) = REQUEST_ID
-            .scope(id.clone(), tracing::Instrument::instrument(answer, span))
+            .scope(id, tracing::Instrument::instrument(answer, span))
             .await;
         let mut response = answered.into_response();
         // The caller's permit is held until the response is ready, not while it streams.
@@ -309,7 +359,7 @@ impl RequestRecord {
         );
         console::add_security_headers(docs, &mut response);
         let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&id) {
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             headers.insert(ELEMENTS_REQUEST_ID, value);
         }
         if let Ok(value) = HeaderValue::from_str(&trace_id) {
@@ -325,13 +375,12 @@ impl RequestRecord {
             headers.insert(ELEMENTS_ELEMENT_INSTANCE_ID, HeaderValue::from(*instance));
         }
         let status = response.status().as_u16();
-        let route = slots
-            .0
-            .route
-            .get()
-            .or(route.as_ref())
-            .map(MatchedPath::as_str);
-        junction_telemetry::http_request(route, method.as_str(), status, started.elapsed());
+        let (prefix, route) = match slots.0.route.get() {
+            Some((true, route)) => (API_PREFIX, Some(route.as_str())),
+            Some((false, route)) => ("", Some(route.as_str())),
+            None => ("", None),
+        };
+        junction_telemetry::http_request(prefix, route, method.as_str(), status, started.elapsed());
         if let Some(path) = logged {
             tracing::debug!(
                 request_id = %id,
@@ -347,15 +396,20 @@ impl RequestRecord {
     }
 }
 
-/// Notes the route template an API request matched. The API is mounted as a service (so
-/// the bare-path rule can see paths before routing), which keeps its templates from the
-/// outer router's `MatchedPath`; the API router notes its own for `RequestContext`.
-fn note_route(req: Request) -> Request {
+/// Notes the route template a request matched, for the metrics and the request's span:
+/// `RequestContext` runs before routing, so it cannot read it from the request itself.
+/// `API` says whether the template is the API's, which is matched without its prefix.
+fn note_route<const API: bool>(req: Request) -> Request {
     if let (Some(slots), Some(path)) = (
         req.extensions().get::<extract::RequestSlots>(),
         req.extensions().get::<MatchedPath>(),
     ) {
-        let _ = slots.0.route.set(path.clone());
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            let prefix = if API { API_PREFIX } else { "" };
+            span.record("route", format!("{prefix}{}", path.as_str()));
+        }
+        let _ = slots.0.route.set((API, path.clone()));
     }
     req
 }

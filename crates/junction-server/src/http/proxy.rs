@@ -141,7 +141,7 @@ async fn ping(
 }
 
 /// A hub resource call (`/hubs/{hub}/{resource…}`, or the bare path: see
-/// [`super::rewrite_bare_path`]). The Element token decides the instance, so it is checked
+/// [`super::bare_hub_call`]). The Element token decides the instance, so it is checked
 /// before the path means anything: a caller without one learns 401, never whether a
 /// resource exists.
 #[utoipa::path(
