@@ -138,13 +138,18 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
+/// The hot caches' hasher: every call looks its instance and token up, and the standard
+/// library's SipHash costs several times more; their keys are ids and tokens Junction
+/// issued, which a caller cannot choose to collide.
+type FastHash = foldhash::fast::RandomState;
+
 pub(crate) struct Cache {
-    instances: moka::sync::Cache<i64, Arc<InstanceRecord>>,
+    instances: moka::sync::Cache<i64, Arc<InstanceRecord>, FastHash>,
     /// Element token → instance id. A token never moves to another instance and ids are
     /// never reused, so only the instance copy needs invalidating. Keyed by the token
     /// itself, not its lookup hash: a kept call then computes no HMAC, and the tokens are
     /// in the kept records already.
-    tokens: moka::sync::Cache<TokenKey, i64>,
+    tokens: moka::sync::Cache<TokenKey, i64, FastHash>,
     users: moka::sync::Cache<UserKey, Principal>,
     /// Each organization's custom elements, weighed by their size.
     organization_elements: moka::sync::Cache<i64, Arc<OrganizationElements>>,
@@ -165,11 +170,11 @@ impl Cache {
                 .max_capacity(settings.capacity.saturating_mul(TYPICAL_INSTANCE_BYTES))
                 .weigher(|_, record: &Arc<InstanceRecord>| instance_weight(record))
                 .time_to_live(ttl)
-                .build(),
+                .build_with_hasher(FastHash::default()),
             tokens: moka::sync::Cache::builder()
                 .max_capacity(settings.capacity)
                 .time_to_live(ttl)
-                .build(),
+                .build_with_hasher(FastHash::default()),
             users: moka::sync::Cache::builder()
                 .max_capacity(settings.capacity)
                 .time_to_live(ttl)

@@ -61,7 +61,8 @@ fn take(tat: Option<i64>, now: i64, pace: Pace, not_before: Option<i64>) -> (i64
 #[derive(Debug)]
 pub(crate) struct MemoryBudgets {
     start: Instant,
-    budgets: Mutex<HashMap<String, i64>>,
+    /// Keys are Junction's own (element and instance ids): a fast hash is safe.
+    budgets: Mutex<HashMap<String, i64, foldhash::fast::RandomState>>,
     taken: AtomicU64,
 }
 
@@ -72,7 +73,7 @@ impl MemoryBudgets {
     pub(crate) fn new() -> Self {
         Self {
             start: Instant::now(),
-            budgets: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::default()),
             taken: AtomicU64::new(0),
         }
     }
@@ -87,9 +88,19 @@ impl MemoryBudgets {
         if self.taken.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             budgets.retain(|_, tat| *tat >= now);
         }
-        let (tat, slot) = take(budgets.get(key).copied(), now, pace, not_before);
-        budgets.insert(key.to_owned(), tat);
-        slot
+        // The key is copied only the first time: most calls find their budget.
+        match budgets.get_mut(key) {
+            Some(kept) => {
+                let (tat, slot) = take(Some(*kept), now, pace, not_before);
+                *kept = tat;
+                slot
+            }
+            None => {
+                let (tat, slot) = take(None, now, pace, not_before);
+                budgets.insert(key.to_owned(), tat);
+                slot
+            }
+        }
     }
 
     fn give_back(&self, key: &str, pace: Pace, granted_tat: i64) {

@@ -29,11 +29,27 @@ pub struct Slots {
     pub permit: Mutex<Option<CallerPermit>>,
     /// The route template the request matched, and whether it is one of the API's
     /// (see `note_route`).
-    pub route: OnceLock<(bool, MatchedPath)>,
+    pub route: OnceLock<(bool, RouteTemplate)>,
 }
 
 #[derive(Clone, Default)]
 pub struct RequestSlots(pub Arc<Slots>);
+
+/// A route template: as the router matched it, or named by the code that dispatched the
+/// request without the router (the passthrough).
+pub enum RouteTemplate {
+    Matched(MatchedPath),
+    Fixed(&'static str),
+}
+
+impl RouteTemplate {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Matched(path) => path.as_str(),
+            Self::Fixed(path) => path,
+        }
+    }
+}
 
 pub(crate) fn note_instance(parts: &Parts, caller: &Caller) {
     if let (Some(slots), Some(id)) = (

@@ -109,7 +109,7 @@ pub fn router(
         })
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower::util::MapRequestLayer::new(note_route::<false>))
-        .with_state(state);
+        .with_state(state.clone());
     // The whole stack wraps the split once, outermost first: `Router::layer` would wrap
     // every route in a boxed service of its own, cloned box by box per request (so the
     // HTML security headers are added by `RequestContext` rather than by a middleware
@@ -119,17 +119,24 @@ pub fn router(
         .layer(cors())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .service(Split { api, rest });
+        .service(Split {
+            api,
+            passthrough: proxy::passthrough().with_state(state.clone()),
+            rest,
+        });
     Ok(Router::new().fallback_service(app))
 }
 
 /// Sends API paths to the API's router with the prefix taken off, everything else to
 /// the root's. `Router::nest_service` would do the same with a second route match, a
-/// formatted copy of the URI and two more layers per request; the API is on every
-/// proxied call's path.
+/// formatted copy of the URI and two more layers per request. Passthrough calls
+/// (`/proxy/…`), the bulk of a busy Junction's requests, go to their handler directly:
+/// the route table's lookup, path parameters and matched-path records would cost them
+/// as much as the rest of the routing.
 #[derive(Clone)]
 struct Split {
     api: Router,
+    passthrough: axum::routing::MethodRouter,
     rest: Router,
 }
 
@@ -143,12 +150,19 @@ impl Service<Request> for Split {
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        match api_uri(&req) {
-            Some(uri) => {
-                *req.uri_mut() = uri;
-                self.api.call(req)
-            }
-            None => self.rest.call(req),
+        let Some(uri) = api_uri(&req) else {
+            return self.rest.call(req);
+        };
+        let passthrough = uri
+            .path()
+            .strip_prefix("/proxy/")
+            .is_some_and(|vendor_path| !vendor_path.is_empty());
+        *req.uri_mut() = uri;
+        if passthrough {
+            note_template(&req, true, extract::RouteTemplate::Fixed(proxy::PASSTHROUGH_ROUTE));
+            self.passthrough.call(req)
+        } else {
+            self.api.call(req)
         }
     }
 }
@@ -359,6 +373,8 @@ impl RequestRecord {
         );
         console::add_security_headers(docs, &mut response);
         let headers = response.headers_mut();
+        // Room for the four below at once, rather than a regrowth of the table midway.
+        headers.reserve(4);
         if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             headers.insert(ELEMENTS_REQUEST_ID, value);
         }
@@ -400,18 +416,21 @@ impl RequestRecord {
 /// `RequestContext` runs before routing, so it cannot read it from the request itself.
 /// `API` says whether the template is the API's, which is matched without its prefix.
 fn note_route<const API: bool>(req: Request) -> Request {
-    if let (Some(slots), Some(path)) = (
-        req.extensions().get::<extract::RequestSlots>(),
-        req.extensions().get::<MatchedPath>(),
-    ) {
-        let span = tracing::Span::current();
-        if !span.is_disabled() {
-            let prefix = if API { API_PREFIX } else { "" };
-            span.record("route", format!("{prefix}{}", path.as_str()));
-        }
-        let _ = slots.0.route.set((API, path.clone()));
+    if let Some(path) = req.extensions().get::<MatchedPath>() {
+        note_template(&req, API, extract::RouteTemplate::Matched(path.clone()));
     }
     req
+}
+
+fn note_template(req: &Request, api: bool, template: extract::RouteTemplate) {
+    if let Some(slots) = req.extensions().get::<extract::RequestSlots>() {
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            let prefix = if api { API_PREFIX } else { "" };
+            span.record("route", format!("{prefix}{}", template.as_str()));
+        }
+        let _ = slots.0.route.set((api, template));
+    }
 }
 
 /// A bug must not take the connection down or leak a backtrace: log it, answer a plain

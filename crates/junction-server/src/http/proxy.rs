@@ -11,14 +11,22 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::{any, get};
+use axum::routing::{MethodRouter, any, get};
 use axum::{Json, Router};
 use junction_oauth::{ProxyBody, REPLAY_LIMIT};
 use junction_service::{Addressing, Caller, HubRequest, PingView, ProxyRequest};
 
+/// The passthrough's route template. Its calls do not go through the API's route table
+/// (see `super::Split`): this is the route they are counted under.
+pub const PASSTHROUGH_ROUTE: &str = "/proxy/{*vendor_path}";
+
+/// The passthrough, for every method.
+pub fn passthrough() -> MethodRouter<AppState> {
+    any(proxy)
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/proxy/{*vendor_path}", any(proxy))
         // Cloud Elements routes by the instance, not by the hub segment: `/hubs/crm/ping`
         // and `/hubs/anything/ping` answer the same.
         .route("/hubs/{hub}/ping", get(ping))
