@@ -14,7 +14,7 @@ use std::ops::Range;
 pub(super) struct Split<'a> {
     /// The answer without its records (the list's place holds `null`): paging reads it.
     pub rest: Value,
-    text: &'a str,
+    text: &'a [u8],
     /// Each record, as the vendor wrote it.
     pub records: Vec<scan::Record>,
     nulls: Vec<(usize, usize)>,
@@ -32,21 +32,20 @@ pub(super) fn split<'a>(body: &'a [u8], root_key: Option<&str>) -> Option<Split<
                 .collect()
         })
         .unwrap_or_default();
-    let text = std::str::from_utf8(body).ok()?;
-    let found = scan::find_list(text, &path)?;
+    let found = scan::find_list(body, &path)?;
     let rest = if path.is_empty() {
         Value::Null
     } else {
         let (from, to) = found.list;
-        let mut envelope = String::with_capacity(text.len() - (to - from) + 4);
-        envelope.push_str(&text[..from]);
-        envelope.push_str("null");
-        envelope.push_str(&text[to..]);
-        serde_json::from_str(&envelope).ok()?
+        let mut envelope = Vec::with_capacity(body.len() - (to - from) + 4);
+        envelope.extend_from_slice(&body[..from]);
+        envelope.extend_from_slice(b"null");
+        envelope.extend_from_slice(&body[to..]);
+        serde_json::from_slice(&envelope).ok()?
     };
     Some(Split {
         rest,
-        text,
+        text: body,
         records: found.records,
         nulls: found.nulls,
     })
@@ -57,7 +56,7 @@ pub(super) fn split<'a>(body: &'a [u8], root_key: Option<&str>) -> Option<Split<
 /// Everything else, whitespace and the commas between records included, is copied as
 /// the vendor wrote it: one copy from cut to cut, not one per record.
 pub(super) fn write_list(split: &Split<'_>, range: Range<usize>, strip: bool, out: &mut Vec<u8>) {
-    let text = split.text.as_bytes();
+    let text = split.text;
     out.push(b'[');
     let records = &split.records[range];
     if let (Some(first), Some(last)) = (records.first(), records.last()) {
