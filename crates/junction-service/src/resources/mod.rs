@@ -204,9 +204,15 @@ impl Services {
                     };
                     self.keep_learned(caller, &record, &element, configuration)
                         .await;
-                    let mut out = Vec::with_capacity(sent.bytes.len());
-                    raw::write_list(&split, start..end, strip, &mut out);
-                    return list_answer(out, end - start, token, &tokens);
+                    let body = match raw::as_sent(&split, start..end, strip) {
+                        Some(range) => sent.bytes.slice(range),
+                        None => {
+                            let mut out = Vec::with_capacity(sent.bytes.len());
+                            raw::write_list(&split, start..end, strip, &mut out);
+                            Bytes::from(out)
+                        }
+                    };
+                    return list_answer(body, end - start, token, &tokens);
                 }
             }
             let mut answer = sent.parse()?;
@@ -298,7 +304,7 @@ impl Services {
         let count = list.len();
         let bytes = serde_json::to_vec(&Value::Array(list))
             .map_err(|e| ServiceError::Internal(format!("answer body: {e}")))?;
-        list_answer(bytes, count, token, &tokens)
+        list_answer(Bytes::from(bytes), count, token, &tokens)
     }
 
     /// The instance's provider, refusing a disabled instance.
@@ -564,7 +570,7 @@ impl Sent {
 /// A hub list page: the JSON array in `bytes`, its count, and the token of the page
 /// after it.
 fn list_answer(
-    bytes: Vec<u8>,
+    bytes: Bytes,
     count: usize,
     token: Option<Position>,
     tokens: &Tokens<'_>,
@@ -581,7 +587,7 @@ fn list_answer(
         headers.insert(HeaderName::from_static("elements-next-page-token"), value);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(answer(StatusCode::OK, headers, Bytes::from(bytes)))
+    Ok(answer(StatusCode::OK, headers, bytes))
 }
 
 async fn json_body(body: ProxyBody) -> Result<Option<Value>, ServiceError> {
