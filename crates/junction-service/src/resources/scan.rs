@@ -22,7 +22,6 @@
 //! instructions to find the list as this scanner took to check the whole page before
 //! strings were vectorized, and twice as many to walk the records.)
 
-use std::cell::Cell;
 use wide::u8x16;
 
 /// Nesting at which serde_json stops (its recursion limit of 128 levels).
@@ -111,10 +110,6 @@ impl Content {
 struct Scan<'a, const PLAIN: bool> {
     s: &'a [u8],
     nulls: Vec<(usize, usize)>,
-    /// The block of 64 bytes last tested for string stops: where it starts, and a bit
-    /// per byte. Most keys and values of a record are shorter than a block, so one test
-    /// serves the several strings in it.
-    block: Cell<(usize, u64)>,
 }
 
 impl<'a, const PLAIN: bool> Scan<'a, PLAIN> {
@@ -122,43 +117,6 @@ impl<'a, const PLAIN: bool> Scan<'a, PLAIN> {
         Self {
             s,
             nulls: Vec::new(),
-            // A start no position is near, so the first look tests a block.
-            block: Cell::new((usize::MAX / 2, 0)),
-        }
-    }
-
-    /// The first byte at or after `at` that ends a string's plain run: a quote, a
-    /// backslash, or (unless `PLAIN`) a control character, which JSON forbids there;
-    /// `s.len()` if none.
-    #[inline(always)]
-    fn stop(&self, at: usize) -> usize {
-        let (base, bits) = self.block.get();
-        let offset = at.wrapping_sub(base);
-        if offset < 64 {
-            let rest = bits >> offset;
-            if rest != 0 {
-                return at + rest.trailing_zeros() as usize;
-            }
-            return self.stop_after(base + 64);
-        }
-        self.stop_after(at)
-    }
-
-    /// [`Self::stop`] from a block not yet tested.
-    #[inline(never)]
-    fn stop_after(&self, mut at: usize) -> usize {
-        loop {
-            let base = at & !63;
-            if base >= self.s.len() {
-                return self.s.len();
-            }
-            let bits = stops_in_block::<PLAIN>(self.s, base);
-            self.block.set((base, bits));
-            let rest = bits >> (at - base);
-            if rest != 0 {
-                return at + rest.trailing_zeros() as usize;
-            }
-            at = base + 64;
         }
     }
 
@@ -265,7 +223,7 @@ impl<'a, const PLAIN: bool> Scan<'a, PLAIN> {
     /// A string from its opening quote at `at`; the position after its closing quote.
     #[inline(always)]
     fn string(&self, at: usize) -> Option<usize> {
-        let stop = self.stop(at + 1);
+        let stop = stop_in_string::<PLAIN>(self.s, at + 1);
         if *self.s.get(stop)? == b'"' {
             return Some(stop + 1);
         }
@@ -293,7 +251,7 @@ impl<'a, const PLAIN: bool> Scan<'a, PLAIN> {
                 }
                 _ => return None,
             }
-            at = self.stop(at);
+            at = stop_in_string::<PLAIN>(self.s, at);
         }
     }
 
@@ -461,35 +419,35 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\r' | b'\t')
 }
 
-/// A bit for each byte of the 64 from `base` that ends a string's plain run (see
-/// [`Scan::stop`]), tested sixteen at a time (SSE2 on x86-64, NEON on AArch64). The
-/// last block of a body is tested padded with spaces, which stop nothing.
+/// The first byte at or after `at` that ends a string's plain run: a quote, a
+/// backslash, or (unless `PLAIN`, a body without any) a control character, which JSON
+/// forbids there; `s.len()` if none. Sixteen bytes are tested at once (SSE2 on x86-64,
+/// NEON on AArch64), which covers most keys and values of a record in one step; the
+/// last few bytes of a document one at a time.
 #[inline(always)]
-fn stops_in_block<const PLAIN: bool>(s: &[u8], base: usize) -> u64 {
+fn stop_in_string<const PLAIN: bool>(s: &[u8], mut at: usize) -> usize {
     let quote = u8x16::splat(b'"');
     let backslash = u8x16::splat(b'\\');
     let below_space = u8x16::splat(0x1f);
-    let mut padded = [b' '; 64];
-    let block = match s.get(base..base + 64) {
-        Some(block) => block,
-        None => {
-            let rest = s.get(base..).unwrap_or_default();
-            padded[..rest.len()].copy_from_slice(rest);
-            &padded
+    while let Some(Ok(chunk)) = s.get(at..at + 16).map(<[u8; 16]>::try_from) {
+        let x = u8x16::new(chunk);
+        let mut stops = x.simd_eq(quote) | x.simd_eq(backslash);
+        if !PLAIN {
+            stops |= x.min(below_space).simd_eq(x);
         }
-    };
-    let mut bits = 0;
-    for (i, chunk) in block.chunks_exact(16).enumerate() {
-        if let Ok(chunk) = <[u8; 16]>::try_from(chunk) {
-            let x = u8x16::new(chunk);
-            let mut stops = x.simd_eq(quote) | x.simd_eq(backslash);
-            if !PLAIN {
-                stops |= x.min(below_space).simd_eq(x);
-            }
-            bits |= u64::from(stops.to_bitmask()) << (16 * i);
+        let mask = stops.to_bitmask();
+        if mask != 0 {
+            return at + mask.trailing_zeros() as usize;
         }
+        at += 16;
     }
-    bits
+    while let Some(&b) = s.get(at) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return at;
+        }
+        at += 1;
+    }
+    at
 }
 
 /// Whether a member's key, quotes included as written, is `name`.
@@ -557,51 +515,36 @@ mod tests {
         }
     }
 
-    fn stop_in(s: &[u8], at: usize) -> usize {
-        Scan::<false>::new(s).stop(at)
-    }
-
     #[test]
     fn a_plain_run_stops_at_the_first_quote_backslash_or_control_byte() {
         let text = "abcdefghij\u{e9}klmnopq\"rest".as_bytes();
         assert_eq!(
-            stop_in(text, 0),
+            stop_in_string::<false>(text, 0),
             text.iter().position(|&b| b == b'"').unwrap()
         );
-        // Every stop byte at every place of a first, second and third block of 64 and
-        // of the shorter tail, among bytes that must not stop (high ones included),
-        // looked for from a fresh scan and from one that tested earlier blocks.
-        for len in [1, 15, 16, 17, 63, 64, 65, 127, 128, 150] {
+        // Every stop byte at every place of a first and second block of sixteen and of
+        // the shorter tail, among bytes that must not stop (high ones included).
+        for len in [1, 15, 16, 17, 31, 32, 33, 40] {
             for stop in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
                 for at in 0..len {
-                    let mut bytes: Vec<u8> = (0..len)
-                        .map(|i| [b'x', 0x20, 0x7f, 0x80, 0xff, b'!'][i % 6])
-                        .collect();
-                    bytes[at] = stop;
-                    for from in [0, at / 2, at.saturating_sub(63), at] {
-                        assert_eq!(stop_in(&bytes, from), at, "byte {stop:#x} at {at} of {len}");
-                    }
-                    let scan = Scan::<false>::new(&bytes);
-                    for from in 0..=at {
+                    for from in [0, at / 2, at] {
+                        let mut bytes: Vec<u8> = (0..len)
+                            .map(|i| [b'x', 0x20, 0x7f, 0x80, 0xff, b'!'][i % 6])
+                            .collect();
+                        bytes[at] = stop;
                         assert_eq!(
-                            scan.stop(from),
+                            stop_in_string::<false>(&bytes, from),
                             at,
-                            "byte {stop:#x} at {at} of {len} from {from}"
+                            "byte {stop:#x} at {at} of {len}"
                         );
                     }
-                    assert_eq!(scan.stop(at + 1), len);
-                    assert_eq!(
-                        Scan::<true>::new(&bytes).stop(0),
-                        if stop < 0x20 { len } else { at }
-                    );
                 }
                 let plain = vec![b'y'; len];
-                assert_eq!(stop_in(&plain, 0), len);
+                assert_eq!(stop_in_string::<false>(&plain, 0), len);
             }
         }
-        assert_eq!(stop_in(b"plain text", 0), 10);
-        assert_eq!(stop_in(&[0x20, 0x7f, 0x80, 0xff], 0), 4);
-        assert_eq!(stop_in(b"", 0), 0);
+        assert_eq!(stop_in_string::<false>(b"plain text", 0), 10);
+        assert_eq!(stop_in_string::<false>(&[0x20, 0x7f, 0x80, 0xff], 0), 4);
     }
 
     #[test]
