@@ -187,7 +187,7 @@ impl<'a, const PLAIN: bool> Scan<'a, PLAIN> {
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
-    #[inline(never)]
+    #[inline(always)]
     fn number(&self, mut at: usize) -> Option<usize> {
         if self.s.get(at) == Some(&b'-') {
             at += 1;
@@ -432,13 +432,7 @@ fn stop_in_string<const PLAIN: bool>(s: &[u8], mut at: usize) -> usize {
     let quote = u8x16::splat(b'"');
     let backslash = u8x16::splat(b'\\');
     let below_space = u8x16::splat(0x1f);
-    // Bounded by the last full block rather than tested block by block, so that the
-    // loop tests one comparison instead of an overflow and a length.
-    let last = s.len().saturating_sub(16);
-    while at <= last {
-        let Some(Ok(chunk)) = s.get(at..at + 16).map(<[u8; 16]>::try_from) else {
-            break;
-        };
+    while let Some(Ok(chunk)) = s.get(at..at + 16).map(<[u8; 16]>::try_from) {
         let x = u8x16::new(chunk);
         let mut stops = x.simd_eq(quote) | x.simd_eq(backslash);
         if !PLAIN {
