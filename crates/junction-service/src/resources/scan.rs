@@ -16,11 +16,12 @@
 //! before the scan, sixteen bytes at a time, tells whether it is all ASCII (UTF-8 is
 //! then checked by nothing else) and whether it holds control bytes (compact JSON holds
 //! none, and then no string can, so its runs look for two bytes instead of three).
-//! (sonic-rs, a vectorized
-//! parser, was measured for this and not taken: its fast skipping of whole objects and
-//! arrays does not check them, and its checking path, token by token, took as many
-//! instructions to find the list as this scanner took to check the whole page before
-//! strings were vectorized, and twice as many to walk the records.)
+//!
+//! (sonic-rs, a vectorized parser, was measured for this and not taken: its fast
+//! skipping of whole objects and arrays does not check them, and its checking path,
+//! token by token, took as many instructions to find the list as this scanner took to
+//! check the whole page before strings were vectorized, and twice as many to walk the
+//! records.)
 
 use wide::u8x16;
 
