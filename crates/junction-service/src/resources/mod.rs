@@ -100,7 +100,7 @@ impl Services {
         let query_plan = query::plan(&element, resource, &query)?;
         let tokens = Tokens {
             store: &self.store,
-            context: token_context(&record, resource, &request.path, &query, &target.base_url),
+            context: token_context(&record, resource, &request.path, &query, &target.base_url)?,
         };
         let plan = Plan::read(resource.paging.as_ref(), &query, &tokens)?;
         let body = json_body(request.body).await?;
@@ -204,9 +204,15 @@ impl Services {
                     };
                     self.keep_learned(caller, &record, &element, configuration)
                         .await;
-                    let mut out = Vec::with_capacity(sent.bytes.len());
-                    raw::write_list(&split, start..end, strip, &mut out);
-                    return list_answer(out, end - start, token, &tokens);
+                    let body = match raw::as_sent(&split, start..end, strip) {
+                        Some(range) => sent.bytes.slice(range),
+                        None => {
+                            let mut out = Vec::with_capacity(sent.bytes.len());
+                            raw::write_list(&split, start..end, strip, &mut out);
+                            Bytes::from(out)
+                        }
+                    };
+                    return list_answer(body, end - start, token, &tokens);
                 }
             }
             let mut answer = sent.parse()?;
@@ -298,7 +304,7 @@ impl Services {
         let count = list.len();
         let bytes = serde_json::to_vec(&Value::Array(list))
             .map_err(|e| ServiceError::Internal(format!("answer body: {e}")))?;
-        list_answer(bytes, count, token, &tokens)
+        list_answer(Bytes::from(bytes), count, token, &tokens)
     }
 
     /// The instance's provider, refusing a disabled instance.
@@ -564,7 +570,7 @@ impl Sent {
 /// A hub list page: the JSON array in `bytes`, its count, and the token of the page
 /// after it.
 fn list_answer(
-    bytes: Vec<u8>,
+    bytes: Bytes,
     count: usize,
     token: Option<Position>,
     tokens: &Tokens<'_>,
@@ -581,7 +587,7 @@ fn list_answer(
         headers.insert(HeaderName::from_static("elements-next-page-token"), value);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(answer(StatusCode::OK, headers, Bytes::from(bytes)))
+    Ok(answer(StatusCode::OK, headers, bytes))
 }
 
 async fn json_body(body: ProxyBody) -> Result<Option<Value>, ServiceError> {
@@ -612,17 +618,39 @@ fn token_context(
     path: &str,
     query: &HubQuery,
     base_url: &str,
-) -> Vec<u8> {
-    let context = json!([
-        "junction page token 2",
+) -> Result<Vec<u8>, ServiceError> {
+    context_bytes(
         record.id.0,
         base_url,
         resource.method.as_str(),
-        resource.path,
+        &resource.path,
         path,
-        query.shaping_pairs(),
-    ]);
-    context.to_string().into_bytes()
+        &query.shaping_pairs(),
+    )
+    .map_err(|e| ServiceError::Internal(format!("page token context: {e}")))
+}
+
+/// [`token_context`]'s bytes: a JSON array written straight from a tuple, without a
+/// tree of it. They must stay as they are, or every token issued before would stop
+/// opening (a walk may span a restart or move between replicas).
+fn context_bytes(
+    instance: i64,
+    base_url: &str,
+    method: &str,
+    resource_path: &str,
+    path: &str,
+    pairs: &[(&str, &str)],
+) -> serde_json::Result<Vec<u8>> {
+    let context = (
+        "junction page token 2",
+        instance,
+        base_url,
+        method,
+        resource_path,
+        path,
+        pairs,
+    );
+    serde_json::to_vec(&context)
 }
 
 /// `GET /objects`: the names of the element's declared objects.
@@ -669,4 +697,39 @@ fn object_metadata(element: &ElementDefinition, name: &str) -> Result<Value, Ser
         })
         .collect();
     Ok(json!({ "fields": fields }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_context_is_written_as_the_json_array_it_always_was() {
+        let pairs = [("pageSize", "200"), ("where", "Name = 'a\\\"b' \u{e9}\n")];
+        let tree = json!([
+            "junction page token 2",
+            -7_i64,
+            "https://x.example/a?b=\"c\"",
+            "GET",
+            "/hubs/crm/accounts/{id}",
+            "/accounts/1",
+            pairs,
+        ]);
+        assert_eq!(
+            context_bytes(
+                -7,
+                "https://x.example/a?b=\"c\"",
+                "GET",
+                "/hubs/crm/accounts/{id}",
+                "/accounts/1",
+                &pairs,
+            )
+            .unwrap(),
+            tree.to_string().into_bytes()
+        );
+        assert_eq!(
+            context_bytes(1, "", "GET", "/a", "/a", &[]).unwrap(),
+            br#"["junction page token 2",1,"","GET","/a","/a",[]]"#
+        );
+    }
 }

@@ -14,7 +14,7 @@ use std::ops::Range;
 pub(super) struct Split<'a> {
     /// The answer without its records (the list's place holds `null`): paging reads it.
     pub rest: Value,
-    text: &'a str,
+    text: &'a [u8],
     /// Each record, as the vendor wrote it.
     pub records: Vec<scan::Record>,
     nulls: Vec<(usize, usize)>,
@@ -32,21 +32,20 @@ pub(super) fn split<'a>(body: &'a [u8], root_key: Option<&str>) -> Option<Split<
                 .collect()
         })
         .unwrap_or_default();
-    let text = std::str::from_utf8(body).ok()?;
-    let found = scan::find_list(text, &path)?;
+    let found = scan::find_list(body, &path)?;
     let rest = if path.is_empty() {
         Value::Null
     } else {
         let (from, to) = found.list;
-        let mut envelope = String::with_capacity(text.len() - (to - from) + 4);
-        envelope.push_str(&text[..from]);
-        envelope.push_str("null");
-        envelope.push_str(&text[to..]);
-        serde_json::from_str(&envelope).ok()?
+        let mut envelope = Vec::with_capacity(body.len() - (to - from) + 4);
+        envelope.extend_from_slice(&body[..from]);
+        envelope.extend_from_slice(b"null");
+        envelope.extend_from_slice(&body[to..]);
+        serde_json::from_slice(&envelope).ok()?
     };
     Some(Split {
         rest,
-        text,
+        text: body,
         records: found.records,
         nulls: found.nulls,
     })
@@ -57,7 +56,7 @@ pub(super) fn split<'a>(body: &'a [u8], root_key: Option<&str>) -> Option<Split<
 /// Everything else, whitespace and the commas between records included, is copied as
 /// the vendor wrote it: one copy from cut to cut, not one per record.
 pub(super) fn write_list(split: &Split<'_>, range: Range<usize>, strip: bool, out: &mut Vec<u8>) {
-    let text = split.text.as_bytes();
+    let text = split.text;
     out.push(b'[');
     let records = &split.records[range];
     if let (Some(first), Some(last)) = (records.first(), records.last()) {
@@ -73,6 +72,24 @@ pub(super) fn write_list(split: &Split<'_>, range: Range<usize>, strip: bool, ou
         out.extend_from_slice(&text[copied..last.end]);
     }
     out.push(b']');
+}
+
+/// The byte range of the body that already is [`write_list`]'s answer, if there is
+/// one: the whole list, nothing in it to drop, no whitespace around its records (a
+/// compact page, as vendors send them). The answer is then the vendor's own buffer,
+/// not a copy of it.
+pub(super) fn as_sent(split: &Split<'_>, range: Range<usize>, strip: bool) -> Option<Range<usize>> {
+    let records = split.records.get(range)?;
+    let (first, last) = (records.first()?, records.last()?);
+    if strip && first.nulls.0 != last.nulls.1 {
+        return None;
+    }
+    // The byte before an element is `[`, a comma or whitespace, and `[` only before
+    // the first; the byte after one likewise `]` only after the last.
+    let from = first.start.checked_sub(1)?;
+    let opens = split.text.get(from) == Some(&b'[');
+    let closes = split.text.get(last.end) == Some(&b']');
+    (opens && closes).then_some(from..last.end + 1)
 }
 
 #[cfg(test)]
@@ -132,6 +149,31 @@ mod tests {
         assert!(listed(&json!({"data": {"id": 1}}), Some("data"), true).is_none());
         assert!(listed(&json!({"id": 1}), None, true).is_none());
         assert!(split(b"not json", Some("data")).is_none());
+    }
+
+    #[test]
+    fn a_compact_page_with_nothing_to_drop_is_answered_with_the_vendors_bytes() {
+        let page = br#"{"done":true,"records":[{"Id":"1","N":2},{"Id":"2","N":[3]}]}"#;
+        let split = split(page, Some("records")).unwrap();
+        assert_eq!(
+            as_sent(&split, 0..2, true).map(|r| &page[r]),
+            Some(&br#"[{"Id":"1","N":2},{"Id":"2","N":[3]}]"#[..])
+        );
+        // Part of the list, whitespace around it, or a null to drop: copied as before.
+        assert_eq!(as_sent(&split, 1..2, true), None);
+        assert_eq!(as_sent(&split, 0..1, true), None);
+        let spaced = br#"{"records":[ {"Id":"1"} ]}"#;
+        assert_eq!(
+            as_sent(&super::split(spaced, Some("records")).unwrap(), 0..1, true),
+            None
+        );
+        let nulls = br#"{"records":[{"Id":"1","N":null}]}"#;
+        let with_nulls = super::split(nulls, Some("records")).unwrap();
+        assert_eq!(as_sent(&with_nulls, 0..1, true), None);
+        assert_eq!(
+            as_sent(&with_nulls, 0..1, false).map(|r| &nulls[r]),
+            Some(&br#"[{"Id":"1","N":null}]"#[..])
+        );
     }
 
     #[test]
@@ -197,6 +239,9 @@ mod tests {
             let (from, to) = (cut.0.min(cut.1).min(n), cut.0.max(cut.1).min(n));
             let mut out = Vec::new();
             write_list(&split, from..to, strip, &mut out);
+            if let Some(sent) = as_sent(&split, from..to, strip) {
+                prop_assert_eq!(&bytes[sent], &out[..]);
+            }
             let mut want = Value::Array(body["data"].as_array().unwrap()[from..to].to_vec());
             if strip {
                 strip_nulls(&mut want);
