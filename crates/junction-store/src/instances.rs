@@ -967,6 +967,137 @@ pub(crate) mod tests {
         (dir, store, created.account_id, created.user_id)
     }
 
+    /// The same store on PostgreSQL, in a database of its own on the cluster
+    /// `JUNCTION_TEST_DATABASE_URL` names (`None` without one), and that database's
+    /// name and the cluster's URL, to drop it after.
+    async fn postgres_organization() -> Option<(Store, AccountId, UserId, String, String)> {
+        use sqlx::{Connection, Executor};
+        let admin = std::env::var("JUNCTION_TEST_DATABASE_URL").ok()?;
+        let name = format!("jt_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
+        conn.execute(AssertSqlSafe(format!("create database {name}")))
+            .await
+            .unwrap();
+        let _ = conn.close().await;
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        let url = crate::DatabaseUrl::parse(url.as_str()).unwrap();
+        let key = junction_crypto::generate_key().unwrap();
+        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
+        let store = Store::connect(&url, keyring).await.unwrap();
+        store.migrate().await.unwrap();
+        let created = store
+            .create_first_organization(
+                crate::NewOrganization {
+                    name: "o",
+                    account_name: "a",
+                    email: "e@example.com",
+                    first_name: "f",
+                    last_name: "l",
+                    organization_secret: &Secret::new("organization-secret"),
+                    user_secret: &Secret::new("user-secret"),
+                    now: 1,
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        Some((store, created.account_id, created.user_id, name, admin))
+    }
+
+    async fn drop_database(store: Store, name: &str, admin: &str) {
+        use sqlx::{Connection, Executor};
+        store.close().await;
+        let mut conn = sqlx::postgres::PgConnection::connect(admin).await.unwrap();
+        conn.execute(AssertSqlSafe(format!(
+            "drop database if exists {name} with (force)"
+        )))
+        .await
+        .unwrap();
+        let _ = conn.close().await;
+    }
+
+    /// What a provisioning stores and answers, on one store: the instance with its owner
+    /// as the insert read it, each tag once, the poller of a polling instance, and
+    /// nothing at all for an instance of a custom element that is gone.
+    async fn a_new_instance_is_written_whole(store: &Store, account: AccountId, user: UserId) {
+        let config: ConfigMap = [(
+            "event.notification.enabled".to_owned(),
+            Some("true".to_owned()),
+        )]
+        .into();
+        let tags = vec!["b".to_owned(), "a".to_owned(), "b".to_owned()];
+        let tokens: Vec<Secret> = (0..3).map(|i| Secret::new(format!("token-{i}"))).collect();
+        let no_secrets = ConfigMap::new();
+        let new = |element_id, token: usize| NewInstance {
+            account_id: account,
+            user_id: user,
+            element_id,
+            element_key: "sfdc",
+            name: "n",
+            token: &tokens[token],
+            config: &config,
+            secrets: &no_secrets,
+            tags: &tags,
+            external_authentication: "none",
+            token_expires_at: Some(99),
+            now: 7,
+        };
+        let polling = PollerWrite::Poll {
+            watermark: "w0".to_owned(),
+        };
+        let (record, owner) = store
+            .insert_instance_polling(new(23, 0), &polling)
+            .await
+            .unwrap();
+        assert_eq!(owner, store.get_user(user).await.unwrap());
+        assert_eq!(record.tags, vec!["b".to_owned(), "a".to_owned()]);
+        let stored = store.get_instance_fresh(account, record.id).await.unwrap();
+        let mut stored_tags = stored.tags.clone();
+        stored_tags.sort();
+        assert_eq!(stored_tags, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(stored.token_expires_at, Some(99));
+        let poller = store.poller(record.id, 7).await.unwrap().expect("a poller");
+        assert_eq!(poller.watermark, "w0");
+
+        let (quiet, _) = store
+            .insert_instance_polling(new(23, 1), &PollerWrite::Off)
+            .await
+            .unwrap();
+        assert!(store.poller(quiet.id, 7).await.unwrap().is_none());
+
+        let gone = junction_core::element::CUSTOM_ELEMENT_IDS_START + 12345;
+        let count = || async {
+            sqlx::query_scalar::<_, i64>("select count(*) from instances")
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+        };
+        let before = count().await;
+        let refused = store.insert_instance_polling(new(gone, 2), &polling).await;
+        assert!(
+            matches!(refused, Err(StoreError::ElementGone)),
+            "{refused:?}"
+        );
+        assert_eq!(count().await, before);
+    }
+
+    #[tokio::test]
+    async fn a_new_instance_is_written_whole_on_sqlite() {
+        let (_dir, store, account, user) = organization().await;
+        a_new_instance_is_written_whole(&store, account, user).await;
+    }
+
+    #[tokio::test]
+    async fn a_new_instance_is_written_whole_on_postgres() {
+        let Some((store, account, user, name, admin)) = postgres_organization().await else {
+            eprintln!("JUNCTION_TEST_DATABASE_URL is not set: the PostgreSQL case did not run");
+            return;
+        };
+        a_new_instance_is_written_whole(&store, account, user).await;
+        drop_database(store, &name, &admin).await;
+    }
+
     #[tokio::test]
     async fn a_batch_of_instances_is_stored_sealed_and_reads_back_like_single_inserts() {
         let (_dir, store, account, user) = organization().await;
