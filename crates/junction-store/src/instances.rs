@@ -381,7 +381,7 @@ impl Store {
     }
 
     /// PostgreSQL: the instance, its tags and its poller in one statement, which is its
-    /// own transaction, so one round trip where the transaction took five or more.
+    /// own transaction: one statement where the transaction took five or more.
     async fn insert_in_one_statement(
         &self,
         new: &NewInstance<'_>,
