@@ -6,13 +6,21 @@
 # dumped. Prints the total and the heaviest functions (inclusive).
 #   bash bench/profile.sh hub      # 100 pages of 200 Salesforce Accounts through sfdc
 #   bash bench/profile.sh events   # 3,000 webhooks in, signed notifications out
+#   bash bench/profile.sh provision  # 300 POST /instances with codes of the real OAuth
+#                                    # server (tests/peers/oidc), issued beforehand
 # Settings: PROFILE_OUT (the callgrind file, default target/profile/callgrind.<what>),
-# PROFILE_NO_BUILD=1 to reuse the binaries, PROFILE_TOP (40 lines).
+# PROFILE_NO_BUILD=1 to reuse the binaries, PROFILE_TOP (40 lines). For `provision`:
+# PROFILE_COUNT (300) and PROFILE_WARMUP (50) provisionings, PROFILE_CONNECTIONS (4),
+# JUNCTION_TEST_PEERS_DIR (tests/peers of this checkout), and PROFILE_DATABASE_URL: a
+# PostgreSQL server whose user may create databases, to profile on a database created
+# there (and dropped after) instead of SQLite; Junction then reaches it through
+# bench/pg-count.py, which counts the statements and round trips per provisioning.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WHAT=${1:-}
-[[ $WHAT == hub || $WHAT == events ]] || { echo "usage: bash bench/profile.sh hub|events" >&2; exit 2; }
+[[ $WHAT == hub || $WHAT == events || $WHAT == provision ]] ||
+    { echo "usage: bash bench/profile.sh hub|events|provision" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 TARGET=$ROOT/target/prof
 BIN=$TARGET/release
@@ -28,28 +36,53 @@ fi
 
 WORK=$(mktemp -d)
 PIDS=()
+PG_ADMIN=${PROFILE_DATABASE_URL:-}
+PG_NAME=""
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [[ -n $PG_NAME ]]; then
+        sleep 1
+        psql -q "$PG_ADMIN" -c "drop database if exists $PG_NAME" >/dev/null 2>&1 || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+DATABASE_URL="sqlite://$WORK/j.db?mode=rwc"
+# No refresh sweeps among the provisionings (as bench/provision.sh).
+REFRESH_INTERVAL=60
+[[ $WHAT == provision ]] && REFRESH_INTERVAL=0
+if [[ $WHAT == provision && -n $PG_ADMIN ]]; then
+    PG_NAME=junction_profile_$$
+    psql -q "$PG_ADMIN" -c "create database $PG_NAME" >/dev/null
+    # Every statement Junction sends goes through the relay, which counts them.
+    RELAY_PORT=$(free_port)
+    hostport=${PG_ADMIN#*@}
+    hostport=${hostport%%/*}
+    python3 "$ROOT/bench/pg-count.py" "$RELAY_PORT" "${hostport%:*}" "${hostport##*:}" "$WORK/counts.json" &
+    RELAY_PID=$!
+    PIDS+=("$RELAY_PID")
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$RELAY_PORT") 2>/dev/null && break; sleep 0.1; done
+    DATABASE_URL="${PG_ADMIN%@*}@127.0.0.1:$RELAY_PORT/$PG_NAME?sslmode=disable"
+fi
 API=http://127.0.0.1:$PORT/elements/api-v2
 USER_SECRET=profile-user-0123456789abcdef
 ORG_SECRET=profile-org-0123456789abcdef
 AUTH="User $USER_SECRET, Organization $ORG_SECRET"
 
-JUNCTION_DATABASE_URL="sqlite://$WORK/j.db?mode=rwc" JUNCTION_LISTEN=127.0.0.1:$PORT \
+JUNCTION_DATABASE_URL="$DATABASE_URL" JUNCTION_LISTEN=127.0.0.1:$PORT \
 JUNCTION_ENCRYPTION_KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= \
 JUNCTION_BOOTSTRAP_USER_SECRET=$USER_SECRET JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=$ORG_SECRET \
 JUNCTION_OUTBOUND_ALLOW_PRIVATE=true JUNCTION_CALLER_CONCURRENCY=64 JUNCTION_LOG=warn \
+JUNCTION_REFRESH_INTERVAL=$REFRESH_INTERVAL \
     valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN/junction" serve \
     >"$WORK/serve.out" 2>"$WORK/serve.log" &
 JPID=$!
 PIDS+=("$JPID")
-for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
 curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { cat "$WORK/serve.log" >&2; exit 1; }
 
 case $WHAT in
@@ -81,12 +114,47 @@ events)
     ;;
 esac
 
-echo "== warming up" >&2
-load
-callgrind_control -z "$JPID" >/dev/null
-echo "== measuring" >&2
-load
-callgrind_control -d "$JPID" >/dev/null
+counts() { kill -USR1 "$RELAY_PID"; sleep 0.5; cat "$WORK/counts.json"; }
+if [[ $WHAT == provision ]]; then
+    export JUNCTION_TEST_PEERS_DIR=${JUNCTION_TEST_PEERS_DIR:-$ROOT/tests/peers}
+    PER=${PROFILE_COUNT:-300}
+    UNIT="provisioning ($PER, ${PROFILE_CONNECTIONS:-4} at a time)"
+    # The driver starts the OAuth server, issues every code, provisions the warm-up
+    # ones, says "warm", waits for a line, then provisions the measured ones.
+    coproc DRIVER { "$BIN/junction-bench" provision-steps --api "$API" --authorization "$AUTH" \
+        --count "$PER" --warmup "${PROFILE_WARMUP:-50}" --connections "${PROFILE_CONNECTIONS:-4}" 2>"$WORK/bench.err"; }
+    PIDS+=("$DRIVER_PID")
+    echo "== issuing codes and warming up" >&2
+    read -r said <&"${DRIVER[0]}" || { cat "$WORK/bench.err" >&2; exit 1; }
+    [[ $said == warm ]] || { cat "$WORK/bench.err" >&2; exit 1; }
+    [[ -n $PG_NAME ]] && before=$(counts)
+    callgrind_control -z "$JPID" >/dev/null
+    echo "== measuring" >&2
+    echo go >&"${DRIVER[1]}"
+    read -r said <&"${DRIVER[0]}" || { cat "$WORK/bench.err" >&2; exit 1; }
+    [[ $said == "done $PER" ]] || { cat "$WORK/bench.err" >&2; exit 1; }
+    callgrind_control -d "$JPID" >/dev/null
+    if [[ -n $PG_NAME ]]; then
+        after=$(counts)
+        python3 - "$before" "$after" "$PER" <<'PY'
+import json, sys
+before, after, n = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+d = {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)}
+per = lambda k: d.get(k, 0) / n
+print(f"PostgreSQL per provisioning: {per('Q') + per('E'):.2f} statements "
+      f"({per('Q'):.2f} simple queries, {per('E'):.2f} prepared executions), "
+      f"{per('round trips'):.2f} round trips, {per('P'):.2f} parses; messages: "
+      + ", ".join(f"{k} {d[k] / n:.2f}" for k in sorted(d) if d[k] and len(k) == 1))
+PY
+    fi
+else
+    echo "== warming up" >&2
+    load
+    callgrind_control -z "$JPID" >/dev/null
+    echo "== measuring" >&2
+    load
+    callgrind_control -d "$JPID" >/dev/null
+fi
 kill -TERM "$JPID"
 wait "$JPID" 2>/dev/null || true
 DUMP=$(ls -t "$OUT".* | head -1)

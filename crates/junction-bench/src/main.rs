@@ -11,7 +11,9 @@
 //! checks what survived (see the library's `replicas` module). For `bench/million.sh`,
 //! `provision`, `ready-time`, `spread-expiries` and `sweep-count` (see `million.rs`). For
 //! `bench/provision.sh`, `provision-real` provisions against the real OAuth server beside
-//! that server's own exchange rate (see the library's `provision` module).
+//! that server's own exchange rate (see the library's `provision` module); for
+//! `bench/profile.sh provision`, `provision-steps` provisions against it in two steps, so
+//! a profiler can count the second alone.
 
 mod events;
 mod hub;
@@ -267,6 +269,23 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         issuers: usize,
     },
+    /// Start oidc-provider, issue WARMUP + COUNT codes, provision WARMUP instances through
+    /// the Junction at API, print `warm` and wait for a line on stdin, then provision
+    /// COUNT and print `done COUNT` (for `bench/profile.sh provision`).
+    ProvisionSteps {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        authorization: String,
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
+        #[arg(long, default_value_t = 300)]
+        count: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 4)]
+        issuers: usize,
+    },
     /// Walk a paged collection to the end and print the fastest of REPEAT walks as JSON.
     HubWalk {
         #[arg(long, value_enum)]
@@ -462,6 +481,36 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::ProvisionSteps {
+            api,
+            authorization,
+            warmup,
+            count,
+            connections,
+            issuers,
+        } => {
+            let steps = provision::Steps {
+                api,
+                authorization,
+                warmup,
+                count,
+                connections,
+                issuers,
+            };
+            let done = provision::steps(steps, || async {
+                println!("warm");
+                let mut line = String::new();
+                tokio::io::AsyncBufReadExt::read_line(
+                    &mut tokio::io::BufReader::new(tokio::io::stdin()),
+                    &mut line,
+                )
+                .await?;
+                Ok(())
+            })
+            .await?;
+            println!("done {done}");
             Ok(())
         }
         Command::Salesforce { accounts, contacts } => {

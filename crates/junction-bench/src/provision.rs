@@ -527,6 +527,49 @@ impl Bench<'_> {
     }
 }
 
+/// What `junction-bench provision-steps` does, for `bench/profile.sh provision`.
+#[derive(Debug, Clone)]
+pub struct Steps {
+    pub api: String,
+    pub authorization: String,
+    pub warmup: usize,
+    pub count: usize,
+    pub connections: usize,
+    pub issuers: usize,
+}
+
+/// Starts oidc-provider, issues every code the two steps need, provisions `warmup`
+/// instances through Junction, then waits for `between` (a profiler zeroing its
+/// counters) before provisioning `count` more. The codes are issued before anything is
+/// provisioned, and the authorization URL is asked of Junction only then, so the second
+/// step is nothing but provisionings.
+pub async fn steps<F, Fut>(steps: Steps, between: F) -> anyhow::Result<usize>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let peer = Peer::start(
+        PeerKind::Oidc,
+        &[("CODE_TTL", &CODE_TTL_SECONDS.to_string())],
+    )
+    .await;
+    let urls = Arc::new(PeerUrls::of(&peer));
+    let http = client(steps.connections, true)?;
+    let authorize = authorization_url(&http, &steps.api, &steps.authorization, &peer).await?;
+    let mut codes = issue_codes(&authorize, steps.warmup + steps.count, steps.issuers).await?;
+    let measured = codes.split_off(steps.warmup);
+    let via = Via::Junction {
+        http,
+        api: steps.api.as_str().into(),
+        authorization: steps.authorization.as_str().into(),
+        peer: urls,
+    };
+    let one = move |code| via.clone().one(code);
+    drive(codes, steps.connections, one.clone()).await?;
+    between().await?;
+    Ok(drive(measured, steps.connections, one).await?.len())
+}
+
 /// Starts oidc-provider and measures, per number of connections, its own exchange rate
 /// and every target's provisioning rate against it.
 pub async fn run(options: Options) -> anyhow::Result<Report> {

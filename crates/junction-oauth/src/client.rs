@@ -2,6 +2,8 @@
 //! name resolution (so DNS rebinding to a private address is refused too).
 
 use crate::OAuthError;
+use crate::transport::{HttpClient, OutBody, StreamingBody};
+use http_body_util::BodyExt;
 use junction_core::net::{OutboundPolicy, PolicyViolation};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::error::Error as StdError;
@@ -42,10 +44,24 @@ impl Default for OutboundSettings {
 /// Largest provider body Junction reads during OAuth and provisioning calls.
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
-#[derive(Debug, Clone)]
+/// The client of every OAuth grant, provisioning call and event delivery. Requests are
+/// written with reqwest's builder (form and query encoding, basic auth) and sent on
+/// hyper's client, as the passthrough's are: reqwest's own layers (its redirect and
+/// retry policies, its timeouts) cost every grant more than the grant's own work.
+#[derive(Clone)]
 pub struct OutboundClient {
-    http: reqwest::Client,
+    /// Builds requests; sends none (were it to, the same guarantees would hold).
+    requests: reqwest::Client,
+    http: HttpClient,
     settings: OutboundSettings,
+}
+
+impl std::fmt::Debug for OutboundClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundClient")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Resolves names for both clients and keeps only the addresses the policy allows.
@@ -121,11 +137,17 @@ impl OutboundClient {
     /// A client that keeps connections alive between calls, giving each up after
     /// [`OutboundSettings::idle_timeout`] unused.
     pub fn new(settings: OutboundSettings) -> Result<Self, OAuthError> {
-        let http = builder(&settings)
+        let requests = builder(&settings)
             .timeout(settings.request_timeout)
             .build()
             .map_err(OAuthError::Client)?;
-        Ok(Self { http, settings })
+        let tls = crate::transport::tls_config().map_err(OAuthError::Tls)?;
+        let http = crate::transport::client(&settings, tls, usize::MAX);
+        Ok(Self {
+            requests,
+            http,
+            settings,
+        })
     }
 
     pub fn settings(&self) -> &OutboundSettings {
@@ -139,39 +161,109 @@ impl OutboundClient {
     }
 
     pub fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
-        self.http.request(method, url)
+        self.requests.request(method, url)
     }
 
-    /// Sends and reads the whole body (bounded), mapping transport failures to
-    /// [`OAuthError`].
+    /// Sends and reads the whole body (bounded), all within the request's timeout (the
+    /// builder's, else [`OutboundSettings::request_timeout`]), mapping transport
+    /// failures to [`OAuthError`]. Never sent twice: a call that broke is the caller's
+    /// to judge.
     pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), OAuthError> {
-        let mut response = request.send().await.map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(e))?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(OAuthError::BadResponse {
-                    status: status.as_u16(),
-                    reason: format!("the body is larger than {MAX_BODY} bytes"),
-                    snippet: String::new(),
-                });
+        let timeout = self.settings.request_timeout;
+        let mut request = request.build().map_err(|e| transport_error(e, timeout))?;
+        let timeout = request.timeout().copied().unwrap_or(timeout);
+        let host = host_of(request.url());
+        let uri: http::Uri = request
+            .url()
+            .as_str()
+            .parse()
+            .map_err(|_| OAuthError::BadUrl {
+                what: "the request URL".into(),
+            })?;
+        let body = match request.body_mut().take() {
+            None => OutBody::Held(None),
+            Some(body) => match body.as_bytes() {
+                Some(bytes) => {
+                    OutBody::Held((!bytes.is_empty()).then(|| bytes::Bytes::copy_from_slice(bytes)))
+                }
+                None => OutBody::Streaming(StreamingBody::wrap(body)),
+            },
+        };
+        let mut outgoing = http::Request::new(body);
+        *outgoing.method_mut() = request.method().clone();
+        *outgoing.uri_mut() = uri;
+        let headers = outgoing.headers_mut();
+        *headers = std::mem::take(request.headers_mut());
+        // What reqwest's client added to every request.
+        headers
+            .entry(http::header::USER_AGENT)
+            .or_insert(http::HeaderValue::from_static(USER_AGENT));
+        headers
+            .entry(http::header::ACCEPT)
+            .or_insert(http::HeaderValue::from_static("*/*"));
+        match tokio::time::timeout(timeout, self.exchange(outgoing)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(Failed::Connection(e))) => {
+                let cause = cause_in_chain(&e, e.is_connect());
+                Err(failure(&e, &host, cause, timeout))
             }
-            body.extend_from_slice(&chunk);
+            Ok(Err(Failed::Body(e))) => {
+                let cause = cause_in_chain(&e, false);
+                Err(failure(&e, &host, cause, timeout))
+            }
+            Ok(Err(Failed::TooLarge(status))) => Err(OAuthError::BadResponse {
+                status: status.as_u16(),
+                reason: format!("the body is larger than {MAX_BODY} bytes"),
+                snippet: String::new(),
+            }),
+            Err(_) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no whole answer within the request timeout",
+                );
+                Err(failure(&e, &host, Cause::Timeout, timeout))
+            }
+        }
+    }
+
+    async fn exchange(
+        &self,
+        request: http::Request<OutBody>,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), Failed> {
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(Failed::Connection)?;
+        let status = response.status();
+        let mut incoming = response.into_body();
+        let mut body = Vec::new();
+        while let Some(frame) = incoming.frame().await {
+            if let Ok(chunk) = frame.map_err(Failed::Body)?.into_data() {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(Failed::TooLarge(status));
+                }
+                body.extend_from_slice(&chunk);
+            }
         }
         Ok((status, body))
     }
-
-    fn transport_error(&self, error: reqwest::Error) -> OAuthError {
-        transport_error(error, self.settings.request_timeout)
-    }
 }
+
+/// Why [`OutboundClient::send`] got no whole answer.
+enum Failed {
+    /// No answer's head: connecting or sending failed, or the connection broke.
+    Connection(hyper_util::client::legacy::Error),
+    /// The body broke off.
+    Body(hyper::Error),
+    TooLarge(reqwest::StatusCode),
+}
+
+/// What Junction calls itself on every outbound call.
+pub(crate) const USER_AGENT: &str = concat!("Junction/", env!("CARGO_PKG_VERSION"));
 
 /// Why a call to a provider failed below HTTP, as the log and the API name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,7 +446,7 @@ pub(crate) fn builder(settings: &OutboundSettings) -> reqwest::ClientBuilder {
         .dns_resolver(Arc::new(PolicyResolver {
             policy: settings.policy,
         }))
-        .user_agent(concat!("Junction/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
 }
 
 /// Parses `raw` as an http(s) URL and checks a literal IP host against the policy

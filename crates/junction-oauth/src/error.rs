@@ -31,7 +31,7 @@ pub enum OAuthError {
     Unsignable { reason: String },
     #[error("outbound HTTP client could not be built")]
     Client(#[source] reqwest::Error),
-    #[error("the TLS configuration of the passthrough client could not be built")]
+    #[error("the TLS configuration of the outbound clients could not be built")]
     Tls(#[source] rustls::Error),
 }
 

@@ -8,7 +8,7 @@
 //! (`transport.rs`), the hot path of every proxied call.
 
 use crate::OAuthError;
-use crate::client::{Cause, OutboundSettings};
+use crate::client::{Cause, OutboundSettings, USER_AGENT};
 use crate::oauth1::OAuth1Credentials;
 use crate::transport::{BoxError, HttpClient, OutBody, ResponseBody, StreamingBody};
 use bytes::{Bytes, BytesMut};
@@ -546,9 +546,6 @@ impl ProxyClient {
         }
     }
 }
-
-/// What Junction calls itself on a provider call, as the other outbound calls do.
-const USER_AGENT: &str = concat!("Junction/", env!("CARGO_PKG_VERSION"));
 
 fn outgoing(
     method: Method,

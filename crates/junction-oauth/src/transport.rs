@@ -1,7 +1,7 @@
-//! The passthrough's connection to providers, on hyper's own client: what reqwest gave
-//! [`crate::OutboundClient`] (names resolved through the address policy, a connect
-//! timeout, rustls with the platform's roots, HTTP/2 by ALPN, no proxy, no redirects),
-//! without the layers a passthrough does not use.
+//! The connection to providers, on hyper's own client, for the passthrough and for
+//! [`crate::OutboundClient`]: what reqwest gave (names resolved through the address
+//! policy, a connect timeout, rustls with the platform's roots, HTTP/2 by ALPN, no proxy,
+//! no redirects), without the layers neither uses.
 
 use crate::client::{OutboundSettings, PolicyResolver};
 use bytes::Bytes;

@@ -2,6 +2,7 @@
 //! taking tokens the caller obtained itself (`externalAuthentication: "initial"`), then
 //! running the element's provisioning calls.
 
+use crate::hosts;
 use crate::refresh::{
     MAX_LIFETIME_S, apply_tokens, configured_lifetime, expiry, renew_by, sane_lifetime,
 };
@@ -133,6 +134,9 @@ impl Services {
     ) -> Result<Option<i64>, ServiceError> {
         let now = now_ms();
         let configured = refresh_interval(config)?;
+        // Every caller held these to the element's pins already; the answer is judged on
+        // what it changes.
+        let checked = hosts::bound_values(config);
         let (access_token, expires_in) = match authorization {
             Authorization::Code { code, verifier } => {
                 let client_secret = Secret::new(value(config, keys::API_SECRET));
@@ -219,7 +223,7 @@ impl Services {
         config.insert(keys::REFRESH_TIME.into(), Some(now.to_string()));
         // The provider's answer may have moved `base.url` (Salesforce's `instance_url`):
         // held to the element's pins before the provisioning calls send the token there.
-        self.check_answer_pins(element, spec, config)?;
+        self.check_answer_pins(element, spec, config, &checked)?;
         for step in &spec.provision {
             let result = run_provision_step(&self.outbound, spec, &value(config, keys::BASE_URL), step, &access_token)
                 .await

@@ -92,14 +92,16 @@ impl Services {
     }
 
     /// Refuses a provider's answer (a code exchange's) that set a bound URL on a host the
-    /// element does not allow, before anything is sent there.
+    /// element does not allow, before anything is sent there. `checked`: the bound URLs
+    /// before the answer ([`bound_values`]), already held to the pins.
     pub(crate) fn check_answer_pins(
         &self,
         element: &ElementDefinition,
         spec: &OAuthSpec,
         config: &ConfigMap,
+        checked: &ConfigMap,
     ) -> Result<(), ServiceError> {
-        match unpinned(spec, config, None) {
+        match unpinned(spec, config, Some(checked)) {
             Some(found) => Err(found.answered(element, spec)),
             None => Ok(()),
         }
@@ -136,6 +138,14 @@ pub(crate) fn unpinned(
     stored: Option<&ConfigMap>,
 ) -> Option<Unpinned> {
     unpinned_by(&spec.allowed_hosts, config, stored)
+}
+
+/// The bound URLs of `config` as they are, for [`Services::check_answer_pins`].
+pub(crate) fn bound_values(config: &ConfigMap) -> ConfigMap {
+    BOUND_KEYS
+        .into_iter()
+        .filter_map(|key| Some((key.to_owned(), config.get(key)?.clone())))
+        .collect()
 }
 
 /// [`unpinned`] for the host patterns `pins` (none: any host).

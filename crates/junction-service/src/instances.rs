@@ -466,7 +466,7 @@ impl Services {
         let (public, secrets) = split(&element, config);
         let token = junction_crypto::generate_secret(30)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let record = self
+        let (record, user) = self
             .store
             .insert_instance_polling(
                 NewInstance {
@@ -493,7 +493,6 @@ impl Services {
                 other => other.into(),
             })?;
         tracing::info!(instance_id = %record.id, element = %element.key, "instance provisioned");
-        let user = self.store.get_user(user_id).await?;
         Ok(InstanceView::new(&element, record, user))
     }
 

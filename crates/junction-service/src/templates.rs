@@ -52,6 +52,13 @@ pub(crate) fn fill_defaults(
     stored: Option<&ConfigMap>,
     given: Option<&Map<String, Value>>,
 ) -> Result<(), ServiceError> {
+    // Without a template nothing is filled and no value is placed in a URL.
+    if !TEMPLATED_KEYS
+        .iter()
+        .any(|key| template(element, key).is_some())
+    {
+        return Ok(());
+    }
     let now = values(config);
     check_host_safe(element, &now, "invalid_configuration")?;
     let before = stored.map(values);

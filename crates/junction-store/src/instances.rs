@@ -2,7 +2,7 @@
 
 use crate::cache::Change;
 use crate::pollers::{PollerWrite, delete_poller_in, write_poller_in};
-use crate::{Store, StoreError, placeholders};
+use crate::{Store, StoreError, UserRecord, placeholders};
 use junction_core::{AccountId, ConfigMap, InstanceId, Secret, UserId};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -231,6 +231,73 @@ struct SealedInstance {
     token: Vec<u8>,
 }
 
+/// The columns a new instance's insert writes, and their values: `$1` … `$15` as
+/// [`bind_instance`] binds them.
+const INSERT_COLUMNS: &str = "account_id, user_id, element_id, element_key, name, token_hash, \
+    token_sealed, config, secrets, valid, disabled, trace_logging, external_authentication, \
+    token_expires_at, created_at, updated_at";
+const INSERT_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15";
+/// The owner's columns of the answer, read by the insert itself (`$2` is the user).
+const OWNER: &str = "(select email from users where id = $2) as email, \
+    (select first_name from users where id = $2) as first_name, \
+    (select last_name from users where id = $2) as last_name";
+
+/// What a new instance's insert gave back.
+struct Inserted {
+    id: i64,
+    tags: Vec<String>,
+    user: Option<UserRecord>,
+}
+
+fn bind_instance<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    new: &NewInstance<'q>,
+    sealed: SealedInstance,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(new.account_id.0)
+        .bind(new.user_id.0)
+        .bind(new.element_id)
+        .bind(new.element_key)
+        .bind(new.name)
+        .bind(sealed.token_hash)
+        .bind(sealed.token)
+        .bind(sealed.config_json)
+        .bind(sealed.secrets)
+        .bind(1i64)
+        .bind(0i64)
+        .bind(0i64)
+        .bind(new.external_authentication)
+        .bind(new.token_expires_at)
+        .bind(new.now)
+}
+
+/// The owner's columns of an insert's row ([`OWNER`]); a user gone before the insert
+/// leaves them null, which the instance's foreign key refuses before this.
+fn owner_of(row: &AnyRow, new: &NewInstance<'_>) -> Result<UserRecord, StoreError> {
+    let column = |name: &str| -> Result<String, StoreError> {
+        row.try_get::<Option<String>, _>(name)?
+            .ok_or(StoreError::NotFound)
+    };
+    Ok(UserRecord {
+        id: new.user_id,
+        account_id: new.account_id,
+        email: column("email")?,
+        first_name: column("first_name")?,
+        last_name: column("last_name")?,
+    })
+}
+
+/// Tags in their first order, each once.
+fn distinct(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        if !out.contains(tag) {
+            out.push(tag.clone());
+        }
+    }
+    out
+}
+
 impl Store {
     fn seal_instance(&self, new: &NewInstance<'_>) -> Result<SealedInstance, StoreError> {
         let token_hash = self.keyring().lookup_hash(new.token.expose());
@@ -252,14 +319,16 @@ impl Store {
         })
     }
 
-    /// The row and its tags, inside the caller's transaction; returns the id and the
-    /// distinct tags written.
+    /// The row and its tags, inside the caller's transaction; returns the id, the
+    /// distinct tags written and, with `owner`, the user the instance belongs to as the
+    /// insert read it back.
     async fn insert_sealed(
         &self,
         conn: &mut sqlx::AnyConnection,
         new: &NewInstance<'_>,
         sealed: SealedInstance,
-    ) -> Result<(i64, Vec<String>), StoreError> {
+        owner: bool,
+    ) -> Result<Inserted, StoreError> {
         if new.element_id >= junction_core::element::CUSTOM_ELEMENT_IDS_START {
             // Shared with other new instances, exclusive of the element's deletion (which
             // locks the row, then counts instances): the instance is counted there, or it
@@ -278,41 +347,100 @@ impl Store {
                 return Err(StoreError::ElementGone);
             }
         }
-        let id: i64 = sqlx::query_scalar(
-            "insert into instances (account_id, user_id, element_id, element_key, name, token_hash, \
-             token_sealed, config, secrets, valid, disabled, trace_logging, external_authentication, \
-             token_expires_at, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) returning id",
-        )
-        .bind(new.account_id.0)
-        .bind(new.user_id.0)
-        .bind(new.element_id)
-        .bind(new.element_key)
-        .bind(new.name)
-        .bind(sealed.token_hash)
-        .bind(sealed.token)
-        .bind(sealed.config_json)
-        .bind(sealed.secrets)
-        .bind(1i64)
-        .bind(0i64)
-        .bind(0i64)
-        .bind(new.external_authentication)
-        .bind(new.token_expires_at)
-        .bind(new.now)
-        .fetch_one(&mut *conn)
-        .await?;
-        let mut tags: Vec<String> = Vec::new();
-        for tag in new.tags {
-            if !tags.contains(tag) {
-                sqlx::query("insert into instance_tags (instance_id, tag) values ($1, $2)")
-                    .bind(id)
-                    .bind(tag)
-                    .execute(&mut *conn)
-                    .await?;
-                tags.push(tag.clone());
+        let sql = if owner {
+            format!(
+                "insert into instances ({INSERT_COLUMNS}) values ({INSERT_VALUES}) returning id, {OWNER}"
+            )
+        } else {
+            format!(
+                "insert into instances ({INSERT_COLUMNS}) values ({INSERT_VALUES}) returning id"
+            )
+        };
+        let row = bind_instance(sqlx::query(AssertSqlSafe(sql)), new, sealed)
+            .fetch_one(&mut *conn)
+            .await?;
+        let id: i64 = row.try_get("id")?;
+        let user = if owner {
+            Some(owner_of(&row, new)?)
+        } else {
+            None
+        };
+        let tags = distinct(new.tags);
+        if !tags.is_empty() {
+            let sql = format!(
+                "insert into instance_tags (instance_id, tag) values {}",
+                crate::value_rows(tags.len(), 1, 1, "($1, ?1)")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id);
+            for tag in &tags {
+                q = q.bind(tag.as_str());
             }
+            q.execute(&mut *conn).await?;
         }
-        Ok((id, tags))
+        Ok(Inserted { id, tags, user })
+    }
+
+    /// PostgreSQL: the instance, its tags and its poller in one statement, which is its
+    /// own transaction: one statement where the transaction took five or more.
+    async fn insert_in_one_statement(
+        &self,
+        new: &NewInstance<'_>,
+        sealed: SealedInstance,
+        poller: &PollerWrite,
+    ) -> Result<Inserted, StoreError> {
+        let tags = distinct(new.tags);
+        // $1 … $15: the instance (INSERT_VALUES); then the tags; then the watermark.
+        let custom = new.element_id >= junction_core::element::CUSTOM_ELEMENT_IDS_START;
+        // Shared with other new instances, exclusive of the element's deletion (which locks
+        // the row, then counts instances): the instance is counted there, or it finds the
+        // element gone here and nothing is inserted.
+        let source = if custom {
+            format!(
+                "select {INSERT_VALUES} where exists \
+                 (select 1 from custom_elements where id = $3 for share)"
+            )
+        } else {
+            format!("values ({INSERT_VALUES})")
+        };
+        let mut sql = format!(
+            "with new_instance as (insert into instances ({INSERT_COLUMNS}) {source} returning id)"
+        );
+        if !tags.is_empty() {
+            sql.push_str(&format!(
+                ", new_tags as (insert into instance_tags (instance_id, tag) \
+                 select id, tag from new_instance, (values {}) as t (tag))",
+                crate::value_rows(tags.len(), 1, 15, "(?1)")
+            ));
+        }
+        let watermark = match poller {
+            PollerWrite::Poll { watermark } => Some(watermark),
+            PollerWrite::Keep | PollerWrite::Off => None,
+        };
+        if watermark.is_some() {
+            sql.push_str(&format!(
+                ", new_poller as (insert into event_pollers \
+                 (instance_id, watermark, next_run_at, failures, updated_at) \
+                 select id, ${}, $15, 0, $15 from new_instance)",
+                16 + tags.len()
+            ));
+        }
+        sql.push_str(&format!(" select id, {OWNER} from new_instance"));
+        let mut q = bind_instance(sqlx::query(AssertSqlSafe(sql)), new, sealed);
+        for tag in &tags {
+            q = q.bind(tag.as_str());
+        }
+        if let Some(watermark) = watermark {
+            q = q.bind(watermark.as_str());
+        }
+        let row = q
+            .fetch_optional(self.writer())
+            .await?
+            .ok_or(StoreError::ElementGone)?;
+        Ok(Inserted {
+            id: row.try_get("id")?,
+            user: Some(owner_of(&row, new)?),
+            tags,
+        })
     }
 
     /// Stores many new instances in one transaction, all or none: a bulk load pays one
@@ -331,8 +459,8 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         let mut ids = Vec::with_capacity(news.len());
         for (new, sealed) in news.iter().zip(sealed) {
-            let (id, _) = self.insert_sealed(&mut tx, new, sealed).await?;
-            ids.push(InstanceId(id));
+            let inserted = self.insert_sealed(&mut tx, new, sealed, false).await?;
+            ids.push(InstanceId(inserted.id));
         }
         tx.commit().await?;
         Ok(ids)
@@ -343,23 +471,47 @@ impl Store {
         &self,
         new: NewInstance<'_>,
     ) -> Result<InstanceRecord, StoreError> {
-        self.insert_instance_polling(new, &PollerWrite::Off).await
+        Ok(self
+            .insert_instance_polling(new, &PollerWrite::Off)
+            .await?
+            .0)
     }
 
-    /// Stores a new instance, its tags and, when it polls, its poller in one transaction.
+    /// Stores a new instance, its tags and, when it polls, its poller in one transaction;
+    /// returns it and the user it belongs to (for the answer, read by the same write).
     pub async fn insert_instance_polling(
         &self,
         new: NewInstance<'_>,
         poller: &PollerWrite,
-    ) -> Result<InstanceRecord, StoreError> {
+    ) -> Result<(InstanceRecord, UserRecord), StoreError> {
         let sealed = self.seal_instance(&new)?;
-        let mut tx = self.writer().begin().await?;
-        let (id, tags) = self.insert_sealed(&mut tx, &new, sealed).await?;
-        write_poller_in(&mut tx, InstanceId(id), poller, true, new.now).await?;
-        tx.commit().await?;
+        let inserted = match self.dialect() {
+            crate::Dialect::Postgres => self.insert_in_one_statement(&new, sealed, poller).await?,
+            crate::Dialect::Sqlite => {
+                let mut tx = self.writer().begin().await?;
+                let inserted = self.insert_sealed(&mut tx, &new, sealed, true).await?;
+                // A new instance has no poller rows to remove (ids are never reused, and
+                // a deleted instance's rows went with it), so only `Poll` writes one.
+                if let PollerWrite::Poll { watermark } = poller {
+                    sqlx::query(
+                        "insert into event_pollers (instance_id, watermark, next_run_at, failures, updated_at) \
+                         values ($1, $2, $3, 0, $3)",
+                    )
+                    .bind(inserted.id)
+                    .bind(watermark)
+                    .bind(new.now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                inserted
+            }
+        };
+        let Inserted { id, tags, user } = inserted;
+        let user = user.ok_or_else(|| StoreError::Corrupt("the insert read no owner".into()))?;
         let mut config = new.config.clone();
         config.extend(new.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Ok(InstanceRecord {
+        let record = InstanceRecord {
             id: InstanceId(id),
             account_id: new.account_id,
             user_id: new.user_id,
@@ -379,7 +531,8 @@ impl Store {
             refresh_failures: 0,
             created_at: new.now,
             updated_at: new.now,
-        })
+        };
+        Ok((record, user))
     }
 
     /// One instance of the account; another account's instance is `NotFound`, exactly
@@ -812,6 +965,137 @@ pub(crate) mod tests {
             .await
             .unwrap();
         (dir, store, created.account_id, created.user_id)
+    }
+
+    /// The same store on PostgreSQL, in a database of its own on the cluster
+    /// `JUNCTION_TEST_DATABASE_URL` names (`None` without one), and that database's
+    /// name and the cluster's URL, to drop it after.
+    async fn postgres_organization() -> Option<(Store, AccountId, UserId, String, String)> {
+        use sqlx::{Connection, Executor};
+        let admin = std::env::var("JUNCTION_TEST_DATABASE_URL").ok()?;
+        let name = format!("jt_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
+        conn.execute(AssertSqlSafe(format!("create database {name}")))
+            .await
+            .unwrap();
+        let _ = conn.close().await;
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        let url = crate::DatabaseUrl::parse(url.as_str()).unwrap();
+        let key = junction_crypto::generate_key().unwrap();
+        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
+        let store = Store::connect(&url, keyring).await.unwrap();
+        store.migrate().await.unwrap();
+        let created = store
+            .create_first_organization(
+                crate::NewOrganization {
+                    name: "o",
+                    account_name: "a",
+                    email: "e@example.com",
+                    first_name: "f",
+                    last_name: "l",
+                    organization_secret: &Secret::new("organization-secret"),
+                    user_secret: &Secret::new("user-secret"),
+                    now: 1,
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        Some((store, created.account_id, created.user_id, name, admin))
+    }
+
+    async fn drop_database(store: Store, name: &str, admin: &str) {
+        use sqlx::{Connection, Executor};
+        store.close().await;
+        let mut conn = sqlx::postgres::PgConnection::connect(admin).await.unwrap();
+        conn.execute(AssertSqlSafe(format!(
+            "drop database if exists {name} with (force)"
+        )))
+        .await
+        .unwrap();
+        let _ = conn.close().await;
+    }
+
+    /// What a provisioning stores and answers, on one store: the instance with its owner
+    /// as the insert read it, each tag once, the poller of a polling instance, and
+    /// nothing at all for an instance of a custom element that is gone.
+    async fn a_new_instance_is_written_whole(store: &Store, account: AccountId, user: UserId) {
+        let config: ConfigMap = [(
+            "event.notification.enabled".to_owned(),
+            Some("true".to_owned()),
+        )]
+        .into();
+        let tags = vec!["b".to_owned(), "a".to_owned(), "b".to_owned()];
+        let tokens: Vec<Secret> = (0..3).map(|i| Secret::new(format!("token-{i}"))).collect();
+        let no_secrets = ConfigMap::new();
+        let new = |element_id, token: usize| NewInstance {
+            account_id: account,
+            user_id: user,
+            element_id,
+            element_key: "sfdc",
+            name: "n",
+            token: &tokens[token],
+            config: &config,
+            secrets: &no_secrets,
+            tags: &tags,
+            external_authentication: "none",
+            token_expires_at: Some(99),
+            now: 7,
+        };
+        let polling = PollerWrite::Poll {
+            watermark: "w0".to_owned(),
+        };
+        let (record, owner) = store
+            .insert_instance_polling(new(23, 0), &polling)
+            .await
+            .unwrap();
+        assert_eq!(owner, store.get_user(user).await.unwrap());
+        assert_eq!(record.tags, vec!["b".to_owned(), "a".to_owned()]);
+        let stored = store.get_instance_fresh(account, record.id).await.unwrap();
+        let mut stored_tags = stored.tags.clone();
+        stored_tags.sort();
+        assert_eq!(stored_tags, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(stored.token_expires_at, Some(99));
+        let poller = store.poller(record.id, 7).await.unwrap().expect("a poller");
+        assert_eq!(poller.watermark, "w0");
+
+        let (quiet, _) = store
+            .insert_instance_polling(new(23, 1), &PollerWrite::Off)
+            .await
+            .unwrap();
+        assert!(store.poller(quiet.id, 7).await.unwrap().is_none());
+
+        let gone = junction_core::element::CUSTOM_ELEMENT_IDS_START + 12345;
+        let count = || async {
+            sqlx::query_scalar::<_, i64>("select count(*) from instances")
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+        };
+        let before = count().await;
+        let refused = store.insert_instance_polling(new(gone, 2), &polling).await;
+        assert!(
+            matches!(refused, Err(StoreError::ElementGone)),
+            "{refused:?}"
+        );
+        assert_eq!(count().await, before);
+    }
+
+    #[tokio::test]
+    async fn a_new_instance_is_written_whole_on_sqlite() {
+        let (_dir, store, account, user) = organization().await;
+        a_new_instance_is_written_whole(&store, account, user).await;
+    }
+
+    #[tokio::test]
+    async fn a_new_instance_is_written_whole_on_postgres() {
+        let Some((store, account, user, name, admin)) = postgres_organization().await else {
+            eprintln!("JUNCTION_TEST_DATABASE_URL is not set: the PostgreSQL case did not run");
+            return;
+        };
+        a_new_instance_is_written_whole(&store, account, user).await;
+        drop_database(store, &name, &admin).await;
     }
 
     #[tokio::test]

@@ -146,6 +146,11 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             format!("{path} contains a NUL character (\\u0000), which Junction does not accept"),
         ));
     }
+    // Tracking the path costs every body about as much as parsing it, and only a body
+    // that fails needs it: that one is parsed again, with the same outcome, to name it.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| {
