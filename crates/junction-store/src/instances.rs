@@ -487,6 +487,16 @@ impl Store {
         let sealed = self.seal_instance(&new)?;
         let inserted = match self.dialect() {
             crate::Dialect::Postgres => self.insert_in_one_statement(&new, sealed, poller).await?,
+            crate::Dialect::Sqlite
+                if new.tags.is_empty()
+                    && !matches!(poller, PollerWrite::Poll { .. })
+                    && new.element_id < junction_core::element::CUSTOM_ELEMENT_IDS_START =>
+            {
+                // One statement is its own transaction: `BEGIN` and `COMMIT` would be two
+                // more round trips to SQLite's thread for nothing.
+                let mut conn = self.writer().acquire().await?;
+                self.insert_sealed(&mut conn, &new, sealed, true).await?
+            }
             crate::Dialect::Sqlite => {
                 let mut tx = self.writer().begin().await?;
                 let inserted = self.insert_sealed(&mut tx, &new, sealed, true).await?;
@@ -1065,6 +1075,27 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert!(store.poller(quiet.id, 7).await.unwrap().is_none());
+
+        // No tags and no poller: the insert alone, which is its own transaction.
+        let no_tags: Vec<String> = Vec::new();
+        let bare_token = Secret::new("token-bare".to_owned());
+        let (bare, bare_owner) = store
+            .insert_instance_polling(
+                NewInstance {
+                    tags: &no_tags,
+                    token: &bare_token,
+                    ..new(23, 0)
+                },
+                &PollerWrite::Off,
+            )
+            .await
+            .unwrap();
+        assert_eq!(bare_owner, owner);
+        let stored = store.get_instance_fresh(account, bare.id).await.unwrap();
+        assert!(stored.tags.is_empty());
+        assert_eq!(stored.token.expose(), "token-bare");
+        assert_eq!(stored.token_expires_at, Some(99));
+        assert!(store.poller(bare.id, 7).await.unwrap().is_none());
 
         let gone = junction_core::element::CUSTOM_ELEMENT_IDS_START + 12345;
         let count = || async {
