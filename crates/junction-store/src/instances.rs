@@ -958,6 +958,12 @@ pub(crate) mod tests {
     /// A migrated SQLite store with its first organization.
     pub(crate) async fn organization() -> (tempfile::TempDir, Store, AccountId, UserId) {
         let (dir, store) = crate::tests::migrated_store().await;
+        let (account, user) = first_organization(&store).await;
+        (dir, store, account, user)
+    }
+
+    /// The first organization of a fresh store: its account and user.
+    pub(crate) async fn first_organization(store: &Store) -> (AccountId, UserId) {
         let created = store
             .create_first_organization(
                 crate::NewOrganization {
@@ -974,7 +980,7 @@ pub(crate) mod tests {
             )
             .await
             .unwrap();
-        (dir, store, created.account_id, created.user_id)
+        (created.account_id, created.user_id)
     }
 
     /// The same store on PostgreSQL, in a database of its own on the cluster
@@ -996,23 +1002,8 @@ pub(crate) mod tests {
         let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
         let store = Store::connect(&url, keyring).await.unwrap();
         store.migrate().await.unwrap();
-        let created = store
-            .create_first_organization(
-                crate::NewOrganization {
-                    name: "o",
-                    account_name: "a",
-                    email: "e@example.com",
-                    first_name: "f",
-                    last_name: "l",
-                    organization_secret: &Secret::new("organization-secret"),
-                    user_secret: &Secret::new("user-secret"),
-                    now: 1,
-                },
-                false,
-            )
-            .await
-            .unwrap();
-        Some((store, created.account_id, created.user_id, name, admin))
+        let (account, user) = first_organization(&store).await;
+        Some((store, account, user, name, admin))
     }
 
     async fn drop_database(store: Store, name: &str, admin: &str) {

@@ -159,7 +159,11 @@ impl Service<Request> for Split {
             .is_some_and(|vendor_path| !vendor_path.is_empty());
         *req.uri_mut() = uri;
         if passthrough {
-            note_template(&req, true, extract::RouteTemplate::Fixed(proxy::PASSTHROUGH_ROUTE));
+            note_template(
+                &req,
+                true,
+                extract::RouteTemplate::Fixed(proxy::PASSTHROUGH_ROUTE),
+            );
             self.passthrough.call(req)
         } else {
             self.api.call(req)
