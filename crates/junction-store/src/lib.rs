@@ -411,6 +411,10 @@ impl Store {
                     AnyPoolOptions::new()
                         .max_connections(max)
                         .acquire_timeout(Duration::from_secs(10))
+                        // A file has no server to go away: the pool's check of each
+                        // connection it hands out would be one more round trip to
+                        // SQLite's thread before every statement, for nothing.
+                        .test_before_acquire(false)
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 conn.execute(
