@@ -133,3 +133,58 @@ EOF
         sleep 0.1
     done
 }
+
+# Builds junction and junction-bench into $1 with line tables and without LTO, so that
+# callgrind names Junction's own functions; further arguments go to `cargo build`.
+build_profiling_binaries() {
+    local target=$1
+    shift
+    CARGO_TARGET_DIR=$target CARGO_PROFILE_RELEASE_STRIP=false \
+        CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        cargo build --release -p junction -p junction-bench "$@"
+}
+
+# Starts the command after $3 under callgrind in the background, its profile in $1
+# (callgrind's %p allowed), its output in $2 and its errors in $3 (the same file as $2
+# for both in one). Records the pid in CG_PID.
+start_callgrind() {
+    local out=$1 stdout=$2 stderr=$3
+    shift 3
+    if [[ $stderr == "$stdout" ]]; then
+        valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$stdout" 2>&1 &
+    else
+        valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$stdout" 2>"$stderr" &
+    fi
+    CG_PID=$!
+}
+
+# Zeroes the counters of callgrind process $1, so that only the load after it counts.
+callgrind_zero() { callgrind_control -z "$1" >/dev/null; }
+
+# Makes callgrind process $1 write its counters so far to a new numbered dump.
+callgrind_dump() { callgrind_control -d "$1" >/dev/null; }
+
+# Waits up to 10 s for callgrind's dump $1 to be complete, then records the count on its
+# "$2:" line in CG_COUNT: "summary" (callgrind_annotate's PROGRAM TOTALS) or "totals".
+callgrind_count() {
+    local file=$1 line=$2 i
+    for ((i = 0; i < 100; i++)); do
+        [[ -s $file ]] && grep -q '^totals:' "$file" && break
+        sleep 0.1
+    done
+    CG_COUNT=$(awk -v k="$line:" '$1 == k { print $2; exit }' "$file")
+    [[ -n $CG_COUNT ]] || die "no $line in $file"
+}
+
+# Stops the processes given and the children each had, then reaps them.
+stop_started() {
+    local pid kids kid
+    for pid in "$@"; do
+        kids=""
+        [[ -r /proc/$pid/task/$pid/children ]] && kids=$(cat "/proc/$pid/task/$pid/children")
+        stop_pid "$pid"
+        for kid in $kids; do stop_pid "$kid"; done
+    done
+    wait 2>/dev/null || true
+}

@@ -18,6 +18,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_TAG=bench/profile
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 WHAT=${1:-}
 [[ $WHAT == hub || $WHAT == events || $WHAT == provision ]] ||
     { echo "usage: bash bench/profile.sh hub|events|provision" >&2; exit 2; }
@@ -28,10 +31,7 @@ OUT=${PROFILE_OUT:-$ROOT/target/profile/callgrind.$WHAT}
 mkdir -p "$(dirname "$OUT")"
 if [[ ${PROFILE_NO_BUILD:-0} != 1 ]]; then
     echo "== building a release binary with line tables in $TARGET" >&2
-    CARGO_TARGET_DIR=$TARGET CARGO_PROFILE_RELEASE_STRIP=false \
-        CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_PROFILE_RELEASE_LTO=false \
-        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-        cargo build -q --release -p junction -p junction-bench --manifest-path "$ROOT/Cargo.toml"
+    build_profiling_binaries "$TARGET" -q --manifest-path "$ROOT/Cargo.toml"
 fi
 
 WORK=$(mktemp -d)
@@ -39,8 +39,7 @@ PIDS=()
 PG_ADMIN=${PROFILE_DATABASE_URL:-}
 PG_NAME=""
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    stop_started "${PIDS[@]}"
     if [[ -n $PG_NAME ]]; then
         sleep 1
         psql -q "$PG_ADMIN" -c "drop database if exists $PG_NAME" >/dev/null 2>&1 || true
@@ -78,12 +77,10 @@ JUNCTION_ENCRYPTION_KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= \
 JUNCTION_BOOTSTRAP_USER_SECRET=$USER_SECRET JUNCTION_BOOTSTRAP_ORGANIZATION_SECRET=$ORG_SECRET \
 JUNCTION_OUTBOUND_ALLOW_PRIVATE=true JUNCTION_CALLER_CONCURRENCY=64 JUNCTION_LOG=warn \
 JUNCTION_REFRESH_INTERVAL=$REFRESH_INTERVAL \
-    valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN/junction" serve \
-    >"$WORK/serve.out" 2>"$WORK/serve.log" &
-JPID=$!
+    start_callgrind "$OUT" "$WORK/serve.out" "$WORK/serve.log" "$BIN/junction" serve
+JPID=$CG_PID
 PIDS+=("$JPID")
-for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { cat "$WORK/serve.log" >&2; exit 1; }
+wait_ok "http://127.0.0.1:$PORT/health" 240 || { cat "$WORK/serve.log" >&2; exit 1; }
 
 case $WHAT in
 hub)
@@ -128,12 +125,12 @@ if [[ $WHAT == provision ]]; then
     read -r said <&"${DRIVER[0]}" || { cat "$WORK/bench.err" >&2; exit 1; }
     [[ $said == warm ]] || { cat "$WORK/bench.err" >&2; exit 1; }
     [[ -n $PG_NAME ]] && before=$(counts)
-    callgrind_control -z "$JPID" >/dev/null
+    callgrind_zero "$JPID"
     echo "== measuring" >&2
     echo go >&"${DRIVER[1]}"
     read -r said <&"${DRIVER[0]}" || { cat "$WORK/bench.err" >&2; exit 1; }
     [[ $said == "done $PER" ]] || { cat "$WORK/bench.err" >&2; exit 1; }
-    callgrind_control -d "$JPID" >/dev/null
+    callgrind_dump "$JPID"
     if [[ -n $PG_NAME ]]; then
         after=$(counts)
         python3 - "$before" "$after" "$PER" <<'PY'
@@ -150,15 +147,16 @@ PY
 else
     echo "== warming up" >&2
     load
-    callgrind_control -z "$JPID" >/dev/null
+    callgrind_zero "$JPID"
     echo "== measuring" >&2
     load
-    callgrind_control -d "$JPID" >/dev/null
+    callgrind_dump "$JPID"
 fi
 kill -TERM "$JPID"
 wait "$JPID" 2>/dev/null || true
 DUMP=$(ls -t "$OUT".* | head -1)
-total=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+callgrind_count "$DUMP" summary
+total=$CG_COUNT
 echo "instructions: $total in all, $((total / PER)) per $UNIT"
 echo "file: $DUMP (callgrind_annotate --inclusive=yes $DUMP)"
 callgrind_annotate --inclusive=yes "$DUMP" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | grep -v -E 'tokio|hyper|axum|tower|futures|clone.S|pthread|std::|core::' |

@@ -41,24 +41,16 @@ NGINX_BIN=$(find_nginx)
 
 if [[ ${PROFILE_NO_BUILD:-0} != 1 ]]; then
     log "building the profiling binaries in $TARGET"
-    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET CARGO_PROFILE_RELEASE_STRIP=false \
-        CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_PROFILE_RELEASE_LTO=false \
-        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo build --release -p junction -p junction-bench)
+    (cd "$ROOT" && build_profiling_binaries "$TARGET")
 fi
 [[ -x $BIN && -x $BENCH_BIN ]] || die "$BIN or $BENCH_BIN is missing"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/junction-profile-proxy.XXXXXX")
 STARTED=()
 cleanup() {
-    local rc=$? pid kids kid
+    local rc=$?
     trap - EXIT INT TERM
-    for pid in "${STARTED[@]}"; do
-        kids=""
-        [[ -r /proc/$pid/task/$pid/children ]] && kids=$(cat "/proc/$pid/task/$pid/children")
-        stop_pid "$pid"
-        for kid in $kids; do stop_pid "$kid"; done
-    done
-    wait 2>/dev/null || true
+    stop_started "${STARTED[@]}"
     # The dumps are the point: the directory stays.
     log "kept $TMP"
     exit "$rc"
@@ -118,9 +110,7 @@ EOF
 callgrind() {
     local name=$1
     shift
-    valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.callgrind.%p" \
-        "$@" >"$TMP/$name.log" 2>&1 &
-    CG_PID=$!
+    start_callgrind "$TMP/$name.callgrind.%p" "$TMP/$name.log" "$TMP/$name.log" "$@"
     STARTED+=("$CG_PID")
 }
 
@@ -142,16 +132,12 @@ requests() {
 measure() {
     local name=$1 pid=$2 url=$3 header=${4:-X-Profile: 1} file total
     requests "$url" "$WARMUP_N" "$header"
-    callgrind_control -z "$pid" >/dev/null 2>&1
+    callgrind_zero "$pid" 2>/dev/null
     requests "$url" "$REQUESTS" "$header"
-    callgrind_control -d "$pid" >/dev/null 2>&1
+    callgrind_dump "$pid" 2>/dev/null
     file=$TMP/$name.callgrind.$pid.1
-    for ((i = 0; i < 100; i++)); do
-        [[ -s $file ]] && grep -q '^totals:' "$file" && break
-        sleep 0.1
-    done
-    total=$(awk '$1 == "totals:" { print $2 }' "$file")
-    [[ -n $total ]] || die "no totals in $file"
+    callgrind_count "$file" totals
+    total=$CG_COUNT
     log "$name: $total instructions for $REQUESTS requests ($file)"
     echo $((total / REQUESTS))
 }
