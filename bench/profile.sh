@@ -159,5 +159,7 @@ callgrind_count "$DUMP" summary
 total=$CG_COUNT
 echo "instructions: $total in all, $((total / PER)) per $UNIT"
 echo "file: $DUMP (callgrind_annotate --inclusive=yes $DUMP)"
+# `sed` reads its input to the end: `head` would close the pipe early, and pipefail would
+# make the script's status that of the killed writer.
 callgrind_annotate --inclusive=yes "$DUMP" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | grep -v -E 'tokio|hyper|axum|tower|futures|clone.S|pthread|std::|core::' |
-    head -"${PROFILE_TOP:-40}" | cut -c1-200
+    sed -n "1,${PROFILE_TOP:-40}p" | cut -c1-200
