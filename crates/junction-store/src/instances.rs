@@ -1,7 +1,7 @@
 //! Instances: provisioned, authenticated connections of an account to one element.
 
 use crate::cache::Change;
-use crate::pollers::{PollerWrite, delete_poller_in, write_poller_in};
+use crate::pollers::{PollerWrite, delete_poller_in, events_on, write_poller_in};
 use crate::{Store, StoreError, UserRecord, placeholders};
 use junction_core::{AccountId, ConfigMap, InstanceId, Secret, UserId};
 use sqlx::any::AnyRow;
@@ -227,16 +227,21 @@ fn token_context(token_hash: &[u8]) -> Vec<u8> {
 struct SealedInstance {
     token_hash: Vec<u8>,
     config_json: String,
+    /// For the `events_on` column, which must agree with `config_json`.
+    events_on: bool,
     secrets: Vec<u8>,
     token: Vec<u8>,
 }
 
-/// The columns a new instance's insert writes, and their values: `$1` … `$15` as
+/// The columns a new instance's insert writes, and their values: `$1` … `$16` as
 /// [`bind_instance`] binds them.
 const INSERT_COLUMNS: &str = "account_id, user_id, element_id, element_key, name, token_hash, \
     token_sealed, config, secrets, valid, disabled, trace_logging, external_authentication, \
-    token_expires_at, created_at, updated_at";
-const INSERT_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15";
+    token_expires_at, created_at, updated_at, events_on";
+const INSERT_VALUES: &str =
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16";
+/// How many parameters [`INSERT_VALUES`] takes.
+const INSERT_PARAMS: usize = 16;
 /// The owner's columns of the answer, read by the insert itself (`$2` is the user).
 const OWNER: &str = "(select email from users where id = $2) as email, \
     (select first_name from users where id = $2) as first_name, \
@@ -269,6 +274,7 @@ fn bind_instance<'q>(
         .bind(new.external_authentication)
         .bind(new.token_expires_at)
         .bind(new.now)
+        .bind(i64::from(sealed.events_on))
 }
 
 /// The owner's columns of an insert's row ([`OWNER`]); a user gone before the insert
@@ -314,6 +320,7 @@ impl Store {
         Ok(SealedInstance {
             token_hash,
             config_json,
+            events_on: events_on(new.config),
             secrets,
             token,
         })
@@ -389,7 +396,7 @@ impl Store {
         poller: &PollerWrite,
     ) -> Result<Inserted, StoreError> {
         let tags = distinct(new.tags);
-        // $1 … $15: the instance (INSERT_VALUES); then the tags; then the watermark.
+        // The instance (INSERT_VALUES); then the tags; then the watermark.
         let custom = new.element_id >= junction_core::element::CUSTOM_ELEMENT_IDS_START;
         // Shared with other new instances, exclusive of the element's deletion (which locks
         // the row, then counts instances): the instance is counted there, or it finds the
@@ -409,7 +416,7 @@ impl Store {
             sql.push_str(&format!(
                 ", new_tags as (insert into instance_tags (instance_id, tag) \
                  select id, tag from new_instance, (values {}) as t (tag))",
-                crate::value_rows(tags.len(), 1, 15, "(?1)")
+                crate::value_rows(tags.len(), 1, INSERT_PARAMS, "(?1)")
             ));
         }
         let watermark = match poller {
@@ -421,7 +428,7 @@ impl Store {
                 ", new_poller as (insert into event_pollers \
                  (instance_id, watermark, next_run_at, failures, updated_at) \
                  select id, ${}, $15, 0, $15 from new_instance)",
-                16 + tags.len()
+                INSERT_PARAMS + 1 + tags.len()
             ));
         }
         sql.push_str(&format!(" select id, {OWNER} from new_instance"));
@@ -744,14 +751,14 @@ impl Store {
             .keyring()
             .seal(&secrets_context(&token_hash), &secrets_json)?;
         let (credentials, next) = if update.keep_credentials {
-            ("", 8)
+            ("", 9)
         } else {
-            (", valid = $8, token_expires_at = $9", 10)
+            (", valid = $9, token_expires_at = $10", 11)
         };
         let mut query = sqlx::query(AssertSqlSafe(format!(
             "update instances set name = $1, config = $2, secrets = $3, disabled = $4, \
              external_authentication = $5, updated_at = $6, \
-             trace_logging_until = $7{credentials} \
+             trace_logging_until = $7, events_on = $8{credentials} \
              where account_id = ${} and id = ${}",
             next,
             next + 1
@@ -762,7 +769,8 @@ impl Store {
         .bind(i64::from(update.disabled))
         .bind(update.external_authentication)
         .bind(update.now)
-        .bind(update.trace_logging_until);
+        .bind(update.trace_logging_until)
+        .bind(i64::from(events_on(&config)));
         if !update.keep_credentials {
             query = query
                 .bind(i64::from(update.valid))
@@ -986,7 +994,8 @@ pub(crate) mod tests {
     /// The same store on PostgreSQL, in a database of its own on the cluster
     /// `JUNCTION_TEST_DATABASE_URL` names (`None` without one), and that database's
     /// name and the cluster's URL, to drop it after.
-    async fn postgres_organization() -> Option<(Store, AccountId, UserId, String, String)> {
+    pub(crate) async fn postgres_organization() -> Option<(Store, AccountId, UserId, String, String)>
+    {
         use sqlx::{Connection, Executor};
         let admin = std::env::var("JUNCTION_TEST_DATABASE_URL").ok()?;
         let name = format!("jt_{}", uuid::Uuid::new_v4().simple());
@@ -1006,7 +1015,7 @@ pub(crate) mod tests {
         Some((store, account, user, name, admin))
     }
 
-    async fn drop_database(store: Store, name: &str, admin: &str) {
+    pub(crate) async fn drop_database(store: Store, name: &str, admin: &str) {
         use sqlx::{Connection, Executor};
         store.close().await;
         let mut conn = sqlx::postgres::PgConnection::connect(admin).await.unwrap();

@@ -883,6 +883,65 @@ pub(crate) mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn upgrading_marks_the_instances_whose_configuration_has_events_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
+        let key = junction_crypto::generate_key().unwrap();
+        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
+        let store = Store::connect(&url, keyring).await.unwrap();
+        let mut conn = store.writer().acquire().await.unwrap();
+        store.migrator().run_to(16, &mut *conn).await.unwrap();
+        drop(conn);
+        let (account, user) = crate::instances::tests::first_organization(&store).await;
+        let configs = [
+            r#"{"event.notification.enabled":"true"}"#,
+            r#"{"event.notification.enabled":"false"}"#,
+            r#"{"base.url":"u","event.notification.enabled":null}"#,
+            r#"{"base.url":"u"}"#,
+        ];
+        for (i, config) in configs.iter().enumerate() {
+            sqlx::query(
+                "insert into instances (account_id, user_id, element_id, element_key, name, \
+                 token_hash, token_sealed, config, secrets, valid, disabled, trace_logging, \
+                 external_authentication, created_at, updated_at) \
+                 values ($1, $2, 23, 'sfdc', 'n', $3, $3, $4, $3, 1, 0, 0, 'none', 1, 1)",
+            )
+            .bind(account.0)
+            .bind(user.0)
+            .bind(vec![u8::try_from(i).unwrap()])
+            .bind(*config)
+            .execute(store.writer())
+            .await
+            .unwrap();
+        }
+        store.migrate().await.unwrap();
+        let on: Vec<(String, i64)> =
+            sqlx::query_as("select config, events_on from instances order by id")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let flags: Vec<i64> = on.iter().map(|(_, flag)| *flag).collect();
+        assert_eq!(flags, vec![1, 0, 1, 0], "{on:?}");
+    }
+
+    #[tokio::test]
+    async fn polling_candidates_read_only_the_instances_with_events_on() {
+        let (_dir, store) = migrated_store().await;
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "explain query plan select id from instances where id > 0 and disabled = 0 \
+             and events_on = 1 order by id limit 500",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+        assert!(
+            steps.iter().any(|s| s.contains("instances_events_on")),
+            "{steps:?}"
+        );
+    }
+
     #[test]
     fn value_rows_number_each_rows_parameters_after_the_shared_ones() {
         assert_eq!(

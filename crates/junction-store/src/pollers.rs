@@ -14,7 +14,7 @@
 use crate::events::insert_events_in;
 use crate::instances::COLUMNS;
 use crate::{Dialect, InstanceRecord, Store, StoreError, placeholders, value_rows};
-use junction_core::{AccountId, InstanceId};
+use junction_core::{AccountId, ConfigMap, InstanceId};
 use sqlx::{AssertSqlSafe, Row};
 
 /// A poller claimed for one run.
@@ -89,6 +89,16 @@ pub struct PollerRow {
     pub stopped: bool,
 }
 
+/// Whether a configuration, as written to an instance's `config` column, has events on:
+/// the value of `instances.events_on`. Any value but "false" counts (null too), as the
+/// text match migration 0017 filled the column with did: the start-up reconciliation
+/// judges the value itself, and must see every instance that may poll.
+pub(crate) fn events_on(config: &ConfigMap) -> bool {
+    config
+        .get(junction_core::config::keys::EVENTS_ENABLED)
+        .is_some_and(|value| value.as_deref() != Some("false"))
+}
+
 /// Applies `write` to the poller of `instance` inside an instance write's transaction.
 pub(crate) async fn write_poller_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -152,21 +162,19 @@ pub(crate) async fn delete_poller_in(
 }
 
 impl Store {
-    /// One page of the enabled instances whose stored configuration mentions
-    /// `event.notification.enabled`, by id after `after`, for the start-up reconciliation
-    /// to check further (the value, the vendor type, element defaults). Tags are not read: whether an instance polls does not depend on them.
+    /// One page of the enabled instances whose stored configuration has events on
+    /// ([`events_on`]), by id after `after`, for the start-up reconciliation to check
+    /// further (the value, the vendor type, element defaults). Tags are not read: whether
+    /// an instance polls does not depend on them.
     pub async fn polling_candidates(
         &self,
         after: i64,
         limit: i64,
     ) -> Result<Vec<InstanceRecord>, StoreError> {
-        // The configuration column is serde_json's compact map, so the pair is spelled
-        // exactly this way; quotes inside another value would be escaped and never match.
-        // Most instances that name the switch have it off: they are not read and decrypted.
+        // The partial index of migration 0017 holds just these instances: the others are
+        // neither read nor decrypted.
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "select {COLUMNS} from instances where id > $1 and disabled = 0 \
-             and config like '%event.notification.enabled%' \
-             and config not like '%\"event.notification.enabled\":\"false\"%' \
+            "select {COLUMNS} from instances where id > $1 and disabled = 0 and events_on = 1 \
              order by id limit $2"
         )))
         .bind(after)
@@ -505,9 +513,132 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::NewInstance;
-    use crate::instances::tests::organization;
-    use junction_core::{ConfigMap, Secret};
+    use crate::instances::tests::{drop_database, organization, postgres_organization};
+    use crate::{InstanceUpdate, NewInstance, RefreshedCredentials, Store};
+    use junction_core::{AccountId, ConfigMap, InstanceId, Secret, UserId};
+
+    fn events(value: Option<Option<&str>>) -> ConfigMap {
+        let mut config: ConfigMap =
+            [("base.url".to_owned(), Some("https://x.example".to_owned()))].into();
+        if let Some(value) = value {
+            config.insert(
+                "event.notification.enabled".into(),
+                value.map(str::to_owned),
+            );
+        }
+        config
+    }
+
+    async fn candidates(store: &Store) -> Vec<InstanceId> {
+        store
+            .polling_candidates(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Every write of an instance's configuration (single and batch insert, update,
+    /// refresh) decides whether it is a polling candidate, on one store.
+    async fn candidates_follow_configuration_writes(
+        store: &Store,
+        account: AccountId,
+        user: UserId,
+    ) {
+        let tokens: Vec<Secret> = (0..3).map(|i| Secret::new(format!("token-{i}"))).collect();
+        let no_secrets = ConfigMap::new();
+        let on = events(Some(Some("true")));
+        let new = |token: usize, config| NewInstance {
+            account_id: account,
+            user_id: user,
+            element_id: 23,
+            element_key: "sfdc",
+            name: "n",
+            token: &tokens[token],
+            config,
+            secrets: &no_secrets,
+            tags: &[],
+            external_authentication: "none",
+            token_expires_at: None,
+            now: 1,
+        };
+        let id = store.insert_instance(new(0, &on)).await.unwrap().id;
+        assert_eq!(candidates(store).await, vec![id]);
+
+        let update = |config, now| InstanceUpdate {
+            account_id: account,
+            id,
+            name: "n",
+            config,
+            secrets: &no_secrets,
+            tags: &[],
+            valid: true,
+            disabled: false,
+            trace_logging_until: None,
+            external_authentication: "none",
+            token_expires_at: None,
+            keep_credentials: false,
+            now,
+        };
+        let off = events(Some(Some("false")));
+        store.update_instance(update(&off, 2)).await.unwrap();
+        assert!(candidates(store).await.is_empty());
+        store.update_instance(update(&on, 3)).await.unwrap();
+        assert_eq!(candidates(store).await, vec![id]);
+        let without = events(None);
+        store.update_instance(update(&without, 4)).await.unwrap();
+        assert!(candidates(store).await.is_empty());
+        // Null is a value other than "false": the reconciliation judges it.
+        let null = events(Some(None));
+        store
+            .update_instance(InstanceUpdate {
+                keep_credentials: true,
+                ..update(&null, 5)
+            })
+            .await
+            .unwrap();
+        assert_eq!(candidates(store).await, vec![id]);
+
+        // A refresh writes the configuration too.
+        assert!(store.acquire_refresh_lease(id, "me", 6, 100).await.unwrap());
+        let refreshed = events(Some(Some("false")));
+        let saved = store
+            .save_refreshed_credentials(RefreshedCredentials {
+                id,
+                owner: "me",
+                config: &refreshed,
+                secrets: &no_secrets,
+                token_expires_at: None,
+                now: 6,
+            })
+            .await
+            .unwrap();
+        assert!(saved);
+        assert!(candidates(store).await.is_empty());
+
+        let batch = store
+            .insert_instances(&[new(1, &without), new(2, &on)])
+            .await
+            .unwrap();
+        assert_eq!(candidates(store).await, vec![batch[1]]);
+    }
+
+    #[tokio::test]
+    async fn polling_candidates_follow_configuration_writes_on_sqlite() {
+        let (_dir, store, account, user) = organization().await;
+        candidates_follow_configuration_writes(&store, account, user).await;
+    }
+
+    #[tokio::test]
+    async fn polling_candidates_follow_configuration_writes_on_postgres() {
+        let Some((store, account, user, name, admin)) = postgres_organization().await else {
+            eprintln!("JUNCTION_TEST_DATABASE_URL is not set: the PostgreSQL case did not run");
+            return;
+        };
+        candidates_follow_configuration_writes(&store, account, user).await;
+        drop_database(store, &name, &admin).await;
+    }
 
     #[tokio::test]
     async fn instances_with_events_turned_off_are_no_polling_candidates() {

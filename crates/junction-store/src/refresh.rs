@@ -144,8 +144,8 @@ impl Store {
         let done = sqlx::query(
             "update instances set config = $1, secrets = $2, token_expires_at = $3, \
              refresh_retry_at = null, refresh_failures = 0, \
-             refresh_lease_owner = null, refresh_lease_until = null, updated_at = $4 \
-             where id = $5 and refresh_lease_owner = $6",
+             refresh_lease_owner = null, refresh_lease_until = null, updated_at = $4, \
+             events_on = $7 where id = $5 and refresh_lease_owner = $6",
         )
         .bind(config_json)
         .bind(sealed)
@@ -153,6 +153,7 @@ impl Store {
         .bind(new.now)
         .bind(new.id.0)
         .bind(new.owner)
+        .bind(i64::from(crate::pollers::events_on(&config)))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
