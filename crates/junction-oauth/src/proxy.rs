@@ -934,14 +934,7 @@ mod tests {
     #[tokio::test]
     async fn a_provider_that_never_finishes_the_tls_handshake_is_given_up_at_the_connect_timeout() {
         // Accepts the connection and never answers the handshake.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let silent = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                held.push(stream);
-            }
-        });
+        let (addr, silent) = crate::testing::never_answers().await;
         let client = loopback_client(OutboundSettings {
             connect_timeout: Duration::from_secs(1),
             // Far longer than the guard below: only the connect timeout can end the wait.

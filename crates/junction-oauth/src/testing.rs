@@ -67,6 +67,20 @@ async fn stand_in(
     (base, calls)
 }
 
+/// A peer that accepts connections, holds them open and never says a thing (no TLS
+/// handshake, no answer). Returns its address and the task to abort when done.
+pub(crate) async fn never_answers() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
 /// Everything logged while the guard [`Log::capture`] returns lives, on this thread.
 #[derive(Clone, Default)]
 pub(crate) struct Log(Arc<Mutex<Vec<u8>>>);
@@ -195,14 +209,7 @@ where
     plain.abort();
 
     // Timeout: the peer accepts and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
+    let (addr, silent) = never_answers().await;
     let (err, log) = fail(format!("http://{addr}/data"), Duration::from_secs(1)).await;
     assert!(matches!(err, crate::OAuthError::Timeout { .. }), "{err:?}");
     assert!(log.contains("cause=\"timeout\""), "{log}");

@@ -840,12 +840,18 @@ pub(crate) mod tests {
 
     /// A migrated SQLite store in a directory of its own, kept while the directory is.
     pub(crate) async fn migrated_store() -> (tempfile::TempDir, Store) {
+        let (dir, store) = unmigrated_store().await;
+        store.migrate().await.unwrap();
+        (dir, store)
+    }
+
+    /// A SQLite store in a directory of its own, before any migration ran.
+    async fn unmigrated_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
         let key = junction_crypto::generate_key().unwrap();
         let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
         let store = Store::connect(&url, keyring).await.unwrap();
-        store.migrate().await.unwrap();
         (dir, store)
     }
 
@@ -853,11 +859,7 @@ pub(crate) mod tests {
     async fn sqlite_keeps_one_plan_per_statement_whatever_its_bound_values() {
         // Without the planner stability guarantee a statement is compiled again for each
         // new value bound to it, and the statement cache saves nothing.
-        let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
-        let key = junction_crypto::generate_key().unwrap();
-        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
-        let store = Store::connect(&url, keyring).await.unwrap();
+        let (_dir, store) = unmigrated_store().await;
         let used: i64 = sqlx::query_scalar("select sqlite_compileoption_used('ENABLE_QPSG')")
             .fetch_one(store.pool())
             .await
@@ -885,11 +887,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn upgrading_marks_the_instances_whose_configuration_has_events_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::parse(dir.path().join("j.db").to_str().unwrap()).unwrap();
-        let key = junction_crypto::generate_key().unwrap();
-        let keyring = Arc::new(junction_crypto::Keyring::parse(&key).unwrap());
-        let store = Store::connect(&url, keyring).await.unwrap();
+        let (_dir, store) = unmigrated_store().await;
         let mut conn = store.writer().acquire().await.unwrap();
         store.migrator().run_to(16, &mut *conn).await.unwrap();
         drop(conn);
@@ -928,10 +926,12 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn polling_candidates_read_only_the_instances_with_events_on() {
         let (_dir, store) = migrated_store().await;
-        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-            "explain query plan select id from instances where id > 0 and disabled = 0 \
-             and events_on = 1 order by id limit 500",
-        )
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "explain query plan select id {}",
+            crate::pollers::POLLING_CANDIDATES
+        )))
+        .bind(0_i64)
+        .bind(500_i64)
         .fetch_all(store.pool())
         .await
         .unwrap();

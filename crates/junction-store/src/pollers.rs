@@ -89,6 +89,11 @@ pub struct PollerRow {
     pub stopped: bool,
 }
 
+/// The page of [`Store::polling_candidates`] after its selected columns (`$1`: the id
+/// after which it starts, `$2`: its size).
+pub(crate) const POLLING_CANDIDATES: &str = "from instances where id > $1 and disabled = 0 \
+     and events_on = 1 order by id limit $2";
+
 /// Whether a configuration, as written to an instance's `config` column, has events on:
 /// the value of `instances.events_on`. Any value but "false" counts (null too), as the
 /// text match migration 0017 filled the column with did: the start-up reconciliation
@@ -174,8 +179,7 @@ impl Store {
         // The partial index of migration 0017 holds just these instances: the others are
         // neither read nor decrypted.
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "select {COLUMNS} from instances where id > $1 and disabled = 0 and events_on = 1 \
-             order by id limit $2"
+            "select {COLUMNS} {POLLING_CANDIDATES}"
         )))
         .bind(after)
         .bind(limit)

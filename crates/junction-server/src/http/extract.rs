@@ -27,9 +27,8 @@ pub struct Slots {
     /// The caller's permit (see `limit.rs`), held until the response is ready rather than
     /// as long as the extractor lives.
     pub permit: Mutex<Option<CallerPermit>>,
-    /// The route template the request matched, and whether it is one of the API's
-    /// (see `note_route`).
-    pub route: OnceLock<(bool, RouteTemplate)>,
+    /// The route template the request matched (see `note_route`).
+    pub route: OnceLock<RouteNote>,
 }
 
 #[derive(Clone, Default)]
@@ -49,6 +48,13 @@ impl RouteTemplate {
             Self::Fixed(path) => path,
         }
     }
+}
+
+/// A matched route template and the prefix it was matched without (the API's templates
+/// are matched below `/elements/api-v2`): the two halves of its name in metrics and spans.
+pub struct RouteNote {
+    pub prefix: &'static str,
+    pub template: RouteTemplate,
 }
 
 pub(crate) fn note_instance(parts: &Parts, caller: &Caller) {

@@ -395,11 +395,9 @@ impl RequestRecord {
             headers.insert(ELEMENTS_ELEMENT_INSTANCE_ID, HeaderValue::from(*instance));
         }
         let status = response.status().as_u16();
-        let (prefix, route) = match slots.0.route.get() {
-            Some((true, route)) => (API_PREFIX, Some(route.as_str())),
-            Some((false, route)) => ("", Some(route.as_str())),
-            None => ("", None),
-        };
+        let (prefix, route) = slots.0.route.get().map_or(("", None), |note| {
+            (note.prefix, Some(note.template.as_str()))
+        });
         junction_telemetry::http_request(prefix, route, method.as_str(), status, started.elapsed());
         if let Some(path) = logged {
             tracing::debug!(
@@ -428,12 +426,12 @@ fn note_route<const API: bool>(req: Request) -> Request {
 
 fn note_template(req: &Request, api: bool, template: extract::RouteTemplate) {
     if let Some(slots) = req.extensions().get::<extract::RequestSlots>() {
+        let prefix = if api { API_PREFIX } else { "" };
         let span = tracing::Span::current();
         if !span.is_disabled() {
-            let prefix = if api { API_PREFIX } else { "" };
             span.record("route", format!("{prefix}{}", template.as_str()));
         }
-        let _ = slots.0.route.set((api, template));
+        let _ = slots.0.route.set(extract::RouteNote { prefix, template });
     }
 }
 
