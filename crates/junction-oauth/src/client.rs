@@ -195,15 +195,8 @@ impl OutboundClient {
         let mut outgoing = http::Request::new(body);
         *outgoing.method_mut() = request.method().clone();
         *outgoing.uri_mut() = uri;
-        let headers = outgoing.headers_mut();
-        *headers = std::mem::take(request.headers_mut());
-        // What reqwest's client added to every request.
-        headers
-            .entry(http::header::USER_AGENT)
-            .or_insert(http::HeaderValue::from_static(USER_AGENT));
-        headers
-            .entry(http::header::ACCEPT)
-            .or_insert(http::HeaderValue::from_static("*/*"));
+        *outgoing.headers_mut() = std::mem::take(request.headers_mut());
+        crate::transport::default_headers(outgoing.headers_mut());
         match tokio::time::timeout(timeout, self.exchange(outgoing)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(Failed::Connection(e))) => {

@@ -8,7 +8,7 @@
 //! (`transport.rs`), the hot path of every proxied call.
 
 use crate::OAuthError;
-use crate::client::{Cause, OutboundSettings, USER_AGENT};
+use crate::client::{Cause, OutboundSettings};
 use crate::oauth1::OAuth1Credentials;
 use crate::transport::{BoxError, HttpClient, OutBody, ResponseBody, StreamingBody};
 use bytes::{Bytes, BytesMut};
@@ -467,13 +467,8 @@ impl ProxyClient {
         let uri = http::Uri::try_from(url.as_str()).map_err(|_| OAuthError::BadUrl {
             what: "the provider URL".into(),
         })?;
-        // A caller's own values pass; these are what the provider sees otherwise.
-        headers
-            .entry(header::USER_AGENT)
-            .or_insert(HeaderValue::from_static(USER_AGENT));
-        headers
-            .entry(header::ACCEPT)
-            .or_insert(HeaderValue::from_static("*/*"));
+        // A caller's own values pass.
+        crate::transport::default_headers(&mut headers);
         let body = match body {
             ProxyBody::Buffered(bytes) => OutBody::Held((!bytes.is_empty()).then_some(bytes)),
             ProxyBody::Streaming(stream) => OutBody::Streaming(stream),

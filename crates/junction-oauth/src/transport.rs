@@ -66,6 +66,17 @@ pub(crate) fn client(
         })
 }
 
+/// What reqwest's client put on every request, and providers may rely on: Junction's
+/// user agent and `Accept: */*`, unless the request names its own.
+pub(crate) fn default_headers(headers: &mut http::HeaderMap) {
+    headers
+        .entry(http::header::USER_AGENT)
+        .or_insert(http::HeaderValue::from_static(crate::client::USER_AGENT));
+    headers
+        .entry(http::header::ACCEPT)
+        .or_insert(http::HeaderValue::from_static("*/*"));
+}
+
 /// rustls with the platform's root certificates, as reqwest verifies them; ALPN is the
 /// connector's to set.
 pub(crate) fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
