@@ -9,8 +9,9 @@
 # bench/results/hub.md.
 #   bash bench/hub.sh                    # release build first (a no-op when fresh)
 #   BENCH_NO_BUILD=1 bash bench/hub.sh   # reuse the binaries
-# Settings: BENCH_ACCOUNTS (100000), BENCH_CONTACTS (10000), BENCH_REPEAT (3: the
-# fastest of that many walks counts), BENCH_PAGE_SIZES ("2000 200"), BENCH_RESULTS.
+# Settings: BENCH_ACCOUNTS (100000), BENCH_CONTACTS (10000), BENCH_REPEAT (5: the
+# fastest of that many walks counts; four times as many for a walk of under 20 pages),
+# BENCH_PAGE_SIZES ("2000 200"), BENCH_RESULTS.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +23,7 @@ BIN=$RELEASE/junction
 DRIVER=$RELEASE/junction-bench
 ACCOUNTS=${BENCH_ACCOUNTS:-100000}
 CONTACTS=${BENCH_CONTACTS:-10000}
-REPEAT=${BENCH_REPEAT:-3}
+REPEAT=${BENCH_REPEAT:-5}
 PAGE_SIZES=${BENCH_PAGE_SIZES:-"2000 200"}
 OUT=${BENCH_RESULTS:-$ROOT/bench/results/hub.md}
 USER_SECRET=bench-user-secret-0123456789
@@ -109,8 +110,17 @@ custom=$(post /instances "{\"element\":{\"key\":\"benchaccounts\"},\"name\":\"be
   \"configuration\":{\"base.url\":\"$SF_URL\",\"bench.token\":\"$SF_TOKEN\"}}")
 CUSTOM_AUTH="Element $(json_get "$custom" token)"
 
-walk() {  # via, url, authorization, target, page size → JSON line
-    "$DRIVER" hub-walk --via "$1" --url "$2" --authorization "$3" --target "$4" --page-size "$5" --repeat "$REPEAT"
+walk() {  # via, url, authorization, target, page size[, repeat] → JSON line of the fastest walk
+    "$DRIVER" hub-walk --via "$1" --url "$2" --authorization "$3" --target "$4" --page-size "$5" --repeat "${6:-$REPEAT}"
+}
+fastest() {  # file of JSON lines, one a walk → the fastest (all must have seen as many records)
+    python3 - "$1" <<'PY'
+import json, sys
+walks = [json.loads(l) for l in open(sys.argv[1])]
+if len({w["records"] for w in walks}) != 1:
+    sys.exit("two walks of the same collection saw different record counts")
+print(json.dumps(min(walks, key=lambda w: w["seconds"])))
+PY
 }
 
 RESULTS=$WORK/results.jsonl
@@ -128,11 +138,24 @@ PY
 for collection in contacts accounts; do
     if [[ $collection == contacts ]]; then object=Contact size=$CONTACTS; else object=Account size=$ACCOUNTS; fi
     for page in $PAGE_SIZES; do
-        log "walking $size ${collection} at $page a page: direct, then through Junction"
-        direct=$(walk direct "$SF_URL" "Bearer $SF_TOKEN" "SELECT FIELDS(STANDARD) FROM $object" "$page")
-        through=$(walk junction "$API" "$ELEMENT_AUTH" "/hubs/crm/$collection" "$page")
-        bare=$(walk direct "$BARE_URL" "Bearer ignored" "SELECT FIELDS(STANDARD) FROM $object" "$page")
-        record "$collection" "$size" "$page" "$direct" "$through" "$bare"
+        # A walk of a few pages is over in milliseconds, where one scheduling hiccup is
+        # a large share: short walks are repeated more, so that their fastest is as
+        # steady as a long walk's.
+        repeat=$REPEAT
+        ((size / page < 20)) && repeat=$((REPEAT * 4))
+        log "walking $size ${collection} at $page a page, $repeat times each: direct, through Junction, through the bare hop, in turn"
+        # In turn, one walk of each at a time, so that a slow minute on the machine
+        # falls on all three alike rather than on whichever was walking then.
+        : >"$WORK/direct.jsonl"
+        : >"$WORK/through.jsonl"
+        : >"$WORK/bare.jsonl"
+        for ((r = 0; r < repeat; r++)); do
+            walk direct "$SF_URL" "Bearer $SF_TOKEN" "SELECT FIELDS(STANDARD) FROM $object" "$page" 1 >>"$WORK/direct.jsonl"
+            walk junction "$API" "$ELEMENT_AUTH" "/hubs/crm/$collection" "$page" 1 >>"$WORK/through.jsonl"
+            walk direct "$BARE_URL" "Bearer ignored" "SELECT FIELDS(STANDARD) FROM $object" "$page" 1 >>"$WORK/bare.jsonl"
+        done
+        record "$collection" "$size" "$page" "$(fastest "$WORK/direct.jsonl")" "$(fastest "$WORK/through.jsonl")" \
+            "$(fastest "$WORK/bare.jsonl")"
     done
     eval "rss_$collection=$(status_kb "$JPID" VmRSS)"
     eval "hwm_$collection=$(status_kb "$JPID" VmHWM)"
@@ -165,7 +188,8 @@ mb = lambda kb: int(kb) / 1000
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 print(f"**Hub resource benchmark, {now}**\n")
 print(f"Command: `bash bench/hub.sh` (Salesforce stand-in with {int(n100):,} Accounts and {int(n10):,} Contacts; "
-      f"each walk is the fastest of {repeat}; loopback; Junction on SQLite); commit `{commit}`"
+      f"each walk is the fastest of {repeat} (of {4 * int(repeat)} for a walk of under 20 pages), the direct, Junction and bare-hop walks "
+      f"taking turns; loopback; Junction on SQLite); commit `{commit}`"
       + (f" with {dirty} uncommitted change(s)" if int(dirty) else "") + ".\n")
 print("| Walk | Records | Page size | Pages | Direct records/s | Junction records/s | Ratio | Goal | Added ms per page | Goal | Bare hop records/s (ratio) | Junction ÷ bare hop |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |")
