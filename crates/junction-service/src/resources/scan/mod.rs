@@ -44,7 +44,7 @@
 #[cfg(test)]
 mod reference;
 
-use wide::u8x16;
+use wide::{i8x16, u8x16};
 
 /// Nesting at which serde_json stops (its recursion limit of 128 levels).
 const MAX_DEPTH: usize = 127;
@@ -115,12 +115,38 @@ struct Carry {
     /// 1 when the first byte of this block that is not whitespace comes after a
     /// closing quote (with only whitespace between).
     after_close: u64,
-    /// Every byte so far ORed together: a high bit says some byte is not ASCII.
-    high: u8x16,
+    /// Whether some byte so far is not ASCII.
+    not_ascii: bool,
+}
+
+impl Carry {
+    /// The bytes of a block inside strings, opening quotes included, from its
+    /// unescaped quotes: each bit XORed with all those below it, and with the state
+    /// the block before ended in.
+    #[inline(always)]
+    fn strings(&mut self, quote: u64) -> u64 {
+        let in_string = prefix_xor(quote) ^ self.in_string;
+        self.in_string = ((in_string as i64) >> 63) as u64;
+        in_string
+    }
+
+    /// A block's tokens: the bytes outside strings that are neither whitespace nor
+    /// quotes. `None` when a string follows a string with only whitespace between
+    /// (a closing quote's next byte past whitespace is a quote): the grammar never
+    /// allows that, and stage 2 relies on it to find at most one string between two
+    /// tokens. The search past whitespace is an addition: the carry out of the bit
+    /// after a closing quote runs through the whitespace after it.
+    #[inline(always)]
+    fn tokens(&mut self, quote: u64, ws: u64, in_string: u64) -> Option<u64> {
+        let close = quote & !in_string;
+        let (landed, over) = ws.overflowing_add((close << 1) | self.after_close);
+        self.after_close = (close >> 63) | u64::from(over);
+        (landed & !ws & quote == 0).then_some(!(ws | in_string | quote))
+    }
 }
 
 /// The scanner. Stage 2's methods take the cursor by value or as a local, so that it
-/// stays in registers; stage 1 runs in [`Scan::next_block`], out of line.
+/// stays in registers; stage 1 runs in [`Scan::block`], out of line, once per block.
 struct Scan<'a> {
     s: &'a [u8],
     carry: Carry,
@@ -135,7 +161,7 @@ impl<'a> Scan<'a> {
                 in_string: 0,
                 escaped: 0,
                 after_close: 0,
-                high: u8x16::splat(0),
+                not_ascii: false,
             },
             nulls: Vec::new(),
         }
@@ -143,7 +169,7 @@ impl<'a> Scan<'a> {
 
     /// The cursor at the first block.
     fn start(&mut self) -> Option<Cursor> {
-        let bits = self.marks(0)?;
+        let bits = self.block(0)?;
         Some(Cursor { bits, base: 0 })
     }
 
@@ -157,7 +183,7 @@ impl<'a> Scan<'a> {
                 .get(end..)
                 .is_some_and(|rest| rest.iter().all(|&b| is_ws(b)))
             && self.carry.in_string == 0
-            && (self.carry.high.to_bitmask() == 0 || std::str::from_utf8(self.s).is_ok())
+            && (!self.carry.not_ascii || std::str::from_utf8(self.s).is_ok())
     }
 
     // ---- Stage 1 ----------------------------------------------------------------
@@ -165,63 +191,71 @@ impl<'a> Scan<'a> {
     /// The tokens of the block at `base`, after checking what can be checked of it
     /// without the grammar; `None` when that finds the body is not JSON. Blocks must
     /// come in order: each continues the carry of the one before.
-    #[inline(always)]
-    fn marks(&mut self, base: usize) -> Option<u64> {
+    #[inline(never)]
+    fn block(&mut self, base: usize) -> Option<u64> {
+        match self.s.get(base..).and_then(<[u8]>::first_chunk::<64>) {
+            Some(block) => self.marks(block, base),
+            None => self.last_block(base),
+        }
+    }
+
+    /// The last, short block, padded with spaces (which make no token).
+    #[cold]
+    #[inline(never)]
+    fn last_block(&mut self, base: usize) -> Option<u64> {
+        let rest = self.s.get(base..)?;
         let mut padded = [b' '; 64];
-        let block: &[u8; 64] = match self.s.get(base..base + 64) {
-            Some(block) => block.try_into().ok()?,
-            None => {
-                // The last, short block, padded with whitespace (which makes no token).
-                let rest = self.s.get(base..)?;
-                padded[..rest.len()].copy_from_slice(rest);
-                &padded
-            }
-        };
-        let v = [0, 16, 32, 48].map(|at| {
-            let mut lanes = [0; 16];
-            lanes.copy_from_slice(&block[at..at + 16]);
-            u8x16::new(lanes)
-        });
+        padded.get_mut(..rest.len())?.copy_from_slice(rest);
+        self.marks(&padded, base)
+    }
+
+    /// A block as most are: printable ASCII without a backslash, not escaped by the
+    /// block before. Whitespace is then the spaces, and only quotes make strings.
+    #[inline(always)]
+    fn marks(&mut self, block: &[u8; 64], base: usize) -> Option<u64> {
+        let v = vectors(block);
         let quote = bits(&v, |x| x.simd_eq(u8x16::splat(b'"')));
-        let carry = &mut self.carry;
-        carry.high |= (v[0] | v[1]) | (v[2] | v[3]);
-        let low = (v[0].min(v[1])).min(v[2].min(v[3]));
-        let (ws, controls) = if low.min(u8x16::splat(0x1f)).simd_eq(low).to_bitmask() == 0 {
-            // No byte below a space: whitespace is the spaces.
-            (bits(&v, |x| x.simd_eq(u8x16::splat(b' '))), 0)
-        } else {
-            controls_and_ws(&v)
+        // A backslash, a control byte or a byte that is not ASCII (negative as `i8`).
+        let rare = |x: u8x16| {
+            x.simd_eq(u8x16::splat(b'\\'))
+                | x.cast_signed().simd_lt(i8x16::splat(0x20)).cast_unsigned()
         };
-        let backslash = |x: u8x16| x.simd_eq(u8x16::splat(b'\\'));
-        let any_backslash =
-            (backslash(v[0]) | backslash(v[1])) | (backslash(v[2]) | backslash(v[3]));
-        let escaped = if any_backslash.to_bitmask() == 0 {
-            std::mem::take(&mut carry.escaped)
-        } else {
-            escaped_bytes(bits(&v, backslash), &mut carry.escaped)
-        };
+        if ((rare(v[0]) | rare(v[1])) | (rare(v[2]) | rare(v[3]))).to_bitmask() != 0
+            || self.carry.escaped != 0
+        {
+            return self.rare_marks(block, base, quote);
+        }
+        let ws = bits(&v, |x| x.simd_eq(u8x16::splat(b' ')));
+        let in_string = self.carry.strings(quote);
+        self.carry.tokens(quote, ws, in_string)
+    }
+
+    /// Any other block: escapes, control bytes, whitespace of all four kinds, bytes
+    /// that are not ASCII.
+    #[inline(never)]
+    fn rare_marks(&mut self, block: &[u8; 64], base: usize, quote: u64) -> Option<u64> {
+        let v = vectors(block);
+        let high = (v[0] | v[1]) | (v[2] | v[3]);
+        self.carry.not_ascii |= high.to_bitmask() != 0;
+        let ws = bits(&v, |x| {
+            (x.simd_eq(u8x16::splat(b' ')) | x.simd_eq(u8x16::splat(b'\t')))
+                | (x.simd_eq(u8x16::splat(b'\n')) | x.simd_eq(u8x16::splat(b'\r')))
+        });
+        let controls = bits(&v, |x| x.min(u8x16::splat(0x1f)).simd_eq(x));
+        let backslash = bits(&v, |x| x.simd_eq(u8x16::splat(b'\\')));
+        let escaped = escaped_bytes(backslash, &mut self.carry.escaped);
         let quote = quote & !escaped;
-        let in_string = prefix_xor(quote) ^ carry.in_string;
-        carry.in_string = ((in_string as i64) >> 63) as u64;
+        let in_string = self.carry.strings(quote);
         if controls & in_string != 0 {
             return None;
         }
-        let close = quote & !in_string;
-        let (landed, over) = ws.overflowing_add((close << 1) | carry.after_close);
-        carry.after_close = (close >> 63) | u64::from(over);
-        if landed & !ws & quote != 0 {
-            return None;
-        }
+        let tokens = self.carry.tokens(quote, ws, in_string)?;
         let escapes = escaped & in_string;
-        if escapes != 0 && !self.escapes_are_json(base, escapes) {
-            return None;
-        }
-        Some(!(ws | in_string | quote))
+        (escapes == 0 || self.escapes_are_json(base, escapes)).then_some(tokens)
     }
 
     /// Whether each escaped byte of the block at `base` (the bits of `escaped`) is one
     /// of JSON's escapes: `\u` with four hex digits, or one of `"\/bfnrt`.
-    #[inline(never)]
     fn escapes_are_json(&self, base: usize, mut escaped: u64) -> bool {
         while escaped != 0 {
             let at = base + escaped.trailing_zeros() as usize;
@@ -242,32 +276,17 @@ impl<'a> Scan<'a> {
         true
     }
 
-    /// The next block after `base` that holds a token, through stage 1; at the end of
-    /// the body a cursor without bits. `None` when stage 1 finds the body is not JSON.
-    #[inline(never)]
-    fn next_block(&mut self, mut base: usize) -> Option<Cursor> {
-        loop {
-            base += 64;
-            if base >= self.s.len() {
-                return Some(Cursor { bits: 0, base });
-            }
-            let bits = self.marks(base)?;
-            if bits != 0 {
-                return Some(Cursor { bits, base });
-            }
-        }
-    }
-
     // ---- Stage 2 ----------------------------------------------------------------
 
     /// The next token's position, the body's length when there is none.
     #[inline(always)]
     fn token(&mut self, c: &mut Cursor) -> Option<usize> {
-        if c.bits == 0 {
-            *c = self.next_block(c.base)?;
-            if c.bits == 0 {
+        while c.bits == 0 {
+            c.base += 64;
+            if c.base >= self.s.len() {
                 return Some(self.s.len());
             }
+            c.bits = self.block(c.base)?;
         }
         let at = c.base + c.bits.trailing_zeros() as usize;
         c.bits &= c.bits - 1;
@@ -280,45 +299,44 @@ impl<'a> Scan<'a> {
         let past = end - c.base;
         if past < 64 {
             c.bits &= u64::MAX << past;
+            Some(())
         } else {
-            *c = self.skip_far(c.base, end)?;
+            self.skip_far(c, end)
         }
-        Some(())
     }
 
     #[inline(never)]
-    fn skip_far(&mut self, base: usize, end: usize) -> Option<Cursor> {
-        let mut c = Cursor { bits: 0, base };
+    fn skip_far(&mut self, c: &mut Cursor, end: usize) -> Option<()> {
         while c.base + 64 <= end {
-            c = self.next_block(c.base)?;
-            if c.bits == 0 {
-                return Some(c);
+            c.base += 64;
+            if c.base >= self.s.len() {
+                c.bits = 0;
+                return Some(());
             }
+            c.bits = self.block(c.base)?;
         }
-        if end > c.base {
-            c.bits &= u64::MAX << (end - c.base);
-        }
-        Some(c)
+        c.bits &= u64::MAX << (end - c.base);
+        Some(())
     }
 
     /// What lies between a token and the next one, `from` (just after the first) to
     /// `q`: `Some(None)` for whitespace only, `Some(Some(at))` for one string at `at`
     /// (stage 1 allows no second one).
     #[inline(always)]
-    fn gap(&self, from: usize, q: usize) -> Option<Option<usize>> {
+    fn gap(s: &[u8], from: usize, q: usize) -> Option<Option<usize>> {
         if from == q {
             return Some(None);
         }
-        match *self.s.get(from)? {
+        match *s.get(from)? {
             b'"' => Some(Some(from)),
-            _ => self.gap_after_ws(from, q),
+            _ => Self::gap_after_ws(s, from, q),
         }
     }
 
     #[inline(never)]
-    fn gap_after_ws(&self, mut at: usize, q: usize) -> Option<Option<usize>> {
+    fn gap_after_ws(s: &[u8], mut at: usize, q: usize) -> Option<Option<usize>> {
         while at < q {
-            match *self.s.get(at)? {
+            match *s.get(at)? {
                 b'"' => return Some(Some(at)),
                 b => {
                     if !is_ws(b) {
@@ -333,21 +351,20 @@ impl<'a> Scan<'a> {
 
     /// Whether only whitespace stands from `from` to `to`.
     #[inline(always)]
-    fn blank(&self, from: usize, to: usize) -> bool {
-        from == to || self.blank_after(from, to)
+    fn blank(s: &[u8], from: usize, to: usize) -> bool {
+        from == to || Self::blank_after(s, from, to)
     }
 
     #[inline(never)]
-    fn blank_after(&self, from: usize, to: usize) -> bool {
-        self.s
-            .get(from..to)
+    fn blank_after(s: &[u8], from: usize, to: usize) -> bool {
+        s.get(from..to)
             .is_some_and(|gap| gap.iter().all(|&b| is_ws(b)))
     }
 
     /// The end of a string value followed by the token at `q`: after its closing quote,
     /// the last byte before `q` that is not whitespace.
-    fn string_end(&self, mut q: usize) -> usize {
-        while q > 0 && self.s.get(q - 1).is_some_and(|&b| is_ws(b)) {
+    fn string_end(s: &[u8], mut q: usize) -> usize {
+        while q > 0 && s.get(q - 1).is_some_and(|&b| is_ws(b)) {
             q -= 1;
         }
         q
@@ -364,10 +381,11 @@ impl<'a> Scan<'a> {
         q: usize,
         depth: usize,
     ) -> Option<(u8, usize, usize, usize)> {
-        if let Some(at) = self.gap(from, q)? {
+        let s = self.s;
+        if let Some(at) = Self::gap(s, from, q)? {
             return Some((b'"', at, q, q));
         }
-        let b = *self.s.get(q)?;
+        let b = *s.get(q)?;
         let end = match b {
             b'{' => {
                 let (after, end) = self.object::<RECORD>(*c, q, depth)?;
@@ -383,20 +401,21 @@ impl<'a> Scan<'a> {
             b'f' => self.literal(c, q, b"false")?,
             b'n' => self.literal(c, q, b"null")?,
             b'-' | b'0'..=b'9' => {
-                let end = self.number(q)?;
+                let end = Self::number(s, q)?;
                 self.skip_to(c, end)?;
                 end
             }
             _ => return None,
         };
         let next = self.token(c)?;
-        self.blank(end, next).then_some((b, q, end, next))
+        Self::blank(s, end, next).then_some((b, q, end, next))
     }
 
     #[inline(always)]
     fn literal(&mut self, c: &mut Cursor, at: usize, word: &[u8]) -> Option<usize> {
+        let s = self.s;
         let end = at + word.len();
-        if self.s.get(at..end)? != word {
+        if s.get(at..end)? != word {
             return None;
         }
         self.skip_to(c, end)?;
@@ -404,8 +423,8 @@ impl<'a> Scan<'a> {
     }
 
     #[inline(always)]
-    fn digits(&self, mut at: usize) -> usize {
-        while let Some(b'0'..=b'9') = self.s.get(at) {
+    fn digits(s: &[u8], mut at: usize) -> usize {
+        while let Some(b'0'..=b'9') = s.get(at) {
             at += 1;
         }
         at
@@ -413,33 +432,33 @@ impl<'a> Scan<'a> {
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
     #[inline(always)]
-    fn number(&self, mut at: usize) -> Option<usize> {
-        if self.s.get(at) == Some(&b'-') {
+    fn number(s: &[u8], mut at: usize) -> Option<usize> {
+        if s.get(at) == Some(&b'-') {
             at += 1;
         }
-        match *self.s.get(at)? {
+        match *s.get(at)? {
             b'0' => {
                 at += 1;
-                if let Some(b'0'..=b'9') = self.s.get(at) {
+                if let Some(b'0'..=b'9') = s.get(at) {
                     return None;
                 }
             }
-            b'1'..=b'9' => at = self.digits(at + 1),
+            b'1'..=b'9' => at = Self::digits(s, at + 1),
             _ => return None,
         }
-        if self.s.get(at) == Some(&b'.') {
-            let end = self.digits(at + 1);
+        if s.get(at) == Some(&b'.') {
+            let end = Self::digits(s, at + 1);
             if end == at + 1 {
                 return None;
             }
             at = end;
         }
-        if let Some(b'e' | b'E') = self.s.get(at) {
+        if let Some(b'e' | b'E') = s.get(at) {
             at += 1;
-            if let Some(b'+' | b'-') = self.s.get(at) {
+            if let Some(b'+' | b'-') = s.get(at) {
                 at += 1;
             }
-            let end = self.digits(at);
+            let end = Self::digits(s, at);
             if end == at {
                 return None;
             }
@@ -472,18 +491,19 @@ impl<'a> Scan<'a> {
         depth: usize,
         mut each: impl FnMut(&mut Self, u8, usize, usize),
     ) -> Option<(Cursor, usize)> {
+        let s = self.s;
         if depth >= MAX_DEPTH {
             return None;
         }
         let mut from = at + 1;
         let mut q = self.token(&mut c)?;
-        if self.gap(from, q)?.is_none() && self.s.get(q) == Some(&b']') {
+        if Self::gap(s, from, q)?.is_none() && s.get(q) == Some(&b']') {
             return Some((c, q + 1));
         }
         loop {
             let (first, start, end, next) = self.value_at::<RECORD>(&mut c, from, q, depth + 1)?;
             each(self, first, start, end);
-            match *self.s.get(next)? {
+            match *s.get(next)? {
                 b',' => {
                     from = next + 1;
                     q = self.token(&mut c)?;
@@ -505,18 +525,19 @@ impl<'a> Scan<'a> {
         at: usize,
         depth: usize,
     ) -> Option<(Cursor, usize)> {
+        let s = self.s;
         if depth >= MAX_DEPTH {
             return None;
         }
         let mut colon = self.token(&mut c)?;
-        let mut key = match self.gap(at + 1, colon)? {
+        let mut key = match Self::gap(s, at + 1, colon)? {
             Some(key) => key,
-            None => return (self.s.get(colon) == Some(&b'}')).then_some((c, colon + 1)),
+            None => return (s.get(colon) == Some(&b'}')).then_some((c, colon + 1)),
         };
         let mut comma_before = None;
         let mut kept = false;
         loop {
-            if *self.s.get(colon)? != b':' {
+            if *s.get(colon)? != b':' {
                 return None;
             }
             let q = self.token(&mut c)?;
@@ -526,7 +547,7 @@ impl<'a> Scan<'a> {
                 if first == b'n' {
                     let cut = match (kept, comma_before) {
                         (true, Some(comma)) => (comma, value_end),
-                        _ if self.s.get(next) == Some(&b',') => (key, next + 1),
+                        _ if s.get(next) == Some(&b',') => (key, next + 1),
                         _ => (key, value_end),
                     };
                     self.nulls.push(cut);
@@ -534,11 +555,11 @@ impl<'a> Scan<'a> {
                     kept = true;
                 }
             }
-            match *self.s.get(next)? {
+            match *s.get(next)? {
                 b',' => {
                     comma_before = Some(next);
                     colon = self.token(&mut c)?;
-                    key = self.gap(next + 1, colon)??;
+                    key = Self::gap(s, next + 1, colon)??;
                 }
                 b'}' => return Some((c, next + 1)),
                 _ => return None,
@@ -555,18 +576,19 @@ impl<'a> Scan<'a> {
         q: usize,
         depth: usize,
     ) -> Option<(Cursor, usize, Found)> {
-        if self.gap(from, q)?.is_some() {
+        let s = self.s;
+        if Self::gap(s, from, q)?.is_some() {
             return None;
         }
         let mut c = c;
         let mut records = Vec::new();
-        let end = match *self.s.get(q)? {
+        let end = match *s.get(q)? {
             b'[' => {
                 let mut first_null = 0;
                 let (after, end) =
                     self.elements::<true>(c, q, depth, |scan, first, start, end| {
                         let end = if first == b'"' {
-                            scan.string_end(end)
+                            Self::string_end(scan.s, end)
                         } else {
                             end
                         };
@@ -603,38 +625,39 @@ impl<'a> Scan<'a> {
         path: &[&str],
         depth: usize,
     ) -> Option<(Cursor, usize, Found)> {
+        let s = self.s;
         let Some((name, deeper)) = path.split_first() else {
             return self.list(c, from, q, depth);
         };
-        if self.gap(from, q)?.is_some() || *self.s.get(q)? != b'{' || depth >= MAX_DEPTH {
+        if Self::gap(s, from, q)?.is_some() || *s.get(q)? != b'{' || depth >= MAX_DEPTH {
             return None;
         }
         let mut c = c;
         let mut colon = self.token(&mut c)?;
-        let mut key = self.gap(q + 1, colon)??;
+        let mut key = Self::gap(s, q + 1, colon)??;
         let mut found = None;
         loop {
-            if *self.s.get(colon)? != b':' {
+            if *s.get(colon)? != b':' {
                 return None;
             }
-            let quoted = self.s.get(key..self.string_end(colon))?;
+            let quoted = s.get(key..Self::string_end(s, colon))?;
             let q = self.token(&mut c)?;
             let next = if found.is_none() && key_is(quoted, name) {
                 let (after, end, list) = self.find(c, colon + 1, q, deeper, depth + 1)?;
                 c = after;
                 found = Some(list);
                 let next = self.token(&mut c)?;
-                if !self.blank(end, next) {
+                if !Self::blank(s, end, next) {
                     return None;
                 }
                 next
             } else {
                 self.value_at::<false>(&mut c, colon + 1, q, depth + 1)?.3
             };
-            match *self.s.get(next)? {
+            match *s.get(next)? {
                 b',' => {
                     colon = self.token(&mut c)?;
-                    key = self.gap(next + 1, colon)??;
+                    key = Self::gap(s, next + 1, colon)??;
                 }
                 b'}' => return Some((c, next + 1, found?)),
                 _ => return None,
@@ -643,25 +666,18 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// A block's four vectors.
+#[inline(always)]
+fn vectors(block: &[u8; 64]) -> [u8x16; 4] {
+    let (lanes, _) = block.as_chunks::<16>();
+    [0, 1, 2, 3].map(|i| u8x16::new(lanes.get(i).copied().unwrap_or_default()))
+}
+
 /// The bit mask of the lanes of a block's four vectors for which `test` is true.
 #[inline(always)]
 fn bits(v: &[u8x16; 4], test: impl Fn(u8x16) -> u8x16) -> u64 {
     let m = |x: u8x16| u64::from(test(x).to_bitmask());
     (m(v[0]) | m(v[1]) << 16) | (m(v[2]) | m(v[3]) << 16) << 32
-}
-
-/// A block that holds bytes below a space: its control bytes (JSON allows none in a
-/// string) and its whitespace (space, tab, line feed, carriage return).
-#[inline(never)]
-fn controls_and_ws(v: &[u8x16; 4]) -> (u64, u64) {
-    let ws = bits(v, |x| {
-        x.simd_eq(u8x16::splat(b' '))
-            | x.simd_eq(u8x16::splat(b'\t'))
-            | x.simd_eq(u8x16::splat(b'\n'))
-            | x.simd_eq(u8x16::splat(b'\r'))
-    });
-    let controls = bits(v, |x| x.min(u8x16::splat(0x1f)).simd_eq(x));
-    (ws, controls)
 }
 
 /// Each bit of `x` XORed with all those below it: set inside strings (their opening
