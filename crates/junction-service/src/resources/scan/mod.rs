@@ -75,9 +75,9 @@ pub(super) struct Record {
 pub(super) fn find_list(body: &[u8], path: &[&str]) -> Option<Found> {
     let mut scan = Scan::new(body);
     let mut c = scan.start()?;
-    let q = scan.token(&mut c)?;
+    let q = scan.token(&mut c);
     let (mut c, end, found) = scan.find(c, 0, q, path, 0)?;
-    let next = scan.token(&mut c)?;
+    let next = scan.token(&mut c);
     scan.finish(end, next).then_some(found)
 }
 
@@ -88,10 +88,8 @@ pub(super) fn is_json(text: &str) -> bool {
     let Some(mut c) = scan.start() else {
         return false;
     };
-    let Some(q) = scan.token(&mut c) else {
-        return false;
-    };
-    let Some((first, _, end, next)) = scan.value_at::<false>(&mut c, 0, q, 0) else {
+    let q = scan.token(&mut c);
+    let Some((first, _, end, next)) = scan.value_at::<false>(scan.s, &mut c, 0, q, 0) else {
         return false;
     };
     // A string's end is where the next token is (checked by stage 1).
@@ -150,6 +148,8 @@ impl Carry {
 struct Scan<'a> {
     s: &'a [u8],
     carry: Carry,
+    /// Set when stage 1 found the body is not JSON.
+    failed: bool,
     nulls: Vec<(usize, usize)>,
 }
 
@@ -163,6 +163,7 @@ impl<'a> Scan<'a> {
                 after_close: 0,
                 not_ascii: false,
             },
+            failed: false,
             nulls: Vec::new(),
         }
     }
@@ -178,6 +179,7 @@ impl<'a> Scan<'a> {
     /// on to the end, no string left open, and UTF-8 throughout.
     fn finish(&self, end: usize, next: usize) -> bool {
         next == self.s.len()
+            && !self.failed
             && self
                 .s
                 .get(end..)
@@ -278,45 +280,66 @@ impl<'a> Scan<'a> {
 
     // ---- Stage 2 ----------------------------------------------------------------
 
-    /// The next token's position, the body's length when there is none.
-    #[inline(always)]
-    fn token(&mut self, c: &mut Cursor) -> Option<usize> {
-        while c.bits == 0 {
-            c.base += 64;
-            if c.base >= self.s.len() {
-                return Some(self.s.len());
+    /// The next block after `base` that holds a token, through stage 1: its tokens and
+    /// its position; no tokens at the end of the body, or when stage 1 finds the body
+    /// is not JSON (which `failed` then says). Two registers, not an `Option` in memory.
+    #[inline(never)]
+    fn refill(&mut self, mut base: usize) -> (u64, usize) {
+        loop {
+            base += 64;
+            if base >= self.s.len() {
+                return (0, base);
             }
-            c.bits = self.block(c.base)?;
+            match self.block(base) {
+                Some(0) => {}
+                Some(bits) => return (bits, base),
+                None => {
+                    self.failed = true;
+                    return (0, usize::MAX / 2);
+                }
+            }
+        }
+    }
+
+    /// The next token's position; the body's length when there is none (which no
+    /// grammar rule accepts but the end of the document).
+    #[inline(always)]
+    fn token(&mut self, c: &mut Cursor) -> usize {
+        if c.bits == 0 {
+            (c.bits, c.base) = self.refill(c.base);
+            if c.bits == 0 {
+                return self.s.len();
+            }
         }
         let at = c.base + c.bits.trailing_zeros() as usize;
         c.bits &= c.bits - 1;
-        Some(at)
+        at
     }
 
     /// Drops the tokens before `end`: the rest of a number or literal just read.
     #[inline(always)]
-    fn skip_to(&mut self, c: &mut Cursor, end: usize) -> Option<()> {
-        let past = end - c.base;
+    fn skip_to(&mut self, c: &mut Cursor, end: usize) {
+        let past = end.wrapping_sub(c.base);
         if past < 64 {
             c.bits &= u64::MAX << past;
-            Some(())
         } else {
-            self.skip_far(c, end)
+            (c.bits, c.base) = self.skip_far(c.base, end);
         }
     }
 
     #[inline(never)]
-    fn skip_far(&mut self, c: &mut Cursor, end: usize) -> Option<()> {
-        while c.base + 64 <= end {
-            c.base += 64;
-            if c.base >= self.s.len() {
-                c.bits = 0;
-                return Some(());
+    fn skip_far(&mut self, mut base: usize, end: usize) -> (u64, usize) {
+        let mut bits = 0;
+        while base + 64 <= end {
+            (bits, base) = self.refill(base);
+            if bits == 0 {
+                return (0, base);
             }
-            c.bits = self.block(c.base)?;
         }
-        c.bits &= u64::MAX << (end - c.base);
-        Some(())
+        if end > base {
+            bits &= u64::MAX << (end - base);
+        }
+        (bits, base)
     }
 
     /// What lies between a token and the next one, `from` (just after the first) to
@@ -376,12 +399,12 @@ impl<'a> Scan<'a> {
     #[inline(always)]
     fn value_at<const RECORD: bool>(
         &mut self,
+        s: &'a [u8],
         c: &mut Cursor,
         from: usize,
         q: usize,
         depth: usize,
     ) -> Option<(u8, usize, usize, usize)> {
-        let s = self.s;
         if let Some(at) = Self::gap(s, from, q)? {
             return Some((b'"', at, q, q));
         }
@@ -402,12 +425,12 @@ impl<'a> Scan<'a> {
             b'n' => self.literal(c, q, b"null")?,
             b'-' | b'0'..=b'9' => {
                 let end = Self::number(s, q)?;
-                self.skip_to(c, end)?;
+                self.skip_to(c, end);
                 end
             }
             _ => return None,
         };
-        let next = self.token(c)?;
+        let next = self.token(c);
         Self::blank(s, end, next).then_some((b, q, end, next))
     }
 
@@ -418,7 +441,7 @@ impl<'a> Scan<'a> {
         if s.get(at..end)? != word {
             return None;
         }
-        self.skip_to(c, end)?;
+        self.skip_to(c, end);
         Some(end)
     }
 
@@ -496,17 +519,18 @@ impl<'a> Scan<'a> {
             return None;
         }
         let mut from = at + 1;
-        let mut q = self.token(&mut c)?;
+        let mut q = self.token(&mut c);
         if Self::gap(s, from, q)?.is_none() && s.get(q) == Some(&b']') {
             return Some((c, q + 1));
         }
         loop {
-            let (first, start, end, next) = self.value_at::<RECORD>(&mut c, from, q, depth + 1)?;
+            let (first, start, end, next) =
+                self.value_at::<RECORD>(s, &mut c, from, q, depth + 1)?;
             each(self, first, start, end);
             match *s.get(next)? {
                 b',' => {
                     from = next + 1;
-                    q = self.token(&mut c)?;
+                    q = self.token(&mut c);
                 }
                 b']' => return Some((c, next + 1)),
                 _ => return None,
@@ -529,36 +553,52 @@ impl<'a> Scan<'a> {
         if depth >= MAX_DEPTH {
             return None;
         }
-        let mut colon = self.token(&mut c)?;
+        let mut colon = self.token(&mut c);
         let mut key = match Self::gap(s, at + 1, colon)? {
             Some(key) => key,
             None => return (s.get(colon) == Some(&b'}')).then_some((c, colon + 1)),
         };
-        let mut comma_before = None;
+        // The comma before the member being read; set whenever `kept` is.
+        let mut comma_before = 0;
         let mut kept = false;
         loop {
-            if *s.get(colon)? != b':' {
-                return None;
-            }
-            let q = self.token(&mut c)?;
-            let (first, _, value_end, next) =
-                self.value_at::<RECORD>(&mut c, colon + 1, q, depth + 1)?;
-            if RECORD {
-                if first == b'n' {
-                    let cut = match (kept, comma_before) {
-                        (true, Some(comma)) => (comma, value_end),
-                        _ if s.get(next) == Some(&b',') => (key, next + 1),
-                        _ => (key, value_end),
-                    };
-                    self.nulls.push(cut);
-                } else {
-                    kept = true;
+            let next = if pair(s, colon) == Some(*b":\"") {
+                // A string value, the colon's next byte in compact JSON: no token.
+                kept = true;
+                self.token(&mut c)
+            } else {
+                if s.get(colon) != Some(&b':') {
+                    return None;
                 }
+                let q = self.token(&mut c);
+                let (first, _, value_end, next) =
+                    self.value_at::<RECORD>(s, &mut c, colon + 1, q, depth + 1)?;
+                if RECORD {
+                    if first == b'n' {
+                        let cut = if kept {
+                            (comma_before, value_end)
+                        } else if s.get(next) == Some(&b',') {
+                            (key, next + 1)
+                        } else {
+                            (key, value_end)
+                        };
+                        self.nulls.push(cut);
+                    } else {
+                        kept = true;
+                    }
+                }
+                next
+            };
+            if pair(s, next) == Some(*b",\"") {
+                comma_before = next;
+                key = next + 1;
+                colon = self.token(&mut c);
+                continue;
             }
             match *s.get(next)? {
                 b',' => {
-                    comma_before = Some(next);
-                    colon = self.token(&mut c)?;
+                    comma_before = next;
+                    colon = self.token(&mut c);
                     key = Self::gap(s, next + 1, colon)??;
                 }
                 b'}' => return Some((c, next + 1)),
@@ -633,7 +673,7 @@ impl<'a> Scan<'a> {
             return None;
         }
         let mut c = c;
-        let mut colon = self.token(&mut c)?;
+        let mut colon = self.token(&mut c);
         let mut key = Self::gap(s, q + 1, colon)??;
         let mut found = None;
         loop {
@@ -641,22 +681,23 @@ impl<'a> Scan<'a> {
                 return None;
             }
             let quoted = s.get(key..Self::string_end(s, colon))?;
-            let q = self.token(&mut c)?;
+            let q = self.token(&mut c);
             let next = if found.is_none() && key_is(quoted, name) {
                 let (after, end, list) = self.find(c, colon + 1, q, deeper, depth + 1)?;
                 c = after;
                 found = Some(list);
-                let next = self.token(&mut c)?;
+                let next = self.token(&mut c);
                 if !Self::blank(s, end, next) {
                     return None;
                 }
                 next
             } else {
-                self.value_at::<false>(&mut c, colon + 1, q, depth + 1)?.3
+                self.value_at::<false>(s, &mut c, colon + 1, q, depth + 1)?
+                    .3
             };
             match *s.get(next)? {
                 b',' => {
-                    colon = self.token(&mut c)?;
+                    colon = self.token(&mut c);
                     key = Self::gap(s, next + 1, colon)??;
                 }
                 b'}' => return Some((c, next + 1, found?)),
@@ -664,6 +705,12 @@ impl<'a> Scan<'a> {
             }
         }
     }
+}
+
+/// The two bytes at `at`, if there are two.
+#[inline(always)]
+fn pair(s: &[u8], at: usize) -> Option<[u8; 2]> {
+    s.get(at..).and_then(<[u8]>::first_chunk::<2>).copied()
 }
 
 /// A block's four vectors.
