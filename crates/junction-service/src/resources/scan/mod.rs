@@ -193,7 +193,7 @@ impl<'a> Scan<'a> {
     /// The tokens of the block at `base`, after checking what can be checked of it
     /// without the grammar; `None` when that finds the body is not JSON. Blocks must
     /// come in order: each continues the carry of the one before.
-    #[inline(never)]
+    #[inline(always)]
     fn block(&mut self, base: usize) -> Option<u64> {
         match self.s.get(base..).and_then(<[u8]>::first_chunk::<64>) {
             Some(block) => self.marks(block, base),
