@@ -73,8 +73,9 @@ pub(super) struct Record {
 /// (member names from the top; empty for a top-level array). `None` when `body` is not
 /// JSON, or when `path` leads nowhere or to something other than an array or `null`.
 pub(super) fn find_list(body: &[u8], path: &[&str]) -> Option<Found> {
-    let mut scan = Scan::new(body);
-    let mut c = scan.start()?;
+    let tokens = stage_one(body)?;
+    let mut scan = Scan::new(body, &tokens);
+    let mut c = scan.start();
     let q = scan.token(&mut c);
     let (mut c, end, found) = scan.find(c, 0, q, path, 0)?;
     let next = scan.token(&mut c);
@@ -84,10 +85,11 @@ pub(super) fn find_list(body: &[u8], path: &[&str]) -> Option<Found> {
 /// Whether `text` is one JSON document (for the tests).
 #[cfg(test)]
 pub(super) fn is_json(text: &str) -> bool {
-    let mut scan = Scan::new(text.as_bytes());
-    let Some(mut c) = scan.start() else {
+    let Some(tokens) = stage_one(text.as_bytes()) else {
         return false;
     };
+    let mut scan = Scan::new(text.as_bytes(), &tokens);
+    let mut c = scan.start();
     let q = scan.token(&mut c);
     let Some((first, _, end, next)) = scan.value_at::<false>(scan.s, &mut c, 0, q, 0) else {
         return false;
@@ -105,6 +107,7 @@ struct Cursor {
 }
 
 /// What stage 1 carries from one block to the next.
+#[derive(Clone, Copy, Default)]
 struct Carry {
     /// All ones when the previous block ended inside a string.
     in_string: u64,
@@ -143,172 +146,52 @@ impl Carry {
     }
 }
 
-/// The scanner. Stage 2's methods take the cursor by value or as a local, so that it
-/// stays in registers; stage 1 runs in [`Scan::block`], out of line, once per block.
+/// Stage 2, the grammar over stage 1's tokens. Its methods take the cursor by value or
+/// as a local, so that it stays in registers.
 struct Scan<'a> {
     s: &'a [u8],
-    carry: Carry,
-    /// Set when stage 1 found the body is not JSON.
-    failed: bool,
+    /// Stage 1's tokens, one mask for each block of 64 bytes.
+    tokens: &'a [u64],
     nulls: Vec<(usize, usize)>,
 }
 
 impl<'a> Scan<'a> {
-    fn new(s: &'a [u8]) -> Self {
+    fn new(s: &'a [u8], tokens: &'a [u64]) -> Self {
         Self {
             s,
-            carry: Carry {
-                in_string: 0,
-                escaped: 0,
-                after_close: 0,
-                not_ascii: false,
-            },
-            failed: false,
+            tokens,
             nulls: Vec::new(),
         }
     }
 
     /// The cursor at the first block.
-    fn start(&mut self) -> Option<Cursor> {
-        let bits = self.block(0)?;
-        Some(Cursor { bits, base: 0 })
+    fn start(&self) -> Cursor {
+        Cursor {
+            bits: self.tokens.first().copied().unwrap_or(0),
+            base: 0,
+        }
     }
 
     /// Whether the document ends well: only whitespace from `end` (after the top-level
     /// value) to `next` (the token after it, the body's length when there is none) and
-    /// on to the end, no string left open, and UTF-8 throughout.
+    /// on to the end.
     fn finish(&self, end: usize, next: usize) -> bool {
         next == self.s.len()
-            && !self.failed
             && self
                 .s
                 .get(end..)
                 .is_some_and(|rest| rest.iter().all(|&b| is_ws(b)))
-            && self.carry.in_string == 0
-            && (!self.carry.not_ascii || std::str::from_utf8(self.s).is_ok())
-    }
-
-    // ---- Stage 1 ----------------------------------------------------------------
-
-    /// The tokens of the block at `base`, after checking what can be checked of it
-    /// without the grammar; `None` when that finds the body is not JSON. Blocks must
-    /// come in order: each continues the carry of the one before.
-    #[inline(always)]
-    fn block(&mut self, base: usize) -> Option<u64> {
-        match self.s.get(base..).and_then(<[u8]>::first_chunk::<64>) {
-            Some(block) => self.marks(block, base),
-            None => self.last_block(base),
-        }
-    }
-
-    /// The last, short block, padded with spaces (which make no token).
-    #[cold]
-    #[inline(never)]
-    fn last_block(&mut self, base: usize) -> Option<u64> {
-        let rest = self.s.get(base..)?;
-        let mut padded = [b' '; 64];
-        padded.get_mut(..rest.len())?.copy_from_slice(rest);
-        self.marks(&padded, base)
-    }
-
-    /// A block as most are: printable ASCII without a backslash, not escaped by the
-    /// block before. Whitespace is then the spaces, and only quotes make strings.
-    #[inline(always)]
-    fn marks(&mut self, block: &[u8; 64], base: usize) -> Option<u64> {
-        let v = vectors(block);
-        let quote = bits(&v, |x| x.simd_eq(u8x16::splat(b'"')));
-        // A backslash, a control byte or a byte that is not ASCII (negative as `i8`).
-        let rare = |x: u8x16| {
-            x.simd_eq(u8x16::splat(b'\\'))
-                | x.cast_signed().simd_lt(i8x16::splat(0x20)).cast_unsigned()
-        };
-        if ((rare(v[0]) | rare(v[1])) | (rare(v[2]) | rare(v[3]))).to_bitmask() != 0
-            || self.carry.escaped != 0
-        {
-            return self.rare_marks(block, base, quote);
-        }
-        let ws = bits(&v, |x| x.simd_eq(u8x16::splat(b' ')));
-        let in_string = self.carry.strings(quote);
-        self.carry.tokens(quote, ws, in_string)
-    }
-
-    /// Any other block: escapes, control bytes, whitespace of all four kinds, bytes
-    /// that are not ASCII.
-    #[inline(never)]
-    fn rare_marks(&mut self, block: &[u8; 64], base: usize, quote: u64) -> Option<u64> {
-        let v = vectors(block);
-        let high = (v[0] | v[1]) | (v[2] | v[3]);
-        self.carry.not_ascii |= high.to_bitmask() != 0;
-        let ws = bits(&v, |x| {
-            (x.simd_eq(u8x16::splat(b' ')) | x.simd_eq(u8x16::splat(b'\t')))
-                | (x.simd_eq(u8x16::splat(b'\n')) | x.simd_eq(u8x16::splat(b'\r')))
-        });
-        let controls = bits(&v, |x| x.min(u8x16::splat(0x1f)).simd_eq(x));
-        let backslash = bits(&v, |x| x.simd_eq(u8x16::splat(b'\\')));
-        let escaped = escaped_bytes(backslash, &mut self.carry.escaped);
-        let quote = quote & !escaped;
-        let in_string = self.carry.strings(quote);
-        if controls & in_string != 0 {
-            return None;
-        }
-        let tokens = self.carry.tokens(quote, ws, in_string)?;
-        let escapes = escaped & in_string;
-        (escapes == 0 || self.escapes_are_json(base, escapes)).then_some(tokens)
-    }
-
-    /// Whether each escaped byte of the block at `base` (the bits of `escaped`) is one
-    /// of JSON's escapes: `\u` with four hex digits, or one of `"\/bfnrt`.
-    fn escapes_are_json(&self, base: usize, mut escaped: u64) -> bool {
-        while escaped != 0 {
-            let at = base + escaped.trailing_zeros() as usize;
-            escaped &= escaped - 1;
-            match self.s.get(at) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
-                Some(b'u') => {
-                    let Some(hex) = self.s.get(at + 1..at + 5) else {
-                        return false;
-                    };
-                    if !hex.iter().all(u8::is_ascii_hexdigit) {
-                        return false;
-                    }
-                }
-                _ => return false,
-            }
-        }
-        true
-    }
-
-    // ---- Stage 2 ----------------------------------------------------------------
-
-    /// The next block after `base` that holds a token, through stage 1: its tokens and
-    /// its position; no tokens at the end of the body, or when stage 1 finds the body
-    /// is not JSON (which `failed` then says). Two registers, not an `Option` in memory.
-    #[inline(never)]
-    fn refill(&mut self, mut base: usize) -> (u64, usize) {
-        loop {
-            base += 64;
-            if base >= self.s.len() {
-                return (0, base);
-            }
-            match self.block(base) {
-                Some(0) => {}
-                Some(bits) => return (bits, base),
-                None => {
-                    self.failed = true;
-                    return (0, usize::MAX / 2);
-                }
-            }
-        }
     }
 
     /// The next token's position; the body's length when there is none (which no
     /// grammar rule accepts but the end of the document).
     #[inline(always)]
-    fn token(&mut self, c: &mut Cursor) -> usize {
-        if c.bits == 0 {
-            (c.bits, c.base) = self.refill(c.base);
-            if c.bits == 0 {
-                return self.s.len();
+    fn token(&self, c: &mut Cursor) -> usize {
+        while c.bits == 0 {
+            c.base += 64;
+            match self.tokens.get(c.base / 64) {
+                Some(&bits) => c.bits = bits,
+                None => return self.s.len(),
             }
         }
         let at = c.base + c.bits.trailing_zeros() as usize;
@@ -318,28 +201,12 @@ impl<'a> Scan<'a> {
 
     /// Drops the tokens before `end`: the rest of a number or literal just read.
     #[inline(always)]
-    fn skip_to(&mut self, c: &mut Cursor, end: usize) {
-        let past = end.wrapping_sub(c.base);
-        if past < 64 {
-            c.bits &= u64::MAX << past;
-        } else {
-            (c.bits, c.base) = self.skip_far(c.base, end);
+    fn skip_to(&self, c: &mut Cursor, end: usize) {
+        while end - c.base >= 64 {
+            c.base += 64;
+            c.bits = self.tokens.get(c.base / 64).copied().unwrap_or(0);
         }
-    }
-
-    #[inline(never)]
-    fn skip_far(&mut self, mut base: usize, end: usize) -> (u64, usize) {
-        let mut bits = 0;
-        while base + 64 <= end {
-            (bits, base) = self.refill(base);
-            if bits == 0 {
-                return (0, base);
-            }
-        }
-        if end > base {
-            bits &= u64::MAX << (end - base);
-        }
-        (bits, base)
+        c.bits &= u64::MAX << (end - c.base);
     }
 
     /// What lies between a token and the next one, `from` (just after the first) to
@@ -705,6 +572,108 @@ impl<'a> Scan<'a> {
             }
         }
     }
+}
+
+/// Stage 1: the tokens of each block of 64 bytes of `body`, after checking what can be
+/// checked without the grammar (no control byte in a string, JSON's escapes, no string
+/// right after another, no string left open, UTF-8); `None` when that finds the body is
+/// not JSON. One tight loop, its carry in registers.
+fn stage_one(body: &[u8]) -> Option<Vec<u64>> {
+    let (blocks, rest) = body.as_chunks::<64>();
+    let mut tokens = vec![0; blocks.len() + usize::from(!rest.is_empty())];
+    let mut carry = Carry::default();
+    for ((at, block), out) in blocks.iter().enumerate().zip(&mut tokens) {
+        *out = carry.marks(body, block, at * 64)?;
+    }
+    if let Some(last) = tokens.get_mut(blocks.len()) {
+        // The last, short block, padded with spaces (which make no token).
+        let mut padded = [b' '; 64];
+        padded.get_mut(..rest.len())?.copy_from_slice(rest);
+        *last = carry.marks(body, &padded, blocks.len() * 64)?;
+    }
+    if carry.in_string != 0 || carry.not_ascii && std::str::from_utf8(body).is_err() {
+        return None;
+    }
+    Some(tokens)
+}
+
+impl Carry {
+    /// A block's tokens. Most blocks are printable ASCII without a backslash and not
+    /// escaped by the block before: whitespace is then the spaces, and only quotes
+    /// make strings; any other goes to [`Carry::rare_marks`].
+    #[inline(always)]
+    fn marks(&mut self, body: &[u8], block: &[u8; 64], base: usize) -> Option<u64> {
+        let v = vectors(block);
+        let quote = bits(&v, |x| x.simd_eq(u8x16::splat(b'"')));
+        // A backslash, a control byte or a byte that is not ASCII (negative as `i8`).
+        let rare = |x: u8x16| {
+            x.simd_eq(u8x16::splat(b'\\'))
+                | x.cast_signed().simd_lt(i8x16::splat(0x20)).cast_unsigned()
+        };
+        if ((rare(v[0]) | rare(v[1])) | (rare(v[2]) | rare(v[3]))).to_bitmask() != 0
+            || self.escaped != 0
+        {
+            let (carry, tokens) = Self::rare_marks(*self, body, block, base, quote)?;
+            *self = carry;
+            return Some(tokens);
+        }
+        let ws = bits(&v, |x| x.simd_eq(u8x16::splat(b' ')));
+        let in_string = self.strings(quote);
+        self.tokens(quote, ws, in_string)
+    }
+
+    /// Any other block: escapes, control bytes, whitespace of all four kinds, bytes
+    /// that are not ASCII. The carry goes in and out by value, so that the common
+    /// loop keeps it in registers.
+    #[inline(never)]
+    fn rare_marks(
+        mut self,
+        body: &[u8],
+        block: &[u8; 64],
+        base: usize,
+        quote: u64,
+    ) -> Option<(Self, u64)> {
+        let v = vectors(block);
+        let high = (v[0] | v[1]) | (v[2] | v[3]);
+        self.not_ascii |= high.to_bitmask() != 0;
+        let ws = bits(&v, |x| {
+            (x.simd_eq(u8x16::splat(b' ')) | x.simd_eq(u8x16::splat(b'\t')))
+                | (x.simd_eq(u8x16::splat(b'\n')) | x.simd_eq(u8x16::splat(b'\r')))
+        });
+        let controls = bits(&v, |x| x.min(u8x16::splat(0x1f)).simd_eq(x));
+        let backslash = bits(&v, |x| x.simd_eq(u8x16::splat(b'\\')));
+        let escaped = escaped_bytes(backslash, &mut self.escaped);
+        let quote = quote & !escaped;
+        let in_string = self.strings(quote);
+        if controls & in_string != 0 {
+            return None;
+        }
+        let tokens = self.tokens(quote, ws, in_string)?;
+        let escapes = escaped & in_string;
+        (escapes == 0 || escapes_are_json(body, base, escapes)).then_some((self, tokens))
+    }
+}
+
+/// Whether each escaped byte of the block at `base` (the bits of `escaped`) is one of
+/// JSON's escapes: `\u` with four hex digits, or one of `"\/bfnrt`.
+fn escapes_are_json(body: &[u8], base: usize, mut escaped: u64) -> bool {
+    while escaped != 0 {
+        let at = base + escaped.trailing_zeros() as usize;
+        escaped &= escaped - 1;
+        match body.get(at) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
+            Some(b'u') => {
+                let Some(hex) = body.get(at + 1..at + 5) else {
+                    return false;
+                };
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// The two bytes at `at`, if there are two.
