@@ -116,7 +116,11 @@ impl Services {
             config: &record.config,
         };
         let vendor = request::build(&element, resource, &incoming)?;
-        let base = self.proxy.check_url("base.url", &target.base_url)?;
+        let base = paging::Base::new(self.proxy.base_url(
+            target.record.id.0,
+            "base.url",
+            &target.base_url,
+        )?);
         let target = self
             .with_resource_credential(target, resource, &bindings)
             .await?;
@@ -148,7 +152,7 @@ impl Services {
                 // vendor's next URL is complete: the query plan was applied to the first.
                 Some(url) => {
                     let next = paging::recheck(&base, &url)?;
-                    page.follow(&base, &next, &request::own_query_names(&element))
+                    page.follow(&base.url, &next, &request::own_query_names(&element))
                 }
                 None => {
                     query_plan.apply(&mut page);

@@ -265,7 +265,7 @@ impl<'a> Plan<'a> {
         answer: &Value,
         headers: &HeaderMap,
         count: usize,
-        base: &Url,
+        base: &Base,
     ) -> Result<Option<Vendor>, ServiceError> {
         let Some(paging) = self.paging else {
             return Ok(None);
@@ -339,29 +339,59 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The instance's `base.url` as one hub call reads it: parsed once, with the directory
+/// a relative next-page address resolves against.
+pub(super) struct Base {
+    pub url: Url,
+    /// `url` with a `/` after its path, when its path has none.
+    directory: Option<Url>,
+}
+
+impl Base {
+    pub(super) fn new(url: Url) -> Self {
+        let directory = (!url.path().ends_with('/')).then(|| {
+            let mut directory = url.clone();
+            let path = format!("{}/", url.path());
+            directory.set_path(&path);
+            directory
+        });
+        Self { url, directory }
+    }
+}
+
 /// A next-page URL taken from a token, checked again when used: the instance's
 /// `base.url` may have moved since the token was issued.
-pub(super) fn recheck(base: &Url, next: &str) -> Result<Url, ServiceError> {
+pub(super) fn recheck(base: &Base, next: &str) -> Result<Url, ServiceError> {
     same_origin(base, next).map_err(|_| invalid_token())
 }
 
 /// `next` resolved against `base` (absolute, root-relative as Salesforce's
 /// `nextRecordsUrl`, or relative to the base path), refused unless on `base`'s origin.
-fn same_origin(base: &Url, next: &str) -> Result<Url, ServiceError> {
-    let mut directory = base.clone();
-    if !directory.path().ends_with('/') {
-        let path = format!("{}/", directory.path());
-        directory.set_path(&path);
-    }
-    let url = directory.join(next).map_err(|_| {
-        ServiceError::ProviderAnswer(format!("the next page's address '{next}' is not a URL"))
-    })?;
-    if url.origin() != base.origin() {
+fn same_origin(base: &Base, next: &str) -> Result<Url, ServiceError> {
+    let url = base
+        .directory
+        .as_ref()
+        .unwrap_or(&base.url)
+        .join(next)
+        .map_err(|_| {
+            ServiceError::ProviderAnswer(format!("the next page's address '{next}' is not a URL"))
+        })?;
+    if !same_tuple_origin(&url, &base.url) {
         return Err(ServiceError::ProviderAnswer(
             "the next page is on another host than the instance's base.url".to_owned(),
         ));
     }
     Ok(url)
+}
+
+/// `url.origin() == base.origin()` for an http(s) `base`, without building either
+/// origin (each a copy of the host). Any other scheme has an opaque origin, equal to
+/// none.
+fn same_tuple_origin(url: &Url, base: &Url) -> bool {
+    matches!(base.scheme(), "http" | "https")
+        && url.scheme() == base.scheme()
+        && url.host() == base.host()
+        && url.port_or_known_default() == base.port_or_known_default()
 }
 
 /// The `rel="next"` target of RFC 8288 `Link` headers.
@@ -426,18 +456,72 @@ mod tests {
 
     #[test]
     fn a_next_page_url_stays_on_the_base_origin() {
-        let base = Url::parse("https://sf.example/services/data/v58.0").unwrap();
-        assert_eq!(
-            same_origin(&base, "/services/data/v58.0/query/01g-200")
-                .unwrap()
-                .as_str(),
-            "https://sf.example/services/data/v58.0/query/01g-200"
-        );
-        assert_eq!(
-            same_origin(&base, "query/2").unwrap().as_str(),
-            "https://sf.example/services/data/v58.0/query/2"
-        );
-        assert!(same_origin(&base, "https://evil.example/x").is_err());
-        assert!(same_origin(&base, "//evil.example/x").is_err());
+        for raw in [
+            "https://sf.example/services/data/v58.0",
+            "https://sf.example/services/data/v58.0/",
+        ] {
+            let base = Base::new(Url::parse(raw).unwrap());
+            assert_eq!(
+                same_origin(&base, "/services/data/v58.0/query/01g-200")
+                    .unwrap()
+                    .as_str(),
+                "https://sf.example/services/data/v58.0/query/01g-200"
+            );
+            assert_eq!(
+                same_origin(&base, "query/2").unwrap().as_str(),
+                "https://sf.example/services/data/v58.0/query/2"
+            );
+            assert_eq!(
+                same_origin(&base, "https://SF.example:443/x")
+                    .unwrap()
+                    .as_str(),
+                "https://sf.example/x"
+            );
+            for elsewhere in [
+                "https://evil.example/x",
+                "//evil.example/x",
+                "http://sf.example/x",
+                "https://sf.example:8443/x",
+                "https://a@sf.example.evil.example/x",
+                "file:///etc/passwd",
+                "data:text/plain,x",
+            ] {
+                assert!(same_origin(&base, elsewhere).is_err(), "{elsewhere}");
+            }
+        }
+    }
+
+    #[test]
+    fn origins_compare_as_the_url_crate_compares_them() {
+        let urls = [
+            "https://sf.example/a",
+            "https://sf.example:443/b",
+            "https://sf.example:444/b",
+            "http://sf.example/a",
+            "http://sf.example:80/a",
+            "http://127.0.0.1:8080/a",
+            "http://127.0.0.1:8081/a",
+            "http://[::1]:8080/a",
+            "https://xn--caf-dma.example/",
+            "https://café.example/",
+            "ftp://sf.example/a",
+            "file:///a",
+            "data:text/plain,x",
+            "mailto:a@sf.example",
+        ];
+        for a in urls {
+            for b in urls {
+                let (a, b) = (Url::parse(a).unwrap(), Url::parse(b).unwrap());
+                if matches!(b.scheme(), "http" | "https") {
+                    assert_eq!(
+                        same_tuple_origin(&a, &b),
+                        a.origin() == b.origin(),
+                        "{a} {b}"
+                    );
+                } else {
+                    assert!(!same_tuple_origin(&a, &b), "{a} {b}");
+                }
+            }
+        }
     }
 }
