@@ -124,7 +124,10 @@ impl Services {
         let target = self
             .with_resource_credential(target, resource, &bindings)
             .await?;
-        let hub_side = hooks::HubSide {
+        // What hooks are shown of the hub request, built only for a resource that has any.
+        let hub_side = (hooks::any(&element, resource, HookType::PreRequest)
+            || hooks::any(&element, resource, HookType::PostRequest))
+        .then(|| hooks::HubSide {
             method: request.method.as_str(),
             path: &request.path,
             parameters: query.as_json(),
@@ -132,7 +135,7 @@ impl Services {
             body: body.as_ref(),
             config: &record.config,
             instance_id: record.id.0,
-        };
+        });
         let strip = response::strips_nulls(&record.config);
         let passes_through = query_plan.passes_records_through()
             && !hooks::any(&element, resource, HookType::PostRequest)
@@ -162,12 +165,14 @@ impl Services {
             let vendor_base = root
                 .as_ref()
                 .map_or(target.base_url.as_str(), |r| r.as_str());
-            if hooks::any(&element, resource, HookType::PreRequest) {
+            if let Some(hub_side) = &hub_side
+                && hooks::any(&element, resource, HookType::PreRequest)
+            {
                 let pre = hooks::pre_request(
                     &self.sandbox,
                     &element,
                     resource,
-                    &hub_side,
+                    hub_side,
                     vendor_base,
                     &mut page,
                 )
@@ -220,12 +225,14 @@ impl Services {
                 }
             }
             let mut answer = sent.parse()?;
-            if hooks::any(&element, resource, HookType::PostRequest) {
+            if let Some(hub_side) = &hub_side
+                && hooks::any(&element, resource, HookType::PostRequest)
+            {
                 let post = hooks::post_request(
                     &self.sandbox,
                     &element,
                     resource,
-                    &hub_side,
+                    hub_side,
                     vendor_base,
                     &page,
                     &mut answer,
