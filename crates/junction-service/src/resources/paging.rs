@@ -93,13 +93,22 @@ fn positive(query: &HubQuery, name: &str) -> Result<Option<usize>, ServiceError>
 /// long after the instance changed.
 pub(super) const TOKEN_MAX_AGE_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// A position as sealed: with when it was issued.
-#[derive(Serialize, Deserialize)]
+/// A position as sealed: its members, and when it was issued. Written out rather than
+/// as a flattened [`Position`], which serde reads through a buffer of every member: the
+/// same JSON (`{"v":…,"s":…,"t":…}`) at a fraction of the cost.
+#[derive(Serialize)]
+struct Sealing<'a> {
+    v: &'a Vendor,
+    s: usize,
+    t: i64,
+}
+
+/// [`Sealing`] as opened.
+#[derive(Deserialize)]
 struct Sealed {
-    #[serde(flatten)]
-    position: Position,
-    #[serde(rename = "t")]
-    issued_ms: i64,
+    v: Vendor,
+    s: usize,
+    t: i64,
 }
 
 /// Whether a token issued at `issued_ms` still opens at `now_ms`; a little clock skew
@@ -119,11 +128,12 @@ pub(super) struct Tokens<'a> {
 
 impl Tokens<'_> {
     pub(super) fn seal(&self, position: &Position) -> Result<String, ServiceError> {
-        let sealed = Sealed {
-            position: position.clone(),
-            issued_ms: crate::now_ms(),
+        let sealing = Sealing {
+            v: &position.vendor,
+            s: position.skip,
+            t: crate::now_ms(),
         };
-        let plain = serde_json::to_vec(&sealed)
+        let plain = serde_json::to_vec(&sealing)
             .map_err(|e| ServiceError::Internal(format!("page token: {e}")))?;
         let sealed = self.store.seal_opaque(&self.context, &plain)?;
         Ok(URL_SAFE_NO_PAD.encode(sealed))
@@ -138,10 +148,13 @@ impl Tokens<'_> {
             .open_opaque(&self.context, &blob)
             .ok_or_else(invalid_token)?;
         let sealed: Sealed = serde_json::from_slice(&plain).map_err(|_| invalid_token())?;
-        if !fresh(sealed.issued_ms, crate::now_ms()) {
+        if !fresh(sealed.t, crate::now_ms()) {
             return Err(invalid_token());
         }
-        Ok(sealed.position)
+        Ok(Position {
+            vendor: sealed.v,
+            skip: sealed.s,
+        })
     }
 }
 
@@ -439,6 +452,61 @@ mod tests {
         );
         assert_eq!(link_next(&h).as_deref(), Some("https://a.example/x?page=3"));
         assert_eq!(link_next(&HeaderMap::new()), None);
+    }
+
+    /// How a position was sealed before [`Sealing`]: tokens issued then must open, and
+    /// new ones must read the same.
+    #[derive(Serialize, Deserialize)]
+    struct Flattened {
+        #[serde(flatten)]
+        position: Position,
+        #[serde(rename = "t")]
+        issued_ms: i64,
+    }
+
+    #[test]
+    fn a_sealed_position_is_the_json_it_always_was() {
+        let positions = [
+            Position::start(),
+            Position {
+                vendor: Vendor::Offset(400),
+                skip: 7,
+            },
+            Position {
+                vendor: Vendor::Page(3),
+                skip: 0,
+            },
+            Position {
+                vendor: Vendor::Cursor("c\"\u{e9}".to_owned()),
+                skip: 1,
+            },
+            Position {
+                vendor: Vendor::Url("https://sf.example/q/01g-200?x=1".to_owned()),
+                skip: 199,
+            },
+        ];
+        for position in positions {
+            let old = serde_json::to_vec(&Flattened {
+                position: position.clone(),
+                issued_ms: -5,
+            })
+            .unwrap();
+            let new = serde_json::to_vec(&Sealing {
+                v: &position.vendor,
+                s: position.skip,
+                t: -5,
+            })
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(new).unwrap(),
+                String::from_utf8(old.clone()).unwrap()
+            );
+            let opened: Sealed = serde_json::from_slice(&old).unwrap();
+            assert_eq!(
+                (opened.v, opened.s, opened.t),
+                (position.vendor, position.skip, -5)
+            );
+        }
     }
 
     #[test]
