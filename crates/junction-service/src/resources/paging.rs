@@ -372,10 +372,86 @@ impl Base {
     }
 }
 
+/// A next-page address, checked to be on the instance's origin.
+pub(super) enum NextPage<'t> {
+    Parsed(Url),
+    /// A URL as Junction writes one (see [`recheck`]), read without parsing it again.
+    Plain {
+        path: &'t str,
+        query: Option<&'t str>,
+    },
+}
+
+impl NextPage<'_> {
+    pub(super) fn path(&self) -> &str {
+        match self {
+            Self::Parsed(url) => url.path(),
+            Self::Plain { path, .. } => path,
+        }
+    }
+
+    pub(super) fn query(&self) -> Option<&str> {
+        match self {
+            Self::Parsed(url) => url.query(),
+            Self::Plain { query, .. } => *query,
+        }
+    }
+
+    /// The origin to send the page to, as a URL with the path `/`: the base's, whose
+    /// scheme, host and port a plain address shares to the byte.
+    pub(super) fn origin(&self, base: &Url) -> Url {
+        let mut origin = match self {
+            Self::Parsed(url) => url.clone(),
+            Self::Plain { .. } => base.clone(),
+        };
+        origin.set_path("/");
+        origin.set_query(None);
+        origin.set_fragment(None);
+        origin
+    }
+}
+
 /// A next-page URL taken from a token, checked again when used: the instance's
 /// `base.url` may have moved since the token was issued.
-pub(super) fn recheck(base: &Base, next: &str) -> Result<Url, ServiceError> {
-    same_origin(base, next).map_err(|_| invalid_token())
+///
+/// The token holds the URL as Junction serialized it. When it starts with the base's
+/// scheme, host and port followed by `/`, and the rest holds only bytes the URL parser
+/// keeps as they are (no `%`, no `\`, no dot segment, no fragment), parsing it would
+/// give back the same text on the same origin: its path and query are read off it. Any
+/// other address is parsed and checked as before.
+pub(super) fn recheck<'t>(base: &Base, next: &'t str) -> Result<NextPage<'t>, ServiceError> {
+    if let Some(plain) = plain_on_origin(&base.url, next) {
+        return Ok(plain);
+    }
+    same_origin(base, next)
+        .map(NextPage::Parsed)
+        .map_err(|_| invalid_token())
+}
+
+fn plain_on_origin<'t>(base: &Url, next: &'t str) -> Option<NextPage<'t>> {
+    if !matches!(base.scheme(), "http" | "https") {
+        return None;
+    }
+    let rest = next.strip_prefix(&base[..url::Position::BeforePath])?;
+    let kept = |b: &u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'/' | b'-' | b'_' | b'~' | b'.' | b'?' | b'=' | b'&' | b',' | b':' | b'@'
+            )
+    };
+    let bytes = rest.as_bytes();
+    if bytes.first() != Some(&b'/') || !bytes.iter().all(kept) {
+        return None;
+    }
+    if bytes.windows(2).any(|w| w == b"/.") {
+        return None;
+    }
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    Some(NextPage::Plain { path, query })
 }
 
 /// `next` resolved against `base` (absolute, root-relative as Salesforce's
@@ -557,6 +633,89 @@ mod tests {
                 assert!(same_origin(&base, elsewhere).is_err(), "{elsewhere}");
             }
         }
+    }
+
+    #[test]
+    fn a_plain_next_address_reads_as_its_parse_would() {
+        let bases = [
+            "http://127.0.0.1:8080",
+            "https://sf.example/services/data/v59.0",
+            "https://u:p@sf.example/a/",
+        ];
+        let tails = [
+            "/",
+            "/x",
+            "/services/data/v59.0/query/01gD0000002HU6KIAW-2000",
+            "/a?b=1&c=2?d",
+            "/a?",
+            "/a/b.c/d..e?x=.",
+            "/a/./b",
+            "/a/../b",
+            "/a/%2e%2E/b",
+            "/a%20b",
+            "/a b",
+            "/a\\b",
+            "/a#f",
+            "/a?b#f",
+            "/caf\u{e9}",
+            "/a\tb",
+            "//evil.example/x",
+            "/a{b}",
+            "/a\"b",
+            "/a<b>",
+            "/a'b",
+            "/a`b",
+            ":8443/x",
+            ".evil.example/x",
+            "@evil.example/x",
+            "",
+        ];
+        let mut plain_ones = 0;
+        for raw in bases {
+            let base = Base::new(Url::parse(raw).unwrap());
+            let prefixes = [
+                base.url[..url::Position::BeforePath].to_owned(),
+                "https://sf.example".to_owned(),
+                "HTTP://127.0.0.1:8080".to_owned(),
+                "http://127.0.0.1:8081".to_owned(),
+            ];
+            for prefix in &prefixes {
+                for tail in tails {
+                    let next = format!("{prefix}{tail}");
+                    let parsed = same_origin(&base, &next);
+                    let Some(plain) = plain_on_origin(&base.url, &next) else {
+                        continue;
+                    };
+                    plain_ones += 1;
+                    let parsed = parsed.unwrap_or_else(|_| panic!("{next} on {raw}"));
+                    assert_eq!(parsed.as_str(), next, "{next} on {raw}");
+                    assert_eq!(plain.path(), parsed.path(), "{next} on {raw}");
+                    assert_eq!(plain.query(), parsed.query(), "{next} on {raw}");
+                    assert_eq!(
+                        plain.origin(&base.url),
+                        NextPage::Parsed(parsed.clone()).origin(&base.url),
+                        "{next} on {raw}"
+                    );
+                }
+            }
+        }
+        // Seven plain tails on each base's own prefix, and again on https://sf.example's
+        // listed one.
+        assert_eq!(plain_ones, 7 * 4);
+        let base = Base::new(Url::parse("http://127.0.0.1:8080/api").unwrap());
+        assert!(matches!(
+            recheck(&base, "http://127.0.0.1:8080/api/q/01g-200?x=1"),
+            Ok(NextPage::Plain {
+                path: "/api/q/01g-200",
+                query: Some("x=1")
+            })
+        ));
+        assert!(matches!(
+            recheck(&base, "http://127.0.0.1:8080/api/q/a%20b"),
+            Ok(NextPage::Parsed(_))
+        ));
+        assert!(recheck(&base, "http://127.0.0.1:8081/api/q").is_err());
+        assert!(recheck(&base, "http://127.0.0.1:8080@evil.example/api/q").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! path, query, headers, body, the instance's configuration, or a literal) and puts it
 //! on one side of the vendor call.
 
+use super::paging::NextPage;
 use super::route::Bindings;
 use crate::ServiceError;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -171,7 +172,7 @@ impl VendorRequest {
     pub(super) fn follow(
         &mut self,
         base: &url::Url,
-        next: &url::Url,
+        next: &NextPage<'_>,
         own: &[String],
     ) -> Option<url::Url> {
         let prefix = base.path().trim_end_matches('/');
@@ -182,11 +183,7 @@ impl VendorRequest {
             }
             _ => {
                 self.path = next.path().to_owned();
-                let mut origin = next.clone();
-                origin.set_path("/");
-                origin.set_query(None);
-                origin.set_fragment(None);
-                Some(origin)
+                Some(next.origin(base))
             }
         };
         self.passed_query = next
@@ -610,7 +607,7 @@ mod tests {
         )
         .unwrap();
         let mut page = empty_get();
-        let root = page.follow(&base, &next, &["access_token".to_owned()]);
+        let root = page.follow(&base, &NextPage::Parsed(next), &["access_token".to_owned()]);
         assert!(root.is_none());
         assert_eq!(page.path, "/1/leads");
         assert_eq!(page.query_string(), "limit=10&after=QVFI%3D");
@@ -621,7 +618,7 @@ mod tests {
         let base = url::Url::parse("https://v.example/api/v1/").unwrap();
         let next = url::Url::parse("https://v.example/api/v2/items?page=2").unwrap();
         let mut page = empty_get();
-        let root = page.follow(&base, &next, &[]);
+        let root = page.follow(&base, &NextPage::Parsed(next), &[]);
         assert_eq!(
             root.map(String::from).as_deref(),
             Some("https://v.example/")
@@ -630,7 +627,7 @@ mod tests {
         assert_eq!(page.query_string(), "page=2");
         // A sibling whose name only starts like the base path is outside it too.
         let next = url::Url::parse("https://v.example/api/v10/items").unwrap();
-        assert!(page.follow(&base, &next, &[]).is_some());
+        assert!(page.follow(&base, &NextPage::Parsed(next), &[]).is_some());
     }
 
     #[test]
