@@ -146,9 +146,15 @@ impl Services {
         let size = plan.size.unwrap_or(usize::MAX);
         let mut list: Vec<Value> = Vec::new();
         let mut calls = 0;
+        let mut vendor = vendor;
         let token = loop {
             calls += 1;
-            let mut page = vendor.clone();
+            // Only a call Junction filters reads more than one vendor page.
+            let mut page = if query_plan.filters() {
+                vendor.clone()
+            } else {
+                std::mem::take(&mut vendor)
+            };
             let root = match plan.apply(&position, &mut page)? {
                 // base.url may have moved since the token was issued: the instance's
                 // credential only goes to its current origin and allowed paths. The
@@ -578,6 +584,9 @@ impl Sent {
     }
 }
 
+const RETURNED_COUNT: HeaderName = HeaderName::from_static("elements-returned-count");
+const NEXT_PAGE_TOKEN: HeaderName = HeaderName::from_static("elements-next-page-token");
+
 /// A hub list page: the JSON array in `bytes`, its count, and the token of the page
 /// after it.
 fn list_answer(
@@ -587,15 +596,12 @@ fn list_answer(
     tokens: &Tokens<'_>,
 ) -> Result<ProxyResponse, ServiceError> {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        HeaderName::from_static("elements-returned-count"),
-        HeaderValue::from(count),
-    );
+    headers.insert(RETURNED_COUNT, HeaderValue::from(count));
     if let Some(token) = token {
         let sealed = tokens.seal(&token)?;
         let value = HeaderValue::from_str(&sealed)
             .map_err(|_| ServiceError::Internal("page token is not a header".to_owned()))?;
-        headers.insert(HeaderName::from_static("elements-next-page-token"), value);
+        headers.insert(NEXT_PAGE_TOKEN, value);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(answer(StatusCode::OK, headers, bytes))

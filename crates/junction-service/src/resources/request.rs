@@ -89,8 +89,9 @@ impl<'q> HubQuery<'q> {
 }
 
 /// A vendor request body.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(super) enum VendorBody {
+    #[default]
     Empty,
     Json(Value),
     Form(Vec<(String, String)>),
@@ -134,7 +135,7 @@ pub(super) fn multipart_bytes(boundary: &str, fields: &[(String, String)]) -> Ve
 }
 
 /// A vendor call before the credential and the base URL.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct VendorRequest {
     pub method: Method,
     /// Starts with `/`, percent-encoded.
