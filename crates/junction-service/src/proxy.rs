@@ -441,10 +441,9 @@ pub(crate) fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
 }
 
 /// A `.` or `..` segment, also with a `;parameter` (which some servers strip) or
-/// surrounding blanks. Split by a plain test per character rather than a pattern of
-/// two, and only a segment with a dot is trimmed and compared.
+/// surrounding blanks. Only a segment with a dot is trimmed and compared.
 fn has_dot_segment(path: &str) -> bool {
-    path.split(|c| c == '/' || c == '\\').any(|segment| {
+    path.split(['/', '\\']).any(|segment| {
         segment.contains('.') && {
             let name = segment.split(';').next().unwrap_or_default().trim();
             name == "." || name == ".."

@@ -8,8 +8,8 @@ use super::error::{ApiError, ApiErrorBody};
 use super::extract::note_instance;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{MethodRouter, any, get};
 use axum::{Json, Router};
@@ -245,6 +245,7 @@ async fn hub_resource(
 mod tests {
     use super::*;
     use axum::extract::MatchedPath;
+    use axum::http::Method;
     use tower::ServiceExt;
 
     #[tokio::test]
