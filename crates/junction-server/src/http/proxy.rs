@@ -214,7 +214,9 @@ async fn hub_resource(
         .strip_prefix("/hubs/")
         .and_then(|rest| rest.split_once('/'))
         .map_or(full, |(_, resource)| resource);
-    let path = format!("/{resource}");
+    let mut path = String::with_capacity(resource.len() + 1);
+    path.push('/');
+    path.push_str(resource);
     let body = ProxyBody::read(body, REPLAY_LIMIT).await.map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -584,6 +584,8 @@ impl Sent {
     }
 }
 
+/// Headers a hub list page is likely to carry when sent.
+const ANSWER_HEADERS: usize = 12;
 const RETURNED_COUNT: HeaderName = HeaderName::from_static("elements-returned-count");
 const NEXT_PAGE_TOKEN: HeaderName = HeaderName::from_static("elements-next-page-token");
 
@@ -595,7 +597,9 @@ fn list_answer(
     token: Option<Position>,
     tokens: &Tokens<'_>,
 ) -> Result<ProxyResponse, ServiceError> {
-    let mut headers = HeaderMap::new();
+    // Room for these three and the ones every answer gets on its way out (its request
+    // and trace ids, CORS, the instance's id): a table that fills up is rebuilt.
+    let mut headers = HeaderMap::with_capacity(ANSWER_HEADERS);
     headers.insert(RETURNED_COUNT, HeaderValue::from(count));
     if let Some(token) = token {
         let sealed = tokens.seal(&token)?;
