@@ -340,9 +340,9 @@ impl<'a> Plan<'a> {
                 .and_then(|p| lookup(answer, p))
                 .and_then(Value::as_str)
                 .filter(|u| !u.is_empty())
-                .map(|u| same_origin(base, u))
+                .map(|u| next_address(base, u))
                 .transpose()?
-                .map(|u| Vendor::Url(u.into())),
+                .map(Vendor::Url),
             PagingStyle::LinkHeader => link_next(headers)
                 .map(|u| same_origin(base, &u))
                 .transpose()?
@@ -433,6 +433,20 @@ fn plain_on_origin<'t>(base: &Url, next: &'t str) -> Option<NextPage<'t>> {
         return None;
     }
     let rest = next.strip_prefix(&base[..url::Position::BeforePath])?;
+    if !is_plain_path(rest) {
+        return None;
+    }
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    Some(NextPage::Plain { path, query })
+}
+
+/// Whether `rest` is a path (and query) from the root that the URL parser keeps as it
+/// is: a `/` first, not `//`, no dot segment, and only bytes it never escapes, folds
+/// or drops.
+fn is_plain_path(rest: &str) -> bool {
     let kept = |b: &u8| {
         b.is_ascii_alphanumeric()
             || matches!(
@@ -441,17 +455,25 @@ fn plain_on_origin<'t>(base: &Url, next: &'t str) -> Option<NextPage<'t>> {
             )
     };
     let bytes = rest.as_bytes();
-    if bytes.first() != Some(&b'/') || !bytes.iter().all(kept) {
-        return None;
+    bytes.first() == Some(&b'/')
+        && bytes.get(1) != Some(&b'/')
+        && bytes.iter().all(kept)
+        && !bytes.windows(2).any(|w| w == b"/.")
+}
+
+/// The next page's address as a token keeps it: `next` resolved against `base` and
+/// refused off its origin (see [`same_origin`]). A plain address from the root, as
+/// Salesforce's `nextRecordsUrl`, resolves to the base's scheme, host and port followed
+/// by it, written without parsing.
+fn next_address(base: &Base, next: &str) -> Result<String, ServiceError> {
+    if matches!(base.url.scheme(), "http" | "https") && is_plain_path(next) {
+        let origin = &base.url[..url::Position::BeforePath];
+        let mut address = String::with_capacity(origin.len() + next.len());
+        address.push_str(origin);
+        address.push_str(next);
+        return Ok(address);
     }
-    if bytes.windows(2).any(|w| w == b"/.") {
-        return None;
-    }
-    let (path, query) = match rest.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (rest, None),
-    };
-    Some(NextPage::Plain { path, query })
+    same_origin(base, next).map(String::from)
 }
 
 /// `next` resolved against `base` (absolute, root-relative as Salesforce's
@@ -699,9 +721,9 @@ mod tests {
                 }
             }
         }
-        // Seven plain tails on each base's own prefix, and again on https://sf.example's
+        // Six plain tails on each base's own prefix, and again on https://sf.example's
         // listed one.
-        assert_eq!(plain_ones, 7 * 4);
+        assert_eq!(plain_ones, 6 * 4);
         let base = Base::new(Url::parse("http://127.0.0.1:8080/api").unwrap());
         assert!(matches!(
             recheck(&base, "http://127.0.0.1:8080/api/q/01g-200?x=1"),
@@ -716,6 +738,44 @@ mod tests {
         ));
         assert!(recheck(&base, "http://127.0.0.1:8081/api/q").is_err());
         assert!(recheck(&base, "http://127.0.0.1:8080@evil.example/api/q").is_err());
+    }
+
+    #[test]
+    fn a_plain_next_address_from_the_root_is_written_as_resolving_it_would() {
+        let nexts = [
+            "/services/data/v59.0/query/01gD0000002HU6KIAW-2000",
+            "/a?b=1&c=2?d",
+            "/",
+            "/a?",
+            "//evil.example/x",
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/a b",
+            "/caf\u{e9}",
+            "/a\\b",
+            "/a#f",
+            "query/2",
+            "https://evil.example/x",
+            "",
+        ];
+        let mut written = 0;
+        for raw in [
+            "http://127.0.0.1:8080",
+            "https://sf.example/services/data/v59.0",
+            "https://u:p@sf.example/a/",
+        ] {
+            let base = Base::new(Url::parse(raw).unwrap());
+            for next in nexts {
+                let resolved = same_origin(&base, next).map(String::from);
+                written += usize::from(is_plain_path(next));
+                match (next_address(&base, next), resolved) {
+                    (Ok(address), Ok(resolved)) => assert_eq!(address, resolved, "{next} on {raw}"),
+                    (Err(_), Err(_)) => {}
+                    (ours, theirs) => panic!("{next} on {raw}: {ours:?} against {theirs:?}"),
+                }
+            }
+        }
+        assert_eq!(written, 4 * 3);
     }
 
     #[test]

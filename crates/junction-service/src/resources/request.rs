@@ -151,16 +151,16 @@ pub(super) struct VendorRequest {
 impl VendorRequest {
     /// The query string to send.
     pub(super) fn query_string(&self) -> String {
-        let mut out = self.passed_query.clone();
-        let mut encoder = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &self.query {
-            encoder.append_pair(k, v);
+        let mut out = self.passed_query.join("&");
+        if !self.query.is_empty() {
+            // From 0: a pair after the passed ones is joined to them by `&`.
+            let mut encoder = url::form_urlencoded::Serializer::for_suffix(out, 0);
+            for (k, v) in &self.query {
+                encoder.append_pair(k, v);
+            }
+            out = encoder.finish();
         }
-        let ours = encoder.finish();
-        if !ours.is_empty() {
-            out.push(ours);
-        }
-        out.join("&")
+        out
     }
 
     /// Takes over a next-page URL (already checked to be on the origin of `base`, the
@@ -598,6 +598,20 @@ mod tests {
             headers: HeaderMap::new(),
             body: VendorBody::Empty,
         }
+    }
+
+    #[test]
+    fn the_query_sent_is_the_passed_pairs_then_junctions_encoded() {
+        let mut page = empty_get();
+        assert_eq!(page.query_string(), "q=1&limit=10");
+        page.set_query("where", "a b&c=é".to_owned());
+        assert_eq!(page.query_string(), "q=1&limit=10&where=a+b%26c%3D%C3%A9");
+        page.passed_query.clear();
+        assert_eq!(page.query_string(), "limit=10&where=a+b%26c%3D%C3%A9");
+        page.query.clear();
+        assert_eq!(page.query_string(), "");
+        page.passed_query = vec!["a=1".to_owned(), "b".to_owned()];
+        assert_eq!(page.query_string(), "a=1&b");
     }
 
     #[test]
