@@ -194,7 +194,15 @@ impl Services {
                 }
             }
             check_vendor_path(&page.path)?;
-            let sent = self.vendor_send(&target, &page, root.as_ref()).await?;
+            // After the call only postRequest hooks read the page again.
+            let headers = if hooks::any(&element, resource, HookType::PostRequest) {
+                page.headers.clone()
+            } else {
+                std::mem::take(&mut page.headers)
+            };
+            let sent = self
+                .vendor_send(&target, &page, headers, root.as_ref())
+                .await?;
             if passes_through && sent.status.is_success() {
                 // Nothing reads the records one by one: they go out as the vendor's bytes.
                 if let Some(split) = raw::split(&sent.bytes, resource.root_key.as_deref()) {
@@ -346,14 +354,17 @@ impl Services {
         vendor: &VendorRequest,
         root: Option<&url::Url>,
     ) -> Result<hooks::VendorAnswer, ServiceError> {
-        self.vendor_send(target, vendor, root).await?.parse()
+        self.vendor_send(target, vendor, vendor.headers.clone(), root)
+            .await?
+            .parse()
     }
 
-    /// Sends one vendor call and reads its answer's bytes.
+    /// Sends one vendor call, with `headers` for its own, and reads its answer's bytes.
     async fn vendor_send(
         &self,
         target: &Target,
         vendor: &VendorRequest,
+        headers: HeaderMap,
         root: Option<&url::Url>,
     ) -> Result<Sent, ServiceError> {
         let query = vendor.query_string();
@@ -393,7 +404,7 @@ impl Services {
                 target,
                 vendor.method.clone(),
                 url,
-                vendor.headers.clone(),
+                headers,
                 ProxyBody::Buffered(body),
             )
             .await?;

@@ -244,7 +244,7 @@ impl<'a> Plan<'a> {
         };
         if let Some(size) = self.vendor_size() {
             let value = match &paging.page_size.template {
-                Some(template) => template.replace("{pageSize}", &size.to_string()),
+                Some(template) => fill(template, "{pageSize}", itoa::Buffer::new().format(size)),
                 None => size.to_string(),
             };
             match paging.page_size.location {
@@ -370,6 +370,26 @@ impl Base {
         });
         Self { url, directory }
     }
+}
+
+/// `template` with every `placeholder` (which starts with `{`) replaced by `value`, as
+/// `str::replace` would: found from each `{` by a byte search rather than by a
+/// substring searcher set up for every call.
+fn fill(template: &str, placeholder: &str, value: &str) -> String {
+    let mut out = String::with_capacity(template.len() + value.len());
+    let mut rest = template;
+    while let Some(at) = memchr::memchr(b'{', rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        if rest[at..].starts_with(placeholder) {
+            out.push_str(value);
+            rest = &rest[at + placeholder.len()..];
+        } else {
+            out.push('{');
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A next-page address, checked to be on the instance's origin.
@@ -538,6 +558,28 @@ fn link_next(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_placeholder_is_filled_as_replace_fills_it() {
+        for template in [
+            "batchSize={pageSize}",
+            "{pageSize}",
+            "{pageSize}{pageSize}",
+            "{{pageSize}}",
+            "{page{pageSize}",
+            "{pageSiz",
+            "none",
+            "",
+            "{",
+            "caf\u{e9}{pageSize}\u{e9}",
+        ] {
+            assert_eq!(
+                fill(template, "{pageSize}", "200"),
+                template.replace("{pageSize}", "200"),
+                "{template}"
+            );
+        }
+    }
 
     #[test]
     fn the_next_link_is_found_among_others() {
