@@ -411,9 +411,25 @@ impl ProxyClient {
         crate::client::check_url(self.settings.policy, what, raw)
     }
 
+    /// `instance`'s base URL `base` (the configuration key `what`) as [`Self::check_url`]
+    /// reads it, parsed and checked once while it stays the same.
+    pub fn base_url(&self, instance: i64, what: &str, base: &str) -> Result<Url, OAuthError> {
+        match self.bases.get(&instance) {
+            Some(checked) if checked.raw == base => Ok(checked.url.clone()),
+            _ => {
+                let url = self.check_url(what, base)?;
+                let checked = CheckedBase {
+                    raw: base.to_owned(),
+                    url: url.clone(),
+                };
+                self.bases.insert(instance, Arc::new(checked));
+                Ok(url)
+            }
+        }
+    }
+
     /// `path` (starting with `/`, percent-encoded as the caller wrote it) and `query`
-    /// appended to `instance`'s base URL `base` (the configuration key `what`), which is
-    /// parsed and checked once while it stays the same.
+    /// appended to `instance`'s base URL `base` (see [`Self::base_url`]).
     pub fn target_url(
         &self,
         instance: i64,
@@ -422,18 +438,7 @@ impl ProxyClient {
         path: &str,
         query: Option<&str>,
     ) -> Result<Url, OAuthError> {
-        let mut url = match self.bases.get(&instance) {
-            Some(checked) if checked.raw == base => checked.url.clone(),
-            _ => {
-                let url = self.check_url(what, base)?;
-                let checked = CheckedBase {
-                    raw: base.to_owned(),
-                    url: url.clone(),
-                };
-                self.bases.insert(instance, Arc::new(checked));
-                url
-            }
-        };
+        let mut url = self.base_url(instance, what, base)?;
         let base_path = url.path().trim_end_matches('/');
         let mut joined = String::with_capacity(base_path.len() + path.len());
         joined.push_str(base_path);
@@ -1215,6 +1220,45 @@ mod tests {
             .unwrap();
         let err = client.target_url(3, "base.url", "http://127.0.0.1/v1", "/me", None);
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn a_kept_base_url_is_the_one_configured_now_and_checked_as_any_url() {
+        let client = ProxyClient::new(OutboundSettings::default()).unwrap();
+        for raw in [
+            "https://api.example.com/v1",
+            "https://API.example.com:443/v2/",
+        ] {
+            for _ in 0..2 {
+                assert_eq!(
+                    client.base_url(4, "base.url", raw).unwrap(),
+                    client.check_url("base.url", raw).unwrap()
+                );
+            }
+        }
+        assert!(client.remembers(4));
+        // Each instance has its own; a refused base is refused every time.
+        assert_eq!(
+            client
+                .base_url(5, "base.url", "https://other.example")
+                .unwrap()
+                .as_str(),
+            "https://other.example/"
+        );
+        for _ in 0..2 {
+            assert!(
+                client
+                    .base_url(4, "base.url", "http://127.0.0.1/v1")
+                    .is_err()
+            );
+        }
+        assert_eq!(
+            client
+                .base_url(4, "base.url", "https://api.example.com/v1")
+                .unwrap()
+                .as_str(),
+            "https://api.example.com/v1"
+        );
     }
 
     #[test]

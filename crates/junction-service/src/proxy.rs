@@ -414,7 +414,7 @@ pub(crate) fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
     // copy of the path (and a path without a dot has no dot segment).
     if !path.contains('%') {
         let dotted = path.contains('.') && has_dot_segment(path);
-        if dotted || path.chars().any(char::is_control) {
+        if dotted || has_control(path) {
             return Err(refused());
         }
         return Ok(());
@@ -441,12 +441,23 @@ pub(crate) fn check_vendor_path(path: &str) -> Result<(), ServiceError> {
 }
 
 /// A `.` or `..` segment, also with a `;parameter` (which some servers strip) or
-/// surrounding blanks.
+/// surrounding blanks. Only a segment with a dot is trimmed and compared.
 fn has_dot_segment(path: &str) -> bool {
     path.split(['/', '\\']).any(|segment| {
-        let name = segment.split(';').next().unwrap_or_default().trim();
-        name == "." || name == ".."
+        segment.contains('.') && {
+            let name = segment.split(';').next().unwrap_or_default().trim();
+            name == "." || name == ".."
+        }
     })
+}
+
+/// Whether `path` holds a control character; an ASCII path is read as bytes.
+fn has_control(path: &str) -> bool {
+    if path.is_ascii() {
+        path.bytes().any(|b| b.is_ascii_control())
+    } else {
+        path.chars().any(char::is_control)
+    }
 }
 
 #[cfg(test)]
@@ -485,6 +496,40 @@ mod tests {
         let delay = retry_after(&headers, chrono::Utc::now()).unwrap();
         assert!(!wait_fits(Duration::from_secs(1), delay));
         assert!(wait_fits(Duration::from_secs(1), Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn control_characters_and_dot_segments_are_found_as_before() {
+        for path in [
+            "/a",
+            "/a\tb",
+            "/a\u{7f}",
+            "/\u{0}",
+            "/caf\u{e9}",
+            "/a\u{85}b",
+            "/\u{9f}",
+            "/\u{a0}",
+        ] {
+            assert_eq!(
+                has_control(path),
+                path.chars().any(char::is_control),
+                "{path:?}"
+            );
+        }
+        for path in [
+            "/a/ ./b",
+            "/a/.. ;x/b",
+            "/a/\u{3000}..\u{3000}/b",
+            "/a/x.y/b",
+            "/a/.x/b",
+            "/.",
+        ] {
+            let split = path.split(['/', '\\']).any(|segment| {
+                let name = segment.split(';').next().unwrap_or_default().trim();
+                name == "." || name == ".."
+            });
+            assert_eq!(has_dot_segment(path), split, "{path:?}");
+        }
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub fn router(
         .service(Split {
             api,
             passthrough: proxy::passthrough().with_state(state.clone()),
+            hub: proxy::hub_resources().with_state(state.clone()),
             rest,
         });
     Ok(Router::new().fallback_service(app))
@@ -130,13 +131,14 @@ pub fn router(
 /// Sends API paths to the API's router with the prefix taken off, everything else to
 /// the root's. `Router::nest_service` would do the same with a second route match, a
 /// formatted copy of the URI and two more layers per request. Passthrough calls
-/// (`/proxy/…`), the bulk of a busy Junction's requests, go to their handler directly:
-/// the route table's lookup, path parameters and matched-path records would cost them
-/// as much as the rest of the routing.
+/// (`/proxy/…`), the bulk of a busy Junction's requests, and hub resource calls go to
+/// their handlers directly: the route table's lookup, path parameters and matched-path
+/// records would cost them as much as the rest of the routing.
 #[derive(Clone)]
 struct Split {
     api: Router,
     passthrough: axum::routing::MethodRouter,
+    hub: axum::routing::MethodRouter,
     rest: Router,
 }
 
@@ -157,6 +159,7 @@ impl Service<Request> for Split {
             .path()
             .strip_prefix("/proxy/")
             .is_some_and(|vendor_path| !vendor_path.is_empty());
+        let hub = !passthrough && proxy::is_hub_resource(uri.path());
         *req.uri_mut() = uri;
         if passthrough {
             note_template(
@@ -165,6 +168,13 @@ impl Service<Request> for Split {
                 extract::RouteTemplate::Fixed(proxy::PASSTHROUGH_ROUTE),
             );
             self.passthrough.call(req)
+        } else if hub {
+            note_template(
+                &req,
+                true,
+                extract::RouteTemplate::Fixed(proxy::HUB_RESOURCE_ROUTE),
+            );
+            self.hub.call(req)
         } else {
             self.api.call(req)
         }

@@ -25,12 +25,31 @@ pub fn passthrough() -> MethodRouter<AppState> {
     any(proxy)
 }
 
+/// The hub resources' route template. Their calls, like the passthrough's, are sent to
+/// their handler directly (see `super::Split` and [`is_hub_resource`]): this is the route
+/// they are counted under, the one `router` matches them by.
+pub const HUB_RESOURCE_ROUTE: &str = "/hubs/{hub}/{*resource}";
+
+/// The hub resources, for every method.
+pub fn hub_resources() -> MethodRouter<AppState> {
+    any(hub_resource)
+}
+
+/// Whether `path` (inside the API) is one [`HUB_RESOURCE_ROUTE`] matches in `router`: a
+/// hub segment (empty too, as the route table reads it), then anything but nothing or
+/// `ping` (which is its own route).
+pub fn is_hub_resource(path: &str) -> bool {
+    path.strip_prefix("/hubs/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(_, resource)| !resource.is_empty() && resource != "ping")
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         // Cloud Elements routes by the instance, not by the hub segment: `/hubs/crm/ping`
         // and `/hubs/anything/ping` answer the same.
         .route("/hubs/{hub}/ping", get(ping))
-        .route("/hubs/{hub}/{*resource}", any(hub_resource))
+        .route(HUB_RESOURCE_ROUTE, hub_resources())
 }
 
 /// The instance an Element token names; User and Organization secrets may come along.
@@ -195,7 +214,9 @@ async fn hub_resource(
         .strip_prefix("/hubs/")
         .and_then(|rest| rest.split_once('/'))
         .map_or(full, |(_, resource)| resource);
-    let path = format!("/{resource}");
+    let mut path = String::with_capacity(resource.len() + 1);
+    path.push('/');
+    path.push_str(resource);
     let body = ProxyBody::read(body, REPLAY_LIMIT).await.map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -220,4 +241,61 @@ async fn hub_resource(
     *response.status_mut() = answer.status;
     *response.headers_mut() = answer.headers;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::MatchedPath;
+    use axum::http::Method;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn hub_calls_sent_directly_are_those_the_route_table_gives_the_hub_resources() {
+        // The table as `router` and `super::super::hubs::router` write it, each route
+        // answering its template.
+        let template = |path: MatchedPath| async move { path.as_str().to_owned() };
+        let table: Router = Router::new()
+            .route("/hubs/{hub}", get(template))
+            .route("/hubs/{hub}/ping", get(template))
+            .route(HUB_RESOURCE_ROUTE, any(template))
+            .fallback(|| async { "none" });
+        let mut taken = 0;
+        for path in [
+            "/hubs/crm/accounts",
+            "/hubs/_/accounts/1/notes",
+            "/hubs/crm/ping",
+            "/hubs/crm/ping/",
+            "/hubs/crm/PING",
+            "/hubs/crm/%70ing",
+            "/hubs/crm/pings",
+            "/hubs/crm/",
+            "/hubs/crm//",
+            "/hubs/crm//a",
+            "/hubs//accounts",
+            "/hubs/crm",
+            "/hubs",
+            "/hubsx/crm/a",
+            "/hub/crm/a",
+        ] {
+            for method in [Method::GET, Method::POST] {
+                let request = Request::builder()
+                    .method(method.clone())
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap();
+                let answer = table.clone().oneshot(request).await.unwrap();
+                let body = axum::body::to_bytes(answer.into_body(), 1024)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    body == HUB_RESOURCE_ROUTE.as_bytes(),
+                    is_hub_resource(path),
+                    "{method} {path}"
+                );
+                taken += usize::from(is_hub_resource(path));
+            }
+        }
+        assert_eq!(taken, 2 * 9);
+    }
 }

@@ -116,11 +116,18 @@ impl Services {
             config: &record.config,
         };
         let vendor = request::build(&element, resource, &incoming)?;
-        let base = self.proxy.check_url("base.url", &target.base_url)?;
+        let base = paging::Base::new(self.proxy.base_url(
+            target.record.id.0,
+            "base.url",
+            &target.base_url,
+        )?);
         let target = self
             .with_resource_credential(target, resource, &bindings)
             .await?;
-        let hub_side = hooks::HubSide {
+        // What hooks are shown of the hub request, built only for a resource that has any.
+        let hub_side = (hooks::any(&element, resource, HookType::PreRequest)
+            || hooks::any(&element, resource, HookType::PostRequest))
+        .then(|| hooks::HubSide {
             method: request.method.as_str(),
             path: &request.path,
             parameters: query.as_json(),
@@ -128,7 +135,7 @@ impl Services {
             body: body.as_ref(),
             config: &record.config,
             instance_id: record.id.0,
-        };
+        });
         let strip = response::strips_nulls(&record.config);
         let passes_through = query_plan.passes_records_through()
             && !hooks::any(&element, resource, HookType::PostRequest)
@@ -139,16 +146,22 @@ impl Services {
         let size = plan.size.unwrap_or(usize::MAX);
         let mut list: Vec<Value> = Vec::new();
         let mut calls = 0;
+        let mut vendor = vendor;
         let token = loop {
             calls += 1;
-            let mut page = vendor.clone();
+            // Only a call Junction filters reads more than one vendor page.
+            let mut page = if query_plan.filters() {
+                vendor.clone()
+            } else {
+                std::mem::take(&mut vendor)
+            };
             let root = match plan.apply(&position, &mut page)? {
                 // base.url may have moved since the token was issued: the instance's
                 // credential only goes to its current origin and allowed paths. The
                 // vendor's next URL is complete: the query plan was applied to the first.
                 Some(url) => {
                     let next = paging::recheck(&base, &url)?;
-                    page.follow(&base, &next, &request::own_query_names(&element))
+                    page.follow(&base.url, &next, &request::own_query_names(&element))
                 }
                 None => {
                     query_plan.apply(&mut page);
@@ -158,12 +171,14 @@ impl Services {
             let vendor_base = root
                 .as_ref()
                 .map_or(target.base_url.as_str(), |r| r.as_str());
-            if hooks::any(&element, resource, HookType::PreRequest) {
+            if let Some(hub_side) = &hub_side
+                && hooks::any(&element, resource, HookType::PreRequest)
+            {
                 let pre = hooks::pre_request(
                     &self.sandbox,
                     &element,
                     resource,
-                    &hub_side,
+                    hub_side,
                     vendor_base,
                     &mut page,
                 )
@@ -179,7 +194,15 @@ impl Services {
                 }
             }
             check_vendor_path(&page.path)?;
-            let sent = self.vendor_send(&target, &page, root.as_ref()).await?;
+            // After the call only postRequest hooks read the page again.
+            let headers = if hooks::any(&element, resource, HookType::PostRequest) {
+                page.headers.clone()
+            } else {
+                std::mem::take(&mut page.headers)
+            };
+            let sent = self
+                .vendor_send(&target, &page, headers, root.as_ref())
+                .await?;
             if passes_through && sent.status.is_success() {
                 // Nothing reads the records one by one: they go out as the vendor's bytes.
                 if let Some(split) = raw::split(&sent.bytes, resource.root_key.as_deref()) {
@@ -216,12 +239,14 @@ impl Services {
                 }
             }
             let mut answer = sent.parse()?;
-            if hooks::any(&element, resource, HookType::PostRequest) {
+            if let Some(hub_side) = &hub_side
+                && hooks::any(&element, resource, HookType::PostRequest)
+            {
                 let post = hooks::post_request(
                     &self.sandbox,
                     &element,
                     resource,
-                    &hub_side,
+                    hub_side,
                     vendor_base,
                     &page,
                     &mut answer,
@@ -329,14 +354,17 @@ impl Services {
         vendor: &VendorRequest,
         root: Option<&url::Url>,
     ) -> Result<hooks::VendorAnswer, ServiceError> {
-        self.vendor_send(target, vendor, root).await?.parse()
+        self.vendor_send(target, vendor, vendor.headers.clone(), root)
+            .await?
+            .parse()
     }
 
-    /// Sends one vendor call and reads its answer's bytes.
+    /// Sends one vendor call, with `headers` for its own, and reads its answer's bytes.
     async fn vendor_send(
         &self,
         target: &Target,
         vendor: &VendorRequest,
+        headers: HeaderMap,
         root: Option<&url::Url>,
     ) -> Result<Sent, ServiceError> {
         let query = vendor.query_string();
@@ -376,7 +404,7 @@ impl Services {
                 target,
                 vendor.method.clone(),
                 url,
-                vendor.headers.clone(),
+                headers,
                 ProxyBody::Buffered(body),
             )
             .await?;
@@ -567,6 +595,11 @@ impl Sent {
     }
 }
 
+/// Headers a hub list page is likely to carry when sent.
+const ANSWER_HEADERS: usize = 12;
+const RETURNED_COUNT: HeaderName = HeaderName::from_static("elements-returned-count");
+const NEXT_PAGE_TOKEN: HeaderName = HeaderName::from_static("elements-next-page-token");
+
 /// A hub list page: the JSON array in `bytes`, its count, and the token of the page
 /// after it.
 fn list_answer(
@@ -575,16 +608,15 @@ fn list_answer(
     token: Option<Position>,
     tokens: &Tokens<'_>,
 ) -> Result<ProxyResponse, ServiceError> {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        HeaderName::from_static("elements-returned-count"),
-        HeaderValue::from(count),
-    );
+    // Room for these three and the ones every answer gets on its way out (its request
+    // and trace ids, CORS, the instance's id): a table that fills up is rebuilt.
+    let mut headers = HeaderMap::with_capacity(ANSWER_HEADERS);
+    headers.insert(RETURNED_COUNT, HeaderValue::from(count));
     if let Some(token) = token {
         let sealed = tokens.seal(&token)?;
         let value = HeaderValue::from_str(&sealed)
             .map_err(|_| ServiceError::Internal("page token is not a header".to_owned()))?;
-        headers.insert(HeaderName::from_static("elements-next-page-token"), value);
+        headers.insert(NEXT_PAGE_TOKEN, value);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(answer(StatusCode::OK, headers, bytes))

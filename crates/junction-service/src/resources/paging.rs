@@ -93,13 +93,22 @@ fn positive(query: &HubQuery, name: &str) -> Result<Option<usize>, ServiceError>
 /// long after the instance changed.
 pub(super) const TOKEN_MAX_AGE_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// A position as sealed: with when it was issued.
-#[derive(Serialize, Deserialize)]
+/// A position as sealed: its members, and when it was issued. Written out rather than
+/// as a flattened [`Position`], which serde reads through a buffer of every member: the
+/// same JSON (`{"v":…,"s":…,"t":…}`) at a fraction of the cost.
+#[derive(Serialize)]
+struct Sealing<'a> {
+    v: &'a Vendor,
+    s: usize,
+    t: i64,
+}
+
+/// [`Sealing`] as opened.
+#[derive(Deserialize)]
 struct Sealed {
-    #[serde(flatten)]
-    position: Position,
-    #[serde(rename = "t")]
-    issued_ms: i64,
+    v: Vendor,
+    s: usize,
+    t: i64,
 }
 
 /// Whether a token issued at `issued_ms` still opens at `now_ms`; a little clock skew
@@ -119,11 +128,12 @@ pub(super) struct Tokens<'a> {
 
 impl Tokens<'_> {
     pub(super) fn seal(&self, position: &Position) -> Result<String, ServiceError> {
-        let sealed = Sealed {
-            position: position.clone(),
-            issued_ms: crate::now_ms(),
+        let sealing = Sealing {
+            v: &position.vendor,
+            s: position.skip,
+            t: crate::now_ms(),
         };
-        let plain = serde_json::to_vec(&sealed)
+        let plain = serde_json::to_vec(&sealing)
             .map_err(|e| ServiceError::Internal(format!("page token: {e}")))?;
         let sealed = self.store.seal_opaque(&self.context, &plain)?;
         Ok(URL_SAFE_NO_PAD.encode(sealed))
@@ -138,10 +148,13 @@ impl Tokens<'_> {
             .open_opaque(&self.context, &blob)
             .ok_or_else(invalid_token)?;
         let sealed: Sealed = serde_json::from_slice(&plain).map_err(|_| invalid_token())?;
-        if !fresh(sealed.issued_ms, crate::now_ms()) {
+        if !fresh(sealed.t, crate::now_ms()) {
             return Err(invalid_token());
         }
-        Ok(sealed.position)
+        Ok(Position {
+            vendor: sealed.v,
+            skip: sealed.s,
+        })
     }
 }
 
@@ -231,7 +244,7 @@ impl<'a> Plan<'a> {
         };
         if let Some(size) = self.vendor_size() {
             let value = match &paging.page_size.template {
-                Some(template) => template.replace("{pageSize}", &size.to_string()),
+                Some(template) => fill(template, "{pageSize}", itoa::Buffer::new().format(size)),
                 None => size.to_string(),
             };
             match paging.page_size.location {
@@ -265,7 +278,7 @@ impl<'a> Plan<'a> {
         answer: &Value,
         headers: &HeaderMap,
         count: usize,
-        base: &Url,
+        base: &Base,
     ) -> Result<Option<Vendor>, ServiceError> {
         let Some(paging) = self.paging else {
             return Ok(None);
@@ -327,9 +340,9 @@ impl<'a> Plan<'a> {
                 .and_then(|p| lookup(answer, p))
                 .and_then(Value::as_str)
                 .filter(|u| !u.is_empty())
-                .map(|u| same_origin(base, u))
+                .map(|u| next_address(base, u))
                 .transpose()?
-                .map(|u| Vendor::Url(u.into())),
+                .map(Vendor::Url),
             PagingStyle::LinkHeader => link_next(headers)
                 .map(|u| same_origin(base, &u))
                 .transpose()?
@@ -339,29 +352,177 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The instance's `base.url` as one hub call reads it: parsed once, with the directory
+/// a relative next-page address resolves against.
+pub(super) struct Base {
+    pub url: Url,
+    /// `url` with a `/` after its path, when its path has none.
+    directory: Option<Url>,
+}
+
+impl Base {
+    pub(super) fn new(url: Url) -> Self {
+        let directory = (!url.path().ends_with('/')).then(|| {
+            let mut directory = url.clone();
+            let path = format!("{}/", url.path());
+            directory.set_path(&path);
+            directory
+        });
+        Self { url, directory }
+    }
+}
+
+/// `template` with every `placeholder` (which starts with `{`) replaced by `value`, as
+/// `str::replace` would: found from each `{` by a byte search rather than by a
+/// substring searcher set up for every call.
+fn fill(template: &str, placeholder: &str, value: &str) -> String {
+    let mut out = String::with_capacity(template.len() + value.len());
+    let mut rest = template;
+    while let Some(at) = memchr::memchr(b'{', rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        if rest[at..].starts_with(placeholder) {
+            out.push_str(value);
+            rest = &rest[at + placeholder.len()..];
+        } else {
+            out.push('{');
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A next-page address, checked to be on the instance's origin.
+pub(super) enum NextPage<'t> {
+    Parsed(Url),
+    /// A URL as Junction writes one (see [`recheck`]), read without parsing it again.
+    Plain {
+        path: &'t str,
+        query: Option<&'t str>,
+    },
+}
+
+impl NextPage<'_> {
+    pub(super) fn path(&self) -> &str {
+        match self {
+            Self::Parsed(url) => url.path(),
+            Self::Plain { path, .. } => path,
+        }
+    }
+
+    pub(super) fn query(&self) -> Option<&str> {
+        match self {
+            Self::Parsed(url) => url.query(),
+            Self::Plain { query, .. } => *query,
+        }
+    }
+
+    /// The origin to send the page to, as a URL with the path `/`: the base's, whose
+    /// scheme, host and port a plain address shares to the byte.
+    pub(super) fn origin(&self, base: &Url) -> Url {
+        let mut origin = match self {
+            Self::Parsed(url) => url.clone(),
+            Self::Plain { .. } => base.clone(),
+        };
+        origin.set_path("/");
+        origin.set_query(None);
+        origin.set_fragment(None);
+        origin
+    }
+}
+
 /// A next-page URL taken from a token, checked again when used: the instance's
 /// `base.url` may have moved since the token was issued.
-pub(super) fn recheck(base: &Url, next: &str) -> Result<Url, ServiceError> {
-    same_origin(base, next).map_err(|_| invalid_token())
+///
+/// The token holds the URL as Junction serialized it. When it starts with the base's
+/// scheme, host and port followed by `/`, and the rest holds only bytes the URL parser
+/// keeps as they are (no `%`, no `\`, no dot segment, no fragment), parsing it would
+/// give back the same text on the same origin: its path and query are read off it. Any
+/// other address is parsed and checked as before.
+pub(super) fn recheck<'t>(base: &Base, next: &'t str) -> Result<NextPage<'t>, ServiceError> {
+    if let Some(plain) = plain_on_origin(&base.url, next) {
+        return Ok(plain);
+    }
+    same_origin(base, next)
+        .map(NextPage::Parsed)
+        .map_err(|_| invalid_token())
+}
+
+fn plain_on_origin<'t>(base: &Url, next: &'t str) -> Option<NextPage<'t>> {
+    if !matches!(base.scheme(), "http" | "https") {
+        return None;
+    }
+    let rest = next.strip_prefix(&base[..url::Position::BeforePath])?;
+    if !is_plain_path(rest) {
+        return None;
+    }
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    Some(NextPage::Plain { path, query })
+}
+
+/// Whether `rest` is a path (and query) from the root that the URL parser keeps as it
+/// is: a `/` first, not `//`, no dot segment, and only bytes it never escapes, folds
+/// or drops.
+fn is_plain_path(rest: &str) -> bool {
+    let kept = |b: &u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'/' | b'-' | b'_' | b'~' | b'.' | b'?' | b'=' | b'&' | b',' | b':' | b'@'
+            )
+    };
+    let bytes = rest.as_bytes();
+    bytes.first() == Some(&b'/')
+        && bytes.get(1) != Some(&b'/')
+        && bytes.iter().all(kept)
+        && !bytes.windows(2).any(|w| w == b"/.")
+}
+
+/// The next page's address as a token keeps it: `next` resolved against `base` and
+/// refused off its origin (see [`same_origin`]). A plain address from the root, as
+/// Salesforce's `nextRecordsUrl`, resolves to the base's scheme, host and port followed
+/// by it, written without parsing.
+fn next_address(base: &Base, next: &str) -> Result<String, ServiceError> {
+    if matches!(base.url.scheme(), "http" | "https") && is_plain_path(next) {
+        let origin = &base.url[..url::Position::BeforePath];
+        let mut address = String::with_capacity(origin.len() + next.len());
+        address.push_str(origin);
+        address.push_str(next);
+        return Ok(address);
+    }
+    same_origin(base, next).map(String::from)
 }
 
 /// `next` resolved against `base` (absolute, root-relative as Salesforce's
 /// `nextRecordsUrl`, or relative to the base path), refused unless on `base`'s origin.
-fn same_origin(base: &Url, next: &str) -> Result<Url, ServiceError> {
-    let mut directory = base.clone();
-    if !directory.path().ends_with('/') {
-        let path = format!("{}/", directory.path());
-        directory.set_path(&path);
-    }
-    let url = directory.join(next).map_err(|_| {
-        ServiceError::ProviderAnswer(format!("the next page's address '{next}' is not a URL"))
-    })?;
-    if url.origin() != base.origin() {
+fn same_origin(base: &Base, next: &str) -> Result<Url, ServiceError> {
+    let url = base
+        .directory
+        .as_ref()
+        .unwrap_or(&base.url)
+        .join(next)
+        .map_err(|_| {
+            ServiceError::ProviderAnswer(format!("the next page's address '{next}' is not a URL"))
+        })?;
+    if !same_tuple_origin(&url, &base.url) {
         return Err(ServiceError::ProviderAnswer(
             "the next page is on another host than the instance's base.url".to_owned(),
         ));
     }
     Ok(url)
+}
+
+/// `url.origin() == base.origin()` for an http(s) `base`, without building either
+/// origin (each a copy of the host). Any other scheme has an opaque origin, equal to
+/// none.
+fn same_tuple_origin(url: &Url, base: &Url) -> bool {
+    matches!(base.scheme(), "http" | "https")
+        && url.scheme() == base.scheme()
+        && url.host() == base.host()
+        && url.port_or_known_default() == base.port_or_known_default()
 }
 
 /// The `rel="next"` target of RFC 8288 `Link` headers.
@@ -399,6 +560,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_placeholder_is_filled_as_replace_fills_it() {
+        for template in [
+            "batchSize={pageSize}",
+            "{pageSize}",
+            "{pageSize}{pageSize}",
+            "{{pageSize}}",
+            "{page{pageSize}",
+            "{pageSiz",
+            "none",
+            "",
+            "{",
+            "caf\u{e9}{pageSize}\u{e9}",
+        ] {
+            assert_eq!(
+                fill(template, "{pageSize}", "200"),
+                template.replace("{pageSize}", "200"),
+                "{template}"
+            );
+        }
+    }
+
+    #[test]
     fn the_next_link_is_found_among_others() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -409,6 +592,61 @@ mod tests {
         );
         assert_eq!(link_next(&h).as_deref(), Some("https://a.example/x?page=3"));
         assert_eq!(link_next(&HeaderMap::new()), None);
+    }
+
+    /// How a position was sealed before [`Sealing`]: tokens issued then must open, and
+    /// new ones must read the same.
+    #[derive(Serialize, Deserialize)]
+    struct Flattened {
+        #[serde(flatten)]
+        position: Position,
+        #[serde(rename = "t")]
+        issued_ms: i64,
+    }
+
+    #[test]
+    fn a_sealed_position_is_the_json_it_always_was() {
+        let positions = [
+            Position::start(),
+            Position {
+                vendor: Vendor::Offset(400),
+                skip: 7,
+            },
+            Position {
+                vendor: Vendor::Page(3),
+                skip: 0,
+            },
+            Position {
+                vendor: Vendor::Cursor("c\"\u{e9}".to_owned()),
+                skip: 1,
+            },
+            Position {
+                vendor: Vendor::Url("https://sf.example/q/01g-200?x=1".to_owned()),
+                skip: 199,
+            },
+        ];
+        for position in positions {
+            let old = serde_json::to_vec(&Flattened {
+                position: position.clone(),
+                issued_ms: -5,
+            })
+            .unwrap();
+            let new = serde_json::to_vec(&Sealing {
+                v: &position.vendor,
+                s: position.skip,
+                t: -5,
+            })
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(new).unwrap(),
+                String::from_utf8(old.clone()).unwrap()
+            );
+            let opened: Sealed = serde_json::from_slice(&old).unwrap();
+            assert_eq!(
+                (opened.v, opened.s, opened.t),
+                (position.vendor, position.skip, -5)
+            );
+        }
     }
 
     #[test]
@@ -426,18 +664,193 @@ mod tests {
 
     #[test]
     fn a_next_page_url_stays_on_the_base_origin() {
-        let base = Url::parse("https://sf.example/services/data/v58.0").unwrap();
-        assert_eq!(
-            same_origin(&base, "/services/data/v58.0/query/01g-200")
-                .unwrap()
-                .as_str(),
-            "https://sf.example/services/data/v58.0/query/01g-200"
-        );
-        assert_eq!(
-            same_origin(&base, "query/2").unwrap().as_str(),
-            "https://sf.example/services/data/v58.0/query/2"
-        );
-        assert!(same_origin(&base, "https://evil.example/x").is_err());
-        assert!(same_origin(&base, "//evil.example/x").is_err());
+        for raw in [
+            "https://sf.example/services/data/v58.0",
+            "https://sf.example/services/data/v58.0/",
+        ] {
+            let base = Base::new(Url::parse(raw).unwrap());
+            assert_eq!(
+                same_origin(&base, "/services/data/v58.0/query/01g-200")
+                    .unwrap()
+                    .as_str(),
+                "https://sf.example/services/data/v58.0/query/01g-200"
+            );
+            assert_eq!(
+                same_origin(&base, "query/2").unwrap().as_str(),
+                "https://sf.example/services/data/v58.0/query/2"
+            );
+            assert_eq!(
+                same_origin(&base, "https://SF.example:443/x")
+                    .unwrap()
+                    .as_str(),
+                "https://sf.example/x"
+            );
+            for elsewhere in [
+                "https://evil.example/x",
+                "//evil.example/x",
+                "http://sf.example/x",
+                "https://sf.example:8443/x",
+                "https://a@sf.example.evil.example/x",
+                "file:///etc/passwd",
+                "data:text/plain,x",
+            ] {
+                assert!(same_origin(&base, elsewhere).is_err(), "{elsewhere}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_next_address_reads_as_its_parse_would() {
+        let bases = [
+            "http://127.0.0.1:8080",
+            "https://sf.example/services/data/v59.0",
+            "https://u:p@sf.example/a/",
+        ];
+        let tails = [
+            "/",
+            "/x",
+            "/services/data/v59.0/query/01gD0000002HU6KIAW-2000",
+            "/a?b=1&c=2?d",
+            "/a?",
+            "/a/b.c/d..e?x=.",
+            "/a/./b",
+            "/a/../b",
+            "/a/%2e%2E/b",
+            "/a%20b",
+            "/a b",
+            "/a\\b",
+            "/a#f",
+            "/a?b#f",
+            "/caf\u{e9}",
+            "/a\tb",
+            "//evil.example/x",
+            "/a{b}",
+            "/a\"b",
+            "/a<b>",
+            "/a'b",
+            "/a`b",
+            ":8443/x",
+            ".evil.example/x",
+            "@evil.example/x",
+            "",
+        ];
+        let mut plain_ones = 0;
+        for raw in bases {
+            let base = Base::new(Url::parse(raw).unwrap());
+            let prefixes = [
+                base.url[..url::Position::BeforePath].to_owned(),
+                "https://sf.example".to_owned(),
+                "HTTP://127.0.0.1:8080".to_owned(),
+                "http://127.0.0.1:8081".to_owned(),
+            ];
+            for prefix in &prefixes {
+                for tail in tails {
+                    let next = format!("{prefix}{tail}");
+                    let parsed = same_origin(&base, &next);
+                    let Some(plain) = plain_on_origin(&base.url, &next) else {
+                        continue;
+                    };
+                    plain_ones += 1;
+                    let parsed = parsed.unwrap_or_else(|_| panic!("{next} on {raw}"));
+                    assert_eq!(parsed.as_str(), next, "{next} on {raw}");
+                    assert_eq!(plain.path(), parsed.path(), "{next} on {raw}");
+                    assert_eq!(plain.query(), parsed.query(), "{next} on {raw}");
+                    assert_eq!(
+                        plain.origin(&base.url),
+                        NextPage::Parsed(parsed.clone()).origin(&base.url),
+                        "{next} on {raw}"
+                    );
+                }
+            }
+        }
+        // Six plain tails on each base's own prefix, and again on https://sf.example's
+        // listed one.
+        assert_eq!(plain_ones, 6 * 4);
+        let base = Base::new(Url::parse("http://127.0.0.1:8080/api").unwrap());
+        assert!(matches!(
+            recheck(&base, "http://127.0.0.1:8080/api/q/01g-200?x=1"),
+            Ok(NextPage::Plain {
+                path: "/api/q/01g-200",
+                query: Some("x=1")
+            })
+        ));
+        assert!(matches!(
+            recheck(&base, "http://127.0.0.1:8080/api/q/a%20b"),
+            Ok(NextPage::Parsed(_))
+        ));
+        assert!(recheck(&base, "http://127.0.0.1:8081/api/q").is_err());
+        assert!(recheck(&base, "http://127.0.0.1:8080@evil.example/api/q").is_err());
+    }
+
+    #[test]
+    fn a_plain_next_address_from_the_root_is_written_as_resolving_it_would() {
+        let nexts = [
+            "/services/data/v59.0/query/01gD0000002HU6KIAW-2000",
+            "/a?b=1&c=2?d",
+            "/",
+            "/a?",
+            "//evil.example/x",
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/a b",
+            "/caf\u{e9}",
+            "/a\\b",
+            "/a#f",
+            "query/2",
+            "https://evil.example/x",
+            "",
+        ];
+        let mut written = 0;
+        for raw in [
+            "http://127.0.0.1:8080",
+            "https://sf.example/services/data/v59.0",
+            "https://u:p@sf.example/a/",
+        ] {
+            let base = Base::new(Url::parse(raw).unwrap());
+            for next in nexts {
+                let resolved = same_origin(&base, next).map(String::from);
+                written += usize::from(is_plain_path(next));
+                match (next_address(&base, next), resolved) {
+                    (Ok(address), Ok(resolved)) => assert_eq!(address, resolved, "{next} on {raw}"),
+                    (Err(_), Err(_)) => {}
+                    (ours, theirs) => panic!("{next} on {raw}: {ours:?} against {theirs:?}"),
+                }
+            }
+        }
+        assert_eq!(written, 4 * 3);
+    }
+
+    #[test]
+    fn origins_compare_as_the_url_crate_compares_them() {
+        let urls = [
+            "https://sf.example/a",
+            "https://sf.example:443/b",
+            "https://sf.example:444/b",
+            "http://sf.example/a",
+            "http://sf.example:80/a",
+            "http://127.0.0.1:8080/a",
+            "http://127.0.0.1:8081/a",
+            "http://[::1]:8080/a",
+            "https://xn--caf-dma.example/",
+            "https://café.example/",
+            "ftp://sf.example/a",
+            "file:///a",
+            "data:text/plain,x",
+            "mailto:a@sf.example",
+        ];
+        for a in urls {
+            for b in urls {
+                let (a, b) = (Url::parse(a).unwrap(), Url::parse(b).unwrap());
+                if matches!(b.scheme(), "http" | "https") {
+                    assert_eq!(
+                        same_tuple_origin(&a, &b),
+                        a.origin() == b.origin(),
+                        "{a} {b}"
+                    );
+                } else {
+                    assert!(!same_tuple_origin(&a, &b), "{a} {b}");
+                }
+            }
+        }
     }
 }

@@ -11,10 +11,11 @@ use junction_ceql::{Direction, Expr, Operator, OrderBy, ParseError};
 use junction_core::ElementDefinition;
 use junction_core::hub::{Resource, Translation};
 use serde_json::Value;
+use std::sync::OnceLock;
 
 /// How this call's query is served.
 #[derive(Debug, Default)]
-pub(super) struct QueryPlan {
+pub(super) struct QueryPlan<'a> {
     /// Evaluated by Junction on every record.
     filter: Option<Expr>,
     /// Sorted by Junction, for a list the vendor sends whole.
@@ -23,11 +24,41 @@ pub(super) struct QueryPlan {
     fields: Option<Vec<String>>,
     /// Query parameters the vendor is sent.
     vendor: Vec<(String, String)>,
+    /// The SOQL or JQL statement the vendor is sent.
+    statement: Option<Statement<'a>>,
 }
 
-impl QueryPlan {
+/// A `soql`/`jql` statement, written when a vendor call first needs it: the later pages
+/// of a walk by the vendor's next-page URL never do.
+#[derive(Debug)]
+struct Statement<'a> {
+    parameter: &'a str,
+    template: &'a str,
+    without: Option<&'a str>,
+    condition: Option<String>,
+    order: Option<String>,
+    text: OnceLock<String>,
+}
+
+impl Statement<'_> {
+    fn text(&self) -> &str {
+        self.text.get_or_init(|| {
+            statement(
+                self.template,
+                self.without,
+                self.condition.as_deref(),
+                self.order.as_deref(),
+            )
+        })
+    }
+}
+
+impl QueryPlan<'_> {
     /// Sets what the vendor is sent of the query.
     pub(super) fn apply(&self, vendor: &mut VendorRequest) {
+        if let Some(statement) = &self.statement {
+            vendor.set_query(statement.parameter, statement.text().to_owned());
+        }
         for (name, value) in &self.vendor {
             vendor.set_query(name, value.clone());
         }
@@ -161,11 +192,11 @@ fn statement(
 }
 
 /// Reads the query parameters, refusing what the resource cannot serve.
-pub(super) fn plan(
+pub(super) fn plan<'a>(
     element: &ElementDefinition,
-    resource: &Resource,
-    query: &HubQuery,
-) -> Result<QueryPlan, ServiceError> {
+    resource: &'a Resource,
+    query: &HubQuery<'_>,
+) -> Result<QueryPlan<'a>, ServiceError> {
     let expr = given(query, "where")
         .map(junction_ceql::parse)
         .transpose()
@@ -206,15 +237,14 @@ pub(super) fn plan(
                     Some(order_clause(order).ok_or_else(|| no_sort("a field name is not plain"))?)
                 }
             };
-            let text = statement(
+            plan.statement = spec.parameter.as_deref().map(|parameter| Statement {
+                parameter,
                 template,
-                spec.without.as_deref(),
-                condition.as_deref(),
-                order.as_deref(),
-            );
-            if let Some(parameter) = &spec.parameter {
-                plan.vendor.push((parameter.clone(), text));
-            }
+                without: spec.without.as_deref(),
+                condition,
+                order,
+                text: OnceLock::new(),
+            });
         }
         (Translation::Parameters, Some(spec)) => {
             if let Some(expr) = &expr {
@@ -271,6 +301,46 @@ pub(super) fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderMap, Method};
+
+    #[test]
+    fn a_statement_is_written_once_and_only_for_a_call_that_sends_it() {
+        let element: ElementDefinition = serde_json::from_value(serde_json::json!({
+            "id": 1, "key": "demo", "name": "Demo", "hookName": "Demo", "hub": "crm",
+            "description": "d", "image": "i", "authentication": {"type": "basic"},
+            "resources": [{
+                "path": "/hubs/crm/accounts", "method": "GET", "vendorPath": "/query",
+                "query": {"translation": "soql", "parameter": "q",
+                          "template": "SELECT Id FROM Account WHERE {where} {orderBy}"},
+            }],
+        }))
+        .unwrap();
+        let resource = &element.resources[0];
+        let query = HubQuery::parse(Some("where=Name%20%3D%20%27a%27&orderBy=Name%20desc"));
+        let plan = plan(&element, resource, &query).unwrap();
+        let written =
+            |plan: &QueryPlan<'_>| plan.statement.as_ref().and_then(|s| s.text.get().cloned());
+        assert_eq!(written(&plan), None);
+        for _ in 0..2 {
+            let mut page = VendorRequest {
+                method: Method::GET,
+                path: "/query".to_owned(),
+                passed_query: Vec::new(),
+                query: Vec::new(),
+                headers: HeaderMap::new(),
+                body: super::super::request::VendorBody::Empty,
+            };
+            plan.apply(&mut page);
+            assert_eq!(
+                page.query,
+                vec![(
+                    "q".to_owned(),
+                    "SELECT Id FROM Account WHERE (Name = 'a') ORDER BY Name DESC".to_owned()
+                )]
+            );
+        }
+        assert!(written(&plan).is_some());
+    }
 
     #[test]
     fn a_statement_without_where_drops_its_clause_and_keeps_the_order() {

@@ -3,6 +3,7 @@
 //! path, query, headers, body, the instance's configuration, or a literal) and puts it
 //! on one side of the vendor call.
 
+use super::paging::NextPage;
 use super::route::Bindings;
 use crate::ServiceError;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -13,29 +14,40 @@ use junction_core::credential::CredentialTemplate;
 use junction_core::element::CredentialLocation;
 use junction_core::hub::{PageSizeIn, Parameter, ParameterSource, ParameterType, Resource};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Query parameters the engine reads itself; they never reach the vendor as sent.
 pub(super) const ENGINE_PARAMETERS: [&str; 6] =
     ["where", "orderBy", "fields", "page", "pageSize", "nextPage"];
 
-/// The hub request's query: decoded pairs, and each pair as the caller wrote it.
+/// The hub request's query: decoded pairs, and each pair as the caller wrote it. Borrowed
+/// from the request: a pair that needs no decoding (a page token never does) is not
+/// copied.
 #[derive(Debug, Default)]
-pub(super) struct HubQuery {
-    pairs: Vec<(String, String, String)>,
+pub(super) struct HubQuery<'q> {
+    pairs: Vec<(Cow<'q, str>, Cow<'q, str>, &'q str)>,
 }
 
-impl HubQuery {
-    pub(super) fn parse(raw: Option<&str>) -> Self {
+impl<'q> HubQuery<'q> {
+    pub(super) fn parse(raw: Option<&'q str>) -> Self {
         let pairs = raw
             .unwrap_or_default()
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| {
-                let (k, v) = url::form_urlencoded::parse(p.as_bytes())
-                    .next()
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .unwrap_or_default();
-                (k, v, p.to_owned())
+                // Without `+` or `%` there is nothing to decode; finding neither with
+                // one vectorized search costs less than the decoder's passes over a
+                // page token.
+                let (k, v) = match memchr::memchr2(b'+', b'%', p.as_bytes()) {
+                    None => {
+                        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                        (Cow::Borrowed(k), Cow::Borrowed(v))
+                    }
+                    Some(_) => url::form_urlencoded::parse(p.as_bytes())
+                        .next()
+                        .unwrap_or_default(),
+                };
+                (k, v, p)
             })
             .collect();
         Self { pairs }
@@ -45,7 +57,12 @@ impl HubQuery {
     pub(super) fn as_json(&self) -> Map<String, Value> {
         self.pairs
             .iter()
-            .map(|(k, v, _)| (k.clone(), Value::String(v.clone())))
+            .map(|(k, v, _)| {
+                (
+                    k.clone().into_owned(),
+                    Value::String(v.clone().into_owned()),
+                )
+            })
             .collect()
     }
 
@@ -56,7 +73,7 @@ impl HubQuery {
             .pairs
             .iter()
             .filter(|(k, _, _)| k != "page" && k != "nextPage")
-            .map(|(k, v, _)| (k.as_str(), v.as_str()))
+            .map(|(k, v, _)| (k.as_ref(), v.as_ref()))
             .collect();
         pairs.sort_unstable();
         pairs
@@ -67,13 +84,14 @@ impl HubQuery {
         self.pairs
             .iter()
             .find(|(k, _, _)| k == name)
-            .map(|(_, v, _)| v.as_str())
+            .map(|(_, v, _)| v.as_ref())
     }
 }
 
 /// A vendor request body.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(super) enum VendorBody {
+    #[default]
     Empty,
     Json(Value),
     Form(Vec<(String, String)>),
@@ -117,7 +135,7 @@ pub(super) fn multipart_bytes(boundary: &str, fields: &[(String, String)]) -> Ve
 }
 
 /// A vendor call before the credential and the base URL.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct VendorRequest {
     pub method: Method,
     /// Starts with `/`, percent-encoded.
@@ -133,16 +151,16 @@ pub(super) struct VendorRequest {
 impl VendorRequest {
     /// The query string to send.
     pub(super) fn query_string(&self) -> String {
-        let mut out = self.passed_query.clone();
-        let mut encoder = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &self.query {
-            encoder.append_pair(k, v);
+        let mut out = self.passed_query.join("&");
+        if !self.query.is_empty() {
+            // From 0: a pair after the passed ones is joined to them by `&`.
+            let mut encoder = url::form_urlencoded::Serializer::for_suffix(out, 0);
+            for (k, v) in &self.query {
+                encoder.append_pair(k, v);
+            }
+            out = encoder.finish();
         }
-        let ours = encoder.finish();
-        if !ours.is_empty() {
-            out.push(ours);
-        }
-        out.join("&")
+        out
     }
 
     /// Takes over a next-page URL (already checked to be on the origin of `base`, the
@@ -155,7 +173,7 @@ impl VendorRequest {
     pub(super) fn follow(
         &mut self,
         base: &url::Url,
-        next: &url::Url,
+        next: &NextPage<'_>,
         own: &[String],
     ) -> Option<url::Url> {
         let prefix = base.path().trim_end_matches('/');
@@ -166,11 +184,7 @@ impl VendorRequest {
             }
             _ => {
                 self.path = next.path().to_owned();
-                let mut origin = next.clone();
-                origin.set_path("/");
-                origin.set_query(None);
-                origin.set_fragment(None);
-                Some(origin)
+                Some(next.origin(base))
             }
         };
         self.passed_query = next
@@ -222,7 +236,7 @@ impl VendorRequest {
 /// What the hub request offers the mapping.
 pub(super) struct Incoming<'a> {
     pub bindings: &'a Bindings,
-    pub query: &'a HubQuery,
+    pub query: &'a HubQuery<'a>,
     pub headers: &'a HeaderMap,
     /// The JSON body, when there is one.
     pub body: Option<&'a Value>,
@@ -420,10 +434,10 @@ pub(super) fn build(
     };
     let owned = owned_query_names(element, resource);
     for (key, _, raw) in &incoming.query.pairs {
-        if ENGINE_PARAMETERS.contains(&key.as_str()) || read_from_query.contains(&key.as_str()) {
+        if ENGINE_PARAMETERS.contains(&key.as_ref()) || read_from_query.contains(&key.as_ref()) {
             continue;
         }
-        if owned.contains(&key.as_str()) {
+        if owned.contains(&key.as_ref()) {
             return Err(ServiceError::bad_request(
                 "invalid_parameter",
                 format!(
@@ -433,7 +447,7 @@ pub(super) fn build(
                 ),
             ));
         }
-        request.passed_query.push(raw.clone());
+        request.passed_query.push((*raw).to_owned());
     }
     request.body = if !form.is_empty() {
         VendorBody::Form(form)
@@ -587,6 +601,20 @@ mod tests {
     }
 
     #[test]
+    fn the_query_sent_is_the_passed_pairs_then_junctions_encoded() {
+        let mut page = empty_get();
+        assert_eq!(page.query_string(), "q=1&limit=10");
+        page.set_query("where", "a b&c=é".to_owned());
+        assert_eq!(page.query_string(), "q=1&limit=10&where=a+b%26c%3D%C3%A9");
+        page.passed_query.clear();
+        assert_eq!(page.query_string(), "limit=10&where=a+b%26c%3D%C3%A9");
+        page.query.clear();
+        assert_eq!(page.query_string(), "");
+        page.passed_query = vec!["a=1".to_owned(), "b".to_owned()];
+        assert_eq!(page.query_string(), "a=1&b");
+    }
+
+    #[test]
     fn a_next_url_under_the_base_path_becomes_a_path_below_it_without_junctions_parameters() {
         let base = url::Url::parse("https://graph.example/v2.11").unwrap();
         let next = url::Url::parse(
@@ -594,7 +622,7 @@ mod tests {
         )
         .unwrap();
         let mut page = empty_get();
-        let root = page.follow(&base, &next, &["access_token".to_owned()]);
+        let root = page.follow(&base, &NextPage::Parsed(next), &["access_token".to_owned()]);
         assert!(root.is_none());
         assert_eq!(page.path, "/1/leads");
         assert_eq!(page.query_string(), "limit=10&after=QVFI%3D");
@@ -605,7 +633,7 @@ mod tests {
         let base = url::Url::parse("https://v.example/api/v1/").unwrap();
         let next = url::Url::parse("https://v.example/api/v2/items?page=2").unwrap();
         let mut page = empty_get();
-        let root = page.follow(&base, &next, &[]);
+        let root = page.follow(&base, &NextPage::Parsed(next), &[]);
         assert_eq!(
             root.map(String::from).as_deref(),
             Some("https://v.example/")
@@ -614,7 +642,7 @@ mod tests {
         assert_eq!(page.query_string(), "page=2");
         // A sibling whose name only starts like the base path is outside it too.
         let next = url::Url::parse("https://v.example/api/v10/items").unwrap();
-        assert!(page.follow(&base, &next, &[]).is_some());
+        assert!(page.follow(&base, &NextPage::Parsed(next), &[]).is_some());
     }
 
     #[test]
@@ -657,14 +685,54 @@ mod tests {
     }
 
     #[test]
+    fn query_pairs_decode_as_forms_do() {
+        for raw in [
+            "a=1",
+            "a",
+            "a=",
+            "=1",
+            "a=1=2",
+            "a+b=c+d",
+            "a%20b=c%2Bd",
+            "a=%FF",
+            "a=%zz",
+            "caf\u{e9}=\u{1f600}",
+            "nextPage=QUJD-_x",
+            "a=b&c",
+        ] {
+            let expected: Vec<(String, String)> = raw
+                .split('&')
+                .map(|p| {
+                    url::form_urlencoded::parse(p.as_bytes())
+                        .next()
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .unwrap_or_default()
+                })
+                .collect();
+            let parsed: Vec<(String, String)> = HubQuery::parse(Some(raw))
+                .pairs
+                .iter()
+                .map(|(k, v, _)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(parsed, expected, "{raw}");
+        }
+        let q = HubQuery::parse(Some("nextPage=QUJD-_x&pageSize=200"));
+        assert!(
+            q.pairs
+                .iter()
+                .all(|(k, v, _)| matches!((k, v), (Cow::Borrowed(_), Cow::Borrowed(_))))
+        );
+    }
+
+    #[test]
     fn the_callers_own_query_pairs_pass_as_written_and_engine_ones_stay() {
         let q = HubQuery::parse(Some("a=1%2B1&where=x%3D1&b"));
         assert_eq!(q.get("a"), Some("1+1"));
         let kept: Vec<&str> = q
             .pairs
             .iter()
-            .filter(|(k, _, _)| !ENGINE_PARAMETERS.contains(&k.as_str()))
-            .map(|(_, _, raw)| raw.as_str())
+            .filter(|(k, _, _)| !ENGINE_PARAMETERS.contains(&k.as_ref()))
+            .map(|(_, _, raw)| *raw)
             .collect();
         assert_eq!(kept, vec!["a=1%2B1", "b"]);
     }

@@ -24,43 +24,78 @@ pub(super) enum Route<'a> {
 /// The resource path without its `/hubs/<hub>` prefix.
 pub(super) fn hubless(path: &str) -> &str {
     path.strip_prefix("/hubs/")
-        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+        .and_then(|rest| rest.bytes().position(|b| b == b'/').map(|i| &rest[i..]))
         .unwrap_or(path)
 }
 
-fn segments(path: &str) -> Vec<&str> {
-    path.trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect()
+/// A path's segments, empty ones skipped. Split by hand: `str::split` sets up a
+/// substring search per segment, which costs more than these short segments do.
+struct Segments<'a>(&'a str);
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            if self.0.is_empty() {
+                return None;
+            }
+            let end = self.0.bytes().position(|b| b == b'/');
+            let (segment, rest) = match end {
+                Some(end) => (&self.0[..end], &self.0[end + 1..]),
+                None => (self.0, ""),
+            };
+            self.0 = rest;
+            if !segment.is_empty() {
+                return Some(segment);
+            }
+        }
+    }
+}
+
+/// A `{placeholder}`'s name.
+fn placeholder(segment: &str) -> Option<&str> {
+    segment.strip_prefix('{').and_then(|n| n.strip_suffix('}'))
+}
+
+/// A path segment as a placeholder's value: percent-decoded, and only when it stands
+/// for one segment (a decoded `/` would let one stand for two).
+fn bound_value(segment: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let value = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()?;
+    (!value.is_empty() && !value.contains('/')).then_some(value)
 }
 
 /// How well a template matches: literal segments count, so `/contacts/search` beats
-/// `/contacts/{id}` for `/contacts/search`. Read without collecting the template's
-/// segments: an element has dozens of resources and most differ in the first one.
-fn bind(template: &str, path: &[&str]) -> Option<(usize, Bindings)> {
-    let mut template = hubless(template).split('/').filter(|s| !s.is_empty());
+/// `/contacts/{id}` for `/contacts/search`. Nothing is copied: an element has dozens of
+/// resources, most differ in the first segment, and only the winner's values are bound
+/// (by [`bindings`]).
+fn score(template: &str, path: &[&str]) -> Option<usize> {
+    let mut template = Segments(hubless(template));
     let mut literal = 0;
-    let mut bindings = Bindings::new();
     for p in path {
         let t = template.next()?;
-        if let Some(name) = t.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
-            let value = percent_encoding::percent_decode_str(p)
-                .decode_utf8()
-                .ok()?
-                .into_owned();
-            // A decoded `/` would let one segment stand for two.
-            if value.is_empty() || value.contains('/') {
-                return None;
-            }
-            bindings.insert(name.to_owned(), value);
+        if placeholder(t).is_some() {
+            bound_value(p)?;
         } else if t == *p {
             literal += 1;
         } else {
             return None;
         }
     }
-    template.next().is_none().then_some((literal, bindings))
+    template.next().is_none().then_some(literal)
+}
+
+/// The values `path` binds to the placeholders of `template`, which [`score`] matched.
+fn bindings(template: &str, path: &[&str]) -> Bindings {
+    let mut bindings = Bindings::new();
+    for (t, p) in Segments(hubless(template)).zip(path) {
+        if let (Some(name), Some(value)) = (placeholder(t), bound_value(p)) {
+            bindings.insert(name.to_owned(), value.into_owned());
+        }
+    }
+    bindings
 }
 
 fn http_method(m: &Method) -> Option<HttpMethod> {
@@ -81,24 +116,25 @@ pub(super) fn find<'a>(
     method: &Method,
     path: &str,
 ) -> Result<Route<'a>, ServiceError> {
-    let wanted = segments(path);
-    let routable =
-        |r: &&Resource| matches!(r.kind, ResourceType::Api | ResourceType::ApiNoDocumentation);
-    let mut best: Option<(usize, &Resource, Bindings)> = None;
-    let mut allowed: Vec<&'static str> = Vec::new();
-    for resource in element.resources.iter().filter(routable) {
-        let Some((score, bindings)) = bind(&resource.path, &wanted) else {
+    let wanted: Vec<&str> = Segments(path).collect();
+    let wanted_method = http_method(method);
+    let routable = || {
+        element
+            .resources
+            .iter()
+            .filter(|r| matches!(r.kind, ResourceType::Api | ResourceType::ApiNoDocumentation))
+    };
+    let mut best: Option<(usize, &Resource)> = None;
+    for resource in routable().filter(|r| Some(r.method) == wanted_method) {
+        let Some(score) = score(&resource.path, &wanted) else {
             continue;
         };
-        if Some(resource.method) != http_method(method) {
-            allowed.push(resource.method.as_str());
-            continue;
-        }
-        if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
-            best = Some((score, resource, bindings));
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, resource));
         }
     }
-    if let Some((_, resource, bindings)) = best {
+    if let Some((_, resource)) = best {
+        let bindings = bindings(&resource.path, &wanted);
         return Ok(Route::Resource(resource, bindings));
     }
     // The standard resources every element has, unless it declares its own.
@@ -112,6 +148,10 @@ pub(super) fn find<'a>(
         }
         _ => {}
     }
+    let mut allowed: Vec<&'static str> = routable()
+        .filter(|r| score(&r.path, &wanted).is_some())
+        .map(|r| r.method.as_str())
+        .collect();
     if !allowed.is_empty() {
         allowed.sort_unstable();
         allowed.dedup();
@@ -170,16 +210,54 @@ mod tests {
     }
 
     #[test]
+    fn segments_are_the_non_empty_parts_between_slashes() {
+        for path in [
+            "",
+            "/",
+            "//",
+            "a",
+            "/a",
+            "a/",
+            "/a/b",
+            "//a//b//",
+            "/caf\u{e9}/\u{1f600}/x",
+            "/%2F/{id}",
+        ] {
+            let expected: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            assert_eq!(Segments(path).collect::<Vec<_>>(), expected, "{path:?}");
+        }
+        assert_eq!(hubless("/hubs/crm/contacts/{id}"), "/contacts/{id}");
+        assert_eq!(hubless("/hubs/crm"), "/hubs/crm");
+        assert_eq!(hubless("/contacts"), "/contacts");
+    }
+
+    #[test]
+    fn placeholders_repeated_in_a_template_bind_the_last_value() {
+        let e = element(serde_json::json!([
+            {"path": "/hubs/crm/a/{id}/b/{id}", "method": "GET", "vendorPath": "/x/{id}"},
+        ]));
+        let Ok(Route::Resource(_, b)) = find(&e, &Method::GET, "/a/1/b/2") else {
+            panic!("no match");
+        };
+        assert_eq!(b.len(), 1);
+        assert_eq!(b["id"], "2");
+        assert!(find(&e, &Method::GET, "/a/1/b/%FF").is_err());
+        assert!(find(&e, &Method::GET, "/a/1/c/2").is_err());
+    }
+
+    #[test]
     fn another_method_on_a_known_path_is_405_and_an_unknown_path_404() {
         let e = element(serde_json::json!([
             {"path": "/hubs/crm/contacts", "method": "GET", "vendorPath": "/c"},
             {"path": "/hubs/crm/contacts", "method": "POST", "vendorPath": "/c"},
         ]));
-        match find(&e, &Method::DELETE, "/contacts") {
-            Err(ServiceError::MethodNotAllowed { allowed, .. }) => {
-                assert_eq!(allowed, vec!["GET", "POST"]);
+        for method in [Method::DELETE, Method::HEAD] {
+            match find(&e, &method, "/contacts") {
+                Err(ServiceError::MethodNotAllowed { allowed, .. }) => {
+                    assert_eq!(allowed, vec!["GET", "POST"]);
+                }
+                _ => panic!("expected 405"),
             }
-            _ => panic!("expected 405"),
         }
         assert!(matches!(
             find(&e, &Method::GET, "/leads"),
