@@ -9,7 +9,7 @@
 # bench/results/hub.md.
 #   bash bench/hub.sh                    # release build first (a no-op when fresh)
 #   BENCH_NO_BUILD=1 bash bench/hub.sh   # reuse the binaries
-# Settings: BENCH_ACCOUNTS (100000), BENCH_CONTACTS (10000), BENCH_REPEAT (5: the
+# Settings: BENCH_ACCOUNTS (100000), BENCH_CONTACTS (10000), BENCH_REPEAT (10: the
 # fastest of that many walks counts; four times as many for a walk of under 20 pages),
 # BENCH_PAGE_SIZES ("2000 200"), BENCH_RESULTS.
 set -euo pipefail
@@ -23,7 +23,7 @@ BIN=$RELEASE/junction
 DRIVER=$RELEASE/junction-bench
 ACCOUNTS=${BENCH_ACCOUNTS:-100000}
 CONTACTS=${BENCH_CONTACTS:-10000}
-REPEAT=${BENCH_REPEAT:-5}
+REPEAT=${BENCH_REPEAT:-10}
 PAGE_SIZES=${BENCH_PAGE_SIZES:-"2000 200"}
 OUT=${BENCH_RESULTS:-$ROOT/bench/results/hub.md}
 USER_SECRET=bench-user-secret-0123456789
