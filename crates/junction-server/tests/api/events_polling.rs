@@ -893,8 +893,10 @@ async fn a_receiver_answering_410_gone_stops_the_polling(backend: Backend) {
     let receiver = Receiver::start(&[], 410).await;
     let org = org(&app, &receiver, "Contact").await;
     org.create("Contact", "003", 1);
-    let report = app.services.poll_due("test-round").await.unwrap();
-    assert_eq!(report.events, 1, "{report:?}");
+    // The poll's own report is not read: the event can be delivered, refused with 410
+    // and the poller removed before the poll records its outcome, which then finds no
+    // poller to record it on.
+    app.services.poll_due("test-round").await.unwrap();
     receiver.wait_for(1).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
