@@ -819,6 +819,14 @@ impl Store {
         // The poller row before the instance row, in the order a poll storing its events
         // takes them, so the two never wait on each other.
         delete_poller_in(&mut tx, id).await?;
+        // Then its deliveries, before the cascade reaches its events: a delivery's outcome
+        // is recorded by locking the delivery row and then its event (the attempt's
+        // foreign key), and the cascade from the instance row would take the event first,
+        // a deadlock on PostgreSQL when both run at once.
+        sqlx::query("delete from event_deliveries where instance_id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
         // SQLite enforces the cascade only with foreign keys on; deleting tags first keeps
         // both dialects identical regardless.
         for table in ["instance_tags", "instance_trace_logs"] {
@@ -1025,6 +1033,120 @@ pub(crate) mod tests {
         .await
         .unwrap();
         let _ = conn.close().await;
+    }
+
+    /// A delivery's outcome being recorded (the delivery row updated, then an attempt
+    /// written against its event) while its instance is deleted: both finish, in either
+    /// order of arrival, where the cascade alone deadlocked on PostgreSQL.
+    #[tokio::test]
+    async fn an_instance_is_deleted_while_a_delivery_of_its_event_is_recorded_on_postgres() {
+        use sqlx::{Connection, Executor};
+        let Some((store, account, user, name, admin)) = postgres_organization().await else {
+            eprintln!("JUNCTION_TEST_DATABASE_URL is not set: the PostgreSQL case did not run");
+            return;
+        };
+        let token = Secret::new("delivery-token");
+        let none = ConfigMap::new();
+        let (record, _) = store
+            .insert_instance_polling(
+                NewInstance {
+                    account_id: account,
+                    user_id: user,
+                    element_id: 23,
+                    element_key: "sfdc",
+                    name: "n",
+                    token: &token,
+                    config: &none,
+                    secrets: &none,
+                    tags: &[],
+                    external_authentication: "none",
+                    token_expires_at: None,
+                    now: 7,
+                },
+                &PollerWrite::Off,
+            )
+            .await
+            .unwrap();
+        let id = record.id.0;
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        let mut delivery = sqlx::postgres::PgConnection::connect(url.as_str())
+            .await
+            .unwrap();
+        let event: i64 = sqlx::query_scalar(
+            "insert into events (instance_id, account_id, element_key, source, status, \
+             provider_data, events, created_at, updated_at) \
+             values ($1, $2, 'sfdc', 'webhook', 'DISPATCHED', '{}', '[]', 1, 1) returning id",
+        )
+        .bind(id)
+        .bind(account.0)
+        .fetch_one(&mut delivery)
+        .await
+        .unwrap();
+        let delivery_id: i64 = sqlx::query_scalar(
+            "insert into event_deliveries (event_id, instance_id, account_id, webhook_id, body, \
+             ordering_key, callback, state, next_attempt_at, created_at, updated_at) \
+             values ($1, $2, $3, 'w-1', '{}', 'k', 'http://r.example/', 'pending', 1, 1, 1) \
+             returning id",
+        )
+        .bind(event)
+        .bind(id)
+        .bind(account.0)
+        .fetch_one(&mut delivery)
+        .await
+        .unwrap();
+
+        // The delivery's transaction takes its row, as `finish_deliveries` does first.
+        delivery.execute("begin").await.unwrap();
+        sqlx::query("update event_deliveries set attempts = attempts + 1 where id = $1")
+            .bind(delivery_id)
+            .execute(&mut delivery)
+            .await
+            .unwrap();
+        let deleting = tokio::spawn({
+            let store = store.clone();
+            async move { store.delete_instance(account, record.id).await }
+        });
+        // The delete waits on a lock before the delivery goes on.
+        let mut watch = sqlx::postgres::PgConnection::connect(url.as_str())
+            .await
+            .unwrap();
+        for _ in 0..500 {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity where datname = current_database() \
+                 and wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watch)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Then it writes the attempt against the event, and commits.
+        sqlx::query(
+            "insert into event_attempts (event_id, delivery_id, attempted_at, status_code, \
+             duration_ms) values ($1, $2, 2, 200, 1)",
+        )
+        .bind(event)
+        .bind(delivery_id)
+        .execute(&mut delivery)
+        .await
+        .expect("the attempt is written, not chosen as a deadlock's victim");
+        delivery.execute("commit").await.unwrap();
+        deleting.await.unwrap().expect("the instance is deleted");
+        for table in ["events", "event_deliveries", "event_attempts"] {
+            let left: i64 =
+                sqlx::query_scalar(AssertSqlSafe(format!("select count(*) from {table}")))
+                    .fetch_one(&mut watch)
+                    .await
+                    .unwrap();
+            assert_eq!(left, 0, "{table}");
+        }
+        let _ = delivery.close().await;
+        let _ = watch.close().await;
+        drop_database(store, &name, &admin).await;
     }
 
     /// What a provisioning stores and answers, on one store: the instance with its owner
