@@ -42,11 +42,15 @@ def pump(src, dst, answered):
     except OSError:
         pass
     finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut(src, dst)
+
+
+def shut(*socks):
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def recv_exact(sock, n):
@@ -82,11 +86,7 @@ def frontend(client, server, answered):
     except (EOFError, OSError):
         pass
     finally:
-        for s in (client, server):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut(client, server)
 
 
 def main():

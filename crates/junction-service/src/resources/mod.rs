@@ -124,10 +124,10 @@ impl Services {
         let target = self
             .with_resource_credential(target, resource, &bindings)
             .await?;
+        let pre_hooks = hooks::any(&element, resource, HookType::PreRequest);
+        let post_hooks = hooks::any(&element, resource, HookType::PostRequest);
         // What hooks are shown of the hub request, built only for a resource that has any.
-        let hub_side = (hooks::any(&element, resource, HookType::PreRequest)
-            || hooks::any(&element, resource, HookType::PostRequest))
-        .then(|| hooks::HubSide {
+        let hub_side = (pre_hooks || post_hooks).then(|| hooks::HubSide {
             method: request.method.as_str(),
             path: &request.path,
             parameters: query.as_json(),
@@ -138,7 +138,7 @@ impl Services {
         });
         let strip = response::strips_nulls(&record.config);
         let passes_through = query_plan.passes_records_through()
-            && !hooks::any(&element, resource, HookType::PostRequest)
+            && !post_hooks
             && !request::reads_response_body(&element, resource);
         let mut configuration = Vec::new();
 
@@ -171,9 +171,7 @@ impl Services {
             let vendor_base = root
                 .as_ref()
                 .map_or(target.base_url.as_str(), |r| r.as_str());
-            if let Some(hub_side) = &hub_side
-                && hooks::any(&element, resource, HookType::PreRequest)
-            {
+            if let Some(hub_side) = hub_side.as_ref().filter(|_| pre_hooks) {
                 let pre = hooks::pre_request(
                     &self.sandbox,
                     &element,
@@ -195,7 +193,7 @@ impl Services {
             }
             check_vendor_path(&page.path)?;
             // After the call only postRequest hooks read the page again.
-            let headers = if hooks::any(&element, resource, HookType::PostRequest) {
+            let headers = if post_hooks {
                 page.headers.clone()
             } else {
                 std::mem::take(&mut page.headers)
@@ -239,9 +237,7 @@ impl Services {
                 }
             }
             let mut answer = sent.parse()?;
-            if let Some(hub_side) = &hub_side
-                && hooks::any(&element, resource, HookType::PostRequest)
-            {
+            if let Some(hub_side) = hub_side.as_ref().filter(|_| post_hooks) {
                 let post = hooks::post_request(
                     &self.sandbox,
                     &element,
